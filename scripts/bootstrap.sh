@@ -1,0 +1,66 @@
+# Sourced by scripts/dev, scripts/test, scripts/bench and scripts/admin.
+# Installs what is missing into the git-ignored .local/ folder and puts it on PATH.
+# Why a venv: moto_server, cargo-lambda (with its zig) and cfn-lint all come from PyPI, so one
+# Python venv holds every tool the local stack needs, and nothing touches the system.
+set -euo pipefail
+
+NODEAI_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+NODEAI_LOCAL="$NODEAI_ROOT/.local"
+NODEAI_VENV="$NODEAI_LOCAL/venv"
+# Pinned so a fresh machine gets exactly what was checked here.
+NODEAI_PY_PACKAGES=("moto[server]==5.2.5" "cargo-lambda==1.9.2" "cfn-lint==1.58.0")
+
+log() { printf '\033[1m[nodeai]\033[0m %s\n' "$*" >&2; }
+
+ensure_tools() {
+  local stamp="$NODEAI_VENV/.installed-$(printf '%s ' "${NODEAI_PY_PACKAGES[@]}" | sha256sum | cut -c1-12)"
+  if [ ! -f "$stamp" ]; then
+    log "installing local tools into .local/venv (first run only): ${NODEAI_PY_PACKAGES[*]}"
+    command -v python3 >/dev/null || { log "python3 is required"; exit 1; }
+    [ -x "$NODEAI_VENV/bin/python" ] || python3 -m venv "$NODEAI_VENV"
+    "$NODEAI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$NODEAI_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${NODEAI_PY_PACKAGES[@]}"
+    touch "$stamp"
+  fi
+  export PATH="$NODEAI_VENV/bin:$PATH"
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    log "cargo-nextest missing: installing it with cargo (first run only)"
+    cargo install --locked cargo-nextest
+  fi
+}
+
+# A free TCP port on loopback, asked of the kernel.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Wait until an HTTP endpoint answers anything at all.
+wait_http() {
+  local url="$1" seconds="${2:-60}" i
+  for ((i = 0; i < seconds * 10; i++)); do
+    if curl -s -o /dev/null "$url"; then return 0; fi
+    sleep 0.1
+  done
+  log "timed out waiting for $url"
+  return 1
+}
+
+# Starts moto_server on 127.0.0.1:$1 in the background; prints its pid.
+start_moto() {
+  local port="$1" logfile="$2"
+  moto_server -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
+  local pid=$!
+  wait_http "http://127.0.0.1:$port/moto-api/" 60
+  echo "$pid"
+}
+
+# The environment every local process uses to reach the emulator.
+emulator_env() {
+  local port="$1"
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+  export AWS_REGION="${AWS_REGION:-us-east-1}"
+  export AWS_DEFAULT_REGION="$AWS_REGION"
+  export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}"
+  export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
+  export AWS_EC2_METADATA_DISABLED=true
+}

@@ -1,0 +1,36 @@
+use super::App;
+use crate::error::{ApiError, ErrorCode};
+use crate::http::Reply;
+use serde_json::json;
+use std::time::Instant;
+
+pub async fn live() -> Result<Reply, ApiError> {
+    Ok(Reply::ok(json!({ "status": "ok" })))
+}
+
+pub async fn ready(app: &App) -> Result<Reply, ApiError> {
+    let started = Instant::now();
+    let outcome = app.store.ping().await;
+    let latency_ms = (started.elapsed().as_secs_f64() * 1000.0).round() as u64;
+    match outcome {
+        Ok(()) => Ok(Reply::ok(json!({
+            "status": "ready",
+            "checks": [ { "name": "dynamodb", "status": "ok", "latency_ms": latency_ms } ]
+        }))),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            Err(ApiError::new(ErrorCode::ServiceUnavailable, "not ready: the data store cannot be reached")
+                .with_details(vec![json!({ "name": "dynamodb", "status": "error", "latency_ms": latency_ms })])
+                .with_header("retry-after", "5"))
+        }
+    }
+}
+
+pub async fn summary(app: &App) -> Result<Reply, ApiError> {
+    Ok(Reply::ok(json!({
+        "status": "ok",
+        "service": "nodeai",
+        "version": env!("CARGO_PKG_VERSION"),
+        "stage": app.config.stage,
+    })))
+}

@@ -1,0 +1,304 @@
+//! Workflow routes: validate, create, list, get, replace, delete, publish, versions, deploy.
+
+use super::App;
+use crate::cursor;
+use crate::error::{ApiError, ErrorCode, StoreError};
+use crate::http::{self, Reply};
+use crate::model::{VersionRecord, WorkflowRecord, new_id, now_rfc3339};
+use crate::store::{DeployOutcome, VersionSummary, WorkflowSummary};
+use crate::validation::{self, Problem, is_valid_tag};
+use lambda_http::Request;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+pub const MAX_PAGE_SIZE: usize = 100;
+
+/// One authenticated request: the shared state, the request, and the caller's tenant.
+pub struct Call<'a> {
+    pub app: &'a App,
+    pub req: &'a Request,
+    pub tenant_id: &'a str,
+}
+
+fn problems_error(problems: Vec<Problem>) -> ApiError {
+    let count = problems.len();
+    let details = problems.into_iter().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect();
+    ApiError::new(
+        ErrorCode::ValidationFailed,
+        format!("the workflow definition has {count} problem{}", if count == 1 { "" } else { "s" }),
+    )
+    .with_details(details)
+    .suggest("Fix every problem listed in details; POST /v1/workflows/validate checks a definition without saving it.")
+}
+
+/// The workflow id from the path. An id that is not a canonical ULID cannot exist: 404.
+fn workflow_id(call: &Call) -> Result<String, ApiError> {
+    let id = http::path_param(call.req, "workflow_id").unwrap_or_default();
+    match ulid::Ulid::from_string(&id) {
+        Ok(parsed) if parsed.to_string() == id => Ok(id),
+        _ => Err(ApiError::workflow_not_found(&truncate(&id, 64))),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+fn workflow_view(record: &WorkflowRecord) -> Value {
+    let d = &record.definition;
+    json!({
+        "id": record.workflow_id,
+        "name": d.name,
+        "description": d.description,
+        "tags": d.tags,
+        "revision": record.revision,
+        "etag": record.etag(),
+        "latest_version": (record.latest_version > 0).then_some(record.latest_version),
+        "deployed_version": record.deployed_version,
+        "has_unpublished_changes": record.revision != record.published_revision,
+        "created_at": record.created_at,
+        "updated_at": record.updated_at,
+        "definition": d,
+    })
+}
+
+fn summary_view(summary: &WorkflowSummary) -> Value {
+    json!({
+        "id": summary.workflow_id,
+        "name": summary.name,
+        "description": summary.description,
+        "tags": summary.tags,
+        "revision": summary.revision,
+        "latest_version": (summary.latest_version > 0).then_some(summary.latest_version),
+        "deployed_version": summary.deployed_version,
+        "created_at": summary.created_at,
+        "updated_at": summary.updated_at,
+    })
+}
+
+fn version_view(version: &VersionRecord) -> Value {
+    json!({
+        "workflow_id": version.workflow_id,
+        "version": version.version,
+        "source_revision": version.source_revision,
+        "created_at": version.created_at,
+        "definition": version.definition,
+    })
+}
+
+fn version_summary_view(workflow_id: &str, version: &VersionSummary) -> Value {
+    json!({
+        "workflow_id": workflow_id,
+        "version": version.version,
+        "name": version.name,
+        "source_revision": version.source_revision,
+        "created_at": version.created_at,
+    })
+}
+
+fn location(workflow_id: &str) -> String {
+    format!("/v1/workflows/{workflow_id}")
+}
+
+pub async fn validate(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let (document, size) = http::json_body(call.req)?;
+    let problems = match validation::validate_definition(&document, size) {
+        Ok(_) => Vec::new(),
+        Err(problems) => problems,
+    };
+    Ok(Reply::ok(json!({ "valid": problems.is_empty(), "problems": problems })))
+}
+
+pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let (document, size) = http::json_body(call.req)?;
+    let definition = validation::validate_definition(&document, size).map_err(problems_error)?;
+    let now = now_rfc3339();
+    let record = WorkflowRecord {
+        tenant_id: call.tenant_id.to_string(),
+        workflow_id: new_id(),
+        definition,
+        revision: 1,
+        latest_version: 0,
+        deployed_version: None,
+        published_revision: 0,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    call.app.store.create_workflow(&record).await?;
+    Ok(Reply::created(workflow_view(&record), location(&record.workflow_id)).with_header("etag", record.etag()))
+}
+
+/// `limit` and `next_token` for a listing whose cursor scope is `scope`.
+fn paging(call: &Call, scope: &str) -> Result<(usize, Option<String>), ApiError> {
+    let limit = match http::query_param(call.req, "limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid_request(format!(
+                    "limit must be an integer from 1 to {MAX_PAGE_SIZE}, not {:?}",
+                    truncate(&raw, 32)
+                )));
+            }
+        },
+    };
+    let after = http::query_param(call.req, "next_token")
+        .map(|token| cursor::decode(&call.app.config.cursor_signing_key, scope, &token))
+        .transpose()?;
+    Ok((limit, after))
+}
+
+pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let tag = http::query_param(call.req, "tag");
+    if let Some(tag) = &tag {
+        if !is_valid_tag(tag) {
+            return Err(ApiError::invalid_request("tag must be 1-64 characters of letters, digits, '_', '.', ':' or '-'"));
+        }
+    }
+    let scope = format!("workflows|{}|{}", call.tenant_id, tag.as_deref().unwrap_or(""));
+    let (limit, after) = paging(call, &scope)?;
+    let page = call.app.store.list_workflows(call.tenant_id, after.as_deref(), limit, tag.as_deref()).await?;
+    let key = &call.app.config.cursor_signing_key;
+    Ok(Reply::ok(json!({
+        "items": page.items.iter().map(summary_view).collect::<Vec<_>>(),
+        "next_token": page.next_after.map(|after| cursor::encode(key, &scope, &after)),
+    })))
+}
+
+async fn load(call: &Call<'_>, workflow_id: &str) -> Result<WorkflowRecord, ApiError> {
+    call.app
+        .store
+        .get_workflow(call.tenant_id, workflow_id)
+        .await?
+        .ok_or_else(|| ApiError::workflow_not_found(workflow_id))
+}
+
+pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = workflow_id(call)?;
+    let record = load(call, &id).await?;
+    Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag()))
+}
+
+/// The revision an `If-Match` header names: `"3"`, `W/"3"` or `3`. `*` means any.
+fn if_match(call: &Call) -> Result<Option<u64>, ApiError> {
+    let Some(raw) = http::header(call.req, "if-match") else { return Ok(None) };
+    let raw = raw.trim();
+    if raw == "*" {
+        return Ok(None);
+    }
+    raw.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse::<u64>()
+        .map(Some)
+        .map_err(|_| ApiError::invalid_request("If-Match must be an ETag returned by this API, such as \"3\""))
+}
+
+pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = workflow_id(call)?;
+    let expected = if_match(call)?;
+    let (document, size) = http::json_body(call.req)?;
+    let definition = validation::validate_definition(&document, size).map_err(problems_error)?;
+    let current = load(call, &id).await?;
+    let stale = || {
+        ApiError::new(ErrorCode::PreconditionFailed, format!("the workflow is at revision {}, not the one If-Match names", current.revision))
+            .suggest("GET the workflow again, reapply your change and send its new ETag.")
+    };
+    if expected.is_some_and(|e| e != current.revision) {
+        return Err(stale());
+    }
+    match call.app.store.replace_draft(call.tenant_id, &id, &definition, current.revision, &now_rfc3339()).await {
+        Ok(Some(record)) => Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag())),
+        Ok(None) => Err(ApiError::workflow_not_found(&id)),
+        Err(StoreError::ConditionFailed) if expected.is_some() => Err(stale()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn delete(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = workflow_id(call)?;
+    if call.app.store.delete_workflow(call.tenant_id, &id).await? {
+        Ok(Reply::no_content())
+    } else {
+        Err(ApiError::workflow_not_found(&id))
+    }
+}
+
+pub async fn publish(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = workflow_id(call)?;
+    let current = load(call, &id).await?;
+    if current.latest_version > 0 && current.published_revision == current.revision {
+        return Err(ApiError::new(
+            ErrorCode::DraftUnchanged,
+            format!("the draft has not changed since version {} was published", current.latest_version),
+        )
+        .suggest(format!("Deploy it with PUT /v1/workflows/{id}/deployment, or change the draft first.")));
+    }
+    let version = VersionRecord {
+        tenant_id: call.tenant_id.to_string(),
+        workflow_id: id.clone(),
+        version: current.latest_version + 1,
+        definition: current.definition,
+        source_revision: current.revision,
+        created_at: now_rfc3339(),
+    };
+    call.app.store.publish_version(&version).await?;
+    Ok(Reply::created(version_view(&version), format!("{}/versions/{}", location(&id), version.version)))
+}
+
+pub async fn list_versions(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = workflow_id(call)?;
+    let scope = format!("versions|{}|{id}", call.tenant_id);
+    let (limit, after) = paging(call, &scope)?;
+    load(call, &id).await?;
+    let page = call.app.store.list_versions(call.tenant_id, &id, after.as_deref(), limit).await?;
+    let key = &call.app.config.cursor_signing_key;
+    Ok(Reply::ok(json!({
+        "items": page.items.iter().map(|v| version_summary_view(&id, v)).collect::<Vec<_>>(),
+        "next_token": page.next_after.map(|after| cursor::encode(key, &scope, &after)),
+    })))
+}
+
+pub async fn get_version(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = workflow_id(call)?;
+    let raw = http::path_param(call.req, "version").unwrap_or_default();
+    let number = match raw.parse::<u32>() {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            return Err(ApiError::invalid_request(format!(
+                "version must be a positive integer, not {:?}",
+                truncate(&raw, 32)
+            )));
+        }
+    };
+    load(call, &id).await?;
+    let version = call
+        .app
+        .store
+        .get_version(call.tenant_id, &id, number)
+        .await?
+        .ok_or_else(|| ApiError::version_not_found(&id, number))?;
+    Ok(Reply::ok(version_view(&version)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeployRequest {
+    version: u32,
+}
+
+pub async fn deploy(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = workflow_id(call)?;
+    let request: DeployRequest = http::typed_body(call.req)?;
+    if request.version == 0 {
+        return Err(ApiError::invalid_request("version must be a positive integer"));
+    }
+    match call.app.store.set_deployed_version(call.tenant_id, &id, request.version, &now_rfc3339()).await? {
+        DeployOutcome::Deployed => {
+            let record = load(call, &id).await?;
+            Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag()))
+        }
+        DeployOutcome::WorkflowMissing => Err(ApiError::workflow_not_found(&id)),
+        DeployOutcome::VersionMissing => Err(ApiError::version_not_found(&id, request.version)),
+    }
+}

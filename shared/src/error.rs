@@ -1,0 +1,201 @@
+//! The one error type every route answers with, and the stable codes clients may match on.
+
+use lambda_http::http::StatusCode;
+use serde::Serialize;
+use serde_json::Value;
+
+/// Every error code NodeAI returns. The README table is generated from this list
+/// (`ErrorCode::ALL`), so adding a variant here documents it there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    InvalidJson,
+    InvalidRequest,
+    InvalidCursor,
+    Unauthorized,
+    RouteNotFound,
+    WorkflowNotFound,
+    VersionNotFound,
+    MethodNotAllowed,
+    ConcurrentModification,
+    DraftUnchanged,
+    PreconditionFailed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    ValidationFailed,
+    InternalError,
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidCursor,
+        ErrorCode::Unauthorized,
+        ErrorCode::RouteNotFound,
+        ErrorCode::WorkflowNotFound,
+        ErrorCode::VersionNotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::ConcurrentModification,
+        ErrorCode::DraftUnchanged,
+        ErrorCode::PreconditionFailed,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::ValidationFailed,
+        ErrorCode::InternalError,
+        ErrorCode::ServiceUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "INVALID_JSON",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::InvalidCursor => "INVALID_CURSOR",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::RouteNotFound => "ROUTE_NOT_FOUND",
+            ErrorCode::WorkflowNotFound => "WORKFLOW_NOT_FOUND",
+            ErrorCode::VersionNotFound => "VERSION_NOT_FOUND",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::ConcurrentModification => "CONCURRENT_MODIFICATION",
+            ErrorCode::DraftUnchanged => "DRAFT_UNCHANGED",
+            ErrorCode::PreconditionFailed => "PRECONDITION_FAILED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::ValidationFailed => "VALIDATION_FAILED",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidJson | ErrorCode::InvalidRequest | ErrorCode::InvalidCursor => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+            ErrorCode::RouteNotFound | ErrorCode::WorkflowNotFound | ErrorCode::VersionNotFound => {
+                StatusCode::NOT_FOUND
+            }
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::ConcurrentModification | ErrorCode::DraftUnchanged => StatusCode::CONFLICT,
+            ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// One line for the README's error table.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidJson => "The body is not valid JSON (the message gives line and column) or is empty.",
+            ErrorCode::InvalidRequest => "A query parameter, header or body field has the wrong type or value.",
+            ErrorCode::InvalidCursor => "`next_token` was altered, expired or belongs to another listing.",
+            ErrorCode::Unauthorized => "The `Authorization: Bearer <key>` header is missing, malformed or not a live key.",
+            ErrorCode::RouteNotFound => "No route has this path.",
+            ErrorCode::WorkflowNotFound => "No workflow with this id exists for your tenant.",
+            ErrorCode::VersionNotFound => "The workflow has no such published version.",
+            ErrorCode::MethodNotAllowed => "The path exists but not with this method; see the `Allow` header.",
+            ErrorCode::ConcurrentModification => "Another request changed the workflow at the same time; read it again and retry.",
+            ErrorCode::DraftUnchanged => "The draft has not changed since the last published version.",
+            ErrorCode::PreconditionFailed => "`If-Match` names an ETag that is no longer current.",
+            ErrorCode::PayloadTooLarge => "The body is larger than 1 MiB.",
+            ErrorCode::UnsupportedMediaType => "The body must be sent as `Content-Type: application/json`.",
+            ErrorCode::ValidationFailed => "The workflow definition has problems; `details` lists every one.",
+            ErrorCode::InternalError => "An unexpected error; report the request id.",
+            ErrorCode::ServiceUnavailable => "The data store is throttled or unreachable; retry after `Retry-After` seconds.",
+        }
+    }
+}
+
+/// A failed request as the client will see it. Built only through the constructors below so
+/// the message never carries internals.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Vec<Value>,
+    pub suggestions: Vec<String>,
+    /// Extra response headers (`Allow`, `Retry-After`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into(), details: Vec::new(), suggestions: Vec::new(), headers: Vec::new() }
+    }
+
+    pub fn with_details(mut self, details: Vec<Value>) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn suggest(mut self, suggestion: impl Into<String>) -> Self {
+        self.suggestions.push(suggestion.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::InvalidRequest, message)
+    }
+
+    pub fn workflow_not_found(workflow_id: &str) -> Self {
+        ApiError::new(ErrorCode::WorkflowNotFound, format!("workflow '{workflow_id}' was not found"))
+            .suggest("List your workflows with GET /v1/workflows.")
+    }
+
+    pub fn version_not_found(workflow_id: &str, version: u32) -> Self {
+        ApiError::new(ErrorCode::VersionNotFound, format!("workflow '{workflow_id}' has no version {version}"))
+            .suggest(format!("List published versions with GET /v1/workflows/{workflow_id}/versions."))
+    }
+
+    pub fn unauthorized() -> Self {
+        // One message for missing, malformed, unknown and revoked keys: no hints to a guesser.
+        ApiError::new(ErrorCode::Unauthorized, "a valid API key is required")
+            .suggest("Send the header 'Authorization: Bearer <api key>'.")
+    }
+}
+
+/// What a store port can fail with. Adapters map their SDK errors onto these; the text in
+/// `Unavailable` and `Internal` is for logs only and never reaches a client.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional write lost: the item exists already, or changed since it was read.
+    #[error("conditional write failed")]
+    ConditionFailed,
+    /// Throttled, timed out or unreachable: worth retrying later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::ConditionFailed => ApiError::new(
+                ErrorCode::ConcurrentModification,
+                "the resource was changed by another request",
+            )
+            .suggest("Read it again and retry."),
+            StoreError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "store unavailable");
+                ApiError::new(ErrorCode::ServiceUnavailable, "the data store is busy or unreachable; retry shortly")
+                    .with_header("retry-after", "1")
+            }
+            StoreError::Internal(detail) => {
+                tracing::error!(error = %detail, "store error");
+                ApiError::new(ErrorCode::InternalError, "an internal error occurred")
+            }
+        }
+    }
+}

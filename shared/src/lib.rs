@@ -1,0 +1,15 @@
+//! NodeAI's domain crate. Functions under `functions/` only wire: they call
+//! `wiring::app_from_env` once per cold start and hand each request to `api::handle`.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod cursor;
+pub mod error;
+pub mod http;
+pub mod model;
+pub mod nodes;
+pub mod store;
+pub mod telemetry;
+pub mod validation;
+pub mod wiring;

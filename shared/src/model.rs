@@ -1,0 +1,140 @@
+//! The workflow model: what a client sends as a definition, and what the store keeps.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A workflow definition: a DAG of nodes. Unknown fields are refused so a typo never passes
+/// silently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+    pub nodes: Vec<NodeSpec>,
+    #[serde(default)]
+    pub edges: Vec<EdgeSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    #[serde(default = "empty_object")]
+    pub config: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub on_error: OnError,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<bool>,
+}
+
+/// What a node's failure does to the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnError {
+    /// The execution fails.
+    #[default]
+    Fail,
+    /// The error is recorded, the output is null, and the run goes on.
+    Continue,
+    /// The run follows the node's edges marked `"when": "error"`.
+    Branch,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeSpec {
+    pub from: String,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<String>,
+}
+
+/// A workflow as stored: the editable draft plus its publishing state. `revision` grows by
+/// one on every draft change and is the ETag.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowRecord {
+    pub tenant_id: String,
+    pub workflow_id: String,
+    pub definition: WorkflowDefinition,
+    pub revision: u64,
+    /// Highest published version number; 0 before the first publish.
+    pub latest_version: u32,
+    pub deployed_version: Option<u32>,
+    /// The draft revision that `latest_version` was published from; 0 before the first publish.
+    pub published_revision: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WorkflowRecord {
+    pub fn etag(&self) -> String {
+        format!("\"{}\"", self.revision)
+    }
+}
+
+/// An immutable published version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionRecord {
+    pub tenant_id: String,
+    pub workflow_id: String,
+    pub version: u32,
+    pub definition: WorkflowDefinition,
+    /// The draft revision it was published from.
+    pub source_revision: u64,
+    pub created_at: String,
+}
+
+/// A tenant: the unit of isolation. Every stored item's key starts with its id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub tenant_id: String,
+    pub name: String,
+    pub tier: String,
+    pub created_at: String,
+}
+
+/// An API key as stored: only its SHA-256 hash, never the key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKeyRecord {
+    pub key_hash: String,
+    pub key_id: String,
+    pub tenant_id: String,
+    pub created_at: String,
+}
+
+/// The current time as RFC 3339 UTC with millisecond precision, the one timestamp format.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A new time-ordered id.
+pub fn new_id() -> String {
+    ulid::Ulid::new().to_string()
+}

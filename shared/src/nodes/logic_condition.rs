@@ -1,0 +1,30 @@
+use super::NodeKind;
+use serde_json::{Value, json};
+
+pub struct LogicCondition;
+
+impl NodeKind for LogicCondition {
+    fn name(&self) -> &'static str {
+        "logic.condition"
+    }
+    fn description(&self) -> &'static str {
+        "Evaluates a minijinja expression; edges leaving it carry \"when\": \"true\" or \"false\" and only the matching branch runs."
+    }
+    fn config_schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["expression"],
+            "properties": {
+                "expression": { "type": "string", "minLength": 1, "maxLength": 4096,
+                                "description": "e.g. nodes.fetch.output.status == 200" }
+            }
+        })
+    }
+    fn expression_fields(&self) -> &'static [&'static str] {
+        &["/expression"]
+    }
+    fn is_condition(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,630 @@
+//! DynamoDB adapter: single-table design. The key design is documented in ARCHITECTURE.md:
+//!
+//! | entity   | pk                      | sk            |
+//! |----------|-------------------------|---------------|
+//! | tenant   | `T#<tenant>`            | `TENANT`      |
+//! | workflow | `T#<tenant>`            | `WF#<ulid>`   |
+//! | version  | `T#<tenant>#WF#<ulid>`  | `V#<10-digit>`|
+//! | api key  | `KEY#<sha256 hex>`      | `KEY`         |
+//!
+//! Every tenant-owned key starts with the tenant id, so no request can name another tenant's
+//! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
+
+use super::{
+    DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
+};
+use crate::error::StoreError;
+use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
+};
+use std::collections::HashMap;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// How many DynamoDB pages one filtered listing may read before it returns what it has with a
+/// cursor: bounds the cost and latency of a tag filter that matches rarely.
+const MAX_PAGES_PER_LISTING: usize = 5;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into() }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+fn tenant_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}")
+}
+fn workflow_sk(workflow_id: &str) -> String {
+    format!("WF#{workflow_id}")
+}
+fn versions_pk(tenant_id: &str, workflow_id: &str) -> String {
+    format!("T#{tenant_id}#WF#{workflow_id}")
+}
+fn version_sk(version: u32) -> String {
+    format!("V#{}", version_sort_key(version))
+}
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_string(), AttributeValue::S(pk)), ("sk".to_string(), AttributeValue::S(sk))])
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn get_s(item: &Item, name: &str) -> Result<String, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Ok(v.clone()),
+        _ => Err(StoreError::Internal(format!("item lacks string attribute {name}"))),
+    }
+}
+fn get_opt_s(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
+    get_opt_n(item, name)?.ok_or_else(|| StoreError::Internal(format!("item lacks number attribute {name}")))
+}
+fn get_opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
+    match item.get(name) {
+        Some(AttributeValue::N(v)) => {
+            v.parse().map(Some).map_err(|_| StoreError::Internal(format!("attribute {name} is not a number")))
+        }
+        _ => Ok(None),
+    }
+}
+fn get_tags(item: &Item) -> Vec<String> {
+    match item.get("tags") {
+        Some(AttributeValue::L(values)) => values.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
+        _ => Vec::new(),
+    }
+}
+fn definition_from(item: &Item) -> Result<WorkflowDefinition, StoreError> {
+    serde_json::from_str(&get_s(item, "definition")?)
+        .map_err(|e| StoreError::Internal(format!("stored definition does not parse: {e}")))
+}
+fn definition_json(definition: &WorkflowDefinition) -> Result<String, StoreError> {
+    serde_json::to_string(definition).map_err(|e| StoreError::Internal(format!("definition serialization: {e}")))
+}
+/// The resume point (the id part of a sort key) from a LastEvaluatedKey.
+fn resume_after(last_key: &Item, prefix: &str) -> Option<String> {
+    get_opt_s(last_key, "sk").and_then(|sk| sk.strip_prefix(prefix).map(str::to_string))
+}
+
+/// Maps an SDK failure onto the port's errors; the SDK text goes to logs only.
+fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().map(str::to_string);
+    let detail = DisplayErrorContext(&err).to_string();
+    match code.as_deref() {
+        Some("ConditionalCheckFailedException") => StoreError::ConditionFailed,
+        Some("TransactionCanceledException") if detail.contains("ConditionalCheckFailed") => {
+            StoreError::ConditionFailed
+        }
+        Some(
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "TransactionConflictException"
+            | "TransactionCanceledException",
+        ) => StoreError::Unavailable(detail),
+        Some(_) => StoreError::Internal(detail),
+        None => match err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+                StoreError::Unavailable(detail)
+            }
+            _ => StoreError::Internal(detail),
+        },
+    }
+}
+
+fn workflow_from(item: &Item, tenant_id: &str) -> Result<WorkflowRecord, StoreError> {
+    Ok(WorkflowRecord {
+        tenant_id: tenant_id.to_string(),
+        workflow_id: get_s(item, "workflow_id")?,
+        definition: definition_from(item)?,
+        revision: get_n(item, "revision")?,
+        latest_version: get_n(item, "latest_version")?,
+        deployed_version: get_opt_n(item, "deployed_version")?,
+        published_revision: get_n(item, "published_revision")?,
+        created_at: get_s(item, "created_at")?,
+        updated_at: get_s(item, "updated_at")?,
+    })
+}
+
+fn summary_from(item: &Item) -> Result<WorkflowSummary, StoreError> {
+    Ok(WorkflowSummary {
+        workflow_id: get_s(item, "workflow_id")?,
+        name: get_s(item, "name")?,
+        description: get_opt_s(item, "description"),
+        tags: get_tags(item),
+        revision: get_n(item, "revision")?,
+        latest_version: get_n(item, "latest_version")?,
+        deployed_version: get_opt_n(item, "deployed_version")?,
+        created_at: get_s(item, "created_at")?,
+        updated_at: get_s(item, "updated_at")?,
+    })
+}
+
+/// The attributes that mirror the draft (kept beside the JSON so listings can project them).
+fn draft_attributes(definition: &WorkflowDefinition) -> Result<Vec<(&'static str, AttributeValue)>, StoreError> {
+    let mut attributes = vec![
+        ("name", s(&definition.name)),
+        ("tags", AttributeValue::L(definition.tags.iter().map(s).collect())),
+        ("definition", s(definition_json(definition)?)),
+    ];
+    if let Some(description) = &definition.description {
+        attributes.push(("description", s(description)));
+    }
+    Ok(attributes)
+}
+
+#[async_trait]
+impl WorkflowStore for DynamoStore {
+    async fn create_workflow(&self, record: &WorkflowRecord) -> Result<(), StoreError> {
+        let mut item = key(tenant_pk(&record.tenant_id), workflow_sk(&record.workflow_id));
+        item.insert("entity".into(), s("workflow"));
+        item.insert("workflow_id".into(), s(&record.workflow_id));
+        for (name, value) in draft_attributes(&record.definition)? {
+            item.insert(name.into(), value);
+        }
+        item.insert("revision".into(), n(record.revision));
+        item.insert("latest_version".into(), n(record.latest_version));
+        item.insert("published_revision".into(), n(record.published_revision));
+        if let Some(v) = record.deployed_version {
+            item.insert("deployed_version".into(), n(v));
+        }
+        item.insert("created_at".into(), s(&record.created_at));
+        item.insert("updated_at".into(), s(&record.updated_at));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), workflow_sk(workflow_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item.map(|item| workflow_from(&item, tenant_id)).transpose()
+    }
+
+    async fn list_workflows(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        tag: Option<&str>,
+    ) -> Result<Page<WorkflowSummary>, StoreError> {
+        let pk = tenant_pk(tenant_id);
+        let mut start = after.map(|a| key(pk.clone(), workflow_sk(a)));
+        let mut items = Vec::new();
+        for page in 1..=MAX_PAGES_PER_LISTING {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s("WF#"))
+                .expression_attribute_names("#name", "name")
+                .projection_expression(
+                    "sk, workflow_id, #name, description, tags, revision, latest_version, deployed_version, created_at, updated_at",
+                )
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take());
+            query = match tag {
+                // Read one more than asked so we know whether another page exists.
+                None => query.limit((limit + 1) as i32),
+                Some(tag) => query
+                    .filter_expression("contains(tags, :tag)")
+                    .expression_attribute_values(":tag", s(tag))
+                    .limit(((limit + 1) * 4).min(500) as i32),
+            };
+            let out = query.send().await.map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                items.push(summary_from(&item)?);
+                if items.len() > limit {
+                    items.truncate(limit);
+                    let next_after = items.last().map(|s| s.workflow_id.clone());
+                    return Ok(Page { items, next_after });
+                }
+            }
+            match out.last_evaluated_key {
+                None => return Ok(Page { items, next_after: None }),
+                Some(last) if page == MAX_PAGES_PER_LISTING => {
+                    return Ok(Page { items, next_after: resume_after(&last, "WF#") });
+                }
+                Some(last) => start = Some(last),
+            }
+        }
+        unreachable!("the loop returns on its last page")
+    }
+
+    async fn replace_draft(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        definition: &WorkflowDefinition,
+        expected_revision: u64,
+        updated_at: &str,
+    ) -> Result<Option<WorkflowRecord>, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), workflow_sk(workflow_id))))
+            .condition_expression("attribute_exists(pk) AND revision = :expected")
+            .expression_attribute_values(":expected", n(expected_revision))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":updated_at", s(updated_at))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        let mut sets = vec!["revision = revision + :one".to_string(), "updated_at = :updated_at".to_string()];
+        for (name, value) in draft_attributes(definition)? {
+            sets.push(format!("#{name} = :{name}"));
+            update = update.expression_attribute_names(format!("#{name}"), name).expression_attribute_values(format!(":{name}"), value);
+        }
+        let mut expression = format!("SET {}", sets.join(", "));
+        if definition.description.is_none() {
+            expression.push_str(" REMOVE description");
+        }
+        match update.update_expression(expression).send().await.map_err(classify) {
+            Ok(out) => out.attributes.map(|item| workflow_from(&item, tenant_id)).transpose(),
+            Err(StoreError::ConditionFailed) => {
+                // Tell "gone" from "changed": the caller answers 404 or 412/409.
+                match self.get_workflow(tenant_id, workflow_id).await? {
+                    None => Ok(None),
+                    Some(_) => Err(StoreError::ConditionFailed),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn delete_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<bool, StoreError> {
+        // Versions first, so a half-finished delete never leaves versions without their workflow.
+        let pk = versions_pk(tenant_id, workflow_id);
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .projection_expression("pk, sk")
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            let keys = out.items.unwrap_or_default();
+            for chunk in keys.chunks(25) {
+                let mut requests: Vec<WriteRequest> = chunk
+                    .iter()
+                    .map(|k| {
+                        let delete = DeleteRequest::builder().set_key(Some(k.clone())).build();
+                        delete.map(|d| WriteRequest::builder().delete_request(d).build())
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                for attempt in 0..5 {
+                    let out = self
+                        .client
+                        .batch_write_item()
+                        .request_items(&self.table, requests)
+                        .send()
+                        .await
+                        .map_err(classify)?;
+                    requests = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
+                    if requests.is_empty() {
+                        break;
+                    }
+                    if attempt == 4 {
+                        return Err(StoreError::Unavailable("batch delete left unprocessed items".into()));
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+                }
+            }
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => break,
+            }
+        }
+        let deleted = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), workflow_sk(workflow_id))))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(classify);
+        match deleted {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn publish_version(&self, version: &VersionRecord) -> Result<(), StoreError> {
+        let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+        let workflow_key = key(tenant_pk(&version.tenant_id), workflow_sk(&version.workflow_id));
+        let move_latest = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(workflow_key))
+            .condition_expression("revision = :revision AND latest_version = :previous")
+            .update_expression("SET latest_version = :version, published_revision = :revision")
+            .expression_attribute_values(":revision", n(version.source_revision))
+            .expression_attribute_values(":previous", n(version.version.saturating_sub(1)))
+            .expression_attribute_values(":version", n(version.version))
+            .build()
+            .map_err(internal)?;
+        let mut item = key(versions_pk(&version.tenant_id, &version.workflow_id), version_sk(version.version));
+        item.insert("entity".into(), s("version"));
+        item.insert("version".into(), n(version.version));
+        item.insert("name".into(), s(&version.definition.name));
+        item.insert("definition".into(), s(definition_json(&version.definition)?));
+        item.insert("source_revision".into(), n(version.source_revision));
+        item.insert("created_at".into(), s(&version.created_at));
+        let put_version = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(internal)?;
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(move_latest).build())
+            .transact_items(TransactWriteItem::builder().put(put_version).build())
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_version(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        version: u32,
+    ) -> Result<Option<VersionRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(versions_pk(tenant_id, workflow_id), version_sk(version))))
+            .send()
+            .await
+            .map_err(classify)?;
+        let Some(item) = out.item else { return Ok(None) };
+        Ok(Some(VersionRecord {
+            tenant_id: tenant_id.to_string(),
+            workflow_id: workflow_id.to_string(),
+            version: get_n(&item, "version")?,
+            definition: definition_from(&item)?,
+            source_revision: get_n(&item, "source_revision")?,
+            created_at: get_s(&item, "created_at")?,
+        }))
+    }
+
+    async fn list_versions(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<VersionSummary>, StoreError> {
+        let pk = versions_pk(tenant_id, workflow_id);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":prefix", s("V#"))
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_names("#version", "version")
+            .projection_expression("#version, #name, source_revision, created_at")
+            .scan_index_forward(false)
+            .limit((limit + 1) as i32)
+            .set_exclusive_start_key(after.map(|a| key(pk.clone(), format!("V#{a}"))))
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut items = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                Ok(VersionSummary {
+                    version: get_n(item, "version")?,
+                    name: get_s(item, "name")?,
+                    source_revision: get_n(item, "source_revision")?,
+                    created_at: get_s(item, "created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_after = if more { items.last().map(|v| version_sort_key(v.version)) } else { None };
+        Ok(Page { items, next_after })
+    }
+
+    async fn set_deployed_version(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        version: u32,
+        updated_at: &str,
+    ) -> Result<DeployOutcome, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), workflow_sk(workflow_id))))
+            .condition_expression("attribute_exists(pk) AND latest_version >= :version AND :version >= :one")
+            .update_expression("SET deployed_version = :version, updated_at = :updated_at")
+            .expression_attribute_values(":version", n(version))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":updated_at", s(updated_at))
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) => Ok(DeployOutcome::Deployed),
+            Err(StoreError::ConditionFailed) => Ok(match self.get_workflow(tenant_id, workflow_id).await? {
+                None => DeployOutcome::WorkflowMissing,
+                Some(_) => DeployOutcome::VersionMissing,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[async_trait]
+impl TenantStore for DynamoStore {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError> {
+        let mut item = key(tenant_pk(&tenant.tenant_id), "TENANT".into());
+        item.insert("entity".into(), s("tenant"));
+        item.insert("tenant_id".into(), s(&tenant.tenant_id));
+        item.insert("name".into(), s(&tenant.name));
+        item.insert("tier".into(), s(&tenant.tier));
+        item.insert("created_at".into(), s(&tenant.created_at));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), "TENANT".into())))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item
+            .map(|item| {
+                Ok(Tenant {
+                    tenant_id: get_s(&item, "tenant_id")?,
+                    name: get_s(&item, "name")?,
+                    tier: get_s(&item, "tier")?,
+                    created_at: get_s(&item, "created_at")?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn put_api_key(&self, api_key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let mut item = key(format!("KEY#{}", api_key.key_hash), "KEY".into());
+        item.insert("entity".into(), s("api_key"));
+        item.insert("key_id".into(), s(&api_key.key_id));
+        item.insert("tenant_id".into(), s(&api_key.tenant_id));
+        item.insert("created_at".into(), s(&api_key.created_at));
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(format!("KEY#{key_hash}"), "KEY".into())))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item
+            .map(|item| {
+                Ok(ApiKeyRecord {
+                    key_hash: key_hash.to_string(),
+                    key_id: get_s(&item, "key_id")?,
+                    tenant_id: get_s(&item, "tenant_id")?,
+                    created_at: get_s(&item, "created_at")?,
+                })
+            })
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl HealthProbe for DynamoStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client.describe_table().table_name(&self.table).send().await.map_err(classify)?;
+        Ok(())
+    }
+}
+
+/// Creates the table (local stack and tests; in AWS, template.yaml owns it). Idempotent.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build()
+    };
+    let key_element = |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+    let result = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk").map_err(internal)?)
+        .attribute_definitions(attribute("sk").map_err(internal)?)
+        .key_schema(key_element("pk", KeyType::Hash).map_err(internal)?)
+        .key_schema(key_element("sk", KeyType::Range).map_err(internal)?)
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+        Err(e) => Err(classify(e)),
+    }
+}
+

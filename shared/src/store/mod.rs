@@ -1,0 +1,127 @@
+//! Store ports: what the domain needs from persistence. Adapters: `dynamo` (production, and the
+//! emulator in tests) and `memory` (domain unit tests). `conformance` holds the one suite both
+//! must pass.
+
+use crate::error::StoreError;
+use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use async_trait::async_trait;
+
+pub mod conformance;
+pub mod dynamo;
+pub mod memory;
+
+/// One page of a newest-first listing. `next_after` is the sort key to resume after; the API
+/// layer wraps it in a signed cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_after: Option<String>,
+}
+
+/// A workflow in a listing: everything but the definition's nodes and edges.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowSummary {
+    pub workflow_id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub revision: u64,
+    pub latest_version: u32,
+    pub deployed_version: Option<u32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A published version in a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VersionSummary {
+    pub version: u32,
+    pub name: String,
+    pub source_revision: u64,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeployOutcome {
+    Deployed,
+    WorkflowMissing,
+    VersionMissing,
+}
+
+/// Workflows, their drafts and versions. Every call is scoped by tenant: an id from another
+/// tenant is indistinguishable from a missing one.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// Creates the workflow; never overwrites (ConditionFailed if the id exists).
+    async fn create_workflow(&self, record: &WorkflowRecord) -> Result<(), StoreError>;
+    async fn get_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<Option<WorkflowRecord>, StoreError>;
+    /// Newest first; `after` resumes a listing; `tag` keeps only workflows carrying it.
+    async fn list_workflows(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+        tag: Option<&str>,
+    ) -> Result<Page<WorkflowSummary>, StoreError>;
+    /// Replaces the draft if the stored revision is `expected_revision`, bumping the revision.
+    /// Ok(None) if the workflow does not exist; ConditionFailed if the revision moved.
+    async fn replace_draft(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        definition: &WorkflowDefinition,
+        expected_revision: u64,
+        updated_at: &str,
+    ) -> Result<Option<WorkflowRecord>, StoreError>;
+    /// Deletes the workflow and its versions; false if it did not exist.
+    async fn delete_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<bool, StoreError>;
+    /// Writes `version` and moves the workflow's `latest_version` to it, atomically, provided
+    /// the workflow is still at `version.source_revision` and `version.version - 1`.
+    async fn publish_version(&self, version: &VersionRecord) -> Result<(), StoreError>;
+    async fn get_version(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        version: u32,
+    ) -> Result<Option<VersionRecord>, StoreError>;
+    /// Newest first, as summaries (a listing never reads whole definitions).
+    async fn list_versions(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<VersionSummary>, StoreError>;
+    async fn set_deployed_version(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        version: u32,
+        updated_at: &str,
+    ) -> Result<DeployOutcome, StoreError>;
+}
+
+/// Tenants and the hashes of their API keys.
+#[async_trait]
+pub trait TenantStore: Send + Sync {
+    async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
+    async fn get_tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Never overwrites an existing hash.
+    async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+}
+
+/// Readiness: can the store be reached right now?
+#[async_trait]
+pub trait HealthProbe: Send + Sync {
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Everything a route needs from persistence, as one object.
+pub trait Store: WorkflowStore + TenantStore + HealthProbe {}
+impl<T: WorkflowStore + TenantStore + HealthProbe> Store for T {}
+
+/// The sort key a version listing resumes after.
+pub fn version_sort_key(version: u32) -> String {
+    format!("{version:010}")
+}

@@ -1,0 +1,601 @@
+//! Validation of workflow definitions: every problem at once, each with a JSON pointer path,
+//! a stable code and a message.
+
+use crate::model::{NodeSpec, OnError, WorkflowDefinition};
+use crate::nodes;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::OnceLock;
+
+pub const MAX_NODES: usize = 200;
+pub const MAX_EDGES: usize = 1000;
+pub const MAX_DEFINITION_BYTES: usize = 256 * 1024;
+pub const MAX_TAGS: usize = 20;
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// Problem codes: stable strings clients may match on. Listed in the README.
+pub mod codes {
+    pub const DEFINITION_TOO_LARGE: &str = "DEFINITION_TOO_LARGE";
+    pub const SCHEMA_VIOLATION: &str = "SCHEMA_VIOLATION";
+    pub const INVALID_NAME: &str = "INVALID_NAME";
+    pub const TOO_MANY_TAGS: &str = "TOO_MANY_TAGS";
+    pub const INVALID_TAG: &str = "INVALID_TAG";
+    pub const TOO_MANY_NODES: &str = "TOO_MANY_NODES";
+    pub const TOO_MANY_EDGES: &str = "TOO_MANY_EDGES";
+    pub const EMPTY_WORKFLOW: &str = "EMPTY_WORKFLOW";
+    pub const INVALID_NODE_ID: &str = "INVALID_NODE_ID";
+    pub const DUPLICATE_NODE_ID: &str = "DUPLICATE_NODE_ID";
+    pub const UNKNOWN_NODE_TYPE: &str = "UNKNOWN_NODE_TYPE";
+    pub const INVALID_NODE_CONFIG: &str = "INVALID_NODE_CONFIG";
+    pub const INVALID_RETRY_POLICY: &str = "INVALID_RETRY_POLICY";
+    pub const INVALID_TIMEOUT: &str = "INVALID_TIMEOUT";
+    pub const EDGE_UNKNOWN_NODE: &str = "EDGE_UNKNOWN_NODE";
+    pub const DUPLICATE_EDGE: &str = "DUPLICATE_EDGE";
+    pub const CYCLE_DETECTED: &str = "CYCLE_DETECTED";
+    pub const UNREACHABLE_NODE: &str = "UNREACHABLE_NODE";
+    pub const CONDITION_EDGE_MISSING_WHEN: &str = "CONDITION_EDGE_MISSING_WHEN";
+    pub const INVALID_EDGE_WHEN: &str = "INVALID_EDGE_WHEN";
+    pub const MISSING_ERROR_BRANCH: &str = "MISSING_ERROR_BRANCH";
+    pub const MULTIPLE_OUTPUT_NODES: &str = "MULTIPLE_OUTPUT_NODES";
+    pub const TEMPLATE_SYNTAX_ERROR: &str = "TEMPLATE_SYNTAX_ERROR";
+    pub const TEMPLATE_UNKNOWN_VARIABLE: &str = "TEMPLATE_UNKNOWN_VARIABLE";
+    pub const TEMPLATE_UNKNOWN_NODE: &str = "TEMPLATE_UNKNOWN_NODE";
+    pub const TEMPLATE_NODE_NOT_UPSTREAM: &str = "TEMPLATE_NODE_NOT_UPSTREAM";
+    pub const INVALID_INPUT_SCHEMA: &str = "INVALID_INPUT_SCHEMA";
+
+    /// Every problem code with its meaning, for the README.
+    pub const ALL: &[(&str, &str)] = &[
+        (DEFINITION_TOO_LARGE, "the definition is over 256 KB"),
+        (SCHEMA_VIOLATION, "a field is missing, unknown or of the wrong type"),
+        (INVALID_NAME, "name must be 1-200 characters"),
+        (TOO_MANY_TAGS, "at most 20 tags"),
+        (INVALID_TAG, "a tag must be 1-64 characters of [A-Za-z0-9_.:-]"),
+        (TOO_MANY_NODES, "at most 200 nodes"),
+        (TOO_MANY_EDGES, "at most 1,000 edges"),
+        (EMPTY_WORKFLOW, "a workflow needs at least one node"),
+        (INVALID_NODE_ID, "node ids match ^[a-z][a-z0-9_-]{0,63}$"),
+        (DUPLICATE_NODE_ID, "two nodes share an id"),
+        (UNKNOWN_NODE_TYPE, "the node type is not registered (see GET /v1/node-types)"),
+        (INVALID_NODE_CONFIG, "the node's config does not match its type's schema"),
+        (INVALID_RETRY_POLICY, "retry values out of range"),
+        (INVALID_TIMEOUT, "timeout_ms must be 1..=900000"),
+        (EDGE_UNKNOWN_NODE, "an edge names a node that does not exist"),
+        (DUPLICATE_EDGE, "the same edge appears twice"),
+        (CYCLE_DETECTED, "the edges form a cycle (the message names its nodes)"),
+        (UNREACHABLE_NODE, "no path from an entry node reaches this node, or it has no edges at all"),
+        (CONDITION_EDGE_MISSING_WHEN, "an edge leaving a logic.condition node needs \"when\": \"true\" or \"false\""),
+        (INVALID_EDGE_WHEN, "\"when\" is not allowed or not valid on this edge"),
+        (MISSING_ERROR_BRANCH, "on_error is \"branch\" but no edge leaves the node with \"when\": \"error\""),
+        (MULTIPLE_OUTPUT_NODES, "at most one flow.output node"),
+        (TEMPLATE_SYNTAX_ERROR, "a template or expression does not parse"),
+        (TEMPLATE_UNKNOWN_VARIABLE, "a template uses a variable other than input, nodes or execution"),
+        (TEMPLATE_UNKNOWN_NODE, "a template refers to a node that does not exist"),
+        (TEMPLATE_NODE_NOT_UPSTREAM, "a template refers to a node that does not run before this one"),
+        (INVALID_INPUT_SCHEMA, "input_schema is not a valid JSON Schema for an object"),
+    ];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub path: String,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Problem {
+    fn new(path: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+        Problem { path: path.into(), code, message: message.into() }
+    }
+}
+
+/// The structural schema of a definition document. Limits with codes of their own (sizes,
+/// id patterns) are checked in code so each gets its own code.
+fn document_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let schema = json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["name", "nodes"],
+            "properties": {
+                "name": { "type": "string" },
+                "description": { "type": "string", "maxLength": 2000 },
+                "tags": { "type": "array", "items": { "type": "string" } },
+                "input_schema": { "type": "object" },
+                "nodes": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["id", "type"],
+                        "properties": {
+                            "id": { "type": "string" },
+                            "type": { "type": "string" },
+                            "config": { "type": "object" },
+                            "retry": {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["max_attempts"],
+                                "properties": {
+                                    "max_attempts": { "type": "integer" },
+                                    "initial_delay_ms": { "type": "integer" },
+                                    "max_delay_ms": { "type": "integer" },
+                                    "multiplier": { "type": "number" },
+                                    "jitter": { "type": "boolean" }
+                                }
+                            },
+                            "timeout_ms": { "type": "integer" },
+                            "on_error": { "enum": ["fail", "continue", "branch"] }
+                        }
+                    }
+                },
+                "edges": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": false,
+                        "required": ["from", "to"],
+                        "properties": {
+                            "from": { "type": "string" },
+                            "to": { "type": "string" },
+                            "when": { "type": "string" }
+                        }
+                    }
+                }
+            }
+        });
+        jsonschema::validator_for(&schema).expect("the definition schema is valid")
+    })
+}
+
+/// Validates a definition given as parsed JSON (`raw_len` is its size in bytes as sent).
+/// Returns the typed definition, or every problem found.
+pub fn validate_definition(document: &Value, raw_len: usize) -> Result<WorkflowDefinition, Vec<Problem>> {
+    if raw_len > MAX_DEFINITION_BYTES {
+        return Err(vec![Problem::new(
+            "",
+            codes::DEFINITION_TOO_LARGE,
+            format!("the definition is {raw_len} bytes; the limit is {MAX_DEFINITION_BYTES}"),
+        )]);
+    }
+    let mut problems: Vec<Problem> = document_validator()
+        .iter_errors(document)
+        .map(|e| Problem::new(e.instance_path().as_str(), codes::SCHEMA_VIOLATION, e.to_string()))
+        .collect();
+    check_limits(document, &mut problems);
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let definition: WorkflowDefinition = match serde_json::from_value(document.clone()) {
+        Ok(definition) => definition,
+        // The schema above mirrors the types, so this is a safety net rather than a path.
+        Err(e) => return Err(vec![Problem::new("", codes::SCHEMA_VIOLATION, e.to_string())]),
+    };
+    check_semantics(&definition, &mut problems);
+    if problems.is_empty() { Ok(definition) } else { Err(problems) }
+}
+
+/// Size and naming limits, on the raw document so they are reported alongside schema problems.
+fn check_limits(document: &Value, problems: &mut Vec<Problem>) {
+    if let Some(name) = document.get("name").and_then(Value::as_str) {
+        let chars = name.trim().chars().count();
+        if chars == 0 || name.chars().count() > MAX_NAME_CHARS {
+            problems.push(Problem::new(
+                "/name",
+                codes::INVALID_NAME,
+                format!("name must be 1-{MAX_NAME_CHARS} characters and not blank"),
+            ));
+        }
+    }
+    if let Some(tags) = document.get("tags").and_then(Value::as_array) {
+        if tags.len() > MAX_TAGS {
+            problems.push(Problem::new(
+                "/tags",
+                codes::TOO_MANY_TAGS,
+                format!("{} tags; the limit is {MAX_TAGS}", tags.len()),
+            ));
+        }
+        for (i, tag) in tags.iter().enumerate() {
+            if let Some(tag) = tag.as_str() {
+                if !is_valid_tag(tag) {
+                    problems.push(Problem::new(
+                        format!("/tags/{i}"),
+                        codes::INVALID_TAG,
+                        format!("tag {tag:?} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'"),
+                    ));
+                }
+            }
+        }
+    }
+    let nodes = document.get("nodes").and_then(Value::as_array);
+    if let Some(nodes) = nodes {
+        if nodes.is_empty() {
+            problems.push(Problem::new("/nodes", codes::EMPTY_WORKFLOW, "a workflow needs at least one node"));
+        }
+        if nodes.len() > MAX_NODES {
+            problems.push(Problem::new(
+                "/nodes",
+                codes::TOO_MANY_NODES,
+                format!("{} nodes; the limit is {MAX_NODES}", nodes.len()),
+            ));
+        }
+        for (i, node) in nodes.iter().enumerate() {
+            if let Some(id) = node.get("id").and_then(Value::as_str) {
+                if !is_valid_node_id(id) {
+                    problems.push(Problem::new(
+                        format!("/nodes/{i}/id"),
+                        codes::INVALID_NODE_ID,
+                        format!("node id {id:?} must match ^[a-z][a-z0-9_-]{{0,63}}$"),
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(edges) = document.get("edges").and_then(Value::as_array) {
+        if edges.len() > MAX_EDGES {
+            problems.push(Problem::new(
+                "/edges",
+                codes::TOO_MANY_EDGES,
+                format!("{} edges; the limit is {MAX_EDGES}", edges.len()),
+            ));
+        }
+    }
+}
+
+pub fn is_valid_node_id(id: &str) -> bool {
+    let mut chars = id.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && id.len() <= 64
+        && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_' | '-'))
+}
+
+pub fn is_valid_tag(tag: &str) -> bool {
+    (1..=64).contains(&tag.len()) && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+}
+
+fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>) {
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, node) in definition.nodes.iter().enumerate() {
+        if let Some(first) = index.get(node.id.as_str()) {
+            problems.push(Problem::new(
+                format!("/nodes/{i}/id"),
+                codes::DUPLICATE_NODE_ID,
+                format!("node id '{}' is already used by /nodes/{first}", node.id),
+            ));
+        } else {
+            index.insert(&node.id, i);
+        }
+        check_node(i, node, problems);
+    }
+    let outputs: Vec<usize> = (0..definition.nodes.len())
+        .filter(|&i| definition.nodes[i].node_type == "flow.output")
+        .collect();
+    if outputs.len() > 1 {
+        problems.push(Problem::new(
+            format!("/nodes/{}", outputs[1]),
+            codes::MULTIPLE_OUTPUT_NODES,
+            "a workflow has at most one flow.output node",
+        ));
+    }
+
+    // Edges: endpoints, duplicates, `when` rules.
+    let mut seen_edges = HashSet::new();
+    let mut successors: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut predecessors: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (i, edge) in definition.edges.iter().enumerate() {
+        let mut endpoints_ok = true;
+        for (field, id) in [("from", &edge.from), ("to", &edge.to)] {
+            if !index.contains_key(id.as_str()) {
+                endpoints_ok = false;
+                problems.push(Problem::new(
+                    format!("/edges/{i}/{field}"),
+                    codes::EDGE_UNKNOWN_NODE,
+                    format!("edge {field} '{id}', which is not a node of this workflow"),
+                ));
+            }
+        }
+        if !seen_edges.insert((edge.from.as_str(), edge.to.as_str(), edge.when.as_deref())) {
+            problems.push(Problem::new(
+                format!("/edges/{i}"),
+                codes::DUPLICATE_EDGE,
+                format!("edge {} -> {} appears more than once", edge.from, edge.to),
+            ));
+        }
+        if !endpoints_ok {
+            continue;
+        }
+        let source = &definition.nodes[index[edge.from.as_str()]];
+        let is_condition = nodes::find(&source.node_type).is_some_and(|k| k.is_condition());
+        match (edge.when.as_deref(), is_condition) {
+            (None, true) => problems.push(Problem::new(
+                format!("/edges/{i}"),
+                codes::CONDITION_EDGE_MISSING_WHEN,
+                format!("edge {} -> {} leaves a condition and needs \"when\": \"true\" or \"false\"", edge.from, edge.to),
+            )),
+            (Some("true" | "false"), true) | (None, false) => {}
+            (Some("error"), _) if source.on_error == OnError::Branch => {}
+            (Some("error"), _) => problems.push(Problem::new(
+                format!("/edges/{i}/when"),
+                codes::INVALID_EDGE_WHEN,
+                format!("\"when\": \"error\" needs node '{}' to have \"on_error\": \"branch\"", edge.from),
+            )),
+            (Some(other), _) => problems.push(Problem::new(
+                format!("/edges/{i}/when"),
+                codes::INVALID_EDGE_WHEN,
+                if is_condition {
+                    format!("\"when\" must be \"true\", \"false\" or \"error\", not {other:?}")
+                } else {
+                    format!("node '{}' is not a condition; \"when\": {other:?} is not allowed here", edge.from)
+                },
+            )),
+        }
+        successors.entry(&edge.from).or_default().push(&edge.to);
+        predecessors.entry(&edge.to).or_default().push(&edge.from);
+    }
+    for (i, node) in definition.nodes.iter().enumerate() {
+        if node.on_error == OnError::Branch
+            && !definition.edges.iter().any(|e| e.from == node.id && e.when.as_deref() == Some("error"))
+        {
+            problems.push(Problem::new(
+                format!("/nodes/{i}/on_error"),
+                codes::MISSING_ERROR_BRANCH,
+                format!("node '{}' branches on error but no edge leaves it with \"when\": \"error\"", node.id),
+            ));
+        }
+    }
+
+    let ids: Vec<&str> = definition.nodes.iter().map(|n| n.id.as_str()).collect();
+    if let Some(cycle) = find_cycle(&ids, &successors) {
+        problems.push(Problem::new(
+            "/edges",
+            codes::CYCLE_DETECTED,
+            format!("the edges form a cycle: {}", cycle.join(" -> ")),
+        ));
+    }
+
+    // Reachability: from the entry nodes (no incoming edge).
+    let entries: Vec<&str> = ids.iter().copied().filter(|id| !predecessors.contains_key(id)).collect();
+    let reachable = walk(&entries, &successors);
+    for (i, id) in ids.iter().enumerate() {
+        let isolated = ids.len() > 1 && !predecessors.contains_key(id) && !successors.contains_key(id);
+        if !reachable.contains(id) || isolated {
+            problems.push(Problem::new(
+                format!("/nodes/{i}"),
+                codes::UNREACHABLE_NODE,
+                if isolated {
+                    format!("node '{id}' has no edges, so nothing connects it to the workflow")
+                } else {
+                    format!("node '{id}' cannot be reached from any entry node")
+                },
+            ));
+        }
+    }
+
+    for (i, node) in definition.nodes.iter().enumerate() {
+        let upstream = walk(&[node.id.as_str()], &predecessors);
+        check_templates(i, node, &index, &upstream, problems);
+    }
+
+    if let Some(schema) = &definition.input_schema {
+        check_input_schema(schema, problems);
+    }
+}
+
+fn check_node(i: usize, node: &NodeSpec, problems: &mut Vec<Problem>) {
+    match nodes::config_validator(&node.node_type) {
+        None => problems.push(Problem::new(
+            format!("/nodes/{i}/type"),
+            codes::UNKNOWN_NODE_TYPE,
+            format!(
+                "unknown node type '{}'; known types: {}",
+                node.node_type,
+                nodes::NODE_KINDS.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+        Some(validator) => {
+            for error in validator.iter_errors(&node.config) {
+                problems.push(Problem::new(
+                    format!("/nodes/{i}/config{}", error.instance_path().as_str()),
+                    codes::INVALID_NODE_CONFIG,
+                    error.to_string(),
+                ));
+            }
+        }
+    }
+    if let Some(retry) = &node.retry {
+        let mut bad = |field: &str, message: &str| {
+            problems.push(Problem::new(format!("/nodes/{i}/retry/{field}"), codes::INVALID_RETRY_POLICY, message))
+        };
+        if !(1..=10).contains(&retry.max_attempts) {
+            bad("max_attempts", "max_attempts must be 1..=10");
+        }
+        if retry.initial_delay_ms.is_some_and(|d| d > 60_000) {
+            bad("initial_delay_ms", "initial_delay_ms must be at most 60000");
+        }
+        if retry.max_delay_ms.is_some_and(|d| d > 300_000) {
+            bad("max_delay_ms", "max_delay_ms must be at most 300000");
+        }
+        if retry.multiplier.is_some_and(|m| !(1.0..=10.0).contains(&m)) {
+            bad("multiplier", "multiplier must be 1.0..=10.0");
+        }
+    }
+    if node.timeout_ms.is_some_and(|t| !(1..=900_000).contains(&t)) {
+        problems.push(Problem::new(
+            format!("/nodes/{i}/timeout_ms"),
+            codes::INVALID_TIMEOUT,
+            "timeout_ms must be 1..=900000 (15 minutes)",
+        ));
+    }
+}
+
+/// Every node reachable from `start` along `graph` (including `start`).
+fn walk<'a>(start: &[&'a str], graph: &HashMap<&'a str, Vec<&'a str>>) -> HashSet<&'a str> {
+    let mut seen: HashSet<&str> = start.iter().copied().collect();
+    let mut queue: VecDeque<&str> = start.iter().copied().collect();
+    while let Some(id) = queue.pop_front() {
+        for next in graph.get(id).into_iter().flatten() {
+            if seen.insert(next) {
+                queue.push_back(next);
+            }
+        }
+    }
+    seen
+}
+
+/// A cycle as a list of node ids (first repeated at the end), found by depth-first search.
+fn find_cycle<'a>(ids: &[&'a str], successors: &HashMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        Unvisited,
+        OnStack,
+        Done,
+    }
+    let mut marks: HashMap<&str, Mark> = ids.iter().map(|id| (*id, Mark::Unvisited)).collect();
+    for &root in ids {
+        if marks[root] != Mark::Unvisited {
+            continue;
+        }
+        // Iterative DFS: (node, index of the next successor to try).
+        let mut stack: Vec<(&str, usize)> = vec![(root, 0)];
+        marks.insert(root, Mark::OnStack);
+        while let Some((node, next)) = stack.last().copied() {
+            let succ = successors.get(node).map(Vec::as_slice).unwrap_or(&[]);
+            if next < succ.len() {
+                stack.last_mut().expect("stack is not empty").1 += 1;
+                let child = succ[next];
+                match marks.get(child).copied() {
+                    Some(Mark::Unvisited) => {
+                        marks.insert(child, Mark::OnStack);
+                        stack.push((child, 0));
+                    }
+                    Some(Mark::OnStack) => {
+                        let start = stack.iter().position(|(n, _)| *n == child).expect("on stack");
+                        let mut cycle: Vec<&str> = stack[start..].iter().map(|(n, _)| *n).collect();
+                        cycle.push(child);
+                        return Some(cycle);
+                    }
+                    _ => {}
+                }
+            } else {
+                marks.insert(node, Mark::Done);
+                stack.pop();
+            }
+        }
+    }
+    None
+}
+
+const TEMPLATE_ROOTS: &[&str] = &["input", "nodes", "execution"];
+
+/// Parses every template and expression in a node's config and checks what it refers to.
+fn check_templates(
+    i: usize,
+    node: &NodeSpec,
+    index: &HashMap<&str, usize>,
+    upstream: &HashSet<&str>,
+    problems: &mut Vec<Problem>,
+) {
+    let expression_fields = nodes::find(&node.node_type).map(|k| k.expression_fields()).unwrap_or(&[]);
+    let env = minijinja::Environment::new();
+    let mut strings = Vec::new();
+    collect_strings(&node.config, String::new(), &mut strings);
+    for (pointer, source) in strings {
+        let path = format!("/nodes/{i}/config{pointer}");
+        let variables = if expression_fields.contains(&pointer.as_str()) {
+            env.compile_expression(source).map(|e| e.undeclared_variables(true))
+        } else if source.contains("{{") || source.contains("{%") || source.contains("{#") {
+            env.template_from_str(source).map(|t| t.undeclared_variables(true))
+        } else {
+            continue;
+        };
+        let variables: BTreeSet<String> = match variables {
+            Ok(v) => v.into_iter().collect(),
+            Err(e) => {
+                problems.push(Problem::new(path, codes::TEMPLATE_SYNTAX_ERROR, template_error_message(&e)));
+                continue;
+            }
+        };
+        for variable in variables {
+            let mut parts = variable.split('.');
+            let root = parts.next().unwrap_or_default();
+            if !TEMPLATE_ROOTS.contains(&root) {
+                problems.push(Problem::new(
+                    &path,
+                    codes::TEMPLATE_UNKNOWN_VARIABLE,
+                    format!("'{root}' is not defined; templates see input, nodes.<id>.output and execution"),
+                ));
+                continue;
+            }
+            if root != "nodes" {
+                continue;
+            }
+            let Some(target) = parts.next() else { continue };
+            if !index.contains_key(target) {
+                problems.push(Problem::new(
+                    &path,
+                    codes::TEMPLATE_UNKNOWN_NODE,
+                    format!("'nodes.{target}' refers to a node that does not exist"),
+                ));
+            } else if target == node.id || !upstream.contains(target) {
+                problems.push(Problem::new(
+                    &path,
+                    codes::TEMPLATE_NODE_NOT_UPSTREAM,
+                    format!("'nodes.{target}' does not run before node '{}'; add an edge path from it", node.id),
+                ));
+            }
+        }
+    }
+}
+
+fn template_error_message(e: &minijinja::Error) -> String {
+    // The Display of a minijinja error names the template "<string>"; keep kind, detail and line.
+    match (e.detail(), e.line()) {
+        (Some(detail), Some(line)) => format!("{} on line {line}: {detail}", e.kind()),
+        (Some(detail), None) => format!("{}: {detail}", e.kind()),
+        _ => e.kind().to_string(),
+    }
+}
+
+/// Every string leaf of a JSON value with its JSON pointer.
+fn collect_strings<'a>(value: &'a Value, pointer: String, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        Value::String(s) => out.push((pointer, s)),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect_strings(item, format!("{pointer}/{i}"), out);
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let escaped = key.replace('~', "~0").replace('/', "~1");
+                collect_strings(item, format!("{pointer}/{escaped}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_input_schema(schema: &Value, problems: &mut Vec<Problem>) {
+    if let Err(e) = jsonschema::meta::validate(schema) {
+        problems.push(Problem::new(
+            format!("/input_schema{}", e.instance_path().as_str()),
+            codes::INVALID_INPUT_SCHEMA,
+            format!("input_schema is not a valid JSON Schema: {e}"),
+        ));
+        return;
+    }
+    if let Err(e) = jsonschema::validator_for(schema) {
+        problems.push(Problem::new("/input_schema", codes::INVALID_INPUT_SCHEMA, format!("input_schema cannot be used: {e}")));
+        return;
+    }
+    if let Some(kind) = schema.get("type") {
+        if kind != "object" {
+            problems.push(Problem::new(
+                "/input_schema/type",
+                codes::INVALID_INPUT_SCHEMA,
+                "execution input is a JSON object, so input_schema must have \"type\": \"object\"",
+            ));
+        }
+    }
+}
