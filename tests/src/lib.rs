@@ -1,0 +1,220 @@
+//! Test harness: an `App` wired to the DynamoDB emulator with a fresh table, a provisioned
+//! tenant, and request builders that produce the same `lambda_http::Request` a function sees.
+
+use lambda_http::http::Method;
+use lambda_http::{Body, Request, RequestExt, Response};
+use nodeai::api::{self, App, ROUTES, Route};
+use nodeai::config::Config;
+use nodeai::store::dynamo::{DynamoStore, create_table};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef";
+
+/// The emulator endpoint from `scripts/test`. Refuses anything but loopback so a test can
+/// never touch a real AWS account.
+pub fn emulator_endpoint() -> String {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL")
+        .expect("AWS_ENDPOINT_URL is not set: run the integration tests through scripts/test, which starts the emulator");
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        "tests only talk to a loopback emulator, not {endpoint}"
+    );
+    endpoint
+}
+
+pub async fn dynamo_client() -> aws_sdk_dynamodb::Client {
+    emulator_endpoint();
+    let sdk = aws_config::load_from_env().await;
+    aws_sdk_dynamodb::Client::new(&sdk)
+}
+
+/// A DynamoDB store on a fresh table of its own.
+pub async fn fresh_store() -> DynamoStore {
+    let client = dynamo_client().await;
+    let table = format!("nodeai-test-{}", ulid::Ulid::new().to_string().to_lowercase());
+    create_table(&client, &table).await.expect("create the test table");
+    DynamoStore::new(client, table)
+}
+
+pub struct TestApp {
+    pub app: App,
+    pub store: Arc<DynamoStore>,
+    /// A tenant provisioned on the table, with its key.
+    pub tenant_id: String,
+    pub key: String,
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        let store = Arc::new(fresh_store().await);
+        let config = Config::from_lookup(|name| match name {
+            "TABLE_NAME" => Some(store.table().to_string()),
+            "CURSOR_SIGNING_KEY" => Some(SIGNING_KEY.to_string()),
+            "STAGE" => Some("test".to_string()),
+            _ => None,
+        })
+        .expect("test config is valid");
+        let app = App::new(config, store.clone());
+        let (tenant, key) = nodeai::auth::provision_tenant(store.as_ref(), "Test tenant", "free", None)
+            .await
+            .expect("provision the test tenant");
+        TestApp { app, store, tenant_id: tenant.tenant_id, key }
+    }
+
+    /// Another tenant on the same table.
+    pub async fn other_tenant(&self) -> (String, String) {
+        let (tenant, key) = nodeai::auth::provision_tenant(self.store.as_ref(), "Other tenant", "free", None)
+            .await
+            .expect("provision another tenant");
+        (tenant.tenant_id, key)
+    }
+
+    /// Calls a route in-process, as its function would, with this tenant's key.
+    pub async fn call(&self, route: Route, params: &[(&str, &str)], body: Option<Value>) -> Reply {
+        self.send(route, RequestSpec::new(params).key(&self.key).json(body)).await
+    }
+
+    pub async fn send(&self, route: Route, spec: RequestSpec) -> Reply {
+        let request = spec.build(route);
+        Reply::from(api::handle(&self.app, route, request).await)
+    }
+
+    pub async fn create_workflow(&self, definition: Value) -> String {
+        let reply = self.call(Route::CreateWorkflow, &[], Some(definition)).await;
+        assert_eq!(reply.status, 201, "create failed: {}", reply.body);
+        reply.body["id"].as_str().expect("id").to_string()
+    }
+}
+
+/// Everything about a request but its route.
+#[derive(Default, Clone)]
+pub struct RequestSpec {
+    pub params: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+    pub method: Option<Method>,
+    pub path: Option<String>,
+}
+
+impl RequestSpec {
+    pub fn new(params: &[(&str, &str)]) -> Self {
+        RequestSpec { params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..Default::default() }
+    }
+    pub fn key(self, key: &str) -> Self {
+        self.header("authorization", &format!("Bearer {key}"))
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+    pub fn query(mut self, name: &str, value: &str) -> Self {
+        self.query.push((name.to_string(), value.to_string()));
+        self
+    }
+    pub fn json(mut self, body: Option<Value>) -> Self {
+        if let Some(body) = body {
+            self.body = Some(body.to_string().into_bytes());
+            self.headers.push(("content-type".into(), "application/json".into()));
+        }
+        self
+    }
+    /// A raw body with no content type set.
+    pub fn raw(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = Some(body.into());
+        self
+    }
+    pub fn method(mut self, method: Method) -> Self {
+        self.method = Some(method);
+        self
+    }
+    pub fn path(mut self, path: &str) -> Self {
+        self.path = Some(path.to_string());
+        self
+    }
+
+    pub fn build(self, route: Route) -> Request {
+        let spec = ROUTES.iter().find(|s| s.route == route);
+        let mut path = self.path.clone().or_else(|| spec.map(|s| s.path.to_string())).unwrap_or_else(|| "/".into());
+        for (name, value) in &self.params {
+            path = path.replace(&format!("{{{name}}}"), value);
+        }
+        let method = self.method.clone().or_else(|| spec.map(|s| s.method.parse().expect("method"))).unwrap_or(Method::GET);
+        let mut builder = lambda_http::http::Request::builder().method(method).uri(path);
+        for (name, value) in &self.headers {
+            builder = builder.header(name, value);
+        }
+        let body = match self.body {
+            Some(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => Body::Text(text),
+                Err(e) => Body::Binary(e.into_bytes()),
+            },
+            None => Body::Empty,
+        };
+        let params: HashMap<String, String> = self.params.into_iter().collect();
+        let query: HashMap<String, String> = self.query.into_iter().collect();
+        builder.body(body).expect("request builds").with_path_parameters(params).with_query_string_parameters(query)
+    }
+}
+
+/// A response with its body parsed.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl From<Response<Body>> for Reply {
+    fn from(response: Response<Body>) -> Self {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let raw = String::from_utf8_lossy(response.body().as_ref()).to_string();
+        let body = if raw.is_empty() { Value::Null } else { serde_json::from_str(&raw).expect("responses are JSON") };
+        Reply { status, headers, body, raw }
+    }
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// Asserts the error envelope and its code; returns the `error` object.
+    pub fn assert_error(&self, status: u16, code: &str) -> &Value {
+        assert_eq!(self.status, status, "expected {status} {code}, got {}", self.raw);
+        let error = &self.body["error"];
+        assert_eq!(error["code"], code, "{}", self.raw);
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.raw);
+        assert!(error["details"].is_array() && error["suggestions"].is_array(), "{}", self.raw);
+        assert!(error["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{}", self.raw);
+        assert!(error["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", self.raw);
+        error
+    }
+}
+
+/// A small valid definition: fetch -> summarize -> done (the README example).
+pub fn sample_definition(name: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "description": "Summarize a page",
+        "tags": ["demo"],
+        "input_schema": { "type": "object", "required": ["url"], "properties": { "url": { "type": "string" } } },
+        "nodes": [
+            { "id": "fetch", "type": "http.request", "config": { "method": "GET", "url": "{{ input.url }}" },
+              "retry": { "max_attempts": 3, "initial_delay_ms": 500 }, "timeout_ms": 10000, "on_error": "fail" },
+            { "id": "summarize", "type": "llm.chat",
+              "config": { "credential": "openai-main", "model": "gpt-4o-mini",
+                          "messages": [ { "role": "user", "content": "Summarize: {{ nodes.fetch.output.body }}" } ] } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.summarize.output.text }}" } }
+        ],
+        "edges": [ { "from": "fetch", "to": "summarize" }, { "from": "summarize", "to": "done" } ]
+    })
+}
