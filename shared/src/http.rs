@@ -78,6 +78,25 @@ pub fn request_id(req: &Request) -> String {
         .unwrap_or_else(crate::model::new_id)
 }
 
+/// The request path as routed, without the API Gateway stage that lambda_http puts in front of
+/// REST (v1) paths (`/prod/v1/workflows` -> `/v1/workflows`).
+pub fn route_path(req: &Request) -> String {
+    let path = req.uri().path();
+    let stage = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
+        _ => None,
+    };
+    if let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") {
+        let prefix = format!("/{stage}");
+        if let Some(rest) = path.strip_prefix(&prefix)
+            && rest.starts_with('/')
+        {
+            return rest.to_string();
+        }
+    }
+    path.to_string()
+}
+
 pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }

@@ -199,7 +199,7 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     let started = Instant::now();
     let request_id = http::request_id(&req);
     let method = req.method().to_string();
-    let path = req.uri().path().to_string();
+    let path = http::route_path(&req);
     let route_name = spec_of(route).map(|s| s.path).unwrap_or("fallback");
     let span =
         tracing::info_span!("request", request_id = %request_id, tenant_id = tracing::field::Empty);
@@ -276,7 +276,8 @@ async fn dispatch(
 
 /// 405 with `Allow` when the path is known under other methods, else 404.
 fn fallback(req: &Request) -> ApiError {
-    let path = req.uri().path();
+    let path = http::route_path(req);
+    let path = path.as_str();
     let allowed: Vec<&str> = ROUTES
         .iter()
         .filter(|s| path_matches(s.path, path))

@@ -1,0 +1,83 @@
+//! Every sample event in `events/` is a real API Gateway (REST, v1) event that parses into the
+//! request a function sees and gets the intended answer from its route.
+
+use nodeai::api::{FALLBACK_FUNCTION, ROUTES, Route, handle};
+use nodeai_tests::{Reply, TestApp, sample_definition};
+use std::path::PathBuf;
+
+/// The placeholders the sample events use: a workflow id and the local dev key.
+const SAMPLE_WORKFLOW_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W1Y";
+const SAMPLE_KEY: &str = "nk_dev_local_only_not_a_secret_0000000000";
+
+fn events_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
+}
+
+async fn run_event(function: &str, route: Route) -> Reply {
+    let t = TestApp::new().await;
+    let id = t.create_workflow(sample_definition("for events")).await;
+    if matches!(route, Route::GetVersion | Route::DeployVersion) {
+        assert_eq!(
+            t.call(Route::PublishVersion, &[("workflow_id", &id)], None)
+                .await
+                .status,
+            201
+        );
+    }
+    let text = std::fs::read_to_string(events_dir().join(format!("{function}.json")))
+        .unwrap_or_else(|e| panic!("events/{function}.json: {e}"))
+        .replace(SAMPLE_WORKFLOW_ID, &id)
+        .replace(SAMPLE_KEY, &t.key);
+    let request = lambda_http::request::from_str(&text)
+        .unwrap_or_else(|e| panic!("events/{function}.json does not parse: {e}"));
+    Reply::from(handle(&t.app, route, request).await)
+}
+
+#[tokio::test]
+async fn every_route_event_gets_its_success_status() {
+    for spec in ROUTES {
+        let reply = run_event(spec.function, spec.route).await;
+        let expected = match spec.route {
+            Route::CreateWorkflow | Route::PublishVersion => 201,
+            Route::DeleteWorkflow => 204,
+            _ => 200,
+        };
+        assert_eq!(
+            reply.status, expected,
+            "events/{}.json: {}",
+            spec.function, reply.raw
+        );
+        assert_eq!(
+            reply.header("x-request-id"),
+            Some(format!("sample-{}", spec.function).as_str())
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_fallback_event_gets_405() {
+    let reply = run_event(FALLBACK_FUNCTION, Route::Fallback).await;
+    reply.assert_error(405, "METHOD_NOT_ALLOWED");
+    assert_eq!(reply.header("allow"), Some("POST, GET"));
+}
+
+#[tokio::test]
+async fn the_gateway_request_id_is_used_when_the_client_sends_none() {
+    let t = TestApp::new().await;
+    let text = std::fs::read_to_string(events_dir().join("health-live.json")).unwrap();
+    let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
+    event["headers"]
+        .as_object_mut()
+        .unwrap()
+        .remove("X-Request-ID");
+    event["multiValueHeaders"]
+        .as_object_mut()
+        .unwrap()
+        .remove("X-Request-ID");
+    let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+    let reply = Reply::from(handle(&t.app, Route::HealthLive, request).await);
+    assert_eq!(
+        reply.header("x-request-id"),
+        Some("c6af9ac6-7b61-11e6-9a41-93e8deadbeef")
+    );
+}

@@ -1,0 +1,205 @@
+//! The route table in shared/src/api/mod.rs is the one source of truth. These checks fail when
+//! cargo-lambda's router, template.yaml, functions/ or events/ drift from it.
+
+use nodeai::api::{FALLBACK_FUNCTION, ROUTES};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn read(path: impl AsRef<Path>) -> String {
+    let path = root().join(path);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn all_functions() -> BTreeSet<String> {
+    ROUTES
+        .iter()
+        .map(|s| s.function.to_string())
+        .chain([FALLBACK_FUNCTION.to_string()])
+        .collect()
+}
+
+#[test]
+fn every_function_has_a_crate_that_only_wires_its_route() {
+    let on_disk: BTreeSet<String> = std::fs::read_dir(root().join("functions"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        on_disk,
+        all_functions(),
+        "functions/ must hold exactly one crate per route plus the fallback"
+    );
+    for spec in ROUTES {
+        let main = read(format!("functions/{}/src/main.rs", spec.function));
+        assert!(
+            main.contains(&format!("Route::{:?}", spec.route)),
+            "{} must serve Route::{:?}",
+            spec.function,
+            spec.route
+        );
+        assert!(
+            main.lines().count() < 20,
+            "{} main.rs only wires",
+            spec.function
+        );
+    }
+}
+
+#[test]
+fn the_cargo_lambda_router_matches_the_route_table() {
+    let manifest: toml::Table = read("Cargo.toml").parse().unwrap();
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
+        .as_table()
+        .expect("router table");
+    for spec in ROUTES {
+        let entries = router
+            .get(spec.path)
+            .and_then(|v| v.as_array())
+            .unwrap_or_else(|| panic!("router lacks {}", spec.path));
+        let target = entries
+            .iter()
+            .find(|e| e["method"].as_str() == Some(spec.method))
+            .unwrap_or_else(|| panic!("router lacks {} {}", spec.method, spec.path));
+        assert_eq!(
+            target["function"].as_str(),
+            Some(spec.function),
+            "{} {}",
+            spec.method,
+            spec.path
+        );
+    }
+    let functions = all_functions();
+    for (path, value) in router {
+        if let Some(entries) = value.as_array() {
+            for entry in entries {
+                let method = entry["method"].as_str().unwrap();
+                let function = entry["function"].as_str().unwrap();
+                assert!(
+                    functions.contains(function),
+                    "{method} {path} -> unknown function {function}"
+                );
+                let routed = ROUTES.iter().any(|s| s.path == path && s.method == method);
+                assert!(
+                    routed || function == FALLBACK_FUNCTION,
+                    "{method} {path} is not in ROUTES but goes to {function}"
+                );
+            }
+        }
+    }
+    assert_eq!(router["/{*rest}"].as_str(), Some(FALLBACK_FUNCTION));
+}
+
+/// template.yaml split into its resources: (logical id, text).
+fn template_resources() -> Vec<(String, String)> {
+    let template = read("template.yaml");
+    let resources = template
+        .split("\nResources:\n")
+        .nth(1)
+        .unwrap()
+        .split("\nOutputs:")
+        .next()
+        .unwrap();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in resources.lines() {
+        if line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':') {
+            out.push((line.trim().trim_end_matches(':').to_string(), String::new()));
+        } else if let Some((_, text)) = out.last_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn template_has_a_function_and_an_api_event_for_every_route() {
+    let resources = template_resources();
+    for spec in ROUTES {
+        let (_, text) = resources
+            .iter()
+            .find(|(_, text)| text.contains(&format!("Binary: {}\n", spec.function)))
+            .unwrap_or_else(|| panic!("template.yaml has no function for {}", spec.function));
+        assert!(text.contains("Type: AWS::Serverless::Function"));
+        assert!(text.contains("BuildMethod: rust-cargolambda"));
+        assert!(
+            text.contains(&format!("Path: {}\n", spec.path)),
+            "{}: event path",
+            spec.function
+        );
+        assert!(
+            text.contains(&format!("Method: {}\n", spec.method.to_lowercase())),
+            "{}: event method",
+            spec.function
+        );
+    }
+    let functions = resources
+        .iter()
+        .filter(|(_, text)| text.contains("Type: AWS::Serverless::Function"))
+        .count();
+    assert_eq!(
+        functions,
+        all_functions().len(),
+        "one function per route plus the fallback"
+    );
+}
+
+#[test]
+fn template_policies_are_least_privilege() {
+    let resources = template_resources();
+    let actions_of = |function: &str| -> BTreeSet<String> {
+        let (_, text) = resources
+            .iter()
+            .find(|(_, t)| t.contains(&format!("Binary: {function}\n")))
+            .unwrap();
+        text.lines()
+            .map(str::trim)
+            .filter_map(|l| l.strip_prefix("- dynamodb:"))
+            .map(|a| a.to_string())
+            .collect()
+    };
+    let writes = ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"];
+    for reader in [
+        "get-workflow",
+        "list-workflows",
+        "get-version",
+        "list-versions",
+        "list-node-types",
+        "validate-workflow",
+    ] {
+        let actions = actions_of(reader);
+        assert!(!actions.is_empty(), "{reader} reads");
+        for write in writes {
+            assert!(
+                !actions.contains(write),
+                "{reader} must not be allowed {write}"
+            );
+        }
+    }
+    assert!(actions_of("health").is_empty() && actions_of("route-fallback").is_empty());
+    assert!(actions_of("create-workflow").contains("PutItem"));
+    assert!(!actions_of("create-workflow").contains("DeleteItem"));
+    assert!(actions_of("delete-workflow").contains("DeleteItem"));
+    let template = read("template.yaml");
+    assert!(
+        !template.contains("dynamodb:*") && !template.contains("DynamoDBCrudPolicy"),
+        "no wildcard grants"
+    );
+    assert!(template.contains("PointInTimeRecoveryEnabled: true"));
+    assert!(template.contains("Tracing: Active") && template.contains("LogFormat: JSON"));
+}
+
+#[test]
+fn every_function_has_a_sample_event() {
+    for function in all_functions() {
+        let text = read(format!("events/{function}.json"));
+        let event: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert!(
+            event["httpMethod"].is_string(),
+            "events/{function}.json is an API Gateway REST event"
+        );
+    }
+}
