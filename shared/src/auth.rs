@@ -15,10 +15,7 @@ const MAX_KEY_LEN: usize = 200;
 pub fn generate_key() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "{KEY_PREFIX}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
+    format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// SHA-256 of the key, hex. The only form a key is stored in.
@@ -34,17 +31,12 @@ pub fn bearer_token(header: Option<&str>) -> Option<&str> {
     let well_formed = scheme.eq_ignore_ascii_case("bearer")
         && token.starts_with(KEY_PREFIX)
         && token.len() <= MAX_KEY_LEN
-        && token
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+        && token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
     well_formed.then_some(token)
 }
 
 /// The tenant a request's key belongs to. Every failure is the same 401.
-pub async fn authenticate(
-    store: &dyn TenantStore,
-    authorization: Option<&str>,
-) -> Result<String, ApiError> {
+pub async fn authenticate(store: &dyn TenantStore, authorization: Option<&str>) -> Result<String, ApiError> {
     let token = bearer_token(authorization).ok_or_else(ApiError::unauthorized)?;
     match store.find_api_key(&hash_key(token)).await? {
         Some(record) => Ok(record.tenant_id),
@@ -65,16 +57,10 @@ pub async fn provision_tenant(
         None => generate_key(),
     };
     if bearer_token(Some(&format!("Bearer {key}"))).is_none() {
-        return Err(StoreError::Internal(
-            "an API key must start with nk_ and use [A-Za-z0-9_-]".into(),
-        ));
+        return Err(StoreError::Internal("an API key must start with nk_ and use [A-Za-z0-9_-]".into()));
     }
-    let tenant = Tenant {
-        tenant_id: new_id(),
-        name: name.to_string(),
-        tier: tier.to_string(),
-        created_at: now_rfc3339(),
-    };
+    let tenant =
+        Tenant { tenant_id: new_id(), name: name.to_string(), tier: tier.to_string(), created_at: now_rfc3339() };
     store.create_tenant(&tenant).await?;
     let record = ApiKeyRecord {
         key_hash: hash_key(&key),
@@ -96,10 +82,7 @@ mod tests {
         let (a, b) = (generate_key(), generate_key());
         assert_ne!(a, b);
         assert!(a.starts_with("nk_") && a.len() == 46, "{a}");
-        assert_eq!(
-            hash_key("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hash_key("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 
     #[test]
@@ -111,28 +94,17 @@ mod tests {
         assert_eq!(bearer_token(Some("Bearer nk_a'b")), None);
         assert_eq!(bearer_token(Some("Bearer")), None);
         assert_eq!(bearer_token(None), None);
-        assert_eq!(
-            bearer_token(Some(&format!("Bearer nk_{}", "a".repeat(300)))),
-            None
-        );
+        assert_eq!(bearer_token(Some(&format!("Bearer nk_{}", "a".repeat(300)))), None);
     }
 
     #[tokio::test]
     async fn provisioned_key_authenticates_and_others_do_not() {
         let store = MemoryStore::new();
-        let (tenant, key) = provision_tenant(&store, "Acme", "free", None)
-            .await
-            .unwrap();
+        let (tenant, key) = provision_tenant(&store, "Acme", "free", None).await.unwrap();
         let header = format!("Bearer {key}");
-        assert_eq!(
-            authenticate(&store, Some(&header)).await.unwrap(),
-            tenant.tenant_id
-        );
+        assert_eq!(authenticate(&store, Some(&header)).await.unwrap(), tenant.tenant_id);
         let wrong = format!("Bearer {}", generate_key());
-        assert_eq!(
-            authenticate(&store, Some(&wrong)).await.unwrap_err().code,
-            crate::error::ErrorCode::Unauthorized
-        );
+        assert_eq!(authenticate(&store, Some(&wrong)).await.unwrap_err().code, crate::error::ErrorCode::Unauthorized);
         assert!(authenticate(&store, None).await.is_err());
         let stored = store.find_api_key(&hash_key(&key)).await.unwrap().unwrap();
         assert_ne!(stored.key_hash, key, "the key itself is never stored");

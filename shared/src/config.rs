@@ -35,23 +35,11 @@ pub struct ConfigError {
 
 /// Every variable the functions read, with its meaning, for the README.
 pub const VARIABLES: &[(&str, &str)] = &[
-    (
-        "TABLE_NAME",
-        "required; the DynamoDB table (3-255 chars of [A-Za-z0-9_.-])",
-    ),
-    (
-        "CURSOR_SIGNING_KEY",
-        "required; at least 32 characters; signs list cursors",
-    ),
+    ("TABLE_NAME", "required; the DynamoDB table (3-255 chars of [A-Za-z0-9_.-])"),
+    ("CURSOR_SIGNING_KEY", "required; at least 32 characters; signs list cursors"),
     ("STAGE", "optional, default `local`; shown by GET /health"),
-    (
-        "LOG_LEVEL",
-        "optional, default `info`; a tracing filter such as `debug` or `nodeai=debug`",
-    ),
-    (
-        "AWS_ENDPOINT_URL",
-        "optional; points the AWS SDK at an emulator (moto) locally",
-    ),
+    ("LOG_LEVEL", "optional, default `info`; a tracing filter such as `debug` or `nodeai=debug`"),
+    ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
 
 impl Config {
@@ -65,65 +53,40 @@ impl Config {
         let required = |variable: &'static str| {
             lookup(variable)
                 .filter(|v| !v.trim().is_empty())
-                .ok_or_else(|| ConfigError {
-                    variable,
-                    problem: "is not set".into(),
-                })
+                .ok_or_else(|| ConfigError { variable, problem: "is not set".into() })
         };
         let table_name = checked_table_name(required("TABLE_NAME")?)?;
         let cursor_signing_key = required("CURSOR_SIGNING_KEY")?;
         if cursor_signing_key.len() < 32 {
             return Err(ConfigError {
                 variable: "CURSOR_SIGNING_KEY",
-                problem: format!(
-                    "must be at least 32 characters (got {})",
-                    cursor_signing_key.len()
-                ),
+                problem: format!("must be at least 32 characters (got {})", cursor_signing_key.len()),
             });
         }
-        let stage = lookup("STAGE")
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "local".into());
+        let stage = lookup("STAGE").filter(|s| !s.is_empty()).unwrap_or_else(|| "local".into());
         if !stage.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || stage.len() > 32 {
-            return Err(ConfigError {
-                variable: "STAGE",
-                problem: "must be up to 32 letters, digits or '-'".into(),
-            });
+            return Err(ConfigError { variable: "STAGE", problem: "must be up to 32 letters, digits or '-'".into() });
         }
-        let log_level = lookup("LOG_LEVEL")
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| "info".into());
+        let log_level = lookup("LOG_LEVEL").filter(|s| !s.is_empty()).unwrap_or_else(|| "info".into());
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError {
                 variable: "LOG_LEVEL",
                 problem: format!("is not a valid filter: {log_level:?}"),
             });
         }
-        Ok(Config {
-            table_name,
-            stage,
-            cursor_signing_key: cursor_signing_key.into_bytes(),
-            log_level,
-        })
+        Ok(Config { table_name, stage, cursor_signing_key: cursor_signing_key.into_bytes(), log_level })
     }
 }
 
 /// `TABLE_NAME` alone, for the admin tool (which signs no cursors).
 pub fn table_name_from_env() -> Result<String, ConfigError> {
-    let name = std::env::var("TABLE_NAME")
-        .ok()
-        .filter(|v| !v.trim().is_empty());
-    checked_table_name(name.ok_or_else(|| ConfigError {
-        variable: "TABLE_NAME",
-        problem: "is not set".into(),
-    })?)
+    let name = std::env::var("TABLE_NAME").ok().filter(|v| !v.trim().is_empty());
+    checked_table_name(name.ok_or_else(|| ConfigError { variable: "TABLE_NAME", problem: "is not set".into() })?)
 }
 
 fn checked_table_name(table_name: String) -> Result<String, ConfigError> {
     let ok = (3..=255).contains(&table_name.len())
-        && table_name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        && table_name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
     if ok {
         Ok(table_name)
     } else {
@@ -140,10 +103,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| map.get(k).cloned()
     }
 
@@ -153,51 +113,31 @@ mod tests {
     fn missing_table_is_named() {
         let err = Config::from_lookup(lookup(&[("CURSOR_SIGNING_KEY", KEY)])).unwrap_err();
         assert_eq!(err.variable, "TABLE_NAME");
-        assert_eq!(
-            err.to_string(),
-            "configuration error: TABLE_NAME is not set"
-        );
+        assert_eq!(err.to_string(), "configuration error: TABLE_NAME is not set");
     }
 
     #[test]
     fn short_signing_key_is_rejected() {
-        let err = Config::from_lookup(lookup(&[
-            ("TABLE_NAME", "nodeai"),
-            ("CURSOR_SIGNING_KEY", "short"),
-        ]))
-        .unwrap_err();
+        let err =
+            Config::from_lookup(lookup(&[("TABLE_NAME", "nodeai"), ("CURSOR_SIGNING_KEY", "short")])).unwrap_err();
         assert_eq!(err.variable, "CURSOR_SIGNING_KEY");
     }
 
     #[test]
     fn bad_table_name_and_log_level_are_rejected() {
-        let err = Config::from_lookup(lookup(&[
-            ("TABLE_NAME", "no spaces"),
-            ("CURSOR_SIGNING_KEY", KEY),
-        ]))
-        .unwrap_err();
+        let err = Config::from_lookup(lookup(&[("TABLE_NAME", "no spaces"), ("CURSOR_SIGNING_KEY", KEY)])).unwrap_err();
         assert_eq!(err.variable, "TABLE_NAME");
-        let err = Config::from_lookup(lookup(&[
-            ("TABLE_NAME", "nodeai"),
-            ("CURSOR_SIGNING_KEY", KEY),
-            ("LOG_LEVEL", "[[["),
-        ]))
-        .unwrap_err();
+        let err =
+            Config::from_lookup(lookup(&[("TABLE_NAME", "nodeai"), ("CURSOR_SIGNING_KEY", KEY), ("LOG_LEVEL", "[[[")]))
+                .unwrap_err();
         assert_eq!(err.variable, "LOG_LEVEL");
     }
 
     #[test]
     fn defaults_apply() {
-        let config = Config::from_lookup(lookup(&[
-            ("TABLE_NAME", "nodeai"),
-            ("CURSOR_SIGNING_KEY", KEY),
-        ]))
-        .unwrap();
+        let config = Config::from_lookup(lookup(&[("TABLE_NAME", "nodeai"), ("CURSOR_SIGNING_KEY", KEY)])).unwrap();
         assert_eq!(config.stage, "local");
         assert_eq!(config.log_level, "info");
-        assert!(
-            !format!("{config:?}").contains(KEY),
-            "Debug must not print the signing key"
-        );
+        assert!(!format!("{config:?}").contains(KEY), "Debug must not print the signing key");
     }
 }

@@ -70,9 +70,7 @@ impl ErrorCode {
 
     pub fn status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidJson | ErrorCode::InvalidRequest | ErrorCode::InvalidCursor => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::InvalidJson | ErrorCode::InvalidRequest | ErrorCode::InvalidCursor => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
             ErrorCode::RouteNotFound | ErrorCode::WorkflowNotFound | ErrorCode::VersionNotFound => {
                 StatusCode::NOT_FOUND
@@ -91,38 +89,24 @@ impl ErrorCode {
     /// One line for the README's error table.
     pub fn meaning(self) -> &'static str {
         match self {
-            ErrorCode::InvalidJson => {
-                "The body is not valid JSON (the message gives line and column) or is empty."
-            }
-            ErrorCode::InvalidRequest => {
-                "A query parameter, header or body field has the wrong type or value."
-            }
-            ErrorCode::InvalidCursor => {
-                "`next_token` was altered, expired or belongs to another listing."
-            }
+            ErrorCode::InvalidJson => "The body is not valid JSON (the message gives line and column) or is empty.",
+            ErrorCode::InvalidRequest => "A query parameter, header or body field has the wrong type or value.",
+            ErrorCode::InvalidCursor => "`next_token` was altered, expired or belongs to another listing.",
             ErrorCode::Unauthorized => {
                 "The `Authorization: Bearer <key>` header is missing, malformed or not a live key."
             }
             ErrorCode::RouteNotFound => "No route has this path.",
             ErrorCode::WorkflowNotFound => "No workflow with this id exists for your tenant.",
             ErrorCode::VersionNotFound => "The workflow has no such published version.",
-            ErrorCode::MethodNotAllowed => {
-                "The path exists but not with this method; see the `Allow` header."
-            }
+            ErrorCode::MethodNotAllowed => "The path exists but not with this method; see the `Allow` header.",
             ErrorCode::ConcurrentModification => {
                 "Another request changed the workflow at the same time; read it again and retry."
             }
-            ErrorCode::DraftUnchanged => {
-                "The draft has not changed since the last published version."
-            }
+            ErrorCode::DraftUnchanged => "The draft has not changed since the last published version.",
             ErrorCode::PreconditionFailed => "`If-Match` names an ETag that is no longer current.",
             ErrorCode::PayloadTooLarge => "The body is larger than 1 MiB.",
-            ErrorCode::UnsupportedMediaType => {
-                "The body must be sent as `Content-Type: application/json`."
-            }
-            ErrorCode::ValidationFailed => {
-                "The workflow definition has problems; `details` lists every one."
-            }
+            ErrorCode::UnsupportedMediaType => "The body must be sent as `Content-Type: application/json`.",
+            ErrorCode::ValidationFailed => "The workflow definition has problems; `details` lists every one.",
             ErrorCode::InternalError => "An unexpected error; report the request id.",
             ErrorCode::ServiceUnavailable => {
                 "The data store is throttled or unreachable; retry after `Retry-After` seconds."
@@ -146,13 +130,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ApiError {
-            code,
-            message: message.into(),
-            details: Vec::new(),
-            suggestions: Vec::new(),
-            headers: Vec::new(),
-        }
+        ApiError { code, message: message.into(), details: Vec::new(), suggestions: Vec::new(), headers: Vec::new() }
     }
 
     pub fn with_details(mut self, details: Vec<Value>) -> Self {
@@ -175,21 +153,13 @@ impl ApiError {
     }
 
     pub fn workflow_not_found(workflow_id: &str) -> Self {
-        ApiError::new(
-            ErrorCode::WorkflowNotFound,
-            format!("workflow '{workflow_id}' was not found"),
-        )
-        .suggest("List your workflows with GET /v1/workflows.")
+        ApiError::new(ErrorCode::WorkflowNotFound, format!("workflow '{workflow_id}' was not found"))
+            .suggest("List your workflows with GET /v1/workflows.")
     }
 
     pub fn version_not_found(workflow_id: &str, version: u32) -> Self {
-        ApiError::new(
-            ErrorCode::VersionNotFound,
-            format!("workflow '{workflow_id}' has no version {version}"),
-        )
-        .suggest(format!(
-            "List published versions with GET /v1/workflows/{workflow_id}/versions."
-        ))
+        ApiError::new(ErrorCode::VersionNotFound, format!("workflow '{workflow_id}' has no version {version}"))
+            .suggest(format!("List published versions with GET /v1/workflows/{workflow_id}/versions."))
     }
 
     pub fn unauthorized() -> Self {
@@ -216,18 +186,14 @@ pub enum StoreError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
-            StoreError::ConditionFailed => ApiError::new(
-                ErrorCode::ConcurrentModification,
-                "the resource was changed by another request",
-            )
-            .suggest("Read it again and retry."),
+            StoreError::ConditionFailed => {
+                ApiError::new(ErrorCode::ConcurrentModification, "the resource was changed by another request")
+                    .suggest("Read it again and retry.")
+            }
             StoreError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "store unavailable");
-                ApiError::new(
-                    ErrorCode::ServiceUnavailable,
-                    "the data store is busy or unreachable; retry shortly",
-                )
-                .with_header("retry-after", "1")
+                ApiError::new(ErrorCode::ServiceUnavailable, "the data store is busy or unreachable; retry shortly")
+                    .with_header("retry-after", "1")
             }
             StoreError::Internal(detail) => {
                 tracing::error!(error = %detail, "store error");

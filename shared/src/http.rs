@@ -21,25 +21,13 @@ pub struct Reply {
 
 impl Reply {
     pub fn ok(body: Value) -> Self {
-        Reply {
-            status: StatusCode::OK,
-            body: Some(body),
-            headers: Vec::new(),
-        }
+        Reply { status: StatusCode::OK, body: Some(body), headers: Vec::new() }
     }
     pub fn created(body: Value, location: String) -> Self {
-        Reply {
-            status: StatusCode::CREATED,
-            body: Some(body),
-            headers: vec![("location", location)],
-        }
+        Reply { status: StatusCode::CREATED, body: Some(body), headers: vec![("location", location)] }
     }
     pub fn no_content() -> Self {
-        Reply {
-            status: StatusCode::NO_CONTENT,
-            body: None,
-            headers: Vec::new(),
-        }
+        Reply { status: StatusCode::NO_CONTENT, body: None, headers: Vec::new() }
     }
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
@@ -50,16 +38,11 @@ impl Reply {
 /// The request id: the client's `X-Request-ID` when it is safe to echo (at most 128 chars of
 /// `[A-Za-z0-9._-]`), else the API Gateway request id, else the Lambda request id.
 pub fn request_id(req: &Request) -> String {
-    let client = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= 128
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        });
+    let client = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).filter(|v| {
+        !v.is_empty()
+            && v.len() <= 128
+            && v.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    });
     if let Some(id) = client {
         return id.to_string();
     }
@@ -70,11 +53,7 @@ pub fn request_id(req: &Request) -> String {
     };
     gateway
         .filter(|id| !id.is_empty())
-        .or_else(|| {
-            req.lambda_context_ref()
-                .map(|ctx| ctx.request_id.clone())
-                .filter(|id| !id.is_empty())
-        })
+        .or_else(|| req.lambda_context_ref().map(|ctx| ctx.request_id.clone()).filter(|id| !id.is_empty()))
         .unwrap_or_else(crate::model::new_id)
 }
 
@@ -102,15 +81,11 @@ pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
 }
 
 pub fn path_param(req: &Request, name: &str) -> Option<String> {
-    req.path_parameters_ref()
-        .and_then(|p| p.first(name))
-        .map(str::to_string)
+    req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_string)
 }
 
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
-    req.query_string_parameters_ref()
-        .and_then(|q| q.first(name))
-        .map(str::to_string)
+    req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_string)
 }
 
 /// The body as JSON, with its size in bytes. Checks content type, size and syntax, each with
@@ -120,10 +95,7 @@ pub fn json_body(req: &Request) -> Result<(Value, usize), ApiError> {
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::new(
             ErrorCode::PayloadTooLarge,
-            format!(
-                "the body is {} bytes; the limit is {MAX_BODY_BYTES}",
-                bytes.len()
-            ),
+            format!("the body is {} bytes; the limit is {MAX_BODY_BYTES}", bytes.len()),
         ));
     }
     let content_type = header(req, "content-type").unwrap_or("");
@@ -140,20 +112,12 @@ pub fn json_body(req: &Request) -> Result<(Value, usize), ApiError> {
         .suggest("Send the body as JSON with 'Content-Type: application/json'."));
     }
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidJson,
-            "the request body is empty; a JSON object is expected",
-        ));
+        return Err(ApiError::new(ErrorCode::InvalidJson, "the request body is empty; a JSON object is expected"));
     }
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::new(
             ErrorCode::InvalidJson,
-            format!(
-                "the body is not valid JSON: {} at line {} column {}",
-                syntax_message(&e),
-                e.line(),
-                e.column()
-            ),
+            format!("the body is not valid JSON: {} at line {} column {}", syntax_message(&e), e.line(), e.column()),
         )
         .with_details(vec![json!({ "line": e.line(), "column": e.column() })])
     })?;
@@ -172,16 +136,12 @@ fn syntax_message(e: &serde_json::Error) -> String {
 /// The body as a typed request object: JSON problems as `json_body`, shape problems as 400.
 pub fn typed_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let (value, _) = json_body(req)?;
-    serde_json::from_value(value).map_err(|e| {
-        ApiError::invalid_request(format!("the body does not have the expected shape: {e}"))
-    })
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::invalid_request(format!("the body does not have the expected shape: {e}")))
 }
 
 const SECURITY_HEADERS: &[(&str, &str)] = &[
-    (
-        "strict-transport-security",
-        "max-age=63072000; includeSubDomains",
-    ),
+    ("strict-transport-security", "max-age=63072000; includeSubDomains"),
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
     ("cache-control", "no-store"),
@@ -193,11 +153,7 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
 pub fn respond(result: Result<Reply, ApiError>, request_id: &str) -> Response<Body> {
     let (status, body, headers) = match result {
         Ok(reply) => (reply.status, reply.body, reply.headers),
-        Err(err) => (
-            err.code.status(),
-            Some(error_body(&err, request_id)),
-            err.headers,
-        ),
+        Err(err) => (err.code.status(), Some(error_body(&err, request_id)), err.headers),
     };
     let mut response = Response::new(match &body {
         Some(value) => Body::Text(value.to_string()),
@@ -206,19 +162,12 @@ pub fn respond(result: Result<Reply, ApiError>, request_id: &str) -> Response<Bo
     *response.status_mut() = status;
     let map = response.headers_mut();
     if body.is_some() {
-        map.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        map.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     }
     for (name, value) in SECURITY_HEADERS {
         map.insert(*name, HeaderValue::from_static(value));
     }
-    for (name, value) in headers
-        .iter()
-        .map(|(n, v)| (*n, v.as_str()))
-        .chain([("x-request-id", request_id)])
-    {
+    for (name, value) in headers.iter().map(|(n, v)| (*n, v.as_str())).chain([("x-request-id", request_id)]) {
         if let Ok(value) = HeaderValue::from_str(value) {
             map.insert(name, value);
         }

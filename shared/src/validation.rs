@@ -47,77 +47,32 @@ pub mod codes {
     /// Every problem code with its meaning, for the README.
     pub const ALL: &[(&str, &str)] = &[
         (DEFINITION_TOO_LARGE, "the definition is over 256 KB"),
-        (
-            SCHEMA_VIOLATION,
-            "a field is missing, unknown or of the wrong type",
-        ),
+        (SCHEMA_VIOLATION, "a field is missing, unknown or of the wrong type"),
         (INVALID_NAME, "name must be 1-200 characters"),
         (TOO_MANY_TAGS, "at most 20 tags"),
-        (
-            INVALID_TAG,
-            "a tag must be 1-64 characters of [A-Za-z0-9_.:-]",
-        ),
+        (INVALID_TAG, "a tag must be 1-64 characters of [A-Za-z0-9_.:-]"),
         (TOO_MANY_NODES, "at most 200 nodes"),
         (TOO_MANY_EDGES, "at most 1,000 edges"),
         (EMPTY_WORKFLOW, "a workflow needs at least one node"),
         (INVALID_NODE_ID, "node ids match ^[a-z][a-z0-9_-]{0,63}$"),
         (DUPLICATE_NODE_ID, "two nodes share an id"),
-        (
-            UNKNOWN_NODE_TYPE,
-            "the node type is not registered (see GET /v1/node-types)",
-        ),
-        (
-            INVALID_NODE_CONFIG,
-            "the node's config does not match its type's schema",
-        ),
+        (UNKNOWN_NODE_TYPE, "the node type is not registered (see GET /v1/node-types)"),
+        (INVALID_NODE_CONFIG, "the node's config does not match its type's schema"),
         (INVALID_RETRY_POLICY, "retry values out of range"),
         (INVALID_TIMEOUT, "timeout_ms must be 1..=900000"),
-        (
-            EDGE_UNKNOWN_NODE,
-            "an edge names a node that does not exist",
-        ),
+        (EDGE_UNKNOWN_NODE, "an edge names a node that does not exist"),
         (DUPLICATE_EDGE, "the same edge appears twice"),
-        (
-            CYCLE_DETECTED,
-            "the edges form a cycle (the message names its nodes)",
-        ),
-        (
-            UNREACHABLE_NODE,
-            "no path from an entry node reaches this node, or it has no edges at all",
-        ),
-        (
-            CONDITION_EDGE_MISSING_WHEN,
-            "an edge leaving a logic.condition node needs \"when\": \"true\" or \"false\"",
-        ),
-        (
-            INVALID_EDGE_WHEN,
-            "\"when\" is not allowed or not valid on this edge",
-        ),
-        (
-            MISSING_ERROR_BRANCH,
-            "on_error is \"branch\" but no edge leaves the node with \"when\": \"error\"",
-        ),
+        (CYCLE_DETECTED, "the edges form a cycle (the message names its nodes)"),
+        (UNREACHABLE_NODE, "no path from an entry node reaches this node, or it has no edges at all"),
+        (CONDITION_EDGE_MISSING_WHEN, "an edge leaving a logic.condition node needs \"when\": \"true\" or \"false\""),
+        (INVALID_EDGE_WHEN, "\"when\" is not allowed or not valid on this edge"),
+        (MISSING_ERROR_BRANCH, "on_error is \"branch\" but no edge leaves the node with \"when\": \"error\""),
         (MULTIPLE_OUTPUT_NODES, "at most one flow.output node"),
-        (
-            TEMPLATE_SYNTAX_ERROR,
-            "a template or expression does not parse",
-        ),
-        (
-            TEMPLATE_UNKNOWN_VARIABLE,
-            "a template uses a variable other than input, nodes or execution",
-        ),
-        (
-            TEMPLATE_UNKNOWN_NODE,
-            "a template refers to a node that does not exist",
-        ),
-        (
-            TEMPLATE_NODE_NOT_UPSTREAM,
-            "a template refers to a node that does not run before this one",
-        ),
-        (
-            INVALID_INPUT_SCHEMA,
-            "input_schema is not a valid JSON Schema for an object",
-        ),
+        (TEMPLATE_SYNTAX_ERROR, "a template or expression does not parse"),
+        (TEMPLATE_UNKNOWN_VARIABLE, "a template uses a variable other than input, nodes or execution"),
+        (TEMPLATE_UNKNOWN_NODE, "a template refers to a node that does not exist"),
+        (TEMPLATE_NODE_NOT_UPSTREAM, "a template refers to a node that does not run before this one"),
+        (INVALID_INPUT_SCHEMA, "input_schema is not a valid JSON Schema for an object"),
     ];
 }
 
@@ -130,11 +85,7 @@ pub struct Problem {
 
 impl Problem {
     fn new(path: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Problem {
-            path: path.into(),
-            code,
-            message: message.into(),
-        }
+        Problem { path: path.into(), code, message: message.into() }
     }
 }
 
@@ -200,10 +151,7 @@ fn document_validator() -> &'static jsonschema::Validator {
 
 /// Validates a definition given as parsed JSON (`raw_len` is its size in bytes as sent).
 /// Returns the typed definition, or every problem found.
-pub fn validate_definition(
-    document: &Value,
-    raw_len: usize,
-) -> Result<WorkflowDefinition, Vec<Problem>> {
+pub fn validate_definition(document: &Value, raw_len: usize) -> Result<WorkflowDefinition, Vec<Problem>> {
     if raw_len > MAX_DEFINITION_BYTES {
         return Err(vec![Problem::new(
             "",
@@ -213,13 +161,7 @@ pub fn validate_definition(
     }
     let mut problems: Vec<Problem> = document_validator()
         .iter_errors(document)
-        .map(|e| {
-            Problem::new(
-                e.instance_path().as_str(),
-                codes::SCHEMA_VIOLATION,
-                e.to_string(),
-            )
-        })
+        .map(|e| Problem::new(e.instance_path().as_str(), codes::SCHEMA_VIOLATION, e.to_string()))
         .collect();
     check_limits(document, &mut problems);
     if !problems.is_empty() {
@@ -229,19 +171,11 @@ pub fn validate_definition(
         Ok(definition) => definition,
         // The schema above mirrors the types, so this is a safety net rather than a path.
         Err(e) => {
-            return Err(vec![Problem::new(
-                "",
-                codes::SCHEMA_VIOLATION,
-                e.to_string(),
-            )]);
+            return Err(vec![Problem::new("", codes::SCHEMA_VIOLATION, e.to_string())]);
         }
     };
     check_semantics(&definition, &mut problems);
-    if problems.is_empty() {
-        Ok(definition)
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(definition) } else { Err(problems) }
 }
 
 /// Size and naming limits, on the raw document so they are reported alongside schema problems.
@@ -269,21 +203,17 @@ fn check_limits(document: &Value, problems: &mut Vec<Problem>) {
                 && !is_valid_tag(tag)
             {
                 problems.push(Problem::new(
-                        format!("/tags/{i}"),
-                        codes::INVALID_TAG,
-                        format!("tag {tag:?} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'"),
-                    ));
+                    format!("/tags/{i}"),
+                    codes::INVALID_TAG,
+                    format!("tag {tag:?} must be 1-64 characters of letters, digits, '_', '.', ':' or '-'"),
+                ));
             }
         }
     }
     let nodes = document.get("nodes").and_then(Value::as_array);
     if let Some(nodes) = nodes {
         if nodes.is_empty() {
-            problems.push(Problem::new(
-                "/nodes",
-                codes::EMPTY_WORKFLOW,
-                "a workflow needs at least one node",
-            ));
+            problems.push(Problem::new("/nodes", codes::EMPTY_WORKFLOW, "a workflow needs at least one node"));
         }
         if nodes.len() > MAX_NODES {
             problems.push(Problem::new(
@@ -324,9 +254,7 @@ pub fn is_valid_node_id(id: &str) -> bool {
 
 pub fn is_valid_tag(tag: &str) -> bool {
     (1..=64).contains(&tag.len())
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
+        && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
 }
 
 fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>) {
@@ -343,9 +271,8 @@ fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>)
         }
         check_node(i, node, problems);
     }
-    let outputs: Vec<usize> = (0..definition.nodes.len())
-        .filter(|&i| definition.nodes[i].node_type == "flow.output")
-        .collect();
+    let outputs: Vec<usize> =
+        (0..definition.nodes.len()).filter(|&i| definition.nodes[i].node_type == "flow.output").collect();
     if outputs.len() > 1 {
         problems.push(Problem::new(
             format!("/nodes/{}", outputs[1]),
@@ -396,10 +323,7 @@ fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>)
             (Some("error"), _) => problems.push(Problem::new(
                 format!("/edges/{i}/when"),
                 codes::INVALID_EDGE_WHEN,
-                format!(
-                    "\"when\": \"error\" needs node '{}' to have \"on_error\": \"branch\"",
-                    edge.from
-                ),
+                format!("\"when\": \"error\" needs node '{}' to have \"on_error\": \"branch\"", edge.from),
             )),
             (Some(other), _) => problems.push(Problem::new(
                 format!("/edges/{i}/when"),
@@ -407,10 +331,7 @@ fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>)
                 if is_condition {
                     format!("\"when\" must be \"true\", \"false\" or \"error\", not {other:?}")
                 } else {
-                    format!(
-                        "node '{}' is not a condition; \"when\": {other:?} is not allowed here",
-                        edge.from
-                    )
+                    format!("node '{}' is not a condition; \"when\": {other:?} is not allowed here", edge.from)
                 },
             )),
         }
@@ -419,18 +340,12 @@ fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>)
     }
     for (i, node) in definition.nodes.iter().enumerate() {
         if node.on_error == OnError::Branch
-            && !definition
-                .edges
-                .iter()
-                .any(|e| e.from == node.id && e.when.as_deref() == Some("error"))
+            && !definition.edges.iter().any(|e| e.from == node.id && e.when.as_deref() == Some("error"))
         {
             problems.push(Problem::new(
                 format!("/nodes/{i}/on_error"),
                 codes::MISSING_ERROR_BRANCH,
-                format!(
-                    "node '{}' branches on error but no edge leaves it with \"when\": \"error\"",
-                    node.id
-                ),
+                format!("node '{}' branches on error but no edge leaves it with \"when\": \"error\"", node.id),
             ));
         }
     }
@@ -445,15 +360,10 @@ fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>)
     }
 
     // Reachability: from the entry nodes (no incoming edge).
-    let entries: Vec<&str> = ids
-        .iter()
-        .copied()
-        .filter(|id| !predecessors.contains_key(id))
-        .collect();
+    let entries: Vec<&str> = ids.iter().copied().filter(|id| !predecessors.contains_key(id)).collect();
     let reachable = walk(&entries, &successors);
     for (i, id) in ids.iter().enumerate() {
-        let isolated =
-            ids.len() > 1 && !predecessors.contains_key(id) && !successors.contains_key(id);
+        let isolated = ids.len() > 1 && !predecessors.contains_key(id) && !successors.contains_key(id);
         if !reachable.contains(id) || isolated {
             problems.push(Problem::new(
                 format!("/nodes/{i}"),
@@ -485,11 +395,7 @@ fn check_node(i: usize, node: &NodeSpec, problems: &mut Vec<Problem>) {
             format!(
                 "unknown node type '{}'; known types: {}",
                 node.node_type,
-                nodes::NODE_KINDS
-                    .iter()
-                    .map(|k| k.name())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                nodes::NODE_KINDS.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
             ),
         )),
         Some(validator) => {
@@ -504,11 +410,7 @@ fn check_node(i: usize, node: &NodeSpec, problems: &mut Vec<Problem>) {
     }
     if let Some(retry) = &node.retry {
         let mut bad = |field: &str, message: &str| {
-            problems.push(Problem::new(
-                format!("/nodes/{i}/retry/{field}"),
-                codes::INVALID_RETRY_POLICY,
-                message,
-            ))
+            problems.push(Problem::new(format!("/nodes/{i}/retry/{field}"), codes::INVALID_RETRY_POLICY, message))
         };
         if !(1..=10).contains(&retry.max_attempts) {
             bad("max_attempts", "max_attempts must be 1..=10");
@@ -547,10 +449,7 @@ fn walk<'a>(start: &[&'a str], graph: &HashMap<&'a str, Vec<&'a str>>) -> HashSe
 }
 
 /// A cycle as a list of node ids (first repeated at the end), found by depth-first search.
-fn find_cycle<'a>(
-    ids: &[&'a str],
-    successors: &HashMap<&'a str, Vec<&'a str>>,
-) -> Option<Vec<&'a str>> {
+fn find_cycle<'a>(ids: &[&'a str], successors: &HashMap<&'a str, Vec<&'a str>>) -> Option<Vec<&'a str>> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         Unvisited,
@@ -576,10 +475,7 @@ fn find_cycle<'a>(
                         stack.push((child, 0));
                     }
                     Some(Mark::OnStack) => {
-                        let start = stack
-                            .iter()
-                            .position(|(n, _)| *n == child)
-                            .expect("on stack");
+                        let start = stack.iter().position(|(n, _)| *n == child).expect("on stack");
                         let mut cycle: Vec<&str> = stack[start..].iter().map(|(n, _)| *n).collect();
                         cycle.push(child);
                         return Some(cycle);
@@ -605,31 +501,23 @@ fn check_templates(
     upstream: &HashSet<&str>,
     problems: &mut Vec<Problem>,
 ) {
-    let expression_fields = nodes::find(&node.node_type)
-        .map(|k| k.expression_fields())
-        .unwrap_or(&[]);
+    let expression_fields = nodes::find(&node.node_type).map(|k| k.expression_fields()).unwrap_or(&[]);
     let env = minijinja::Environment::new();
     let mut strings = Vec::new();
     collect_strings(&node.config, String::new(), &mut strings);
     for (pointer, source) in strings {
         let path = format!("/nodes/{i}/config{pointer}");
         let variables = if expression_fields.contains(&pointer.as_str()) {
-            env.compile_expression(source)
-                .map(|e| e.undeclared_variables(true))
+            env.compile_expression(source).map(|e| e.undeclared_variables(true))
         } else if source.contains("{{") || source.contains("{%") || source.contains("{#") {
-            env.template_from_str(source)
-                .map(|t| t.undeclared_variables(true))
+            env.template_from_str(source).map(|t| t.undeclared_variables(true))
         } else {
             continue;
         };
         let variables: BTreeSet<String> = match variables {
             Ok(v) => v.into_iter().collect(),
             Err(e) => {
-                problems.push(Problem::new(
-                    path,
-                    codes::TEMPLATE_SYNTAX_ERROR,
-                    template_error_message(&e),
-                ));
+                problems.push(Problem::new(path, codes::TEMPLATE_SYNTAX_ERROR, template_error_message(&e)));
                 continue;
             }
         };
@@ -658,10 +546,7 @@ fn check_templates(
                 problems.push(Problem::new(
                     &path,
                     codes::TEMPLATE_NODE_NOT_UPSTREAM,
-                    format!(
-                        "'nodes.{target}' does not run before node '{}'; add an edge path from it",
-                        node.id
-                    ),
+                    format!("'nodes.{target}' does not run before node '{}'; add an edge path from it", node.id),
                 ));
             }
         }

@@ -22,10 +22,7 @@ pub async fn app_from_env() -> App {
     };
     crate::telemetry::init(&config.log_level);
     let sdk_config = aws_config::load_from_env().await;
-    let store = DynamoStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk_config),
-        config.table_name.clone(),
-    );
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone());
     App::new(config, Arc::new(store))
 }
 

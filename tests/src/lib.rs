@@ -15,8 +15,9 @@ pub const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef";
 /// The emulator endpoint from `scripts/test`. Refuses anything but loopback so a test can
 /// never touch a real AWS account.
 pub fn emulator_endpoint() -> String {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL")
-        .expect("AWS_ENDPOINT_URL is not set: run the integration tests through scripts/test, which starts the emulator");
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect(
+        "AWS_ENDPOINT_URL is not set: run the integration tests through scripts/test, which starts the emulator",
+    );
     assert!(
         endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
         "tests only talk to a loopback emulator, not {endpoint}"
@@ -33,13 +34,8 @@ pub async fn dynamo_client() -> aws_sdk_dynamodb::Client {
 /// A DynamoDB store on a fresh table of its own.
 pub async fn fresh_store() -> DynamoStore {
     let client = dynamo_client().await;
-    let table = format!(
-        "nodeai-test-{}",
-        ulid::Ulid::new().to_string().to_lowercase()
-    );
-    create_table(&client, &table)
-        .await
-        .expect("create the test table");
+    let table = format!("nodeai-test-{}", ulid::Ulid::new().to_string().to_lowercase());
+    create_table(&client, &table).await.expect("create the test table");
     DynamoStore::new(client, table)
 }
 
@@ -62,31 +58,23 @@ impl TestApp {
         })
         .expect("test config is valid");
         let app = App::new(config, store.clone());
-        let (tenant, key) =
-            nodeai::auth::provision_tenant(store.as_ref(), "Test tenant", "free", None)
-                .await
-                .expect("provision the test tenant");
-        TestApp {
-            app,
-            store,
-            tenant_id: tenant.tenant_id,
-            key,
-        }
+        let (tenant, key) = nodeai::auth::provision_tenant(store.as_ref(), "Test tenant", "free", None)
+            .await
+            .expect("provision the test tenant");
+        TestApp { app, store, tenant_id: tenant.tenant_id, key }
     }
 
     /// Another tenant on the same table.
     pub async fn other_tenant(&self) -> (String, String) {
-        let (tenant, key) =
-            nodeai::auth::provision_tenant(self.store.as_ref(), "Other tenant", "free", None)
-                .await
-                .expect("provision another tenant");
+        let (tenant, key) = nodeai::auth::provision_tenant(self.store.as_ref(), "Other tenant", "free", None)
+            .await
+            .expect("provision another tenant");
         (tenant.tenant_id, key)
     }
 
     /// Calls a route in-process, as its function would, with this tenant's key.
     pub async fn call(&self, route: Route, params: &[(&str, &str)], body: Option<Value>) -> Reply {
-        self.send(route, RequestSpec::new(params).key(&self.key).json(body))
-            .await
+        self.send(route, RequestSpec::new(params).key(&self.key).json(body)).await
     }
 
     pub async fn send(&self, route: Route, spec: RequestSpec) -> Reply {
@@ -95,9 +83,7 @@ impl TestApp {
     }
 
     pub async fn create_workflow(&self, definition: Value) -> String {
-        let reply = self
-            .call(Route::CreateWorkflow, &[], Some(definition))
-            .await;
+        let reply = self.call(Route::CreateWorkflow, &[], Some(definition)).await;
         assert_eq!(reply.status, 201, "create failed: {}", reply.body);
         reply.body["id"].as_str().expect("id").to_string()
     }
@@ -117,10 +103,7 @@ pub struct RequestSpec {
 impl RequestSpec {
     pub fn new(params: &[(&str, &str)]) -> Self {
         RequestSpec {
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            params: params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
             ..Default::default()
         }
     }
@@ -138,8 +121,7 @@ impl RequestSpec {
     pub fn json(mut self, body: Option<Value>) -> Self {
         if let Some(body) = body {
             self.body = Some(body.to_string().into_bytes());
-            self.headers
-                .push(("content-type".into(), "application/json".into()));
+            self.headers.push(("content-type".into(), "application/json".into()));
         }
         self
     }
@@ -159,22 +141,13 @@ impl RequestSpec {
 
     pub fn build(self, route: Route) -> Request {
         let spec = ROUTES.iter().find(|s| s.route == route);
-        let mut path = self
-            .path
-            .clone()
-            .or_else(|| spec.map(|s| s.path.to_string()))
-            .unwrap_or_else(|| "/".into());
+        let mut path = self.path.clone().or_else(|| spec.map(|s| s.path.to_string())).unwrap_or_else(|| "/".into());
         for (name, value) in &self.params {
             path = path.replace(&format!("{{{name}}}"), &percent_encode(value));
         }
-        let method = self
-            .method
-            .clone()
-            .or_else(|| spec.map(|s| s.method.parse().expect("method")))
-            .unwrap_or(Method::GET);
-        let mut builder = lambda_http::http::Request::builder()
-            .method(method)
-            .uri(path);
+        let method =
+            self.method.clone().or_else(|| spec.map(|s| s.method.parse().expect("method"))).unwrap_or(Method::GET);
+        let mut builder = lambda_http::http::Request::builder().method(method).uri(path);
         for (name, value) in &self.headers {
             builder = builder.header(name, value);
         }
@@ -187,11 +160,7 @@ impl RequestSpec {
         };
         let params: HashMap<String, String> = self.params.into_iter().collect();
         let query: HashMap<String, String> = self.query.into_iter().collect();
-        builder
-            .body(body)
-            .expect("request builds")
-            .with_path_parameters(params)
-            .with_query_string_parameters(query)
+        builder.body(body).expect("request builds").with_path_parameters(params).with_query_string_parameters(query)
     }
 }
 
@@ -200,9 +169,7 @@ fn percent_encode(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -223,25 +190,11 @@ impl From<Response<Body>> for Reply {
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    v.to_str().unwrap_or_default().to_string(),
-                )
-            })
+            .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
             .collect();
         let raw = String::from_utf8_lossy(response.body().as_ref()).to_string();
-        let body = if raw.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&raw).expect("responses are JSON")
-        };
-        Reply {
-            status,
-            headers,
-            body,
-            raw,
-        }
+        let body = if raw.is_empty() { Value::Null } else { serde_json::from_str(&raw).expect("responses are JSON") };
+        Reply { status, headers, body, raw }
     }
 }
 
@@ -252,37 +205,13 @@ impl Reply {
 
     /// Asserts the error envelope and its code; returns the `error` object.
     pub fn assert_error(&self, status: u16, code: &str) -> &Value {
-        assert_eq!(
-            self.status, status,
-            "expected {status} {code}, got {}",
-            self.raw
-        );
+        assert_eq!(self.status, status, "expected {status} {code}, got {}", self.raw);
         let error = &self.body["error"];
         assert_eq!(error["code"], code, "{}", self.raw);
-        assert!(
-            error["message"].as_str().is_some_and(|m| !m.is_empty()),
-            "{}",
-            self.raw
-        );
-        assert!(
-            error["details"].is_array() && error["suggestions"].is_array(),
-            "{}",
-            self.raw
-        );
-        assert!(
-            error["request_id"]
-                .as_str()
-                .is_some_and(|id| !id.is_empty()),
-            "{}",
-            self.raw
-        );
-        assert!(
-            error["timestamp"]
-                .as_str()
-                .is_some_and(|t| t.ends_with('Z')),
-            "{}",
-            self.raw
-        );
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()), "{}", self.raw);
+        assert!(error["details"].is_array() && error["suggestions"].is_array(), "{}", self.raw);
+        assert!(error["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{}", self.raw);
+        assert!(error["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{}", self.raw);
         error
     }
 }

@@ -18,23 +18,13 @@ async fn malformed_json_gets_400_with_line_and_column() {
         )
         .await;
     let error = reply.assert_error(400, "INVALID_JSON");
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("line 3 column 3"),
-        "{}",
-        reply.raw
-    );
+    assert!(error["message"].as_str().unwrap().contains("line 3 column 3"), "{}", reply.raw);
     assert_eq!(error["details"][0], json!({ "line": 3, "column": 3 }));
 
     for body in ["", "   ", "[1,2", "\"just a string", "{\"a\":1}}"] {
         t.send(
             Route::CreateWorkflow,
-            RequestSpec::new(&[])
-                .key(&t.key)
-                .header("content-type", "application/json")
-                .raw(body),
+            RequestSpec::new(&[]).key(&t.key).header("content-type", "application/json").raw(body),
         )
         .await
         .assert_error(400, "INVALID_JSON");
@@ -53,12 +43,7 @@ async fn wrong_types_are_422_with_paths() {
         let reply = t.call(Route::CreateWorkflow, &[], Some(body.clone())).await;
         let error = reply.assert_error(422, "VALIDATION_FAILED");
         let details = error["details"].as_array().unwrap();
-        assert!(
-            details
-                .iter()
-                .any(|d| d["path"] == path && d["code"] == "SCHEMA_VIOLATION"),
-            "{body}: {details:?}"
-        );
+        assert!(details.iter().any(|d| d["path"] == path && d["code"] == "SCHEMA_VIOLATION"), "{body}: {details:?}");
     }
 }
 
@@ -66,26 +51,17 @@ async fn wrong_types_are_422_with_paths() {
 async fn wrong_content_type_is_415_and_oversized_body_is_413() {
     let t = TestApp::new().await;
     let body = sample_definition("x").to_string();
-    for content_type in [
-        None,
-        Some("text/plain"),
-        Some("application/x-www-form-urlencoded"),
-    ] {
+    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
         let mut spec = RequestSpec::new(&[]).key(&t.key).raw(body.clone());
         if let Some(ct) = content_type {
             spec = spec.header("content-type", ct);
         }
-        t.send(Route::CreateWorkflow, spec)
-            .await
-            .assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
+        t.send(Route::CreateWorkflow, spec).await.assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
     }
     let ok = t
         .send(
             Route::CreateWorkflow,
-            RequestSpec::new(&[])
-                .key(&t.key)
-                .header("content-type", "application/json; charset=utf-8")
-                .raw(body),
+            RequestSpec::new(&[]).key(&t.key).header("content-type", "application/json; charset=utf-8").raw(body),
         )
         .await;
     assert_eq!(ok.status, 201, "charset parameter is fine: {}", ok.raw);
@@ -93,10 +69,7 @@ async fn wrong_content_type_is_415_and_oversized_body_is_413() {
     let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
     t.send(
         Route::CreateWorkflow,
-        RequestSpec::new(&[])
-            .key(&t.key)
-            .header("content-type", "application/json")
-            .raw(huge),
+        RequestSpec::new(&[]).key(&t.key).header("content-type", "application/json").raw(huge),
     )
     .await
     .assert_error(413, "PAYLOAD_TOO_LARGE");
@@ -114,13 +87,7 @@ async fn wrong_content_type_is_415_and_oversized_body_is_413() {
 async fn missing_or_bad_keys_get_the_same_401() {
     let t = TestApp::new().await;
     let mut bodies = Vec::new();
-    for header in [
-        None,
-        Some("Bearer nk_not_a_real_key"),
-        Some("Basic abc"),
-        Some("Bearer"),
-        Some("nk_raw"),
-    ] {
+    for header in [None, Some("Bearer nk_not_a_real_key"), Some("Basic abc"), Some("Bearer"), Some("nk_raw")] {
         let mut spec = RequestSpec::new(&[]);
         if let Some(value) = header {
             spec = spec.header("authorization", value);
@@ -143,12 +110,7 @@ async fn unknown_and_malformed_ids_are_404() {
         "01arz3ndektsv4rrffq69g5fav",
         "x".repeat(500).as_str(),
     ] {
-        for route in [
-            Route::GetWorkflow,
-            Route::DeleteWorkflow,
-            Route::PublishVersion,
-            Route::ListVersions,
-        ] {
+        for route in [Route::GetWorkflow, Route::DeleteWorkflow, Route::PublishVersion, Route::ListVersions] {
             let reply = t.call(route, &[("workflow_id", id)], None).await;
             reply.assert_error(404, "WORKFLOW_NOT_FOUND");
             assert!(reply.raw.len() < 1000, "the id is not echoed at length");
@@ -159,35 +121,19 @@ async fn unknown_and_malformed_ids_are_404() {
 #[tokio::test]
 async fn unrouted_paths_are_404_and_wrong_methods_405_with_allow() {
     let t = TestApp::new().await;
-    let reply = t
-        .send(
-            Route::Fallback,
-            RequestSpec::new(&[])
-                .method(Method::GET)
-                .path("/v2/nothing"),
-        )
-        .await;
+    let reply = t.send(Route::Fallback, RequestSpec::new(&[]).method(Method::GET).path("/v2/nothing")).await;
     reply.assert_error(404, "ROUTE_NOT_FOUND");
 
     let reply = t
         .send(
             Route::Fallback,
-            RequestSpec::new(&[])
-                .method(Method::PATCH)
-                .path("/v1/workflows/01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+            RequestSpec::new(&[]).method(Method::PATCH).path("/v1/workflows/01ARZ3NDEKTSV4RRFFQ69G5FAV"),
         )
         .await;
     reply.assert_error(405, "METHOD_NOT_ALLOWED");
     assert_eq!(reply.header("allow"), Some("GET, PUT, DELETE"));
 
-    let reply = t
-        .send(
-            Route::Fallback,
-            RequestSpec::new(&[])
-                .method(Method::DELETE)
-                .path("/v1/workflows"),
-        )
-        .await;
+    let reply = t.send(Route::Fallback, RequestSpec::new(&[]).method(Method::DELETE).path("/v1/workflows")).await;
     reply.assert_error(405, "METHOD_NOT_ALLOWED");
     assert_eq!(reply.header("allow"), Some("POST, GET"));
 }
@@ -195,22 +141,12 @@ async fn unrouted_paths_are_404_and_wrong_methods_405_with_allow() {
 #[tokio::test]
 async fn request_ids_are_kept_when_safe_and_replaced_when_not() {
     let t = TestApp::new().await;
-    let reply = t
-        .send(
-            Route::ListWorkflows,
-            RequestSpec::new(&[]).header("x-request-id", "client-id_1.2"),
-        )
-        .await;
+    let reply = t.send(Route::ListWorkflows, RequestSpec::new(&[]).header("x-request-id", "client-id_1.2")).await;
     assert_eq!(reply.header("x-request-id"), Some("client-id_1.2"));
     assert_eq!(reply.body["error"]["request_id"], "client-id_1.2");
 
     for unsafe_id in ["has space", "<script>", &"a".repeat(129)] {
-        let reply = t
-            .send(
-                Route::ListWorkflows,
-                RequestSpec::new(&[]).header("x-request-id", unsafe_id),
-            )
-            .await;
+        let reply = t.send(Route::ListWorkflows, RequestSpec::new(&[]).header("x-request-id", unsafe_id)).await;
         let echoed = reply.header("x-request-id").unwrap();
         assert_ne!(echoed, unsafe_id);
         assert!(!echoed.is_empty());
@@ -223,24 +159,13 @@ async fn every_response_carries_security_headers() {
     let t = TestApp::new().await;
     let ok = t.call(Route::ListWorkflows, &[], None).await;
     let err = t.send(Route::ListWorkflows, RequestSpec::new(&[])).await;
-    let gone = t
-        .call(
-            Route::DeleteWorkflow,
-            &[(
-                "workflow_id",
-                &t.create_workflow(sample_definition("x")).await,
-            )],
-            None,
-        )
-        .await;
+    let gone =
+        t.call(Route::DeleteWorkflow, &[("workflow_id", &t.create_workflow(sample_definition("x")).await)], None).await;
     for reply in [&ok, &err, &gone] {
         assert_eq!(reply.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(reply.header("x-frame-options"), Some("DENY"));
         assert_eq!(reply.header("cache-control"), Some("no-store"));
-        assert_eq!(
-            reply.header("content-security-policy"),
-            Some("default-src 'none'")
-        );
+        assert_eq!(reply.header("content-security-policy"), Some("default-src 'none'"));
         assert_eq!(reply.header("referrer-policy"), Some("no-referrer"));
         assert!(reply.header("strict-transport-security").is_some());
         assert!(reply.header("x-request-id").is_some());
@@ -253,10 +178,7 @@ async fn template_injection_is_refused_at_validation() {
     // loader, so include/import cannot reach files.
     let t = TestApp::new().await;
     for (template, code) in [
-        (
-            "{{ self.__init__ }}{{ config.items() }}",
-            "TEMPLATE_UNKNOWN_VARIABLE",
-        ),
+        ("{{ self.__init__ }}{{ config.items() }}", "TEMPLATE_UNKNOWN_VARIABLE"),
         ("{% include '/etc/passwd' %}", "TEMPLATE_SYNTAX_ERROR"),
         ("{% import 'x' as y %}", "TEMPLATE_SYNTAX_ERROR"),
     ] {
@@ -266,9 +188,7 @@ async fn template_injection_is_refused_at_validation() {
         let error = reply.assert_error(422, "VALIDATION_FAILED");
         let details = error["details"].as_array().unwrap();
         assert!(
-            details
-                .iter()
-                .any(|d| d["code"] == code && d["path"] == "/nodes/2/config/value"),
+            details.iter().any(|d| d["code"] == code && d["path"] == "/nodes/2/config/value"),
             "{template}: {details:?}"
         );
     }
@@ -278,21 +198,11 @@ async fn template_injection_is_refused_at_validation() {
 async fn store_outage_is_503_with_retry_after_and_no_aws_text() {
     let t = TestApp::new().await;
     // A client pointed at a port nothing listens on: the SDK fails to dispatch.
-    let sdk = aws_config::from_env()
-        .endpoint_url("http://127.0.0.1:9")
-        .load()
-        .await;
-    let dead =
-        nodeai::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), "nodeai-dead");
-    let app = nodeai::api::App {
-        config: t.app.config.clone(),
-        store: std::sync::Arc::new(dead),
-    };
-    let request = RequestSpec::new(&[])
-        .key(&t.key)
-        .build(Route::ListWorkflows);
-    let reply =
-        nodeai_tests::Reply::from(nodeai::api::handle(&app, Route::ListWorkflows, request).await);
+    let sdk = aws_config::from_env().endpoint_url("http://127.0.0.1:9").load().await;
+    let dead = nodeai::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), "nodeai-dead");
+    let app = nodeai::api::App { config: t.app.config.clone(), store: std::sync::Arc::new(dead) };
+    let request = RequestSpec::new(&[]).key(&t.key).build(Route::ListWorkflows);
+    let reply = nodeai_tests::Reply::from(nodeai::api::handle(&app, Route::ListWorkflows, request).await);
     reply.assert_error(503, "SERVICE_UNAVAILABLE");
     assert!(reply.header("retry-after").is_some());
     for leak in ["dispatch", "127.0.0.1", "Connection", "aws"] {
@@ -303,19 +213,10 @@ async fn store_outage_is_503_with_retry_after_and_no_aws_text() {
 #[test]
 fn every_route_with_a_body_is_covered_by_body_checks() {
     // The body checks above run through create; this keeps the list of body routes explicit.
-    let with_body: Vec<_> = ROUTES
-        .iter()
-        .filter(|s| s.method == "POST" || s.method == "PUT")
-        .map(|s| s.function)
-        .collect();
+    let with_body: Vec<_> =
+        ROUTES.iter().filter(|s| s.method == "POST" || s.method == "PUT").map(|s| s.function).collect();
     assert_eq!(
         with_body,
-        [
-            "validate-workflow",
-            "create-workflow",
-            "update-workflow",
-            "publish-version",
-            "deploy-version"
-        ]
+        ["validate-workflow", "create-workflow", "update-workflow", "publish-version", "deploy-version"]
     );
 }

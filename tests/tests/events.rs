@@ -17,19 +17,14 @@ async fn run_event(function: &str, route: Route) -> Reply {
     let t = TestApp::new().await;
     let id = t.create_workflow(sample_definition("for events")).await;
     if matches!(route, Route::GetVersion | Route::DeployVersion) {
-        assert_eq!(
-            t.call(Route::PublishVersion, &[("workflow_id", &id)], None)
-                .await
-                .status,
-            201
-        );
+        assert_eq!(t.call(Route::PublishVersion, &[("workflow_id", &id)], None).await.status, 201);
     }
     let text = std::fs::read_to_string(events_dir().join(format!("{function}.json")))
         .unwrap_or_else(|e| panic!("events/{function}.json: {e}"))
         .replace(SAMPLE_WORKFLOW_ID, &id)
         .replace(SAMPLE_KEY, &t.key);
-    let request = lambda_http::request::from_str(&text)
-        .unwrap_or_else(|e| panic!("events/{function}.json does not parse: {e}"));
+    let request =
+        lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("events/{function}.json does not parse: {e}"));
     Reply::from(handle(&t.app, route, request).await)
 }
 
@@ -42,15 +37,8 @@ async fn every_route_event_gets_its_success_status() {
             Route::DeleteWorkflow => 204,
             _ => 200,
         };
-        assert_eq!(
-            reply.status, expected,
-            "events/{}.json: {}",
-            spec.function, reply.raw
-        );
-        assert_eq!(
-            reply.header("x-request-id"),
-            Some(format!("sample-{}", spec.function).as_str())
-        );
+        assert_eq!(reply.status, expected, "events/{}.json: {}", spec.function, reply.raw);
+        assert_eq!(reply.header("x-request-id"), Some(format!("sample-{}", spec.function).as_str()));
     }
 }
 
@@ -66,18 +54,9 @@ async fn the_gateway_request_id_is_used_when_the_client_sends_none() {
     let t = TestApp::new().await;
     let text = std::fs::read_to_string(events_dir().join("health-live.json")).unwrap();
     let mut event: serde_json::Value = serde_json::from_str(&text).unwrap();
-    event["headers"]
-        .as_object_mut()
-        .unwrap()
-        .remove("X-Request-ID");
-    event["multiValueHeaders"]
-        .as_object_mut()
-        .unwrap()
-        .remove("X-Request-ID");
+    event["headers"].as_object_mut().unwrap().remove("X-Request-ID");
+    event["multiValueHeaders"].as_object_mut().unwrap().remove("X-Request-ID");
     let request = lambda_http::request::from_str(&event.to_string()).unwrap();
     let reply = Reply::from(handle(&t.app, Route::HealthLive, request).await);
-    assert_eq!(
-        reply.header("x-request-id"),
-        Some("c6af9ac6-7b61-11e6-9a41-93e8deadbeef")
-    );
+    assert_eq!(reply.header("x-request-id"), Some("c6af9ac6-7b61-11e6-9a41-93e8deadbeef"));
 }

@@ -15,11 +15,7 @@ fn read(path: impl AsRef<Path>) -> String {
 }
 
 fn all_functions() -> BTreeSet<String> {
-    ROUTES
-        .iter()
-        .map(|s| s.function.to_string())
-        .chain([FALLBACK_FUNCTION.to_string()])
-        .collect()
+    ROUTES.iter().map(|s| s.function.to_string()).chain([FALLBACK_FUNCTION.to_string()]).collect()
 }
 
 #[test]
@@ -28,11 +24,7 @@ fn every_function_has_a_crate_that_only_wires_its_route() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .collect();
-    assert_eq!(
-        on_disk,
-        all_functions(),
-        "functions/ must hold exactly one crate per route plus the fallback"
-    );
+    assert_eq!(on_disk, all_functions(), "functions/ must hold exactly one crate per route plus the fallback");
     for spec in ROUTES {
         let main = read(format!("functions/{}/src/main.rs", spec.function));
         assert!(
@@ -41,36 +33,22 @@ fn every_function_has_a_crate_that_only_wires_its_route() {
             spec.function,
             spec.route
         );
-        assert!(
-            main.lines().count() < 20,
-            "{} main.rs only wires",
-            spec.function
-        );
+        assert!(main.lines().count() < 20, "{} main.rs only wires", spec.function);
     }
 }
 
 #[test]
 fn the_cargo_lambda_router_matches_the_route_table() {
     let manifest: toml::Table = read("Cargo.toml").parse().unwrap();
-    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"]
-        .as_table()
-        .expect("router table");
+    let router = manifest["workspace"]["metadata"]["lambda"]["watch"]["router"].as_table().expect("router table");
     for spec in ROUTES {
-        let entries = router
-            .get(spec.path)
-            .and_then(|v| v.as_array())
-            .unwrap_or_else(|| panic!("router lacks {}", spec.path));
+        let entries =
+            router.get(spec.path).and_then(|v| v.as_array()).unwrap_or_else(|| panic!("router lacks {}", spec.path));
         let target = entries
             .iter()
             .find(|e| e["method"].as_str() == Some(spec.method))
             .unwrap_or_else(|| panic!("router lacks {} {}", spec.method, spec.path));
-        assert_eq!(
-            target["function"].as_str(),
-            Some(spec.function),
-            "{} {}",
-            spec.method,
-            spec.path
-        );
+        assert_eq!(target["function"].as_str(), Some(spec.function), "{} {}", spec.method, spec.path);
     }
     let functions = all_functions();
     for (path, value) in router {
@@ -78,10 +56,7 @@ fn the_cargo_lambda_router_matches_the_route_table() {
             for entry in entries {
                 let method = entry["method"].as_str().unwrap();
                 let function = entry["function"].as_str().unwrap();
-                assert!(
-                    functions.contains(function),
-                    "{method} {path} -> unknown function {function}"
-                );
+                assert!(functions.contains(function), "{method} {path} -> unknown function {function}");
                 let routed = ROUTES.iter().any(|s| s.path == path && s.method == method);
                 assert!(
                     routed || function == FALLBACK_FUNCTION,
@@ -96,13 +71,7 @@ fn the_cargo_lambda_router_matches_the_route_table() {
 /// template.yaml split into its resources: (logical id, text).
 fn template_resources() -> Vec<(String, String)> {
     let template = read("template.yaml");
-    let resources = template
-        .split("\nResources:\n")
-        .nth(1)
-        .unwrap()
-        .split("\nOutputs:")
-        .next()
-        .unwrap();
+    let resources = template.split("\nResources:\n").nth(1).unwrap().split("\nOutputs:").next().unwrap();
     let mut out: Vec<(String, String)> = Vec::new();
     for line in resources.lines() {
         if line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':') {
@@ -125,58 +94,28 @@ fn template_has_a_function_and_an_api_event_for_every_route() {
             .unwrap_or_else(|| panic!("template.yaml has no function for {}", spec.function));
         assert!(text.contains("Type: AWS::Serverless::Function"));
         assert!(text.contains("BuildMethod: rust-cargolambda"));
-        assert!(
-            text.contains(&format!("Path: {}\n", spec.path)),
-            "{}: event path",
-            spec.function
-        );
-        assert!(
-            text.contains(&format!("Method: {}\n", spec.method.to_lowercase())),
-            "{}: event method",
-            spec.function
-        );
+        assert!(text.contains(&format!("Path: {}\n", spec.path)), "{}: event path", spec.function);
+        assert!(text.contains(&format!("Method: {}\n", spec.method.to_lowercase())), "{}: event method", spec.function);
     }
-    let functions = resources
-        .iter()
-        .filter(|(_, text)| text.contains("Type: AWS::Serverless::Function"))
-        .count();
-    assert_eq!(
-        functions,
-        all_functions().len(),
-        "one function per route plus the fallback"
-    );
+    let functions = resources.iter().filter(|(_, text)| text.contains("Type: AWS::Serverless::Function")).count();
+    assert_eq!(functions, all_functions().len(), "one function per route plus the fallback");
 }
 
 #[test]
 fn template_policies_are_least_privilege() {
     let resources = template_resources();
     let actions_of = |function: &str| -> BTreeSet<String> {
-        let (_, text) = resources
-            .iter()
-            .find(|(_, t)| t.contains(&format!("Binary: {function}\n")))
-            .unwrap();
-        text.lines()
-            .map(str::trim)
-            .filter_map(|l| l.strip_prefix("- dynamodb:"))
-            .map(|a| a.to_string())
-            .collect()
+        let (_, text) = resources.iter().find(|(_, t)| t.contains(&format!("Binary: {function}\n"))).unwrap();
+        text.lines().map(str::trim).filter_map(|l| l.strip_prefix("- dynamodb:")).map(|a| a.to_string()).collect()
     };
     let writes = ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"];
-    for reader in [
-        "get-workflow",
-        "list-workflows",
-        "get-version",
-        "list-versions",
-        "list-node-types",
-        "validate-workflow",
-    ] {
+    for reader in
+        ["get-workflow", "list-workflows", "get-version", "list-versions", "list-node-types", "validate-workflow"]
+    {
         let actions = actions_of(reader);
         assert!(!actions.is_empty(), "{reader} reads");
         for write in writes {
-            assert!(
-                !actions.contains(write),
-                "{reader} must not be allowed {write}"
-            );
+            assert!(!actions.contains(write), "{reader} must not be allowed {write}");
         }
     }
     assert!(actions_of("health").is_empty() && actions_of("route-fallback").is_empty());
@@ -184,10 +123,7 @@ fn template_policies_are_least_privilege() {
     assert!(!actions_of("create-workflow").contains("DeleteItem"));
     assert!(actions_of("delete-workflow").contains("DeleteItem"));
     let template = read("template.yaml");
-    assert!(
-        !template.contains("dynamodb:*") && !template.contains("DynamoDBCrudPolicy"),
-        "no wildcard grants"
-    );
+    assert!(!template.contains("dynamodb:*") && !template.contains("DynamoDBCrudPolicy"), "no wildcard grants");
     assert!(template.contains("PointInTimeRecoveryEnabled: true"));
     assert!(template.contains("Tracing: Active") && template.contains("LogFormat: JSON"));
 }
@@ -197,9 +133,6 @@ fn every_function_has_a_sample_event() {
     for function in all_functions() {
         let text = read(format!("events/{function}.json"));
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert!(
-            event["httpMethod"].is_string(),
-            "events/{function}.json is an API Gateway REST event"
-        );
+        assert!(event["httpMethod"].is_string(), "events/{function}.json is an API Gateway REST event");
     }
 }

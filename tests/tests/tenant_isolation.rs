@@ -19,37 +19,15 @@ fn body_for(route: Route) -> Option<serde_json::Value> {
 async fn another_tenants_ids_answer_404_on_every_route() {
     let t = TestApp::new().await;
     let id = t.create_workflow(sample_definition("owned")).await;
-    assert_eq!(
-        t.call(Route::PublishVersion, &[("workflow_id", &id)], None)
-            .await
-            .status,
-        201
-    );
-    let before = t
-        .call(Route::GetWorkflow, &[("workflow_id", &id)], None)
-        .await
-        .body;
+    assert_eq!(t.call(Route::PublishVersion, &[("workflow_id", &id)], None).await.status, 201);
+    let before = t.call(Route::GetWorkflow, &[("workflow_id", &id)], None).await.body;
     let (_, intruder_key) = t.other_tenant().await;
 
-    let id_routes: Vec<_> = ROUTES
-        .iter()
-        .filter(|s| s.path.contains("{workflow_id}"))
-        .collect();
-    assert!(
-        id_routes.len() >= 7,
-        "the matrix covers every id route: {}",
-        id_routes.len()
-    );
+    let id_routes: Vec<_> = ROUTES.iter().filter(|s| s.path.contains("{workflow_id}")).collect();
+    assert!(id_routes.len() >= 7, "the matrix covers every id route: {}", id_routes.len());
     for spec in id_routes {
         let params = [("workflow_id", id.as_str()), ("version", "1")];
-        let foreign = t
-            .send(
-                spec.route,
-                RequestSpec::new(&params)
-                    .key(&intruder_key)
-                    .json(body_for(spec.route)),
-            )
-            .await;
+        let foreign = t.send(spec.route, RequestSpec::new(&params).key(&intruder_key).json(body_for(spec.route))).await;
         let missing_id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
         let missing = t
             .send(
@@ -63,23 +41,15 @@ async fn another_tenants_ids_answer_404_on_every_route() {
         missing.assert_error(404, "WORKFLOW_NOT_FOUND");
         assert_eq!(
             error["message"].as_str().unwrap().replace(&id, "<id>"),
-            missing.body["error"]["message"]
-                .as_str()
-                .unwrap()
-                .replace(missing_id, "<id>"),
+            missing.body["error"]["message"].as_str().unwrap().replace(missing_id, "<id>"),
             "{} {}: a foreign id must look exactly like a missing one",
             spec.method,
             spec.path
         );
     }
-    let after = t
-        .call(Route::GetWorkflow, &[("workflow_id", &id)], None)
-        .await
-        .body;
+    let after = t.call(Route::GetWorkflow, &[("workflow_id", &id)], None).await.body;
     assert_eq!(before, after, "the intruder changed nothing");
-    let versions = t
-        .call(Route::ListVersions, &[("workflow_id", &id)], None)
-        .await;
+    let versions = t.call(Route::ListVersions, &[("workflow_id", &id)], None).await;
     assert_eq!(versions.body["items"].as_array().unwrap().len(), 1);
 }
 
@@ -88,17 +58,10 @@ async fn listings_show_only_your_own_workflows() {
     let t = TestApp::new().await;
     t.create_workflow(sample_definition("mine")).await;
     let (_, other_key) = t.other_tenant().await;
-    let theirs = t
-        .send(Route::ListWorkflows, RequestSpec::new(&[]).key(&other_key))
-        .await;
+    let theirs = t.send(Route::ListWorkflows, RequestSpec::new(&[]).key(&other_key)).await;
     assert_eq!(theirs.status, 200);
     assert_eq!(theirs.body["items"], json!([]));
-    let tagged = t
-        .send(
-            Route::ListWorkflows,
-            RequestSpec::new(&[]).key(&other_key).query("tag", "demo"),
-        )
-        .await;
+    let tagged = t.send(Route::ListWorkflows, RequestSpec::new(&[]).key(&other_key).query("tag", "demo")).await;
     assert_eq!(tagged.body["items"], json!([]));
 }
 
@@ -108,22 +71,12 @@ async fn a_cursor_from_one_tenant_is_refused_for_another() {
     for i in 0..2 {
         t.create_workflow(sample_definition(&format!("w{i}"))).await;
     }
-    let page = t
-        .send(
-            Route::ListWorkflows,
-            RequestSpec::new(&[]).key(&t.key).query("limit", "1"),
-        )
-        .await;
+    let page = t.send(Route::ListWorkflows, RequestSpec::new(&[]).key(&t.key).query("limit", "1")).await;
     let token = page.body["next_token"].as_str().unwrap().to_string();
     let (_, other_key) = t.other_tenant().await;
-    t.send(
-        Route::ListWorkflows,
-        RequestSpec::new(&[])
-            .key(&other_key)
-            .query("next_token", &token),
-    )
-    .await
-    .assert_error(400, "INVALID_CURSOR");
+    t.send(Route::ListWorkflows, RequestSpec::new(&[]).key(&other_key).query("next_token", &token))
+        .await
+        .assert_error(400, "INVALID_CURSOR");
 }
 
 #[tokio::test]

@@ -19,14 +19,9 @@ pub async fn ready(app: &App) -> Result<Reply, ApiError> {
         }))),
         Err(err) => {
             tracing::warn!(error = %err, "readiness check failed");
-            Err(ApiError::new(
-                ErrorCode::ServiceUnavailable,
-                "not ready: the data store cannot be reached",
-            )
-            .with_details(vec![
-                json!({ "name": "dynamodb", "status": "error", "latency_ms": latency_ms }),
-            ])
-            .with_header("retry-after", "5"))
+            Err(ApiError::new(ErrorCode::ServiceUnavailable, "not ready: the data store cannot be reached")
+                .with_details(vec![json!({ "name": "dynamodb", "status": "error", "latency_ms": latency_ms })])
+                .with_header("retry-after", "5"))
         }
     }
 }

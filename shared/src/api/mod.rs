@@ -23,10 +23,7 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
-        App {
-            config: Arc::new(config),
-            store,
-        }
+        App { config: Arc::new(config), store }
     }
 }
 
@@ -68,108 +65,24 @@ const fn spec(
     function: &'static str,
     authenticated: bool,
 ) -> RouteSpec {
-    RouteSpec {
-        route,
-        method,
-        path,
-        function,
-        authenticated,
-    }
+    RouteSpec { route, method, path, function, authenticated }
 }
 
 pub const ROUTES: &[RouteSpec] = &[
     spec(Route::Health, "GET", "/health", "health", false),
-    spec(
-        Route::HealthLive,
-        "GET",
-        "/health/live",
-        "health-live",
-        false,
-    ),
-    spec(
-        Route::HealthReady,
-        "GET",
-        "/health/ready",
-        "health-ready",
-        false,
-    ),
-    spec(
-        Route::ListNodeTypes,
-        "GET",
-        "/v1/node-types",
-        "list-node-types",
-        true,
-    ),
-    spec(
-        Route::ValidateWorkflow,
-        "POST",
-        "/v1/workflows/validate",
-        "validate-workflow",
-        true,
-    ),
-    spec(
-        Route::CreateWorkflow,
-        "POST",
-        "/v1/workflows",
-        "create-workflow",
-        true,
-    ),
-    spec(
-        Route::ListWorkflows,
-        "GET",
-        "/v1/workflows",
-        "list-workflows",
-        true,
-    ),
-    spec(
-        Route::GetWorkflow,
-        "GET",
-        "/v1/workflows/{workflow_id}",
-        "get-workflow",
-        true,
-    ),
-    spec(
-        Route::UpdateWorkflow,
-        "PUT",
-        "/v1/workflows/{workflow_id}",
-        "update-workflow",
-        true,
-    ),
-    spec(
-        Route::DeleteWorkflow,
-        "DELETE",
-        "/v1/workflows/{workflow_id}",
-        "delete-workflow",
-        true,
-    ),
-    spec(
-        Route::PublishVersion,
-        "POST",
-        "/v1/workflows/{workflow_id}/versions",
-        "publish-version",
-        true,
-    ),
-    spec(
-        Route::ListVersions,
-        "GET",
-        "/v1/workflows/{workflow_id}/versions",
-        "list-versions",
-        true,
-    ),
-    spec(
-        Route::GetVersion,
-        "GET",
-        "/v1/workflows/{workflow_id}/versions/{version}",
-        "get-version",
-        true,
-    ),
-    spec(
-        Route::DeployVersion,
-        "PUT",
-        "/v1/workflows/{workflow_id}/deployment",
-        "deploy-version",
-        true,
-    ),
+    spec(Route::HealthLive, "GET", "/health/live", "health-live", false),
+    spec(Route::HealthReady, "GET", "/health/ready", "health-ready", false),
+    spec(Route::ListNodeTypes, "GET", "/v1/node-types", "list-node-types", true),
+    spec(Route::ValidateWorkflow, "POST", "/v1/workflows/validate", "validate-workflow", true),
+    spec(Route::CreateWorkflow, "POST", "/v1/workflows", "create-workflow", true),
+    spec(Route::ListWorkflows, "GET", "/v1/workflows", "list-workflows", true),
+    spec(Route::GetWorkflow, "GET", "/v1/workflows/{workflow_id}", "get-workflow", true),
+    spec(Route::UpdateWorkflow, "PUT", "/v1/workflows/{workflow_id}", "update-workflow", true),
+    spec(Route::DeleteWorkflow, "DELETE", "/v1/workflows/{workflow_id}", "delete-workflow", true),
+    spec(Route::PublishVersion, "POST", "/v1/workflows/{workflow_id}/versions", "publish-version", true),
+    spec(Route::ListVersions, "GET", "/v1/workflows/{workflow_id}/versions", "list-versions", true),
+    spec(Route::GetVersion, "GET", "/v1/workflows/{workflow_id}/versions/{version}", "get-version", true),
+    spec(Route::DeployVersion, "PUT", "/v1/workflows/{workflow_id}/deployment", "deploy-version", true),
 ];
 
 /// The function that answers what no route matches.
@@ -201,25 +114,19 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     let method = req.method().to_string();
     let path = http::route_path(&req);
     let route_name = spec_of(route).map(|s| s.path).unwrap_or("fallback");
-    let span =
-        tracing::info_span!("request", request_id = %request_id, tenant_id = tracing::field::Empty);
+    let span = tracing::info_span!("request", request_id = %request_id, tenant_id = tracing::field::Empty);
 
     let task = {
         let app = app.clone();
         let inner_span = span.clone();
-        tokio::spawn(
-            async move { dispatch(&app, route, &req, &inner_span).await }.instrument(span.clone()),
-        )
+        tokio::spawn(async move { dispatch(&app, route, &req, &inner_span).await }.instrument(span.clone()))
     };
     let result = match task.await {
         Ok(result) => result,
         Err(join_error) => {
             let _guard = span.enter();
             tracing::error!(panic = join_error.is_panic(), "handler did not finish");
-            Err(ApiError::new(
-                ErrorCode::InternalError,
-                "an internal error occurred",
-            ))
+            Err(ApiError::new(ErrorCode::InternalError, "an internal error occurred"))
         }
     };
     let response = http::respond(result, &request_id);
@@ -231,30 +138,19 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     response
 }
 
-async fn dispatch(
-    app: &App,
-    route: Route,
-    req: &Request,
-    span: &tracing::Span,
-) -> Result<Reply, ApiError> {
+async fn dispatch(app: &App, route: Route, req: &Request, span: &tracing::Span) -> Result<Reply, ApiError> {
     if route == Route::Fallback {
         return Err(fallback(req));
     }
     let needs_key = spec_of(route).is_some_and(|s| s.authenticated);
     let tenant_id = if needs_key {
-        let tenant =
-            crate::auth::authenticate(app.store.as_ref(), http::header(req, "authorization"))
-                .await?;
+        let tenant = crate::auth::authenticate(app.store.as_ref(), http::header(req, "authorization")).await?;
         span.record("tenant_id", tenant.as_str());
         tenant
     } else {
         String::new()
     };
-    let call = workflows::Call {
-        app,
-        req,
-        tenant_id: &tenant_id,
-    };
+    let call = workflows::Call { app, req, tenant_id: &tenant_id };
     match route {
         Route::Health => health::summary(app).await,
         Route::HealthLive => health::live().await,
@@ -278,25 +174,15 @@ async fn dispatch(
 fn fallback(req: &Request) -> ApiError {
     let path = http::route_path(req);
     let path = path.as_str();
-    let allowed: Vec<&str> = ROUTES
-        .iter()
-        .filter(|s| path_matches(s.path, path))
-        .map(|s| s.method)
-        .collect();
+    let allowed: Vec<&str> = ROUTES.iter().filter(|s| path_matches(s.path, path)).map(|s| s.method).collect();
     if allowed.is_empty() {
-        ApiError::new(
-            ErrorCode::RouteNotFound,
-            format!("no route for {} {path}", req.method()),
-        )
-        .suggest("See the README for the list of routes.")
+        ApiError::new(ErrorCode::RouteNotFound, format!("no route for {} {path}", req.method()))
+            .suggest("See the README for the list of routes.")
     } else {
         let allow = allowed.join(", ");
-        ApiError::new(
-            ErrorCode::MethodNotAllowed,
-            format!("{} is not allowed on {path}", req.method()),
-        )
-        .suggest(format!("Use one of: {allow}."))
-        .with_header("allow", allow)
+        ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {path}", req.method()))
+            .suggest(format!("Use one of: {allow}."))
+            .with_header("allow", allow)
     }
 }
 
@@ -306,26 +192,11 @@ mod tests {
 
     #[test]
     fn templates_match_paths() {
-        assert!(path_matches(
-            "/v1/workflows/{workflow_id}",
-            "/v1/workflows/01ABC"
-        ));
-        assert!(path_matches(
-            "/v1/workflows/{workflow_id}",
-            "/v1/workflows/01ABC/"
-        ));
-        assert!(!path_matches(
-            "/v1/workflows/{workflow_id}",
-            "/v1/workflows"
-        ));
-        assert!(!path_matches(
-            "/v1/workflows/{workflow_id}",
-            "/v1/workflows/01ABC/versions"
-        ));
-        assert!(!path_matches(
-            "/v1/workflows/{workflow_id}",
-            "/v1/workflows//"
-        ));
+        assert!(path_matches("/v1/workflows/{workflow_id}", "/v1/workflows/01ABC"));
+        assert!(path_matches("/v1/workflows/{workflow_id}", "/v1/workflows/01ABC/"));
+        assert!(!path_matches("/v1/workflows/{workflow_id}", "/v1/workflows"));
+        assert!(!path_matches("/v1/workflows/{workflow_id}", "/v1/workflows/01ABC/versions"));
+        assert!(!path_matches("/v1/workflows/{workflow_id}", "/v1/workflows//"));
         assert!(path_matches("/health", "/health"));
     }
 
@@ -333,12 +204,7 @@ mod tests {
     fn routes_are_unique_and_functions_distinct() {
         let mut seen = std::collections::HashSet::new();
         for spec in ROUTES {
-            assert!(
-                seen.insert((spec.method, spec.path)),
-                "duplicate route {} {}",
-                spec.method,
-                spec.path
-            );
+            assert!(seen.insert((spec.method, spec.path)), "duplicate route {} {}", spec.method, spec.path);
         }
         let functions: std::collections::HashSet<_> = ROUTES.iter().map(|s| s.function).collect();
         assert_eq!(functions.len(), ROUTES.len());

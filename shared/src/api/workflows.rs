@@ -23,10 +23,7 @@ pub struct Call<'a> {
 
 fn problems_error(problems: Vec<Problem>) -> ApiError {
     let count = problems.len();
-    let details = problems
-        .into_iter()
-        .map(|p| serde_json::to_value(p).unwrap_or(Value::Null))
-        .collect();
+    let details = problems.into_iter().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect();
     ApiError::new(
         ErrorCode::ValidationFailed,
         format!("the workflow definition has {count} problem{}", if count == 1 { "" } else { "s" }),
@@ -110,9 +107,7 @@ pub async fn validate(call: &Call<'_>) -> Result<Reply, ApiError> {
         Ok(_) => Vec::new(),
         Err(problems) => problems,
     };
-    Ok(Reply::ok(
-        json!({ "valid": problems.is_empty(), "problems": problems }),
-    ))
+    Ok(Reply::ok(json!({ "valid": problems.is_empty(), "problems": problems })))
 }
 
 pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -131,10 +126,7 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
         updated_at: now,
     };
     call.app.store.create_workflow(&record).await?;
-    Ok(
-        Reply::created(workflow_view(&record), location(&record.workflow_id))
-            .with_header("etag", record.etag()),
-    )
+    Ok(Reply::created(workflow_view(&record), location(&record.workflow_id)).with_header("etag", record.etag()))
 }
 
 /// `limit` and `next_token` for a listing whose cursor scope is `scope`.
@@ -162,21 +154,11 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     if let Some(tag) = &tag
         && !is_valid_tag(tag)
     {
-        return Err(ApiError::invalid_request(
-            "tag must be 1-64 characters of letters, digits, '_', '.', ':' or '-'",
-        ));
+        return Err(ApiError::invalid_request("tag must be 1-64 characters of letters, digits, '_', '.', ':' or '-'"));
     }
-    let scope = format!(
-        "workflows|{}|{}",
-        call.tenant_id,
-        tag.as_deref().unwrap_or("")
-    );
+    let scope = format!("workflows|{}|{}", call.tenant_id, tag.as_deref().unwrap_or(""));
     let (limit, after) = paging(call, &scope)?;
-    let page = call
-        .app
-        .store
-        .list_workflows(call.tenant_id, after.as_deref(), limit, tag.as_deref())
-        .await?;
+    let page = call.app.store.list_workflows(call.tenant_id, after.as_deref(), limit, tag.as_deref()).await?;
     let key = &call.app.config.cursor_signing_key;
     Ok(Reply::ok(json!({
         "items": page.items.iter().map(summary_view).collect::<Vec<_>>(),
@@ -211,11 +193,7 @@ fn if_match(call: &Call) -> Result<Option<u64>, ApiError> {
         .trim_matches('"')
         .parse::<u64>()
         .map(Some)
-        .map_err(|_| {
-            ApiError::invalid_request(
-                "If-Match must be an ETag returned by this API, such as \"3\"",
-            )
-        })
+        .map_err(|_| ApiError::invalid_request("If-Match must be an ETag returned by this API, such as \"3\""))
 }
 
 pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -227,31 +205,15 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
     let stale = || {
         ApiError::new(
             ErrorCode::PreconditionFailed,
-            format!(
-                "the workflow is at revision {}, not the one If-Match names",
-                current.revision
-            ),
+            format!("the workflow is at revision {}, not the one If-Match names", current.revision),
         )
         .suggest("GET the workflow again, reapply your change and send its new ETag.")
     };
     if expected.is_some_and(|e| e != current.revision) {
         return Err(stale());
     }
-    match call
-        .app
-        .store
-        .replace_draft(
-            call.tenant_id,
-            &id,
-            &definition,
-            current.revision,
-            &now_rfc3339(),
-        )
-        .await
-    {
-        Ok(Some(record)) => {
-            Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag()))
-        }
+    match call.app.store.replace_draft(call.tenant_id, &id, &definition, current.revision, &now_rfc3339()).await {
+        Ok(Some(record)) => Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag())),
         Ok(None) => Err(ApiError::workflow_not_found(&id)),
         Err(StoreError::ConditionFailed) if expected.is_some() => Err(stale()),
         Err(e) => Err(e.into()),
@@ -273,14 +235,9 @@ pub async fn publish(call: &Call<'_>) -> Result<Reply, ApiError> {
     if current.latest_version > 0 && current.published_revision == current.revision {
         return Err(ApiError::new(
             ErrorCode::DraftUnchanged,
-            format!(
-                "the draft has not changed since version {} was published",
-                current.latest_version
-            ),
+            format!("the draft has not changed since version {} was published", current.latest_version),
         )
-        .suggest(format!(
-            "Deploy it with PUT /v1/workflows/{id}/deployment, or change the draft first."
-        )));
+        .suggest(format!("Deploy it with PUT /v1/workflows/{id}/deployment, or change the draft first.")));
     }
     let version = VersionRecord {
         tenant_id: call.tenant_id.to_string(),
@@ -291,10 +248,7 @@ pub async fn publish(call: &Call<'_>) -> Result<Reply, ApiError> {
         created_at: now_rfc3339(),
     };
     call.app.store.publish_version(&version).await?;
-    Ok(Reply::created(
-        version_view(&version),
-        format!("{}/versions/{}", location(&id), version.version),
-    ))
+    Ok(Reply::created(version_view(&version), format!("{}/versions/{}", location(&id), version.version)))
 }
 
 pub async fn list_versions(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -302,11 +256,7 @@ pub async fn list_versions(call: &Call<'_>) -> Result<Reply, ApiError> {
     let scope = format!("versions|{}|{id}", call.tenant_id);
     let (limit, after) = paging(call, &scope)?;
     load(call, &id).await?;
-    let page = call
-        .app
-        .store
-        .list_versions(call.tenant_id, &id, after.as_deref(), limit)
-        .await?;
+    let page = call.app.store.list_versions(call.tenant_id, &id, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
     Ok(Reply::ok(json!({
         "items": page.items.iter().map(|v| version_summary_view(&id, v)).collect::<Vec<_>>(),
@@ -346,16 +296,9 @@ pub async fn deploy(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = workflow_id(call)?;
     let request: DeployRequest = http::typed_body(call.req)?;
     if request.version == 0 {
-        return Err(ApiError::invalid_request(
-            "version must be a positive integer",
-        ));
+        return Err(ApiError::invalid_request("version must be a positive integer"));
     }
-    match call
-        .app
-        .store
-        .set_deployed_version(call.tenant_id, &id, request.version, &now_rfc3339())
-        .await?
-    {
+    match call.app.store.set_deployed_version(call.tenant_id, &id, request.version, &now_rfc3339()).await? {
         DeployOutcome::Deployed => {
             let record = load(call, &id).await?;
             Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag()))

@@ -8,14 +8,12 @@ use nodeai::config::table_name_from_env;
 use nodeai::store::dynamo::{DynamoStore, create_table};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: admin create-table | admin create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...]";
+const USAGE: &str =
+    "usage: admin create-table | admin create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...]";
 const TIERS: &[&str] = &["free", "pro", "enterprise"];
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
 #[tokio::main]
@@ -42,9 +40,7 @@ async fn main() -> ExitCode {
             }
         },
         Some("create-tenant") => {
-            let Some(name) =
-                flag(&args, "--name").filter(|n| !n.trim().is_empty() && n.len() <= 200)
-            else {
+            let Some(name) = flag(&args, "--name").filter(|n| !n.trim().is_empty() && n.len() <= 200) else {
                 eprintln!("--name is required (1-200 characters)\n{USAGE}");
                 return ExitCode::from(2);
             };
@@ -54,14 +50,11 @@ async fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             let store = DynamoStore::new(client, table);
-            match provision_tenant(&store, &name, &tier, flag(&args, "--api-key").as_deref()).await
-            {
+            match provision_tenant(&store, &name, &tier, flag(&args, "--api-key").as_deref()).await {
                 Ok((tenant, key)) => {
                     println!("tenant_id={}", tenant.tenant_id);
                     println!("api_key={key}");
-                    eprintln!(
-                        "Store this key now: only its hash is kept and it cannot be shown again."
-                    );
+                    eprintln!("Store this key now: only its hash is kept and it cannot be shown again.");
                     ExitCode::SUCCESS
                 }
                 Err(err) => {

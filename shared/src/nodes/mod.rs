@@ -49,12 +49,7 @@ pub fn config_validator(name: &str) -> Option<&'static jsonschema::Validator> {
                 .iter()
                 .map(|kind| {
                     let validator = jsonschema::validator_for(&kind.config_schema())
-                        .unwrap_or_else(|e| {
-                            panic!(
-                                "node type {} has an invalid config schema: {e}",
-                                kind.name()
-                            )
-                        });
+                        .unwrap_or_else(|e| panic!("node type {} has an invalid config schema: {e}", kind.name()));
                     (kind.name(), validator)
                 })
                 .collect()
@@ -70,18 +65,9 @@ mod tests {
     fn every_schema_compiles_and_names_are_unique() {
         let mut names = std::collections::HashSet::new();
         for kind in NODE_KINDS {
-            assert!(
-                names.insert(kind.name()),
-                "duplicate node type {}",
-                kind.name()
-            );
+            assert!(names.insert(kind.name()), "duplicate node type {}", kind.name());
             assert!(config_validator(kind.name()).is_some());
-            assert_eq!(
-                kind.config_schema()["type"],
-                "object",
-                "{} config must be an object",
-                kind.name()
-            );
+            assert_eq!(kind.config_schema()["type"], "object", "{} config must be an object", kind.name());
         }
         assert_eq!(names.len(), 6);
     }

@@ -3,9 +3,7 @@
 
 use super::{DeployOutcome, Store};
 use crate::error::StoreError;
-use crate::model::{
-    ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord, new_id, now_rfc3339,
-};
+use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord, new_id, now_rfc3339};
 use serde_json::json;
 
 #[macro_export]
@@ -78,28 +76,12 @@ pub async fn create_never_overwrites_and_reads_back(store: &dyn Store) {
     let tenant = new_id();
     let record = workflow(&tenant, "first", &["a"]);
     store.create_workflow(&record).await.unwrap();
-    assert_eq!(
-        store
-            .get_workflow(&tenant, &record.workflow_id)
-            .await
-            .unwrap(),
-        Some(record.clone())
-    );
+    assert_eq!(store.get_workflow(&tenant, &record.workflow_id).await.unwrap(), Some(record.clone()));
     let mut clash = workflow(&tenant, "second", &[]);
     clash.workflow_id = record.workflow_id.clone();
-    assert!(matches!(
-        store.create_workflow(&clash).await,
-        Err(StoreError::ConditionFailed)
-    ));
-    let kept = store
-        .get_workflow(&tenant, &record.workflow_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        kept.definition.name, "first",
-        "a failed create must not overwrite"
-    );
+    assert!(matches!(store.create_workflow(&clash).await, Err(StoreError::ConditionFailed)));
+    let kept = store.get_workflow(&tenant, &record.workflow_id).await.unwrap().unwrap();
+    assert_eq!(kept.definition.name, "first", "a failed create must not overwrite");
     assert_eq!(store.get_workflow(&tenant, &new_id()).await.unwrap(), None);
 }
 
@@ -107,58 +89,24 @@ pub async fn other_tenants_see_nothing(store: &dyn Store) {
     let (owner, other) = (new_id(), new_id());
     let record = workflow(&owner, "private", &["t"]);
     store.create_workflow(&record).await.unwrap();
-    store
-        .publish_version(&version_of(&record, 1))
-        .await
-        .unwrap();
+    store.publish_version(&version_of(&record, 1)).await.unwrap();
     let id = &record.workflow_id;
     assert_eq!(store.get_workflow(&other, id).await.unwrap(), None);
-    assert!(
-        store
-            .list_workflows(&other, None, 10, None)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
-    assert!(
-        store
-            .list_workflows(&other, None, 10, Some("t"))
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert!(store.list_workflows(&other, None, 10, None).await.unwrap().items.is_empty());
+    assert!(store.list_workflows(&other, None, 10, Some("t")).await.unwrap().items.is_empty());
     assert_eq!(store.get_version(&other, id, 1).await.unwrap(), None);
-    assert!(
-        store
-            .list_versions(&other, id, None, 10)
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
-    let replaced = store
-        .replace_draft(&other, id, &definition("stolen", &[]), 2, &now_rfc3339())
-        .await
-        .unwrap();
+    assert!(store.list_versions(&other, id, None, 10).await.unwrap().items.is_empty());
+    let replaced = store.replace_draft(&other, id, &definition("stolen", &[]), 2, &now_rfc3339()).await.unwrap();
     assert_eq!(replaced, None);
     assert_eq!(
-        store
-            .set_deployed_version(&other, id, 1, &now_rfc3339())
-            .await
-            .unwrap(),
+        store.set_deployed_version(&other, id, 1, &now_rfc3339()).await.unwrap(),
         DeployOutcome::WorkflowMissing
     );
     let mut foreign_version = version_of(&record, 2);
     foreign_version.tenant_id = other.clone();
     assert!(store.publish_version(&foreign_version).await.is_err());
     assert!(!store.delete_workflow(&other, id).await.unwrap());
-    let kept = store
-        .get_workflow(&owner, id)
-        .await
-        .unwrap()
-        .expect("owner still has it");
+    let kept = store.get_workflow(&owner, id).await.unwrap().expect("owner still has it");
     assert_eq!(kept.definition.name, "private");
     assert_eq!(kept.deployed_version, None);
     assert_eq!(kept.latest_version, 1);
@@ -181,36 +129,13 @@ pub async fn list_is_newest_first_and_pages(store: &dyn Store) {
     let names: Vec<_> = page1.items.iter().map(|s| s.workflow_id.clone()).collect();
     assert_eq!(names, ids[0..2]);
     let after = page1.next_after.expect("more pages");
-    let page2 = store
-        .list_workflows(&tenant, Some(&after), 2, None)
-        .await
-        .unwrap();
-    assert_eq!(
-        page2
-            .items
-            .iter()
-            .map(|s| s.workflow_id.clone())
-            .collect::<Vec<_>>(),
-        ids[2..4]
-    );
-    let page3 = store
-        .list_workflows(&tenant, page2.next_after.as_deref(), 2, None)
-        .await
-        .unwrap();
-    assert_eq!(
-        page3
-            .items
-            .iter()
-            .map(|s| s.workflow_id.clone())
-            .collect::<Vec<_>>(),
-        ids[4..5]
-    );
+    let page2 = store.list_workflows(&tenant, Some(&after), 2, None).await.unwrap();
+    assert_eq!(page2.items.iter().map(|s| s.workflow_id.clone()).collect::<Vec<_>>(), ids[2..4]);
+    let page3 = store.list_workflows(&tenant, page2.next_after.as_deref(), 2, None).await.unwrap();
+    assert_eq!(page3.items.iter().map(|s| s.workflow_id.clone()).collect::<Vec<_>>(), ids[4..5]);
     assert_eq!(page3.next_after, None);
     assert_eq!(page3.items[0].latest_version, 1);
-    let all = store
-        .list_workflows(&tenant, None, 100, None)
-        .await
-        .unwrap();
+    let all = store.list_workflows(&tenant, None, 100, None).await.unwrap();
     assert_eq!(all.items.len(), 5);
     assert_eq!(all.next_after, None);
 }
@@ -219,11 +144,7 @@ pub async fn list_filters_by_tag_across_pages(store: &dyn Store) {
     let tenant = new_id();
     let mut tagged = Vec::new();
     for i in 0..7 {
-        let tags: &[&str] = if i % 3 == 0 {
-            &["keep", "x"]
-        } else {
-            &["other"]
-        };
+        let tags: &[&str] = if i % 3 == 0 { &["keep", "x"] } else { &["other"] };
         let record = workflow(&tenant, &format!("wf{i}"), tags);
         store.create_workflow(&record).await.unwrap();
         if i % 3 == 0 {
@@ -235,10 +156,7 @@ pub async fn list_filters_by_tag_across_pages(store: &dyn Store) {
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     for _ in 0..10 {
-        let page = store
-            .list_workflows(&tenant, after.as_deref(), 1, Some("keep"))
-            .await
-            .unwrap();
+        let page = store.list_workflows(&tenant, after.as_deref(), 1, Some("keep")).await.unwrap();
         assert!(page.items.len() <= 1);
         seen.extend(page.items.iter().map(|s| s.workflow_id.clone()));
         match page.next_after {
@@ -247,14 +165,7 @@ pub async fn list_filters_by_tag_across_pages(store: &dyn Store) {
         }
     }
     assert_eq!(seen, tagged);
-    assert!(
-        store
-            .list_workflows(&tenant, None, 10, Some("none"))
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert!(store.list_workflows(&tenant, None, 10, Some("none")).await.unwrap().items.is_empty());
 }
 
 pub async fn replace_draft_checks_revision(store: &dyn Store) {
@@ -262,13 +173,7 @@ pub async fn replace_draft_checks_revision(store: &dyn Store) {
     let record = workflow(&tenant, "v1", &[]);
     store.create_workflow(&record).await.unwrap();
     let updated = store
-        .replace_draft(
-            &tenant,
-            &record.workflow_id,
-            &definition("v2", &["n"]),
-            1,
-            "2030-01-01T00:00:00.000Z",
-        )
+        .replace_draft(&tenant, &record.workflow_id, &definition("v2", &["n"]), 1, "2030-01-01T00:00:00.000Z")
         .await
         .unwrap()
         .expect("exists");
@@ -276,30 +181,10 @@ pub async fn replace_draft_checks_revision(store: &dyn Store) {
     assert_eq!(updated.definition.name, "v2");
     assert_eq!(updated.updated_at, "2030-01-01T00:00:00.000Z");
     assert_eq!(updated.created_at, record.created_at);
-    let stale = store
-        .replace_draft(
-            &tenant,
-            &record.workflow_id,
-            &definition("v3", &[]),
-            1,
-            &now_rfc3339(),
-        )
-        .await;
+    let stale = store.replace_draft(&tenant, &record.workflow_id, &definition("v3", &[]), 1, &now_rfc3339()).await;
     assert!(matches!(stale, Err(StoreError::ConditionFailed)));
-    assert_eq!(
-        store
-            .get_workflow(&tenant, &record.workflow_id)
-            .await
-            .unwrap()
-            .unwrap()
-            .definition
-            .name,
-        "v2"
-    );
-    let missing = store
-        .replace_draft(&tenant, &new_id(), &definition("x", &[]), 1, &now_rfc3339())
-        .await
-        .unwrap();
+    assert_eq!(store.get_workflow(&tenant, &record.workflow_id).await.unwrap().unwrap().definition.name, "v2");
+    let missing = store.replace_draft(&tenant, &new_id(), &definition("x", &[]), 1, &now_rfc3339()).await.unwrap();
     assert_eq!(missing, None);
 }
 
@@ -307,75 +192,28 @@ pub async fn publish_is_sequential_and_checks_revision(store: &dyn Store) {
     let tenant = new_id();
     let record = workflow(&tenant, "pub", &[]);
     store.create_workflow(&record).await.unwrap();
-    store
-        .publish_version(&version_of(&record, 1))
-        .await
-        .unwrap();
+    store.publish_version(&version_of(&record, 1)).await.unwrap();
     // The same number again, a gap, or a stale draft revision all lose.
-    assert!(matches!(
-        store.publish_version(&version_of(&record, 1)).await,
-        Err(StoreError::ConditionFailed)
-    ));
-    assert!(matches!(
-        store.publish_version(&version_of(&record, 3)).await,
-        Err(StoreError::ConditionFailed)
-    ));
+    assert!(matches!(store.publish_version(&version_of(&record, 1)).await, Err(StoreError::ConditionFailed)));
+    assert!(matches!(store.publish_version(&version_of(&record, 3)).await, Err(StoreError::ConditionFailed)));
     let current = store
-        .replace_draft(
-            &tenant,
-            &record.workflow_id,
-            &definition("pub2", &[]),
-            1,
-            &now_rfc3339(),
-        )
+        .replace_draft(&tenant, &record.workflow_id, &definition("pub2", &[]), 1, &now_rfc3339())
         .await
         .unwrap()
         .unwrap();
-    assert!(matches!(
-        store.publish_version(&version_of(&record, 2)).await,
-        Err(StoreError::ConditionFailed)
-    ));
-    store
-        .publish_version(&version_of(&current, 2))
-        .await
-        .unwrap();
-    let after = store
-        .get_workflow(&tenant, &record.workflow_id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(matches!(store.publish_version(&version_of(&record, 2)).await, Err(StoreError::ConditionFailed)));
+    store.publish_version(&version_of(&current, 2)).await.unwrap();
+    let after = store.get_workflow(&tenant, &record.workflow_id).await.unwrap().unwrap();
     assert_eq!((after.latest_version, after.published_revision), (2, 2));
-    let v1 = store
-        .get_version(&tenant, &record.workflow_id, 1)
-        .await
-        .unwrap()
-        .unwrap();
+    let v1 = store.get_version(&tenant, &record.workflow_id, 1).await.unwrap().unwrap();
     assert_eq!(v1.definition.name, "pub");
     assert_eq!(v1.source_revision, 1);
-    assert_eq!(
-        store
-            .get_version(&tenant, &record.workflow_id, 3)
-            .await
-            .unwrap(),
-        None
-    );
-    let page = store
-        .list_versions(&tenant, &record.workflow_id, None, 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        page.items.iter().map(|v| v.version).collect::<Vec<_>>(),
-        vec![2]
-    );
+    assert_eq!(store.get_version(&tenant, &record.workflow_id, 3).await.unwrap(), None);
+    let page = store.list_versions(&tenant, &record.workflow_id, None, 1).await.unwrap();
+    assert_eq!(page.items.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2]);
     assert_eq!(page.items[0].name, "pub2");
-    let rest = store
-        .list_versions(&tenant, &record.workflow_id, page.next_after.as_deref(), 1)
-        .await
-        .unwrap();
-    assert_eq!(
-        rest.items.iter().map(|v| v.version).collect::<Vec<_>>(),
-        vec![1]
-    );
+    let rest = store.list_versions(&tenant, &record.workflow_id, page.next_after.as_deref(), 1).await.unwrap();
+    assert_eq!(rest.items.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1]);
     assert_eq!(rest.next_after, None);
 }
 
@@ -385,42 +223,20 @@ pub async fn deploy_needs_an_existing_version(store: &dyn Store) {
     store.create_workflow(&record).await.unwrap();
     let now = now_rfc3339();
     assert_eq!(
-        store
-            .set_deployed_version(&tenant, &record.workflow_id, 1, &now)
-            .await
-            .unwrap(),
+        store.set_deployed_version(&tenant, &record.workflow_id, 1, &now).await.unwrap(),
         DeployOutcome::VersionMissing
     );
-    store
-        .publish_version(&version_of(&record, 1))
-        .await
-        .unwrap();
+    store.publish_version(&version_of(&record, 1)).await.unwrap();
     assert_eq!(
-        store
-            .set_deployed_version(&tenant, &record.workflow_id, 1, &now)
-            .await
-            .unwrap(),
+        store.set_deployed_version(&tenant, &record.workflow_id, 1, &now).await.unwrap(),
         DeployOutcome::Deployed
     );
     assert_eq!(
-        store
-            .set_deployed_version(&tenant, &record.workflow_id, 2, &now)
-            .await
-            .unwrap(),
+        store.set_deployed_version(&tenant, &record.workflow_id, 2, &now).await.unwrap(),
         DeployOutcome::VersionMissing
     );
-    assert_eq!(
-        store
-            .set_deployed_version(&tenant, &new_id(), 1, &now)
-            .await
-            .unwrap(),
-        DeployOutcome::WorkflowMissing
-    );
-    let after = store
-        .get_workflow(&tenant, &record.workflow_id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(store.set_deployed_version(&tenant, &new_id(), 1, &now).await.unwrap(), DeployOutcome::WorkflowMissing);
+    let after = store.get_workflow(&tenant, &record.workflow_id).await.unwrap().unwrap();
     assert_eq!(after.deployed_version, Some(1));
 }
 
@@ -428,54 +244,18 @@ pub async fn delete_removes_versions(store: &dyn Store) {
     let tenant = new_id();
     let record = workflow(&tenant, "del", &[]);
     store.create_workflow(&record).await.unwrap();
-    store
-        .publish_version(&version_of(&record, 1))
-        .await
-        .unwrap();
-    assert!(
-        store
-            .delete_workflow(&tenant, &record.workflow_id)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        store
-            .get_workflow(&tenant, &record.workflow_id)
-            .await
-            .unwrap(),
-        None
-    );
-    assert_eq!(
-        store
-            .get_version(&tenant, &record.workflow_id, 1)
-            .await
-            .unwrap(),
-        None
-    );
-    assert!(
-        !store
-            .delete_workflow(&tenant, &record.workflow_id)
-            .await
-            .unwrap()
-    );
+    store.publish_version(&version_of(&record, 1)).await.unwrap();
+    assert!(store.delete_workflow(&tenant, &record.workflow_id).await.unwrap());
+    assert_eq!(store.get_workflow(&tenant, &record.workflow_id).await.unwrap(), None);
+    assert_eq!(store.get_version(&tenant, &record.workflow_id, 1).await.unwrap(), None);
+    assert!(!store.delete_workflow(&tenant, &record.workflow_id).await.unwrap());
 }
 
 pub async fn tenants_and_api_keys(store: &dyn Store) {
-    let tenant = Tenant {
-        tenant_id: new_id(),
-        name: "Acme".into(),
-        tier: "free".into(),
-        created_at: now_rfc3339(),
-    };
+    let tenant = Tenant { tenant_id: new_id(), name: "Acme".into(), tier: "free".into(), created_at: now_rfc3339() };
     store.create_tenant(&tenant).await.unwrap();
-    assert!(matches!(
-        store.create_tenant(&tenant).await,
-        Err(StoreError::ConditionFailed)
-    ));
-    assert_eq!(
-        store.get_tenant(&tenant.tenant_id).await.unwrap(),
-        Some(tenant.clone())
-    );
+    assert!(matches!(store.create_tenant(&tenant).await, Err(StoreError::ConditionFailed)));
+    assert_eq!(store.get_tenant(&tenant.tenant_id).await.unwrap(), Some(tenant.clone()));
     assert_eq!(store.get_tenant(&new_id()).await.unwrap(), None);
     let key = ApiKeyRecord {
         key_hash: crate::auth::hash_key(&format!("nk_test_{}", new_id())),
@@ -484,16 +264,7 @@ pub async fn tenants_and_api_keys(store: &dyn Store) {
         created_at: now_rfc3339(),
     };
     store.put_api_key(&key).await.unwrap();
-    assert!(matches!(
-        store.put_api_key(&key).await,
-        Err(StoreError::ConditionFailed)
-    ));
+    assert!(matches!(store.put_api_key(&key).await, Err(StoreError::ConditionFailed)));
     assert_eq!(store.find_api_key(&key.key_hash).await.unwrap(), Some(key));
-    assert_eq!(
-        store
-            .find_api_key(&crate::auth::hash_key("nk_unknown"))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(store.find_api_key(&crate::auth::hash_key("nk_unknown")).await.unwrap(), None);
 }

@@ -11,8 +11,7 @@
 //! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
 
 use super::{
-    DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary,
-    version_sort_key,
+    DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
@@ -20,8 +19,8 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-    Put, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
 };
 use std::collections::HashMap;
 
@@ -39,10 +38,7 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore {
-            client,
-            table: table.into(),
-        }
+        DynamoStore { client, table: table.into() }
     }
 
     pub fn table(&self) -> &str {
@@ -63,10 +59,7 @@ fn version_sk(version: u32) -> String {
     format!("V#{}", version_sort_key(version))
 }
 fn key(pk: String, sk: String) -> Item {
-    HashMap::from([
-        ("pk".to_string(), AttributeValue::S(pk)),
-        ("sk".to_string(), AttributeValue::S(sk)),
-    ])
+    HashMap::from([("pk".to_string(), AttributeValue::S(pk)), ("sk".to_string(), AttributeValue::S(sk))])
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -79,9 +72,7 @@ fn n(value: impl ToString) -> AttributeValue {
 fn get_s(item: &Item, name: &str) -> Result<String, StoreError> {
     match item.get(name) {
         Some(AttributeValue::S(v)) => Ok(v.clone()),
-        _ => Err(StoreError::Internal(format!(
-            "item lacks string attribute {name}"
-        ))),
+        _ => Err(StoreError::Internal(format!("item lacks string attribute {name}"))),
     }
 }
 fn get_opt_s(item: &Item, name: &str) -> Option<String> {
@@ -91,24 +82,19 @@ fn get_opt_s(item: &Item, name: &str) -> Option<String> {
     }
 }
 fn get_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, StoreError> {
-    get_opt_n(item, name)?
-        .ok_or_else(|| StoreError::Internal(format!("item lacks number attribute {name}")))
+    get_opt_n(item, name)?.ok_or_else(|| StoreError::Internal(format!("item lacks number attribute {name}")))
 }
 fn get_opt_n<T: std::str::FromStr>(item: &Item, name: &str) -> Result<Option<T>, StoreError> {
     match item.get(name) {
-        Some(AttributeValue::N(v)) => v
-            .parse()
-            .map(Some)
-            .map_err(|_| StoreError::Internal(format!("attribute {name} is not a number"))),
+        Some(AttributeValue::N(v)) => {
+            v.parse().map(Some).map_err(|_| StoreError::Internal(format!("attribute {name} is not a number")))
+        }
         _ => Ok(None),
     }
 }
 fn get_tags(item: &Item) -> Vec<String> {
     match item.get("tags") {
-        Some(AttributeValue::L(values)) => values
-            .iter()
-            .filter_map(|v| v.as_s().ok().cloned())
-            .collect(),
+        Some(AttributeValue::L(values)) => values.iter().filter_map(|v| v.as_s().ok().cloned()).collect(),
         _ => Vec::new(),
     }
 }
@@ -117,8 +103,7 @@ fn definition_from(item: &Item) -> Result<WorkflowDefinition, StoreError> {
         .map_err(|e| StoreError::Internal(format!("stored definition does not parse: {e}")))
 }
 fn definition_json(definition: &WorkflowDefinition) -> Result<String, StoreError> {
-    serde_json::to_string(definition)
-        .map_err(|e| StoreError::Internal(format!("definition serialization: {e}")))
+    serde_json::to_string(definition).map_err(|e| StoreError::Internal(format!("definition serialization: {e}")))
 }
 /// The resume point (the id part of a sort key) from a LastEvaluatedKey.
 fn resume_after(last_key: &Item, prefix: &str) -> Option<String> {
@@ -149,9 +134,9 @@ where
         ) => StoreError::Unavailable(detail),
         Some(_) => StoreError::Internal(detail),
         None => match err {
-            SdkError::DispatchFailure(_)
-            | SdkError::TimeoutError(_)
-            | SdkError::ResponseError(_) => StoreError::Unavailable(detail),
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+                StoreError::Unavailable(detail)
+            }
             _ => StoreError::Internal(detail),
         },
     }
@@ -186,15 +171,10 @@ fn summary_from(item: &Item) -> Result<WorkflowSummary, StoreError> {
 }
 
 /// The attributes that mirror the draft (kept beside the JSON so listings can project them).
-fn draft_attributes(
-    definition: &WorkflowDefinition,
-) -> Result<Vec<(&'static str, AttributeValue)>, StoreError> {
+fn draft_attributes(definition: &WorkflowDefinition) -> Result<Vec<(&'static str, AttributeValue)>, StoreError> {
     let mut attributes = vec![
         ("name", s(&definition.name)),
-        (
-            "tags",
-            AttributeValue::L(definition.tags.iter().map(s).collect()),
-        ),
+        ("tags", AttributeValue::L(definition.tags.iter().map(s).collect())),
         ("definition", s(definition_json(definition)?)),
     ];
     if let Some(description) = &definition.description {
@@ -206,10 +186,7 @@ fn draft_attributes(
 #[async_trait]
 impl WorkflowStore for DynamoStore {
     async fn create_workflow(&self, record: &WorkflowRecord) -> Result<(), StoreError> {
-        let mut item = key(
-            tenant_pk(&record.tenant_id),
-            workflow_sk(&record.workflow_id),
-        );
+        let mut item = key(tenant_pk(&record.tenant_id), workflow_sk(&record.workflow_id));
         item.insert("entity".into(), s("workflow"));
         item.insert("workflow_id".into(), s(&record.workflow_id));
         for (name, value) in draft_attributes(&record.definition)? {
@@ -234,11 +211,7 @@ impl WorkflowStore for DynamoStore {
         Ok(())
     }
 
-    async fn get_workflow(
-        &self,
-        tenant_id: &str,
-        workflow_id: &str,
-    ) -> Result<Option<WorkflowRecord>, StoreError> {
+    async fn get_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
         let out = self
             .client
             .get_item()
@@ -248,9 +221,7 @@ impl WorkflowStore for DynamoStore {
             .send()
             .await
             .map_err(classify)?;
-        out.item
-            .map(|item| workflow_from(&item, tenant_id))
-            .transpose()
+        out.item.map(|item| workflow_from(&item, tenant_id)).transpose()
     }
 
     async fn list_workflows(
@@ -296,16 +267,10 @@ impl WorkflowStore for DynamoStore {
             }
             match out.last_evaluated_key {
                 None => {
-                    return Ok(Page {
-                        items,
-                        next_after: None,
-                    });
+                    return Ok(Page { items, next_after: None });
                 }
                 Some(last) if page == MAX_PAGES_PER_LISTING => {
-                    return Ok(Page {
-                        items,
-                        next_after: resume_after(&last, "WF#"),
-                    });
+                    return Ok(Page { items, next_after: resume_after(&last, "WF#") });
                 }
                 Some(last) => start = Some(last),
             }
@@ -331,10 +296,7 @@ impl WorkflowStore for DynamoStore {
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":updated_at", s(updated_at))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
-        let mut sets = vec![
-            "revision = revision + :one".to_string(),
-            "updated_at = :updated_at".to_string(),
-        ];
+        let mut sets = vec!["revision = revision + :one".to_string(), "updated_at = :updated_at".to_string()];
         for (name, value) in draft_attributes(definition)? {
             sets.push(format!("#{name} = :{name}"));
             update = update
@@ -345,16 +307,8 @@ impl WorkflowStore for DynamoStore {
         if definition.description.is_none() {
             expression.push_str(" REMOVE description");
         }
-        match update
-            .update_expression(expression)
-            .send()
-            .await
-            .map_err(classify)
-        {
-            Ok(out) => out
-                .attributes
-                .map(|item| workflow_from(&item, tenant_id))
-                .transpose(),
+        match update.update_expression(expression).send().await.map_err(classify) {
+            Ok(out) => out.attributes.map(|item| workflow_from(&item, tenant_id)).transpose(),
             Err(StoreError::ConditionFailed) => {
                 // Tell "gone" from "changed": the caller answers 404 or 412/409.
                 match self.get_workflow(tenant_id, workflow_id).await? {
@@ -366,11 +320,7 @@ impl WorkflowStore for DynamoStore {
         }
     }
 
-    async fn delete_workflow(
-        &self,
-        tenant_id: &str,
-        workflow_id: &str,
-    ) -> Result<bool, StoreError> {
+    async fn delete_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<bool, StoreError> {
         // Versions first, so a half-finished delete never leaves versions without their workflow.
         let pk = versions_pk(tenant_id, workflow_id);
         let mut start = None;
@@ -404,17 +354,12 @@ impl WorkflowStore for DynamoStore {
                         .send()
                         .await
                         .map_err(classify)?;
-                    requests = out
-                        .unprocessed_items
-                        .and_then(|mut m| m.remove(&self.table))
-                        .unwrap_or_default();
+                    requests = out.unprocessed_items.and_then(|mut m| m.remove(&self.table)).unwrap_or_default();
                     if requests.is_empty() {
                         break;
                     }
                     if attempt == 4 {
-                        return Err(StoreError::Unavailable(
-                            "batch delete left unprocessed items".into(),
-                        ));
+                        return Err(StoreError::Unavailable("batch delete left unprocessed items".into()));
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
                 }
@@ -442,10 +387,7 @@ impl WorkflowStore for DynamoStore {
 
     async fn publish_version(&self, version: &VersionRecord) -> Result<(), StoreError> {
         let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
-        let workflow_key = key(
-            tenant_pk(&version.tenant_id),
-            workflow_sk(&version.workflow_id),
-        );
+        let workflow_key = key(tenant_pk(&version.tenant_id), workflow_sk(&version.workflow_id));
         let move_latest = Update::builder()
             .table_name(&self.table)
             .set_key(Some(workflow_key))
@@ -456,17 +398,11 @@ impl WorkflowStore for DynamoStore {
             .expression_attribute_values(":version", n(version.version))
             .build()
             .map_err(internal)?;
-        let mut item = key(
-            versions_pk(&version.tenant_id, &version.workflow_id),
-            version_sk(version.version),
-        );
+        let mut item = key(versions_pk(&version.tenant_id, &version.workflow_id), version_sk(version.version));
         item.insert("entity".into(), s("version"));
         item.insert("version".into(), n(version.version));
         item.insert("name".into(), s(&version.definition.name));
-        item.insert(
-            "definition".into(),
-            s(definition_json(&version.definition)?),
-        );
+        item.insert("definition".into(), s(definition_json(&version.definition)?));
         item.insert("source_revision".into(), n(version.source_revision));
         item.insert("created_at".into(), s(&version.created_at));
         let put_version = Put::builder()
@@ -495,10 +431,7 @@ impl WorkflowStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(
-                versions_pk(tenant_id, workflow_id),
-                version_sk(version),
-            )))
+            .set_key(Some(key(versions_pk(tenant_id, workflow_id), version_sk(version))))
             .send()
             .await
             .map_err(classify)?;
@@ -554,11 +487,7 @@ impl WorkflowStore for DynamoStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         let more = items.len() > limit;
         items.truncate(limit);
-        let next_after = if more {
-            items.last().map(|v| version_sort_key(v.version))
-        } else {
-            None
-        };
+        let next_after = if more { items.last().map(|v| version_sort_key(v.version)) } else { None };
         Ok(Page { items, next_after })
     }
 
@@ -574,9 +503,7 @@ impl WorkflowStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key(tenant_pk(tenant_id), workflow_sk(workflow_id))))
-            .condition_expression(
-                "attribute_exists(pk) AND latest_version >= :version AND :version >= :one",
-            )
+            .condition_expression("attribute_exists(pk) AND latest_version >= :version AND :version >= :one")
             .update_expression("SET deployed_version = :version, updated_at = :updated_at")
             .expression_attribute_values(":version", n(version))
             .expression_attribute_values(":one", n(1))
@@ -586,12 +513,10 @@ impl WorkflowStore for DynamoStore {
             .map_err(classify);
         match result {
             Ok(_) => Ok(DeployOutcome::Deployed),
-            Err(StoreError::ConditionFailed) => {
-                Ok(match self.get_workflow(tenant_id, workflow_id).await? {
-                    None => DeployOutcome::WorkflowMissing,
-                    Some(_) => DeployOutcome::VersionMissing,
-                })
-            }
+            Err(StoreError::ConditionFailed) => Ok(match self.get_workflow(tenant_id, workflow_id).await? {
+                None => DeployOutcome::WorkflowMissing,
+                Some(_) => DeployOutcome::VersionMissing,
+            }),
             Err(e) => Err(e),
         }
     }
@@ -680,30 +605,17 @@ impl TenantStore for DynamoStore {
 #[async_trait]
 impl HealthProbe for DynamoStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client
-            .describe_table()
-            .table_name(&self.table)
-            .send()
-            .await
-            .map_err(classify)?;
+        self.client.describe_table().table_name(&self.table).send().await.map_err(classify)?;
         Ok(())
     }
 }
 
 /// Creates the table (local stack and tests; in AWS, template.yaml owns it). Idempotent.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
-    let attribute = |name: &str| {
-        AttributeDefinition::builder()
-            .attribute_name(name)
-            .attribute_type(ScalarAttributeType::S)
-            .build()
-    };
-    let key_element = |name: &str, kind: KeyType| {
-        KeySchemaElement::builder()
-            .attribute_name(name)
-            .key_type(kind)
-            .build()
-    };
+    let attribute =
+        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+    let key_element =
+        |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
     let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
     let result = client
         .create_table()

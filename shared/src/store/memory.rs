@@ -2,8 +2,7 @@
 //! the conformance suite.
 
 use super::{
-    DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary,
-    version_sort_key,
+    DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
@@ -39,22 +38,12 @@ impl MemoryStore {
 
 /// Newest-first paging over keys sorted ascending: items strictly before `after`.
 fn page_desc<T: Clone>(items: Vec<(String, T)>, after: Option<&str>, limit: usize) -> Page<T> {
-    let mut chosen: Vec<(String, T)> = items
-        .into_iter()
-        .rev()
-        .filter(|(k, _)| after.is_none_or(|a| k.as_str() < a))
-        .collect();
+    let mut chosen: Vec<(String, T)> =
+        items.into_iter().rev().filter(|(k, _)| after.is_none_or(|a| k.as_str() < a)).collect();
     let more = chosen.len() > limit;
     chosen.truncate(limit);
-    let next_after = if more {
-        chosen.last().map(|(k, _)| k.clone())
-    } else {
-        None
-    };
-    Page {
-        items: chosen.into_iter().map(|(_, v)| v).collect(),
-        next_after,
-    }
+    let next_after = if more { chosen.last().map(|(k, _)| k.clone()) } else { None };
+    Page { items: chosen.into_iter().map(|(_, v)| v).collect(), next_after }
 }
 
 pub fn summarize(record: &WorkflowRecord) -> WorkflowSummary {
@@ -92,16 +81,8 @@ impl WorkflowStore for MemoryStore {
         Ok(())
     }
 
-    async fn get_workflow(
-        &self,
-        tenant_id: &str,
-        workflow_id: &str,
-    ) -> Result<Option<WorkflowRecord>, StoreError> {
-        Ok(self
-            .lock()
-            .workflows
-            .get(&(tenant_id.to_string(), workflow_id.to_string()))
-            .cloned())
+    async fn get_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
+        Ok(self.lock().workflows.get(&(tenant_id.to_string(), workflow_id.to_string())).cloned())
     }
 
     async fn list_workflows(
@@ -115,9 +96,7 @@ impl WorkflowStore for MemoryStore {
         let items = inner
             .workflows
             .iter()
-            .filter(|((t, _), r)| {
-                t == tenant_id && tag.is_none_or(|tag| r.definition.tags.iter().any(|x| x == tag))
-            })
+            .filter(|((t, _), r)| t == tenant_id && tag.is_none_or(|tag| r.definition.tags.iter().any(|x| x == tag)))
             .map(|((_, id), r)| (id.clone(), summarize(r)))
             .collect();
         Ok(page_desc(items, after, limit))
@@ -132,10 +111,7 @@ impl WorkflowStore for MemoryStore {
         updated_at: &str,
     ) -> Result<Option<WorkflowRecord>, StoreError> {
         let mut inner = self.lock();
-        let Some(record) = inner
-            .workflows
-            .get_mut(&(tenant_id.to_string(), workflow_id.to_string()))
-        else {
+        let Some(record) = inner.workflows.get_mut(&(tenant_id.to_string(), workflow_id.to_string())) else {
             return Ok(None);
         };
         if record.revision != expected_revision {
@@ -147,41 +123,23 @@ impl WorkflowStore for MemoryStore {
         Ok(Some(record.clone()))
     }
 
-    async fn delete_workflow(
-        &self,
-        tenant_id: &str,
-        workflow_id: &str,
-    ) -> Result<bool, StoreError> {
+    async fn delete_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        let existed = inner
-            .workflows
-            .remove(&(tenant_id.to_string(), workflow_id.to_string()))
-            .is_some();
-        inner
-            .versions
-            .retain(|(t, w, _), _| !(t == tenant_id && w == workflow_id));
+        let existed = inner.workflows.remove(&(tenant_id.to_string(), workflow_id.to_string())).is_some();
+        inner.versions.retain(|(t, w, _), _| !(t == tenant_id && w == workflow_id));
         Ok(existed)
     }
 
     async fn publish_version(&self, version: &VersionRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        let version_key = (
-            version.tenant_id.clone(),
-            version.workflow_id.clone(),
-            version_sort_key(version.version),
-        );
+        let version_key = (version.tenant_id.clone(), version.workflow_id.clone(), version_sort_key(version.version));
         if inner.versions.contains_key(&version_key) {
             return Err(StoreError::ConditionFailed);
         }
-        let Some(record) = inner
-            .workflows
-            .get_mut(&(version.tenant_id.clone(), version.workflow_id.clone()))
-        else {
+        let Some(record) = inner.workflows.get_mut(&(version.tenant_id.clone(), version.workflow_id.clone())) else {
             return Err(StoreError::ConditionFailed);
         };
-        if record.revision != version.source_revision
-            || record.latest_version + 1 != version.version
-        {
+        if record.revision != version.source_revision || record.latest_version + 1 != version.version {
             return Err(StoreError::ConditionFailed);
         }
         record.latest_version = version.version;
@@ -196,11 +154,7 @@ impl WorkflowStore for MemoryStore {
         workflow_id: &str,
         version: u32,
     ) -> Result<Option<VersionRecord>, StoreError> {
-        let key = (
-            tenant_id.to_string(),
-            workflow_id.to_string(),
-            version_sort_key(version),
-        );
+        let key = (tenant_id.to_string(), workflow_id.to_string(), version_sort_key(version));
         Ok(self.lock().versions.get(&key).cloned())
     }
 
@@ -229,10 +183,7 @@ impl WorkflowStore for MemoryStore {
         updated_at: &str,
     ) -> Result<DeployOutcome, StoreError> {
         let mut inner = self.lock();
-        let Some(record) = inner
-            .workflows
-            .get_mut(&(tenant_id.to_string(), workflow_id.to_string()))
-        else {
+        let Some(record) = inner.workflows.get_mut(&(tenant_id.to_string(), workflow_id.to_string())) else {
             return Ok(DeployOutcome::WorkflowMissing);
         };
         if version == 0 || version > record.latest_version {
@@ -251,9 +202,7 @@ impl TenantStore for MemoryStore {
         if inner.tenants.contains_key(&tenant.tenant_id) {
             return Err(StoreError::ConditionFailed);
         }
-        inner
-            .tenants
-            .insert(tenant.tenant_id.clone(), tenant.clone());
+        inner.tenants.insert(tenant.tenant_id.clone(), tenant.clone());
         Ok(())
     }
 

@@ -54,11 +54,7 @@ pub enum DeployOutcome {
 pub trait WorkflowStore: Send + Sync {
     /// Creates the workflow; never overwrites (ConditionFailed if the id exists).
     async fn create_workflow(&self, record: &WorkflowRecord) -> Result<(), StoreError>;
-    async fn get_workflow(
-        &self,
-        tenant_id: &str,
-        workflow_id: &str,
-    ) -> Result<Option<WorkflowRecord>, StoreError>;
+    async fn get_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<Option<WorkflowRecord>, StoreError>;
     /// Newest first; `after` resumes a listing; `tag` keeps only workflows carrying it.
     async fn list_workflows(
         &self,
@@ -78,8 +74,7 @@ pub trait WorkflowStore: Send + Sync {
         updated_at: &str,
     ) -> Result<Option<WorkflowRecord>, StoreError>;
     /// Deletes the workflow and its versions; false if it did not exist.
-    async fn delete_workflow(&self, tenant_id: &str, workflow_id: &str)
-    -> Result<bool, StoreError>;
+    async fn delete_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<bool, StoreError>;
     /// Writes `version` and moves the workflow's `latest_version` to it, atomically, provided
     /// the workflow is still at `version.source_revision` and `version.version - 1`.
     async fn publish_version(&self, version: &VersionRecord) -> Result<(), StoreError>;

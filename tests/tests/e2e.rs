@@ -1,0 +1,127 @@
+//! End to end over HTTP through `cargo lambda watch` (started by scripts/test, which sets
+//! NODEAI_E2E_URL and TABLE_NAME). Ignored in a plain `cargo test`; scripts/test runs it with
+//! `--run-ignored only`.
+
+use nodeai::store::dynamo::DynamoStore;
+use nodeai_tests::sample_definition;
+use reqwest::{Client, Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+struct Stack {
+    base: String,
+    key: String,
+    http: Client,
+}
+
+impl Stack {
+    async fn start() -> Stack {
+        let base = std::env::var("NODEAI_E2E_URL").expect("NODEAI_E2E_URL: run through scripts/test");
+        assert!(base.starts_with("http://127.0.0.1:"), "end-to-end tests only call loopback: {base}");
+        let table = std::env::var("TABLE_NAME").expect("TABLE_NAME: run through scripts/test");
+        let store = DynamoStore::new(nodeai_tests::dynamo_client().await, table);
+        let (_, key) = nodeai::auth::provision_tenant(&store, "e2e", "free", None).await.expect("provision");
+        let http = Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
+        Stack { base, key, http }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        with_key: bool,
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if with_key {
+            request = request.bearer_auth(&self.key);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the local stack answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap();
+        let body =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        (status, headers, body)
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn the_readme_walk_through_works_over_http() {
+    let stack = Stack::start().await;
+
+    let (status, _, body) = stack.send(Method::GET, "/health/ready", None, false).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["checks"][0]["status"], "ok");
+
+    let (status, headers, created) =
+        stack.send(Method::POST, "/v1/workflows", Some(sample_definition("e2e")), true).await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(headers["etag"], "\"1\"");
+    assert!(headers.contains_key("x-request-id"));
+    let id = created["id"].as_str().unwrap().to_string();
+
+    let mut broken = sample_definition("broken");
+    broken["edges"] = json!([ { "from": "fetch", "to": "nowhere" } ]);
+    let (status, _, body) = stack.send(Method::POST, "/v1/workflows", Some(broken), true).await;
+    assert_eq!(status, 422);
+    assert_eq!(body["error"]["code"], "VALIDATION_FAILED");
+    assert!(body["error"]["details"].as_array().unwrap().iter().any(|d| d["code"] == "EDGE_UNKNOWN_NODE"));
+
+    let (status, _, version) = stack.send(Method::POST, &format!("/v1/workflows/{id}/versions"), None, true).await;
+    assert_eq!(status, 201, "{version}");
+    assert_eq!(version["version"], 1);
+
+    let (status, _, deployed) =
+        stack.send(Method::PUT, &format!("/v1/workflows/{id}/deployment"), Some(json!({ "version": 1 })), true).await;
+    assert_eq!(status, 200, "{deployed}");
+    assert_eq!(deployed["deployed_version"], 1);
+
+    let (status, _, listed) = stack.send(Method::GET, "/v1/workflows?limit=10&tag=demo", None, true).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(listed["items"].as_array().unwrap().iter().any(|w| w["id"] == id.as_str()), "{listed}");
+
+    let (status, _, body) = stack.send(Method::GET, &format!("/v1/workflows/{id}/versions/1"), None, true).await;
+    assert_eq!((status.as_u16(), body["definition"]["name"].as_str()), (200, Some("e2e")));
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn errors_over_http_use_the_envelope() {
+    let stack = Stack::start().await;
+
+    let (status, _, body) = stack.send(Method::GET, "/v1/workflows", None, false).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "UNAUTHORIZED");
+
+    let (status, headers, body) = stack.send(Method::PATCH, "/v1/workflows", None, true).await;
+    assert_eq!(status, 405, "{body}");
+    assert_eq!(body["error"]["code"], "METHOD_NOT_ALLOWED");
+    assert_eq!(headers["allow"], "POST, GET");
+
+    let (status, _, body) = stack.send(Method::GET, "/v9/nothing/here", None, true).await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["code"], "ROUTE_NOT_FOUND");
+
+    let response = stack
+        .http
+        .post(format!("{}/v1/workflows", stack.base))
+        .bearer_auth(&stack.key)
+        .header("content-type", "application/json")
+        .body("{\"name\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_JSON");
+    assert!(body["error"]["message"].as_str().unwrap().contains("line 1"));
+
+    let (status, _, body) = stack.send(Method::GET, "/v1/workflows/01ARZ3NDEKTSV4RRFFQ69G5FAV", None, true).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "WORKFLOW_NOT_FOUND");
+}
