@@ -91,7 +91,7 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidJson => "The body is not valid JSON (the message gives line and column) or is empty.",
             ErrorCode::InvalidRequest => "A query parameter, header or body field has the wrong type or value.",
-            ErrorCode::InvalidCursor => "`next_token` was altered, expired or belongs to another listing.",
+            ErrorCode::InvalidCursor => "`next_token` was altered or belongs to another listing.",
             ErrorCode::Unauthorized => {
                 "The `Authorization: Bearer <key>` header is missing, malformed or not a live key."
             }

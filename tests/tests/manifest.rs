@@ -136,3 +136,31 @@ fn every_function_has_a_sample_event() {
         assert!(event["httpMethod"].is_string(), "events/{function}.json is an API Gateway REST event");
     }
 }
+
+#[test]
+fn readme_documents_every_code_variable_and_route() {
+    let readme = read("README.md");
+    for code in nodeai::error::ErrorCode::ALL {
+        let row = format!("| `{}` | {} | {} |", code.as_str(), code.status().as_u16(), code.meaning());
+        assert!(readme.contains(&row), "README lacks the row: {row}");
+    }
+    for (code, meaning) in nodeai::validation::codes::ALL {
+        let row = format!("| `{code}` | {meaning} |");
+        assert!(readme.contains(&row), "README lacks the row: {row}");
+    }
+    for (variable, meaning) in nodeai::config::VARIABLES {
+        let row = format!("| `{variable}` | {meaning} |");
+        assert!(readme.contains(&row), "README lacks the row: {row}");
+    }
+    for spec in ROUTES {
+        let path = spec.path.split('/').rfind(|s| !s.is_empty()).unwrap();
+        assert!(readme.contains(path), "README does not mention {}", spec.path);
+    }
+    assert!(readme.contains("scripts/dev") && readme.contains("scripts/test"));
+    assert!(readme.contains("sam build --beta-features") && readme.contains("sam deploy --guided"));
+}
+
+#[test]
+fn ci_runs_scripts_test() {
+    assert!(read(".ci/run").contains("scripts/test"));
+}
