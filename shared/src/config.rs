@@ -2,6 +2,7 @@
 //! variable stops the function with one line naming it.
 
 use std::fmt;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct Config {
@@ -13,6 +14,12 @@ pub struct Config {
     pub cursor_signing_key: Vec<u8>,
     /// tracing filter directive, e.g. `info` or `nodeai=debug`.
     pub log_level: String,
+    /// How long a warm instance trusts a key lookup: the most a revoked key keeps working.
+    pub key_cache_ttl: Duration,
+    /// How long a rotated key keeps working after `POST /v1/api-keys/{key_id}/rotate`.
+    pub key_rotation_grace: Duration,
+    /// Browser origins allowed by CORS (exact matches); empty means no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -22,6 +29,9 @@ impl fmt::Debug for Config {
             .field("stage", &self.stage)
             .field("cursor_signing_key", &"<redacted>")
             .field("log_level", &self.log_level)
+            .field("key_cache_ttl", &self.key_cache_ttl)
+            .field("key_rotation_grace", &self.key_rotation_grace)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
             .finish()
     }
 }
@@ -39,6 +49,15 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("CURSOR_SIGNING_KEY", "required; at least 32 characters; signs list cursors"),
     ("STAGE", "optional, default `local`; shown by GET /health"),
     ("LOG_LEVEL", "optional, default `info`; a tracing filter such as `debug` or `nodeai=debug`"),
+    (
+        "KEY_CACHE_TTL_SECONDS",
+        "optional, default 30, at most 60; how long a warm function trusts a key lookup (a revoked key stops within this)",
+    ),
+    ("KEY_ROTATION_GRACE_SECONDS", "optional, default 3600; how long a rotated key keeps working"),
+    (
+        "CORS_ALLOWED_ORIGINS",
+        "optional; comma-separated exact origins (https://app.example.com) allowed by CORS; empty: no CORS",
+    ),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
 
@@ -74,7 +93,45 @@ impl Config {
                 problem: format!("is not a valid filter: {log_level:?}"),
             });
         }
-        Ok(Config { table_name, stage, cursor_signing_key: cursor_signing_key.into_bytes(), log_level })
+        let seconds = |variable: &'static str, default: u64, max: u64| -> Result<Duration, ConfigError> {
+            match lookup(variable).filter(|v| !v.is_empty()) {
+                None => Ok(Duration::from_secs(default)),
+                Some(raw) => match raw.parse::<u64>() {
+                    Ok(n) if n <= max => Ok(Duration::from_secs(n)),
+                    _ => Err(ConfigError {
+                        variable,
+                        problem: format!("must be a whole number of seconds from 0 to {max}"),
+                    }),
+                },
+            }
+        };
+        let key_cache_ttl = seconds("KEY_CACHE_TTL_SECONDS", 30, 60)?;
+        let key_rotation_grace = seconds("KEY_ROTATION_GRACE_SECONDS", 3600, 30 * 24 * 3600)?;
+        let cors_allowed_origins: Vec<String> = lookup("CORS_ALLOWED_ORIGINS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_string())
+            .filter(|o| !o.is_empty())
+            .collect();
+        for origin in &cors_allowed_origins {
+            let scheme_ok = origin.starts_with("https://") || origin.starts_with("http://");
+            let host = origin.split_once("://").map(|(_, h)| h).unwrap_or("");
+            if !scheme_ok || host.is_empty() || host.contains('/') || origin.contains('*') {
+                return Err(ConfigError {
+                    variable: "CORS_ALLOWED_ORIGINS",
+                    problem: format!("{origin:?} is not an exact origin like https://app.example.com (no wildcards)"),
+                });
+            }
+        }
+        Ok(Config {
+            table_name,
+            stage,
+            cursor_signing_key: cursor_signing_key.into_bytes(),
+            log_level,
+            key_cache_ttl,
+            key_rotation_grace,
+            cors_allowed_origins,
+        })
     }
 }
 
@@ -134,10 +191,35 @@ mod tests {
     }
 
     #[test]
+    fn durations_and_origins_are_checked() {
+        let base = [("TABLE_NAME", "nodeai"), ("CURSOR_SIGNING_KEY", KEY)];
+        let with = |extra: (&'static str, &'static str)| {
+            let mut pairs = base.to_vec();
+            pairs.push(extra);
+            Config::from_lookup(lookup(&pairs))
+        };
+        assert_eq!(with(("KEY_CACHE_TTL_SECONDS", "61")).unwrap_err().variable, "KEY_CACHE_TTL_SECONDS");
+        assert_eq!(with(("KEY_CACHE_TTL_SECONDS", "ten")).unwrap_err().variable, "KEY_CACHE_TTL_SECONDS");
+        assert_eq!(with(("KEY_CACHE_TTL_SECONDS", "5")).unwrap().key_cache_ttl, Duration::from_secs(5));
+        assert_eq!(with(("KEY_ROTATION_GRACE_SECONDS", "-1")).unwrap_err().variable, "KEY_ROTATION_GRACE_SECONDS");
+        assert_eq!(with(("CORS_ALLOWED_ORIGINS", "*")).unwrap_err().variable, "CORS_ALLOWED_ORIGINS");
+        assert_eq!(
+            with(("CORS_ALLOWED_ORIGINS", "https://*.example.com")).unwrap_err().variable,
+            "CORS_ALLOWED_ORIGINS"
+        );
+        assert_eq!(with(("CORS_ALLOWED_ORIGINS", "example.com")).unwrap_err().variable, "CORS_ALLOWED_ORIGINS");
+        let config = with(("CORS_ALLOWED_ORIGINS", "https://a.example.com, http://localhost:3000/")).unwrap();
+        assert_eq!(config.cors_allowed_origins, vec!["https://a.example.com", "http://localhost:3000"]);
+    }
+
+    #[test]
     fn defaults_apply() {
         let config = Config::from_lookup(lookup(&[("TABLE_NAME", "nodeai"), ("CURSOR_SIGNING_KEY", KEY)])).unwrap();
         assert_eq!(config.stage, "local");
         assert_eq!(config.log_level, "info");
+        assert_eq!(config.key_cache_ttl, Duration::from_secs(30));
+        assert_eq!(config.key_rotation_grace, Duration::from_secs(3600));
+        assert!(config.cors_allowed_origins.is_empty());
         assert!(!format!("{config:?}").contains(KEY), "Debug must not print the signing key");
     }
 }

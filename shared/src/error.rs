@@ -16,13 +16,19 @@ pub enum ErrorCode {
     RouteNotFound,
     WorkflowNotFound,
     VersionNotFound,
+    ApiKeyNotFound,
+    CredentialNotFound,
     MethodNotAllowed,
     ConcurrentModification,
     DraftUnchanged,
+    KeyLimitReached,
+    ApiKeyNotActive,
     PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
+    RateLimited,
+    QuotaExceeded,
     InternalError,
     ServiceUnavailable,
 }
@@ -36,13 +42,19 @@ impl ErrorCode {
         ErrorCode::RouteNotFound,
         ErrorCode::WorkflowNotFound,
         ErrorCode::VersionNotFound,
+        ErrorCode::ApiKeyNotFound,
+        ErrorCode::CredentialNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ConcurrentModification,
         ErrorCode::DraftUnchanged,
+        ErrorCode::KeyLimitReached,
+        ErrorCode::ApiKeyNotActive,
         ErrorCode::PreconditionFailed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::ValidationFailed,
+        ErrorCode::RateLimited,
+        ErrorCode::QuotaExceeded,
         ErrorCode::InternalError,
         ErrorCode::ServiceUnavailable,
     ];
@@ -56,6 +68,12 @@ impl ErrorCode {
             ErrorCode::RouteNotFound => "ROUTE_NOT_FOUND",
             ErrorCode::WorkflowNotFound => "WORKFLOW_NOT_FOUND",
             ErrorCode::VersionNotFound => "VERSION_NOT_FOUND",
+            ErrorCode::ApiKeyNotFound => "API_KEY_NOT_FOUND",
+            ErrorCode::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
+            ErrorCode::KeyLimitReached => "KEY_LIMIT_REACHED",
+            ErrorCode::ApiKeyNotActive => "API_KEY_NOT_ACTIVE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::ConcurrentModification => "CONCURRENT_MODIFICATION",
             ErrorCode::DraftUnchanged => "DRAFT_UNCHANGED",
@@ -72,9 +90,13 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidJson | ErrorCode::InvalidRequest | ErrorCode::InvalidCursor => StatusCode::BAD_REQUEST,
             ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
-            ErrorCode::RouteNotFound | ErrorCode::WorkflowNotFound | ErrorCode::VersionNotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ErrorCode::RouteNotFound
+            | ErrorCode::WorkflowNotFound
+            | ErrorCode::VersionNotFound
+            | ErrorCode::ApiKeyNotFound
+            | ErrorCode::CredentialNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::KeyLimitReached | ErrorCode::ApiKeyNotActive => StatusCode::CONFLICT,
+            ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ConcurrentModification | ErrorCode::DraftUnchanged => StatusCode::CONFLICT,
             ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -98,6 +120,14 @@ impl ErrorCode {
             ErrorCode::RouteNotFound => "No route has this path.",
             ErrorCode::WorkflowNotFound => "No workflow with this id exists for your tenant.",
             ErrorCode::VersionNotFound => "The workflow has no such published version.",
+            ErrorCode::ApiKeyNotFound => "No API key with this id exists for your tenant.",
+            ErrorCode::CredentialNotFound => "No provider credential with this name exists for your tenant.",
+            ErrorCode::KeyLimitReached => "The tenant already has the most API keys allowed (50); revoke one first.",
+            ErrorCode::ApiKeyNotActive => "The API key is revoked or expired, so it cannot be rotated.",
+            ErrorCode::RateLimited => {
+                "Too many requests for your tier (API Gateway throttle); retry after `Retry-After` seconds."
+            }
+            ErrorCode::QuotaExceeded => "Your tier's daily request quota is used up; it resets at 00:00 UTC.",
             ErrorCode::MethodNotAllowed => "The path exists but not with this method; see the `Allow` header.",
             ErrorCode::ConcurrentModification => {
                 "Another request changed the workflow at the same time; read it again and retry."

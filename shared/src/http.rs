@@ -149,6 +149,28 @@ const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("referrer-policy", "no-referrer"),
 ];
 
+/// Request headers a browser may send cross-origin.
+pub const CORS_ALLOWED_HEADERS: &str = "authorization, content-type, if-match, idempotency-key, x-request-id";
+const CORS_EXPOSED_HEADERS: &str = "etag, location, retry-after, allow, x-request-id";
+
+/// Adds CORS headers when the request's `Origin` is in the allow-list (exact match). Bearer
+/// keys, not cookies, authenticate, so `Access-Control-Allow-Credentials` is never sent and
+/// `*` is never used.
+pub fn apply_cors(response: &mut Response<Body>, origin: Option<&str>, allowed: &[String]) {
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("origin"));
+    let Some(origin) = origin.filter(|o| allowed.iter().any(|a| a == o)) else {
+        headers.remove("access-control-allow-methods");
+        headers.remove("access-control-allow-headers");
+        headers.remove("access-control-max-age");
+        return;
+    };
+    if let Ok(value) = HeaderValue::from_str(origin) {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+        headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, HeaderValue::from_static(CORS_EXPOSED_HEADERS));
+    }
+}
+
 /// Renders a reply or an error: the one response builder.
 pub fn respond(result: Result<Reply, ApiError>, request_id: &str) -> Response<Body> {
     let (status, body, headers) = match result {

@@ -3,12 +3,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod authorizer;
 pub mod config;
 pub mod cursor;
 pub mod error;
 pub mod http;
 pub mod model;
 pub mod nodes;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod validation;

@@ -116,9 +116,16 @@ pub struct VersionRecord {
 pub struct Tenant {
     pub tenant_id: String,
     pub name: String,
+    /// `free`, `pro` or `enterprise`: which API Gateway usage plan throttles it.
     pub tier: String,
     pub created_at: String,
+    /// The tenant's API Gateway API key (id and value): the authorizer returns the value as
+    /// `usageIdentifierKey` so the tenant gets its own throttle bucket. None before provisioning.
+    pub usage_key_id: Option<String>,
+    pub usage_key_value: Option<String>,
 }
+
+pub const TIERS: &[&str] = &["free", "pro", "enterprise"];
 
 /// An API key as stored: only its SHA-256 hash, never the key.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,7 +133,20 @@ pub struct ApiKeyRecord {
     pub key_hash: String,
     pub key_id: String,
     pub tenant_id: String,
+    pub name: String,
+    /// The first characters of the key, for people to recognise it in a list.
+    pub display_prefix: String,
     pub created_at: String,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    pub last_used_at: Option<String>,
+}
+
+impl ApiKeyRecord {
+    /// Whether the key may be used at `now` (RFC 3339 as made by `now_rfc3339`, which sorts as text).
+    pub fn is_live(&self, now: &str) -> bool {
+        self.revoked_at.is_none() && self.expires_at.as_deref().is_none_or(|expiry| expiry > now)
+    }
 }
 
 /// The current time as RFC 3339 UTC with millisecond precision, the one timestamp format.
@@ -134,7 +154,33 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// An RFC 3339 timestamp from a client, normalised to `now_rfc3339`'s format (UTC, milliseconds),
+/// so stored timestamps compare as text.
+pub fn normalize_rfc3339(text: &str) -> Option<String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc).to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// `now_rfc3339` moved by a number of seconds (negative for the past).
+pub fn rfc3339_in(seconds: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::seconds(seconds)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 /// A new time-ordered id.
 pub fn new_id() -> String {
     ulid::Ulid::new().to_string()
+}
+
+/// A provider credential as listed: never its secret value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CredentialRecord {
+    pub tenant_id: String,
+    pub name: String,
+    pub provider: String,
+    pub base_url: Option<String>,
+    /// The last 4 characters of the API key, to tell keys apart.
+    pub last4: String,
+    pub created_at: String,
+    pub updated_at: String,
 }

@@ -4,15 +4,24 @@
 use crate::api::{self, App, Route};
 use crate::config::Config;
 use crate::store::dynamo::DynamoStore;
+use crate::store::secrets_manager::SecretsManagerStore;
 use lambda_http::{Request, service_fn};
 use std::convert::Infallible;
 use std::sync::Arc;
+use tracing::Instrument;
 
 pub type Error = lambda_http::Error;
 
 /// Configuration and AWS clients, built once per cold start. A bad variable stops the
 /// function with one line naming it.
 pub async fn app_from_env() -> App {
+    let (config, sdk_config) = config_and_sdk().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone());
+    let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config));
+    App::new(config, Arc::new(store), Arc::new(secrets))
+}
+
+async fn config_and_sdk() -> (Config, aws_config::SdkConfig) {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -21,9 +30,7 @@ pub async fn app_from_env() -> App {
         }
     };
     crate::telemetry::init(&config.log_level);
-    let sdk_config = aws_config::load_from_env().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone());
-    App::new(config, Arc::new(store))
+    (config, aws_config::load_from_env().await)
 }
 
 /// Serves `route` on the Lambda runtime until the instance is retired.
@@ -31,6 +38,28 @@ pub async fn serve(app: App, route: Route) -> Result<(), Error> {
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
         async move { Ok::<_, Infallible>(api::handle(&app, route, req).await) }
+    }))
+    .await
+}
+
+/// Serves the REQUEST authorizer. A refusal is the error message "Unauthorized", which API
+/// Gateway turns into its 401 gateway response.
+pub async fn serve_authorizer() -> Result<(), Error> {
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    let (config, sdk_config) = config_and_sdk().await;
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone()));
+    let keys = Arc::new(crate::auth::KeyCache::new(config.key_cache_ttl));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
+        let (store, keys) = (store.clone(), keys.clone());
+        let span = tracing::info_span!("authorize", request_id = %event.context.request_id);
+        async move {
+            crate::authorizer::authorize(store.as_ref(), &keys, &event.payload).await.map_err(|e| {
+                tracing::info!(outcome = %e, "request refused");
+                Error::from(e.to_string())
+            })
+        }
+        .instrument(span)
     }))
     .await
 }

@@ -6,6 +6,7 @@ use lambda_http::{Body, Request, RequestExt, Response};
 use nodeai::api::{self, App, ROUTES, Route};
 use nodeai::config::Config;
 use nodeai::store::dynamo::{DynamoStore, create_table};
+use nodeai::store::secrets_manager::SecretsManagerStore;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +40,13 @@ pub async fn fresh_store() -> DynamoStore {
     DynamoStore::new(client, table)
 }
 
+/// Secrets Manager on the emulator.
+pub async fn secret_store() -> SecretsManagerStore {
+    emulator_endpoint();
+    let sdk = aws_config::load_from_env().await;
+    SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk))
+}
+
 pub struct TestApp {
     pub app: App,
     pub store: Arc<DynamoStore>,
@@ -57,7 +65,7 @@ impl TestApp {
             _ => None,
         })
         .expect("test config is valid");
-        let app = App::new(config, store.clone());
+        let app = App::new(config, store.clone(), Arc::new(secret_store().await));
         let (tenant, key) = nodeai::auth::provision_tenant(store.as_ref(), "Test tenant", "free", None)
             .await
             .expect("provision the test tenant");

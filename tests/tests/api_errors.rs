@@ -200,7 +200,7 @@ async fn store_outage_is_503_with_retry_after_and_no_aws_text() {
     // A client pointed at a port nothing listens on: the SDK fails to dispatch.
     let sdk = aws_config::from_env().endpoint_url("http://127.0.0.1:9").load().await;
     let dead = nodeai::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), "nodeai-dead");
-    let app = nodeai::api::App { config: t.app.config.clone(), store: std::sync::Arc::new(dead) };
+    let app = nodeai::api::App { store: std::sync::Arc::new(dead), ..t.app.clone() };
     let request = RequestSpec::new(&[]).key(&t.key).build(Route::ListWorkflows);
     let reply = nodeai_tests::Reply::from(nodeai::api::handle(&app, Route::ListWorkflows, request).await);
     reply.assert_error(503, "SERVICE_UNAVAILABLE");
@@ -210,13 +210,44 @@ async fn store_outage_is_503_with_retry_after_and_no_aws_text() {
     }
 }
 
-#[test]
-fn every_route_with_a_body_is_covered_by_body_checks() {
-    // The body checks above run through create; this keeps the list of body routes explicit.
-    let with_body: Vec<_> =
-        ROUTES.iter().filter(|s| s.method == "POST" || s.method == "PUT").map(|s| s.function).collect();
-    assert_eq!(
-        with_body,
-        ["validate-workflow", "create-workflow", "update-workflow", "publish-version", "deploy-version"]
-    );
+#[tokio::test]
+async fn every_route_that_reads_a_body_refuses_bad_bodies() {
+    let t = TestApp::new().await;
+    let id = t.create_workflow(sample_definition("x")).await;
+    let params = [("workflow_id", id.as_str()), ("name", "openai-main")];
+    // Publish and rotate take no body; every other POST/PUT reads one.
+    let readers: Vec<_> = ROUTES
+        .iter()
+        .filter(|s| {
+            (s.method == "POST" || s.method == "PUT") && !matches!(s.route, Route::PublishVersion | Route::RotateApiKey)
+        })
+        .collect();
+    assert_eq!(readers.len(), 6);
+    for spec in readers {
+        let bad_json = t
+            .send(
+                spec.route,
+                RequestSpec::new(&params).key(&t.key).header("content-type", "application/json").raw("{\"a\": "),
+            )
+            .await;
+        bad_json.assert_error(400, "INVALID_JSON");
+        let wrong_type = t
+            .send(spec.route, RequestSpec::new(&params).key(&t.key).header("content-type", "text/plain").raw("{}"))
+            .await;
+        wrong_type.assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
+        let huge = "x".repeat(1024 * 1024 + 1);
+        let too_big = t
+            .send(
+                spec.route,
+                RequestSpec::new(&params).key(&t.key).header("content-type", "application/json").raw(huge),
+            )
+            .await;
+        too_big.assert_error(413, "PAYLOAD_TOO_LARGE");
+        let wrong_shape = t.send(spec.route, RequestSpec::new(&params).key(&t.key).json(Some(json!([1, 2])))).await;
+        if spec.route == Route::ValidateWorkflow {
+            assert_eq!((wrong_shape.status, &wrong_shape.body["valid"]), (200, &json!(false)));
+        } else {
+            assert!(matches!(wrong_shape.status, 400 | 422), "{} {}: {}", spec.method, spec.path, wrong_shape.raw);
+        }
+    }
 }

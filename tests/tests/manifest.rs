@@ -14,8 +14,11 @@ fn read(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Functions that serve no route of their own.
+const NON_ROUTE_FUNCTIONS: &[&str] = &[FALLBACK_FUNCTION, "authorizer"];
+
 fn all_functions() -> BTreeSet<String> {
-    ROUTES.iter().map(|s| s.function.to_string()).chain([FALLBACK_FUNCTION.to_string()]).collect()
+    ROUTES.iter().map(|s| s.function.to_string()).chain(NON_ROUTE_FUNCTIONS.iter().map(|f| f.to_string())).collect()
 }
 
 #[test]
@@ -98,7 +101,23 @@ fn template_has_a_function_and_an_api_event_for_every_route() {
         assert!(text.contains(&format!("Method: {}\n", spec.method.to_lowercase())), "{}: event method", spec.function);
     }
     let functions = resources.iter().filter(|(_, text)| text.contains("Type: AWS::Serverless::Function")).count();
-    assert_eq!(functions, all_functions().len(), "one function per route plus the fallback");
+    assert_eq!(functions, all_functions().len(), "one function per route plus the fallback and the authorizer");
+    let template = read("template.yaml");
+    for tier in ["free", "pro", "enterprise"] {
+        assert!(template.contains(&format!("UsagePlanName: !Sub nodeai-${{Stage}}-{tier}")), "usage plan {tier}");
+    }
+    for spec in ROUTES.iter().filter(|s| s.authenticated) {
+        assert!(
+            template.contains(&format!("\"{}/{}\":", spec.path, spec.method)),
+            "per-method throttle for {} {}",
+            spec.method,
+            spec.path
+        );
+    }
+    assert!(template.contains("ApiKeySourceType: AUTHORIZER") && template.contains("FunctionPayloadType: REQUEST"));
+    for response in ["THROTTLED", "QUOTA_EXCEEDED", "UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX"] {
+        assert!(template.contains(&format!("        {response}:\n")), "gateway response {response}");
+    }
 }
 
 #[test]
@@ -122,7 +141,17 @@ fn template_policies_are_least_privilege() {
     assert!(actions_of("create-workflow").contains("PutItem"));
     assert!(!actions_of("create-workflow").contains("DeleteItem"));
     assert!(actions_of("delete-workflow").contains("DeleteItem"));
+    let secrets_of = |function: &str| -> usize {
+        let (_, text) = resources.iter().find(|(_, t)| t.contains(&format!("Binary: {function}\n"))).unwrap();
+        text.matches("- secretsmanager:").count()
+    };
+    assert_eq!(secrets_of("put-credential"), 2);
+    assert_eq!(secrets_of("delete-credential"), 1);
+    for function in all_functions().iter().filter(|f| !f.contains("credential")) {
+        assert_eq!(secrets_of(function), 0, "{function} has no business with Secrets Manager");
+    }
     let template = read("template.yaml");
+    assert!(template.contains("secret:nodeai/${Stage}/*"), "secrets are scoped to the stage's prefix");
     assert!(!template.contains("dynamodb:*") && !template.contains("DynamoDBCrudPolicy"), "no wildcard grants");
     assert!(template.contains("PointInTimeRecoveryEnabled: true"));
     assert!(template.contains("Tracing: Active") && template.contains("LogFormat: JSON"));

@@ -1,29 +1,37 @@
 //! The HTTP API: the route table (the single source for cargo-lambda's router, template.yaml
 //! and the tenant-isolation tests) and the dispatcher every function hands its requests to.
 
+use crate::auth::KeyCache;
 use crate::config::Config;
+use crate::cursor;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{self, Reply};
-use crate::store::Store;
+use crate::store::{SecretStore, Store};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
+mod api_keys;
+mod credentials;
 mod health;
 mod node_types;
 mod workflows;
 
-/// What every route shares for the life of a warm instance: configuration and the store.
+/// What every route shares for the life of a warm instance: configuration, the stores, and the
+/// key-lookup cache.
 #[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
     pub store: Arc<dyn Store>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub keys: Arc<KeyCache>,
 }
 
 impl App {
-    pub fn new(config: Config, store: Arc<dyn Store>) -> Self {
-        App { config: Arc::new(config), store }
+    pub fn new(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> Self {
+        let keys = Arc::new(KeyCache::new(config.key_cache_ttl));
+        App { config: Arc::new(config), store, secrets, keys }
     }
 }
 
@@ -43,6 +51,13 @@ pub enum Route {
     ListVersions,
     GetVersion,
     DeployVersion,
+    CreateApiKey,
+    ListApiKeys,
+    RevokeApiKey,
+    RotateApiKey,
+    PutCredential,
+    ListCredentials,
+    DeleteCredential,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -83,6 +98,13 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::ListVersions, "GET", "/v1/workflows/{workflow_id}/versions", "list-versions", true),
     spec(Route::GetVersion, "GET", "/v1/workflows/{workflow_id}/versions/{version}", "get-version", true),
     spec(Route::DeployVersion, "PUT", "/v1/workflows/{workflow_id}/deployment", "deploy-version", true),
+    spec(Route::CreateApiKey, "POST", "/v1/api-keys", "create-api-key", true),
+    spec(Route::ListApiKeys, "GET", "/v1/api-keys", "list-api-keys", true),
+    spec(Route::RevokeApiKey, "DELETE", "/v1/api-keys/{key_id}", "revoke-api-key", true),
+    spec(Route::RotateApiKey, "POST", "/v1/api-keys/{key_id}/rotate", "rotate-api-key", true),
+    spec(Route::PutCredential, "PUT", "/v1/credentials/{name}", "put-credential", true),
+    spec(Route::ListCredentials, "GET", "/v1/credentials", "list-credentials", true),
+    spec(Route::DeleteCredential, "DELETE", "/v1/credentials/{name}", "delete-credential", true),
 ];
 
 /// The function that answers what no route matches.
@@ -106,6 +128,40 @@ pub fn path_matches(template: &str, path: &str) -> bool {
     }
 }
 
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+pub const MAX_PAGE_SIZE: usize = 100;
+
+/// One authenticated request: the shared state, the request, and the caller's tenant.
+pub struct Call<'a> {
+    pub app: &'a App,
+    pub req: &'a Request,
+    pub tenant_id: &'a str,
+}
+
+pub(crate) fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// `limit` and `next_token` for a listing whose cursor scope is `scope`.
+pub(crate) fn paging(call: &Call, scope: &str) -> Result<(usize, Option<String>), ApiError> {
+    let limit = match http::query_param(call.req, "limit") {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => match raw.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
+            _ => {
+                return Err(ApiError::invalid_request(format!(
+                    "limit must be an integer from 1 to {MAX_PAGE_SIZE}, not {:?}",
+                    truncate(&raw, 32)
+                )));
+            }
+        },
+    };
+    let after = http::query_param(call.req, "next_token")
+        .map(|token| cursor::decode(&call.app.config.cursor_signing_key, scope, &token))
+        .transpose()?;
+    Ok((limit, after))
+}
+
 /// Handles one request for `route`: request id, authentication, the route's domain call, the
 /// envelope on errors, and one log line. Never panics outward: a panic becomes a 500 envelope.
 pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
@@ -113,6 +169,7 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     let request_id = http::request_id(&req);
     let method = req.method().to_string();
     let path = http::route_path(&req);
+    let origin = http::header(&req, "origin").map(str::to_string);
     let route_name = spec_of(route).map(|s| s.path).unwrap_or("fallback");
     let span = tracing::info_span!("request", request_id = %request_id, tenant_id = tracing::field::Empty);
 
@@ -129,7 +186,8 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
             Err(ApiError::new(ErrorCode::InternalError, "an internal error occurred"))
         }
     };
-    let response = http::respond(result, &request_id);
+    let mut response = http::respond(result, &request_id);
+    http::apply_cors(&mut response, origin.as_deref(), &app.config.cors_allowed_origins);
     let status = response.status().as_u16();
     let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
@@ -140,17 +198,17 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
 
 async fn dispatch(app: &App, route: Route, req: &Request, span: &tracing::Span) -> Result<Reply, ApiError> {
     if route == Route::Fallback {
-        return Err(fallback(req));
+        return preflight(req).ok_or_else(|| fallback(req));
     }
     let needs_key = spec_of(route).is_some_and(|s| s.authenticated);
     let tenant_id = if needs_key {
-        let tenant = crate::auth::authenticate(app.store.as_ref(), http::header(req, "authorization")).await?;
+        let tenant = crate::auth::authenticate(app.store.as_ref(), &app.keys, req).await?;
         span.record("tenant_id", tenant.as_str());
         tenant
     } else {
         String::new()
     };
-    let call = workflows::Call { app, req, tenant_id: &tenant_id };
+    let call = Call { app, req, tenant_id: &tenant_id };
     match route {
         Route::Health => health::summary(app).await,
         Route::HealthLive => health::live().await,
@@ -166,8 +224,34 @@ async fn dispatch(app: &App, route: Route, req: &Request, span: &tracing::Span) 
         Route::ListVersions => workflows::list_versions(&call).await,
         Route::GetVersion => workflows::get_version(&call).await,
         Route::DeployVersion => workflows::deploy(&call).await,
+        Route::CreateApiKey => api_keys::create(&call).await,
+        Route::ListApiKeys => api_keys::list(&call).await,
+        Route::RevokeApiKey => api_keys::revoke(&call).await,
+        Route::RotateApiKey => api_keys::rotate(&call).await,
+        Route::PutCredential => credentials::put(&call).await,
+        Route::ListCredentials => credentials::list(&call).await,
+        Route::DeleteCredential => credentials::delete(&call).await,
         Route::Fallback => unreachable!("handled above"),
     }
+}
+
+/// A CORS preflight (`OPTIONS` on a known path): 204 with the path's methods. Whether the origin
+/// may use them is `http::apply_cors`'s call, so a disallowed origin gets no CORS headers.
+fn preflight(req: &Request) -> Option<Reply> {
+    if req.method() != lambda_http::http::Method::OPTIONS {
+        return None;
+    }
+    let path = http::route_path(req);
+    let methods: Vec<&str> = ROUTES.iter().filter(|s| path_matches(s.path, &path)).map(|s| s.method).collect();
+    if methods.is_empty() {
+        return None;
+    }
+    Some(
+        Reply::no_content()
+            .with_header("access-control-allow-methods", methods.join(", "))
+            .with_header("access-control-allow-headers", http::CORS_ALLOWED_HEADERS.to_string())
+            .with_header("access-control-max-age", "600".to_string()),
+    )
 }
 
 /// 405 with `Allow` when the path is known under other methods, else 404.

@@ -1,25 +1,14 @@
 //! Workflow routes: validate, create, list, get, replace, delete, publish, versions, deploy.
 
-use super::App;
+use super::{Call, paging, truncate};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
 use crate::http::{self, Reply};
 use crate::model::{VersionRecord, WorkflowRecord, new_id, now_rfc3339};
 use crate::store::{DeployOutcome, VersionSummary, WorkflowSummary};
 use crate::validation::{self, Problem, is_valid_tag};
-use lambda_http::Request;
 use serde::Deserialize;
 use serde_json::{Value, json};
-
-pub const DEFAULT_PAGE_SIZE: usize = 20;
-pub const MAX_PAGE_SIZE: usize = 100;
-
-/// One authenticated request: the shared state, the request, and the caller's tenant.
-pub struct Call<'a> {
-    pub app: &'a App,
-    pub req: &'a Request,
-    pub tenant_id: &'a str,
-}
 
 fn problems_error(problems: Vec<Problem>) -> ApiError {
     let count = problems.len();
@@ -39,10 +28,6 @@ fn workflow_id(call: &Call) -> Result<String, ApiError> {
         Ok(parsed) if parsed.to_string() == id => Ok(id),
         _ => Err(ApiError::workflow_not_found(&truncate(&id, 64))),
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
 }
 
 fn workflow_view(record: &WorkflowRecord) -> Value {
@@ -127,26 +112,6 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     };
     call.app.store.create_workflow(&record).await?;
     Ok(Reply::created(workflow_view(&record), location(&record.workflow_id)).with_header("etag", record.etag()))
-}
-
-/// `limit` and `next_token` for a listing whose cursor scope is `scope`.
-fn paging(call: &Call, scope: &str) -> Result<(usize, Option<String>), ApiError> {
-    let limit = match http::query_param(call.req, "limit") {
-        None => DEFAULT_PAGE_SIZE,
-        Some(raw) => match raw.parse::<usize>() {
-            Ok(n) if (1..=MAX_PAGE_SIZE).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid_request(format!(
-                    "limit must be an integer from 1 to {MAX_PAGE_SIZE}, not {:?}",
-                    truncate(&raw, 32)
-                )));
-            }
-        },
-    };
-    let after = http::query_param(call.req, "next_token")
-        .map(|token| cursor::decode(&call.app.config.cursor_signing_key, scope, &token))
-        .transpose()?;
-    Ok((limit, after))
 }
 
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {

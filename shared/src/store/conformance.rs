@@ -1,9 +1,9 @@
 //! The store conformance suite: one behaviour spec that every adapter must pass. Run it with
 //! `store_conformance_tests!(async { make_store() })`, which expands to one test per check.
 
-use super::{DeployOutcome, Store};
+use super::{DeployOutcome, SecretStore, Store};
 use crate::error::StoreError;
-use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord, new_id, now_rfc3339};
+use crate::model::{CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord, new_id, now_rfc3339};
 use serde_json::json;
 
 #[macro_export]
@@ -19,6 +19,8 @@ macro_rules! store_conformance_tests {
             deploy_needs_an_existing_version,
             delete_removes_versions,
             tenants_and_api_keys,
+            api_key_lifecycle,
+            credentials_are_tenant_scoped_and_paged,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -252,19 +254,122 @@ pub async fn delete_removes_versions(store: &dyn Store) {
 }
 
 pub async fn tenants_and_api_keys(store: &dyn Store) {
-    let tenant = Tenant { tenant_id: new_id(), name: "Acme".into(), tier: "free".into(), created_at: now_rfc3339() };
+    let tenant = Tenant {
+        tenant_id: new_id(),
+        name: "Acme".into(),
+        tier: "free".into(),
+        created_at: now_rfc3339(),
+        usage_key_id: None,
+        usage_key_value: None,
+    };
     store.create_tenant(&tenant).await.unwrap();
     assert!(matches!(store.create_tenant(&tenant).await, Err(StoreError::ConditionFailed)));
     assert_eq!(store.get_tenant(&tenant.tenant_id).await.unwrap(), Some(tenant.clone()));
     assert_eq!(store.get_tenant(&new_id()).await.unwrap(), None);
-    let key = ApiKeyRecord {
-        key_hash: crate::auth::hash_key(&format!("nk_test_{}", new_id())),
-        key_id: new_id(),
-        tenant_id: tenant.tenant_id.clone(),
-        created_at: now_rfc3339(),
-    };
+    assert!(store.update_tenant_plan(&tenant.tenant_id, "pro", "gw-key-id", "gw-key-value").await.unwrap());
+    let upgraded = store.get_tenant(&tenant.tenant_id).await.unwrap().unwrap();
+    assert_eq!(
+        (upgraded.tier.as_str(), upgraded.usage_key_id.as_deref(), upgraded.usage_key_value.as_deref()),
+        ("pro", Some("gw-key-id"), Some("gw-key-value"))
+    );
+    assert!(!store.update_tenant_plan(&new_id(), "pro", "a", "b").await.unwrap());
+
+    let (key, _) = crate::auth::new_key_record(&tenant.tenant_id, "ci", None, None);
     store.put_api_key(&key).await.unwrap();
     assert!(matches!(store.put_api_key(&key).await, Err(StoreError::ConditionFailed)));
-    assert_eq!(store.find_api_key(&key.key_hash).await.unwrap(), Some(key));
+    assert_eq!(store.find_api_key(&key.key_hash).await.unwrap(), Some(key.clone()));
     assert_eq!(store.find_api_key(&crate::auth::hash_key("nk_unknown")).await.unwrap(), None);
+}
+
+pub async fn api_key_lifecycle(store: &dyn Store) {
+    let (tenant, other) = (new_id(), new_id());
+    let (first, _) = crate::auth::new_key_record(&tenant, "first", None, None);
+    next_millisecond().await;
+    let (second, _) = crate::auth::new_key_record(&tenant, "second", Some("2099-01-01T00:00:00.000Z".into()), None);
+    let (foreign, _) = crate::auth::new_key_record(&other, "theirs", None, None);
+    for key in [&first, &second, &foreign] {
+        store.put_api_key(key).await.unwrap();
+    }
+    let listed: Vec<String> = store.list_api_keys(&tenant).await.unwrap().into_iter().map(|k| k.key_id).collect();
+    assert_eq!(listed, vec![first.key_id.clone(), second.key_id.clone()], "oldest first, own keys only");
+    assert_eq!(store.find_api_key_by_id(&tenant, &second.key_id).await.unwrap(), Some(second.clone()));
+    assert_eq!(store.find_api_key_by_id(&other, &second.key_id).await.unwrap(), None, "not by another tenant");
+
+    store.revoke_api_key(&first.key_hash, "2030-01-01T00:00:00.000Z").await.unwrap();
+    store.revoke_api_key(&first.key_hash, "2031-01-01T00:00:00.000Z").await.unwrap();
+    let revoked = store.find_api_key(&first.key_hash).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at.as_deref(), Some("2030-01-01T00:00:00.000Z"), "the first revocation stays");
+
+    store.expire_api_key(&second.key_hash, "2040-01-01T00:00:00.000Z").await.unwrap();
+    store.expire_api_key(&second.key_hash, "2050-01-01T00:00:00.000Z").await.unwrap();
+    let expiring = store.find_api_key(&second.key_hash).await.unwrap().unwrap();
+    assert_eq!(expiring.expires_at.as_deref(), Some("2040-01-01T00:00:00.000Z"), "expiry only moves earlier");
+
+    store.touch_api_key(&second.key_hash, "2030-06-01T00:00:00.000Z").await.unwrap();
+    let touched = store.find_api_key(&second.key_hash).await.unwrap().unwrap();
+    assert_eq!(touched.last_used_at.as_deref(), Some("2030-06-01T00:00:00.000Z"));
+    // Updates to a key that does not exist create nothing.
+    store.revoke_api_key(&crate::auth::hash_key("nk_none"), "2030-01-01T00:00:00.000Z").await.unwrap();
+    assert_eq!(store.find_api_key(&crate::auth::hash_key("nk_none")).await.unwrap(), None);
+}
+
+pub async fn credentials_are_tenant_scoped_and_paged(store: &dyn Store) {
+    let (tenant, other) = (new_id(), new_id());
+    let record = |tenant: &str, name: &str, when: &str| CredentialRecord {
+        tenant_id: tenant.into(),
+        name: name.into(),
+        provider: "openai".into(),
+        base_url: Some("https://api.openai.com/v1".into()),
+        last4: "abcd".into(),
+        created_at: when.into(),
+        updated_at: when.into(),
+    };
+    for name in ["c-main", "a-main", "b-main"] {
+        store.put_credential(&record(&tenant, name, "2030-01-01T00:00:00.000Z")).await.unwrap();
+    }
+    store.put_credential(&record(&other, "a-main", "2030-01-01T00:00:00.000Z")).await.unwrap();
+    let mut replaced = record(&tenant, "a-main", "2031-01-01T00:00:00.000Z");
+    replaced.base_url = None;
+    replaced.provider = "anthropic".into();
+    let stored = store.put_credential(&replaced).await.unwrap();
+    assert_eq!(stored.created_at, "2030-01-01T00:00:00.000Z", "a replace keeps created_at");
+    assert_eq!((stored.updated_at.as_str(), stored.base_url.clone()), ("2031-01-01T00:00:00.000Z", None));
+    assert_eq!(store.get_credential(&tenant, "a-main").await.unwrap().unwrap().provider, "anthropic");
+
+    let page = store.list_credentials(&tenant, None, 2).await.unwrap();
+    assert_eq!(page.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["a-main", "b-main"]);
+    let rest = store.list_credentials(&tenant, page.next_after.as_deref(), 2).await.unwrap();
+    assert_eq!(rest.items.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["c-main"]);
+    assert_eq!(rest.next_after, None);
+
+    assert!(store.delete_credential(&tenant, "a-main").await.unwrap());
+    assert!(!store.delete_credential(&tenant, "a-main").await.unwrap());
+    assert_eq!(store.get_credential(&tenant, "a-main").await.unwrap(), None);
+    assert!(store.get_credential(&other, "a-main").await.unwrap().is_some(), "the other tenant's is untouched");
+}
+
+/// The secret store suite: `secret_store_conformance_tests!(async { make() })`.
+pub async fn secrets_put_get_replace_delete(store: &dyn SecretStore) {
+    let name = format!("nodeai/test/{}/main", new_id());
+    assert_eq!(store.get_secret(&name).await.unwrap(), None);
+    store.put_secret(&name, "first").await.unwrap();
+    assert_eq!(store.get_secret(&name).await.unwrap().as_deref(), Some("first"));
+    store.put_secret(&name, "second").await.unwrap();
+    assert_eq!(store.get_secret(&name).await.unwrap().as_deref(), Some("second"));
+    store.delete_secret(&name).await.unwrap();
+    assert_eq!(store.get_secret(&name).await.unwrap(), None);
+    store.delete_secret(&name).await.expect("deleting a missing secret is not an error");
+    store.put_secret(&name, "again").await.unwrap();
+    assert_eq!(store.get_secret(&name).await.unwrap().as_deref(), Some("again"), "a deleted name can be reused");
+}
+
+#[macro_export]
+macro_rules! secret_store_conformance_tests {
+    ($make:expr) => {
+        #[tokio::test]
+        async fn secrets_put_get_replace_delete() {
+            let store = $make.await;
+            $crate::store::conformance::secrets_put_get_replace_delete(&store).await;
+        }
+    };
 }

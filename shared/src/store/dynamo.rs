@@ -5,22 +5,24 @@
 //! | tenant   | `T#<tenant>`            | `TENANT`      |
 //! | workflow | `T#<tenant>`            | `WF#<ulid>`   |
 //! | version  | `T#<tenant>#WF#<ulid>`  | `V#<10-digit>`|
-//! | api key  | `KEY#<sha256 hex>`      | `KEY`         |
+//! | api key  | `KEY#<sha256 hex>`      | `KEY`         | gsi1: `T#<tenant>` / `APIKEY#<ulid>`
+//! | credential | `T#<tenant>`          | `CRED#<name>` |
 //!
 //! Every tenant-owned key starts with the tenant id, so no request can name another tenant's
 //! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
 
 use super::{
-    DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary,
+    version_sort_key,
 };
 use crate::error::StoreError;
-use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType, Put,
-    ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
 };
 use std::collections::HashMap;
 
@@ -531,6 +533,10 @@ impl TenantStore for DynamoStore {
         item.insert("name".into(), s(&tenant.name));
         item.insert("tier".into(), s(&tenant.tier));
         item.insert("created_at".into(), s(&tenant.created_at));
+        if let (Some(id), Some(value)) = (&tenant.usage_key_id, &tenant.usage_key_value) {
+            item.insert("usage_key_id".into(), s(id));
+            item.insert("usage_key_value".into(), s(value));
+        }
         self.client
             .put_item()
             .table_name(&self.table)
@@ -558,17 +564,60 @@ impl TenantStore for DynamoStore {
                     name: get_s(&item, "name")?,
                     tier: get_s(&item, "tier")?,
                     created_at: get_s(&item, "created_at")?,
+                    usage_key_id: get_opt_s(&item, "usage_key_id"),
+                    usage_key_value: get_opt_s(&item, "usage_key_value"),
                 })
             })
             .transpose()
     }
 
+    async fn update_tenant_plan(
+        &self,
+        tenant_id: &str,
+        tier: &str,
+        usage_key_id: &str,
+        usage_key_value: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), "TENANT".into())))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression("SET tier = :tier, usage_key_id = :id, usage_key_value = :value")
+            .expression_attribute_values(":tier", s(tier))
+            .expression_attribute_values(":id", s(usage_key_id))
+            .expression_attribute_values(":value", s(usage_key_value))
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     async fn put_api_key(&self, api_key: &ApiKeyRecord) -> Result<(), StoreError> {
-        let mut item = key(format!("KEY#{}", api_key.key_hash), "KEY".into());
+        let mut item = key(api_key_pk(&api_key.key_hash), "KEY".into());
         item.insert("entity".into(), s("api_key"));
+        item.insert("gsi1pk".into(), s(tenant_pk(&api_key.tenant_id)));
+        item.insert("gsi1sk".into(), s(format!("APIKEY#{}", api_key.key_id)));
+        item.insert("key_hash".into(), s(&api_key.key_hash));
         item.insert("key_id".into(), s(&api_key.key_id));
         item.insert("tenant_id".into(), s(&api_key.tenant_id));
+        item.insert("name".into(), s(&api_key.name));
+        item.insert("display_prefix".into(), s(&api_key.display_prefix));
         item.insert("created_at".into(), s(&api_key.created_at));
+        for (name, value) in [
+            ("expires_at", &api_key.expires_at),
+            ("revoked_at", &api_key.revoked_at),
+            ("last_used_at", &api_key.last_used_at),
+        ] {
+            if let Some(value) = value {
+                item.insert(name.into(), s(value));
+            }
+        }
         self.client
             .put_item()
             .table_name(&self.table)
@@ -585,20 +634,210 @@ impl TenantStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(key(format!("KEY#{key_hash}"), "KEY".into())))
+            .set_key(Some(key(api_key_pk(key_hash), "KEY".into())))
             .send()
             .await
             .map_err(classify)?;
-        out.item
-            .map(|item| {
-                Ok(ApiKeyRecord {
-                    key_hash: key_hash.to_string(),
-                    key_id: get_s(&item, "key_id")?,
-                    tenant_id: get_s(&item, "tenant_id")?,
-                    created_at: get_s(&item, "created_at")?,
-                })
-            })
-            .transpose()
+        out.item.map(|item| api_key_from(&item)).transpose()
+    }
+
+    async fn find_api_key_by_id(&self, tenant_id: &str, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :pk AND gsi1sk = :sk")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+            .expression_attribute_values(":sk", s(format!("APIKEY#{key_id}")))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.items.unwrap_or_default().first().map(api_key_from).transpose()
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+            .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+            .expression_attribute_values(":prefix", s("APIKEY#"))
+            .limit((super::MAX_KEYS_PER_TENANT * 2) as i32)
+            .send()
+            .await
+            .map_err(classify)?;
+        out.items.unwrap_or_default().iter().map(api_key_from).collect()
+    }
+
+    async fn revoke_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError> {
+        self.update_key(key_hash, "SET revoked_at = if_not_exists(revoked_at, :at)", at, None).await
+    }
+
+    async fn expire_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError> {
+        self.update_key(
+            key_hash,
+            "SET expires_at = :at",
+            at,
+            Some("attribute_exists(pk) AND (attribute_not_exists(expires_at) OR expires_at > :at)"),
+        )
+        .await
+    }
+
+    async fn touch_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError> {
+        self.update_key(key_hash, "SET last_used_at = :at", at, None).await
+    }
+}
+
+impl DynamoStore {
+    /// One attribute update on an existing key item; a failed condition is not an error (the
+    /// key is gone, or already expires earlier).
+    async fn update_key(
+        &self,
+        key_hash: &str,
+        update: &str,
+        at: &str,
+        condition: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(api_key_pk(key_hash), "KEY".into())))
+            .update_expression(update)
+            .condition_expression(condition.unwrap_or("attribute_exists(pk)"))
+            .expression_attribute_values(":at", s(at))
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn api_key_pk(key_hash: &str) -> String {
+    format!("KEY#{key_hash}")
+}
+
+fn api_key_from(item: &Item) -> Result<ApiKeyRecord, StoreError> {
+    Ok(ApiKeyRecord {
+        key_hash: get_s(item, "key_hash")?,
+        key_id: get_s(item, "key_id")?,
+        tenant_id: get_s(item, "tenant_id")?,
+        name: get_s(item, "name")?,
+        display_prefix: get_s(item, "display_prefix")?,
+        created_at: get_s(item, "created_at")?,
+        expires_at: get_opt_s(item, "expires_at"),
+        revoked_at: get_opt_s(item, "revoked_at"),
+        last_used_at: get_opt_s(item, "last_used_at"),
+    })
+}
+
+fn credential_from(item: &Item, tenant_id: &str) -> Result<CredentialRecord, StoreError> {
+    Ok(CredentialRecord {
+        tenant_id: tenant_id.to_string(),
+        name: get_s(item, "name")?,
+        provider: get_s(item, "provider")?,
+        base_url: get_opt_s(item, "base_url"),
+        last4: get_s(item, "last4")?,
+        created_at: get_s(item, "created_at")?,
+        updated_at: get_s(item, "updated_at")?,
+    })
+}
+
+#[async_trait]
+impl CredentialStore for DynamoStore {
+    async fn put_credential(&self, record: &CredentialRecord) -> Result<CredentialRecord, StoreError> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(&record.tenant_id), format!("CRED#{}", record.name))))
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":entity", s("credential"))
+            .expression_attribute_values(":name", s(&record.name))
+            .expression_attribute_values(":provider", s(&record.provider))
+            .expression_attribute_values(":last4", s(&record.last4))
+            .expression_attribute_values(":created_at", s(&record.created_at))
+            .expression_attribute_values(":updated_at", s(&record.updated_at))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        let mut expression = "SET entity = :entity, #name = :name, provider = :provider, last4 = :last4, \
+                              created_at = if_not_exists(created_at, :created_at), updated_at = :updated_at"
+            .to_string();
+        match &record.base_url {
+            Some(url) => {
+                expression.push_str(", base_url = :base_url");
+                update = update.expression_attribute_values(":base_url", s(url));
+            }
+            None => expression.push_str(" REMOVE base_url"),
+        }
+        let out = update.update_expression(expression).send().await.map_err(classify)?;
+        let item = out.attributes.ok_or_else(|| StoreError::Internal("update returned no attributes".into()))?;
+        credential_from(&item, &record.tenant_id)
+    }
+
+    async fn get_credential(&self, tenant_id: &str, name: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), format!("CRED#{name}"))))
+            .send()
+            .await
+            .map_err(classify)?;
+        out.item.map(|item| credential_from(&item, tenant_id)).transpose()
+    }
+
+    async fn list_credentials(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CredentialRecord>, StoreError> {
+        let pk = tenant_pk(tenant_id);
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":prefix", s("CRED#"))
+            .limit((limit + 1) as i32)
+            .set_exclusive_start_key(after.map(|a| key(pk.clone(), format!("CRED#{a}"))))
+            .send()
+            .await
+            .map_err(classify)?;
+        let mut items = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|i| credential_from(i, tenant_id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_after = if more { items.last().map(|c| c.name.clone()) } else { None };
+        Ok(Page { items, next_after })
+    }
+
+    async fn delete_credential(&self, tenant_id: &str, name: &str) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key(tenant_pk(tenant_id), format!("CRED#{name}"))))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -623,8 +862,19 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .billing_mode(BillingMode::PayPerRequest)
         .attribute_definitions(attribute("pk").map_err(internal)?)
         .attribute_definitions(attribute("sk").map_err(internal)?)
+        .attribute_definitions(attribute("gsi1pk").map_err(internal)?)
+        .attribute_definitions(attribute("gsi1sk").map_err(internal)?)
         .key_schema(key_element("pk", KeyType::Hash).map_err(internal)?)
         .key_schema(key_element("sk", KeyType::Range).map_err(internal)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("gsi1")
+                .key_schema(key_element("gsi1pk", KeyType::Hash).map_err(internal)?)
+                .key_schema(key_element("gsi1sk", KeyType::Range).map_err(internal)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(internal)?,
+        )
         .send()
         .await;
     match result {

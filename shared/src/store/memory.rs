@@ -2,10 +2,11 @@
 //! the conformance suite.
 
 use super::{
-    DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, HealthProbe, Page, SecretStore, TenantStore, VersionSummary, WorkflowStore,
+    WorkflowSummary, version_sort_key,
 };
 use crate::error::StoreError;
-use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -23,6 +24,9 @@ struct Inner {
     versions: BTreeMap<(String, String, String), VersionRecord>,
     tenants: BTreeMap<String, Tenant>,
     api_keys: BTreeMap<String, ApiKeyRecord>,
+    /// (tenant, credential name) -> metadata.
+    credentials: BTreeMap<(String, String), CredentialRecord>,
+    secrets: BTreeMap<String, String>,
 }
 
 impl MemoryStore {
@@ -222,6 +226,113 @@ impl TenantStore for MemoryStore {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         Ok(self.lock().api_keys.get(key_hash).cloned())
     }
+
+    async fn update_tenant_plan(
+        &self,
+        tenant_id: &str,
+        tier: &str,
+        usage_key_id: &str,
+        usage_key_value: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(tenant) = inner.tenants.get_mut(tenant_id) else { return Ok(false) };
+        tenant.tier = tier.to_string();
+        tenant.usage_key_id = Some(usage_key_id.to_string());
+        tenant.usage_key_value = Some(usage_key_value.to_string());
+        Ok(true)
+    }
+
+    async fn find_api_key_by_id(&self, tenant_id: &str, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.lock().api_keys.values().find(|k| k.tenant_id == tenant_id && k.key_id == key_id).cloned())
+    }
+
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut keys: Vec<ApiKeyRecord> =
+            self.lock().api_keys.values().filter(|k| k.tenant_id == tenant_id).cloned().collect();
+        keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError> {
+        if let Some(key) = self.lock().api_keys.get_mut(key_hash) {
+            key.revoked_at.get_or_insert_with(|| at.to_string());
+        }
+        Ok(())
+    }
+
+    async fn expire_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError> {
+        if let Some(key) = self.lock().api_keys.get_mut(key_hash)
+            && key.expires_at.as_deref().is_none_or(|current| current > at)
+        {
+            key.expires_at = Some(at.to_string());
+        }
+        Ok(())
+    }
+
+    async fn touch_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError> {
+        if let Some(key) = self.lock().api_keys.get_mut(key_hash) {
+            key.last_used_at = Some(at.to_string());
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CredentialStore for MemoryStore {
+    async fn put_credential(&self, record: &CredentialRecord) -> Result<CredentialRecord, StoreError> {
+        let mut inner = self.lock();
+        let key = (record.tenant_id.clone(), record.name.clone());
+        let mut stored = record.clone();
+        if let Some(existing) = inner.credentials.get(&key) {
+            stored.created_at = existing.created_at.clone();
+        }
+        inner.credentials.insert(key, stored.clone());
+        Ok(stored)
+    }
+
+    async fn get_credential(&self, tenant_id: &str, name: &str) -> Result<Option<CredentialRecord>, StoreError> {
+        Ok(self.lock().credentials.get(&(tenant_id.to_string(), name.to_string())).cloned())
+    }
+
+    async fn list_credentials(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CredentialRecord>, StoreError> {
+        let inner = self.lock();
+        let mut items: Vec<CredentialRecord> = inner
+            .credentials
+            .values()
+            .filter(|c| c.tenant_id == tenant_id && after.is_none_or(|a| c.name.as_str() > a))
+            .cloned()
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_after = if more { items.last().map(|c| c.name.clone()) } else { None };
+        Ok(Page { items, next_after })
+    }
+
+    async fn delete_credential(&self, tenant_id: &str, name: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().credentials.remove(&(tenant_id.to_string(), name.to_string())).is_some())
+    }
+}
+
+#[async_trait]
+impl SecretStore for MemoryStore {
+    async fn put_secret(&self, name: &str, value: &str) -> Result<(), StoreError> {
+        self.lock().secrets.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+
+    async fn get_secret(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().secrets.get(name).cloned())
+    }
+
+    async fn delete_secret(&self, name: &str) -> Result<(), StoreError> {
+        self.lock().secrets.remove(name);
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -234,4 +345,5 @@ impl HealthProbe for MemoryStore {
 #[cfg(test)]
 mod tests {
     crate::store_conformance_tests!(async { super::MemoryStore::new() });
+    crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
 }

@@ -3,12 +3,13 @@
 //! must pass.
 
 use crate::error::StoreError;
-use crate::model::{ApiKeyRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 
 pub mod conformance;
 pub mod dynamo;
 pub mod memory;
+pub mod secrets_manager;
 
 /// One page of a newest-first listing. `next_after` is the sort key to resume after; the API
 /// layer wraps it in a signed cursor.
@@ -106,10 +107,57 @@ pub trait WorkflowStore: Send + Sync {
 pub trait TenantStore: Send + Sync {
     async fn create_tenant(&self, tenant: &Tenant) -> Result<(), StoreError>;
     async fn get_tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError>;
+    /// Sets tier and usage key; false if the tenant does not exist.
+    async fn update_tenant_plan(
+        &self,
+        tenant_id: &str,
+        tier: &str,
+        usage_key_id: &str,
+        usage_key_value: &str,
+    ) -> Result<bool, StoreError>;
     /// Never overwrites an existing hash.
     async fn put_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// A tenant's key by id (None for another tenant's id).
+    async fn find_api_key_by_id(&self, tenant_id: &str, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+    /// Every key of a tenant, oldest first (a tenant holds at most `MAX_KEYS_PER_TENANT`).
+    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// Marks the key revoked at `at` (keeps an earlier revocation).
+    async fn revoke_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError>;
+    /// Moves the key's expiry to `at` unless it already expires earlier.
+    async fn expire_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError>;
+    /// Records use (coarse: callers write at most about once an hour per key).
+    async fn touch_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError>;
 }
+
+/// Provider credential metadata (the secret values live in a `SecretStore`).
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    /// Creates or replaces; keeps the original `created_at`.
+    async fn put_credential(&self, record: &CredentialRecord) -> Result<CredentialRecord, StoreError>;
+    async fn get_credential(&self, tenant_id: &str, name: &str) -> Result<Option<CredentialRecord>, StoreError>;
+    /// By name, in order; `after` resumes a listing.
+    async fn list_credentials(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<CredentialRecord>, StoreError>;
+    async fn delete_credential(&self, tenant_id: &str, name: &str) -> Result<bool, StoreError>;
+}
+
+/// Secret values (Secrets Manager in AWS). Names are built by `secrets::secret_name`.
+#[async_trait]
+pub trait SecretStore: Send + Sync {
+    /// Creates the secret or stores a new value for it.
+    async fn put_secret(&self, name: &str, value: &str) -> Result<(), StoreError>;
+    async fn get_secret(&self, name: &str) -> Result<Option<String>, StoreError>;
+    /// Deletes at once (no recovery window), so the name can be reused. A missing secret is not
+    /// an error (Secrets Manager's forced delete does not say whether it existed).
+    async fn delete_secret(&self, name: &str) -> Result<(), StoreError>;
+}
+
+pub const MAX_KEYS_PER_TENANT: usize = 50;
 
 /// Readiness: can the store be reached right now?
 #[async_trait]
@@ -117,9 +165,9 @@ pub trait HealthProbe: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
-/// Everything a route needs from persistence, as one object.
-pub trait Store: WorkflowStore + TenantStore + HealthProbe {}
-impl<T: WorkflowStore + TenantStore + HealthProbe> Store for T {}
+/// Everything a route needs from the table, as one object.
+pub trait Store: WorkflowStore + TenantStore + CredentialStore + HealthProbe {}
+impl<T: WorkflowStore + TenantStore + CredentialStore + HealthProbe> Store for T {}
 
 /// The sort key a version listing resumes after.
 pub fn version_sort_key(version: u32) -> String {

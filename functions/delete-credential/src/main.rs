@@ -1,0 +1,11 @@
+//! DELETE /v1/credentials/{name}: delete a credential and its secret.
+//! Wiring only: configuration and AWS clients once per cold start, then each request to the domain.
+
+use nodeai::api::Route;
+use nodeai::wiring;
+
+#[tokio::main]
+async fn main() -> Result<(), wiring::Error> {
+    let app = wiring::app_from_env().await;
+    wiring::serve(app, Route::DeleteCredential).await
+}
