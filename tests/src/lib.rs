@@ -57,12 +57,18 @@ pub struct TestApp {
 
 impl TestApp {
     pub async fn new() -> TestApp {
+        TestApp::with_settings(&[]).await
+    }
+
+    /// A test app with extra configuration variables (e.g. KEY_CACHE_TTL_SECONDS).
+    pub async fn with_settings(settings: &[(&str, &str)]) -> TestApp {
         let store = Arc::new(fresh_store().await);
+        let settings: HashMap<String, String> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let config = Config::from_lookup(|name| match name {
             "TABLE_NAME" => Some(store.table().to_string()),
             "CURSOR_SIGNING_KEY" => Some(SIGNING_KEY.to_string()),
             "STAGE" => Some("test".to_string()),
-            _ => None,
+            other => settings.get(other).cloned(),
         })
         .expect("test config is valid");
         let app = App::new(config, store.clone(), Arc::new(secret_store().await));
@@ -70,6 +76,12 @@ impl TestApp {
             .await
             .expect("provision the test tenant");
         TestApp { app, store, tenant_id: tenant.tenant_id, key }
+    }
+
+    /// Another app instance (its own key cache, as another warm Lambda) on the same table.
+    pub fn another_instance(&self) -> App {
+        let config = (*self.app.config).clone();
+        App::new(config, self.app.store.clone(), self.app.secrets.clone())
     }
 
     /// Another tenant on the same table.

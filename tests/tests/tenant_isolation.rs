@@ -102,3 +102,35 @@ fn methods_in_the_route_table_parse() {
         assert!(spec.method.parse::<Method>().is_ok());
     }
 }
+
+#[tokio::test]
+async fn another_tenants_keys_and_credentials_answer_404_on_every_route() {
+    let t = TestApp::new().await;
+    let key = t.call(Route::CreateApiKey, &[], Some(json!({ "name": "owned" }))).await;
+    let key_id = key.body["id"].as_str().unwrap().to_string();
+    let credential = json!({ "provider": "openai", "api_key": "sk-owned-0000000000" });
+    assert_eq!(t.call(Route::PutCredential, &[("name", "owned")], Some(credential)).await.status, 201);
+    let (_, intruder) = t.other_tenant().await;
+
+    // Every route with an id in its path that is not a workflow route (those have their own
+    // matrix above). PUT /v1/credentials/{name} is left out on purpose: it writes the caller's
+    // own credential of that name, so there is nothing foreign to reach.
+    let routes: Vec<_> = ROUTES
+        .iter()
+        .filter(|s| s.path.contains('{') && !s.path.contains("{workflow_id}") && s.route != Route::PutCredential)
+        .collect();
+    assert_eq!(routes.len(), 3, "revoke, rotate, delete credential");
+    for spec in routes {
+        let reply =
+            t.send(spec.route, RequestSpec::new(&[("key_id", &key_id), ("name", "owned")]).key(&intruder)).await;
+        assert_eq!(reply.status, 404, "{} {}: {}", spec.method, spec.path, reply.raw);
+    }
+    let keys = t.call(Route::ListApiKeys, &[], None).await;
+    let owned = keys.body["items"].as_array().unwrap().iter().find(|k| k["id"] == key_id.as_str()).unwrap().clone();
+    assert_eq!(owned["status"], "active", "the intruder revoked nothing");
+    assert_eq!(keys.body["items"].as_array().unwrap().len(), 2, "and rotated nothing");
+    let credentials = t.call(Route::ListCredentials, &[], None).await;
+    assert_eq!(credentials.body["items"][0]["name"], "owned");
+    let intruder_keys = t.send(Route::ListApiKeys, RequestSpec::new(&[]).key(&intruder)).await;
+    assert!(!intruder_keys.raw.contains(&key_id));
+}

@@ -64,7 +64,13 @@ fn check_base_url(url: &str) -> Result<(), ApiError> {
 
 pub async fn put(call: &Call<'_>) -> Result<Reply, ApiError> {
     let name = name_param(call)?;
-    let request: PutCredentialRequest = http::typed_body(call.req)?;
+    // Not typed_body: serde's messages may quote the value they choke on, and that could be the key.
+    let (body, _) = http::json_body(call.req)?;
+    let request: PutCredentialRequest = serde_json::from_value(body).map_err(|_| {
+        ApiError::invalid_request(
+            "the body must be {\"provider\": \"openai\" | \"anthropic\", \"api_key\": string, \"base_url\"?: string}",
+        )
+    })?;
     if !PROVIDERS.contains(&request.provider.as_str()) {
         return Err(ApiError::invalid_request(format!("provider must be one of: {}", PROVIDERS.join(", "))));
     }
