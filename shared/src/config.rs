@@ -141,6 +141,22 @@ pub fn table_name_from_env() -> Result<String, ConfigError> {
     checked_table_name(name.ok_or_else(|| ConfigError { variable: "TABLE_NAME", problem: "is not set".into() })?)
 }
 
+/// `USAGE_PLAN_PREFIX` for the admin tool: usage plans are `<prefix>-free|pro|enterprise`
+/// (the stack's UsagePlanPrefix output). Defaults to `nodeai-<STAGE or local>`.
+pub fn usage_plan_prefix_from_env() -> Result<String, ConfigError> {
+    let prefix = std::env::var("USAGE_PLAN_PREFIX").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| {
+        format!("nodeai-{}", std::env::var("STAGE").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "local".into()))
+    });
+    if prefix.len() <= 100 && prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        Ok(prefix)
+    } else {
+        Err(ConfigError {
+            variable: "USAGE_PLAN_PREFIX",
+            problem: "must be up to 100 letters, digits, '-' or '_'".into(),
+        })
+    }
+}
+
 fn checked_table_name(table_name: String) -> Result<String, ConfigError> {
     let ok = (3..=255).contains(&table_name.len())
         && table_name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));

@@ -10,6 +10,7 @@ pub mod error;
 pub mod http;
 pub mod model;
 pub mod nodes;
+pub mod provisioning;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

@@ -1,71 +1,84 @@
 //! Operator commands (run through `scripts/admin`):
-//!   create-table                                   create the table if missing (local stack)
-//!   create-tenant --name N [--tier T] [--api-key K] create a tenant; prints its first key once
-//! Reads TABLE_NAME and the usual AWS variables (AWS_ENDPOINT_URL for the emulator).
+//!   create-table                          create the table if missing (local stack)
+//!   create-usage-plans                    create the tier usage plans if missing (local stack)
+//!   create-tenant --name N [--tier T] [--api-key K]
+//!                                         a tenant, its API Gateway key in the tier's usage plan,
+//!                                         and its first NodeAI key, printed once
+//!   set-tier --tenant ID --tier T         move a tenant to another tier's usage plan
+//! Reads TABLE_NAME, USAGE_PLAN_PREFIX (default nodeai-<STAGE or local>) and the usual AWS
+//! variables (AWS_ENDPOINT_URL for the emulator).
 
-use nodeai::auth::provision_tenant;
-use nodeai::config::table_name_from_env;
+use nodeai::config::{table_name_from_env, usage_plan_prefix_from_env};
+use nodeai::model::TIERS;
+use nodeai::provisioning::{ApiGatewayUsagePlans, UsagePlans, create_tenant, set_tier};
 use nodeai::store::dynamo::{DynamoStore, create_table};
 use std::process::ExitCode;
 
-const USAGE: &str =
-    "usage: admin create-table | admin create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...]";
-const TIERS: &[&str] = &["free", "pro", "enterprise"];
+const USAGE: &str = "usage: admin create-table | create-usage-plans | create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...] | set-tier --tenant ID --tier TIER";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
 }
 
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("{message}\n{USAGE}");
+    ExitCode::from(2)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let table = match table_name_from_env() {
-        Ok(table) => table,
-        Err(err) => {
+    let (table, prefix) = match (table_name_from_env(), usage_plan_prefix_from_env()) {
+        (Ok(table), Ok(prefix)) => (table, prefix),
+        (Err(err), _) | (_, Err(err)) => {
             eprintln!("{err}");
             return ExitCode::FAILURE;
         }
     };
     let sdk = aws_config::load_from_env().await;
-    let client = aws_sdk_dynamodb::Client::new(&sdk);
-    match args.first().map(String::as_str) {
-        Some("create-table") => match create_table(&client, &table).await {
-            Ok(()) => {
-                println!("table {table} is ready");
-                ExitCode::SUCCESS
-            }
-            Err(err) => {
-                eprintln!("could not create table {table}: {err}");
-                ExitCode::FAILURE
-            }
-        },
+    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
+    let plans = ApiGatewayUsagePlans::new(aws_sdk_apigateway::Client::new(&sdk));
+    let tier = flag(&args, "--tier").unwrap_or_else(|| "free".into());
+    if !TIERS.contains(&tier.as_str()) {
+        return usage_error(&format!("--tier must be one of {}", TIERS.join(", ")));
+    }
+    let result = match args.first().map(String::as_str) {
+        Some("create-table") => create_table(&dynamo, &table).await.map(|()| println!("table {table} is ready")),
+        Some("create-usage-plans") => plans
+            .ensure_plans(&prefix)
+            .await
+            .map(|()| println!("usage plans {prefix}-{{{}}} are ready", TIERS.join(","))),
         Some("create-tenant") => {
             let Some(name) = flag(&args, "--name").filter(|n| !n.trim().is_empty() && n.len() <= 200) else {
-                eprintln!("--name is required (1-200 characters)\n{USAGE}");
-                return ExitCode::from(2);
+                return usage_error("--name is required (1-200 characters)");
             };
-            let tier = flag(&args, "--tier").unwrap_or_else(|| "free".into());
-            if !TIERS.contains(&tier.as_str()) {
-                eprintln!("--tier must be one of {}", TIERS.join(", "));
-                return ExitCode::from(2);
-            }
-            let store = DynamoStore::new(client, table);
-            match provision_tenant(&store, &name, &tier, flag(&args, "--api-key").as_deref()).await {
-                Ok((tenant, key)) => {
+            let store = DynamoStore::new(dynamo, table);
+            create_tenant(&store, &plans, &prefix, &name, &tier, flag(&args, "--api-key").as_deref()).await.map(
+                |(tenant, key)| {
                     println!("tenant_id={}", tenant.tenant_id);
+                    println!("tier={}", tenant.tier);
                     println!("api_key={key}");
                     eprintln!("Store this key now: only its hash is kept and it cannot be shown again.");
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("could not create the tenant: {err}");
-                    ExitCode::FAILURE
-                }
-            }
+                },
+            )
         }
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+        Some("set-tier") => {
+            let Some(tenant_id) = flag(&args, "--tenant") else { return usage_error("--tenant is required") };
+            if flag(&args, "--tier").is_none() {
+                return usage_error("--tier is required");
+            }
+            let store = DynamoStore::new(dynamo, table);
+            set_tier(&store, &plans, &prefix, &tenant_id, &tier)
+                .await
+                .map(|tenant| println!("tenant {} is now {}", tenant.tenant_id, tenant.tier))
+        }
+        _ => return usage_error("unknown command"),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("failed: {err}");
+            ExitCode::FAILURE
         }
     }
 }
