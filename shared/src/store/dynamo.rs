@@ -202,28 +202,14 @@ impl WorkflowStore for DynamoStore {
         }
         item.insert("created_at".into(), s(&record.created_at));
         item.insert("updated_at".into(), s(&record.updated_at));
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+        self.put_new(item).await
     }
 
     async fn get_workflow(&self, tenant_id: &str, workflow_id: &str) -> Result<Option<WorkflowRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant_pk(tenant_id), workflow_sk(workflow_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        out.item.map(|item| workflow_from(&item, tenant_id)).transpose()
+        self.get(key(tenant_pk(tenant_id), workflow_sk(workflow_id)))
+            .await?
+            .map(|item| workflow_from(&item, tenant_id))
+            .transpose()
     }
 
     async fn list_workflows(
@@ -371,20 +357,7 @@ impl WorkflowStore for DynamoStore {
                 None => break,
             }
         }
-        let deleted = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant_pk(tenant_id), workflow_sk(workflow_id))))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .map_err(classify);
-        match deleted {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.delete_existing(key(tenant_pk(tenant_id), workflow_sk(workflow_id))).await
     }
 
     async fn publish_version(&self, version: &VersionRecord) -> Result<(), StoreError> {
@@ -429,15 +402,7 @@ impl WorkflowStore for DynamoStore {
         workflow_id: &str,
         version: u32,
     ) -> Result<Option<VersionRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(versions_pk(tenant_id, workflow_id), version_sk(version))))
-            .send()
-            .await
-            .map_err(classify)?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get(key(versions_pk(tenant_id, workflow_id), version_sk(version))).await? else {
             return Ok(None);
         };
         Ok(Some(VersionRecord {
@@ -537,27 +502,12 @@ impl TenantStore for DynamoStore {
             item.insert("usage_key_id".into(), s(id));
             item.insert("usage_key_value".into(), s(value));
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+        self.put_new(item).await
     }
 
     async fn get_tenant(&self, tenant_id: &str) -> Result<Option<Tenant>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant_pk(tenant_id), "TENANT".into())))
-            .send()
-            .await
-            .map_err(classify)?;
-        out.item
+        self.get(key(tenant_pk(tenant_id), "TENANT".into()))
+            .await?
             .map(|item| {
                 Ok(Tenant {
                     tenant_id: get_s(&item, "tenant_id")?,
@@ -618,27 +568,11 @@ impl TenantStore for DynamoStore {
                 item.insert(name.into(), s(value));
             }
         }
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk)")
-            .send()
-            .await
-            .map_err(classify)?;
-        Ok(())
+        self.put_new(item).await
     }
 
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(api_key_pk(key_hash), "KEY".into())))
-            .send()
-            .await
-            .map_err(classify)?;
-        out.item.map(|item| api_key_from(&item)).transpose()
+        self.get(key(api_key_pk(key_hash), "KEY".into())).await?.map(|item| api_key_from(&item)).transpose()
     }
 
     async fn find_api_key_by_id(&self, tenant_id: &str, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -692,6 +626,51 @@ impl TenantStore for DynamoStore {
 }
 
 impl DynamoStore {
+    /// PutItem that never overwrites: ConditionFailed if the key exists.
+    async fn put_new(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Strongly consistent GetItem: a read right after a write sees it.
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.item)
+    }
+
+    /// DeleteItem of an existing item; false if there was none.
+    async fn delete_existing(&self, key: Item) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// One attribute update on an existing key item; a failed condition is not an error (the
     /// key is gone, or already expires earlier).
     async fn update_key(
@@ -781,15 +760,10 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn get_credential(&self, tenant_id: &str, name: &str) -> Result<Option<CredentialRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant_pk(tenant_id), format!("CRED#{name}"))))
-            .send()
-            .await
-            .map_err(classify)?;
-        out.item.map(|item| credential_from(&item, tenant_id)).transpose()
+        self.get(key(tenant_pk(tenant_id), format!("CRED#{name}")))
+            .await?
+            .map(|item| credential_from(&item, tenant_id))
+            .transpose()
     }
 
     async fn list_credentials(
@@ -824,20 +798,7 @@ impl CredentialStore for DynamoStore {
     }
 
     async fn delete_credential(&self, tenant_id: &str, name: &str) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant_pk(tenant_id), format!("CRED#{name}"))))
-            .condition_expression("attribute_exists(pk)")
-            .send()
-            .await
-            .map_err(classify);
-        match result {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.delete_existing(key(tenant_pk(tenant_id), format!("CRED#{name}"))).await
     }
 }
 
