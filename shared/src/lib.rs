@@ -6,6 +6,7 @@ pub mod auth;
 pub mod authorizer;
 pub mod config;
 pub mod cursor;
+pub mod engine;
 pub mod error;
 pub mod http;
 pub mod model;

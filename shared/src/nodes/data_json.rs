@@ -1,8 +1,12 @@
 use super::NodeKind;
+use crate::engine::NodeFailure;
+use crate::engine::template::render_value;
+use crate::model::NodeSpec;
 use serde_json::{Value, json};
 
 pub struct DataJson;
 
+#[async_trait::async_trait]
 impl NodeKind for DataJson {
     fn name(&self) -> &'static str {
         "data.json"
@@ -30,4 +34,65 @@ impl NodeKind for DataJson {
             }
         })
     }
+    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+        let mut value = render_value(&node.config["source"], scope)?;
+        if let Some(pointer) = node.config.get("pick").and_then(Value::as_str) {
+            value = value.pointer(pointer).cloned().ok_or_else(|| {
+                NodeFailure::permanent("JSON_POINTER_NOT_FOUND", format!("nothing at {pointer:?} in the source"))
+            })?;
+        }
+        for change in node.config.get("set").and_then(Value::as_array).into_iter().flatten() {
+            let pointer = change["pointer"].as_str().unwrap_or_default();
+            let new_value = render_value(&change["value"], scope)?;
+            set_pointer(&mut value, pointer, new_value)?;
+        }
+        Ok(value)
+    }
+}
+
+/// Sets `new_value` at a JSON pointer, creating objects on the way; the parent must be an
+/// object (or an array with that index, or `-` to append).
+fn set_pointer(target: &mut Value, pointer: &str, new_value: Value) -> Result<(), NodeFailure> {
+    if pointer.is_empty() {
+        *target = new_value;
+        return Ok(());
+    }
+    let unescape = |t: &str| t.replace("~1", "/").replace("~0", "~");
+    let tokens: Vec<String> = pointer.split('/').skip(1).map(unescape).collect();
+    let (last, parents) = tokens.split_last().expect("a non-empty pointer has a token");
+    let mut current = target;
+    for token in parents {
+        if current.is_null() {
+            *current = Value::Object(Default::default());
+        }
+        current = match current {
+            Value::Object(map) => map.entry(token.clone()).or_insert(Value::Null),
+            Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get_mut(i)).ok_or_else(|| {
+                NodeFailure::permanent("JSON_POINTER_NOT_FOUND", format!("no array element {token:?} in {pointer:?}"))
+            })?,
+            _ => {
+                return Err(NodeFailure::permanent(
+                    "JSON_POINTER_NOT_FOUND",
+                    format!("{pointer:?} goes through a scalar"),
+                ));
+            }
+        };
+    }
+    if current.is_null() {
+        *current = Value::Object(Default::default());
+    }
+    match current {
+        Value::Object(map) => {
+            map.insert(last.clone(), new_value);
+        }
+        Value::Array(items) if last == "-" => items.push(new_value),
+        Value::Array(items) => match last.parse::<usize>().ok().filter(|i| *i < items.len()) {
+            Some(i) => items[i] = new_value,
+            None => return Err(NodeFailure::permanent("JSON_POINTER_NOT_FOUND", format!("no array element {last:?}"))),
+        },
+        _ => {
+            return Err(NodeFailure::permanent("JSON_POINTER_NOT_FOUND", format!("{pointer:?} goes through a scalar")));
+        }
+    }
+    Ok(())
 }

@@ -1,8 +1,12 @@
 use super::NodeKind;
+use crate::engine::NodeFailure;
+use crate::engine::template::render_value;
+use crate::model::NodeSpec;
 use serde_json::{Value, json};
 
 pub struct FlowOutput;
 
+#[async_trait::async_trait]
 impl NodeKind for FlowOutput {
     fn name(&self) -> &'static str {
         "flow.output"
@@ -17,5 +21,8 @@ impl NodeKind for FlowOutput {
             "required": ["value"],
             "properties": { "value": { "description": "Any JSON; strings are templates." } }
         })
+    }
+    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+        render_value(&node.config["value"], scope)
     }
 }

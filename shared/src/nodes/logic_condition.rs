@@ -1,8 +1,12 @@
 use super::NodeKind;
+use crate::engine::NodeFailure;
+use crate::engine::template::evaluate_condition;
+use crate::model::NodeSpec;
 use serde_json::{Value, json};
 
 pub struct LogicCondition;
 
+#[async_trait::async_trait]
 impl NodeKind for LogicCondition {
     fn name(&self) -> &'static str {
         "logic.condition"
@@ -26,5 +30,9 @@ impl NodeKind for LogicCondition {
     }
     fn is_condition(&self) -> bool {
         true
+    }
+    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+        let expression = node.config["expression"].as_str().unwrap_or_default();
+        Ok(Value::Bool(evaluate_condition(expression, scope)?))
     }
 }

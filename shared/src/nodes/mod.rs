@@ -1,5 +1,8 @@
 //! The node-type registry. Adding a node type = one module here and one line in `NODE_KINDS`.
 
+use crate::engine::NodeFailure;
+use crate::model::NodeSpec;
+use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -11,7 +14,9 @@ mod llm_chat;
 mod logic_condition;
 mod text_template;
 
-/// A kind of node: its name, what it does, and the JSON Schema its `config` must match.
+/// A kind of node: its name, what it does, the JSON Schema its `config` must match, and how it
+/// runs.
+#[async_trait]
 pub trait NodeKind: Sync {
     fn name(&self) -> &'static str;
     fn description(&self) -> &'static str;
@@ -24,6 +29,14 @@ pub trait NodeKind: Sync {
     /// Whether edges leaving this node choose a branch with `"when": "true" | "false"`.
     fn is_condition(&self) -> bool {
         false
+    }
+    /// Runs the node once over the run's template scope and returns its output. Types whose
+    /// executor is not built yet refuse to run (see README "Not yet").
+    async fn execute(&self, node: &NodeSpec, _scope: &Value) -> Result<Value, NodeFailure> {
+        Err(NodeFailure::permanent(
+            "NODE_TYPE_NOT_RUNNABLE",
+            format!("node type '{}' cannot run yet in this version of NodeAI", node.node_type),
+        ))
     }
 }
 

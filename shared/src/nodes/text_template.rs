@@ -1,8 +1,12 @@
 use super::NodeKind;
+use crate::engine::NodeFailure;
+use crate::engine::template::render_string;
+use crate::model::NodeSpec;
 use serde_json::{Value, json};
 
 pub struct TextTemplate;
 
+#[async_trait::async_trait]
 impl NodeKind for TextTemplate {
     fn name(&self) -> &'static str {
         "text.template"
@@ -17,5 +21,13 @@ impl NodeKind for TextTemplate {
             "required": ["template"],
             "properties": { "template": { "type": "string", "maxLength": 65536 } }
         })
+    }
+    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+        let source = node.config["template"].as_str().unwrap_or_default();
+        let text = match render_string(source, scope)? {
+            Value::String(text) => text,
+            other => other.to_string(),
+        };
+        Ok(json!({ "text": text }))
     }
 }

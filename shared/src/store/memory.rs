@@ -2,9 +2,10 @@
 //! the conformance suite.
 
 use super::{
-    CredentialStore, DeployOutcome, HealthProbe, Page, SecretStore, TenantStore, VersionSummary, WorkflowStore,
-    WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, HealthProbe, Page, SecretStore, StepStore, TenantStore, VersionSummary,
+    WorkflowStore, WorkflowSummary, version_sort_key,
 };
+use crate::engine::StepRecord;
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
@@ -27,6 +28,8 @@ struct Inner {
     /// (tenant, credential name) -> metadata.
     credentials: BTreeMap<(String, String), CredentialRecord>,
     secrets: BTreeMap<String, String>,
+    /// (tenant, execution, node) -> final step.
+    steps: BTreeMap<(String, String, String), StepRecord>,
 }
 
 impl MemoryStore {
@@ -338,6 +341,29 @@ impl SecretStore for MemoryStore {
 #[async_trait]
 impl HealthProbe for MemoryStore {
     async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl StepStore for MemoryStore {
+    async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .steps
+            .iter()
+            .filter(|((t, e, _), _)| t == tenant_id && e == execution_id)
+            .map(|(_, step)| step.clone())
+            .collect())
+    }
+
+    async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let key = (tenant_id.to_string(), execution_id.to_string(), step.node_id.clone());
+        if inner.steps.contains_key(&key) {
+            return Err(StoreError::ConditionFailed);
+        }
+        inner.steps.insert(key, step.clone());
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! emulator in tests) and `memory` (domain unit tests). `conformance` holds the one suite both
 //! must pass.
 
+use crate::engine::StepRecord;
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
@@ -158,6 +159,15 @@ pub trait SecretStore: Send + Sync {
 }
 
 pub const MAX_KEYS_PER_TENANT: usize = 50;
+
+/// The durable per-node results of executions.
+#[async_trait]
+pub trait StepStore: Send + Sync {
+    async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError>;
+    /// Writes a final step unless one is already recorded for that node (ConditionFailed then):
+    /// a succeeded node's result is never replaced, so it is never paid for twice.
+    async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError>;
+}
 
 /// Readiness: can the store be reached right now?
 #[async_trait]

@@ -1,0 +1,327 @@
+//! The execution engine's core: runs a workflow's DAG from its durable step records. Nodes whose
+//! inputs are ready run concurrently (bounded); a condition picks its branch and the other branch
+//! is skipped; every finished node is recorded with a conditional write before anything that
+//! depends on it starts, so a crash, a redelivery or a redrive resumes from the records and never
+//! runs a succeeded node again.
+//!
+//! Not here yet (issue 3): the execution records, routes, SQS worker, leases, continuations,
+//! the http.request and llm.chat executors, the circuit breaker.
+
+pub mod template;
+
+use crate::error::StoreError;
+use crate::model::{NodeSpec, OnError, WorkflowDefinition, now_rfc3339};
+use crate::store::StepStore;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// Default and cap of nodes run at once within one execution.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Longest wait honoured from a `Retry-After`.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+impl StepStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One node's durable result within one execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub node_id: String,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub output: Value,
+    pub error: Option<StepError>,
+}
+
+/// Why a node did not produce an output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeFailure {
+    pub code: String,
+    pub message: String,
+    /// Timeouts, connection errors, 408, 429 and 5xx are worth another attempt; the rest are not.
+    pub retryable: bool,
+    pub retry_after: Option<Duration>,
+}
+
+impl NodeFailure {
+    pub fn permanent(code: &str, message: impl Into<String>) -> Self {
+        NodeFailure { code: code.to_string(), message: message.into(), retryable: false, retry_after: None }
+    }
+    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+        NodeFailure { code: code.to_string(), message: message.into(), retryable: true, retry_after: None }
+    }
+}
+
+/// Runs one node once. The registry executor dispatches to the node type's module; tests wrap it
+/// to count calls.
+#[async_trait]
+pub trait NodeExecutor: Send + Sync {
+    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure>;
+}
+
+/// Dispatches to `NodeKind::execute` of the node's type.
+pub struct RegistryExecutor;
+
+#[async_trait]
+impl NodeExecutor for RegistryExecutor {
+    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+        match crate::nodes::find(&node.node_type) {
+            Some(kind) => kind.execute(node, scope).await,
+            None => Err(NodeFailure::permanent("UNKNOWN_NODE_TYPE", format!("no node type '{}'", node.node_type))),
+        }
+    }
+}
+
+/// Why a run stopped before the workflow finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Cancelled,
+    /// The invocation's time budget is nearly spent: checkpoint and continue in a new one.
+    Deadline,
+    TimedOut,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    Succeeded { output: Value },
+    Failed { node_id: String, error: StepError },
+    Stopped(StopReason),
+}
+
+pub struct RunContext<'a> {
+    pub tenant_id: &'a str,
+    pub execution_id: &'a str,
+    pub workflow_id: &'a str,
+    pub input: &'a Value,
+    pub definition: &'a WorkflowDefinition,
+}
+
+/// Whether an edge carries the run on, given its source's final step. None: not resolved yet.
+fn edge_active(when: Option<&str>, source: &NodeSpec, step: Option<&StepRecord>) -> Option<bool> {
+    let step = step.filter(|s| s.status.is_final())?;
+    Some(match step.status {
+        StepStatus::Succeeded => match when {
+            None => true,
+            Some("true") => step.output == Value::Bool(true),
+            Some("false") => step.output == Value::Bool(false),
+            _ => false,
+        },
+        StepStatus::Failed => match source.on_error {
+            OnError::Continue => when.is_none(),
+            OnError::Branch => when == Some("error"),
+            OnError::Fail => false,
+        },
+        _ => false,
+    })
+}
+
+/// What templates see: `{input, nodes.<id>.output, execution}`.
+fn scope(ctx: &RunContext, steps: &HashMap<String, StepRecord>) -> Value {
+    let nodes: Map<String, Value> = steps
+        .values()
+        .filter(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Failed))
+        .map(|s| (s.node_id.clone(), json!({ "output": s.output, "error": s.error })))
+        .collect();
+    json!({
+        "input": ctx.input,
+        "nodes": nodes,
+        "execution": { "id": ctx.execution_id, "workflow_id": ctx.workflow_id },
+    })
+}
+
+fn backoff(node: &NodeSpec, attempt: u32, failure: &NodeFailure) -> Duration {
+    let policy = node.retry.as_ref();
+    let initial = policy.and_then(|p| p.initial_delay_ms).unwrap_or(500) as f64;
+    let multiplier = policy.and_then(|p| p.multiplier).unwrap_or(2.0);
+    let max = policy.and_then(|p| p.max_delay_ms).unwrap_or(30_000) as f64;
+    let mut delay = (initial * multiplier.powi(attempt.saturating_sub(1) as i32)).min(max);
+    if policy.and_then(|p| p.jitter).unwrap_or(true) {
+        delay *= 0.5 + rand::random::<f64>() * 0.5;
+    }
+    let delay = Duration::from_millis(delay as u64);
+    match failure.retry_after {
+        Some(wait) => wait.min(MAX_RETRY_AFTER).max(delay),
+        None => delay,
+    }
+}
+
+/// Runs one node with its retry and timeout policy; returns its final step.
+async fn run_node(node: &NodeSpec, scope: &Value, executor: &dyn NodeExecutor) -> StepRecord {
+    let started_at = now_rfc3339();
+    let max_attempts = node.retry.as_ref().map(|r| r.max_attempts).unwrap_or(1).max(1);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let call = executor.execute(node, scope);
+        let result = match node.timeout_ms {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call).await {
+                Ok(result) => result,
+                Err(_) => Err(NodeFailure::retryable("NODE_TIMEOUT", format!("no result within {ms} ms"))),
+            },
+            None => call.await,
+        };
+        match result {
+            Ok(output) => {
+                return StepRecord {
+                    node_id: node.id.clone(),
+                    status: StepStatus::Succeeded,
+                    attempts: attempt,
+                    started_at: Some(started_at),
+                    finished_at: Some(now_rfc3339()),
+                    output,
+                    error: None,
+                };
+            }
+            Err(failure) if failure.retryable && attempt < max_attempts => {
+                tracing::info!(node_id = %node.id, attempt, code = %failure.code, "node failed; retrying");
+                tokio::time::sleep(backoff(node, attempt, &failure)).await;
+            }
+            Err(failure) => {
+                return StepRecord {
+                    node_id: node.id.clone(),
+                    status: StepStatus::Failed,
+                    attempts: attempt,
+                    started_at: Some(started_at),
+                    finished_at: Some(now_rfc3339()),
+                    output: Value::Null,
+                    error: Some(StepError { code: failure.code, message: failure.message }),
+                };
+            }
+        }
+    }
+}
+
+/// Runs the workflow from its recorded steps until it finishes, fails, or `stop` says to stop
+/// (checked before each wave of nodes starts).
+pub async fn run(
+    ctx: &RunContext<'_>,
+    steps_store: &dyn StepStore,
+    executor: &dyn NodeExecutor,
+    stop: &(dyn Fn() -> Option<StopReason> + Sync),
+    max_concurrency: usize,
+) -> Result<RunOutcome, StoreError> {
+    let definition = ctx.definition;
+    let mut steps: HashMap<String, StepRecord> = steps_store
+        .load_steps(ctx.tenant_id, ctx.execution_id)
+        .await?
+        .into_iter()
+        .filter(|s| s.status.is_final())
+        .map(|s| (s.node_id.clone(), s))
+        .collect();
+    let nodes: HashMap<&str, &NodeSpec> = definition.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    loop {
+        if let Some(failed) = definition
+            .nodes
+            .iter()
+            .find_map(|n| steps.get(&n.id).filter(|s| s.status == StepStatus::Failed && n.on_error == OnError::Fail))
+        {
+            let error =
+                failed.error.clone().unwrap_or(StepError { code: "NODE_FAILED".into(), message: String::new() });
+            return Ok(RunOutcome::Failed { node_id: failed.node_id.clone(), error });
+        }
+        // Resolve what can be resolved: ready to run, or skipped because no incoming edge carries the run.
+        let mut ready: Vec<&NodeSpec> = Vec::new();
+        let mut skipped: Vec<StepRecord> = Vec::new();
+        for node in &definition.nodes {
+            if steps.contains_key(&node.id) {
+                continue;
+            }
+            let incoming: Vec<Option<bool>> = definition
+                .edges
+                .iter()
+                .filter(|e| e.to == node.id)
+                .map(|e| edge_active(e.when.as_deref(), nodes[e.from.as_str()], steps.get(&e.from)))
+                .collect();
+            if incoming.iter().any(Option::is_none) {
+                continue;
+            }
+            if incoming.is_empty() || incoming.contains(&Some(true)) {
+                ready.push(node);
+            } else {
+                let now = now_rfc3339();
+                skipped.push(StepRecord {
+                    node_id: node.id.clone(),
+                    status: StepStatus::Skipped,
+                    attempts: 0,
+                    started_at: None,
+                    finished_at: Some(now),
+                    output: Value::Null,
+                    error: None,
+                });
+            }
+        }
+        if ready.is_empty() && skipped.is_empty() {
+            let output = definition
+                .nodes
+                .iter()
+                .find(|n| n.node_type == "flow.output")
+                .and_then(|n| steps.get(&n.id))
+                .map(|s| s.output.clone())
+                .unwrap_or(Value::Null);
+            return Ok(RunOutcome::Succeeded { output });
+        }
+        for step in skipped {
+            let kept = record(steps_store, ctx, step).await?;
+            steps.insert(kept.node_id.clone(), kept);
+        }
+        if ready.is_empty() {
+            continue;
+        }
+        if let Some(reason) = stop() {
+            return Ok(RunOutcome::Stopped(reason));
+        }
+        let current_scope = scope(ctx, &steps);
+        for wave in ready.chunks(max_concurrency.clamp(1, 64)) {
+            let results =
+                futures_util::future::join_all(wave.iter().map(|node| run_node(node, &current_scope, executor))).await;
+            for step in results {
+                let kept = record(steps_store, ctx, step).await?;
+                steps.insert(kept.node_id.clone(), kept);
+            }
+        }
+    }
+}
+
+/// Writes a final step. If another worker recorded it first, its record wins (the write is
+/// conditional) and this run continues with that one.
+async fn record(store: &dyn StepStore, ctx: &RunContext<'_>, step: StepRecord) -> Result<StepRecord, StoreError> {
+    match store.record_step(ctx.tenant_id, ctx.execution_id, &step).await {
+        Ok(()) => Ok(step),
+        Err(StoreError::ConditionFailed) => {
+            let winner = store
+                .load_steps(ctx.tenant_id, ctx.execution_id)
+                .await?
+                .into_iter()
+                .find(|s| s.node_id == step.node_id);
+            winner.ok_or_else(|| StoreError::Internal("a step write lost to a record that is gone".into()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests;

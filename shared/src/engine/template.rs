@@ -1,0 +1,145 @@
+//! Rendering node configs: every string is a minijinja template over
+//! `{input, nodes.<id>.output, execution}`. Undefined variables are errors that name the
+//! variable, never silent empty text. A string that is exactly one `{{ expression }}` keeps the
+//! expression's JSON type (an object stays an object).
+
+use super::NodeFailure;
+use minijinja::value::Serde;
+use minijinja::{Environment, UndefinedBehavior, Value as JinjaValue};
+use serde_json::Value;
+use std::sync::OnceLock;
+
+/// Rendering work is bounded: a template cannot loop forever or build huge strings.
+const MAX_RENDERED_BYTES: usize = 1024 * 1024;
+
+fn environment() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env
+    })
+}
+
+/// The first dotted variable path the template uses that the scope does not define.
+fn first_undefined(paths: impl IntoIterator<Item = String>, scope: &Value) -> Option<String> {
+    let mut paths: Vec<String> = paths.into_iter().collect();
+    paths.sort();
+    paths.into_iter().find(|path| {
+        let mut current = scope;
+        for part in path.split('.') {
+            match current.get(part) {
+                Some(next) => current = next,
+                None => return true,
+            }
+        }
+        false
+    })
+}
+
+fn undefined(path: &str) -> NodeFailure {
+    NodeFailure::permanent("TEMPLATE_UNDEFINED_VARIABLE", format!("'{path}' is not defined at this point of the run"))
+}
+
+fn render_error(e: minijinja::Error) -> NodeFailure {
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    NodeFailure::permanent("TEMPLATE_RENDER_ERROR", format!("{}{detail}", e.kind()))
+}
+
+/// Renders one string.
+pub fn render_string(source: &str, scope: &Value) -> Result<Value, NodeFailure> {
+    if !(source.contains("{{") || source.contains("{%")) {
+        return Ok(Value::String(source.to_string()));
+    }
+    let env = environment();
+    let context = JinjaValue::from(Serde(scope));
+    let trimmed = source.trim();
+    let single = trimmed.strip_prefix("{{").and_then(|s| s.strip_suffix("}}"));
+    if let Some(expression) = single.filter(|e| !e.contains("{{") && !e.contains("}}")) {
+        let compiled = env.compile_expression(expression).map_err(render_error)?;
+        if let Some(path) = first_undefined(compiled.undeclared_variables(true), scope) {
+            return Err(undefined(&path));
+        }
+        let value = compiled.eval(context).map_err(render_error)?;
+        return serde_json::to_value(&value)
+            .map_err(|e| NodeFailure::permanent("TEMPLATE_RENDER_ERROR", e.to_string()));
+    }
+    let template = env.template_from_str(source).map_err(render_error)?;
+    if let Some(path) = first_undefined(template.undeclared_variables(true), scope) {
+        return Err(undefined(&path));
+    }
+    let text = template.render(context).map_err(render_error)?;
+    if text.len() > MAX_RENDERED_BYTES {
+        return Err(NodeFailure::permanent("TEMPLATE_OUTPUT_TOO_LARGE", "the rendered text is over 1 MiB"));
+    }
+    Ok(Value::String(text))
+}
+
+/// Evaluates a minijinja expression to a boolean (logic.condition).
+pub fn evaluate_condition(expression: &str, scope: &Value) -> Result<bool, NodeFailure> {
+    let compiled = environment().compile_expression(expression).map_err(render_error)?;
+    if let Some(path) = first_undefined(compiled.undeclared_variables(true), scope) {
+        return Err(undefined(&path));
+    }
+    Ok(compiled.eval(JinjaValue::from(Serde(scope))).map_err(render_error)?.is_true())
+}
+
+/// Renders every string in a JSON value, keeping its shape.
+pub fn render_value(value: &Value, scope: &Value) -> Result<Value, NodeFailure> {
+    match value {
+        Value::String(s) => render_string(s, scope),
+        Value::Array(items) => items.iter().map(|v| render_value(v, scope)).collect::<Result<_, _>>().map(Value::Array),
+        Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render_value(v, scope)?)))
+            .collect::<Result<serde_json::Map<_, _>, _>>()
+            .map(Value::Object),
+        other => Ok(other.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Value {
+        json!({ "input": { "name": "Ada", "n": 3 }, "nodes": { "fetch": { "output": { "status": 200, "body": { "a": [1, 2] } } } } })
+    }
+
+    #[test]
+    fn text_and_typed_rendering() {
+        assert_eq!(render_string("Hello {{ input.name }}!", &scope()).unwrap(), json!("Hello Ada!"));
+        assert_eq!(render_string("{{ nodes.fetch.output.body }}", &scope()).unwrap(), json!({ "a": [1, 2] }));
+        assert_eq!(render_string(" {{ input.n * 2 }} ", &scope()).unwrap(), json!(6));
+        assert_eq!(render_string("plain", &scope()).unwrap(), json!("plain"));
+        assert_eq!(
+            render_value(&json!({ "k": ["{{ input.name }}", 1] }), &scope()).unwrap(),
+            json!({ "k": ["Ada", 1] })
+        );
+    }
+
+    #[test]
+    fn undefined_variables_are_errors_that_name_them() {
+        let err = render_string("Hi {{ input.missing }}", &scope()).unwrap_err();
+        assert_eq!(err.code, "TEMPLATE_UNDEFINED_VARIABLE");
+        assert!(err.message.contains("input.missing"), "{}", err.message);
+        let err = render_string("{{ nodes.ghost.output }}", &scope()).unwrap_err();
+        assert!(err.message.contains("nodes.ghost"), "{}", err.message);
+        assert!(!err.retryable);
+    }
+
+    #[test]
+    fn conditions_are_truthy() {
+        assert!(evaluate_condition("nodes.fetch.output.status == 200", &scope()).unwrap());
+        assert!(!evaluate_condition("input.n > 5", &scope()).unwrap());
+        assert!(evaluate_condition("input.nope", &scope()).is_err());
+    }
+
+    #[test]
+    fn template_text_is_data_not_code() {
+        // What a template renders is output; it is never evaluated again.
+        let scope = json!({ "input": { "evil": "{{ input.secret }}", "secret": "s3cr3t" } });
+        assert_eq!(render_string("{{ input.evil }}", &scope).unwrap(), json!("{{ input.secret }}"));
+    }
+}

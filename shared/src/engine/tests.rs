@@ -1,0 +1,283 @@
+use super::*;
+use crate::store::memory::MemoryStore;
+use crate::validation::validate_definition;
+use serde_json::json;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn definition(document: Value) -> WorkflowDefinition {
+    let size = document.to_string().len();
+    validate_definition(&document, size).unwrap_or_else(|p| panic!("test workflow is invalid: {p:?}"))
+}
+
+/// The registry executor, counting calls per node; scripted failures per node id.
+#[derive(Default)]
+struct Counting {
+    calls: Mutex<HashMap<String, usize>>,
+    failures: Mutex<HashMap<String, Vec<NodeFailure>>>,
+    delay: Option<Duration>,
+}
+
+impl Counting {
+    fn calls(&self, node: &str) -> usize {
+        self.calls.lock().unwrap().get(node).copied().unwrap_or(0)
+    }
+    fn fail_first(&self, node: &str, failures: Vec<NodeFailure>) {
+        self.failures.lock().unwrap().insert(node.to_string(), failures);
+    }
+}
+
+#[async_trait]
+impl NodeExecutor for Counting {
+    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+        *self.calls.lock().unwrap().entry(node.id.clone()).or_default() += 1;
+        if let Some(delay) = self.delay {
+            tokio::time::sleep(delay).await;
+        }
+        let scripted =
+            self.failures.lock().unwrap().get_mut(&node.id).and_then(|f| (!f.is_empty()).then(|| f.remove(0)));
+        match scripted {
+            Some(failure) => Err(failure),
+            None => RegistryExecutor.execute(node, scope).await,
+        }
+    }
+}
+
+fn branching_workflow() -> WorkflowDefinition {
+    definition(json!({
+        "name": "branching",
+        "nodes": [
+            { "id": "greet", "type": "text.template", "config": { "template": "Hello {{ input.name }}" } },
+            { "id": "check", "type": "logic.condition", "config": { "expression": "input.n > 1" } },
+            { "id": "big", "type": "text.template", "config": { "template": "{{ input.n }} is big" } },
+            { "id": "small", "type": "text.template", "config": { "template": "{{ input.n }} is small" } },
+            { "id": "shape", "type": "data.json",
+              "config": { "source": { "greeting": "{{ nodes.greet.output.text }}", "n": "{{ input.n }}" },
+                          "set": [ { "pointer": "/verdict", "value": "{{ nodes.big.output.text }}" } ] } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.shape.output }}" } }
+        ],
+        "edges": [
+            { "from": "greet", "to": "check" },
+            { "from": "check", "to": "big", "when": "true" },
+            { "from": "check", "to": "small", "when": "false" },
+            { "from": "big", "to": "shape" },
+            { "from": "shape", "to": "done" }
+        ]
+    }))
+}
+
+fn ctx<'a>(definition: &'a WorkflowDefinition, input: &'a Value, execution_id: &'a str) -> RunContext<'a> {
+    RunContext { tenant_id: "t1", execution_id, workflow_id: "wf1", input, definition }
+}
+
+fn never() -> Option<StopReason> {
+    None
+}
+
+async fn steps_of(store: &MemoryStore, execution_id: &str) -> HashMap<String, StepRecord> {
+    store.load_steps("t1", execution_id).await.unwrap().into_iter().map(|s| (s.node_id.clone(), s)).collect()
+}
+
+#[tokio::test]
+async fn a_branching_workflow_runs_one_branch_and_skips_the_other() {
+    let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
+    let input = json!({ "name": "Ada", "n": 3 });
+    let outcome = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, DEFAULT_CONCURRENCY).await.unwrap();
+    assert_eq!(
+        outcome,
+        RunOutcome::Succeeded { output: json!({ "greeting": "Hello Ada", "n": 3, "verdict": "3 is big" }) }
+    );
+    let steps = steps_of(&store, "e1").await;
+    assert_eq!(steps["small"].status, StepStatus::Skipped);
+    assert_eq!(steps["check"].output, json!(true));
+    for node in ["greet", "check", "big", "shape", "done"] {
+        assert_eq!(steps[node].status, StepStatus::Succeeded, "{node}");
+        assert_eq!(steps[node].attempts, 1);
+        assert_eq!(executor.calls(node), 1);
+    }
+    assert_eq!(executor.calls("small"), 0);
+}
+
+#[tokio::test]
+async fn the_false_branch_skips_everything_behind_the_true_one() {
+    let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
+    let input = json!({ "name": "Bo", "n": 1 });
+    let outcome = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 1).await.unwrap();
+    assert_eq!(outcome, RunOutcome::Succeeded { output: Value::Null }, "flow.output was skipped with its branch");
+    let steps = steps_of(&store, "e1").await;
+    for node in ["big", "shape", "done"] {
+        assert_eq!(steps[node].status, StepStatus::Skipped, "{node}");
+    }
+    assert_eq!(steps["small"].output, json!({ "text": "1 is small" }));
+}
+
+#[tokio::test]
+async fn a_resumed_run_never_repeats_a_recorded_node() {
+    let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
+    let input = json!({ "name": "Ada", "n": 3 });
+    // Stop after the first two waves, as a worker near its deadline would.
+    let waves = AtomicUsize::new(0);
+    let stop_after_two = || (waves.fetch_add(1, Ordering::SeqCst) >= 2).then_some(StopReason::Deadline);
+    let first = run(&ctx(&workflow, &input, "e1"), &store, &executor, &stop_after_two, 4).await.unwrap();
+    assert_eq!(first, RunOutcome::Stopped(StopReason::Deadline));
+    assert_eq!((executor.calls("greet"), executor.calls("check"), executor.calls("big")), (1, 1, 0));
+    // The continuation (or a redelivered message) resumes from the records.
+    let second = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap();
+    assert!(matches!(second, RunOutcome::Succeeded { .. }));
+    for node in ["greet", "check", "big", "shape", "done"] {
+        assert_eq!(executor.calls(node), 1, "{node} ran once across both invocations");
+    }
+    // Running a finished execution again calls nothing.
+    let third = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap();
+    assert_eq!(third, second);
+    assert_eq!(executor.calls("greet"), 1);
+}
+
+#[tokio::test]
+async fn a_crash_after_a_checkpoint_resumes_after_it() {
+    let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
+    let input = json!({ "name": "Ada", "n": 3 });
+    // A worker that died right after recording greet and check.
+    for (node, output) in [("greet", json!({ "text": "Hello from before" })), ("check", json!(true))] {
+        let step = StepRecord {
+            node_id: node.into(),
+            status: StepStatus::Succeeded,
+            attempts: 1,
+            started_at: Some(now_rfc3339()),
+            finished_at: Some(now_rfc3339()),
+            output,
+            error: None,
+        };
+        store.record_step("t1", "e1", &step).await.unwrap();
+    }
+    let outcome = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap();
+    assert_eq!(executor.calls("greet") + executor.calls("check"), 0);
+    let RunOutcome::Succeeded { output } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(output["greeting"], "Hello from before", "recorded outputs feed later nodes");
+}
+
+#[tokio::test]
+async fn a_conditional_write_keeps_the_first_result() {
+    let store = MemoryStore::new();
+    let step = |text: &str| StepRecord {
+        node_id: "n".into(),
+        status: StepStatus::Succeeded,
+        attempts: 1,
+        started_at: None,
+        finished_at: None,
+        output: json!(text),
+        error: None,
+    };
+    store.record_step("t1", "e1", &step("first")).await.unwrap();
+    assert!(matches!(store.record_step("t1", "e1", &step("second")).await, Err(StoreError::ConditionFailed)));
+    assert_eq!(steps_of(&store, "e1").await["n"].output, json!("first"));
+}
+
+fn single(node: Value) -> WorkflowDefinition {
+    definition(json!({
+        "name": "one",
+        "nodes": [ node, { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.work.output.text }}" } } ],
+        "edges": [ { "from": "work", "to": "done" } ]
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn retryable_failures_are_retried_and_permanent_ones_are_not() {
+    let workflow = single(json!({ "id": "work", "type": "text.template", "config": { "template": "ok" },
+                                 "retry": { "max_attempts": 3, "initial_delay_ms": 1000, "jitter": false } }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let mut throttled = NodeFailure::retryable("HTTP_429", "slow down");
+    throttled.retry_after = Some(Duration::from_secs(5));
+    executor.fail_first("work", vec![throttled, NodeFailure::retryable("HTTP_503", "busy")]);
+    let started = tokio::time::Instant::now();
+    let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    assert_eq!(outcome, RunOutcome::Succeeded { output: json!("ok") });
+    assert_eq!(steps_of(&store, "e1").await["work"].attempts, 3);
+    // Retry-After (5 s) honoured, then the 2 s backoff of attempt 2.
+    assert!(started.elapsed() >= Duration::from_secs(7), "{:?}", started.elapsed());
+
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    executor.fail_first("work", vec![NodeFailure::permanent("HTTP_401", "bad key")]);
+    let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let RunOutcome::Failed { node_id, error } = outcome else { panic!("{outcome:?}") };
+    assert_eq!((node_id.as_str(), error.code.as_str()), ("work", "HTTP_401"));
+    assert_eq!(executor.calls("work"), 1, "a 401 is not retried");
+    assert_eq!(executor.calls("done"), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_node_times_out() {
+    let workflow =
+        single(json!({ "id": "work", "type": "text.template", "config": { "template": "ok" }, "timeout_ms": 100 }));
+    let store = MemoryStore::new();
+    let executor = Counting { delay: Some(Duration::from_secs(1)), ..Default::default() };
+    let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let RunOutcome::Failed { error, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error.code, "NODE_TIMEOUT");
+}
+
+#[tokio::test]
+async fn on_error_continue_and_branch() {
+    let continue_flow = definition(json!({
+        "name": "continue",
+        "nodes": [
+            { "id": "work", "type": "text.template", "config": { "template": "{{ input.missing }}" }, "on_error": "continue" },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.work.error.code }}" } }
+        ],
+        "edges": [ { "from": "work", "to": "done" } ]
+    }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let outcome = run(&ctx(&continue_flow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    assert_eq!(outcome, RunOutcome::Succeeded { output: json!("TEMPLATE_UNDEFINED_VARIABLE") });
+    let steps = steps_of(&store, "e1").await;
+    assert_eq!((steps["work"].status, &steps["work"].output), (StepStatus::Failed, &Value::Null));
+    assert!(steps["work"].error.as_ref().unwrap().message.contains("input.missing"));
+
+    let branch_flow = definition(json!({
+        "name": "branch",
+        "nodes": [
+            { "id": "work", "type": "text.template", "config": { "template": "{{ input.missing }}" }, "on_error": "branch" },
+            { "id": "happy", "type": "text.template", "config": { "template": "fine" } },
+            { "id": "rescue", "type": "flow.output", "config": { "value": "rescued" } }
+        ],
+        "edges": [ { "from": "work", "to": "happy" }, { "from": "work", "to": "rescue", "when": "error" } ]
+    }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let outcome = run(&ctx(&branch_flow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    assert_eq!(outcome, RunOutcome::Succeeded { output: json!("rescued") });
+    assert_eq!(steps_of(&store, "e1").await["happy"].status, StepStatus::Skipped);
+}
+
+#[tokio::test]
+async fn a_cancelled_run_starts_no_node() {
+    let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
+    let input = json!({ "name": "Ada", "n": 3 });
+    let cancelled = || Some(StopReason::Cancelled);
+    let outcome = run(&ctx(&workflow, &input, "e1"), &store, &executor, &cancelled, 4).await.unwrap();
+    assert_eq!(outcome, RunOutcome::Stopped(StopReason::Cancelled));
+    assert_eq!(executor.calls("greet"), 0);
+}
+
+#[tokio::test]
+async fn an_undefined_variable_fails_the_run_with_its_name() {
+    let workflow =
+        single(json!({ "id": "work", "type": "text.template", "config": { "template": "{{ input.nope.deeper }}" } }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let outcome = run(&ctx(&workflow, &json!({ "x": 1 }), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let RunOutcome::Failed { error, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error.code, "TEMPLATE_UNDEFINED_VARIABLE");
+    assert!(error.message.contains("input.nope"), "{}", error.message);
+}
+
+#[tokio::test]
+async fn node_types_without_an_executor_refuse_to_run() {
+    let workflow = definition(json!({
+        "name": "llm",
+        "nodes": [ { "id": "ask", "type": "llm.chat",
+                     "config": { "credential": "main", "model": "m", "messages": [ { "role": "user", "content": "hi" } ] } } ]
+    }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let RunOutcome::Failed { error, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(error.code, "NODE_TYPE_NOT_RUNNABLE");
+}
