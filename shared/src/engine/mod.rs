@@ -20,6 +20,10 @@ use std::time::Duration;
 
 /// Default and cap of nodes run at once within one execution.
 pub const DEFAULT_CONCURRENCY: usize = 4;
+/// Largest node output kept as it is; a larger one is stored as a truncated preview (DynamoDB
+/// items hold at most 400 KB).
+pub const MAX_STORED_OUTPUT_BYTES: usize = 256 * 1024;
+const PREVIEW_CHARS: usize = 4096;
 /// Longest wait honoured from a `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -308,7 +312,17 @@ pub async fn run(
 
 /// Writes a final step. If another worker recorded it first, its record wins (the write is
 /// conditional) and this run continues with that one.
-async fn record(store: &dyn StepStore, ctx: &RunContext<'_>, step: StepRecord) -> Result<StepRecord, StoreError> {
+/// An output over `MAX_STORED_OUTPUT_BYTES` becomes `{truncated: true, size_bytes, preview}`.
+pub fn bounded_output(output: Value) -> Value {
+    let text = output.to_string();
+    if text.len() <= MAX_STORED_OUTPUT_BYTES {
+        return output;
+    }
+    json!({ "truncated": true, "size_bytes": text.len(), "preview": text.chars().take(PREVIEW_CHARS).collect::<String>() })
+}
+
+async fn record(store: &dyn StepStore, ctx: &RunContext<'_>, mut step: StepRecord) -> Result<StepRecord, StoreError> {
+    step.output = bounded_output(step.output);
     match store.record_step(ctx.tenant_id, ctx.execution_id, &step).await {
         Ok(()) => Ok(step),
         Err(StoreError::ConditionFailed) => {

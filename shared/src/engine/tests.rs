@@ -281,3 +281,14 @@ async fn node_types_without_an_executor_refuse_to_run() {
     let RunOutcome::Failed { error, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error.code, "NODE_TYPE_NOT_RUNNABLE");
 }
+
+#[test]
+fn large_outputs_are_kept_truncated_with_their_size() {
+    let big = json!({ "text": "x".repeat(MAX_STORED_OUTPUT_BYTES + 10) });
+    let size = big.to_string().len();
+    let kept = bounded_output(big);
+    assert_eq!(kept["truncated"], true);
+    assert_eq!(kept["size_bytes"], size);
+    assert!(kept["preview"].as_str().unwrap().len() <= 4096);
+    assert_eq!(bounded_output(json!({ "small": 1 })), json!({ "small": 1 }));
+}

@@ -21,6 +21,7 @@ macro_rules! store_conformance_tests {
             tenants_and_api_keys,
             api_key_lifecycle,
             credentials_are_tenant_scoped_and_paged,
+            steps_are_recorded_once_per_node,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -372,4 +373,36 @@ macro_rules! secret_store_conformance_tests {
             $crate::store::conformance::secrets_put_get_replace_delete(&store).await;
         }
     };
+}
+
+pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
+    use crate::engine::{StepError, StepRecord, StepStatus};
+    let (tenant, execution) = (new_id(), new_id());
+    let ok = StepRecord {
+        node_id: "fetch".into(),
+        status: StepStatus::Succeeded,
+        attempts: 2,
+        started_at: Some("2030-01-01T00:00:00.000Z".into()),
+        finished_at: Some("2030-01-01T00:00:01.000Z".into()),
+        output: json!({ "status": 200, "body": { "items": [1, 2, 3] } }),
+        error: None,
+    };
+    let failed = StepRecord {
+        node_id: "summarize".into(),
+        status: StepStatus::Failed,
+        attempts: 1,
+        started_at: None,
+        finished_at: Some("2030-01-01T00:00:02.000Z".into()),
+        output: serde_json::Value::Null,
+        error: Some(StepError { code: "HTTP_401".into(), message: "bad key".into() }),
+    };
+    store.record_step(&tenant, &execution, &ok).await.unwrap();
+    store.record_step(&tenant, &execution, &failed).await.unwrap();
+    let mut replay = ok.clone();
+    replay.output = json!("second result");
+    assert!(matches!(store.record_step(&tenant, &execution, &replay).await, Err(StoreError::ConditionFailed)));
+    let mut steps = store.load_steps(&tenant, &execution).await.unwrap();
+    steps.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    assert_eq!(steps, vec![ok, failed], "the first result stays, exactly as written");
+    assert!(store.load_steps(&new_id(), &execution).await.unwrap().is_empty(), "scoped by tenant");
 }

@@ -7,14 +7,16 @@
 //! | version  | `T#<tenant>#WF#<ulid>`  | `V#<10-digit>`|
 //! | api key  | `KEY#<sha256 hex>`      | `KEY`         | gsi1: `T#<tenant>` / `APIKEY#<ulid>`
 //! | credential | `T#<tenant>`          | `CRED#<name>` |
+//! | step     | `T#<tenant>#EX#<ulid>`  | `STEP#<node>` |
 //!
 //! Every tenant-owned key starts with the tenant id, so no request can name another tenant's
 //! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
 
 use super::{
-    CredentialStore, DeployOutcome, HealthProbe, Page, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary,
-    version_sort_key,
+    CredentialStore, DeployOutcome, HealthProbe, Page, StepStore, TenantStore, VersionSummary, WorkflowStore,
+    WorkflowSummary, version_sort_key,
 };
+use crate::engine::{StepError, StepRecord, StepStatus};
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
@@ -799,6 +801,84 @@ impl CredentialStore for DynamoStore {
 
     async fn delete_credential(&self, tenant_id: &str, name: &str) -> Result<bool, StoreError> {
         self.delete_existing(key(tenant_pk(tenant_id), format!("CRED#{name}"))).await
+    }
+}
+
+fn step_status(text: &str) -> Result<StepStatus, StoreError> {
+    serde_json::from_value(serde_json::Value::String(text.to_string()))
+        .map_err(|_| StoreError::Internal(format!("unknown step status {text}")))
+}
+
+fn step_from(item: &Item) -> Result<StepRecord, StoreError> {
+    let json = |name: &str| -> Result<Option<serde_json::Value>, StoreError> {
+        get_opt_s(item, name)
+            .map(|text| serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("step {name}: {e}"))))
+            .transpose()
+    };
+    let error: Option<StepError> = match json("error")? {
+        Some(value) => Some(serde_json::from_value(value).map_err(|e| StoreError::Internal(e.to_string()))?),
+        None => None,
+    };
+    Ok(StepRecord {
+        node_id: get_s(item, "node_id")?,
+        status: step_status(&get_s(item, "status")?)?,
+        attempts: get_n(item, "attempts")?,
+        started_at: get_opt_s(item, "started_at"),
+        finished_at: get_opt_s(item, "finished_at"),
+        output: json("output")?.unwrap_or(serde_json::Value::Null),
+        error,
+    })
+}
+
+#[async_trait]
+impl StepStore for DynamoStore {
+    async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        let pk = format!("T#{tenant_id}#EX#{execution_id}");
+        let mut steps = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s("STEP#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                steps.push(step_from(&item)?);
+            }
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(steps),
+            }
+        }
+    }
+
+    async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError> {
+        let mut item = key(format!("T#{tenant_id}#EX#{execution_id}"), format!("STEP#{}", step.node_id));
+        item.insert("entity".into(), s("step"));
+        item.insert("node_id".into(), s(&step.node_id));
+        let status = serde_json::to_value(step.status).map_err(|e| StoreError::Internal(e.to_string()))?;
+        item.insert("status".into(), s(status.as_str().unwrap_or("pending")));
+        item.insert("attempts".into(), n(step.attempts));
+        item.insert("output".into(), s(step.output.to_string()));
+        if let Some(error) = &step.error {
+            item.insert(
+                "error".into(),
+                s(serde_json::to_string(error).map_err(|e| StoreError::Internal(e.to_string()))?),
+            );
+        }
+        for (name, value) in [("started_at", &step.started_at), ("finished_at", &step.finished_at)] {
+            if let Some(value) = value {
+                item.insert(name.into(), s(value));
+            }
+        }
+        self.put_new(item).await
     }
 }
 

@@ -176,8 +176,8 @@ pub trait HealthProbe: Send + Sync {
 }
 
 /// Everything a route needs from the table, as one object.
-pub trait Store: WorkflowStore + TenantStore + CredentialStore + HealthProbe {}
-impl<T: WorkflowStore + TenantStore + CredentialStore + HealthProbe> Store for T {}
+pub trait Store: WorkflowStore + TenantStore + CredentialStore + StepStore + HealthProbe {}
+impl<T: WorkflowStore + TenantStore + CredentialStore + StepStore + HealthProbe> Store for T {}
 
 /// The sort key a version listing resumes after.
 pub fn version_sort_key(version: u32) -> String {
