@@ -8,6 +8,7 @@ pub mod config;
 pub mod cursor;
 pub mod engine;
 pub mod error;
+pub mod executions;
 pub mod http;
 pub mod model;
 pub mod nodes;

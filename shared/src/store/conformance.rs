@@ -22,6 +22,7 @@ macro_rules! store_conformance_tests {
             api_key_lifecycle,
             credentials_are_tenant_scoped_and_paged,
             steps_are_recorded_once_per_node,
+            executions_lifecycle_and_lease,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -405,4 +406,89 @@ pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
     steps.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     assert_eq!(steps, vec![ok, failed], "the first result stays, exactly as written");
     assert!(store.load_steps(&new_id(), &execution).await.unwrap().is_empty(), "scoped by tenant");
+}
+
+pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
+    use crate::executions::{ExecutionRecord, ExecutionStatus};
+    let tenant = new_id();
+    let record = ExecutionRecord::queued(
+        &tenant,
+        &new_id(),
+        Some(3),
+        json!({ "url": "https://example.com" }),
+        "req-1",
+        std::time::Duration::from_secs(900),
+    );
+    let snapshot = definition("snap", &["x"]);
+    store.create_execution(&record, &snapshot).await.unwrap();
+    assert!(matches!(store.create_execution(&record, &snapshot).await, Err(StoreError::ConditionFailed)));
+    let id = record.execution_id.as_str();
+    assert_eq!(store.get_execution(&tenant, id).await.unwrap(), Some(record.clone()));
+    assert_eq!(store.get_execution_definition(&tenant, id).await.unwrap(), Some(snapshot));
+    assert_eq!(store.get_execution(&new_id(), id).await.unwrap(), None, "scoped by tenant");
+
+    // The lease: one holder at a time, re-entrant for its owner, free again once expired or released.
+    let (now, later) = ("2030-01-01T00:00:00.000Z", "2030-01-01T00:05:00.000Z");
+    assert!(store.claim_lease(&tenant, id, "worker-a", later, now).await.unwrap());
+    assert!(!store.claim_lease(&tenant, id, "worker-b", later, now).await.unwrap());
+    assert!(store.claim_lease(&tenant, id, "worker-a", later, now).await.unwrap());
+    assert!(
+        store
+            .claim_lease(&tenant, id, "worker-b", "2030-01-01T00:10:00.000Z", "2030-01-01T00:06:00.000Z")
+            .await
+            .unwrap()
+    );
+    store.release_lease(&tenant, id, "worker-a").await.unwrap(); // not the holder: no effect
+    assert!(!store.claim_lease(&tenant, id, "worker-c", later, now).await.unwrap());
+    store.release_lease(&tenant, id, "worker-b").await.unwrap();
+    assert!(store.claim_lease(&tenant, id, "worker-c", later, now).await.unwrap());
+    assert!(
+        !store.claim_lease(&new_id(), id, "worker-c", later, now).await.unwrap(),
+        "no lease on a missing execution"
+    );
+
+    store.mark_running(&tenant, id, "2030-01-01T00:00:01.000Z").await.unwrap();
+    store.mark_running(&tenant, id, "2030-01-01T00:09:00.000Z").await.unwrap();
+    let running = store.get_execution(&tenant, id).await.unwrap().unwrap();
+    assert_eq!(running.status, ExecutionStatus::Running);
+    assert_eq!(running.started_at.as_deref(), Some("2030-01-01T00:00:01.000Z"), "the first start is kept");
+
+    assert!(store.request_cancel(&tenant, id).await.unwrap());
+    assert!(store.get_execution(&tenant, id).await.unwrap().unwrap().cancel_requested);
+    let error = crate::engine::StepError { code: "X".into(), message: "y".into() };
+    store
+        .finish_execution(
+            &tenant,
+            id,
+            ExecutionStatus::Failed,
+            json!(null),
+            Some(error.clone()),
+            "2030-01-01T00:00:09.000Z".into(),
+        )
+        .await
+        .unwrap();
+    // A final execution does not change again.
+    store
+        .finish_execution(&tenant, id, ExecutionStatus::Succeeded, json!(1), None, "2031-01-01T00:00:00.000Z".into())
+        .await
+        .unwrap();
+    store.mark_running(&tenant, id, "2031-01-01T00:00:00.000Z").await.unwrap();
+    let done = store.get_execution(&tenant, id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.status, done.error, done.finished_at.as_deref()),
+        (ExecutionStatus::Failed, Some(error), Some("2030-01-01T00:00:09.000Z"))
+    );
+    let other =
+        ExecutionRecord::queued(&tenant, &new_id(), None, json!({}), "req-2", std::time::Duration::from_secs(60));
+    store.create_execution(&other, &definition("snap", &[])).await.unwrap();
+    store
+        .finish_execution(&tenant, &other.execution_id, ExecutionStatus::Succeeded, json!({ "a": 1 }), None, now.into())
+        .await
+        .unwrap();
+    assert!(
+        !store.request_cancel(&tenant, &other.execution_id).await.unwrap(),
+        "a finished execution cannot be cancelled"
+    );
+    assert!(!store.request_cancel(&tenant, &new_id()).await.unwrap());
+    assert_eq!(store.get_execution(&tenant, &other.execution_id).await.unwrap().unwrap().output, json!({ "a": 1 }));
 }

@@ -7,17 +7,20 @@
 //! | version  | `T#<tenant>#WF#<ulid>`  | `V#<10-digit>`|
 //! | api key  | `KEY#<sha256 hex>`      | `KEY`         | gsi1: `T#<tenant>` / `APIKEY#<ulid>`
 //! | credential | `T#<tenant>`          | `CRED#<name>` |
+//! | execution | `T#<tenant>`           | `EX#<ulid>`   | gsi1: `T#<tenant>#WF#<ulid>` / `EX#<ulid>`
+//! | snapshot | `T#<tenant>#EX#<ulid>`  | `DEF`         |
 //! | step     | `T#<tenant>#EX#<ulid>`  | `STEP#<node>` |
 //!
 //! Every tenant-owned key starts with the tenant id, so no request can name another tenant's
 //! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
 
 use super::{
-    CredentialStore, DeployOutcome, HealthProbe, Page, StepStore, TenantStore, VersionSummary, WorkflowStore,
-    WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, Page, StepStore, TenantStore, VersionSummary,
+    WorkflowStore, WorkflowSummary, version_sort_key,
 };
 use crate::engine::{StepError, StepRecord, StepStatus};
 use crate::error::StoreError;
+use crate::executions::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -801,6 +804,234 @@ impl CredentialStore for DynamoStore {
 
     async fn delete_credential(&self, tenant_id: &str, name: &str) -> Result<bool, StoreError> {
         self.delete_existing(key(tenant_pk(tenant_id), format!("CRED#{name}"))).await
+    }
+}
+
+fn execution_key(tenant_id: &str, execution_id: &str) -> Item {
+    key(tenant_pk(tenant_id), format!("EX#{execution_id}"))
+}
+
+fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRecord, StoreError> {
+    let json = |name: &str| -> Result<serde_json::Value, StoreError> {
+        match get_opt_s(item, name) {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("execution {name}: {e}")))
+            }
+            None => Ok(serde_json::Value::Null),
+        }
+    };
+    let status = get_s(item, "status")?;
+    Ok(ExecutionRecord {
+        tenant_id: tenant_id.to_string(),
+        execution_id: get_s(item, "execution_id")?,
+        workflow_id: get_s(item, "workflow_id")?,
+        version: get_opt_n(item, "version")?,
+        status: ExecutionStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("status {status}")))?,
+        input: json("input")?,
+        output: json("output")?,
+        error: match json("error")? {
+            serde_json::Value::Null => None,
+            value => Some(serde_json::from_value(value).map_err(|e| StoreError::Internal(e.to_string()))?),
+        },
+        request_id: get_s(item, "request_id")?,
+        created_at: get_s(item, "created_at")?,
+        started_at: get_opt_s(item, "started_at"),
+        finished_at: get_opt_s(item, "finished_at"),
+        deadline_at: get_s(item, "deadline_at")?,
+        cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
+    })
+}
+
+#[async_trait]
+impl ExecutionStore for DynamoStore {
+    async fn create_execution(
+        &self,
+        record: &ExecutionRecord,
+        definition: &WorkflowDefinition,
+    ) -> Result<(), StoreError> {
+        let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+        let mut item = execution_key(&record.tenant_id, &record.execution_id);
+        item.insert("entity".into(), s("execution"));
+        item.insert("gsi1pk".into(), s(format!("T#{}#WF#{}", record.tenant_id, record.workflow_id)));
+        item.insert("gsi1sk".into(), s(format!("EX#{}", record.execution_id)));
+        item.insert("execution_id".into(), s(&record.execution_id));
+        item.insert("workflow_id".into(), s(&record.workflow_id));
+        if let Some(version) = record.version {
+            item.insert("version".into(), n(version));
+        }
+        item.insert("status".into(), s(record.status.as_str()));
+        item.insert("input".into(), s(record.input.to_string()));
+        item.insert("request_id".into(), s(&record.request_id));
+        item.insert("created_at".into(), s(&record.created_at));
+        item.insert("deadline_at".into(), s(&record.deadline_at));
+        item.insert("cancel_requested".into(), AttributeValue::Bool(record.cancel_requested));
+        let mut snapshot = key(format!("T#{}#EX#{}", record.tenant_id, record.execution_id), "DEF".into());
+        snapshot.insert("entity".into(), s("execution_definition"));
+        snapshot.insert("definition".into(), s(definition_json(definition)?));
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+        };
+        self.client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put(item).map_err(internal)?).build())
+            .transact_items(TransactWriteItem::builder().put(put(snapshot).map_err(internal)?).build())
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn get_execution(&self, tenant_id: &str, execution_id: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        self.get(execution_key(tenant_id, execution_id)).await?.map(|item| execution_from(&item, tenant_id)).transpose()
+    }
+
+    async fn get_execution_definition(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+    ) -> Result<Option<WorkflowDefinition>, StoreError> {
+        self.get(key(format!("T#{tenant_id}#EX#{execution_id}"), "DEF".into()))
+            .await?
+            .map(|item| definition_from(&item))
+            .transpose()
+    }
+
+    async fn claim_lease(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        until: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(execution_key(tenant_id, execution_id)))
+            .update_expression("SET lease_owner = :owner, lease_until = :until")
+            .condition_expression(
+                "attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
+            )
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", s(until))
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) => Ok(true),
+            Err(StoreError::ConditionFailed) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn release_lease(&self, tenant_id: &str, execution_id: &str, owner: &str) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(execution_key(tenant_id, execution_id)))
+            .update_expression("REMOVE lease_owner, lease_until")
+            .condition_expression("lease_owner = :owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await
+            .map_err(classify);
+        match result {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn mark_running(&self, tenant_id: &str, execution_id: &str, at: &str) -> Result<(), StoreError> {
+        self.transition(
+            tenant_id,
+            execution_id,
+            "SET #status = :running, started_at = if_not_exists(started_at, :at)",
+            vec![(":running", s("running")), (":at", s(at))],
+        )
+        .await
+    }
+
+    async fn finish_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        status: ExecutionStatus,
+        output: serde_json::Value,
+        error: Option<crate::engine::StepError>,
+        at: String,
+    ) -> Result<(), StoreError> {
+        let error = match error {
+            Some(error) => serde_json::to_string(&error).map_err(|e| StoreError::Internal(e.to_string()))?,
+            None => "null".to_string(),
+        };
+        self.transition(
+            tenant_id,
+            execution_id,
+            "SET #status = :final, #output = :output, #error = :error, finished_at = :at",
+            vec![
+                (":final", s(status.as_str())),
+                (":output", s(output.to_string())),
+                (":error", s(error)),
+                (":at", s(at)),
+            ],
+        )
+        .await
+    }
+
+    async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .transition(
+                tenant_id,
+                execution_id,
+                "SET cancel_requested = :yes",
+                vec![(":yes", AttributeValue::Bool(true))],
+            )
+            .await;
+        match result {
+            Ok(()) => Ok(self.get_execution(tenant_id, execution_id).await?.is_some_and(|e| e.cancel_requested)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// An update that applies only while the execution is queued or running; on a final (or
+    /// missing) execution it does nothing.
+    async fn transition(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        update: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<(), StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(execution_key(tenant_id, execution_id)))
+            .update_expression(update)
+            .condition_expression("attribute_exists(pk) AND #status IN (:queued, :running_now)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":running_now", s("running"));
+        if update.contains("#output") {
+            request =
+                request.expression_attribute_names("#output", "output").expression_attribute_names("#error", "error");
+        }
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await.map_err(classify) {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -2,11 +2,12 @@
 //! the conformance suite.
 
 use super::{
-    CredentialStore, DeployOutcome, HealthProbe, Page, SecretStore, StepStore, TenantStore, VersionSummary,
-    WorkflowStore, WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, Page, SecretStore, StepStore, TenantStore,
+    VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
-use crate::engine::StepRecord;
+use crate::engine::{StepError, StepRecord};
 use crate::error::StoreError;
+use crate::executions::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -30,6 +31,15 @@ struct Inner {
     secrets: BTreeMap<String, String>,
     /// (tenant, execution, node) -> final step.
     steps: BTreeMap<(String, String, String), StepRecord>,
+    /// (tenant, execution) -> the execution with its snapshot and lease.
+    executions: BTreeMap<(String, String), StoredExecution>,
+}
+
+struct StoredExecution {
+    record: ExecutionRecord,
+    definition: WorkflowDefinition,
+    /// (owner, expiry)
+    lease: Option<(String, String)>,
 }
 
 impl MemoryStore {
@@ -365,6 +375,105 @@ impl StepStore for MemoryStore {
         }
         inner.steps.insert(key, step.clone());
         Ok(())
+    }
+}
+
+#[async_trait]
+impl ExecutionStore for MemoryStore {
+    async fn create_execution(
+        &self,
+        record: &ExecutionRecord,
+        definition: &WorkflowDefinition,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let key = (record.tenant_id.clone(), record.execution_id.clone());
+        if inner.executions.contains_key(&key) {
+            return Err(StoreError::ConditionFailed);
+        }
+        inner
+            .executions
+            .insert(key, StoredExecution { record: record.clone(), definition: definition.clone(), lease: None });
+        Ok(())
+    }
+
+    async fn get_execution(&self, tenant_id: &str, execution_id: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        Ok(self.lock().executions.get(&(tenant_id.to_string(), execution_id.to_string())).map(|e| e.record.clone()))
+    }
+
+    async fn get_execution_definition(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+    ) -> Result<Option<WorkflowDefinition>, StoreError> {
+        Ok(self.lock().executions.get(&(tenant_id.to_string(), execution_id.to_string())).map(|e| e.definition.clone()))
+    }
+
+    async fn claim_lease(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        until: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some(entry) = inner.executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) else {
+            return Ok(false);
+        };
+        let free = entry.lease.as_ref().is_none_or(|(holder, expiry)| holder == owner || expiry.as_str() < now);
+        if free {
+            entry.lease = Some((owner.to_string(), until.to_string()));
+        }
+        Ok(free)
+    }
+
+    async fn release_lease(&self, tenant_id: &str, execution_id: &str, owner: &str) -> Result<(), StoreError> {
+        if let Some(entry) = self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string()))
+            && entry.lease.as_ref().is_some_and(|(holder, _)| holder == owner)
+        {
+            entry.lease = None;
+        }
+        Ok(())
+    }
+
+    async fn mark_running(&self, tenant_id: &str, execution_id: &str, at: &str) -> Result<(), StoreError> {
+        if let Some(entry) = self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string()))
+            && !entry.record.status.is_final()
+        {
+            entry.record.status = ExecutionStatus::Running;
+            entry.record.started_at.get_or_insert_with(|| at.to_string());
+        }
+        Ok(())
+    }
+
+    async fn finish_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        status: ExecutionStatus,
+        output: serde_json::Value,
+        error: Option<StepError>,
+        at: String,
+    ) -> Result<(), StoreError> {
+        if let Some(entry) = self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string()))
+            && !entry.record.status.is_final()
+        {
+            entry.record.status = status;
+            entry.record.output = output;
+            entry.record.error = error;
+            entry.record.finished_at = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError> {
+        match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
+            Some(entry) if !entry.record.status.is_final() => {
+                entry.record.cancel_requested = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

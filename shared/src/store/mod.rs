@@ -2,8 +2,9 @@
 //! emulator in tests) and `memory` (domain unit tests). `conformance` holds the one suite both
 //! must pass.
 
-use crate::engine::StepRecord;
+use crate::engine::{StepError, StepRecord};
 use crate::error::StoreError;
+use crate::executions::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 
@@ -160,6 +161,50 @@ pub trait SecretStore: Send + Sync {
 
 pub const MAX_KEYS_PER_TENANT: usize = 50;
 
+/// Executions: records, definition snapshots, the worker lease, and lifecycle transitions.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Creates the execution with its definition snapshot, atomically; never overwrites.
+    async fn create_execution(
+        &self,
+        record: &ExecutionRecord,
+        definition: &WorkflowDefinition,
+    ) -> Result<(), StoreError>;
+    async fn get_execution(&self, tenant_id: &str, execution_id: &str) -> Result<Option<ExecutionRecord>, StoreError>;
+    async fn get_execution_definition(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+    ) -> Result<Option<WorkflowDefinition>, StoreError>;
+    /// Takes the lease until `until` if nobody holds it, it expired before `now`, or `owner`
+    /// already holds it (one conditional write). False if another worker holds it.
+    async fn claim_lease(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        until: &str,
+        now: &str,
+    ) -> Result<bool, StoreError>;
+    /// Gives the lease back if `owner` still holds it.
+    async fn release_lease(&self, tenant_id: &str, execution_id: &str, owner: &str) -> Result<(), StoreError>;
+    /// Queued (or running) becomes running; the first start time is kept.
+    async fn mark_running(&self, tenant_id: &str, execution_id: &str, at: &str) -> Result<(), StoreError>;
+    /// Records a final status, unless the execution is already final.
+    async fn finish_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        status: ExecutionStatus,
+        output: serde_json::Value,
+        error: Option<StepError>,
+        at: String,
+    ) -> Result<(), StoreError>;
+    /// Asks a queued or running execution to stop before its next node; false if it is final or
+    /// does not exist.
+    async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError>;
+}
+
 /// The durable per-node results of executions.
 #[async_trait]
 pub trait StepStore: Send + Sync {
@@ -176,8 +221,8 @@ pub trait HealthProbe: Send + Sync {
 }
 
 /// Everything a route needs from the table, as one object.
-pub trait Store: WorkflowStore + TenantStore + CredentialStore + StepStore + HealthProbe {}
-impl<T: WorkflowStore + TenantStore + CredentialStore + StepStore + HealthProbe> Store for T {}
+pub trait Store: WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepStore + HealthProbe {}
+impl<T: WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepStore + HealthProbe> Store for T {}
 
 /// The sort key a version listing resumes after.
 pub fn version_sort_key(version: u32) -> String {

@@ -1,0 +1,220 @@
+//! Executions: one run of a workflow version, its lifecycle, and the worker's processing of one
+//! queued execution (lease, engine run, finish or continue). The queue, the routes and the worker
+//! function wire this up (issue 3, not built yet).
+
+use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, StepError, StopReason};
+use crate::error::StoreError;
+use crate::model::{WorkflowDefinition, now_rfc3339};
+use crate::store::{ExecutionStore, StepStore};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+    TimedOut,
+}
+
+impl ExecutionStatus {
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
+            ExecutionStatus::TimedOut => "timed_out",
+        }
+    }
+    pub fn parse(text: &str) -> Option<ExecutionStatus> {
+        serde_json::from_value(Value::String(text.to_string())).ok()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionRecord {
+    pub tenant_id: String,
+    pub execution_id: String,
+    pub workflow_id: String,
+    /// None: the draft at start time (its definition is snapshotted with the execution).
+    pub version: Option<u32>,
+    pub status: ExecutionStatus,
+    pub input: Value,
+    pub output: Value,
+    pub error: Option<StepError>,
+    pub request_id: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// When the execution times out (created_at + the workflow's execution timeout).
+    pub deadline_at: String,
+    pub cancel_requested: bool,
+}
+
+/// Default execution timeout; a workflow may set up to 24 h (issue 3).
+pub const DEFAULT_EXECUTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+impl ExecutionRecord {
+    /// A new execution waiting for a worker.
+    pub fn queued(
+        tenant_id: &str,
+        workflow_id: &str,
+        version: Option<u32>,
+        input: Value,
+        request_id: &str,
+        timeout: Duration,
+    ) -> ExecutionRecord {
+        ExecutionRecord {
+            tenant_id: tenant_id.to_string(),
+            execution_id: crate::model::new_id(),
+            workflow_id: workflow_id.to_string(),
+            version,
+            status: ExecutionStatus::Queued,
+            input,
+            output: Value::Null,
+            error: None,
+            request_id: request_id.to_string(),
+            created_at: now_rfc3339(),
+            started_at: None,
+            finished_at: None,
+            deadline_at: crate::model::rfc3339_in(timeout.as_secs() as i64),
+            cancel_requested: false,
+        }
+    }
+}
+
+/// What the worker did with one queued execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// Finished (or already final): delete the message.
+    Finished(ExecutionStatus),
+    /// Checkpointed near the invocation's deadline: send a continuation message, delete this one.
+    Continue,
+    /// Another worker holds the lease: leave the message for redelivery.
+    Busy,
+}
+
+/// The time an invocation may still spend, and how much of it to keep for checkpointing.
+pub struct Budget {
+    pub deadline: Instant,
+    pub margin: Duration,
+}
+
+impl Budget {
+    fn nearly_spent(&self) -> bool {
+        Instant::now() + self.margin >= self.deadline
+    }
+    fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+}
+
+/// Processes one queued execution: claims its lease (so two deliveries never run it at once),
+/// runs the engine from the recorded steps, and records how it ended.
+pub async fn process<S: ExecutionStore + StepStore>(
+    store: &S,
+    executor: &dyn NodeExecutor,
+    tenant_id: &str,
+    execution_id: &str,
+    worker_id: &str,
+    budget: &Budget,
+) -> Result<Processed, StoreError> {
+    let Some(execution) = store.get_execution(tenant_id, execution_id).await? else {
+        tracing::warn!(execution_id, "queued execution does not exist; dropping the message");
+        return Ok(Processed::Finished(ExecutionStatus::Failed));
+    };
+    if execution.status.is_final() {
+        return Ok(Processed::Finished(execution.status));
+    }
+    let lease_until = crate::model::rfc3339_in(budget.remaining().as_secs() as i64 + 1);
+    if !store.claim_lease(tenant_id, execution_id, worker_id, &lease_until, &now_rfc3339()).await? {
+        return Ok(Processed::Busy);
+    }
+    let result = run_leased(store, executor, &execution, budget).await;
+    store.release_lease(tenant_id, execution_id, worker_id).await?;
+    result
+}
+
+async fn run_leased<S: ExecutionStore + StepStore>(
+    store: &S,
+    executor: &dyn NodeExecutor,
+    execution: &ExecutionRecord,
+    budget: &Budget,
+) -> Result<Processed, StoreError> {
+    let (tenant_id, execution_id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
+    let definition: WorkflowDefinition = store
+        .get_execution_definition(tenant_id, execution_id)
+        .await?
+        .ok_or_else(|| StoreError::Internal("the execution's definition is missing".into()))?;
+    store.mark_running(tenant_id, execution_id, &now_rfc3339()).await?;
+    // Cancellation is read from the store between waves; a stop is remembered for the outcome.
+    let cancel_seen = Mutex::new(execution.cancel_requested);
+    let deadline_at = execution.deadline_at.clone();
+    let stop = || -> Option<StopReason> {
+        if *cancel_seen.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Some(StopReason::Cancelled);
+        }
+        if now_rfc3339() >= deadline_at {
+            return Some(StopReason::TimedOut);
+        }
+        budget.nearly_spent().then_some(StopReason::Deadline)
+    };
+    let ctx = RunContext {
+        tenant_id,
+        execution_id,
+        workflow_id: &execution.workflow_id,
+        input: &execution.input,
+        definition: &definition,
+    };
+    let watcher = async {
+        // Refresh the cancel flag once a second while the run goes on.
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if let Ok(Some(current)) = store.get_execution(tenant_id, execution_id).await {
+                *cancel_seen.lock().unwrap_or_else(|p| p.into_inner()) = current.cancel_requested;
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = engine::run(&ctx, store, executor, &stop, engine::DEFAULT_CONCURRENCY) => outcome?,
+        _ = watcher => unreachable!("the watcher never ends"),
+    };
+    let finish =
+        |status, output, error| store.finish_execution(tenant_id, execution_id, status, output, error, now_rfc3339());
+    let processed = match outcome {
+        RunOutcome::Succeeded { output } => {
+            finish(ExecutionStatus::Succeeded, output, None).await?;
+            Processed::Finished(ExecutionStatus::Succeeded)
+        }
+        RunOutcome::Failed { node_id, error } => {
+            let error = StepError { code: error.code, message: format!("node '{node_id}': {}", error.message) };
+            finish(ExecutionStatus::Failed, Value::Null, Some(error)).await?;
+            Processed::Finished(ExecutionStatus::Failed)
+        }
+        RunOutcome::Stopped(StopReason::Cancelled) => {
+            finish(ExecutionStatus::Cancelled, Value::Null, None).await?;
+            Processed::Finished(ExecutionStatus::Cancelled)
+        }
+        RunOutcome::Stopped(StopReason::TimedOut) => {
+            let error =
+                StepError { code: "EXECUTION_TIMED_OUT".into(), message: "the execution timeout passed".into() };
+            finish(ExecutionStatus::TimedOut, Value::Null, Some(error)).await?;
+            Processed::Finished(ExecutionStatus::TimedOut)
+        }
+        RunOutcome::Stopped(StopReason::Deadline) => Processed::Continue,
+    };
+    Ok(processed)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,137 @@
+use super::*;
+use crate::engine::{NodeFailure, RegistryExecutor};
+use crate::model::NodeSpec;
+use crate::store::memory::MemoryStore;
+use crate::validation::validate_definition;
+use async_trait::async_trait;
+use serde_json::json;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn workflow() -> WorkflowDefinition {
+    let document = json!({
+        "name": "three",
+        "nodes": [
+            { "id": "a", "type": "text.template", "config": { "template": "A {{ input.x }}" } },
+            { "id": "b", "type": "text.template", "config": { "template": "{{ nodes.a.output.text }} B" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.b.output.text }}" } }
+        ],
+        "edges": [ { "from": "a", "to": "b" }, { "from": "b", "to": "done" } ]
+    });
+    let size = document.to_string().len();
+    validate_definition(&document, size).unwrap()
+}
+
+/// Counts calls; optionally slow, so concurrent deliveries overlap.
+#[derive(Default)]
+struct Counting {
+    calls: AtomicUsize,
+    delay_ms: u64,
+}
+
+#[async_trait]
+impl NodeExecutor for Counting {
+    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
+        RegistryExecutor.execute(node, scope).await
+    }
+}
+
+fn budget(seconds: u64) -> Budget {
+    Budget { deadline: Instant::now() + Duration::from_secs(seconds), margin: Duration::from_millis(10) }
+}
+
+async fn queued(store: &MemoryStore, timeout: Duration) -> ExecutionRecord {
+    let record = ExecutionRecord::queued("t1", "wf1", Some(1), json!({ "x": 1 }), "req-1", timeout);
+    store.create_execution(&record, &workflow()).await.unwrap();
+    record
+}
+
+#[tokio::test]
+async fn a_queued_execution_runs_to_success() {
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
+    let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    assert_eq!(processed, Processed::Finished(ExecutionStatus::Succeeded));
+    let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!((done.status, done.output), (ExecutionStatus::Succeeded, json!("A 1 B")));
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+    // Redelivered after it finished: nothing runs again.
+    let again = process(&store, &executor, "t1", &record.execution_id, "w2", &budget(60)).await.unwrap();
+    assert_eq!(again, Processed::Finished(ExecutionStatus::Succeeded));
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn two_concurrent_deliveries_run_each_node_once() {
+    let store = MemoryStore::new();
+    let executor = Counting { delay_ms: 50, ..Default::default() };
+    let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
+    let id = record.execution_id.as_str();
+    let (budget_1, budget_2) = (budget(60), budget(60));
+    let (first, second) = tokio::join!(
+        process(&store, &executor, "t1", id, "w1", &budget_1),
+        process(&store, &executor, "t1", id, "w2", &budget_2),
+    );
+    let mut outcomes = vec![first.unwrap(), second.unwrap()];
+    outcomes.sort_by_key(|p| format!("{p:?}"));
+    assert_eq!(outcomes, vec![Processed::Busy, Processed::Finished(ExecutionStatus::Succeeded)]);
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 3, "each node called once");
+}
+
+#[tokio::test]
+async fn a_spent_budget_checkpoints_and_the_continuation_finishes() {
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
+    let spent = Budget { deadline: Instant::now(), margin: Duration::from_secs(1) };
+    let first = process(&store, &executor, "t1", &record.execution_id, "w1", &spent).await.unwrap();
+    assert_eq!(first, Processed::Continue);
+    assert_eq!(
+        store.get_execution("t1", &record.execution_id).await.unwrap().unwrap().status,
+        ExecutionStatus::Running
+    );
+    let second = process(&store, &executor, "t1", &record.execution_id, "w2", &budget(60)).await.unwrap();
+    assert_eq!(second, Processed::Finished(ExecutionStatus::Succeeded), "the lease was released for the continuation");
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn cancelled_and_timed_out_executions_start_no_node() {
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
+    assert!(store.request_cancel("t1", &record.execution_id).await.unwrap());
+    let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    assert_eq!(processed, Processed::Finished(ExecutionStatus::Cancelled));
+
+    let expired = queued(&store, Duration::ZERO).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let processed = process(&store, &executor, "t1", &expired.execution_id, "w1", &budget(60)).await.unwrap();
+    assert_eq!(processed, Processed::Finished(ExecutionStatus::TimedOut));
+    let timed_out = store.get_execution("t1", &expired.execution_id).await.unwrap().unwrap();
+    assert_eq!(timed_out.error.unwrap().code, "EXECUTION_TIMED_OUT");
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_held_lease_leaves_the_message_for_later() {
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
+    let until = crate::model::rfc3339_in(300);
+    assert!(store.claim_lease("t1", &record.execution_id, "other", &until, &now_rfc3339()).await.unwrap());
+    let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    assert_eq!(processed, Processed::Busy);
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn a_failing_node_fails_the_execution_with_its_name() {
+    let store = MemoryStore::new();
+    let record = ExecutionRecord::queued("t1", "wf1", None, json!({}), "req", DEFAULT_EXECUTION_TIMEOUT);
+    store.create_execution(&record, &workflow()).await.unwrap();
+    let processed = process(&store, &Counting::default(), "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    assert_eq!(processed, Processed::Finished(ExecutionStatus::Failed));
+    let failed = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    let error = failed.error.unwrap();
+    assert_eq!(error.code, "TEMPLATE_UNDEFINED_VARIABLE");
+    assert!(error.message.starts_with("node 'a'"), "{}", error.message);
+}
