@@ -20,6 +20,8 @@ pub struct Config {
     pub key_rotation_grace: Duration,
     /// Browser origins allowed by CORS (exact matches); empty means no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
+    /// The SQS queue executions go through (start-execution and the worker need it).
+    pub execution_queue_url: Option<String>,
 }
 
 impl fmt::Debug for Config {
@@ -32,6 +34,7 @@ impl fmt::Debug for Config {
             .field("key_cache_ttl", &self.key_cache_ttl)
             .field("key_rotation_grace", &self.key_rotation_grace)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field("execution_queue_url", &self.execution_queue_url)
             .finish()
     }
 }
@@ -58,6 +61,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "CORS_ALLOWED_ORIGINS",
         "optional; comma-separated exact origins (https://app.example.com) allowed by CORS; empty: no CORS",
     ),
+    ("EXECUTION_QUEUE_URL", "required by start-execution and the worker; the SQS queue executions go through"),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
 
@@ -123,7 +127,14 @@ impl Config {
                 });
             }
         }
+        let execution_queue_url = lookup("EXECUTION_QUEUE_URL").filter(|v| !v.trim().is_empty());
+        if let Some(url) = &execution_queue_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError { variable: "EXECUTION_QUEUE_URL", problem: "must be an SQS queue URL".into() });
+        }
         Ok(Config {
+            execution_queue_url,
             table_name,
             stage,
             cursor_signing_key: cursor_signing_key.into_bytes(),

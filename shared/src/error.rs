@@ -18,15 +18,19 @@ pub enum ErrorCode {
     VersionNotFound,
     ApiKeyNotFound,
     CredentialNotFound,
+    ExecutionNotFound,
     MethodNotAllowed,
     ConcurrentModification,
     DraftUnchanged,
     KeyLimitReached,
     ApiKeyNotActive,
+    NoDeployedVersion,
+    ExecutionFinished,
     PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,
     ValidationFailed,
+    InputInvalid,
     RateLimited,
     QuotaExceeded,
     InternalError,
@@ -44,15 +48,19 @@ impl ErrorCode {
         ErrorCode::VersionNotFound,
         ErrorCode::ApiKeyNotFound,
         ErrorCode::CredentialNotFound,
+        ErrorCode::ExecutionNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ConcurrentModification,
         ErrorCode::DraftUnchanged,
         ErrorCode::KeyLimitReached,
         ErrorCode::ApiKeyNotActive,
+        ErrorCode::NoDeployedVersion,
+        ErrorCode::ExecutionFinished,
         ErrorCode::PreconditionFailed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::ValidationFailed,
+        ErrorCode::InputInvalid,
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
         ErrorCode::InternalError,
@@ -70,6 +78,10 @@ impl ErrorCode {
             ErrorCode::VersionNotFound => "VERSION_NOT_FOUND",
             ErrorCode::ApiKeyNotFound => "API_KEY_NOT_FOUND",
             ErrorCode::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
+            ErrorCode::ExecutionNotFound => "EXECUTION_NOT_FOUND",
+            ErrorCode::NoDeployedVersion => "NO_DEPLOYED_VERSION",
+            ErrorCode::ExecutionFinished => "EXECUTION_FINISHED",
+            ErrorCode::InputInvalid => "INPUT_INVALID",
             ErrorCode::KeyLimitReached => "KEY_LIMIT_REACHED",
             ErrorCode::ApiKeyNotActive => "API_KEY_NOT_ACTIVE",
             ErrorCode::RateLimited => "RATE_LIMITED",
@@ -94,8 +106,13 @@ impl ErrorCode {
             | ErrorCode::WorkflowNotFound
             | ErrorCode::VersionNotFound
             | ErrorCode::ApiKeyNotFound
-            | ErrorCode::CredentialNotFound => StatusCode::NOT_FOUND,
-            ErrorCode::KeyLimitReached | ErrorCode::ApiKeyNotActive => StatusCode::CONFLICT,
+            | ErrorCode::CredentialNotFound
+            | ErrorCode::ExecutionNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::KeyLimitReached
+            | ErrorCode::ApiKeyNotActive
+            | ErrorCode::NoDeployedVersion
+            | ErrorCode::ExecutionFinished => StatusCode::CONFLICT,
+            ErrorCode::InputInvalid => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ConcurrentModification | ErrorCode::DraftUnchanged => StatusCode::CONFLICT,
@@ -122,6 +139,12 @@ impl ErrorCode {
             ErrorCode::VersionNotFound => "The workflow has no such published version.",
             ErrorCode::ApiKeyNotFound => "No API key with this id exists for your tenant.",
             ErrorCode::CredentialNotFound => "No provider credential with this name exists for your tenant.",
+            ErrorCode::ExecutionNotFound => "No execution with this id exists for your tenant.",
+            ErrorCode::NoDeployedVersion => "The workflow has no deployed version; deploy one or pass `\"version\"`.",
+            ErrorCode::ExecutionFinished => "The execution has already finished, so it cannot be cancelled.",
+            ErrorCode::InputInvalid => {
+                "The execution input does not match the workflow's `input_schema`; `details` lists why."
+            }
             ErrorCode::KeyLimitReached => "The tenant already has the most API keys allowed (50); revoke one first.",
             ErrorCode::ApiKeyNotActive => "The API key is revoked or expired, so it cannot be rotated.",
             ErrorCode::RateLimited => {

@@ -136,6 +136,10 @@ fn syntax_message(e: &serde_json::Error) -> String {
 /// The body as a typed request object: JSON problems as `json_body`, shape problems as 400.
 pub fn typed_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let (value, _) = json_body(req)?;
+    // serde would also build a struct from an array ([1, 2] as its fields in order): refuse that.
+    if !value.is_object() {
+        return Err(ApiError::invalid_request("the body must be a JSON object"));
+    }
     serde_json::from_value(value)
         .map_err(|e| ApiError::invalid_request(format!("the body does not have the expected shape: {e}")))
 }

@@ -3,6 +3,7 @@
 
 use crate::api::{self, App, Route};
 use crate::config::Config;
+use crate::queue::SqsExecutionQueue;
 use crate::store::dynamo::DynamoStore;
 use crate::store::secrets_manager::SecretsManagerStore;
 use lambda_http::{Request, service_fn};
@@ -18,7 +19,39 @@ pub async fn app_from_env() -> App {
     let (config, sdk_config) = config_and_sdk().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone());
     let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config));
-    App::new(config, Arc::new(store), Arc::new(secrets))
+    let queue_url = config.execution_queue_url.clone();
+    let app = App::new(config, Arc::new(store), Arc::new(secrets));
+    match queue_url {
+        Some(url) => app.with_queue(Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), url))),
+        None => app,
+    }
+}
+
+/// Serves the SQS worker: each batch's messages run their executions; failures come back as
+/// batch item failures (the event source needs `ReportBatchItemFailures`).
+pub async fn serve_worker() -> Result<(), Error> {
+    use aws_lambda_events::event::sqs::SqsEvent;
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    let (config, sdk_config) = config_and_sdk().await;
+    let Some(queue_url) = config.execution_queue_url.clone() else {
+        eprintln!("configuration error: EXECUTION_QUEUE_URL is not set");
+        std::process::exit(1);
+    };
+    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone()));
+    let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
+        let (store, queue) = (store.clone(), queue.clone());
+        async move {
+            // The invocation deadline, as an Instant: what is left of the Lambda's time.
+            let remaining = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
+            let deadline = std::time::Instant::now() + remaining;
+            let worker_id = event.context.request_id.clone();
+            Ok::<_, Error>(
+                crate::worker::handle_batch(store.as_ref(), queue.as_ref(), event.payload, &worker_id, deadline).await,
+            )
+        }
+    }))
+    .await
 }
 
 async fn config_and_sdk() -> (Config, aws_config::SdkConfig) {

@@ -5,6 +5,7 @@ use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
 use nodeai::api::{self, App, ROUTES, Route};
 use nodeai::config::Config;
+use nodeai::queue::SqsExecutionQueue;
 use nodeai::store::dynamo::{DynamoStore, create_table};
 use nodeai::store::secrets_manager::SecretsManagerStore;
 use serde_json::Value;
@@ -47,12 +48,28 @@ pub async fn secret_store() -> SecretsManagerStore {
     SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk))
 }
 
+pub async fn sqs_client() -> aws_sdk_sqs::Client {
+    emulator_endpoint();
+    aws_sdk_sqs::Client::new(&aws_config::load_from_env().await)
+}
+
+/// A new SQS queue on the emulator, with its URL.
+pub async fn fresh_queue() -> (SqsExecutionQueue, String) {
+    let client = sqs_client().await;
+    let name = format!("nodeai-test-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let url =
+        client.create_queue().queue_name(name).send().await.expect("create the test queue").queue_url.expect("a url");
+    (SqsExecutionQueue::new(client, url.clone()), url)
+}
+
 pub struct TestApp {
     pub app: App,
     pub store: Arc<DynamoStore>,
     /// A tenant provisioned on the table, with its key.
     pub tenant_id: String,
     pub key: String,
+    /// The SQS queue (on the emulator) this app sends executions to.
+    pub queue_url: String,
 }
 
 impl TestApp {
@@ -71,17 +88,18 @@ impl TestApp {
             other => settings.get(other).cloned(),
         })
         .expect("test config is valid");
-        let app = App::new(config, store.clone(), Arc::new(secret_store().await));
+        let (queue, queue_url) = fresh_queue().await;
+        let app = App::new(config, store.clone(), Arc::new(secret_store().await)).with_queue(Arc::new(queue));
         let (tenant, key) = nodeai::auth::provision_tenant(store.as_ref(), "Test tenant", "free", None)
             .await
             .expect("provision the test tenant");
-        TestApp { app, store, tenant_id: tenant.tenant_id, key }
+        TestApp { app, store, tenant_id: tenant.tenant_id, key, queue_url }
     }
 
     /// Another app instance (its own key cache, as another warm Lambda) on the same table.
     pub fn another_instance(&self) -> App {
         let config = (*self.app.config).clone();
-        App::new(config, self.app.store.clone(), self.app.secrets.clone())
+        App::new(config, self.app.store.clone(), self.app.secrets.clone()).with_queue(self.app.queue.clone())
     }
 
     /// Another tenant on the same table.

@@ -215,14 +215,15 @@ async fn every_route_that_reads_a_body_refuses_bad_bodies() {
     let t = TestApp::new().await;
     let id = t.create_workflow(sample_definition("x")).await;
     let params = [("workflow_id", id.as_str()), ("name", "openai-main")];
-    // Publish and rotate take no body; every other POST/PUT reads one.
+    // Publish, rotate and cancel take no body; every other POST/PUT reads one.
     let readers: Vec<_> = ROUTES
         .iter()
         .filter(|s| {
-            (s.method == "POST" || s.method == "PUT") && !matches!(s.route, Route::PublishVersion | Route::RotateApiKey)
+            (s.method == "POST" || s.method == "PUT")
+                && !matches!(s.route, Route::PublishVersion | Route::RotateApiKey | Route::CancelExecution)
         })
         .collect();
-    assert_eq!(readers.len(), 6);
+    assert_eq!(readers.len(), 7);
     for spec in readers {
         let bad_json = t
             .send(

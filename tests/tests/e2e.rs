@@ -125,3 +125,39 @@ async fn errors_over_http_use_the_envelope() {
     assert_eq!(status, 404);
     assert_eq!(body["error"]["code"], "WORKFLOW_NOT_FOUND");
 }
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn an_execution_runs_through_the_queue_and_the_worker() {
+    let stack = Stack::start().await;
+    let definition: Value =
+        serde_json::from_str(include_str!("../../events/fixtures/greeting-workflow.json")).expect("fixture parses");
+    let (status, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (status, _, started) = stack
+        .send(
+            Method::POST,
+            &format!("/v1/workflows/{id}/executions"),
+            Some(json!({ "input": { "name": "Ada", "vip": true }, "version": "draft" })),
+            true,
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let execution_id = started["execution_id"].as_str().unwrap();
+    let mut last = Value::Null;
+    // Bounded wait for the poller and the worker (the worker may compile on first use).
+    for _ in 0..120 {
+        let (_, _, body) = stack.send(Method::GET, &format!("/v1/executions/{execution_id}"), None, true).await;
+        last = body;
+        if !matches!(last["status"].as_str(), Some("queued" | "running")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(last["status"], "succeeded", "{last}");
+    assert_eq!(last["output"]["name"], "Ada");
+    let steps = last["steps"].as_array().unwrap();
+    let status_of = |node: &str| steps.iter().find(|s| s["node_id"] == node).unwrap()["status"].clone();
+    assert_eq!((status_of("vip"), status_of("regular")), (json!("succeeded"), json!("skipped")));
+}

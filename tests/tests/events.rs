@@ -9,6 +9,7 @@ use std::path::PathBuf;
 const SAMPLE_WORKFLOW_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W1Y";
 const SAMPLE_KEY: &str = "nk_dev_local_only_not_a_secret_0000000000";
 const SAMPLE_KEY_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W2Z";
+const SAMPLE_EXECUTION_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W3X";
 
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
@@ -24,12 +25,21 @@ async fn run_event(function: &str, route: Route) -> Reply {
         let body = serde_json::json!({ "provider": "openai", "api_key": "sk-events-test-0000" });
         assert_eq!(t.call(Route::PutCredential, &[("name", "openai-main")], Some(body)).await.status, 201);
     }
+    let started = t
+        .call(
+            Route::StartExecution,
+            &[("workflow_id", &id)],
+            Some(serde_json::json!({ "version": "draft", "input": { "url": "https://example.com" } })),
+        )
+        .await;
+    let execution_id = started.body["execution_id"].as_str().expect("an execution id").to_string();
     let extra = t.call(Route::CreateApiKey, &[], Some(serde_json::json!({ "name": "extra" }))).await;
     let key_id = extra.body["id"].as_str().expect("a key id").to_string();
     let text = std::fs::read_to_string(events_dir().join(format!("{function}.json")))
         .unwrap_or_else(|e| panic!("events/{function}.json: {e}"))
         .replace(SAMPLE_WORKFLOW_ID, &id)
         .replace(SAMPLE_KEY_ID, &key_id)
+        .replace(SAMPLE_EXECUTION_ID, &execution_id)
         .replace(SAMPLE_KEY, &t.key);
     let request =
         lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("events/{function}.json does not parse: {e}"));
@@ -43,6 +53,7 @@ async fn every_route_event_gets_its_success_status() {
         let expected = match spec.route {
             Route::CreateWorkflow | Route::PublishVersion | Route::CreateApiKey | Route::RotateApiKey => 201,
             Route::PutCredential => 201,
+            Route::StartExecution | Route::CancelExecution => 202,
             Route::DeleteWorkflow | Route::RevokeApiKey | Route::DeleteCredential => 204,
             _ => 200,
         };

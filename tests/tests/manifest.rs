@@ -15,7 +15,7 @@ fn read(path: impl AsRef<Path>) -> String {
 }
 
 /// Functions that serve no route of their own.
-const NON_ROUTE_FUNCTIONS: &[&str] = &[FALLBACK_FUNCTION, "authorizer"];
+const NON_ROUTE_FUNCTIONS: &[&str] = &[FALLBACK_FUNCTION, "authorizer", "execution-worker"];
 
 fn all_functions() -> BTreeSet<String> {
     ROUTES.iter().map(|s| s.function.to_string()).chain(NON_ROUTE_FUNCTIONS.iter().map(|f| f.to_string())).collect()
@@ -101,7 +101,12 @@ fn template_has_a_function_and_an_api_event_for_every_route() {
         assert!(text.contains(&format!("Method: {}\n", spec.method.to_lowercase())), "{}: event method", spec.function);
     }
     let functions = resources.iter().filter(|(_, text)| text.contains("Type: AWS::Serverless::Function")).count();
-    assert_eq!(functions, all_functions().len(), "one function per route plus the fallback and the authorizer");
+    assert_eq!(functions, all_functions().len(), "one function per route plus the fallback, authorizer and worker");
+    let (_, worker) = resources.iter().find(|(_, t)| t.contains("Binary: execution-worker\n")).unwrap();
+    assert!(worker.contains("ReportBatchItemFailures"), "partial batch failures are reported");
+    let template_text = read("template.yaml");
+    assert!(template_text.contains("maxReceiveCount: 5") && template_text.contains("VisibilityTimeout: 1800"));
+    assert!(worker.contains("Timeout: 300"), "visibility 1800 s is 6x the worker timeout");
     let template = read("template.yaml");
     for tier in ["free", "pro", "enterprise"] {
         assert!(template.contains(&format!("UsagePlanName: !Sub nodeai-${{Stage}}-{tier}")), "usage plan {tier}");
@@ -162,7 +167,11 @@ fn every_function_has_a_sample_event() {
     for function in all_functions() {
         let text = read(format!("events/{function}.json"));
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert!(event["httpMethod"].is_string(), "events/{function}.json is an API Gateway REST event");
+        if function == "execution-worker" {
+            assert!(event["Records"][0]["eventSource"] == "aws:sqs", "events/{function}.json is an SQS event");
+        } else {
+            assert!(event["httpMethod"].is_string(), "events/{function}.json is an API Gateway REST event");
+        }
     }
 }
 

@@ -11,6 +11,7 @@ fn body_for(route: Route) -> Option<serde_json::Value> {
     match route {
         Route::UpdateWorkflow => Some(sample_definition("hijacked")),
         Route::DeployVersion => Some(json!({ "version": 1 })),
+        Route::StartExecution => Some(json!({ "version": "draft", "input": { "url": "https://example.com" } })),
         _ => None,
     }
 }
@@ -104,12 +105,22 @@ fn methods_in_the_route_table_parse() {
 }
 
 #[tokio::test]
-async fn another_tenants_keys_and_credentials_answer_404_on_every_route() {
+async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_route() {
     let t = TestApp::new().await;
     let key = t.call(Route::CreateApiKey, &[], Some(json!({ "name": "owned" }))).await;
     let key_id = key.body["id"].as_str().unwrap().to_string();
     let credential = json!({ "provider": "openai", "api_key": "sk-owned-0000000000" });
     assert_eq!(t.call(Route::PutCredential, &[("name", "owned")], Some(credential)).await.status, 201);
+    let workflow_id = t.create_workflow(nodeai_tests::sample_definition("runs")).await;
+    let started = t
+        .call(
+            Route::StartExecution,
+            &[("workflow_id", &workflow_id)],
+            Some(json!({ "version": "draft", "input": { "url": "u" } })),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.raw);
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
     let (_, intruder) = t.other_tenant().await;
 
     // Every route with an id in its path that is not a workflow route (those have their own
@@ -119,10 +130,10 @@ async fn another_tenants_keys_and_credentials_answer_404_on_every_route() {
         .iter()
         .filter(|s| s.path.contains('{') && !s.path.contains("{workflow_id}") && s.route != Route::PutCredential)
         .collect();
-    assert_eq!(routes.len(), 3, "revoke, rotate, delete credential");
+    assert_eq!(routes.len(), 5, "revoke, rotate, delete credential, get and cancel execution");
     for spec in routes {
-        let reply =
-            t.send(spec.route, RequestSpec::new(&[("key_id", &key_id), ("name", "owned")]).key(&intruder)).await;
+        let params = [("key_id", key_id.as_str()), ("name", "owned"), ("execution_id", execution_id.as_str())];
+        let reply = t.send(spec.route, RequestSpec::new(&params).key(&intruder)).await;
         assert_eq!(reply.status, 404, "{} {}: {}", spec.method, spec.path, reply.raw);
     }
     let keys = t.call(Route::ListApiKeys, &[], None).await;
@@ -131,6 +142,8 @@ async fn another_tenants_keys_and_credentials_answer_404_on_every_route() {
     assert_eq!(keys.body["items"].as_array().unwrap().len(), 2, "and rotated nothing");
     let credentials = t.call(Route::ListCredentials, &[], None).await;
     assert_eq!(credentials.body["items"][0]["name"], "owned");
+    let execution = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(execution.body["cancel_requested"], false, "the intruder cancelled nothing");
     let intruder_keys = t.send(Route::ListApiKeys, RequestSpec::new(&[]).key(&intruder)).await;
     assert!(!intruder_keys.raw.contains(&key_id));
 }

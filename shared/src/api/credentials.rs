@@ -66,11 +66,15 @@ pub async fn put(call: &Call<'_>) -> Result<Reply, ApiError> {
     let name = name_param(call)?;
     // Not typed_body: serde's messages may quote the value they choke on, and that could be the key.
     let (body, _) = http::json_body(call.req)?;
-    let request: PutCredentialRequest = serde_json::from_value(body).map_err(|_| {
+    let shape_error = || {
         ApiError::invalid_request(
             "the body must be {\"provider\": \"openai\" | \"anthropic\", \"api_key\": string, \"base_url\"?: string}",
         )
-    })?;
+    };
+    if !body.is_object() {
+        return Err(shape_error());
+    }
+    let request: PutCredentialRequest = serde_json::from_value(body).map_err(|_| shape_error())?;
     if !PROVIDERS.contains(&request.provider.as_str()) {
         return Err(ApiError::invalid_request(format!("provider must be one of: {}", PROVIDERS.join(", "))));
     }

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{self, Reply};
+use crate::queue::{ExecutionQueue, NoQueue};
 use crate::store::{SecretStore, Store};
 use lambda_http::{Body, Request, Response};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tracing::Instrument;
 
 mod api_keys;
 mod credentials;
+mod executions;
 mod health;
 mod node_types;
 mod workflows;
@@ -26,12 +28,19 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub secrets: Arc<dyn SecretStore>,
     pub keys: Arc<KeyCache>,
+    pub queue: Arc<dyn ExecutionQueue>,
 }
 
 impl App {
     pub fn new(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> Self {
         let keys = Arc::new(KeyCache::new(config.key_cache_ttl));
-        App { config: Arc::new(config), store, secrets, keys }
+        App { config: Arc::new(config), store, secrets, keys, queue: Arc::new(NoQueue) }
+    }
+
+    /// The queue executions are sent to (start-execution).
+    pub fn with_queue(mut self, queue: Arc<dyn ExecutionQueue>) -> Self {
+        self.queue = queue;
+        self
     }
 }
 
@@ -58,6 +67,9 @@ pub enum Route {
     PutCredential,
     ListCredentials,
     DeleteCredential,
+    StartExecution,
+    GetExecution,
+    CancelExecution,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -105,6 +117,9 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::PutCredential, "PUT", "/v1/credentials/{name}", "put-credential", true),
     spec(Route::ListCredentials, "GET", "/v1/credentials", "list-credentials", true),
     spec(Route::DeleteCredential, "DELETE", "/v1/credentials/{name}", "delete-credential", true),
+    spec(Route::StartExecution, "POST", "/v1/workflows/{workflow_id}/executions", "start-execution", true),
+    spec(Route::GetExecution, "GET", "/v1/executions/{execution_id}", "get-execution", true),
+    spec(Route::CancelExecution, "POST", "/v1/executions/{execution_id}/cancel", "cancel-execution", true),
 ];
 
 /// The function that answers what no route matches.
@@ -231,6 +246,9 @@ async fn dispatch(app: &App, route: Route, req: &Request, span: &tracing::Span) 
         Route::PutCredential => credentials::put(&call).await,
         Route::ListCredentials => credentials::list(&call).await,
         Route::DeleteCredential => credentials::delete(&call).await,
+        Route::StartExecution => executions::start(&call).await,
+        Route::GetExecution => executions::get(&call).await,
+        Route::CancelExecution => executions::cancel(&call).await,
         Route::Fallback => unreachable!("handled above"),
     }
 }

@@ -5,6 +5,7 @@
 //!                                         a tenant, its API Gateway key in the tier's usage plan,
 //!                                         and its first NodeAI key, printed once
 //!   set-tier --tenant ID --tier T         move a tenant to another tier's usage plan
+//!   create-queue --name N                 create the execution queue if missing; prints its URL (local stack)
 //! Reads TABLE_NAME, USAGE_PLAN_PREFIX (default nodeai-<STAGE or local>) and the usual AWS
 //! variables (AWS_ENDPOINT_URL for the emulator).
 
@@ -14,7 +15,7 @@ use nodeai::provisioning::{ApiGatewayUsagePlans, UsagePlans, create_tenant, set_
 use nodeai::store::dynamo::{DynamoStore, create_table};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: admin create-table | create-usage-plans | create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...] | set-tier --tenant ID --tier TIER";
+const USAGE: &str = "usage: admin create-table | create-usage-plans | create-queue --name NAME | create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...] | set-tier --tenant ID --tier TIER";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -61,6 +62,19 @@ async fn main() -> ExitCode {
                     eprintln!("Store this key now: only its hash is kept and it cannot be shown again.");
                 },
             )
+        }
+        Some("create-queue") => {
+            let Some(name) = flag(&args, "--name") else { return usage_error("--name is required") };
+            let sqs = aws_sdk_sqs::Client::new(&sdk);
+            match sqs.create_queue().queue_name(&name).send().await {
+                Ok(out) => {
+                    println!("{}", out.queue_url.unwrap_or_default());
+                    Ok(())
+                }
+                Err(e) => {
+                    Err(nodeai::error::StoreError::Internal(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))
+                }
+            }
         }
         Some("set-tier") => {
             let Some(tenant_id) = flag(&args, "--tenant") else { return usage_error("--tenant is required") };

@@ -41,6 +41,36 @@ fn undefined(path: &str) -> NodeFailure {
     NodeFailure::permanent("TEMPLATE_UNDEFINED_VARIABLE", format!("'{path}' is not defined at this point of the run"))
 }
 
+/// A render error; an undefined variable is named (found by walking the scope, since
+/// minijinja's strict-mode error does not carry the name). Checked only after a failure, so
+/// `default(...)` and `is defined` keep working on optional values.
+fn failure(
+    e: minijinja::Error,
+    variables: impl FnOnce() -> std::collections::HashSet<String>,
+    scope: &Value,
+) -> NodeFailure {
+    if e.kind() == minijinja::ErrorKind::UndefinedError
+        && let Some(path) = first_undefined(variables(), scope)
+    {
+        return undefined(&path);
+    }
+    if e.kind() == minijinja::ErrorKind::UndefinedError {
+        return NodeFailure::permanent(
+            "TEMPLATE_UNDEFINED_VARIABLE",
+            "a variable is not defined at this point of the run",
+        );
+    }
+    render_error(e)
+}
+
+/// An expression whose whole value is undefined (a bare misspelt variable): an error, not null.
+fn undefined_result(variables: std::collections::HashSet<String>, scope: &Value) -> NodeFailure {
+    match first_undefined(variables, scope) {
+        Some(path) => undefined(&path),
+        None => NodeFailure::permanent("TEMPLATE_UNDEFINED_VARIABLE", "the expression's value is undefined"),
+    }
+}
+
 fn render_error(e: minijinja::Error) -> NodeFailure {
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
     NodeFailure::permanent("TEMPLATE_RENDER_ERROR", format!("{}{detail}", e.kind()))
@@ -57,18 +87,15 @@ pub fn render_string(source: &str, scope: &Value) -> Result<Value, NodeFailure> 
     let single = trimmed.strip_prefix("{{").and_then(|s| s.strip_suffix("}}"));
     if let Some(expression) = single.filter(|e| !e.contains("{{") && !e.contains("}}")) {
         let compiled = env.compile_expression(expression).map_err(render_error)?;
-        if let Some(path) = first_undefined(compiled.undeclared_variables(true), scope) {
-            return Err(undefined(&path));
+        let value = compiled.eval(context).map_err(|e| failure(e, || compiled.undeclared_variables(true), scope))?;
+        if value.is_undefined() {
+            return Err(undefined_result(compiled.undeclared_variables(true), scope));
         }
-        let value = compiled.eval(context).map_err(render_error)?;
         return serde_json::to_value(&value)
             .map_err(|e| NodeFailure::permanent("TEMPLATE_RENDER_ERROR", e.to_string()));
     }
     let template = env.template_from_str(source).map_err(render_error)?;
-    if let Some(path) = first_undefined(template.undeclared_variables(true), scope) {
-        return Err(undefined(&path));
-    }
-    let text = template.render(context).map_err(render_error)?;
+    let text = template.render(context).map_err(|e| failure(e, || template.undeclared_variables(true), scope))?;
     if text.len() > MAX_RENDERED_BYTES {
         return Err(NodeFailure::permanent("TEMPLATE_OUTPUT_TOO_LARGE", "the rendered text is over 1 MiB"));
     }
@@ -78,10 +105,13 @@ pub fn render_string(source: &str, scope: &Value) -> Result<Value, NodeFailure> 
 /// Evaluates a minijinja expression to a boolean (logic.condition).
 pub fn evaluate_condition(expression: &str, scope: &Value) -> Result<bool, NodeFailure> {
     let compiled = environment().compile_expression(expression).map_err(render_error)?;
-    if let Some(path) = first_undefined(compiled.undeclared_variables(true), scope) {
-        return Err(undefined(&path));
+    let value = compiled
+        .eval(JinjaValue::from(Serde(scope)))
+        .map_err(|e| failure(e, || compiled.undeclared_variables(true), scope))?;
+    if value.is_undefined() {
+        return Err(undefined_result(compiled.undeclared_variables(true), scope));
     }
-    Ok(compiled.eval(JinjaValue::from(Serde(scope))).map_err(render_error)?.is_true())
+    Ok(value.is_true())
 }
 
 /// Renders every string in a JSON value, keeping its shape.
@@ -127,6 +157,16 @@ mod tests {
         let err = render_string("{{ nodes.ghost.output }}", &scope()).unwrap_err();
         assert!(err.message.contains("nodes.ghost"), "{}", err.message);
         assert!(!err.retryable);
+    }
+
+    #[test]
+    fn optional_values_can_be_defaulted_or_tested() {
+        assert_eq!(render_string("{{ input.vip | default(false) }}", &scope()).unwrap(), json!(false));
+        assert_eq!(
+            render_string("{% if input.vip is defined %}vip{% else %}guest{% endif %}", &scope()).unwrap(),
+            json!("guest")
+        );
+        assert!(!evaluate_condition("input.vip | default(false)", &scope()).unwrap());
     }
 
     #[test]

@@ -160,6 +160,9 @@ async fn run_leased<S: ExecutionStore + StepStore>(
     // Cancellation is read from the store between waves; a stop is remembered for the outcome.
     let cancel_seen = Mutex::new(execution.cancel_requested);
     let deadline_at = execution.deadline_at.clone();
+    // Every invocation runs at least one wave before it checkpoints for the deadline, so an
+    // execution always makes progress, however short the budget.
+    let waves_started = std::sync::atomic::AtomicUsize::new(0);
     let stop = || -> Option<StopReason> {
         if *cancel_seen.lock().unwrap_or_else(|p| p.into_inner()) {
             return Some(StopReason::Cancelled);
@@ -167,7 +170,8 @@ async fn run_leased<S: ExecutionStore + StepStore>(
         if now_rfc3339() >= deadline_at {
             return Some(StopReason::TimedOut);
         }
-        budget.nearly_spent().then_some(StopReason::Deadline)
+        let first_wave = waves_started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        (!first_wave && budget.nearly_spent()).then_some(StopReason::Deadline)
     };
     let ctx = RunContext {
         tenant_id,

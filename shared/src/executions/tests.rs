@@ -80,19 +80,23 @@ async fn two_concurrent_deliveries_run_each_node_once() {
 }
 
 #[tokio::test]
-async fn a_spent_budget_checkpoints_and_the_continuation_finishes() {
+async fn a_spent_budget_checkpoints_after_one_wave_and_continuations_finish() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let spent = Budget { deadline: Instant::now(), margin: Duration::from_secs(1) };
-    let first = process(&store, &executor, "t1", &record.execution_id, "w1", &spent).await.unwrap();
-    assert_eq!(first, Processed::Continue);
+    // Each invocation with no time left still runs one wave (one node of this chain), then checkpoints.
+    for expected_calls in 1..=2 {
+        let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &spent).await.unwrap();
+        assert_eq!(processed, Processed::Continue);
+        assert_eq!(executor.calls.load(Ordering::SeqCst), expected_calls, "progress on every invocation");
+    }
     assert_eq!(
         store.get_execution("t1", &record.execution_id).await.unwrap().unwrap().status,
         ExecutionStatus::Running
     );
-    let second = process(&store, &executor, "t1", &record.execution_id, "w2", &budget(60)).await.unwrap();
-    assert_eq!(second, Processed::Finished(ExecutionStatus::Succeeded), "the lease was released for the continuation");
-    assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
+    let last = process(&store, &executor, "t1", &record.execution_id, "w2", &spent).await.unwrap();
+    assert_eq!(last, Processed::Finished(ExecutionStatus::Succeeded), "the lease was released for each continuation");
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 3, "each node ran once across three invocations");
 }
 
 #[tokio::test]

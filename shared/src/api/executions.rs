@@ -1,0 +1,210 @@
+//! Execution routes: start (queued through SQS), read with steps, cancel.
+
+use super::{Call, truncate};
+use crate::engine::StepStatus;
+use crate::error::{ApiError, ErrorCode, StoreError};
+use crate::executions::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus};
+use crate::http::{self, Reply};
+use crate::queue::ExecutionMessage;
+use lambda_http::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// Largest execution input.
+pub const MAX_INPUT_BYTES: usize = 256 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRequest {
+    #[serde(default)]
+    input: Option<Value>,
+    #[serde(default)]
+    version: Option<Value>,
+}
+
+fn execution_not_found(id: &str) -> ApiError {
+    ApiError::new(ErrorCode::ExecutionNotFound, format!("execution '{}' was not found", truncate(id, 64)))
+}
+
+fn execution_id(call: &Call<'_>) -> Result<String, ApiError> {
+    let id = http::path_param(call.req, "execution_id").unwrap_or_default();
+    match ulid::Ulid::from_string(&id) {
+        Ok(parsed) if parsed.to_string() == id => Ok(id),
+        _ => Err(execution_not_found(&id)),
+    }
+}
+
+fn link(id: &str) -> String {
+    format!("/v1/executions/{id}")
+}
+
+pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let workflow_id = http::path_param(call.req, "workflow_id").unwrap_or_default();
+    let request: StartRequest = http::typed_body(call.req)?;
+    let workflow = match ulid::Ulid::from_string(&workflow_id) {
+        Ok(parsed) if parsed.to_string() == workflow_id => {
+            call.app.store.get_workflow(call.tenant_id, &workflow_id).await?
+        }
+        _ => None,
+    }
+    .ok_or_else(|| ApiError::workflow_not_found(&truncate(&workflow_id, 64)))?;
+    let (version, definition) = match &request.version {
+        None => match workflow.deployed_version {
+            Some(n) => (Some(n), None),
+            None => {
+                return Err(ApiError::new(ErrorCode::NoDeployedVersion, "the workflow has no deployed version")
+                    .suggest(format!("Deploy one with PUT /v1/workflows/{workflow_id}/deployment, or pass \"version\": \"draft\" or a version number.")));
+            }
+        },
+        Some(Value::String(s)) if s == "draft" => (None, Some(workflow.definition.clone())),
+        Some(v) => match v.as_u64().filter(|n| (1..=u32::MAX as u64).contains(n)) {
+            Some(n) => (Some(n as u32), None),
+            None => return Err(ApiError::invalid_request("version must be a positive integer or \"draft\"")),
+        },
+    };
+    let definition = match (definition, version) {
+        (Some(definition), _) => definition,
+        (None, Some(n)) => {
+            call.app
+                .store
+                .get_version(call.tenant_id, &workflow_id, n)
+                .await?
+                .ok_or_else(|| ApiError::version_not_found(&workflow_id, n))?
+                .definition
+        }
+        (None, None) => unreachable!("a draft run carries its definition"),
+    };
+    let input = request.input.unwrap_or_else(|| json!({}));
+    if !input.is_object() {
+        return Err(ApiError::invalid_request("input must be a JSON object"));
+    }
+    let size = input.to_string().len();
+    if size > MAX_INPUT_BYTES {
+        return Err(ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("the input is {size} bytes; the limit is {MAX_INPUT_BYTES}"),
+        ));
+    }
+    if let Some(schema) = &definition.input_schema {
+        let validator = jsonschema::validator_for(schema)
+            .map_err(|_| ApiError::new(ErrorCode::InternalError, "the workflow's input_schema cannot be used"))?;
+        let problems: Vec<Value> = validator
+            .iter_errors(&input)
+            .map(|e| json!({ "path": format!("/input{}", e.instance_path().as_str()), "message": e.to_string() }))
+            .collect();
+        if !problems.is_empty() {
+            return Err(ApiError::new(ErrorCode::InputInvalid, "the input does not match the workflow's input_schema")
+                .with_details(problems));
+        }
+    }
+    let request_id = http::request_id(call.req);
+    let record =
+        ExecutionRecord::queued(call.tenant_id, &workflow_id, version, input, &request_id, DEFAULT_EXECUTION_TIMEOUT);
+    call.app.store.create_execution(&record, &definition).await?;
+    let message =
+        ExecutionMessage { tenant_id: record.tenant_id.clone(), execution_id: record.execution_id.clone(), request_id };
+    if let Err(e) = call.app.queue.send(&message).await {
+        // Never leave an execution queued that no worker will see.
+        let error = crate::engine::StepError {
+            code: "QUEUE_UNAVAILABLE".into(),
+            message: "the execution could not be queued".into(),
+        };
+        let _ = call
+            .app
+            .store
+            .finish_execution(
+                call.tenant_id,
+                &record.execution_id,
+                ExecutionStatus::Failed,
+                Value::Null,
+                Some(error),
+                crate::model::now_rfc3339(),
+            )
+            .await;
+        return Err(match e {
+            StoreError::Internal(detail) => StoreError::Unavailable(detail),
+            other => other,
+        }
+        .into());
+    }
+    let body = json!({
+        "execution_id": record.execution_id,
+        "status": record.status.as_str(),
+        "workflow_id": workflow_id,
+        "version": version.map(|v| json!(v)).unwrap_or(json!("draft")),
+        "links": { "self": link(&record.execution_id) },
+    });
+    let mut reply = Reply::created(body, link(&record.execution_id));
+    reply.status = StatusCode::ACCEPTED;
+    Ok(reply)
+}
+
+pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = execution_id(call)?;
+    let execution = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
+    let definition = call
+        .app
+        .store
+        .get_execution_definition(call.tenant_id, &id)
+        .await?
+        .ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?;
+    let recorded: std::collections::HashMap<String, crate::engine::StepRecord> =
+        call.app.store.load_steps(call.tenant_id, &id).await?.into_iter().map(|s| (s.node_id.clone(), s)).collect();
+    let steps: Vec<Value> = definition
+        .nodes
+        .iter()
+        .map(|node| match recorded.get(&node.id) {
+            Some(step) => json!({
+                "node_id": node.id, "type": node.node_type, "status": step.status, "attempts": step.attempts,
+                "started_at": step.started_at, "finished_at": step.finished_at,
+                "output": step.output, "error": step.error, "usage": null, "cost_usd": null,
+            }),
+            None => json!({
+                "node_id": node.id, "type": node.node_type,
+                "status": StepStatus::Pending,
+                "attempts": 0, "output": null, "error": null, "usage": null, "cost_usd": null,
+            }),
+        })
+        .collect();
+    let duration_ms = match (&execution.started_at, &execution.finished_at) {
+        (Some(start), Some(end)) => {
+            let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).ok();
+            match (parse(start), parse(end)) {
+                (Some(a), Some(b)) => Some((b - a).num_milliseconds()),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    Ok(Reply::ok(json!({
+        "execution_id": execution.execution_id,
+        "workflow_id": execution.workflow_id,
+        "version": execution.version.map(|v| json!(v)).unwrap_or(json!("draft")),
+        "status": execution.status.as_str(),
+        "input": execution.input,
+        "output": execution.output,
+        "error": execution.error,
+        "created_at": execution.created_at,
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "duration_ms": duration_ms,
+        "cancel_requested": execution.cancel_requested,
+        "steps": steps,
+        "totals": { "input_tokens": null, "output_tokens": null, "cost_usd": null },
+    })))
+}
+
+pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = execution_id(call)?;
+    let execution = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
+    if execution.status.is_final() || !call.app.store.request_cancel(call.tenant_id, &id).await? {
+        return Err(ApiError::new(
+            ErrorCode::ExecutionFinished,
+            format!("the execution already finished as {}", execution.status.as_str()),
+        ));
+    }
+    let mut reply =
+        Reply::ok(json!({ "execution_id": id, "status": execution.status.as_str(), "cancel_requested": true }));
+    reply.status = StatusCode::ACCEPTED;
+    Ok(reply)
+}

@@ -1,0 +1,133 @@
+//! Executions through the real pieces on the emulator: start (DynamoDB + SQS), the worker's
+//! batch handler on the message SQS delivers, and the execution read back with its steps.
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use nodeai::api::Route;
+use nodeai::queue::SqsExecutionQueue;
+use nodeai_tests::{Reply, RequestSpec, TestApp, sqs_client};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+fn branching() -> Value {
+    json!({
+        "name": "branching",
+        "input_schema": { "type": "object", "required": ["n"], "properties": { "n": { "type": "integer" } } },
+        "nodes": [
+            { "id": "greet", "type": "text.template", "config": { "template": "n = {{ input.n }}" } },
+            { "id": "check", "type": "logic.condition", "config": { "expression": "input.n > 1" } },
+            { "id": "big", "type": "text.template", "config": { "template": "big" } },
+            { "id": "small", "type": "text.template", "config": { "template": "small" } },
+            { "id": "shape", "type": "data.json", "config": { "source": { "greeting": "{{ nodes.greet.output.text }}" },
+                                                              "set": [ { "pointer": "/size", "value": "{{ nodes.big.output.text }}" } ] } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.shape.output }}" } }
+        ],
+        "edges": [
+            { "from": "greet", "to": "check" },
+            { "from": "check", "to": "big", "when": "true" },
+            { "from": "check", "to": "small", "when": "false" },
+            { "from": "big", "to": "shape" },
+            { "from": "shape", "to": "done" }
+        ]
+    })
+}
+
+/// Receives what SQS delivers and hands it to the worker, as the Lambda event source would.
+async fn run_worker(t: &TestApp) -> usize {
+    let client = sqs_client().await;
+    let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
+    let messages = out.messages.unwrap_or_default();
+    let mut event = SqsEvent::default();
+    for message in &messages {
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id.clone();
+        record.body = message.body.clone();
+        event.records.push(record);
+    }
+    let queue = SqsExecutionQueue::new(client, t.queue_url.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let response = nodeai::worker::handle_batch(t.store.as_ref(), &queue, event, "test-worker", deadline).await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    messages.len()
+}
+
+async fn start(t: &TestApp, workflow_id: &str, body: Value) -> Reply {
+    t.call(Route::StartExecution, &[("workflow_id", workflow_id)], Some(body)).await
+}
+
+#[tokio::test]
+async fn a_started_execution_runs_through_sqs_and_the_worker() {
+    let t = TestApp::new().await;
+    let id = t.create_workflow(branching()).await;
+    assert_eq!(t.call(Route::PublishVersion, &[("workflow_id", &id)], None).await.status, 201);
+    let deploy = RequestSpec::new(&[("workflow_id", &id)]).key(&t.key).json(Some(json!({ "version": 1 })));
+    assert_eq!(t.send(Route::DeployVersion, deploy).await.status, 200);
+
+    let started = start(&t, &id, json!({ "input": { "n": 3 } })).await;
+    assert_eq!(started.status, 202, "{}", started.raw);
+    assert_eq!((started.body["status"].as_str(), started.body["version"].as_u64()), (Some("queued"), Some(1)));
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(started.body["links"]["self"], format!("/v1/executions/{execution_id}"));
+
+    let queued = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(queued.body["status"], "queued");
+    assert!(queued.body["steps"].as_array().unwrap().iter().all(|s| s["status"] == "pending"));
+
+    assert_eq!(run_worker(&t).await, 1);
+    let done = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(done.status, 200);
+    assert_eq!(done.body["status"], "succeeded", "{}", done.raw);
+    assert_eq!(done.body["output"], json!({ "greeting": "n = 3", "size": "big" }));
+    assert!(done.body["duration_ms"].as_i64().is_some());
+    let steps = done.body["steps"].as_array().unwrap();
+    let status_of = |node: &str| steps.iter().find(|s| s["node_id"] == node).unwrap()["status"].clone();
+    assert_eq!(status_of("small"), "skipped");
+    for node in ["greet", "check", "big", "shape", "done"] {
+        assert_eq!(status_of(node), "succeeded", "{node}");
+    }
+    // Finished: cancel is refused.
+    t.call(Route::CancelExecution, &[("execution_id", &execution_id)], None)
+        .await
+        .assert_error(409, "EXECUTION_FINISHED");
+}
+
+#[tokio::test]
+async fn a_cancelled_execution_starts_no_node() {
+    let t = TestApp::new().await;
+    let id = t.create_workflow(branching()).await;
+    let started = start(&t, &id, json!({ "input": { "n": 1 }, "version": "draft" })).await;
+    assert_eq!(started.body["version"], "draft");
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    let cancelled = t.call(Route::CancelExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(cancelled.status, 202, "{}", cancelled.raw);
+    run_worker(&t).await;
+    let done = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(done.body["status"], "cancelled");
+    assert!(done.body["steps"].as_array().unwrap().iter().all(|s| s["status"] == "pending"));
+}
+
+#[tokio::test]
+async fn bad_starts_are_refused_clearly() {
+    let t = TestApp::new().await;
+    let id = t.create_workflow(branching()).await;
+    let no_deployment = start(&t, &id, json!({ "input": { "n": 1 } })).await;
+    let error = no_deployment.assert_error(409, "NO_DEPLOYED_VERSION");
+    assert!(!error["suggestions"].as_array().unwrap().is_empty());
+    start(&t, &id, json!({ "input": { "n": 1 }, "version": 7 })).await.assert_error(404, "VERSION_NOT_FOUND");
+    for version in [json!(0), json!("latest"), json!(-2), json!(1.5)] {
+        start(&t, &id, json!({ "input": { "n": 1 }, "version": version })).await.assert_error(400, "INVALID_REQUEST");
+    }
+    let invalid = start(&t, &id, json!({ "input": { "n": "three" }, "version": "draft" })).await;
+    let error = invalid.assert_error(422, "INPUT_INVALID");
+    assert_eq!(error["details"][0]["path"], "/input/n");
+    start(&t, &id, json!({ "input": [1], "version": "draft" })).await.assert_error(400, "INVALID_REQUEST");
+    let huge = json!({ "input": { "n": 1, "pad": "x".repeat(300 * 1024) }, "version": "draft" });
+    start(&t, &id, huge).await.assert_error(413, "PAYLOAD_TOO_LARGE");
+    start(&t, "01ARZ3NDEKTSV4RRFFQ69G5FAV", json!({ "version": "draft" }))
+        .await
+        .assert_error(404, "WORKFLOW_NOT_FOUND");
+    t.call(Route::GetExecution, &[("execution_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV")], None)
+        .await
+        .assert_error(404, "EXECUTION_NOT_FOUND");
+    t.call(Route::GetExecution, &[("execution_id", "nope")], None).await.assert_error(404, "EXECUTION_NOT_FOUND");
+    assert_eq!(run_worker(&t).await, 0, "nothing was queued by refused starts");
+}
