@@ -22,6 +22,8 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// The SQS queue executions go through (start-execution and the worker need it).
     pub execution_queue_url: Option<String>,
+    /// Hosts http.request may reach although they resolve to private addresses.
+    pub http_allowed_private_hosts: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -35,6 +37,7 @@ impl fmt::Debug for Config {
             .field("key_rotation_grace", &self.key_rotation_grace)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("execution_queue_url", &self.execution_queue_url)
+            .field("http_allowed_private_hosts", &self.http_allowed_private_hosts)
             .finish()
     }
 }
@@ -62,6 +65,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "optional; comma-separated exact origins (https://app.example.com) allowed by CORS; empty: no CORS",
     ),
     ("EXECUTION_QUEUE_URL", "required by start-execution and the worker; the SQS queue executions go through"),
+    (
+        "HTTP_ALLOWED_PRIVATE_HOSTS",
+        "optional; comma-separated hosts (or host:port) http.request may reach on private or loopback addresses; empty: public addresses only",
+    ),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
 
@@ -133,7 +140,20 @@ impl Config {
         {
             return Err(ConfigError { variable: "EXECUTION_QUEUE_URL", problem: "must be an SQS queue URL".into() });
         }
+        let http_allowed_private_hosts: Vec<String> = lookup("HTTP_ALLOWED_PRIVATE_HOSTS")
+            .unwrap_or_default()
+            .split(',')
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .collect();
+        if let Some(bad) = http_allowed_private_hosts.iter().find(|h| h.contains('/') || h.contains('*')) {
+            return Err(ConfigError {
+                variable: "HTTP_ALLOWED_PRIVATE_HOSTS",
+                problem: format!("{bad:?} must be a host or host:port, without scheme or wildcard"),
+            });
+        }
         Ok(Config {
+            http_allowed_private_hosts,
             execution_queue_url,
             table_name,
             stage,

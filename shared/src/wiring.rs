@@ -39,15 +39,28 @@ pub async fn serve_worker() -> Result<(), Error> {
     };
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone()));
     let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
+    let runtime = crate::engine::NodeRuntime {
+        allowed_private_hosts: config.http_allowed_private_hosts.clone(),
+        ..Default::default()
+    };
+    let executor = Arc::new(crate::engine::RegistryExecutor { runtime });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let (store, queue) = (store.clone(), queue.clone());
+        let (store, queue, executor) = (store.clone(), queue.clone(), executor.clone());
         async move {
             // The invocation deadline, as an Instant: what is left of the Lambda's time.
             let remaining = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
             let deadline = std::time::Instant::now() + remaining;
             let worker_id = event.context.request_id.clone();
             Ok::<_, Error>(
-                crate::worker::handle_batch(store.as_ref(), queue.as_ref(), event.payload, &worker_id, deadline).await,
+                crate::worker::handle_batch(
+                    store.as_ref(),
+                    &executor,
+                    queue.as_ref(),
+                    event.payload,
+                    &worker_id,
+                    deadline,
+                )
+                .await,
             )
         }
     }))

@@ -15,6 +15,7 @@ pub const CHECKPOINT_MARGIN: Duration = Duration::from_secs(10);
 
 async fn handle_message<S: ExecutionStore + StepStore>(
     store: &S,
+    executor: &RegistryExecutor,
     queue: &dyn ExecutionQueue,
     message: &SqsMessage,
     worker_id: &str,
@@ -38,7 +39,7 @@ async fn handle_message<S: ExecutionStore + StepStore>(
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "processing"
         );
-        let processed = process(store, &RegistryExecutor, &parsed.tenant_id, &parsed.execution_id, worker_id, &budget)
+        let processed = process(store, executor, &parsed.tenant_id, &parsed.execution_id, worker_id, &budget)
             .await
             .map_err(|e| e.to_string())?;
         match processed {
@@ -61,13 +62,14 @@ async fn handle_message<S: ExecutionStore + StepStore>(
 /// Processes a batch; the failed message ids come back as batch item failures.
 pub async fn handle_batch<S: ExecutionStore + StepStore>(
     store: &S,
+    executor: &RegistryExecutor,
     queue: &dyn ExecutionQueue,
     event: SqsEvent,
     worker_id: &str,
     deadline: Instant,
 ) -> SqsBatchResponse {
     let results = futures_util::future::join_all(
-        event.records.iter().map(|message| handle_message(store, queue, message, worker_id, deadline)),
+        event.records.iter().map(|message| handle_message(store, executor, queue, message, worker_id, deadline)),
     )
     .await;
     let mut response = SqsBatchResponse::default();

@@ -33,6 +33,10 @@ fn branching() -> Value {
 
 /// Receives what SQS delivers and hands it to the worker, as the Lambda event source would.
 async fn run_worker(t: &TestApp) -> usize {
+    run_worker_with(t, nodeai::engine::RegistryExecutor::default()).await
+}
+
+async fn run_worker_with(t: &TestApp, executor: nodeai::engine::RegistryExecutor) -> usize {
     let client = sqs_client().await;
     let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
     let messages = out.messages.unwrap_or_default();
@@ -45,7 +49,8 @@ async fn run_worker(t: &TestApp) -> usize {
     }
     let queue = SqsExecutionQueue::new(client, t.queue_url.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
-    let response = nodeai::worker::handle_batch(t.store.as_ref(), &queue, event, "test-worker", deadline).await;
+    let response =
+        nodeai::worker::handle_batch(t.store.as_ref(), &executor, &queue, event, "test-worker", deadline).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
     messages.len()
 }
@@ -130,4 +135,71 @@ async fn bad_starts_are_refused_clearly() {
         .assert_error(404, "EXECUTION_NOT_FOUND");
     t.call(Route::GetExecution, &[("execution_id", "nope")], None).await.assert_error(404, "EXECUTION_NOT_FOUND");
     assert_eq!(run_worker(&t).await, 0, "nothing was queued by refused starts");
+}
+
+fn http_workflow(url: &str) -> Value {
+    json!({
+        "name": "http",
+        "nodes": [
+            { "id": "fetch", "type": "http.request", "config": { "method": "GET", "url": url },
+              "retry": { "max_attempts": 3, "initial_delay_ms": 10, "jitter": false } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.fetch.output.body.answer }}" } }
+        ],
+        "edges": [ { "from": "fetch", "to": "done" } ]
+    })
+}
+
+fn loopback_allowed() -> nodeai::engine::RegistryExecutor {
+    let runtime = nodeai::engine::NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], ..Default::default() };
+    nodeai::engine::RegistryExecutor { runtime }
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_retried_and_a_401_is_not() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::new().await;
+    let stub = MockServer::start().await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "1"))
+        .up_to_n_times(1)
+        .expect(1)
+        .mount(&stub)
+        .await;
+    Mock::given(path("/flaky"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "answer": 42 })))
+        .mount(&stub)
+        .await;
+    Mock::given(path("/denied")).respond_with(ResponseTemplate::new(401)).expect(1).mount(&stub).await;
+
+    let flaky = t.create_workflow(http_workflow(&format!("{}/flaky", stub.uri()))).await;
+    let started = start(&t, &flaky, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    let began = Instant::now();
+    run_worker_with(&t, loopback_allowed()).await;
+    assert!(began.elapsed() >= Duration::from_secs(1), "Retry-After was respected");
+    let done = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!((done.body["status"].as_str(), &done.body["output"]), (Some("succeeded"), &json!(42)), "{}", done.raw);
+    assert_eq!(done.body["steps"][0]["attempts"], 2);
+
+    let denied = t.create_workflow(http_workflow(&format!("{}/denied", stub.uri()))).await;
+    let started = start(&t, &denied, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    run_worker_with(&t, loopback_allowed()).await;
+    let failed = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(failed.body["status"], "failed");
+    assert_eq!(failed.body["error"]["code"], "HTTP_401");
+    assert_eq!(failed.body["steps"][0]["attempts"], 1, "a 401 is not retried");
+    // wiremock checks the expected call counts when the stub drops.
+}
+
+#[tokio::test]
+async fn without_the_allow_list_a_loopback_target_is_refused() {
+    let t = TestApp::new().await;
+    let id = t.create_workflow(http_workflow("http://127.0.0.1:9/anything")).await;
+    let started = start(&t, &id, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    run_worker(&t).await;
+    let failed = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(failed.body["error"]["code"], "SSRF_BLOCKED", "{}", failed.raw);
 }

@@ -7,6 +7,7 @@
 //! Not here yet (issue 3): the execution records, routes, SQS worker, leases, continuations,
 //! the http.request and llm.chat executors, the circuit breaker.
 
+pub mod http_guard;
 pub mod template;
 
 use crate::error::StoreError;
@@ -87,14 +88,33 @@ pub trait NodeExecutor: Send + Sync {
     async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure>;
 }
 
+/// What node executors may use besides their config: outbound HTTP settings.
+#[derive(Debug, Clone)]
+pub struct NodeRuntime {
+    /// Hosts (`host` or `host:port`) that may resolve to non-public addresses (the SSRF guard's
+    /// allow-list; tests use it for their loopback stubs).
+    pub allowed_private_hosts: Vec<String>,
+    /// Largest response body an http.request node reads.
+    pub max_response_bytes: usize,
+}
+
+impl Default for NodeRuntime {
+    fn default() -> Self {
+        NodeRuntime { allowed_private_hosts: Vec::new(), max_response_bytes: 1024 * 1024 }
+    }
+}
+
 /// Dispatches to `NodeKind::execute` of the node's type.
-pub struct RegistryExecutor;
+#[derive(Debug, Clone, Default)]
+pub struct RegistryExecutor {
+    pub runtime: NodeRuntime,
+}
 
 #[async_trait]
 impl NodeExecutor for RegistryExecutor {
     async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
         match crate::nodes::find(&node.node_type) {
-            Some(kind) => kind.execute(node, scope).await,
+            Some(kind) => kind.execute(node, scope, &self.runtime).await,
             None => Err(NodeFailure::permanent("UNKNOWN_NODE_TYPE", format!("no node type '{}'", node.node_type))),
         }
     }

@@ -38,7 +38,7 @@ impl NodeExecutor for Counting {
             self.failures.lock().unwrap().get_mut(&node.id).and_then(|f| (!f.is_empty()).then(|| f.remove(0)));
         match scripted {
             Some(failure) => Err(failure),
-            None => RegistryExecutor.execute(node, scope).await,
+            None => RegistryExecutor::default().execute(node, scope).await,
         }
     }
 }

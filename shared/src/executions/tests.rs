@@ -33,7 +33,7 @@ impl NodeExecutor for Counting {
     async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
-        RegistryExecutor.execute(node, scope).await
+        RegistryExecutor::default().execute(node, scope).await
     }
 }
 

@@ -1,6 +1,6 @@
 use super::NodeKind;
-use crate::engine::NodeFailure;
 use crate::engine::template::render_value;
+use crate::engine::{NodeFailure, NodeRuntime};
 use crate::model::NodeSpec;
 use serde_json::{Value, json};
 
@@ -34,7 +34,7 @@ impl NodeKind for DataJson {
             }
         })
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+    async fn execute(&self, node: &NodeSpec, scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
         let mut value = render_value(&node.config["source"], scope)?;
         if let Some(pointer) = node.config.get("pick").and_then(Value::as_str) {
             value = value.pointer(pointer).cloned().ok_or_else(|| {

@@ -1,6 +1,6 @@
 use super::NodeKind;
-use crate::engine::NodeFailure;
 use crate::engine::template::render_value;
+use crate::engine::{NodeFailure, NodeRuntime};
 use crate::model::NodeSpec;
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ impl NodeKind for FlowOutput {
             "properties": { "value": { "description": "Any JSON; strings are templates." } }
         })
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+    async fn execute(&self, node: &NodeSpec, scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
         render_value(&node.config["value"], scope)
     }
 }

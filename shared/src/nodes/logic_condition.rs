@@ -1,6 +1,6 @@
 use super::NodeKind;
-use crate::engine::NodeFailure;
 use crate::engine::template::evaluate_condition;
+use crate::engine::{NodeFailure, NodeRuntime};
 use crate::model::NodeSpec;
 use serde_json::{Value, json};
 
@@ -31,7 +31,7 @@ impl NodeKind for LogicCondition {
     fn is_condition(&self) -> bool {
         true
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+    async fn execute(&self, node: &NodeSpec, scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
         let expression = node.config["expression"].as_str().unwrap_or_default();
         Ok(Value::Bool(evaluate_condition(expression, scope)?))
     }

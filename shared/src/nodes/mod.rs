@@ -1,6 +1,6 @@
 //! The node-type registry. Adding a node type = one module here and one line in `NODE_KINDS`.
 
-use crate::engine::NodeFailure;
+use crate::engine::{NodeFailure, NodeRuntime};
 use crate::model::NodeSpec;
 use async_trait::async_trait;
 use serde_json::Value;
@@ -32,7 +32,7 @@ pub trait NodeKind: Sync {
     }
     /// Runs the node once over the run's template scope and returns its output. Types whose
     /// executor is not built yet refuse to run (see README "Not yet").
-    async fn execute(&self, node: &NodeSpec, _scope: &Value) -> Result<Value, NodeFailure> {
+    async fn execute(&self, node: &NodeSpec, _scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
         Err(NodeFailure::permanent(
             "NODE_TYPE_NOT_RUNNABLE",
             format!("node type '{}' cannot run yet in this version of NodeAI", node.node_type),

@@ -1,6 +1,6 @@
 use super::NodeKind;
-use crate::engine::NodeFailure;
 use crate::engine::template::render_string;
+use crate::engine::{NodeFailure, NodeRuntime};
 use crate::model::NodeSpec;
 use serde_json::{Value, json};
 
@@ -22,7 +22,7 @@ impl NodeKind for TextTemplate {
             "properties": { "template": { "type": "string", "maxLength": 65536 } }
         })
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+    async fn execute(&self, node: &NodeSpec, scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
         let source = node.config["template"].as_str().unwrap_or_default();
         let text = match render_string(source, scope)? {
             Value::String(text) => text,
