@@ -203,3 +203,44 @@ async fn without_the_allow_list_a_loopback_target_is_refused() {
     let failed = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
     assert_eq!(failed.body["error"]["code"], "SSRF_BLOCKED", "{}", failed.raw);
 }
+
+#[tokio::test]
+async fn a_workflows_executions_are_listed_newest_first_with_a_status_filter() {
+    let t = TestApp::new().await;
+    let id = t.create_workflow(branching()).await;
+    let mut started = Vec::new();
+    for n in 0..3 {
+        let reply = start(&t, &id, json!({ "input": { "n": n }, "version": "draft" })).await;
+        started.push(reply.body["execution_id"].as_str().unwrap().to_string());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let first = started[0].clone();
+    assert_eq!(t.call(Route::CancelExecution, &[("execution_id", &first)], None).await.status, 202);
+    run_worker(&t).await;
+    started.reverse();
+    let page =
+        t.send(Route::ListExecutions, RequestSpec::new(&[("workflow_id", &id)]).key(&t.key).query("limit", "2")).await;
+    assert_eq!(page.status, 200, "{}", page.raw);
+    let ids: Vec<&str> =
+        page.body["items"].as_array().unwrap().iter().map(|e| e["execution_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [started[0].as_str(), started[1].as_str()]);
+    let token = page.body["next_token"].as_str().unwrap();
+    let rest = t
+        .send(
+            Route::ListExecutions,
+            RequestSpec::new(&[("workflow_id", &id)]).key(&t.key).query("limit", "2").query("next_token", token),
+        )
+        .await;
+    assert_eq!(rest.body["items"][0]["execution_id"], first.as_str());
+    let cancelled = t
+        .send(Route::ListExecutions, RequestSpec::new(&[("workflow_id", &id)]).key(&t.key).query("status", "cancelled"))
+        .await;
+    let items = cancelled.body["items"].as_array().unwrap();
+    assert_eq!((items.len(), items[0]["execution_id"].as_str()), (1, Some(first.as_str())));
+    t.send(Route::ListExecutions, RequestSpec::new(&[("workflow_id", &id)]).key(&t.key).query("status", "done"))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
+    t.call(Route::ListExecutions, &[("workflow_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV")], None)
+        .await
+        .assert_error(404, "WORKFLOW_NOT_FOUND");
+}

@@ -1,6 +1,7 @@
 //! Execution routes: start (queued through SQS), read with steps, cancel.
 
-use super::{Call, truncate};
+use super::{Call, paging, truncate};
+use crate::cursor;
 use crate::engine::StepStatus;
 use crate::error::{ApiError, ErrorCode, StoreError};
 use crate::executions::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus};
@@ -207,4 +208,47 @@ pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
         Reply::ok(json!({ "execution_id": id, "status": execution.status.as_str(), "cancel_requested": true }));
     reply.status = StatusCode::ACCEPTED;
     Ok(reply)
+}
+
+pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let workflow_id = http::path_param(call.req, "workflow_id").unwrap_or_default();
+    let status = match http::query_param(call.req, "status") {
+        None => None,
+        Some(raw) => Some(ExecutionStatus::parse(&raw).ok_or_else(|| {
+            ApiError::invalid_request("status must be one of queued, running, succeeded, failed, cancelled, timed_out")
+        })?),
+    };
+    let exists = match ulid::Ulid::from_string(&workflow_id) {
+        Ok(parsed) if parsed.to_string() == workflow_id => {
+            call.app.store.get_workflow(call.tenant_id, &workflow_id).await?.is_some()
+        }
+        _ => false,
+    };
+    if !exists {
+        return Err(ApiError::workflow_not_found(&truncate(&workflow_id, 64)));
+    }
+    let scope = format!("executions|{}|{workflow_id}|{}", call.tenant_id, status.map(|s| s.as_str()).unwrap_or(""));
+    let (limit, after) = paging(call, &scope)?;
+    let page = call.app.store.list_executions(call.tenant_id, &workflow_id, status, after.as_deref(), limit).await?;
+    let key = &call.app.config.cursor_signing_key;
+    let items: Vec<Value> = page
+        .items
+        .iter()
+        .map(|e| {
+            json!({
+                "execution_id": e.execution_id,
+                "status": e.status.as_str(),
+                "version": e.version.map(|v| json!(v)).unwrap_or(json!("draft")),
+                "created_at": e.created_at,
+                "started_at": e.started_at,
+                "finished_at": e.finished_at,
+                "error": e.error,
+                "links": { "self": link(&e.execution_id) },
+            })
+        })
+        .collect();
+    Ok(Reply::ok(json!({
+        "items": items,
+        "next_token": page.next_after.map(|after| cursor::encode(key, &scope, &after)),
+    })))
 }

@@ -68,6 +68,7 @@ pub enum Route {
     ListCredentials,
     DeleteCredential,
     StartExecution,
+    ListExecutions,
     GetExecution,
     CancelExecution,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
@@ -118,6 +119,7 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::ListCredentials, "GET", "/v1/credentials", "list-credentials", true),
     spec(Route::DeleteCredential, "DELETE", "/v1/credentials/{name}", "delete-credential", true),
     spec(Route::StartExecution, "POST", "/v1/workflows/{workflow_id}/executions", "start-execution", true),
+    spec(Route::ListExecutions, "GET", "/v1/workflows/{workflow_id}/executions", "list-executions", true),
     spec(Route::GetExecution, "GET", "/v1/executions/{execution_id}", "get-execution", true),
     spec(Route::CancelExecution, "POST", "/v1/executions/{execution_id}/cancel", "cancel-execution", true),
 ];
@@ -247,6 +249,7 @@ async fn dispatch(app: &App, route: Route, req: &Request, span: &tracing::Span) 
         Route::ListCredentials => credentials::list(&call).await,
         Route::DeleteCredential => credentials::delete(&call).await,
         Route::StartExecution => executions::start(&call).await,
+        Route::ListExecutions => executions::list(&call).await,
         Route::GetExecution => executions::get(&call).await,
         Route::CancelExecution => executions::cancel(&call).await,
         Route::Fallback => unreachable!("handled above"),

@@ -23,6 +23,7 @@ macro_rules! store_conformance_tests {
             credentials_are_tenant_scoped_and_paged,
             steps_are_recorded_once_per_node,
             executions_lifecycle_and_lease,
+            executions_list_newest_first_with_status_filter,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -491,4 +492,61 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
     );
     assert!(!store.request_cancel(&tenant, &new_id()).await.unwrap());
     assert_eq!(store.get_execution(&tenant, &other.execution_id).await.unwrap().unwrap().output, json!({ "a": 1 }));
+}
+
+pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) {
+    use crate::executions::{ExecutionRecord, ExecutionStatus};
+    let (tenant, workflow) = (new_id(), new_id());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let record = ExecutionRecord::queued(
+            &tenant,
+            &workflow,
+            Some(1),
+            json!({ "i": i }),
+            "r",
+            std::time::Duration::from_secs(60),
+        );
+        store.create_execution(&record, &definition("d", &[])).await.unwrap();
+        if i % 2 == 0 {
+            store
+                .finish_execution(
+                    &tenant,
+                    &record.execution_id,
+                    ExecutionStatus::Succeeded,
+                    json!(i),
+                    None,
+                    now_rfc3339(),
+                )
+                .await
+                .unwrap();
+        }
+        ids.push(record.execution_id);
+        next_millisecond().await;
+    }
+    let other_workflow =
+        ExecutionRecord::queued(&tenant, &new_id(), None, json!({}), "r", std::time::Duration::from_secs(60));
+    store.create_execution(&other_workflow, &definition("d", &[])).await.unwrap();
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store.list_executions(&tenant, &workflow, None, after.as_deref(), 2).await.unwrap();
+        seen.extend(page.items.iter().map(|e| e.execution_id.clone()));
+        match page.next_after {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "newest first, this workflow only");
+    let succeeded =
+        store.list_executions(&tenant, &workflow, Some(ExecutionStatus::Succeeded), None, 10).await.unwrap();
+    assert_eq!(
+        succeeded.items.iter().map(|e| e.execution_id.clone()).collect::<Vec<_>>(),
+        vec![ids[0].clone(), ids[2].clone(), ids[4].clone()]
+    );
+    assert!(
+        store.list_executions(&new_id(), &workflow, None, None, 10).await.unwrap().items.is_empty(),
+        "scoped by tenant"
+    );
 }

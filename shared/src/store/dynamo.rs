@@ -985,6 +985,61 @@ impl ExecutionStore for DynamoStore {
         .await
     }
 
+    async fn list_executions(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        status: Option<ExecutionStatus>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ExecutionRecord>, StoreError> {
+        let gsi1pk = format!("T#{tenant_id}#WF#{workflow_id}");
+        let mut start = after.map(|a| {
+            let mut k = execution_key(tenant_id, a);
+            k.insert("gsi1pk".into(), s(&gsi1pk));
+            k.insert("gsi1sk".into(), s(format!("EX#{a}")));
+            k
+        });
+        let mut items = Vec::new();
+        for page in 1..=MAX_PAGES_PER_LISTING {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+                .expression_attribute_values(":pk", s(&gsi1pk))
+                .expression_attribute_values(":prefix", s("EX#"))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take());
+            query = match status {
+                None => query.limit((limit + 1) as i32),
+                Some(status) => query
+                    .filter_expression("#status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(status.as_str()))
+                    .limit(((limit + 1) * 4).min(500) as i32),
+            };
+            let out = query.send().await.map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                items.push(execution_from(&item, tenant_id)?);
+                if items.len() > limit {
+                    items.truncate(limit);
+                    let next_after = items.last().map(|e| e.execution_id.clone());
+                    return Ok(Page { items, next_after });
+                }
+            }
+            match out.last_evaluated_key {
+                None => return Ok(Page { items, next_after: None }),
+                Some(last) if page == MAX_PAGES_PER_LISTING => {
+                    return Ok(Page { items, next_after: resume_after(&last, "EX#") });
+                }
+                Some(last) => start = Some(last),
+            }
+        }
+        unreachable!("the loop returns on its last page")
+    }
+
     async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError> {
         let result = self
             .transition(

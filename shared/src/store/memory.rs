@@ -466,6 +466,26 @@ impl ExecutionStore for MemoryStore {
         Ok(())
     }
 
+    async fn list_executions(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        status: Option<ExecutionStatus>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ExecutionRecord>, StoreError> {
+        let inner = self.lock();
+        let items = inner
+            .executions
+            .iter()
+            .filter(|((t, _), e)| {
+                t == tenant_id && e.record.workflow_id == workflow_id && status.is_none_or(|s| e.record.status == s)
+            })
+            .map(|((_, id), e)| (id.clone(), e.record.clone()))
+            .collect();
+        Ok(page_desc(items, after, limit))
+    }
+
     async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError> {
         match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
             Some(entry) if !entry.record.status.is_final() => {

@@ -203,6 +203,15 @@ pub trait ExecutionStore: Send + Sync {
     /// Asks a queued or running execution to stop before its next node; false if it is final or
     /// does not exist.
     async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError>;
+    /// A workflow's executions, newest first; `status` keeps only that status.
+    async fn list_executions(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        status: Option<ExecutionStatus>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ExecutionRecord>, StoreError>;
 }
 
 /// The durable per-node results of executions.
