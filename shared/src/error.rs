@@ -31,6 +31,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     ValidationFailed,
     InputInvalid,
+    IdempotencyKeyReused,
     RateLimited,
     QuotaExceeded,
     InternalError,
@@ -61,6 +62,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::ValidationFailed,
         ErrorCode::InputInvalid,
+        ErrorCode::IdempotencyKeyReused,
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
         ErrorCode::InternalError,
@@ -82,6 +84,7 @@ impl ErrorCode {
             ErrorCode::NoDeployedVersion => "NO_DEPLOYED_VERSION",
             ErrorCode::ExecutionFinished => "EXECUTION_FINISHED",
             ErrorCode::InputInvalid => "INPUT_INVALID",
+            ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::KeyLimitReached => "KEY_LIMIT_REACHED",
             ErrorCode::ApiKeyNotActive => "API_KEY_NOT_ACTIVE",
             ErrorCode::RateLimited => "RATE_LIMITED",
@@ -112,7 +115,7 @@ impl ErrorCode {
             | ErrorCode::ApiKeyNotActive
             | ErrorCode::NoDeployedVersion
             | ErrorCode::ExecutionFinished => StatusCode::CONFLICT,
-            ErrorCode::InputInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InputInvalid | ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ConcurrentModification | ErrorCode::DraftUnchanged => StatusCode::CONFLICT,
@@ -142,6 +145,9 @@ impl ErrorCode {
             ErrorCode::ExecutionNotFound => "No execution with this id exists for your tenant.",
             ErrorCode::NoDeployedVersion => "The workflow has no deployed version; deploy one or pass `\"version\"`.",
             ErrorCode::ExecutionFinished => "The execution has already finished, so it cannot be cancelled.",
+            ErrorCode::IdempotencyKeyReused => {
+                "This `Idempotency-Key` was used in the last 24 h with a different body."
+            }
             ErrorCode::InputInvalid => {
                 "The execution input does not match the workflow's `input_schema`; `details` lists why."
             }

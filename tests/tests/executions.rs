@@ -244,3 +244,31 @@ async fn a_workflows_executions_are_listed_newest_first_with_a_status_filter() {
         .await
         .assert_error(404, "WORKFLOW_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn idempotency_keys_return_the_original_execution() {
+    let t = TestApp::new().await;
+    let id = t.create_workflow(branching()).await;
+    let send = |key: &str, body: Value| {
+        RequestSpec::new(&[("workflow_id", &id)]).key(&t.key).header("idempotency-key", key).json(Some(body))
+    };
+    let first =
+        t.send(Route::StartExecution, send("order-42", json!({ "input": { "n": 2 }, "version": "draft" }))).await;
+    assert_eq!(first.status, 202, "{}", first.raw);
+    // The same body with its keys in another order is the same request.
+    let same =
+        t.send(Route::StartExecution, send("order-42", json!({ "version": "draft", "input": { "n": 2 } }))).await;
+    assert_eq!(same.status, 200, "{}", same.raw);
+    assert_eq!(same.body["execution_id"], first.body["execution_id"]);
+    let other_body =
+        t.send(Route::StartExecution, send("order-42", json!({ "input": { "n": 3 }, "version": "draft" }))).await;
+    other_body.assert_error(422, "IDEMPOTENCY_KEY_REUSED");
+    let other_key =
+        t.send(Route::StartExecution, send("order-43", json!({ "input": { "n": 2 }, "version": "draft" }))).await;
+    assert_eq!(other_key.status, 202);
+    assert_ne!(other_key.body["execution_id"], first.body["execution_id"]);
+    assert_eq!(run_worker(&t).await, 2, "two executions were queued, not three");
+    let bad =
+        t.send(Route::StartExecution, send("has space", json!({ "input": { "n": 2 }, "version": "draft" }))).await;
+    bad.assert_error(400, "INVALID_REQUEST");
+}

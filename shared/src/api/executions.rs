@@ -7,6 +7,7 @@ use crate::error::{ApiError, ErrorCode, StoreError};
 use crate::executions::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus};
 use crate::http::{self, Reply};
 use crate::queue::ExecutionMessage;
+use crate::store::IdempotencyClaim;
 use lambda_http::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -98,9 +99,48 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
                 .with_details(problems));
         }
     }
+    let idempotency_key = match http::header(call.req, "idempotency-key") {
+        None => None,
+        Some(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => Some(key),
+        Some(_) => return Err(ApiError::invalid_request("Idempotency-Key must be 1-255 visible ASCII characters")),
+    };
+    // What "the same request" means: the same input and version, whatever the JSON key order.
+    let body_hash = crate::auth::hash_key(&json!({ "input": input, "version": request.version }).to_string());
     let request_id = http::request_id(call.req);
-    let record =
+    let mut record =
         ExecutionRecord::queued(call.tenant_id, &workflow_id, version, input, &request_id, DEFAULT_EXECUTION_TIMEOUT);
+    if let Some(key) = idempotency_key {
+        let claim = call
+            .app
+            .store
+            .claim_idempotency_key(
+                call.tenant_id,
+                &crate::auth::hash_key(key),
+                &body_hash,
+                &record.execution_id,
+                &crate::model::rfc3339_in(24 * 3600),
+                &crate::model::now_rfc3339(),
+            )
+            .await?;
+        match claim {
+            IdempotencyClaim::New => {}
+            IdempotencyClaim::Existing { body_hash: earlier, .. } if earlier != body_hash => {
+                return Err(ApiError::new(
+                    ErrorCode::IdempotencyKeyReused,
+                    "this Idempotency-Key was already used with a different body",
+                )
+                .suggest("Use a new Idempotency-Key for a different request."));
+            }
+            IdempotencyClaim::Existing { execution_id, .. } => {
+                match call.app.store.get_execution(call.tenant_id, &execution_id).await? {
+                    Some(existing) => return Ok(Reply::ok(started_view(&existing))),
+                    // The first attempt stopped between claiming the key and creating the
+                    // execution: finish it now, under the id the key names.
+                    None => record.execution_id = execution_id,
+                }
+            }
+        }
+    }
     call.app.store.create_execution(&record, &definition).await?;
     let message =
         ExecutionMessage { tenant_id: record.tenant_id.clone(), execution_id: record.execution_id.clone(), request_id };
@@ -128,16 +168,20 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
         }
         .into());
     }
-    let body = json!({
-        "execution_id": record.execution_id,
-        "status": record.status.as_str(),
-        "workflow_id": workflow_id,
-        "version": version.map(|v| json!(v)).unwrap_or(json!("draft")),
-        "links": { "self": link(&record.execution_id) },
-    });
-    let mut reply = Reply::created(body, link(&record.execution_id));
+    let mut reply = Reply::created(started_view(&record), link(&record.execution_id));
     reply.status = StatusCode::ACCEPTED;
     Ok(reply)
+}
+
+fn started_view(record: &ExecutionRecord) -> Value {
+    json!({
+        "execution_id": record.execution_id,
+        "status": record.status.as_str(),
+        "workflow_id": record.workflow_id,
+        "version": record.version.map(|v| json!(v)).unwrap_or(json!("draft")),
+        "created_at": record.created_at,
+        "links": { "self": link(&record.execution_id) },
+    })
 }
 
 pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {

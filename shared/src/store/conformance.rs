@@ -24,6 +24,7 @@ macro_rules! store_conformance_tests {
             steps_are_recorded_once_per_node,
             executions_lifecycle_and_lease,
             executions_list_newest_first_with_status_filter,
+            idempotency_keys_hold_for_their_window,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -549,4 +550,26 @@ pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) 
         store.list_executions(&new_id(), &workflow, None, None, 10).await.unwrap().items.is_empty(),
         "scoped by tenant"
     );
+}
+
+pub async fn idempotency_keys_hold_for_their_window(store: &dyn Store) {
+    use super::IdempotencyClaim;
+    let tenant = new_id();
+    let (now, later, much_later) = ("2030-01-01T00:00:00.000Z", "2030-01-02T00:00:00.000Z", "2030-01-03T00:00:00.000Z");
+    assert_eq!(
+        store.claim_idempotency_key(&tenant, "k1", "body-a", "ex-1", later, now).await.unwrap(),
+        IdempotencyClaim::New
+    );
+    let again = store.claim_idempotency_key(&tenant, "k1", "body-b", "ex-2", later, now).await.unwrap();
+    assert_eq!(again, IdempotencyClaim::Existing { body_hash: "body-a".into(), execution_id: "ex-1".into() });
+    assert_eq!(
+        store.claim_idempotency_key(&new_id(), "k1", "body-b", "ex-3", later, now).await.unwrap(),
+        IdempotencyClaim::New,
+        "per tenant"
+    );
+    let expired = store
+        .claim_idempotency_key(&tenant, "k1", "body-c", "ex-4", "2030-01-04T00:00:00.000Z", much_later)
+        .await
+        .unwrap();
+    assert_eq!(expired, IdempotencyClaim::New, "an expired key is free again");
 }

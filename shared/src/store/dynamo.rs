@@ -15,8 +15,8 @@
 //! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
 
 use super::{
-    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, Page, StepStore, TenantStore, VersionSummary,
-    WorkflowStore, WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, StepStore, TenantStore,
+    VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
 use crate::engine::{StepError, StepRecord, StepStatus};
 use crate::error::StoreError;
@@ -983,6 +983,50 @@ impl ExecutionStore for DynamoStore {
             ],
         )
         .await
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        tenant_id: &str,
+        key_hash: &str,
+        body_hash: &str,
+        execution_id: &str,
+        expires_at: &str,
+        now: &str,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let item_key = key(format!("T#{tenant_id}#IDEM#{key_hash}"), "IDEM".into());
+        let mut item = item_key.clone();
+        item.insert("entity".into(), s("idempotency_key"));
+        item.insert("body_hash".into(), s(body_hash));
+        item.insert("execution_id".into(), s(execution_id));
+        item.insert("expires_at".into(), s(expires_at));
+        // DynamoDB TTL removes the record eventually; `expires_at` decides reuse exactly.
+        let ttl = chrono::DateTime::parse_from_rfc3339(expires_at).map(|t| t.timestamp()).unwrap_or_default() + 3600;
+        item.insert("ttl".into(), n(ttl));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await
+            .map_err(classify);
+        match put {
+            Ok(_) => Ok(IdempotencyClaim::New),
+            Err(StoreError::ConditionFailed) => {
+                let existing = self
+                    .get(item_key)
+                    .await?
+                    .ok_or_else(|| StoreError::Internal("idempotency record vanished".into()))?;
+                Ok(IdempotencyClaim::Existing {
+                    body_hash: get_s(&existing, "body_hash")?,
+                    execution_id: get_s(&existing, "execution_id")?,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn list_executions(

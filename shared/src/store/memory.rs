@@ -2,8 +2,8 @@
 //! the conformance suite.
 
 use super::{
-    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, Page, SecretStore, StepStore, TenantStore,
-    VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, SecretStore, StepStore,
+    TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
 use crate::engine::{StepError, StepRecord};
 use crate::error::StoreError;
@@ -33,6 +33,8 @@ struct Inner {
     steps: BTreeMap<(String, String, String), StepRecord>,
     /// (tenant, execution) -> the execution with its snapshot and lease.
     executions: BTreeMap<(String, String), StoredExecution>,
+    /// (tenant, key hash) -> (body hash, execution id, expires_at).
+    idempotency: BTreeMap<(String, String), (String, String, String)>,
 }
 
 struct StoredExecution {
@@ -464,6 +466,26 @@ impl ExecutionStore for MemoryStore {
             entry.record.finished_at = Some(at);
         }
         Ok(())
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        tenant_id: &str,
+        key_hash: &str,
+        body_hash: &str,
+        execution_id: &str,
+        expires_at: &str,
+        now: &str,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let mut inner = self.lock();
+        let key = (tenant_id.to_string(), key_hash.to_string());
+        if let Some((body, id, expiry)) = inner.idempotency.get(&key)
+            && expiry.as_str() >= now
+        {
+            return Ok(IdempotencyClaim::Existing { body_hash: body.clone(), execution_id: id.clone() });
+        }
+        inner.idempotency.insert(key, (body_hash.to_string(), execution_id.to_string(), expires_at.to_string()));
+        Ok(IdempotencyClaim::New)
     }
 
     async fn list_executions(

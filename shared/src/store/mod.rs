@@ -161,6 +161,13 @@ pub trait SecretStore: Send + Sync {
 
 pub const MAX_KEYS_PER_TENANT: usize = 50;
 
+/// What an Idempotency-Key already stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    New,
+    Existing { body_hash: String, execution_id: String },
+}
+
 /// Executions: records, definition snapshots, the worker lease, and lifecycle transitions.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
@@ -203,6 +210,17 @@ pub trait ExecutionStore: Send + Sync {
     /// Asks a queued or running execution to stop before its next node; false if it is final or
     /// does not exist.
     async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError>;
+    /// Claims an Idempotency-Key for 24 h: `New` if it was free (or expired), else what it
+    /// already names. One conditional write.
+    async fn claim_idempotency_key(
+        &self,
+        tenant_id: &str,
+        key_hash: &str,
+        body_hash: &str,
+        execution_id: &str,
+        expires_at: &str,
+        now: &str,
+    ) -> Result<IdempotencyClaim, StoreError>;
     /// A workflow's executions, newest first; `status` keeps only that status.
     async fn list_executions(
         &self,
