@@ -117,6 +117,20 @@ fn resume_after(last_key: &Item, prefix: &str) -> Option<String> {
     get_opt_s(last_key, "sk").and_then(|sk| sk.strip_prefix(prefix).map(str::to_string))
 }
 
+/// Whether a conditional write applied: Ok(false) when its condition did not hold.
+fn condition_met<T>(result: Result<T, StoreError>) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(StoreError::ConditionFailed) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// A conditional write whose failed condition means "nothing to do".
+fn ignore_condition<T>(result: Result<T, StoreError>) -> Result<(), StoreError> {
+    condition_met(result).map(|_| ())
+}
+
 /// Maps an SDK failure onto the port's errors; the SDK text goes to logs only.
 fn classify<E, R>(err: SdkError<E, R>) -> StoreError
 where
@@ -546,11 +560,7 @@ impl TenantStore for DynamoStore {
             .send()
             .await
             .map_err(classify);
-        match result {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        condition_met(result)
     }
 
     async fn put_api_key(&self, api_key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -669,11 +679,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(classify);
-        match result {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        condition_met(result)
     }
 
     /// One attribute update on an existing key item; a failed condition is not an error (the
@@ -696,10 +702,7 @@ impl DynamoStore {
             .send()
             .await
             .map_err(classify);
-        match result {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        ignore_condition(result)
     }
 }
 
@@ -923,11 +926,7 @@ impl ExecutionStore for DynamoStore {
             .send()
             .await
             .map_err(classify);
-        match result {
-            Ok(_) => Ok(true),
-            Err(StoreError::ConditionFailed) => Ok(false),
-            Err(e) => Err(e),
-        }
+        condition_met(result)
     }
 
     async fn release_lease(&self, tenant_id: &str, execution_id: &str, owner: &str) -> Result<(), StoreError> {
@@ -942,10 +941,7 @@ impl ExecutionStore for DynamoStore {
             .send()
             .await
             .map_err(classify);
-        match result {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        ignore_condition(result)
     }
 
     async fn mark_running(&self, tenant_id: &str, execution_id: &str, at: &str) -> Result<(), StoreError> {
@@ -1127,10 +1123,7 @@ impl DynamoStore {
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
-        match request.send().await.map_err(classify) {
-            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
-            Err(e) => Err(e),
-        }
+        ignore_condition(request.send().await.map_err(classify))
     }
 }
 
