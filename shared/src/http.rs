@@ -84,6 +84,16 @@ pub fn path_param(req: &Request, name: &str) -> Option<String> {
     req.path_parameters_ref().and_then(|p| p.first(name)).map(str::to_string)
 }
 
+/// A path parameter that must be a canonical (upper-case) ULID: Ok(id), or Err(the raw text) for
+/// anything else, which cannot name a stored item and so answers like a missing one.
+pub fn ulid_param(req: &Request, name: &str) -> Result<String, String> {
+    let raw = path_param(req, name).unwrap_or_default();
+    match ulid::Ulid::from_string(&raw) {
+        Ok(parsed) if parsed.to_string() == raw => Ok(raw),
+        _ => Err(raw),
+    }
+}
+
 pub fn query_param(req: &Request, name: &str) -> Option<String> {
     req.query_string_parameters_ref().and_then(|q| q.first(name)).map(str::to_string)
 }

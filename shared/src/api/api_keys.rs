@@ -53,10 +53,7 @@ fn key_not_found(key_id: &str) -> ApiError {
 }
 
 async fn load_key(call: &Call<'_>) -> Result<ApiKeyRecord, ApiError> {
-    let key_id = http::path_param(call.req, "key_id").unwrap_or_default();
-    if ulid::Ulid::from_string(&key_id).map(|u| u.to_string()) != Ok(key_id.clone()) {
-        return Err(key_not_found(&key_id));
-    }
+    let key_id = http::ulid_param(call.req, "key_id").map_err(|raw| key_not_found(&raw))?;
     call.app.store.find_api_key_by_id(call.tenant_id, &key_id).await?.ok_or_else(|| key_not_found(&key_id))
 }
 

@@ -1,6 +1,6 @@
 //! Execution routes: start (queued through SQS), read with steps, cancel.
 
-use super::{Call, paging, truncate};
+use super::{Call, paging, truncate, workflows};
 use crate::cursor;
 use crate::engine::StepStatus;
 use crate::error::{ApiError, ErrorCode, StoreError};
@@ -29,11 +29,7 @@ fn execution_not_found(id: &str) -> ApiError {
 }
 
 fn execution_id(call: &Call<'_>) -> Result<String, ApiError> {
-    let id = http::path_param(call.req, "execution_id").unwrap_or_default();
-    match ulid::Ulid::from_string(&id) {
-        Ok(parsed) if parsed.to_string() == id => Ok(id),
-        _ => Err(execution_not_found(&id)),
-    }
+    http::ulid_param(call.req, "execution_id").map_err(|raw| execution_not_found(&raw))
 }
 
 fn link(id: &str) -> String {
@@ -41,15 +37,9 @@ fn link(id: &str) -> String {
 }
 
 pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let workflow_id = http::path_param(call.req, "workflow_id").unwrap_or_default();
     let request: StartRequest = http::typed_body(call.req)?;
-    let workflow = match ulid::Ulid::from_string(&workflow_id) {
-        Ok(parsed) if parsed.to_string() == workflow_id => {
-            call.app.store.get_workflow(call.tenant_id, &workflow_id).await?
-        }
-        _ => None,
-    }
-    .ok_or_else(|| ApiError::workflow_not_found(&truncate(&workflow_id, 64)))?;
+    let workflow_id = workflows::workflow_id(call)?;
+    let workflow = workflows::load(call, &workflow_id).await?;
     let (version, definition) = match &request.version {
         None => match workflow.deployed_version {
             Some(n) => (Some(n), None),
@@ -255,22 +245,14 @@ pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
 }
 
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let workflow_id = http::path_param(call.req, "workflow_id").unwrap_or_default();
     let status = match http::query_param(call.req, "status") {
         None => None,
         Some(raw) => Some(ExecutionStatus::parse(&raw).ok_or_else(|| {
             ApiError::invalid_request("status must be one of queued, running, succeeded, failed, cancelled, timed_out")
         })?),
     };
-    let exists = match ulid::Ulid::from_string(&workflow_id) {
-        Ok(parsed) if parsed.to_string() == workflow_id => {
-            call.app.store.get_workflow(call.tenant_id, &workflow_id).await?.is_some()
-        }
-        _ => false,
-    };
-    if !exists {
-        return Err(ApiError::workflow_not_found(&truncate(&workflow_id, 64)));
-    }
+    let workflow_id = workflows::workflow_id(call)?;
+    workflows::load(call, &workflow_id).await?;
     let scope = format!("executions|{}|{workflow_id}|{}", call.tenant_id, status.map(|s| s.as_str()).unwrap_or(""));
     let (limit, after) = paging(call, &scope)?;
     let page = call.app.store.list_executions(call.tenant_id, &workflow_id, status, after.as_deref(), limit).await?;

@@ -22,12 +22,8 @@ fn problems_error(problems: Vec<Problem>) -> ApiError {
 }
 
 /// The workflow id from the path. An id that is not a canonical ULID cannot exist: 404.
-fn workflow_id(call: &Call) -> Result<String, ApiError> {
-    let id = http::path_param(call.req, "workflow_id").unwrap_or_default();
-    match ulid::Ulid::from_string(&id) {
-        Ok(parsed) if parsed.to_string() == id => Ok(id),
-        _ => Err(ApiError::workflow_not_found(&truncate(&id, 64))),
-    }
+pub(super) fn workflow_id(call: &Call) -> Result<String, ApiError> {
+    http::ulid_param(call.req, "workflow_id").map_err(|raw| ApiError::workflow_not_found(&truncate(&raw, 64)))
 }
 
 fn workflow_view(record: &WorkflowRecord) -> Value {
@@ -131,7 +127,7 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     })))
 }
 
-async fn load(call: &Call<'_>, workflow_id: &str) -> Result<WorkflowRecord, ApiError> {
+pub(super) async fn load(call: &Call<'_>, workflow_id: &str) -> Result<WorkflowRecord, ApiError> {
     call.app
         .store
         .get_workflow(call.tenant_id, workflow_id)
