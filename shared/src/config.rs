@@ -24,6 +24,12 @@ pub struct Config {
     pub execution_queue_url: Option<String>,
     /// Hosts http.request may reach although they resolve to private addresses.
     pub http_allowed_private_hosts: Vec<String>,
+    /// How long the worker trusts a provider credential it read from Secrets Manager.
+    pub credential_cache_ttl: Duration,
+    /// Consecutive provider failures (per tenant and host) that open a circuit.
+    pub circuit_breaker_threshold: u32,
+    /// How long an open circuit fails fast before one trial call.
+    pub circuit_breaker_cool_down: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -38,6 +44,9 @@ impl fmt::Debug for Config {
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("execution_queue_url", &self.execution_queue_url)
             .field("http_allowed_private_hosts", &self.http_allowed_private_hosts)
+            .field("credential_cache_ttl", &self.credential_cache_ttl)
+            .field("circuit_breaker_threshold", &self.circuit_breaker_threshold)
+            .field("circuit_breaker_cool_down", &self.circuit_breaker_cool_down)
             .finish()
     }
 }
@@ -68,6 +77,18 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "HTTP_ALLOWED_PRIVATE_HOSTS",
         "optional; comma-separated hosts (or host:port) http.request may reach on private or loopback addresses; empty: public addresses only",
+    ),
+    (
+        "CREDENTIAL_CACHE_TTL_SECONDS",
+        "optional, default 60, at most 300; how long the worker reuses a provider credential before reading it again",
+    ),
+    (
+        "CIRCUIT_BREAKER_THRESHOLD",
+        "optional, default 5, 1 to 100; consecutive provider failures (per tenant and host) that open a circuit",
+    ),
+    (
+        "CIRCUIT_BREAKER_COOL_DOWN_SECONDS",
+        "optional, default 30, at most 3600; how long an open circuit fails fast before one trial call",
     ),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
@@ -152,7 +173,20 @@ impl Config {
                 problem: format!("{bad:?} must be a host or host:port, without scheme or wildcard"),
             });
         }
+        let credential_cache_ttl = seconds("CREDENTIAL_CACHE_TTL_SECONDS", 60, 300)?;
+        let circuit_breaker_threshold = match lookup("CIRCUIT_BREAKER_THRESHOLD").filter(|v| !v.is_empty()) {
+            None => crate::engine::breaker::DEFAULT_THRESHOLD,
+            Some(raw) => raw.parse::<u32>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| ConfigError {
+                variable: "CIRCUIT_BREAKER_THRESHOLD",
+                problem: "must be a whole number from 1 to 100".into(),
+            })?,
+        };
+        let circuit_breaker_cool_down =
+            seconds("CIRCUIT_BREAKER_COOL_DOWN_SECONDS", crate::engine::breaker::DEFAULT_COOL_DOWN.as_secs(), 3600)?;
         Ok(Config {
+            credential_cache_ttl,
+            circuit_breaker_threshold,
+            circuit_breaker_cool_down,
             http_allowed_private_hosts,
             execution_queue_url,
             table_name,
@@ -255,6 +289,13 @@ mod tests {
             "CORS_ALLOWED_ORIGINS"
         );
         assert_eq!(with(("CORS_ALLOWED_ORIGINS", "example.com")).unwrap_err().variable, "CORS_ALLOWED_ORIGINS");
+        assert_eq!(with(("CREDENTIAL_CACHE_TTL_SECONDS", "301")).unwrap_err().variable, "CREDENTIAL_CACHE_TTL_SECONDS");
+        assert_eq!(with(("CIRCUIT_BREAKER_THRESHOLD", "0")).unwrap_err().variable, "CIRCUIT_BREAKER_THRESHOLD");
+        assert_eq!(with(("CIRCUIT_BREAKER_THRESHOLD", "7")).unwrap().circuit_breaker_threshold, 7);
+        assert_eq!(
+            with(("CIRCUIT_BREAKER_COOL_DOWN_SECONDS", "3601")).unwrap_err().variable,
+            "CIRCUIT_BREAKER_COOL_DOWN_SECONDS"
+        );
         let config = with(("CORS_ALLOWED_ORIGINS", "https://a.example.com, http://localhost:3000/")).unwrap();
         assert_eq!(config.cors_allowed_origins, vec!["https://a.example.com", "http://localhost:3000"]);
     }
@@ -267,6 +308,8 @@ mod tests {
         assert_eq!(config.key_cache_ttl, Duration::from_secs(30));
         assert_eq!(config.key_rotation_grace, Duration::from_secs(3600));
         assert!(config.cors_allowed_origins.is_empty());
+        assert_eq!(config.credential_cache_ttl, Duration::from_secs(60));
+        assert_eq!((config.circuit_breaker_threshold, config.circuit_breaker_cool_down), (5, Duration::from_secs(30)));
         assert!(!format!("{config:?}").contains(KEY), "Debug must not print the signing key");
     }
 }

@@ -26,6 +26,7 @@ pub enum ErrorCode {
     ApiKeyNotActive,
     NoDeployedVersion,
     ExecutionFinished,
+    ExecutionNotRedrivable,
     PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -57,6 +58,7 @@ impl ErrorCode {
         ErrorCode::ApiKeyNotActive,
         ErrorCode::NoDeployedVersion,
         ErrorCode::ExecutionFinished,
+        ErrorCode::ExecutionNotRedrivable,
         ErrorCode::PreconditionFailed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -83,6 +85,7 @@ impl ErrorCode {
             ErrorCode::ExecutionNotFound => "EXECUTION_NOT_FOUND",
             ErrorCode::NoDeployedVersion => "NO_DEPLOYED_VERSION",
             ErrorCode::ExecutionFinished => "EXECUTION_FINISHED",
+            ErrorCode::ExecutionNotRedrivable => "EXECUTION_NOT_REDRIVABLE",
             ErrorCode::InputInvalid => "INPUT_INVALID",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::KeyLimitReached => "KEY_LIMIT_REACHED",
@@ -114,7 +117,8 @@ impl ErrorCode {
             ErrorCode::KeyLimitReached
             | ErrorCode::ApiKeyNotActive
             | ErrorCode::NoDeployedVersion
-            | ErrorCode::ExecutionFinished => StatusCode::CONFLICT,
+            | ErrorCode::ExecutionFinished
+            | ErrorCode::ExecutionNotRedrivable => StatusCode::CONFLICT,
             ErrorCode::InputInvalid | ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -145,6 +149,7 @@ impl ErrorCode {
             ErrorCode::ExecutionNotFound => "No execution with this id exists for your tenant.",
             ErrorCode::NoDeployedVersion => "The workflow has no deployed version; deploy one or pass `\"version\"`.",
             ErrorCode::ExecutionFinished => "The execution has already finished, so it cannot be cancelled.",
+            ErrorCode::ExecutionNotRedrivable => "Only a failed or timed-out execution can be redriven.",
             ErrorCode::IdempotencyKeyReused => {
                 "This `Idempotency-Key` was used in the last 24 h with a different body."
             }

@@ -103,6 +103,7 @@ fn document_validator() -> &'static jsonschema::Validator {
                 "description": { "type": "string", "maxLength": 2000 },
                 "tags": { "type": "array", "items": { "type": "string" } },
                 "input_schema": { "type": "object" },
+                "timeout_seconds": { "type": "integer", "minimum": 1, "maximum": 86400 },
                 "nodes": {
                     "type": "array",
                     "items": {

@@ -39,8 +39,18 @@ pub async fn serve_worker() -> Result<(), Error> {
     };
     let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone()));
     let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
+    let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config)));
     let runtime = crate::engine::NodeRuntime {
         allowed_private_hosts: config.http_allowed_private_hosts.clone(),
+        credentials: Some(Arc::new(crate::secrets::CredentialResolver::new(
+            secrets,
+            &config.stage,
+            config.credential_cache_ttl,
+        ))),
+        breakers: Arc::new(crate::engine::breaker::CircuitBreakers::new(
+            config.circuit_breaker_threshold,
+            config.circuit_breaker_cool_down,
+        )),
         ..Default::default()
     };
     let executor = Arc::new(crate::engine::RegistryExecutor { runtime });

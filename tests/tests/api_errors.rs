@@ -215,12 +215,15 @@ async fn every_route_that_reads_a_body_refuses_bad_bodies() {
     let t = TestApp::new().await;
     let id = t.create_workflow(sample_definition("x")).await;
     let params = [("workflow_id", id.as_str()), ("name", "openai-main")];
-    // Publish, rotate and cancel take no body; every other POST/PUT reads one.
+    // Publish, rotate, cancel and redrive take no body; every other POST/PUT reads one.
     let readers: Vec<_> = ROUTES
         .iter()
         .filter(|s| {
             (s.method == "POST" || s.method == "PUT")
-                && !matches!(s.route, Route::PublishVersion | Route::RotateApiKey | Route::CancelExecution)
+                && !matches!(
+                    s.route,
+                    Route::PublishVersion | Route::RotateApiKey | Route::CancelExecution | Route::RedriveExecution
+                )
         })
         .collect();
     assert_eq!(readers.len(), 7);

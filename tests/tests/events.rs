@@ -15,6 +15,18 @@ fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
 }
 
+/// Ends an execution as failed, as a worker would, so it can be redriven.
+async fn fail_execution(t: &TestApp, execution_id: &str) {
+    let error = nodeai::engine::StepError { code: "HTTP_500".into(), message: "down".into() };
+    let failed = nodeai::executions::ExecutionStatus::Failed;
+    let now = nodeai::model::now_rfc3339();
+    t.app
+        .store
+        .finish_execution(&t.tenant_id, execution_id, failed, serde_json::Value::Null, Some(error), now)
+        .await
+        .unwrap();
+}
+
 async fn run_event(function: &str, route: Route) -> Reply {
     let t = TestApp::new().await;
     let id = t.create_workflow(sample_definition("for events")).await;
@@ -33,6 +45,9 @@ async fn run_event(function: &str, route: Route) -> Reply {
         )
         .await;
     let execution_id = started.body["execution_id"].as_str().expect("an execution id").to_string();
+    if route == Route::RedriveExecution {
+        fail_execution(&t, &execution_id).await;
+    }
     let extra = t.call(Route::CreateApiKey, &[], Some(serde_json::json!({ "name": "extra" }))).await;
     let key_id = extra.body["id"].as_str().expect("a key id").to_string();
     let text = std::fs::read_to_string(events_dir().join(format!("{function}.json")))
@@ -53,7 +68,7 @@ async fn every_route_event_gets_its_success_status() {
         let expected = match spec.route {
             Route::CreateWorkflow | Route::PublishVersion | Route::CreateApiKey | Route::RotateApiKey => 201,
             Route::PutCredential => 201,
-            Route::StartExecution | Route::CancelExecution => 202,
+            Route::StartExecution | Route::CancelExecution | Route::RedriveExecution => 202,
             Route::DeleteWorkflow | Route::RevokeApiKey | Route::DeleteCredential => 204,
             _ => 200,
         };

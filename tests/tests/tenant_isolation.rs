@@ -121,6 +121,15 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
         .await;
     assert_eq!(started.status, 202, "{}", started.raw);
     let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    // Failed, so the owner could redrive it (and an intruder's redrive would have something to do).
+    let error = nodeai::engine::StepError { code: "HTTP_500".into(), message: "down".into() };
+    let failed = nodeai::executions::ExecutionStatus::Failed;
+    let now = nodeai::model::now_rfc3339();
+    t.app
+        .store
+        .finish_execution(&t.tenant_id, &execution_id, failed, serde_json::Value::Null, Some(error), now)
+        .await
+        .unwrap();
     let (_, intruder) = t.other_tenant().await;
 
     // Every route with an id in its path that is not a workflow route (those have their own
@@ -130,7 +139,7 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
         .iter()
         .filter(|s| s.path.contains('{') && !s.path.contains("{workflow_id}") && s.route != Route::PutCredential)
         .collect();
-    assert_eq!(routes.len(), 5, "revoke, rotate, delete credential, get and cancel execution");
+    assert_eq!(routes.len(), 6, "revoke, rotate, delete credential, get, cancel and redrive execution");
     for spec in routes {
         let params = [("key_id", key_id.as_str()), ("name", "owned"), ("execution_id", execution_id.as_str())];
         let reply = t.send(spec.route, RequestSpec::new(&params).key(&intruder)).await;
@@ -144,6 +153,10 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
     assert_eq!(credentials.body["items"][0]["name"], "owned");
     let execution = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
     assert_eq!(execution.body["cancel_requested"], false, "the intruder cancelled nothing");
+    assert_eq!(
+        (execution.body["status"].as_str(), execution.body["redrive_count"].as_u64()),
+        (Some("failed"), Some(0))
+    );
     let intruder_keys = t.send(Route::ListApiKeys, RequestSpec::new(&[]).key(&intruder)).await;
     assert!(!intruder_keys.raw.contains(&key_id));
 }

@@ -97,8 +97,14 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
     // What "the same request" means: the same input and version, whatever the JSON key order.
     let body_hash = crate::auth::hash_key(&json!({ "input": input, "version": request.version }).to_string());
     let request_id = http::request_id(call.req);
-    let mut record =
-        ExecutionRecord::queued(call.tenant_id, &workflow_id, version, input, &request_id, DEFAULT_EXECUTION_TIMEOUT);
+    let mut record = ExecutionRecord::queued(
+        call.tenant_id,
+        &workflow_id,
+        version,
+        input,
+        &request_id,
+        execution_timeout(&definition),
+    );
     if let Some(key) = idempotency_key {
         let claim = call
             .app
@@ -132,35 +138,35 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
         }
     }
     call.app.store.create_execution(&record, &definition).await?;
-    let message =
-        ExecutionMessage { tenant_id: record.tenant_id.clone(), execution_id: record.execution_id.clone(), request_id };
-    if let Err(e) = call.app.queue.send(&message).await {
-        // Never leave an execution queued that no worker will see.
-        let error = crate::engine::StepError {
-            code: "QUEUE_UNAVAILABLE".into(),
-            message: "the execution could not be queued".into(),
-        };
-        let _ = call
-            .app
-            .store
-            .finish_execution(
-                call.tenant_id,
-                &record.execution_id,
-                ExecutionStatus::Failed,
-                Value::Null,
-                Some(error),
-                crate::model::now_rfc3339(),
-            )
-            .await;
-        return Err(match e {
-            StoreError::Internal(detail) => StoreError::Unavailable(detail),
-            other => other,
-        }
-        .into());
-    }
+    enqueue(call, &record.execution_id, request_id).await?;
     let mut reply = Reply::created(started_view(&record), link(&record.execution_id));
     reply.status = StatusCode::ACCEPTED;
     Ok(reply)
+}
+
+/// Sends the execution to the worker. If the queue refuses, the execution is failed with
+/// `QUEUE_UNAVAILABLE` at once (never left queued with no worker to see it), and can be redriven.
+async fn enqueue(call: &Call<'_>, execution_id: &str, request_id: String) -> Result<(), ApiError> {
+    let message =
+        ExecutionMessage { tenant_id: call.tenant_id.to_string(), execution_id: execution_id.to_string(), request_id };
+    let Err(e) = call.app.queue.send(&message).await else {
+        return Ok(());
+    };
+    let error = crate::engine::StepError {
+        code: "QUEUE_UNAVAILABLE".into(),
+        message: "the execution could not be queued".into(),
+    };
+    let now = crate::model::now_rfc3339();
+    let _ = call
+        .app
+        .store
+        .finish_execution(call.tenant_id, execution_id, ExecutionStatus::Failed, Value::Null, Some(error), now)
+        .await;
+    Err(match e {
+        StoreError::Internal(detail) => StoreError::Unavailable(detail),
+        other => other,
+    }
+    .into())
 }
 
 fn started_view(record: &ExecutionRecord) -> Value {
@@ -188,17 +194,21 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let steps: Vec<Value> = definition
         .nodes
         .iter()
-        .map(|node| match recorded.get(&node.id) {
-            Some(step) => json!({
-                "node_id": node.id, "type": node.node_type, "status": step.status, "attempts": step.attempts,
-                "started_at": step.started_at, "finished_at": step.finished_at,
-                "output": step.output, "error": step.error, "usage": null, "cost_usd": null,
-            }),
-            None => json!({
-                "node_id": node.id, "type": node.node_type,
-                "status": StepStatus::Pending,
-                "attempts": 0, "output": null, "error": null, "usage": null, "cost_usd": null,
-            }),
+        .map(|node| {
+            let step = recorded.get(&node.id);
+            json!({
+                "node_id": node.id,
+                "type": node.node_type,
+                "status": step.map(|s| s.status).unwrap_or(StepStatus::Pending),
+                "attempts": step.map(|s| s.attempts).unwrap_or(0),
+                "started_at": step.and_then(|s| s.started_at.clone()),
+                "finished_at": step.and_then(|s| s.finished_at.clone()),
+                "input": step.map(|s| s.input.clone()).unwrap_or(Value::Null),
+                "output": step.map(|s| s.output.clone()).unwrap_or(Value::Null),
+                "error": step.and_then(|s| s.error.clone()),
+                "usage": step.and_then(|s| s.usage),
+                "cost_usd": step.and_then(|s| s.cost_usd),
+            })
         })
         .collect();
     let duration_ms = match (&execution.started_at, &execution.finished_at) {
@@ -225,8 +235,32 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         "duration_ms": duration_ms,
         "cancel_requested": execution.cancel_requested,
         "steps": steps,
-        "totals": { "input_tokens": null, "output_tokens": null, "cost_usd": null },
+        "redrive_count": execution.redrive_count,
+        "totals": totals(recorded.values()),
     })))
+}
+
+/// Token and cost totals over the steps that called a model. `cost_usd` sums the priced steps;
+/// `unpriced_steps` counts model calls whose price is unknown, so a partial sum never passes for
+/// the whole bill.
+fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> Value {
+    let (mut input_tokens, mut output_tokens, mut cost, mut unpriced) = (0u64, 0u64, 0f64, 0u32);
+    for step in steps {
+        if let Some(usage) = step.usage {
+            input_tokens += usage.input_tokens;
+            output_tokens += usage.output_tokens;
+            match step.cost_usd {
+                Some(c) => cost += c,
+                None => unpriced += 1,
+            }
+        }
+    }
+    json!({
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cost_usd": (cost * 1e9).round() / 1e9,
+        "unpriced_steps": unpriced,
+    })
 }
 
 pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -242,6 +276,60 @@ pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
         Reply::ok(json!({ "execution_id": id, "status": execution.status.as_str(), "cancel_requested": true }));
     reply.status = StatusCode::ACCEPTED;
     Ok(reply)
+}
+
+/// Resumes a failed or timed-out execution: succeeded steps stay (their nodes are not run, or
+/// paid for, again); failed and skipped steps are forgotten, so failed and unrun nodes run and
+/// branches are decided afresh. The execution gets a new deadline of its full timeout.
+pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = execution_id(call)?;
+    let execution = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
+    let not_redrivable = |status: ExecutionStatus| {
+        ApiError::new(
+            ErrorCode::ExecutionNotRedrivable,
+            format!("the execution is {}; only failed or timed-out executions can be redriven", status.as_str()),
+        )
+        .suggest("Start a new execution instead.")
+    };
+    if !matches!(execution.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) {
+        return Err(not_redrivable(execution.status));
+    }
+    let definition = call
+        .app
+        .store
+        .get_execution_definition(call.tenant_id, &id)
+        .await?
+        .ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?;
+    let forget: Vec<String> = call
+        .app
+        .store
+        .load_steps(call.tenant_id, &id)
+        .await?
+        .into_iter()
+        .filter(|s| s.status != StepStatus::Succeeded)
+        .map(|s| s.node_id)
+        .collect();
+    call.app.store.delete_steps(call.tenant_id, &id, &forget).await?;
+    let deadline = crate::model::rfc3339_in(execution_timeout(&definition).as_secs() as i64);
+    if !call.app.store.redrive_execution(call.tenant_id, &id, &deadline).await? {
+        // Another redrive got there first.
+        let now = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
+        return Err(not_redrivable(now.status));
+    }
+    enqueue(call, &id, http::request_id(call.req)).await?;
+    let mut reply = Reply::ok(json!({
+        "execution_id": id,
+        "status": ExecutionStatus::Queued.as_str(),
+        "redrive_count": execution.redrive_count + 1,
+        "links": { "self": link(&id) },
+    }));
+    reply.status = StatusCode::ACCEPTED;
+    Ok(reply)
+}
+
+/// The workflow's own execution timeout, else the default.
+fn execution_timeout(definition: &crate::model::WorkflowDefinition) -> std::time::Duration {
+    definition.timeout_seconds.map(std::time::Duration::from_secs).unwrap_or(DEFAULT_EXECUTION_TIMEOUT)
 }
 
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {

@@ -71,6 +71,7 @@ pub enum Route {
     ListExecutions,
     GetExecution,
     CancelExecution,
+    RedriveExecution,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -122,6 +123,7 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::ListExecutions, "GET", "/v1/workflows/{workflow_id}/executions", "list-executions", true),
     spec(Route::GetExecution, "GET", "/v1/executions/{execution_id}", "get-execution", true),
     spec(Route::CancelExecution, "POST", "/v1/executions/{execution_id}/cancel", "cancel-execution", true),
+    spec(Route::RedriveExecution, "POST", "/v1/executions/{execution_id}/redrive", "redrive-execution", true),
 ];
 
 /// The function that answers what no route matches.
@@ -252,6 +254,7 @@ async fn dispatch(app: &App, route: Route, req: &Request, span: &tracing::Span) 
         Route::ListExecutions => executions::list(&call).await,
         Route::GetExecution => executions::get(&call).await,
         Route::CancelExecution => executions::cancel(&call).await,
+        Route::RedriveExecution => executions::redrive(&call).await,
         Route::Fallback => unreachable!("handled above"),
     }
 }

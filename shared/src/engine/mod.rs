@@ -4,19 +4,22 @@
 //! depends on it starts, so a crash, a redelivery or a redrive resumes from the records and never
 //! runs a succeeded node again.
 //!
-//! Not here yet (issue 3): the execution records, routes, SQS worker, leases, continuations,
-//! the http.request and llm.chat executors, the circuit breaker.
+//! Executions, leases and continuations live in `executions`; node types in `nodes`.
 
+pub mod breaker;
 pub mod http_guard;
+pub mod outbound;
 pub mod template;
 
 use crate::error::StoreError;
 use crate::model::{NodeSpec, OnError, WorkflowDefinition, now_rfc3339};
+use crate::secrets::CredentialResolver;
 use crate::store::StepStore;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Default and cap of nodes run at once within one execution.
@@ -24,13 +27,16 @@ pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Largest node output kept as it is; a larger one is stored as a truncated preview (DynamoDB
 /// items hold at most 400 KB).
 pub const MAX_STORED_OUTPUT_BYTES: usize = 256 * 1024;
+/// Largest rendered node input kept as it is.
+pub const MAX_STORED_INPUT_BYTES: usize = 64 * 1024;
 const PREVIEW_CHARS: usize = 4096;
 /// Longest wait honoured from a `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
+    #[default]
     Pending,
     Running,
     Succeeded,
@@ -51,7 +57,7 @@ pub struct StepError {
 }
 
 /// One node's durable result within one execution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StepRecord {
     pub node_id: String,
     pub status: StepStatus,
@@ -60,6 +66,46 @@ pub struct StepRecord {
     pub finished_at: Option<String>,
     pub output: Value,
     pub error: Option<StepError>,
+    /// What the node was called with, rendered (secrets redacted); null when it has none.
+    #[serde(default)]
+    pub input: Value,
+    #[serde(default)]
+    pub usage: Option<TokenUsage>,
+    /// None when the node used no priced model (unknown model: None, never 0).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+}
+
+/// Tokens a model call used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// What one successful node call produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeOutput {
+    pub output: Value,
+    /// The rendered input, for the step record.
+    pub input: Value,
+    pub usage: Option<TokenUsage>,
+    pub cost_usd: Option<f64>,
+}
+
+impl From<Value> for NodeOutput {
+    fn from(output: Value) -> Self {
+        NodeOutput { output, ..Default::default() }
+    }
+}
+
+/// One call of one node: whose run it is (credentials and circuit breakers are per tenant), the
+/// node, and what its templates see.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeCall<'a> {
+    pub tenant_id: &'a str,
+    pub node: &'a NodeSpec,
+    pub scope: &'a Value,
 }
 
 /// Why a node did not produce an output.
@@ -85,37 +131,47 @@ impl NodeFailure {
 /// to count calls.
 #[async_trait]
 pub trait NodeExecutor: Send + Sync {
-    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure>;
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure>;
 }
 
-/// What node executors may use besides their config: outbound HTTP settings.
-#[derive(Debug, Clone)]
+/// What node executors may use besides their config: outbound HTTP settings, provider
+/// credentials and the circuit breakers. One per warm instance.
+#[derive(Clone)]
 pub struct NodeRuntime {
     /// Hosts (`host` or `host:port`) that may resolve to non-public addresses (the SSRF guard's
     /// allow-list; tests use it for their loopback stubs).
     pub allowed_private_hosts: Vec<String>,
-    /// Largest response body an http.request node reads.
+    /// Largest response body an outbound call reads.
     pub max_response_bytes: usize,
+    /// Provider credentials for llm.chat; None where the process has no secret store.
+    pub credentials: Option<Arc<CredentialResolver>>,
+    /// Per tenant and host: shared by every execution this instance runs.
+    pub breakers: Arc<breaker::CircuitBreakers>,
 }
 
 impl Default for NodeRuntime {
     fn default() -> Self {
-        NodeRuntime { allowed_private_hosts: Vec::new(), max_response_bytes: 1024 * 1024 }
+        NodeRuntime {
+            allowed_private_hosts: Vec::new(),
+            max_response_bytes: 1024 * 1024,
+            credentials: None,
+            breakers: Arc::new(breaker::CircuitBreakers::default()),
+        }
     }
 }
 
 /// Dispatches to `NodeKind::execute` of the node's type.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct RegistryExecutor {
     pub runtime: NodeRuntime,
 }
 
 #[async_trait]
 impl NodeExecutor for RegistryExecutor {
-    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
-        match crate::nodes::find(&node.node_type) {
-            Some(kind) => kind.execute(node, scope, &self.runtime).await,
-            None => Err(NodeFailure::permanent("UNKNOWN_NODE_TYPE", format!("no node type '{}'", node.node_type))),
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
+        match crate::nodes::find(&call.node.node_type) {
+            Some(kind) => kind.execute(call, &self.runtime).await,
+            None => Err(NodeFailure::permanent("UNKNOWN_NODE_TYPE", format!("no node type '{}'", call.node.node_type))),
         }
     }
 }
@@ -194,30 +250,34 @@ fn backoff(node: &NodeSpec, attempt: u32, failure: &NodeFailure) -> Duration {
 }
 
 /// Runs one node with its retry and timeout policy; returns its final step.
-async fn run_node(node: &NodeSpec, scope: &Value, executor: &dyn NodeExecutor) -> StepRecord {
+async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dyn NodeExecutor) -> StepRecord {
     let started_at = now_rfc3339();
+    let call = NodeCall { tenant_id, node, scope };
     let max_attempts = node.retry.as_ref().map(|r| r.max_attempts).unwrap_or(1).max(1);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let call = executor.execute(node, scope);
+        let attempt_result = executor.execute(&call);
         let result = match node.timeout_ms {
-            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), call).await {
+            Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt_result).await {
                 Ok(result) => result,
                 Err(_) => Err(NodeFailure::retryable("NODE_TIMEOUT", format!("no result within {ms} ms"))),
             },
-            None => call.await,
+            None => attempt_result.await,
         };
         match result {
-            Ok(output) => {
+            Ok(produced) => {
                 return StepRecord {
                     node_id: node.id.clone(),
                     status: StepStatus::Succeeded,
                     attempts: attempt,
                     started_at: Some(started_at),
                     finished_at: Some(now_rfc3339()),
-                    output,
+                    output: produced.output,
                     error: None,
+                    input: produced.input,
+                    usage: produced.usage,
+                    cost_usd: produced.cost_usd,
                 };
             }
             Err(failure) if failure.retryable && attempt < max_attempts => {
@@ -233,6 +293,9 @@ async fn run_node(node: &NodeSpec, scope: &Value, executor: &dyn NodeExecutor) -
                     finished_at: Some(now_rfc3339()),
                     output: Value::Null,
                     error: Some(StepError { code: failure.code, message: failure.message }),
+                    input: Value::Null,
+                    usage: None,
+                    cost_usd: None,
                 };
             }
         }
@@ -295,6 +358,9 @@ pub async fn run(
                     finished_at: Some(now),
                     output: Value::Null,
                     error: None,
+                    input: Value::Null,
+                    usage: None,
+                    cost_usd: None,
                 });
             }
         }
@@ -320,8 +386,10 @@ pub async fn run(
         }
         let current_scope = scope(ctx, &steps);
         for wave in ready.chunks(max_concurrency.clamp(1, 64)) {
-            let results =
-                futures_util::future::join_all(wave.iter().map(|node| run_node(node, &current_scope, executor))).await;
+            let results = futures_util::future::join_all(
+                wave.iter().map(|node| run_node(ctx.tenant_id, node, &current_scope, executor)),
+            )
+            .await;
             for step in results {
                 let kept = record(steps_store, ctx, step).await?;
                 steps.insert(kept.node_id.clone(), kept);
@@ -330,19 +398,22 @@ pub async fn run(
     }
 }
 
-/// Writes a final step. If another worker recorded it first, its record wins (the write is
-/// conditional) and this run continues with that one.
-/// An output over `MAX_STORED_OUTPUT_BYTES` becomes `{truncated: true, size_bytes, preview}`.
-pub fn bounded_output(output: Value) -> Value {
-    let text = output.to_string();
-    if text.len() <= MAX_STORED_OUTPUT_BYTES {
-        return output;
+/// A value over `limit` bytes of JSON becomes `{truncated: true, size_bytes, preview}`: node
+/// outputs over `MAX_STORED_OUTPUT_BYTES`, rendered inputs over `MAX_STORED_INPUT_BYTES` (kept for
+/// reading, not for resuming), so one step stays well inside a DynamoDB item.
+pub fn bounded(value: Value, limit: usize) -> Value {
+    let text = value.to_string();
+    if text.len() <= limit {
+        return value;
     }
     json!({ "truncated": true, "size_bytes": text.len(), "preview": text.chars().take(PREVIEW_CHARS).collect::<String>() })
 }
 
+/// Writes a final step. If another worker recorded it first, its record wins (the write is
+/// conditional) and this run continues with that one.
 async fn record(store: &dyn StepStore, ctx: &RunContext<'_>, mut step: StepRecord) -> Result<StepRecord, StoreError> {
-    step.output = bounded_output(step.output);
+    step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);
+    step.input = bounded(step.input, MAX_STORED_INPUT_BYTES);
     match store.record_step(ctx.tenant_id, ctx.execution_id, &step).await {
         Ok(()) => Ok(step),
         Err(StoreError::ConditionFailed) => {

@@ -29,7 +29,8 @@ impl Counting {
 
 #[async_trait]
 impl NodeExecutor for Counting {
-    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
+        let node = call.node;
         *self.calls.lock().unwrap().entry(node.id.clone()).or_default() += 1;
         if let Some(delay) = self.delay {
             tokio::time::sleep(delay).await;
@@ -38,7 +39,7 @@ impl NodeExecutor for Counting {
             self.failures.lock().unwrap().get_mut(&node.id).and_then(|f| (!f.is_empty()).then(|| f.remove(0)));
         match scripted {
             Some(failure) => Err(failure),
-            None => RegistryExecutor::default().execute(node, scope).await,
+            None => RegistryExecutor::default().execute(call).await,
         }
     }
 }
@@ -147,6 +148,7 @@ async fn a_crash_after_a_checkpoint_resumes_after_it() {
             finished_at: Some(now_rfc3339()),
             output,
             error: None,
+            ..StepRecord::default()
         };
         store.record_step("t1", "e1", &step).await.unwrap();
     }
@@ -167,6 +169,7 @@ async fn a_conditional_write_keeps_the_first_result() {
         finished_at: None,
         output: json!(text),
         error: None,
+        ..StepRecord::default()
     };
     store.record_step("t1", "e1", &step("first")).await.unwrap();
     assert!(matches!(store.record_step("t1", "e1", &step("second")).await, Err(StoreError::ConditionFailed)));
@@ -270,7 +273,7 @@ async fn an_undefined_variable_fails_the_run_with_its_name() {
 }
 
 #[tokio::test]
-async fn node_types_without_an_executor_refuse_to_run() {
+async fn an_llm_node_without_credential_access_fails_cleanly() {
     let workflow = definition(json!({
         "name": "llm",
         "nodes": [ { "id": "ask", "type": "llm.chat",
@@ -279,16 +282,16 @@ async fn node_types_without_an_executor_refuse_to_run() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
     let RunOutcome::Failed { error, .. } = outcome else { panic!("{outcome:?}") };
-    assert_eq!(error.code, "NODE_TYPE_NOT_RUNNABLE");
+    assert_eq!(error.code, "CREDENTIAL_UNAVAILABLE");
 }
 
 #[test]
 fn large_outputs_are_kept_truncated_with_their_size() {
     let big = json!({ "text": "x".repeat(MAX_STORED_OUTPUT_BYTES + 10) });
     let size = big.to_string().len();
-    let kept = bounded_output(big);
+    let kept = bounded(big, MAX_STORED_OUTPUT_BYTES);
     assert_eq!(kept["truncated"], true);
     assert_eq!(kept["size_bytes"], size);
     assert!(kept["preview"].as_str().unwrap().len() <= 4096);
-    assert_eq!(bounded_output(json!({ "small": 1 })), json!({ "small": 1 }));
+    assert_eq!(bounded(json!({ "small": 1 }), MAX_STORED_OUTPUT_BYTES), json!({ "small": 1 }));
 }

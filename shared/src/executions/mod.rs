@@ -59,6 +59,8 @@ pub struct ExecutionRecord {
     /// When the execution times out (created_at + the workflow's execution timeout).
     pub deadline_at: String,
     pub cancel_requested: bool,
+    /// How many times the execution was redriven after failing or timing out.
+    pub redrive_count: u32,
 }
 
 /// Default execution timeout; a workflow may set up to 24 h (issue 3).
@@ -89,6 +91,7 @@ impl ExecutionRecord {
             finished_at: None,
             deadline_at: crate::model::rfc3339_in(timeout.as_secs() as i64),
             cancel_requested: false,
+            redrive_count: 0,
         }
     }
 }

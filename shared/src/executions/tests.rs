@@ -1,6 +1,5 @@
 use super::*;
-use crate::engine::{NodeFailure, RegistryExecutor};
-use crate::model::NodeSpec;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, RegistryExecutor};
 use crate::store::memory::MemoryStore;
 use crate::validation::validate_definition;
 use async_trait::async_trait;
@@ -30,10 +29,10 @@ struct Counting {
 
 #[async_trait]
 impl NodeExecutor for Counting {
-    async fn execute(&self, node: &NodeSpec, scope: &Value) -> Result<Value, NodeFailure> {
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;
-        RegistryExecutor::default().execute(node, scope).await
+        RegistryExecutor::default().execute(call).await
     }
 }
 

@@ -1,7 +1,6 @@
 use super::NodeKind;
 use crate::engine::template::render_value;
-use crate::engine::{NodeFailure, NodeRuntime};
-use crate::model::NodeSpec;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
 
 pub struct DataJson;
@@ -34,7 +33,8 @@ impl NodeKind for DataJson {
             }
         })
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
+    async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
+        let (node, scope) = (call.node, call.scope);
         let mut value = render_value(&node.config["source"], scope)?;
         if let Some(pointer) = node.config.get("pick").and_then(Value::as_str) {
             value = value.pointer(pointer).cloned().ok_or_else(|| {
@@ -46,7 +46,7 @@ impl NodeKind for DataJson {
             let new_value = render_value(&change["value"], scope)?;
             set_pointer(&mut value, pointer, new_value)?;
         }
-        Ok(value)
+        Ok(value.into())
     }
 }
 

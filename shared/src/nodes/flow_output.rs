@@ -1,7 +1,6 @@
 use super::NodeKind;
 use crate::engine::template::render_value;
-use crate::engine::{NodeFailure, NodeRuntime};
-use crate::model::NodeSpec;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
 
 pub struct FlowOutput;
@@ -22,7 +21,8 @@ impl NodeKind for FlowOutput {
             "properties": { "value": { "description": "Any JSON; strings are templates." } }
         })
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
-        render_value(&node.config["value"], scope)
+    async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
+        let (node, scope) = (call.node, call.scope);
+        Ok(render_value(&node.config["value"], scope)?.into())
     }
 }

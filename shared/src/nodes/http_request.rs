@@ -1,10 +1,8 @@
 use super::NodeKind;
-use crate::engine::http_guard::vet;
+use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
 use crate::engine::template::render_value;
-use crate::engine::{NodeFailure, NodeRuntime};
-use crate::model::NodeSpec;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
-use std::time::Duration;
 
 pub struct HttpRequest;
 
@@ -29,8 +27,8 @@ impl NodeKind for HttpRequest {
             }
         })
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value, runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
-        let config = render_value(&node.config, scope)?;
+    async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
+        let config = render_value(&call.node.config, call.scope)?;
         let method: reqwest::Method = config["method"]
             .as_str()
             .unwrap_or("GET")
@@ -42,90 +40,62 @@ impl NodeKind for HttpRequest {
         let url: reqwest::Url = url_text
             .parse()
             .map_err(|_| NodeFailure::permanent("HTTP_INVALID_REQUEST", format!("'{url_text}' is not a valid URL")))?;
-        let (host, address) = vet(&url, &runtime.allowed_private_hosts).await?;
-        // Pinned to the vetted address; redirects off so a 302 cannot lead past the guard.
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .resolve(&host, address)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| NodeFailure::permanent("HTTP_CLIENT_ERROR", e.to_string()))?;
-        let mut request = client.request(method, url);
-        if let Some(headers) = config.get("headers").and_then(Value::as_object) {
-            for (name, value) in headers {
-                let value = value.as_str().unwrap_or_default();
-                request = request.header(name.as_str(), value);
-            }
-        }
-        match config.get("body") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(text)) => request = request.body(text.clone()),
-            Some(json_body) => request = request.json(json_body),
-        }
-        let mut response = request.send().await.map_err(|e| {
-            let kind = if e.is_timeout() {
-                "HTTP_TIMEOUT"
-            } else if e.is_builder() {
-                "HTTP_INVALID_REQUEST"
-            } else {
-                "HTTP_CONNECTION_FAILED"
-            };
-            let failure_message = format!("the request to '{host}' failed");
-            if e.is_builder() {
-                NodeFailure::permanent(kind, failure_message)
-            } else {
-                NodeFailure::retryable(kind, failure_message)
-            }
-        })?;
-        let status = response.status().as_u16();
-        let headers: serde_json::Map<String, Value> = response
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_string(), Value::String(v.to_str().unwrap_or_default().to_string())))
+        let headers: Vec<(String, String)> = config
+            .get("headers")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+            .map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_string()))
             .collect();
-        let retry_after = response
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|_| NodeFailure::retryable("HTTP_CONNECTION_FAILED", "the response was cut off"))?
-        {
-            if bytes.len() + chunk.len() > runtime.max_response_bytes {
-                return Err(NodeFailure::permanent(
-                    "HTTP_RESPONSE_TOO_LARGE",
-                    format!("the response is over {} bytes", runtime.max_response_bytes),
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
-        let is_json = headers.get("content-type").and_then(Value::as_str).is_some_and(|ct| ct.contains("json"));
-        let body = match is_json.then(|| serde_json::from_slice::<Value>(&bytes).ok()).flatten() {
-            Some(parsed) => parsed,
-            None => Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+        let body = match config.get("body") {
+            None | Some(Value::Null) => OutboundBody::None,
+            Some(Value::String(text)) => OutboundBody::Text(text.clone()),
+            Some(json_body) => OutboundBody::Json(json_body.clone()),
         };
-        if status >= 400 {
-            let code = format!("HTTP_{status}");
-            let message = format!("'{host}' answered {status}");
-            let retryable = status == 408 || status == 429 || status >= 500;
-            return Err(NodeFailure { code, message, retryable, retry_after });
+        let rendered_input = redacted(&config);
+        let response = send(runtime, call.tenant_id, OutboundRequest { method, url, headers, body }).await?;
+        if let Some(failure) = response.status_failure("HTTP") {
+            return Err(failure);
         }
-        Ok(json!({ "status": status, "headers": headers, "body": body }))
+        let body = match response.is_json().then(|| serde_json::from_slice::<Value>(&response.body).ok()).flatten() {
+            Some(parsed) => parsed,
+            None => Value::String(String::from_utf8_lossy(&response.body).into_owned()),
+        };
+        let output = json!({ "status": response.status, "headers": response.headers, "body": body });
+        Ok(NodeOutput { output, input: rendered_input, ..Default::default() })
     }
+}
+
+/// The rendered request as the step shows it: values of headers that usually carry secrets are
+/// replaced, so a key passed in from the input does not sit in the execution history.
+fn redacted(config: &Value) -> Value {
+    const SENSITIVE: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"];
+    let mut shown = config.clone();
+    if let Some(headers) = shown.get_mut("headers").and_then(Value::as_object_mut) {
+        for (name, value) in headers.iter_mut() {
+            let lower = name.to_ascii_lowercase();
+            if SENSITIVE.contains(&lower.as_str()) || lower.contains("token") || lower.contains("secret") {
+                *value = Value::String("<redacted>".into());
+            }
+        }
+    }
+    shown
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NodeSpec;
+    use std::time::Duration;
     use wiremock::matchers::{body_json, header, method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     fn runtime() -> NodeRuntime {
-        NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], max_response_bytes: 1024 }
+        NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], max_response_bytes: 1024, ..Default::default() }
+    }
+
+    async fn run(node: &NodeSpec, scope: &Value, runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
+        HttpRequest.execute(&NodeCall { tenant_id: "t1", node, scope }, runtime).await.map(|produced| produced.output)
     }
 
     fn node(config: Value) -> NodeSpec {
@@ -138,6 +108,7 @@ mod tests {
         Mock::given(method("POST"))
             .and(path("/items/7"))
             .and(header("x-api", "k-1"))
+            .and(header("authorization", "Bearer k-1"))
             .and(body_json(json!({ "name": "Ada" })))
             .respond_with(ResponseTemplate::new(201).set_body_json(json!({ "ok": true })))
             .expect(1)
@@ -145,8 +116,16 @@ mod tests {
             .await;
         let scope = json!({ "input": { "id": 7, "name": "Ada", "key": "k-1" } });
         let config = json!({ "method": "POST", "url": format!("{}/items/{{{{ input.id }}}}", server.uri()),
-                             "headers": { "x-api": "{{ input.key }}" }, "body": { "name": "{{ input.name }}" } });
-        let output = HttpRequest.execute(&node(config), &scope, &runtime()).await.unwrap();
+                             "headers": { "x-api": "{{ input.key }}", "Authorization": "Bearer {{ input.key }}" },
+                             "body": { "name": "{{ input.name }}" } });
+        let produced = HttpRequest
+            .execute(&NodeCall { tenant_id: "t1", node: &node(config), scope: &scope }, &runtime())
+            .await
+            .unwrap();
+        assert_eq!(produced.input["url"], format!("{}/items/7", server.uri()), "the step shows the rendered request");
+        assert_eq!(produced.input["headers"]["Authorization"], "<redacted>");
+        assert_eq!(produced.input["headers"]["x-api"], "k-1");
+        let output = produced.output;
         assert_eq!(output["status"], 201);
         assert_eq!(output["body"], json!({ "ok": true }));
         assert_eq!(output["headers"]["content-type"], "application/json");
@@ -166,16 +145,16 @@ mod tests {
             .mount(&server)
             .await;
         let call = |p: &str| node(json!({ "method": "GET", "url": format!("{}{p}", server.uri()) }));
-        let busy = HttpRequest.execute(&call("/busy"), &json!({}), &runtime()).await.unwrap_err();
+        let busy = run(&call("/busy"), &json!({}), &runtime()).await.unwrap_err();
         assert_eq!(
             (busy.code.as_str(), busy.retryable, busy.retry_after),
             ("HTTP_429", true, Some(Duration::from_secs(3)))
         );
-        let down = HttpRequest.execute(&call("/down"), &json!({}), &runtime()).await.unwrap_err();
+        let down = run(&call("/down"), &json!({}), &runtime()).await.unwrap_err();
         assert!(down.retryable);
-        let denied = HttpRequest.execute(&call("/denied"), &json!({}), &runtime()).await.unwrap_err();
+        let denied = run(&call("/denied"), &json!({}), &runtime()).await.unwrap_err();
         assert_eq!((denied.code.as_str(), denied.retryable), ("HTTP_401", false));
-        let big = HttpRequest.execute(&call("/big"), &json!({}), &runtime()).await.unwrap_err();
+        let big = run(&call("/big"), &json!({}), &runtime()).await.unwrap_err();
         assert_eq!(big.code, "HTTP_RESPONSE_TOO_LARGE");
     }
 
@@ -189,18 +168,55 @@ mod tests {
             .mount(&server)
             .await;
         let call = node(json!({ "method": "GET", "url": format!("{}/hop", server.uri()) }));
-        let refused = HttpRequest.execute(&call, &json!({}), &NodeRuntime::default()).await.unwrap_err();
+        let refused = run(&call, &json!({}), &NodeRuntime::default()).await.unwrap_err();
         assert_eq!(refused.code, "SSRF_BLOCKED");
-        let hop = HttpRequest.execute(&call, &json!({}), &runtime()).await.unwrap();
+        let hop = run(&call, &json!({}), &runtime()).await.unwrap();
         assert_eq!(hop["status"], 302, "the redirect is returned, not followed");
         let metadata = node(json!({ "method": "GET", "url": "http://169.254.169.254/latest/meta-data" }));
-        assert_eq!(HttpRequest.execute(&metadata, &json!({}), &runtime()).await.unwrap_err().code, "SSRF_BLOCKED");
+        assert_eq!(run(&metadata, &json!({}), &runtime()).await.unwrap_err().code, "SSRF_BLOCKED");
     }
 
     #[tokio::test]
     async fn connection_failures_are_retryable() {
         let call = node(json!({ "method": "GET", "url": "http://127.0.0.1:9/nothing-listens" }));
-        let failure = HttpRequest.execute(&call, &json!({}), &runtime()).await.unwrap_err();
+        let failure = run(&call, &json!({}), &runtime()).await.unwrap_err();
         assert_eq!((failure.code.as_str(), failure.retryable), ("HTTP_CONNECTION_FAILED", true));
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+    use crate::engine::breaker::CircuitBreakers;
+    use crate::model::NodeSpec;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    #[tokio::test]
+    async fn a_failing_host_opens_the_circuit_and_is_not_called_again_until_the_cool_down() {
+        let server = MockServer::start().await;
+        Mock::given(path("/down")).respond_with(ResponseTemplate::new(503)).expect(2).mount(&server).await;
+        let runtime = NodeRuntime {
+            allowed_private_hosts: vec!["127.0.0.1".into()],
+            breakers: Arc::new(CircuitBreakers::new(2, Duration::from_millis(300))),
+            ..Default::default()
+        };
+        let node: NodeSpec = serde_json::from_value(json!({ "id": "call", "type": "http.request",
+            "config": { "method": "GET", "url": format!("{}/down", server.uri()) } }))
+        .unwrap();
+        let scope = json!({});
+        let call = |tenant_id| NodeCall { tenant_id, node: &node, scope: &scope };
+        for _ in 0..2 {
+            assert_eq!(HttpRequest.execute(&call("t1"), &runtime).await.unwrap_err().code, "HTTP_503");
+        }
+        let fast = HttpRequest.execute(&call("t1"), &runtime).await.unwrap_err();
+        assert_eq!((fast.code.as_str(), fast.retryable), ("CIRCUIT_OPEN", false));
+        server.verify().await; // exactly two calls reached the host
+        server.reset().await;
+        Mock::given(path("/down")).respond_with(ResponseTemplate::new(200)).expect(1).mount(&server).await;
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert_eq!(HttpRequest.execute(&call("t1"), &runtime).await.unwrap().output["status"], 200, "half-open trial");
     }
 }

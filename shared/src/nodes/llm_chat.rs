@@ -1,8 +1,23 @@
-use super::NodeKind;
+//! llm.chat: one chat completion through the provider the tenant's credential names: `openai`
+//! (any OpenAI-compatible `base_url`: OpenAI, vLLM, Ollama, LM Studio) or `anthropic` (Messages
+//! API). Records tokens and `cost_usd` from `prices`.
+
+use super::{NodeKind, prices};
+use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
+use crate::engine::template::render_value;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime, TokenUsage};
+use crate::secrets::ProviderCredential;
 use serde_json::{Value, json};
 
 pub struct LlmChat;
 
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+const ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic requires max_tokens; used when the node does not set it.
+const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 1024;
+
+#[async_trait::async_trait]
 impl NodeKind for LlmChat {
     fn name(&self) -> &'static str {
         "llm.chat"
@@ -35,5 +50,355 @@ impl NodeKind for LlmChat {
                 "response_format": { "enum": ["text", "json"], "description": "json: the reply is parsed into the node output." }
             }
         })
+    }
+
+    async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
+        let config = render_value(&call.node.config, call.scope)?;
+        let credential_name = config["credential"].as_str().unwrap_or_default();
+        let resolver = runtime.credentials.as_ref().ok_or_else(|| {
+            NodeFailure::permanent("CREDENTIAL_UNAVAILABLE", "this worker has no access to credentials")
+        })?;
+        let credential = resolver.resolve(call.tenant_id, credential_name).await.map_err(|e| {
+            let failure = NodeFailure::permanent(e.code(), e.to_string());
+            // A Secrets Manager outage passes; a missing or unreadable credential does not.
+            NodeFailure { retryable: e.code() == "CREDENTIAL_UNAVAILABLE", ..failure }
+        })?;
+        let chat = Chat::from_config(&config);
+        let (request, rendered_input) = match credential.provider.as_str() {
+            "openai" => chat.openai_request(&credential)?,
+            "anthropic" => chat.anthropic_request(&credential)?,
+            other => {
+                return Err(NodeFailure::permanent(
+                    "CREDENTIAL_INVALID",
+                    format!("credential '{credential_name}' names provider '{other}'; use openai or anthropic"),
+                ));
+            }
+        };
+        let response = send(runtime, call.tenant_id, request).await?;
+        let reply: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        if let Some(mut failure) = response.status_failure("LLM") {
+            if let Some(detail) = reply.pointer("/error/message").and_then(Value::as_str) {
+                failure.message = format!("{}: {}", failure.message, detail.chars().take(300).collect::<String>());
+            }
+            return Err(failure);
+        }
+        let answer = match credential.provider.as_str() {
+            "anthropic" => Answer::from_anthropic(&reply),
+            _ => Answer::from_openai(&reply),
+        }
+        .ok_or_else(|| {
+            NodeFailure::permanent("LLM_BAD_RESPONSE", format!("'{}' answered without a readable reply", response.host))
+        })?;
+        let model = answer.model.unwrap_or_else(|| chat.model.clone());
+        let mut output = json!({ "text": answer.text, "model": model, "finish_reason": answer.finish_reason });
+        if chat.wants_json {
+            let parsed = parse_json_reply(&answer.text).ok_or_else(|| {
+                NodeFailure::permanent("LLM_INVALID_JSON", "the model was asked for JSON and answered something else")
+            })?;
+            output["json"] = parsed;
+        }
+        let cost_usd = prices::cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
+        Ok(NodeOutput { output, input: rendered_input, usage: Some(answer.usage), cost_usd })
+    }
+}
+
+/// The rendered chat, whatever the provider.
+struct Chat {
+    model: String,
+    system: Option<String>,
+    messages: Vec<(String, String)>,
+    temperature: Option<f64>,
+    max_tokens: Option<u64>,
+    wants_json: bool,
+}
+
+impl Chat {
+    fn from_config(config: &Value) -> Chat {
+        let text = |v: &Value| match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        Chat {
+            model: text(&config["model"]),
+            system: config.get("system").map(text),
+            messages: config["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| (text(&m["role"]), text(&m["content"])))
+                .collect(),
+            temperature: config.get("temperature").and_then(Value::as_f64),
+            max_tokens: config.get("max_tokens").and_then(Value::as_u64),
+            wants_json: config.get("response_format").and_then(Value::as_str) == Some("json"),
+        }
+    }
+
+    /// What the step shows as the node's input: the rendered chat, never the key.
+    fn shown(&self, provider: &str) -> Value {
+        let messages: Vec<Value> =
+            self.messages.iter().map(|(role, content)| json!({ "role": role, "content": content })).collect();
+        json!({
+            "provider": provider, "model": self.model, "system": self.system, "messages": messages,
+            "temperature": self.temperature, "max_tokens": self.max_tokens,
+            "response_format": if self.wants_json { "json" } else { "text" },
+        })
+    }
+
+    fn openai_request(&self, credential: &ProviderCredential) -> Result<(OutboundRequest, Value), NodeFailure> {
+        let mut messages: Vec<Value> = Vec::new();
+        if let Some(system) = &self.system {
+            messages.push(json!({ "role": "system", "content": system }));
+        }
+        messages.extend(self.messages.iter().map(|(role, content)| json!({ "role": role, "content": content })));
+        let mut body = json!({ "model": self.model, "messages": messages });
+        if let Some(t) = self.temperature {
+            body["temperature"] = json!(t);
+        }
+        if let Some(n) = self.max_tokens {
+            body["max_tokens"] = json!(n);
+        }
+        if self.wants_json {
+            body["response_format"] = json!({ "type": "json_object" });
+        }
+        let url = endpoint(credential.base_url.as_deref().unwrap_or(OPENAI_BASE_URL), "chat/completions")?;
+        let headers = vec![("authorization".to_string(), format!("Bearer {}", credential.api_key))];
+        let request = OutboundRequest { method: reqwest::Method::POST, url, headers, body: OutboundBody::Json(body) };
+        Ok((request, self.shown("openai")))
+    }
+
+    fn anthropic_request(&self, credential: &ProviderCredential) -> Result<(OutboundRequest, Value), NodeFailure> {
+        // The Messages API takes system text apart from the turns.
+        let system: Vec<&str> = self
+            .system
+            .iter()
+            .map(String::as_str)
+            .chain(self.messages.iter().filter(|(role, _)| role == "system").map(|(_, c)| c.as_str()))
+            .collect();
+        let messages: Vec<Value> = self
+            .messages
+            .iter()
+            .filter(|(role, _)| role != "system")
+            .map(|(role, content)| json!({ "role": role, "content": content }))
+            .collect();
+        let mut body = json!({
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_tokens.unwrap_or(ANTHROPIC_DEFAULT_MAX_TOKENS),
+        });
+        if !system.is_empty() {
+            body["system"] = json!(system.join("\n\n"));
+        }
+        if let Some(t) = self.temperature {
+            body["temperature"] = json!(t.min(1.0));
+        }
+        let url = endpoint(credential.base_url.as_deref().unwrap_or(ANTHROPIC_BASE_URL), "v1/messages")?;
+        let headers = vec![
+            ("x-api-key".to_string(), credential.api_key.clone()),
+            ("anthropic-version".to_string(), ANTHROPIC_VERSION.to_string()),
+        ];
+        let request = OutboundRequest { method: reqwest::Method::POST, url, headers, body: OutboundBody::Json(body) };
+        Ok((request, self.shown("anthropic")))
+    }
+}
+
+fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, NodeFailure> {
+    format!("{}/{path}", base_url.trim_end_matches('/'))
+        .parse()
+        .map_err(|_| NodeFailure::permanent("CREDENTIAL_INVALID", "the credential's base_url is not a valid URL"))
+}
+
+/// The parts of a provider's reply the node keeps.
+struct Answer {
+    text: String,
+    model: Option<String>,
+    finish_reason: Option<String>,
+    usage: TokenUsage,
+}
+
+impl Answer {
+    /// `{choices: [{message: {content}, finish_reason}], usage: {prompt_tokens, completion_tokens}}`
+    fn from_openai(reply: &Value) -> Option<Answer> {
+        let choice = reply.pointer("/choices/0")?;
+        Some(Answer {
+            text: choice.pointer("/message/content").and_then(Value::as_str).unwrap_or_default().to_string(),
+            model: reply["model"].as_str().map(str::to_string),
+            finish_reason: choice["finish_reason"].as_str().map(str::to_string),
+            usage: TokenUsage {
+                input_tokens: reply.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
+                output_tokens: reply.pointer("/usage/completion_tokens").and_then(Value::as_u64).unwrap_or(0),
+            },
+        })
+    }
+
+    /// `{content: [{type: "text", text}], stop_reason, usage: {input_tokens, output_tokens}}`
+    fn from_anthropic(reply: &Value) -> Option<Answer> {
+        let blocks = reply["content"].as_array()?;
+        let text: String = blocks.iter().filter(|b| b["type"] == "text").filter_map(|b| b["text"].as_str()).collect();
+        Some(Answer {
+            text,
+            model: reply["model"].as_str().map(str::to_string),
+            finish_reason: reply["stop_reason"].as_str().map(str::to_string),
+            usage: TokenUsage {
+                input_tokens: reply.pointer("/usage/input_tokens").and_then(Value::as_u64).unwrap_or(0),
+                output_tokens: reply.pointer("/usage/output_tokens").and_then(Value::as_u64).unwrap_or(0),
+            },
+        })
+    }
+}
+
+/// Models wrap JSON in Markdown fences more often than not; accept that.
+fn parse_json_reply(text: &str) -> Option<Value> {
+    let trimmed = text.trim();
+    let unfenced = trimmed
+        .strip_prefix("```json")
+        .or_else(|| trimmed.strip_prefix("```"))
+        .and_then(|rest| rest.trim_end().strip_suffix("```"))
+        .unwrap_or(trimmed);
+    serde_json::from_str(unfenced.trim()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NodeSpec;
+    use crate::secrets::{CredentialResolver, secret_name};
+    use crate::store::SecretStore;
+    use crate::store::memory::MemoryStore;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use wiremock::matchers::{body_partial_json, header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    async fn runtime_with(provider: &str, base_url: &str) -> NodeRuntime {
+        let store = Arc::new(MemoryStore::new());
+        let credential = ProviderCredential {
+            provider: provider.into(),
+            api_key: "sk-test-secret".into(),
+            base_url: Some(base_url.into()),
+        };
+        store
+            .put_secret(&secret_name("test", "t1", "main"), &serde_json::to_string(&credential).unwrap())
+            .await
+            .unwrap();
+        NodeRuntime {
+            allowed_private_hosts: vec!["127.0.0.1".into()],
+            credentials: Some(Arc::new(CredentialResolver::new(store, "test", Duration::from_secs(60)))),
+            ..Default::default()
+        }
+    }
+
+    fn node(extra: Value) -> NodeSpec {
+        let mut config = json!({
+            "credential": "main", "model": "gpt-4o-mini", "system": "You are terse.",
+            "messages": [ { "role": "user", "content": "Summarize: {{ input.text }}" } ],
+        });
+        config.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
+        serde_json::from_value(json!({ "id": "ask", "type": "llm.chat", "config": config })).unwrap()
+    }
+
+    async fn run(node: &NodeSpec, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
+        let scope = json!({ "input": { "text": "a long story" } });
+        LlmChat.execute(&NodeCall { tenant_id: "t1", node, scope: &scope }, runtime).await
+    }
+
+    #[tokio::test]
+    async fn openai_compatible_chat_records_tokens_and_cost() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .and(header("authorization", "Bearer sk-test-secret"))
+            .and(body_partial_json(json!({
+                "model": "gpt-4o-mini", "temperature": 0.2,
+                "messages": [ { "role": "system", "content": "You are terse." },
+                              { "role": "user", "content": "Summarize: a long story" } ] })))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
+                "choices": [ { "index": 0, "message": { "role": "assistant", "content": "A story." }, "finish_reason": "stop" } ],
+                "usage": { "prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500 } })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let runtime = runtime_with("openai", &format!("{}/v1", server.uri())).await;
+        let produced = run(&node(json!({ "temperature": 0.2 })), &runtime).await.unwrap();
+        assert_eq!(produced.output["text"], "A story.");
+        assert_eq!(produced.output["finish_reason"], "stop");
+        assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 1000, output_tokens: 500 }));
+        assert_eq!(produced.cost_usd, Some(0.00045), "gpt-4o-mini: 1000 x 0.15/M + 500 x 0.60/M");
+        assert_eq!(produced.input["messages"][0]["content"], "Summarize: a long story");
+        assert!(!produced.input.to_string().contains("sk-test-secret"), "the key never reaches the step");
+    }
+
+    #[tokio::test]
+    async fn anthropic_messages_api_with_json_output_and_unknown_price() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v1/messages"))
+            .and(header("x-api-key", "sk-test-secret"))
+            .and(header("anthropic-version", "2023-06-01"))
+            .and(body_partial_json(json!({ "model": "claude-next", "system": "You are terse.", "max_tokens": 1024,
+                                           "messages": [ { "role": "user", "content": "Summarize: a long story" } ] })))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-next",
+                "content": [ { "type": "text", "text": "```json\n{\"summary\": \"short\"}\n```" } ],
+                "stop_reason": "end_turn", "usage": { "input_tokens": 20, "output_tokens": 7 } })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let runtime = runtime_with("anthropic", &server.uri()).await;
+        let produced =
+            run(&node(json!({ "model": "claude-next", "response_format": "json" })), &runtime).await.unwrap();
+        assert_eq!(produced.output["json"], json!({ "summary": "short" }));
+        assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 20, output_tokens: 7 }));
+        assert_eq!(produced.cost_usd, None, "an unknown model is unpriced, not free");
+    }
+
+    #[tokio::test]
+    async fn provider_errors_are_classified_and_bad_json_is_refused() {
+        let server = MockServer::start().await;
+        Mock::given(path("/v1/chat/completions"))
+            .and(body_partial_json(json!({ "model": "busy" })))
+            .respond_with(
+                ResponseTemplate::new(429)
+                    .insert_header("retry-after", "2")
+                    .set_body_json(json!({ "error": { "message": "Rate limit reached", "type": "requests" } })),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(path("/v1/chat/completions"))
+            .and(body_partial_json(json!({ "model": "denied" })))
+            .respond_with(
+                ResponseTemplate::new(401).set_body_json(json!({ "error": { "message": "Incorrect API key" } })),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(path("/v1/chat/completions"))
+            .and(body_partial_json(json!({ "model": "prose" })))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "model": "prose", "choices": [ { "message": { "content": "not json" }, "finish_reason": "stop" } ],
+                "usage": { "prompt_tokens": 1, "completion_tokens": 1 } })))
+            .mount(&server)
+            .await;
+        let runtime = runtime_with("openai", &format!("{}/v1", server.uri())).await;
+        let busy = run(&node(json!({ "model": "busy" })), &runtime).await.unwrap_err();
+        assert_eq!(
+            (busy.code.as_str(), busy.retryable, busy.retry_after),
+            ("LLM_429", true, Some(Duration::from_secs(2)))
+        );
+        assert!(busy.message.contains("Rate limit reached"), "{}", busy.message);
+        let denied = run(&node(json!({ "model": "denied" })), &runtime).await.unwrap_err();
+        assert_eq!((denied.code.as_str(), denied.retryable), ("LLM_401", false));
+        let prose = run(&node(json!({ "model": "prose", "response_format": "json" })), &runtime).await.unwrap_err();
+        assert_eq!(prose.code, "LLM_INVALID_JSON");
+    }
+
+    #[tokio::test]
+    async fn credentials_are_checked_and_base_urls_pass_the_ssrf_guard() {
+        let missing =
+            NodeSpec { config: json!({ "credential": "nope", "model": "m", "messages": [] }), ..node(json!({})) };
+        let runtime = runtime_with("openai", "http://169.254.169.254/v1").await;
+        assert_eq!(run(&missing, &runtime).await.unwrap_err().code, "CREDENTIAL_NOT_FOUND");
+        assert_eq!(run(&node(json!({})), &runtime).await.unwrap_err().code, "SSRF_BLOCKED");
+        let odd = runtime_with("cohere", "https://api.example.com").await;
+        assert_eq!(run(&node(json!({})), &odd).await.unwrap_err().code, "CREDENTIAL_INVALID");
     }
 }

@@ -1,7 +1,6 @@
 use super::NodeKind;
 use crate::engine::template::evaluate_condition;
-use crate::engine::{NodeFailure, NodeRuntime};
-use crate::model::NodeSpec;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
 
 pub struct LogicCondition;
@@ -31,8 +30,9 @@ impl NodeKind for LogicCondition {
     fn is_condition(&self) -> bool {
         true
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
+    async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
+        let (node, scope) = (call.node, call.scope);
         let expression = node.config["expression"].as_str().unwrap_or_default();
-        Ok(Value::Bool(evaluate_condition(expression, scope)?))
+        Ok(Value::Bool(evaluate_condition(expression, scope)?).into())
     }
 }

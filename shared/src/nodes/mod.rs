@@ -1,7 +1,6 @@
 //! The node-type registry. Adding a node type = one module here and one line in `NODE_KINDS`.
 
-use crate::engine::{NodeFailure, NodeRuntime};
-use crate::model::NodeSpec;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use async_trait::async_trait;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -12,6 +11,7 @@ mod flow_output;
 mod http_request;
 mod llm_chat;
 mod logic_condition;
+pub mod prices;
 mod text_template;
 
 /// A kind of node: its name, what it does, the JSON Schema its `config` must match, and how it
@@ -30,14 +30,9 @@ pub trait NodeKind: Sync {
     fn is_condition(&self) -> bool {
         false
     }
-    /// Runs the node once over the run's template scope and returns its output. Types whose
-    /// executor is not built yet refuse to run (see README "Not yet").
-    async fn execute(&self, node: &NodeSpec, _scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
-        Err(NodeFailure::permanent(
-            "NODE_TYPE_NOT_RUNNABLE",
-            format!("node type '{}' cannot run yet in this version of NodeAI", node.node_type),
-        ))
-    }
+    /// Runs the node once over the run's template scope and returns its output (with its
+    /// rendered input and, for model calls, usage and cost).
+    async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure>;
 }
 
 pub static NODE_KINDS: &[&dyn NodeKind] = &[

@@ -1,7 +1,6 @@
 use super::NodeKind;
 use crate::engine::template::render_string;
-use crate::engine::{NodeFailure, NodeRuntime};
-use crate::model::NodeSpec;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
 
 pub struct TextTemplate;
@@ -22,12 +21,13 @@ impl NodeKind for TextTemplate {
             "properties": { "template": { "type": "string", "maxLength": 65536 } }
         })
     }
-    async fn execute(&self, node: &NodeSpec, scope: &Value, _runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
+    async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
+        let (node, scope) = (call.node, call.scope);
         let source = node.config["template"].as_str().unwrap_or_default();
         let text = match render_string(source, scope)? {
             Value::String(text) => text,
             other => other.to_string(),
         };
-        Ok(json!({ "text": text }))
+        Ok(json!({ "text": text }).into())
     }
 }

@@ -23,6 +23,7 @@ macro_rules! store_conformance_tests {
             credentials_are_tenant_scoped_and_paged,
             steps_are_recorded_once_per_node,
             executions_lifecycle_and_lease,
+            redrive_requeues_only_failed_executions_and_forgets_chosen_steps,
             executions_list_newest_first_with_status_filter,
             idempotency_keys_hold_for_their_window,
         );
@@ -379,7 +380,7 @@ macro_rules! secret_store_conformance_tests {
 }
 
 pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
-    use crate::engine::{StepError, StepRecord, StepStatus};
+    use crate::engine::{StepError, StepRecord, StepStatus, TokenUsage};
     let (tenant, execution) = (new_id(), new_id());
     let ok = StepRecord {
         node_id: "fetch".into(),
@@ -389,6 +390,9 @@ pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
         finished_at: Some("2030-01-01T00:00:01.000Z".into()),
         output: json!({ "status": 200, "body": { "items": [1, 2, 3] } }),
         error: None,
+        input: json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "Hi" }] }),
+        usage: Some(TokenUsage { input_tokens: 12, output_tokens: 30 }),
+        cost_usd: Some(0.0000198),
     };
     let failed = StepRecord {
         node_id: "summarize".into(),
@@ -398,6 +402,7 @@ pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
         finished_at: Some("2030-01-01T00:00:02.000Z".into()),
         output: serde_json::Value::Null,
         error: Some(StepError { code: "HTTP_401".into(), message: "bad key".into() }),
+        ..StepRecord::default()
     };
     store.record_step(&tenant, &execution, &ok).await.unwrap();
     store.record_step(&tenant, &execution, &failed).await.unwrap();
@@ -572,4 +577,43 @@ pub async fn idempotency_keys_hold_for_their_window(store: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(expired, IdempotencyClaim::New, "an expired key is free again");
+}
+
+pub async fn redrive_requeues_only_failed_executions_and_forgets_chosen_steps(store: &dyn Store) {
+    use crate::engine::{StepError, StepRecord, StepStatus};
+    use crate::executions::{ExecutionRecord, ExecutionStatus};
+    let tenant = new_id();
+    let minute = std::time::Duration::from_secs(60);
+    let record = ExecutionRecord::queued(&tenant, &new_id(), Some(1), json!({}), "req-1", minute);
+    let id = record.execution_id.as_str();
+    store.create_execution(&record, &definition("snap", &["a", "b"])).await.unwrap();
+    assert!(!store.redrive_execution(&tenant, id, "2031-01-01T00:00:00.000Z").await.unwrap(), "queued: no redrive");
+    let error = StepError { code: "HTTP_500".into(), message: "down".into() };
+    store
+        .finish_execution(
+            &tenant,
+            id,
+            ExecutionStatus::Failed,
+            json!(null),
+            Some(error),
+            "2030-01-01T00:00:09.000Z".into(),
+        )
+        .await
+        .unwrap();
+    for (node, status) in [("a", StepStatus::Succeeded), ("b", StepStatus::Failed), ("c", StepStatus::Skipped)] {
+        let step = StepRecord { node_id: node.into(), status, attempts: 1, ..StepRecord::default() };
+        store.record_step(&tenant, id, &step).await.unwrap();
+    }
+    store.delete_steps(&tenant, id, &["b".into(), "c".into(), "never-ran".into()]).await.unwrap();
+    let kept: Vec<String> = store.load_steps(&tenant, id).await.unwrap().into_iter().map(|s| s.node_id).collect();
+    assert_eq!(kept, vec!["a".to_string()]);
+    assert!(store.redrive_execution(&tenant, id, "2031-01-01T00:00:00.000Z").await.unwrap());
+    let again = store.get_execution(&tenant, id).await.unwrap().unwrap();
+    assert_eq!(
+        (again.status, again.error, again.finished_at, again.deadline_at.as_str(), again.redrive_count),
+        (ExecutionStatus::Queued, None, None, "2031-01-01T00:00:00.000Z", 1)
+    );
+    assert!(!store.redrive_execution(&tenant, id, "2032-01-01T00:00:00.000Z").await.unwrap(), "queued again");
+    assert!(!store.redrive_execution(&new_id(), id, "2032-01-01T00:00:00.000Z").await.unwrap(), "scoped by tenant");
+    assert!(!store.redrive_execution(&tenant, &new_id(), "2032-01-01T00:00:00.000Z").await.unwrap(), "unknown id");
 }

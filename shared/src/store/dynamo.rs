@@ -842,6 +842,7 @@ fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRecord, Store
         finished_at: get_opt_s(item, "finished_at"),
         deadline_at: get_s(item, "deadline_at")?,
         cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
+        redrive_count: get_opt_n(item, "redrive_count")?.unwrap_or(0),
     })
 }
 
@@ -1094,6 +1095,40 @@ impl ExecutionStore for DynamoStore {
             Err(e) => Err(e),
         }
     }
+
+    async fn redrive_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        deadline_at: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(execution_key(tenant_id, execution_id)))
+            .update_expression(
+                "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
+                 cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one \
+                 REMOVE finished_at",
+            )
+            .condition_expression("attribute_exists(pk) AND #status IN (:failed, :timed_out)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#output", "output")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":deadline", s(deadline_at))
+            .expression_attribute_values(":null", s("null"))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":failed", s("failed"))
+            .expression_attribute_values(":timed_out", s("timed_out"))
+            .send()
+            .await
+            .map_err(classify);
+        condition_met(result)
+    }
 }
 
 impl DynamoStore {
@@ -1150,6 +1185,15 @@ fn step_from(item: &Item) -> Result<StepRecord, StoreError> {
         finished_at: get_opt_s(item, "finished_at"),
         output: json("output")?.unwrap_or(serde_json::Value::Null),
         error,
+        input: json("input")?.unwrap_or(serde_json::Value::Null),
+        usage: match json("usage")? {
+            Some(value) => serde_json::from_value(value).map_err(|e| StoreError::Internal(e.to_string()))?,
+            None => None,
+        },
+        cost_usd: match item.get("cost_usd") {
+            Some(AttributeValue::N(number)) => number.parse().ok(),
+            _ => None,
+        },
     })
 }
 
@@ -1201,7 +1245,34 @@ impl StepStore for DynamoStore {
                 item.insert(name.into(), s(value));
             }
         }
+        if !step.input.is_null() {
+            item.insert("input".into(), s(step.input.to_string()));
+        }
+        if let Some(usage) = &step.usage {
+            item.insert(
+                "usage".into(),
+                s(serde_json::to_string(usage).map_err(|e| StoreError::Internal(e.to_string()))?),
+            );
+        }
+        if let Some(cost) = step.cost_usd {
+            item.insert("cost_usd".into(), n(cost));
+        }
         self.put_new(item).await
+    }
+
+    async fn delete_steps(&self, tenant_id: &str, execution_id: &str, node_ids: &[String]) -> Result<(), StoreError> {
+        // One delete per node: a redrive forgets a handful of steps, and BatchWriteItem's
+        // unprocessed-items retry loop is not worth it for that.
+        for node_id in node_ids {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(format!("T#{tenant_id}#EX#{execution_id}"), format!("STEP#{node_id}"))))
+                .send()
+                .await
+                .map_err(classify)?;
+        }
+        Ok(())
     }
 }
 

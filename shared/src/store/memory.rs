@@ -378,6 +378,14 @@ impl StepStore for MemoryStore {
         inner.steps.insert(key, step.clone());
         Ok(())
     }
+
+    async fn delete_steps(&self, tenant_id: &str, execution_id: &str, node_ids: &[String]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        for node_id in node_ids {
+            inner.steps.remove(&(tenant_id.to_string(), execution_id.to_string(), node_id.clone()));
+        }
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -512,6 +520,28 @@ impl ExecutionStore for MemoryStore {
         match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
             Some(entry) if !entry.record.status.is_final() => {
                 entry.record.cancel_requested = true;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn redrive_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        deadline_at: &str,
+    ) -> Result<bool, StoreError> {
+        match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
+            Some(entry) if matches!(entry.record.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) => {
+                let record = &mut entry.record;
+                record.status = ExecutionStatus::Queued;
+                record.finished_at = None;
+                record.output = serde_json::Value::Null;
+                record.error = None;
+                record.deadline_at = deadline_at.to_string();
+                record.redrive_count += 1;
+                record.cancel_requested = false;
                 Ok(true)
             }
             _ => Ok(false),

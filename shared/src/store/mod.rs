@@ -210,6 +210,15 @@ pub trait ExecutionStore: Send + Sync {
     /// Asks a queued or running execution to stop before its next node; false if it is final or
     /// does not exist.
     async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError>;
+    /// Puts a failed or timed-out execution back to queued with a new deadline: its end
+    /// (finished_at, output, error) is cleared and `redrive_count` goes up. One conditional
+    /// write; false if the execution is not failed or timed out.
+    async fn redrive_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        deadline_at: &str,
+    ) -> Result<bool, StoreError>;
     /// Claims an Idempotency-Key for 24 h: `New` if it was free (or expired), else what it
     /// already names. One conditional write.
     async fn claim_idempotency_key(
@@ -239,6 +248,9 @@ pub trait StepStore: Send + Sync {
     /// Writes a final step unless one is already recorded for that node (ConditionFailed then):
     /// a succeeded node's result is never replaced, so it is never paid for twice.
     async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError>;
+    /// Removes the named nodes' steps (a redrive forgets failed and skipped ones); missing ones
+    /// are ignored.
+    async fn delete_steps(&self, tenant_id: &str, execution_id: &str, node_ids: &[String]) -> Result<(), StoreError>;
 }
 
 /// Readiness: can the store be reached right now?

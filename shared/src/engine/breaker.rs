@@ -1,0 +1,142 @@
+//! Circuit breakers per tenant and provider host: after `threshold` consecutive failures the
+//! circuit opens and calls fail fast with `CIRCUIT_OPEN`; after `cool_down` one trial call is let
+//! through (half-open): success closes the circuit, failure opens it again.
+//!
+//! State lives in the warm instance's memory: each Lambda instance learns on its own, and a cold
+//! start begins closed. That is the documented limit; it still stops one instance from hammering
+//! a failing provider with every retry of every execution.
+
+use super::NodeFailure;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const DEFAULT_THRESHOLD: u32 = 5;
+pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Closed {
+        consecutive_failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// One trial call is in flight; everyone else fails fast until it reports.
+    HalfOpen,
+}
+
+#[derive(Debug)]
+pub struct CircuitBreakers {
+    threshold: u32,
+    cool_down: Duration,
+    circuits: Mutex<HashMap<(String, String), State>>,
+}
+
+impl Default for CircuitBreakers {
+    fn default() -> Self {
+        CircuitBreakers::new(DEFAULT_THRESHOLD, DEFAULT_COOL_DOWN)
+    }
+}
+
+impl CircuitBreakers {
+    pub fn new(threshold: u32, cool_down: Duration) -> Self {
+        CircuitBreakers { threshold: threshold.max(1), cool_down, circuits: Mutex::default() }
+    }
+
+    fn circuits(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), State>> {
+        self.circuits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Asks to call `host` for `tenant_id`: Ok to go ahead (then report with `record`), or the
+    /// fail-fast `CIRCUIT_OPEN` failure.
+    pub fn admit(&self, tenant_id: &str, host: &str) -> Result<(), NodeFailure> {
+        let mut circuits = self.circuits();
+        let state = circuits
+            .entry((tenant_id.to_string(), host.to_string()))
+            .or_insert(State::Closed { consecutive_failures: 0 });
+        match *state {
+            State::Closed { .. } => Ok(()),
+            State::Open { until } if Instant::now() >= until => {
+                *state = State::HalfOpen;
+                Ok(())
+            }
+            State::Open { until } => Err(open_failure(host, until.saturating_duration_since(Instant::now()))),
+            State::HalfOpen => Err(open_failure(host, Duration::ZERO)),
+        }
+    }
+
+    /// Reports how an admitted call went. Only provider trouble counts as a failure (connection
+    /// errors, timeouts, 408, 429, 5xx); a 4xx about the request itself does not.
+    pub fn record(&self, tenant_id: &str, host: &str, provider_failed: bool) {
+        let mut circuits = self.circuits();
+        let state = circuits
+            .entry((tenant_id.to_string(), host.to_string()))
+            .or_insert(State::Closed { consecutive_failures: 0 });
+        *state = match (*state, provider_failed) {
+            (_, false) => State::Closed { consecutive_failures: 0 },
+            (State::HalfOpen, true) | (State::Open { .. }, true) => {
+                State::Open { until: Instant::now() + self.cool_down }
+            }
+            (State::Closed { consecutive_failures }, true) if consecutive_failures + 1 >= self.threshold => {
+                tracing::warn!(host, threshold = self.threshold, "circuit opened");
+                State::Open { until: Instant::now() + self.cool_down }
+            }
+            (State::Closed { consecutive_failures }, true) => {
+                State::Closed { consecutive_failures: consecutive_failures + 1 }
+            }
+        };
+    }
+}
+
+fn open_failure(host: &str, retry_in: Duration) -> NodeFailure {
+    NodeFailure::permanent(
+        "CIRCUIT_OPEN",
+        format!(
+            "calls to '{host}' are paused after repeated failures; the next trial is in {} s",
+            retry_in.as_secs().max(1)
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_the_threshold_fails_fast_then_half_opens_after_the_cool_down() {
+        let breakers = CircuitBreakers::new(3, Duration::from_secs(30));
+        for _ in 0..2 {
+            breakers.admit("t1", "api.example").unwrap();
+            breakers.record("t1", "api.example", true);
+        }
+        breakers.admit("t1", "api.example").expect("two failures: still closed");
+        breakers.record("t1", "api.example", true);
+        assert_eq!(breakers.admit("t1", "api.example").unwrap_err().code, "CIRCUIT_OPEN");
+        assert!(breakers.admit("t2", "api.example").is_ok(), "another tenant's circuit is its own");
+        assert!(breakers.admit("t1", "other.example").is_ok(), "another host's circuit is its own");
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(breakers.admit("t1", "api.example").is_err(), "still cooling down");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        breakers.admit("t1", "api.example").expect("half-open: one trial");
+        assert!(breakers.admit("t1", "api.example").is_err(), "only one trial at a time");
+        breakers.record("t1", "api.example", false);
+        assert!(breakers.admit("t1", "api.example").is_ok(), "a good trial closes it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_trial_reopens_and_a_success_resets_the_count() {
+        let breakers = CircuitBreakers::new(2, Duration::from_secs(10));
+        breakers.record("t", "h", true);
+        breakers.record("t", "h", false);
+        breakers.record("t", "h", true);
+        assert!(breakers.admit("t", "h").is_ok(), "the success in between reset the count");
+        breakers.record("t", "h", true);
+        assert!(breakers.admit("t", "h").is_err());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        breakers.admit("t", "h").unwrap();
+        breakers.record("t", "h", true);
+        assert!(breakers.admit("t", "h").is_err(), "a failed trial opens the circuit again");
+    }
+}

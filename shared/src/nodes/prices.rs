@@ -1,0 +1,47 @@
+//! Model prices in US dollars per million tokens, for `cost_usd` on llm.chat steps. A model is
+//! matched by the longest listed name it starts with, so dated snapshots
+//! (`gpt-4o-mini-2024-07-18`, `claude-3-5-haiku-20241022`) find their family. A model not listed
+//! costs `null`, never 0: self-hosted and unknown models are not free, they are unpriced.
+//!
+//! Public list prices as of 2025; update this table when providers change them.
+
+/// (model name prefix, input $/M tokens, output $/M tokens)
+pub const PRICES: &[(&str, f64, f64)] = &[
+    ("gpt-4o", 2.50, 10.00),
+    ("gpt-4o-mini", 0.15, 0.60),
+    ("gpt-4.1", 2.00, 8.00),
+    ("gpt-4.1-mini", 0.40, 1.60),
+    ("gpt-4.1-nano", 0.10, 0.40),
+    ("gpt-3.5-turbo", 0.50, 1.50),
+    ("o3-mini", 1.10, 4.40),
+    ("o4-mini", 1.10, 4.40),
+    ("claude-3-haiku", 0.25, 1.25),
+    ("claude-3-5-haiku", 0.80, 4.00),
+    ("claude-3-5-sonnet", 3.00, 15.00),
+    ("claude-3-7-sonnet", 3.00, 15.00),
+    ("claude-sonnet-4", 3.00, 15.00),
+    ("claude-opus-4", 15.00, 75.00),
+];
+
+/// The price of a call, or None for a model the table does not know.
+pub fn cost_usd(model: &str, input_tokens: u64, output_tokens: u64) -> Option<f64> {
+    let (_, input_price, output_price) =
+        PRICES.iter().filter(|(prefix, ..)| model.starts_with(prefix)).max_by_key(|(prefix, ..)| prefix.len())?;
+    let cost = (input_tokens as f64 * input_price + output_tokens as f64 * output_price) / 1_000_000.0;
+    // Whole nano-dollars: sums of many steps stay readable.
+    Some((cost * 1e9).round() / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_prefix_wins_and_unknown_models_are_unpriced() {
+        assert_eq!(cost_usd("gpt-4o-mini-2024-07-18", 1_000_000, 1_000_000), Some(0.75));
+        assert_eq!(cost_usd("gpt-4o", 1000, 500), Some(0.0075));
+        assert_eq!(cost_usd("claude-3-5-haiku-20241022", 2_000, 1_000), Some(0.0056));
+        assert_eq!(cost_usd("llama3.1:8b", 1000, 1000), None);
+        assert_eq!(cost_usd("gpt-4o", 0, 0), Some(0.0));
+    }
+}
