@@ -161,3 +161,58 @@ async fn an_execution_runs_through_the_queue_and_the_worker() {
     let status_of = |node: &str| steps.iter().find(|s| s["node_id"] == node).unwrap()["status"].clone();
     assert_eq!((status_of("vip"), status_of("regular")), (json!("succeeded"), json!("skipped")));
 }
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn the_summarize_example_calls_the_page_and_an_openai_stub_once_each() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stack = Stack::start().await;
+    // One loopback server plays both the page and the OpenAI-compatible provider; the stack's
+    // worker allow-lists 127.0.0.1 (HTTP_ALLOWED_PRIVATE_HOSTS in scripts/test).
+    let stub = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/page"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("NodeAI runs workflows durably."))
+        .expect(1)
+        .mount(&stub)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .and(header("authorization", "Bearer sk-e2e-stub-0000"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-e2e", "object": "chat.completion", "model": "gpt-4o-mini",
+            "choices": [ { "index": 0, "message": { "role": "assistant", "content": "Durable workflows." },
+                           "finish_reason": "stop" } ],
+            "usage": { "prompt_tokens": 30, "completion_tokens": 4, "total_tokens": 34 } })))
+        .expect(1)
+        .mount(&stub)
+        .await;
+    let credential =
+        json!({ "provider": "openai", "api_key": "sk-e2e-stub-0000", "base_url": format!("{}/v1", stub.uri()) });
+    let (status, _, body) = stack.send(Method::PUT, "/v1/credentials/openai-main", Some(credential), true).await;
+    assert_eq!(status, 201, "{body}");
+    let definition: Value =
+        serde_json::from_str(include_str!("../../events/fixtures/summarize-workflow.json")).expect("fixture parses");
+    let (status, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let input = json!({ "input": { "url": format!("{}/page", stub.uri()) }, "version": "draft" });
+    let (status, _, started) =
+        stack.send(Method::POST, &format!("/v1/workflows/{id}/executions"), Some(input), true).await;
+    assert_eq!(status, 202, "{started}");
+    let execution_id = started["execution_id"].as_str().unwrap();
+    let mut last = Value::Null;
+    for _ in 0..120 {
+        let (_, _, body) = stack.send(Method::GET, &format!("/v1/executions/{execution_id}"), None, true).await;
+        last = body;
+        if !matches!(last["status"].as_str(), Some("queued" | "running")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!((last["status"].as_str(), &last["output"]), (Some("succeeded"), &json!("Durable workflows.")), "{last}");
+    assert_eq!(last["totals"]["input_tokens"], 30);
+    assert_eq!(last["totals"]["cost_usd"], json!(0.0000069), "gpt-4o-mini: 30 x $0.15/M + 4 x $0.60/M");
+    stub.verify().await;
+}

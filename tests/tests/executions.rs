@@ -37,6 +37,11 @@ async fn run_worker(t: &TestApp) -> usize {
 }
 
 async fn run_worker_with(t: &TestApp, executor: nodeai::engine::RegistryExecutor) -> usize {
+    run_worker_for(t, &executor, Duration::from_secs(60)).await
+}
+
+/// One worker invocation with `budget` of Lambda time left.
+async fn run_worker_for(t: &TestApp, executor: &nodeai::engine::RegistryExecutor, budget: Duration) -> usize {
     let client = sqs_client().await;
     let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
     let messages = out.messages.unwrap_or_default();
@@ -48,9 +53,9 @@ async fn run_worker_with(t: &TestApp, executor: nodeai::engine::RegistryExecutor
         event.records.push(record);
     }
     let queue = SqsExecutionQueue::new(client, t.queue_url.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + budget;
     let response =
-        nodeai::worker::handle_batch(t.store.as_ref(), &executor, &queue, event, "test-worker", deadline).await;
+        nodeai::worker::handle_batch(t.store.as_ref(), executor, &queue, event, "test-worker", deadline).await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
     messages.len()
 }
@@ -271,4 +276,229 @@ async fn idempotency_keys_return_the_original_execution() {
     let bad =
         t.send(Route::StartExecution, send("has space", json!({ "input": { "n": 2 }, "version": "draft" }))).await;
     bad.assert_error(400, "INVALID_REQUEST");
+}
+
+/// The worker as deployed: loopback stubs allow-listed, credentials read from Secrets Manager on
+/// the emulator (where PUT /v1/credentials put them), the given circuit breakers.
+async fn deployed_like(
+    t: &TestApp,
+    breakers: nodeai::engine::breaker::CircuitBreakers,
+) -> nodeai::engine::RegistryExecutor {
+    let secrets = std::sync::Arc::new(nodeai_tests::secret_store().await);
+    let resolver = nodeai::secrets::CredentialResolver::new(secrets, &t.app.config.stage, Duration::from_secs(60));
+    let runtime = nodeai::engine::NodeRuntime {
+        allowed_private_hosts: vec!["127.0.0.1".into()],
+        credentials: Some(std::sync::Arc::new(resolver)),
+        breakers: std::sync::Arc::new(breakers),
+        ..Default::default()
+    };
+    nodeai::engine::RegistryExecutor { runtime }
+}
+
+async fn execution(t: &TestApp, execution_id: &str) -> Value {
+    let reply = t.call(Route::GetExecution, &[("execution_id", execution_id)], None).await;
+    assert_eq!(reply.status, 200, "{}", reply.raw);
+    reply.body
+}
+
+fn step<'a>(execution: &'a Value, node: &str) -> &'a Value {
+    execution["steps"].as_array().unwrap().iter().find(|s| s["node_id"] == node).unwrap()
+}
+
+#[tokio::test]
+async fn llm_nodes_call_openai_and_anthropic_stubs_and_record_tokens_and_cost() {
+    use wiremock::matchers::{body_partial_json, header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::new().await;
+    let provider = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/openai/v1/chat/completions"))
+        .and(header("authorization", "Bearer sk-openai-test-0001"))
+        .and(body_partial_json(json!({ "messages": [ { "role": "user", "content": "Summarize: Rust is fast." } ] })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
+            "choices": [ { "index": 0, "message": { "role": "assistant", "content": "Fast." }, "finish_reason": "stop" } ],
+            "usage": { "prompt_tokens": 2000, "completion_tokens": 100, "total_tokens": 2100 } })))
+        .expect(1)
+        .mount(&provider)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/messages"))
+        .and(header("x-api-key", "sk-ant-test-0002"))
+        .and(body_partial_json(json!({ "messages": [ { "role": "user", "content": "Translate: Fast." } ] })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+            "content": [ { "type": "text", "text": "{\"fr\": \"Rapide.\"}" } ], "stop_reason": "end_turn",
+            "usage": { "input_tokens": 40, "output_tokens": 10 } })))
+        .expect(1)
+        .mount(&provider)
+        .await;
+    for (name, body) in [
+        (
+            "openai-main",
+            json!({ "provider": "openai", "api_key": "sk-openai-test-0001", "base_url": format!("{}/openai/v1", provider.uri()) }),
+        ),
+        ("claude", json!({ "provider": "anthropic", "api_key": "sk-ant-test-0002", "base_url": provider.uri() })),
+    ] {
+        let stored = t.call(Route::PutCredential, &[("name", name)], Some(body)).await;
+        assert_eq!(stored.status, 201, "{}", stored.raw);
+    }
+    let id = t
+        .create_workflow(json!({
+            "name": "summarize and translate",
+            "nodes": [
+                { "id": "summarize", "type": "llm.chat", "config": { "credential": "openai-main", "model": "gpt-4o-mini",
+                  "messages": [ { "role": "user", "content": "Summarize: {{ input.text }}" } ] } },
+                { "id": "translate", "type": "llm.chat", "config": { "credential": "claude", "model": "claude-3-5-haiku-latest",
+                  "response_format": "json",
+                  "messages": [ { "role": "user", "content": "Translate: {{ nodes.summarize.output.text }}" } ] } },
+                { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.translate.output.json.fr }}" } }
+            ],
+            "edges": [ { "from": "summarize", "to": "translate" }, { "from": "translate", "to": "done" } ]
+        }))
+        .await;
+    let started = start(&t, &id, json!({ "input": { "text": "Rust is fast." }, "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    run_worker_for(&t, &deployed_like(&t, Default::default()).await, Duration::from_secs(60)).await;
+    let done = execution(&t, &execution_id).await;
+    assert_eq!((done["status"].as_str(), &done["output"]), (Some("succeeded"), &json!("Rapide.")), "{done}");
+    let summarize = step(&done, "summarize");
+    assert_eq!(summarize["usage"], json!({ "input_tokens": 2000, "output_tokens": 100 }));
+    assert_eq!(summarize["cost_usd"], json!(0.00036), "gpt-4o-mini: 2000 x $0.15/M + 100 x $0.60/M");
+    assert_eq!(summarize["input"]["messages"][0]["content"], "Summarize: Rust is fast.");
+    assert_eq!(step(&done, "translate")["cost_usd"], json!(0.000072), "claude-3-5-haiku: 40 x $0.80/M + 10 x $4/M");
+    assert_eq!(
+        done["totals"],
+        json!({ "input_tokens": 2040, "output_tokens": 110, "cost_usd": 0.000432, "unpriced_steps": 0 })
+    );
+    assert!(!done.to_string().contains("sk-openai-test-0001"), "no key in the execution record");
+}
+
+#[tokio::test]
+async fn a_redrive_resumes_a_failed_execution_without_calling_succeeded_nodes_again() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::new().await;
+    let stub = MockServer::start().await;
+    Mock::given(path("/first"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "answer": "one" })))
+        .expect(1)
+        .mount(&stub)
+        .await;
+    Mock::given(path("/second")).respond_with(ResponseTemplate::new(500)).up_to_n_times(1).expect(1).mount(&stub).await;
+    Mock::given(path("/second"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "answer": "two" })))
+        .expect(1)
+        .mount(&stub)
+        .await;
+    let id = t
+        .create_workflow(json!({
+            "name": "two calls",
+            "timeout_seconds": 120,
+            "nodes": [
+                { "id": "first", "type": "http.request", "config": { "method": "GET", "url": format!("{}/first", stub.uri()) } },
+                { "id": "second", "type": "http.request", "config": { "method": "GET", "url": format!("{}/second", stub.uri()) } },
+                { "id": "done", "type": "flow.output",
+                  "config": { "value": "{{ nodes.first.output.body.answer }} {{ nodes.second.output.body.answer }}" } }
+            ],
+            "edges": [ { "from": "first", "to": "second" }, { "from": "second", "to": "done" } ]
+        }))
+        .await;
+    let started = start(&t, &id, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    let created = execution(&t, &execution_id).await;
+    let span = |e: &Value| {
+        let at = |k: &str| chrono::DateTime::parse_from_rfc3339(e[k].as_str().unwrap()).unwrap();
+        (at("deadline_at") - at("created_at")).num_seconds()
+    };
+    assert!((119..=121).contains(&span(&created)), "the workflow's own timeout: {created}");
+    let executor = loopback_allowed();
+    run_worker_with(&t, executor.clone()).await;
+    let failed = execution(&t, &execution_id).await;
+    assert_eq!((failed["status"].as_str(), failed["error"]["code"].as_str()), (Some("failed"), Some("HTTP_500")));
+
+    t.call(Route::CancelExecution, &[("execution_id", &execution_id)], None)
+        .await
+        .assert_error(409, "EXECUTION_FINISHED");
+    let redriven = t.call(Route::RedriveExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(redriven.status, 202, "{}", redriven.raw);
+    assert_eq!((redriven.body["status"].as_str(), redriven.body["redrive_count"].as_u64()), (Some("queued"), Some(1)));
+    let queued = execution(&t, &execution_id).await;
+    assert_eq!(
+        (step(&queued, "first")["status"].as_str(), step(&queued, "second")["status"].as_str()),
+        (Some("succeeded"), Some("pending"))
+    );
+    assert!(queued["error"].is_null() && queued["finished_at"].is_null());
+    t.call(Route::RedriveExecution, &[("execution_id", &execution_id)], None)
+        .await
+        .assert_error(409, "EXECUTION_NOT_REDRIVABLE");
+
+    run_worker_with(&t, executor).await;
+    let done = execution(&t, &execution_id).await;
+    assert_eq!((done["status"].as_str(), &done["output"]), (Some("succeeded"), &json!("one two")), "{done}");
+    assert_eq!(done["redrive_count"], 1);
+    t.call(Route::RedriveExecution, &[("execution_id", &execution_id)], None)
+        .await
+        .assert_error(409, "EXECUTION_NOT_REDRIVABLE");
+    t.call(Route::RedriveExecution, &[("execution_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV")], None)
+        .await
+        .assert_error(404, "EXECUTION_NOT_FOUND");
+    // wiremock checks on drop: /first was called once in all, /second twice (500, then 200).
+}
+
+#[tokio::test]
+async fn the_circuit_opens_after_repeated_failures_and_fails_fast() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::new().await;
+    let stub = MockServer::start().await;
+    Mock::given(path("/down")).respond_with(ResponseTemplate::new(503)).expect(3).mount(&stub).await;
+    let id = t
+        .create_workflow(json!({
+            "name": "hammer",
+            "nodes": [ { "id": "call", "type": "http.request",
+                         "config": { "method": "GET", "url": format!("{}/down", stub.uri()) },
+                         "retry": { "max_attempts": 6, "initial_delay_ms": 1, "max_delay_ms": 5, "jitter": false } } ]
+        }))
+        .await;
+    let executor = deployed_like(&t, nodeai::engine::breaker::CircuitBreakers::new(3, Duration::from_secs(60))).await;
+    let started = start(&t, &id, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    run_worker_for(&t, &executor, Duration::from_secs(60)).await;
+    let failed = execution(&t, &execution_id).await;
+    assert_eq!(failed["error"]["code"], "CIRCUIT_OPEN", "{failed}");
+    assert_eq!(step(&failed, "call")["attempts"], 4, "three calls reached the host, the fourth failed fast");
+    // A second execution on the same warm worker fails fast without calling the host at all.
+    let again = start(&t, &id, json!({ "version": "draft" })).await;
+    let again_id = again.body["execution_id"].as_str().unwrap().to_string();
+    run_worker_for(&t, &executor, Duration::from_secs(60)).await;
+    assert_eq!(step(&execution(&t, &again_id).await, "call")["attempts"], 1);
+    stub.verify().await;
+}
+
+#[tokio::test]
+async fn with_a_tiny_time_budget_a_long_chain_completes_across_several_invocations() {
+    let t = TestApp::new().await;
+    let mut nodes = vec![json!({ "id": "n0", "type": "text.template", "config": { "template": "0" } })];
+    let mut edges = Vec::new();
+    for i in 1..8 {
+        nodes.push(json!({ "id": format!("n{i}"), "type": "text.template",
+                           "config": { "template": format!("{{{{ nodes.n{}.output.text }}}}{i}", i - 1) } }));
+        edges.push(json!({ "from": format!("n{}", i - 1), "to": format!("n{i}") }));
+    }
+    nodes.push(json!({ "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.n7.output.text }}" } }));
+    edges.push(json!({ "from": "n7", "to": "done" }));
+    let id = t.create_workflow(json!({ "name": "long chain", "nodes": nodes, "edges": edges })).await;
+    let started = start(&t, &id, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    // Less time left than the checkpoint margin: every invocation runs one wave, checkpoints,
+    // and sends itself a continuation through SQS.
+    let executor = nodeai::engine::RegistryExecutor::default();
+    let mut invocations = 0;
+    while invocations < 30 && run_worker_for(&t, &executor, Duration::from_secs(1)).await > 0 {
+        invocations += 1;
+    }
+    let done = execution(&t, &execution_id).await;
+    assert_eq!((done["status"].as_str(), &done["output"]), (Some("succeeded"), &json!("01234567")), "{done}");
+    assert_eq!(invocations, 9, "one invocation per node of the chain");
 }

@@ -233,6 +233,7 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         "started_at": execution.started_at,
         "finished_at": execution.finished_at,
         "duration_ms": duration_ms,
+        "deadline_at": execution.deadline_at,
         "cancel_requested": execution.cancel_requested,
         "steps": steps,
         "redrive_count": execution.redrive_count,
