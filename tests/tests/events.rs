@@ -22,7 +22,7 @@ async fn fail_execution(t: &TestApp, execution_id: &str) {
     let now = nodeai::model::now_rfc3339();
     t.app
         .store
-        .finish_execution(&t.tenant_id, execution_id, failed, serde_json::Value::Null, Some(error), now)
+        .finish_execution(&t.tenant_id, execution_id, failed, serde_json::Value::Null, Some(error), now, &[])
         .await
         .unwrap();
 }

@@ -127,7 +127,7 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
     let now = nodeai::model::now_rfc3339();
     t.app
         .store
-        .finish_execution(&t.tenant_id, &execution_id, failed, serde_json::Value::Null, Some(error), now)
+        .finish_execution(&t.tenant_id, &execution_id, failed, serde_json::Value::Null, Some(error), now, &[])
         .await
         .unwrap();
     let (_, intruder) = t.other_tenant().await;

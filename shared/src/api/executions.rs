@@ -160,7 +160,7 @@ async fn enqueue(call: &Call<'_>, execution_id: &str, request_id: String) -> Res
     let _ = call
         .app
         .store
-        .finish_execution(call.tenant_id, execution_id, ExecutionStatus::Failed, Value::Null, Some(error), now)
+        .finish_execution(call.tenant_id, execution_id, ExecutionStatus::Failed, Value::Null, Some(error), now, &[])
         .await;
     Err(match e {
         StoreError::Internal(detail) => StoreError::Unavailable(detail),
@@ -301,16 +301,7 @@ pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
         .get_execution_definition(call.tenant_id, &id)
         .await?
         .ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?;
-    let forget: Vec<String> = call
-        .app
-        .store
-        .load_steps(call.tenant_id, &id)
-        .await?
-        .into_iter()
-        .filter(|s| s.status != StepStatus::Succeeded)
-        .map(|s| s.node_id)
-        .collect();
-    call.app.store.delete_steps(call.tenant_id, &id, &forget).await?;
+    call.app.store.reset_steps_for_redrive(call.tenant_id, &id).await?;
     let deadline = crate::model::rfc3339_in(execution_timeout(&definition).as_secs() as i64);
     if !call.app.store.redrive_execution(call.tenant_id, &id, &deadline).await? {
         // Another redrive got there first.

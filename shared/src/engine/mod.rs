@@ -302,15 +302,24 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
     }
 }
 
+/// How a run ended, with the steps it has not written yet: results of pure nodes and skips,
+/// which the caller keeps in bulk with the finish or the checkpoint (one request).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    pub outcome: RunOutcome,
+    pub unrecorded: Vec<StepRecord>,
+}
+
 /// Runs the workflow from its recorded steps until it finishes, fails, or `stop` says to stop
-/// (checked before each wave of nodes starts).
+/// (checked before each wave of nodes starts). A side-effecting node's step is written (once,
+/// conditionally) before anything that depends on it starts; pure nodes' steps are returned.
 pub async fn run(
     ctx: &RunContext<'_>,
     steps_store: &dyn StepStore,
     executor: &dyn NodeExecutor,
     stop: &(dyn Fn() -> Option<StopReason> + Sync),
     max_concurrency: usize,
-) -> Result<RunOutcome, StoreError> {
+) -> Result<RunResult, StoreError> {
     let definition = ctx.definition;
     let mut steps: HashMap<String, StepRecord> = steps_store
         .load_steps(ctx.tenant_id, ctx.execution_id)
@@ -320,6 +329,12 @@ pub async fn run(
         .map(|s| (s.node_id.clone(), s))
         .collect();
     let nodes: HashMap<&str, &NodeSpec> = definition.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let mut incoming: HashMap<&str, Vec<&crate::model::EdgeSpec>> = HashMap::new();
+    for edge in &definition.edges {
+        incoming.entry(edge.to.as_str()).or_default().push(edge);
+    }
+    let mut unrecorded: Vec<StepRecord> = Vec::new();
+    let done = |outcome, unrecorded| Ok(RunResult { outcome, unrecorded });
     loop {
         if let Some(failed) = definition
             .nodes
@@ -328,43 +343,45 @@ pub async fn run(
         {
             let error =
                 failed.error.clone().unwrap_or(StepError { code: "NODE_FAILED".into(), message: String::new() });
-            return Ok(RunOutcome::Failed { node_id: failed.node_id.clone(), error });
+            return done(RunOutcome::Failed { node_id: failed.node_id.clone(), error }, unrecorded);
         }
         // Resolve what can be resolved: ready to run, or skipped because no incoming edge carries the run.
         let mut ready: Vec<&NodeSpec> = Vec::new();
-        let mut skipped: Vec<StepRecord> = Vec::new();
+        let mut skipped = false;
         for node in &definition.nodes {
             if steps.contains_key(&node.id) {
                 continue;
             }
-            let incoming: Vec<Option<bool>> = definition
-                .edges
-                .iter()
-                .filter(|e| e.to == node.id)
-                .map(|e| edge_active(e.when.as_deref(), nodes[e.from.as_str()], steps.get(&e.from)))
-                .collect();
-            if incoming.iter().any(Option::is_none) {
+            let edges = incoming.get(node.id.as_str()).map(Vec::as_slice).unwrap_or_default();
+            let mut any_active = false;
+            let mut all_resolved = true;
+            for edge in edges {
+                match edge_active(edge.when.as_deref(), nodes[edge.from.as_str()], steps.get(&edge.from)) {
+                    None => all_resolved = false,
+                    Some(active) => any_active |= active,
+                }
+            }
+            if !all_resolved {
                 continue;
             }
-            if incoming.is_empty() || incoming.contains(&Some(true)) {
+            if edges.is_empty() || any_active {
                 ready.push(node);
             } else {
-                let now = now_rfc3339();
-                skipped.push(StepRecord {
+                let step = StepRecord {
                     node_id: node.id.clone(),
                     status: StepStatus::Skipped,
-                    attempts: 0,
-                    started_at: None,
-                    finished_at: Some(now),
-                    output: Value::Null,
-                    error: None,
-                    input: Value::Null,
-                    usage: None,
-                    cost_usd: None,
-                });
+                    finished_at: Some(now_rfc3339()),
+                    ..StepRecord::default()
+                };
+                unrecorded.push(step.clone());
+                steps.insert(node.id.clone(), step);
+                skipped = true;
             }
         }
-        if ready.is_empty() && skipped.is_empty() {
+        if ready.is_empty() {
+            if skipped {
+                continue;
+            }
             let output = definition
                 .nodes
                 .iter()
@@ -372,17 +389,10 @@ pub async fn run(
                 .and_then(|n| steps.get(&n.id))
                 .map(|s| s.output.clone())
                 .unwrap_or(Value::Null);
-            return Ok(RunOutcome::Succeeded { output });
-        }
-        for step in skipped {
-            let kept = record(steps_store, ctx, step).await?;
-            steps.insert(kept.node_id.clone(), kept);
-        }
-        if ready.is_empty() {
-            continue;
+            return done(RunOutcome::Succeeded { output }, unrecorded);
         }
         if let Some(reason) = stop() {
-            return Ok(RunOutcome::Stopped(reason));
+            return done(RunOutcome::Stopped(reason), unrecorded);
         }
         let current_scope = scope(ctx, &steps);
         for wave in ready.chunks(max_concurrency.clamp(1, 64)) {
@@ -390,8 +400,15 @@ pub async fn run(
                 wave.iter().map(|node| run_node(ctx.tenant_id, node, &current_scope, executor)),
             )
             .await;
-            for step in results {
-                let kept = record(steps_store, ctx, step).await?;
+            for (node, mut step) in wave.iter().zip(results) {
+                step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);
+                step.input = bounded(step.input, MAX_STORED_INPUT_BYTES);
+                let kept = if crate::nodes::has_side_effects(&node.node_type) {
+                    record(steps_store, ctx, step).await?
+                } else {
+                    unrecorded.push(step.clone());
+                    step
+                };
                 steps.insert(kept.node_id.clone(), kept);
             }
         }
@@ -411,9 +428,7 @@ pub fn bounded(value: Value, limit: usize) -> Value {
 
 /// Writes a final step. If another worker recorded it first, its record wins (the write is
 /// conditional) and this run continues with that one.
-async fn record(store: &dyn StepStore, ctx: &RunContext<'_>, mut step: StepRecord) -> Result<StepRecord, StoreError> {
-    step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);
-    step.input = bounded(step.input, MAX_STORED_INPUT_BYTES);
+async fn record(store: &dyn StepStore, ctx: &RunContext<'_>, step: StepRecord) -> Result<StepRecord, StoreError> {
     match store.record_step(ctx.tenant_id, ctx.execution_id, &step).await {
         Ok(()) => Ok(step),
         Err(StoreError::ConditionFailed) => {

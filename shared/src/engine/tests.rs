@@ -75,6 +75,15 @@ fn never() -> Option<StopReason> {
     None
 }
 
+/// What the worker does with a run's unrecorded (pure and skipped) steps: keeps them, so a
+/// resumed run and the assertions below see them. Here they are simply recorded.
+async fn finished(result: RunResult, store: &MemoryStore) -> RunOutcome {
+    for step in result.unrecorded {
+        store.record_step("t1", "e1", &step).await.unwrap();
+    }
+    result.outcome
+}
+
 async fn steps_of(store: &MemoryStore, execution_id: &str) -> HashMap<String, StepRecord> {
     store.load_steps("t1", execution_id).await.unwrap().into_iter().map(|s| (s.node_id.clone(), s)).collect()
 }
@@ -83,7 +92,11 @@ async fn steps_of(store: &MemoryStore, execution_id: &str) -> HashMap<String, St
 async fn a_branching_workflow_runs_one_branch_and_skips_the_other() {
     let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
     let input = json!({ "name": "Ada", "n": 3 });
-    let outcome = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, DEFAULT_CONCURRENCY).await.unwrap();
+    let outcome = finished(
+        run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, DEFAULT_CONCURRENCY).await.unwrap(),
+        &store,
+    )
+    .await;
     assert_eq!(
         outcome,
         RunOutcome::Succeeded { output: json!({ "greeting": "Hello Ada", "n": 3, "verdict": "3 is big" }) }
@@ -103,7 +116,8 @@ async fn a_branching_workflow_runs_one_branch_and_skips_the_other() {
 async fn the_false_branch_skips_everything_behind_the_true_one() {
     let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
     let input = json!({ "name": "Bo", "n": 1 });
-    let outcome = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 1).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 1).await.unwrap(), &store).await;
     assert_eq!(outcome, RunOutcome::Succeeded { output: Value::Null }, "flow.output was skipped with its branch");
     let steps = steps_of(&store, "e1").await;
     for node in ["big", "shape", "done"] {
@@ -119,17 +133,20 @@ async fn a_resumed_run_never_repeats_a_recorded_node() {
     // Stop after the first two waves, as a worker near its deadline would.
     let waves = AtomicUsize::new(0);
     let stop_after_two = || (waves.fetch_add(1, Ordering::SeqCst) >= 2).then_some(StopReason::Deadline);
-    let first = run(&ctx(&workflow, &input, "e1"), &store, &executor, &stop_after_two, 4).await.unwrap();
+    let first =
+        finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &stop_after_two, 4).await.unwrap(), &store)
+            .await;
     assert_eq!(first, RunOutcome::Stopped(StopReason::Deadline));
     assert_eq!((executor.calls("greet"), executor.calls("check"), executor.calls("big")), (1, 1, 0));
     // The continuation (or a redelivered message) resumes from the records.
-    let second = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap();
+    let second =
+        finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     assert!(matches!(second, RunOutcome::Succeeded { .. }));
     for node in ["greet", "check", "big", "shape", "done"] {
         assert_eq!(executor.calls(node), 1, "{node} ran once across both invocations");
     }
     // Running a finished execution again calls nothing.
-    let third = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap();
+    let third = finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     assert_eq!(third, second);
     assert_eq!(executor.calls("greet"), 1);
 }
@@ -152,7 +169,8 @@ async fn a_crash_after_a_checkpoint_resumes_after_it() {
         };
         store.record_step("t1", "e1", &step).await.unwrap();
     }
-    let outcome = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     assert_eq!(executor.calls("greet") + executor.calls("check"), 0);
     let RunOutcome::Succeeded { output } = outcome else { panic!("{outcome:?}") };
     assert_eq!(output["greeting"], "Hello from before", "recorded outputs feed later nodes");
@@ -193,7 +211,8 @@ async fn retryable_failures_are_retried_and_permanent_ones_are_not() {
     throttled.retry_after = Some(Duration::from_secs(5));
     executor.fail_first("work", vec![throttled, NodeFailure::retryable("HTTP_503", "busy")]);
     let started = tokio::time::Instant::now();
-    let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     assert_eq!(outcome, RunOutcome::Succeeded { output: json!("ok") });
     assert_eq!(steps_of(&store, "e1").await["work"].attempts, 3);
     // Retry-After (5 s) honoured, then the 2 s backoff of attempt 2.
@@ -201,7 +220,8 @@ async fn retryable_failures_are_retried_and_permanent_ones_are_not() {
 
     let (store, executor) = (MemoryStore::new(), Counting::default());
     executor.fail_first("work", vec![NodeFailure::permanent("HTTP_401", "bad key")]);
-    let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     let RunOutcome::Failed { node_id, error } = outcome else { panic!("{outcome:?}") };
     assert_eq!((node_id.as_str(), error.code.as_str()), ("work", "HTTP_401"));
     assert_eq!(executor.calls("work"), 1, "a 401 is not retried");
@@ -214,7 +234,8 @@ async fn a_slow_node_times_out() {
         single(json!({ "id": "work", "type": "text.template", "config": { "template": "ok" }, "timeout_ms": 100 }));
     let store = MemoryStore::new();
     let executor = Counting { delay: Some(Duration::from_secs(1)), ..Default::default() };
-    let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     let RunOutcome::Failed { error, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error.code, "NODE_TIMEOUT");
 }
@@ -230,7 +251,9 @@ async fn on_error_continue_and_branch() {
         "edges": [ { "from": "work", "to": "done" } ]
     }));
     let (store, executor) = (MemoryStore::new(), Counting::default());
-    let outcome = run(&ctx(&continue_flow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&continue_flow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store)
+            .await;
     assert_eq!(outcome, RunOutcome::Succeeded { output: json!("TEMPLATE_UNDEFINED_VARIABLE") });
     let steps = steps_of(&store, "e1").await;
     assert_eq!((steps["work"].status, &steps["work"].output), (StepStatus::Failed, &Value::Null));
@@ -246,7 +269,8 @@ async fn on_error_continue_and_branch() {
         "edges": [ { "from": "work", "to": "happy" }, { "from": "work", "to": "rescue", "when": "error" } ]
     }));
     let (store, executor) = (MemoryStore::new(), Counting::default());
-    let outcome = run(&ctx(&branch_flow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&branch_flow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     assert_eq!(outcome, RunOutcome::Succeeded { output: json!("rescued") });
     assert_eq!(steps_of(&store, "e1").await["happy"].status, StepStatus::Skipped);
 }
@@ -256,7 +280,8 @@ async fn a_cancelled_run_starts_no_node() {
     let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
     let input = json!({ "name": "Ada", "n": 3 });
     let cancelled = || Some(StopReason::Cancelled);
-    let outcome = run(&ctx(&workflow, &input, "e1"), &store, &executor, &cancelled, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &cancelled, 4).await.unwrap(), &store).await;
     assert_eq!(outcome, RunOutcome::Stopped(StopReason::Cancelled));
     assert_eq!(executor.calls("greet"), 0);
 }
@@ -266,7 +291,9 @@ async fn an_undefined_variable_fails_the_run_with_its_name() {
     let workflow =
         single(json!({ "id": "work", "type": "text.template", "config": { "template": "{{ input.nope.deeper }}" } }));
     let (store, executor) = (MemoryStore::new(), Counting::default());
-    let outcome = run(&ctx(&workflow, &json!({ "x": 1 }), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&workflow, &json!({ "x": 1 }), "e1"), &store, &executor, &never, 4).await.unwrap(), &store)
+            .await;
     let RunOutcome::Failed { error, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error.code, "TEMPLATE_UNDEFINED_VARIABLE");
     assert!(error.message.contains("input.nope"), "{}", error.message);
@@ -280,7 +307,8 @@ async fn an_llm_node_without_credential_access_fails_cleanly() {
                      "config": { "credential": "main", "model": "m", "messages": [ { "role": "user", "content": "hi" } ] } } ]
     }));
     let (store, executor) = (MemoryStore::new(), Counting::default());
-    let outcome = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outcome =
+        finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     let RunOutcome::Failed { error, .. } = outcome else { panic!("{outcome:?}") };
     assert_eq!(error.code, "CREDENTIAL_UNAVAILABLE");
 }
@@ -294,4 +322,40 @@ fn large_outputs_are_kept_truncated_with_their_size() {
     assert_eq!(kept["size_bytes"], size);
     assert!(kept["preview"].as_str().unwrap().len() <= 4096);
     assert_eq!(bounded(json!({ "small": 1 }), MAX_STORED_OUTPUT_BYTES), json!({ "small": 1 }));
+}
+
+#[tokio::test]
+async fn pure_steps_are_returned_and_only_side_effecting_ones_are_written() {
+    let workflow = definition(json!({
+        "name": "mixed",
+        "nodes": [
+            { "id": "greet", "type": "text.template", "config": { "template": "hi" } },
+            { "id": "call", "type": "http.request", "config": { "method": "GET", "url": "https://example.com" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.greet.output.text }}" } }
+        ],
+        "edges": [ { "from": "greet", "to": "call" }, { "from": "call", "to": "done" } ]
+    }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let result = run(&ctx(&workflow, &json!({}), "e1"), &store, &Stubbed(&executor), &never, 4).await.unwrap();
+    assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }), "{result:?}");
+    let written: Vec<String> = store.load_steps("t1", "e1").await.unwrap().into_iter().map(|s| s.node_id).collect();
+    assert_eq!(written, vec!["call".to_string()], "only the side-effecting node is written during the run");
+    let mut kept: Vec<&str> = result.unrecorded.iter().map(|s| s.node_id.as_str()).collect();
+    kept.sort();
+    assert_eq!(kept, vec!["done", "greet"]);
+}
+
+/// Answers every node with `{"ok": true}` (counting through `Counting`), so side-effecting
+/// types run without the network.
+struct Stubbed<'a>(&'a Counting);
+
+#[async_trait]
+impl NodeExecutor for Stubbed<'_> {
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
+        if call.node.node_type == "http.request" {
+            *self.0.calls.lock().unwrap().entry(call.node.id.clone()).or_default() += 1;
+            return Ok(json!({ "ok": true }).into());
+        }
+        self.0.execute(call).await
+    }
 }

@@ -1,8 +1,8 @@
 //! Executions: one run of a workflow version, its lifecycle, and the worker's processing of one
-//! queued execution (lease, engine run, finish or continue). The queue, the routes and the worker
-//! function wire this up (issue 3, not built yet).
+//! queued execution (lease, engine run, finish or continue). The queue (`queue`), the routes
+//! (`api::executions`) and the worker function (`worker`) wire this up.
 
-use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, StepError, StopReason};
+use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, RunResult, StepError, StopReason};
 use crate::error::StoreError;
 use crate::model::{WorkflowDefinition, now_rfc3339};
 use crate::store::{ExecutionStore, StepStore};
@@ -141,17 +141,27 @@ pub async fn process<S: ExecutionStore + StepStore>(
     }
     let lease_until = crate::model::rfc3339_in(budget.remaining().as_secs() as i64 + 1);
     if !store.claim_lease(tenant_id, execution_id, worker_id, &lease_until, &now_rfc3339()).await? {
-        return Ok(Processed::Busy);
+        // Final since the read above (a cancel or another worker finished it), or leased.
+        return match store.get_execution(tenant_id, execution_id).await? {
+            Some(now) if now.status.is_final() => Ok(Processed::Finished(now.status)),
+            _ => Ok(Processed::Busy),
+        };
     }
-    let result = run_leased(store, executor, &execution, budget).await;
-    store.release_lease(tenant_id, execution_id, worker_id).await?;
+    let result = run_leased(store, executor, &execution, worker_id, budget).await;
+    if result.is_err() {
+        // Let a redelivery in at once rather than after the lease expires.
+        let _ = store.release_lease(tenant_id, execution_id, worker_id, &[]).await;
+    }
     result
 }
 
+/// Runs a leased execution; the finish (or the checkpoint) also releases the lease and keeps the
+/// run's pure steps, in one write.
 async fn run_leased<S: ExecutionStore + StepStore>(
     store: &S,
     executor: &dyn NodeExecutor,
     execution: &ExecutionRecord,
+    worker_id: &str,
     budget: &Budget,
 ) -> Result<Processed, StoreError> {
     let (tenant_id, execution_id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
@@ -159,7 +169,6 @@ async fn run_leased<S: ExecutionStore + StepStore>(
         .get_execution_definition(tenant_id, execution_id)
         .await?
         .ok_or_else(|| StoreError::Internal("the execution's definition is missing".into()))?;
-    store.mark_running(tenant_id, execution_id, &now_rfc3339()).await?;
     // Cancellation is read from the store between waves; a stop is remembered for the outcome.
     let cancel_seen = Mutex::new(execution.cancel_requested);
     let deadline_at = execution.deadline_at.clone();
@@ -192,12 +201,13 @@ async fn run_leased<S: ExecutionStore + StepStore>(
             }
         }
     };
-    let outcome = tokio::select! {
-        outcome = engine::run(&ctx, store, executor, &stop, engine::DEFAULT_CONCURRENCY) => outcome?,
+    let RunResult { outcome, unrecorded } = tokio::select! {
+        result = engine::run(&ctx, store, executor, &stop, engine::DEFAULT_CONCURRENCY) => result?,
         _ = watcher => unreachable!("the watcher never ends"),
     };
-    let finish =
-        |status, output, error| store.finish_execution(tenant_id, execution_id, status, output, error, now_rfc3339());
+    let finish = |status, output, error| {
+        store.finish_execution(tenant_id, execution_id, status, output, error, now_rfc3339(), &unrecorded)
+    };
     let processed = match outcome {
         RunOutcome::Succeeded { output } => {
             finish(ExecutionStatus::Succeeded, output, None).await?;
@@ -218,7 +228,10 @@ async fn run_leased<S: ExecutionStore + StepStore>(
             finish(ExecutionStatus::TimedOut, Value::Null, Some(error)).await?;
             Processed::Finished(ExecutionStatus::TimedOut)
         }
-        RunOutcome::Stopped(StopReason::Deadline) => Processed::Continue,
+        RunOutcome::Stopped(StopReason::Deadline) => {
+            store.release_lease(tenant_id, execution_id, worker_id, &unrecorded).await?;
+            Processed::Continue
+        }
     };
     Ok(processed)
 }

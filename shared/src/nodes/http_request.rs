@@ -11,6 +11,9 @@ impl NodeKind for HttpRequest {
     fn name(&self) -> &'static str {
         "http.request"
     }
+    fn has_side_effects(&self) -> bool {
+        true
+    }
     fn description(&self) -> &'static str {
         "Sends an HTTP(S) request; method, url, headers and body are templates. Output: status, headers, body (parsed when JSON)."
     }

@@ -22,6 +22,9 @@ impl NodeKind for LlmChat {
     fn name(&self) -> &'static str {
         "llm.chat"
     }
+    fn has_side_effects(&self) -> bool {
+        true
+    }
     fn description(&self) -> &'static str {
         "Calls a chat model (OpenAI-compatible or Anthropic) with templated messages, using a tenant credential."
     }

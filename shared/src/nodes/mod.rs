@@ -26,6 +26,12 @@ pub trait NodeKind: Sync {
     fn expression_fields(&self) -> &'static [&'static str] {
         &[]
     }
+    /// Whether running the node reaches outside NodeAI (a paid or non-idempotent call). Such a
+    /// node's result is written on its own before anything depends on it; a pure node's result
+    /// is kept in bulk at the next checkpoint or the finish, and recomputed if a crash lost it.
+    fn has_side_effects(&self) -> bool {
+        false
+    }
     /// Whether edges leaving this node choose a branch with `"when": "true" | "false"`.
     fn is_condition(&self) -> bool {
         false
@@ -46,6 +52,11 @@ pub static NODE_KINDS: &[&dyn NodeKind] = &[
 
 pub fn find(name: &str) -> Option<&'static dyn NodeKind> {
     NODE_KINDS.iter().copied().find(|kind| kind.name() == name)
+}
+
+/// Unknown types count as side-effecting: never assume a call is free to repeat.
+pub fn has_side_effects(name: &str) -> bool {
+    find(name).is_none_or(|kind| kind.has_side_effects())
 }
 
 /// Compiled config validators, built once per process.

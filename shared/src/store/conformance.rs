@@ -23,7 +23,7 @@ macro_rules! store_conformance_tests {
             credentials_are_tenant_scoped_and_paged,
             steps_are_recorded_once_per_node,
             executions_lifecycle_and_lease,
-            redrive_requeues_only_failed_executions_and_forgets_chosen_steps,
+            redrive_requeues_only_failed_executions_and_keeps_only_succeeded_steps_recorded_alone,
             executions_list_newest_first_with_status_filter,
             idempotency_keys_hold_for_their_window,
         );
@@ -445,24 +445,33 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
             .await
             .unwrap()
     );
-    store.release_lease(&tenant, id, "worker-a").await.unwrap(); // not the holder: no effect
+    let pure = |node: &str, output: serde_json::Value| crate::engine::StepRecord {
+        node_id: node.into(),
+        status: crate::engine::StepStatus::Succeeded,
+        attempts: 1,
+        output,
+        ..Default::default()
+    };
+    // Not the holder: no effect, and its steps are not kept.
+    store.release_lease(&tenant, id, "worker-a", &[pure("lost", json!(0))]).await.unwrap();
     assert!(!store.claim_lease(&tenant, id, "worker-c", later, now).await.unwrap());
-    store.release_lease(&tenant, id, "worker-b").await.unwrap();
-    assert!(store.claim_lease(&tenant, id, "worker-c", later, now).await.unwrap());
+    // The holder's checkpoint frees the lease and keeps its steps, in one request.
+    store.release_lease(&tenant, id, "worker-b", &[pure("p", json!("from a checkpoint"))]).await.unwrap();
+    assert!(store.claim_lease(&tenant, id, "worker-c", later, "2030-01-01T00:07:00.000Z").await.unwrap());
     assert!(
         !store.claim_lease(&new_id(), id, "worker-c", later, now).await.unwrap(),
         "no lease on a missing execution"
     );
-
-    store.mark_running(&tenant, id, "2030-01-01T00:00:01.000Z").await.unwrap();
-    store.mark_running(&tenant, id, "2030-01-01T00:09:00.000Z").await.unwrap();
     let running = store.get_execution(&tenant, id).await.unwrap().unwrap();
-    assert_eq!(running.status, ExecutionStatus::Running);
-    assert_eq!(running.started_at.as_deref(), Some("2030-01-01T00:00:01.000Z"), "the first start is kept");
+    assert_eq!(running.status, ExecutionStatus::Running, "claiming the lease starts the execution");
+    assert_eq!(running.started_at.as_deref(), Some(now), "the first start is kept");
 
     assert!(store.request_cancel(&tenant, id).await.unwrap());
     assert!(store.get_execution(&tenant, id).await.unwrap().unwrap().cancel_requested);
     let error = crate::engine::StepError { code: "X".into(), message: "y".into() };
+    let failed_at = "2030-01-01T00:00:09.000Z";
+    let bulk = [pure("q", json!({ "n": 1 })), pure("alone", json!("bulk copy"))];
+    store.record_step(&tenant, id, &pure("alone", json!("recorded alone"))).await.unwrap();
     store
         .finish_execution(
             &tenant,
@@ -470,26 +479,55 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
             ExecutionStatus::Failed,
             json!(null),
             Some(error.clone()),
-            "2030-01-01T00:00:09.000Z".into(),
+            failed_at.into(),
+            &bulk,
         )
         .await
         .unwrap();
-    // A final execution does not change again.
+    let mut steps = store.load_steps(&tenant, id).await.unwrap();
+    steps.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+    let outputs: Vec<(String, serde_json::Value)> = steps.into_iter().map(|s| (s.node_id, s.output)).collect();
+    assert_eq!(
+        outputs,
+        vec![
+            ("alone".to_string(), json!("recorded alone")),
+            ("p".to_string(), json!("from a checkpoint")),
+            ("q".to_string(), json!({ "n": 1 }))
+        ],
+        "bulk steps from the checkpoint and the finish; a step recorded alone wins"
+    );
+    // A final execution does not change again, and its lease is gone with the finish.
     store
-        .finish_execution(&tenant, id, ExecutionStatus::Succeeded, json!(1), None, "2031-01-01T00:00:00.000Z".into())
+        .finish_execution(
+            &tenant,
+            id,
+            ExecutionStatus::Succeeded,
+            json!(1),
+            None,
+            "2031-01-01T00:00:00.000Z".into(),
+            &[],
+        )
         .await
         .unwrap();
-    store.mark_running(&tenant, id, "2031-01-01T00:00:00.000Z").await.unwrap();
+    assert!(!store.claim_lease(&tenant, id, "worker-d", later, "2031-01-01T00:00:00.000Z").await.unwrap());
     let done = store.get_execution(&tenant, id).await.unwrap().unwrap();
     assert_eq!(
         (done.status, done.error, done.finished_at.as_deref()),
-        (ExecutionStatus::Failed, Some(error), Some("2030-01-01T00:00:09.000Z"))
+        (ExecutionStatus::Failed, Some(error), Some(failed_at))
     );
     let other =
         ExecutionRecord::queued(&tenant, &new_id(), None, json!({}), "req-2", std::time::Duration::from_secs(60));
     store.create_execution(&other, &definition("snap", &[])).await.unwrap();
     store
-        .finish_execution(&tenant, &other.execution_id, ExecutionStatus::Succeeded, json!({ "a": 1 }), None, now.into())
+        .finish_execution(
+            &tenant,
+            &other.execution_id,
+            ExecutionStatus::Succeeded,
+            json!({ "a": 1 }),
+            None,
+            now.into(),
+            &[],
+        )
         .await
         .unwrap();
     assert!(
@@ -523,6 +561,7 @@ pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) 
                     json!(i),
                     None,
                     now_rfc3339(),
+                    &[],
                 )
                 .await
                 .unwrap();
@@ -579,7 +618,7 @@ pub async fn idempotency_keys_hold_for_their_window(store: &dyn Store) {
     assert_eq!(expired, IdempotencyClaim::New, "an expired key is free again");
 }
 
-pub async fn redrive_requeues_only_failed_executions_and_forgets_chosen_steps(store: &dyn Store) {
+pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_steps_recorded_alone(store: &dyn Store) {
     use crate::engine::{StepError, StepRecord, StepStatus};
     use crate::executions::{ExecutionRecord, ExecutionStatus};
     let tenant = new_id();
@@ -597,6 +636,7 @@ pub async fn redrive_requeues_only_failed_executions_and_forgets_chosen_steps(st
             json!(null),
             Some(error),
             "2030-01-01T00:00:09.000Z".into(),
+            &[StepRecord { node_id: "pure".into(), status: StepStatus::Succeeded, ..StepRecord::default() }],
         )
         .await
         .unwrap();
@@ -604,7 +644,8 @@ pub async fn redrive_requeues_only_failed_executions_and_forgets_chosen_steps(st
         let step = StepRecord { node_id: node.into(), status, attempts: 1, ..StepRecord::default() };
         store.record_step(&tenant, id, &step).await.unwrap();
     }
-    store.delete_steps(&tenant, id, &["b".into(), "c".into(), "never-ran".into()]).await.unwrap();
+    assert_eq!(store.load_steps(&tenant, id).await.unwrap().len(), 4);
+    store.reset_steps_for_redrive(&tenant, id).await.unwrap();
     let kept: Vec<String> = store.load_steps(&tenant, id).await.unwrap().into_iter().map(|s| s.node_id).collect();
     assert_eq!(kept, vec!["a".to_string()]);
     assert!(store.redrive_execution(&tenant, id, "2031-01-01T00:00:00.000Z").await.unwrap());

@@ -917,10 +917,17 @@ impl ExecutionStore for DynamoStore {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(execution_key(tenant_id, execution_id)))
-            .update_expression("SET lease_owner = :owner, lease_until = :until")
-            .condition_expression(
-                "attribute_exists(pk) AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
+            .update_expression(
+                "SET lease_owner = :owner, lease_until = :until, #status = :running, \
+                 started_at = if_not_exists(started_at, :now)",
             )
+            .condition_expression(
+                "attribute_exists(pk) AND #status IN (:queued, :running) \
+                 AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":running", s("running"))
             .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":until", s(until))
             .expression_attribute_values(":now", s(now))
@@ -930,29 +937,22 @@ impl ExecutionStore for DynamoStore {
         condition_met(result)
     }
 
-    async fn release_lease(&self, tenant_id: &str, execution_id: &str, owner: &str) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
+    async fn release_lease(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        steps: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        let release = Update::builder()
             .table_name(&self.table)
             .set_key(Some(execution_key(tenant_id, execution_id)))
             .update_expression("REMOVE lease_owner, lease_until")
             .condition_expression("lease_owner = :owner")
             .expression_attribute_values(":owner", s(owner))
-            .send()
-            .await
-            .map_err(classify);
-        ignore_condition(result)
-    }
-
-    async fn mark_running(&self, tenant_id: &str, execution_id: &str, at: &str) -> Result<(), StoreError> {
-        self.transition(
-            tenant_id,
-            execution_id,
-            "SET #status = :running, started_at = if_not_exists(started_at, :at)",
-            vec![(":running", s("running")), (":at", s(at))],
-        )
-        .await
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        ignore_condition(self.update_with_steps(release, tenant_id, execution_id, steps).await)
     }
 
     async fn finish_execution(
@@ -963,23 +963,32 @@ impl ExecutionStore for DynamoStore {
         output: serde_json::Value,
         error: Option<crate::engine::StepError>,
         at: String,
+        steps: &[StepRecord],
     ) -> Result<(), StoreError> {
         let error = match error {
             Some(error) => serde_json::to_string(&error).map_err(|e| StoreError::Internal(e.to_string()))?,
             None => "null".to_string(),
         };
-        self.transition(
-            tenant_id,
-            execution_id,
-            "SET #status = :final, #output = :output, #error = :error, finished_at = :at",
-            vec![
-                (":final", s(status.as_str())),
-                (":output", s(output.to_string())),
-                (":error", s(error)),
-                (":at", s(at)),
-            ],
-        )
-        .await
+        let finish = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(execution_key(tenant_id, execution_id)))
+            .update_expression(
+                "SET #status = :final, #output = :output, #error = :error, finished_at = :at \
+                 REMOVE lease_owner, lease_until",
+            )
+            .condition_expression("attribute_exists(pk) AND #status IN (:queued, :running)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#output", "output")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":queued", s("queued"))
+            .expression_attribute_values(":running", s("running"))
+            .expression_attribute_values(":final", s(status.as_str()))
+            .expression_attribute_values(":output", s(super::bounded_execution_output(output).to_string()))
+            .expression_attribute_values(":error", s(error))
+            .expression_attribute_values(":at", s(at))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        ignore_condition(self.update_with_steps(finish, tenant_id, execution_id, steps).await)
     }
 
     async fn claim_idempotency_key(
@@ -1131,7 +1140,62 @@ impl ExecutionStore for DynamoStore {
     }
 }
 
+/// Steps kept in bulk go into items of at most this much JSON (an item holds 400 KB).
+const BULK_ITEM_BYTES: usize = 300 * 1024;
+/// What one TransactWriteItems may carry: 100 actions and 4 MB.
+const TRANSACTION_ITEMS: usize = 100;
+const TRANSACTION_BYTES: usize = 3 * 1024 * 1024;
+
 impl DynamoStore {
+    /// Applies `update` to the execution item and keeps `steps` in bulk items
+    /// (`STEP#~<ulid>`, never a node id) in the same TransactWriteItems, so a checkpoint or a
+    /// finish is one request. Bulk items beyond one transaction's limits (huge outputs only)
+    /// are put first, on their own.
+    async fn update_with_steps(
+        &self,
+        update: Update,
+        tenant_id: &str,
+        execution_id: &str,
+        steps: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        if steps.is_empty() {
+            let request = self
+                .client
+                .update_item()
+                .table_name(update.table_name())
+                .set_key(Some(update.key().clone()))
+                .update_expression(update.update_expression())
+                .set_condition_expression(update.condition_expression().map(str::to_string))
+                .set_expression_attribute_names(update.expression_attribute_names().cloned())
+                .set_expression_attribute_values(update.expression_attribute_values().cloned());
+            request.send().await.map_err(classify)?;
+            return Ok(());
+        }
+        let mut items = bulk_step_items(tenant_id, execution_id, steps)?;
+        let mut in_transaction = Vec::new();
+        let mut bytes = 0;
+        while let Some((item, size)) = items.pop() {
+            if in_transaction.len() + 1 < TRANSACTION_ITEMS && bytes + size < TRANSACTION_BYTES {
+                bytes += size;
+                in_transaction.push(item);
+            } else {
+                self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(classify)?;
+            }
+        }
+        let mut transaction =
+            self.client.transact_write_items().transact_items(TransactWriteItem::builder().update(update).build());
+        for item in in_transaction {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            transaction = transaction.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        transaction.send().await.map_err(classify)?;
+        Ok(())
+    }
+
     /// An update that applies only while the execution is queued or running; on a final (or
     /// missing) execution it does nothing.
     async fn transition(
@@ -1160,6 +1224,36 @@ impl DynamoStore {
         }
         ignore_condition(request.send().await.map_err(classify))
     }
+}
+
+/// `steps` as bulk items of at most `BULK_ITEM_BYTES` of JSON each, with their sizes.
+fn bulk_step_items(
+    tenant_id: &str,
+    execution_id: &str,
+    steps: &[StepRecord],
+) -> Result<Vec<(Item, usize)>, StoreError> {
+    let mut chunks: Vec<Vec<&StepRecord>> = vec![Vec::new()];
+    let mut size = 0;
+    for step in steps {
+        let step_size = serde_json::to_string(step).map_err(|e| StoreError::Internal(e.to_string()))?.len();
+        if size + step_size > BULK_ITEM_BYTES && !chunks.last().is_some_and(Vec::is_empty) {
+            chunks.push(Vec::new());
+            size = 0;
+        }
+        size += step_size;
+        chunks.last_mut().expect("one chunk at least").push(step);
+    }
+    chunks
+        .into_iter()
+        .map(|chunk| {
+            let text = serde_json::to_string(&chunk).map_err(|e| StoreError::Internal(e.to_string()))?;
+            let mut item = key(format!("T#{tenant_id}#EX#{execution_id}"), format!("STEP#~{}", crate::model::new_id()));
+            item.insert("entity".into(), s("step_bulk"));
+            let size = text.len();
+            item.insert("bulk_steps".into(), s(text));
+            Ok((item, size))
+        })
+        .collect()
 }
 
 fn step_status(text: &str) -> Result<StepStatus, StoreError> {
@@ -1201,7 +1295,7 @@ fn step_from(item: &Item) -> Result<StepRecord, StoreError> {
 impl StepStore for DynamoStore {
     async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let pk = format!("T#{tenant_id}#EX#{execution_id}");
-        let mut steps = Vec::new();
+        let (mut steps, mut bulk) = (Vec::new(), Vec::new());
         let mut start = None;
         loop {
             let out = self
@@ -1217,11 +1311,17 @@ impl StepStore for DynamoStore {
                 .await
                 .map_err(classify)?;
             for item in out.items.unwrap_or_default() {
-                steps.push(step_from(&item)?);
+                match get_opt_s(&item, "bulk_steps") {
+                    Some(text) => bulk.extend(
+                        serde_json::from_str::<Vec<StepRecord>>(&text)
+                            .map_err(|e| StoreError::Internal(format!("bulk steps: {e}")))?,
+                    ),
+                    None => steps.push(step_from(&item)?),
+                }
             }
             match out.last_evaluated_key {
                 Some(last) => start = Some(last),
-                None => return Ok(steps),
+                None => return Ok(super::merge_steps(steps, bulk)),
             }
         }
     }
@@ -1260,19 +1360,37 @@ impl StepStore for DynamoStore {
         self.put_new(item).await
     }
 
-    async fn delete_steps(&self, tenant_id: &str, execution_id: &str, node_ids: &[String]) -> Result<(), StoreError> {
-        // One delete per node: a redrive forgets a handful of steps, and BatchWriteItem's
-        // unprocessed-items retry loop is not worth it for that.
-        for node_id in node_ids {
-            self.client
-                .delete_item()
+    async fn reset_steps_for_redrive(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError> {
+        let pk = format!("T#{tenant_id}#EX#{execution_id}");
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
                 .table_name(&self.table)
-                .set_key(Some(key(format!("T#{tenant_id}#EX#{execution_id}"), format!("STEP#{node_id}"))))
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s("STEP#"))
+                .projection_expression("pk, sk, #status")
+                .expression_attribute_names("#status", "status")
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(classify)?;
+            // Bulk items have no status of their own: they go too (pure steps are recomputed).
+            for item in out.items.unwrap_or_default() {
+                if get_opt_s(&item, "status").as_deref() == Some("succeeded") {
+                    continue;
+                }
+                let key: Item = item.into_iter().filter(|(name, _)| name == "pk" || name == "sk").collect();
+                self.client.delete_item().table_name(&self.table).set_key(Some(key)).send().await.map_err(classify)?;
+            }
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(()),
+            }
         }
-        Ok(())
     }
 }
 

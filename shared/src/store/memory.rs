@@ -5,7 +5,7 @@ use super::{
     CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, SecretStore, StepStore,
     TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
-use crate::engine::{StepError, StepRecord};
+use crate::engine::{StepError, StepRecord, StepStatus};
 use crate::error::StoreError;
 use crate::executions::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
@@ -29,8 +29,10 @@ struct Inner {
     /// (tenant, credential name) -> metadata.
     credentials: BTreeMap<(String, String), CredentialRecord>,
     secrets: BTreeMap<String, String>,
-    /// (tenant, execution, node) -> final step.
+    /// (tenant, execution, node) -> final step recorded alone.
     steps: BTreeMap<(String, String, String), StepRecord>,
+    /// (tenant, execution) -> steps kept in bulk by checkpoints and finishes.
+    bulk_steps: BTreeMap<(String, String), Vec<StepRecord>>,
     /// (tenant, execution) -> the execution with its snapshot and lease.
     executions: BTreeMap<(String, String), StoredExecution>,
     /// (tenant, key hash) -> (body hash, execution id, expires_at).
@@ -360,13 +362,16 @@ impl HealthProbe for MemoryStore {
 #[async_trait]
 impl StepStore for MemoryStore {
     async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError> {
-        Ok(self
-            .lock()
+        let inner = self.lock();
+        let alone: Vec<StepRecord> = inner
             .steps
             .iter()
             .filter(|((t, e, _), _)| t == tenant_id && e == execution_id)
             .map(|(_, step)| step.clone())
-            .collect())
+            .collect();
+        let bulk =
+            inner.bulk_steps.get(&(tenant_id.to_string(), execution_id.to_string())).cloned().unwrap_or_default();
+        Ok(super::merge_steps(alone, bulk))
     }
 
     async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError> {
@@ -379,11 +384,12 @@ impl StepStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete_steps(&self, tenant_id: &str, execution_id: &str, node_ids: &[String]) -> Result<(), StoreError> {
+    async fn reset_steps_for_redrive(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        for node_id in node_ids {
-            inner.steps.remove(&(tenant_id.to_string(), execution_id.to_string(), node_id.clone()));
-        }
+        inner
+            .steps
+            .retain(|(t, e, _), step| !(t == tenant_id && e == execution_id) || step.status == StepStatus::Succeeded);
+        inner.bulk_steps.remove(&(tenant_id.to_string(), execution_id.to_string()));
         Ok(())
     }
 }
@@ -431,27 +437,29 @@ impl ExecutionStore for MemoryStore {
             return Ok(false);
         };
         let free = entry.lease.as_ref().is_none_or(|(holder, expiry)| holder == owner || expiry.as_str() < now);
-        if free {
-            entry.lease = Some((owner.to_string(), until.to_string()));
+        if !free || entry.record.status.is_final() {
+            return Ok(false);
         }
-        Ok(free)
+        entry.lease = Some((owner.to_string(), until.to_string()));
+        entry.record.status = ExecutionStatus::Running;
+        entry.record.started_at.get_or_insert_with(|| now.to_string());
+        Ok(true)
     }
 
-    async fn release_lease(&self, tenant_id: &str, execution_id: &str, owner: &str) -> Result<(), StoreError> {
-        if let Some(entry) = self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string()))
+    async fn release_lease(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        steps: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let key = (tenant_id.to_string(), execution_id.to_string());
+        if let Some(entry) = inner.executions.get_mut(&key)
             && entry.lease.as_ref().is_some_and(|(holder, _)| holder == owner)
         {
             entry.lease = None;
-        }
-        Ok(())
-    }
-
-    async fn mark_running(&self, tenant_id: &str, execution_id: &str, at: &str) -> Result<(), StoreError> {
-        if let Some(entry) = self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string()))
-            && !entry.record.status.is_final()
-        {
-            entry.record.status = ExecutionStatus::Running;
-            entry.record.started_at.get_or_insert_with(|| at.to_string());
+            inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
         }
         Ok(())
     }
@@ -464,14 +472,19 @@ impl ExecutionStore for MemoryStore {
         output: serde_json::Value,
         error: Option<StepError>,
         at: String,
+        steps: &[StepRecord],
     ) -> Result<(), StoreError> {
-        if let Some(entry) = self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string()))
+        let mut inner = self.lock();
+        let key = (tenant_id.to_string(), execution_id.to_string());
+        if let Some(entry) = inner.executions.get_mut(&key)
             && !entry.record.status.is_final()
         {
             entry.record.status = status;
-            entry.record.output = output;
+            entry.record.output = super::bounded_execution_output(output);
             entry.record.error = error;
             entry.record.finished_at = Some(at);
+            entry.lease = None;
+            inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
         }
         Ok(())
     }

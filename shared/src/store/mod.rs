@@ -184,7 +184,8 @@ pub trait ExecutionStore: Send + Sync {
         execution_id: &str,
     ) -> Result<Option<WorkflowDefinition>, StoreError>;
     /// Takes the lease until `until` if nobody holds it, it expired before `now`, or `owner`
-    /// already holds it (one conditional write). False if another worker holds it.
+    /// already holds it, and marks the execution running (first start time kept): one
+    /// conditional write. False if another worker holds it or the execution is final.
     async fn claim_lease(
         &self,
         tenant_id: &str,
@@ -193,11 +194,18 @@ pub trait ExecutionStore: Send + Sync {
         until: &str,
         now: &str,
     ) -> Result<bool, StoreError>;
-    /// Gives the lease back if `owner` still holds it.
-    async fn release_lease(&self, tenant_id: &str, execution_id: &str, owner: &str) -> Result<(), StoreError>;
-    /// Queued (or running) becomes running; the first start time is kept.
-    async fn mark_running(&self, tenant_id: &str, execution_id: &str, at: &str) -> Result<(), StoreError>;
-    /// Records a final status, unless the execution is already final.
+    /// Checkpoint: gives the lease back if `owner` still holds it, and keeps `steps` (results of
+    /// pure nodes not recorded one by one) in the same request.
+    async fn release_lease(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        steps: &[StepRecord],
+    ) -> Result<(), StoreError>;
+    /// Records a final status, releases the lease and keeps `steps` (the run's unrecorded pure
+    /// and skipped steps) in one request, unless the execution is already final.
+    #[allow(clippy::too_many_arguments)]
     async fn finish_execution(
         &self,
         tenant_id: &str,
@@ -206,6 +214,7 @@ pub trait ExecutionStore: Send + Sync {
         output: serde_json::Value,
         error: Option<StepError>,
         at: String,
+        steps: &[StepRecord],
     ) -> Result<(), StoreError>;
     /// Asks a queued or running execution to stop before its next node; false if it is final or
     /// does not exist.
@@ -244,13 +253,15 @@ pub trait ExecutionStore: Send + Sync {
 /// The durable per-node results of executions.
 #[async_trait]
 pub trait StepStore: Send + Sync {
+    /// Every step of the execution: those recorded one by one and those kept in bulk by a
+    /// checkpoint or the finish (one per node; a step recorded alone wins).
     async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError>;
     /// Writes a final step unless one is already recorded for that node (ConditionFailed then):
     /// a succeeded node's result is never replaced, so it is never paid for twice.
     async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError>;
-    /// Removes the named nodes' steps (a redrive forgets failed and skipped ones); missing ones
-    /// are ignored.
-    async fn delete_steps(&self, tenant_id: &str, execution_id: &str, node_ids: &[String]) -> Result<(), StoreError>;
+    /// Before a redrive: forgets every step that did not succeed, and the steps kept in bulk
+    /// (pure nodes, recomputed at no cost). Succeeded side-effecting nodes keep their records.
+    async fn reset_steps_for_redrive(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError>;
 }
 
 /// Readiness: can the store be reached right now?
@@ -266,4 +277,25 @@ impl<T: WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepSto
 /// The sort key a version listing resumes after.
 pub fn version_sort_key(version: u32) -> String {
     format!("{version:010}")
+}
+
+/// One step per node: a step recorded alone (side-effecting nodes, conditional write) wins over
+/// one kept in bulk; among bulk copies (a pure node recomputed after a crash), the last kept.
+pub fn merge_steps(alone: Vec<StepRecord>, bulk: Vec<StepRecord>) -> Vec<StepRecord> {
+    let mut by_node: std::collections::BTreeMap<String, StepRecord> = std::collections::BTreeMap::new();
+    for step in bulk {
+        by_node.insert(step.node_id.clone(), step);
+    }
+    for step in alone {
+        by_node.insert(step.node_id.clone(), step);
+    }
+    by_node.into_values().collect()
+}
+
+/// Largest execution output kept on the execution record: with an input of up to 256 KB, the
+/// item stays under DynamoDB's 400 KB. The full output stays in the flow.output step.
+pub const MAX_EXECUTION_OUTPUT_BYTES: usize = 100 * 1024;
+
+pub fn bounded_execution_output(output: serde_json::Value) -> serde_json::Value {
+    crate::engine::bounded(output, MAX_EXECUTION_OUTPUT_BYTES)
 }
