@@ -17,7 +17,7 @@ use crate::secrets::CredentialResolver;
 use crate::store::StepStore;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -220,17 +220,34 @@ fn edge_active(when: Option<&str>, source: &NodeSpec, step: Option<&StepRecord>)
 }
 
 /// What templates see: `{input, nodes.<id>.output, execution}`.
-fn scope(ctx: &RunContext, steps: &HashMap<String, StepRecord>) -> Value {
-    let nodes: Map<String, Value> = steps
-        .values()
-        .filter(|s| matches!(s.status, StepStatus::Succeeded | StepStatus::Failed))
-        .map(|s| (s.node_id.clone(), json!({ "output": s.output, "error": s.error })))
-        .collect();
+fn scope(ctx: &RunContext) -> Value {
     json!({
         "input": ctx.input,
-        "nodes": nodes,
+        "nodes": {},
         "execution": { "id": ctx.execution_id, "workflow_id": ctx.workflow_id },
     })
+}
+
+/// The run's state between waves: final steps by node, and the template scope kept up to date
+/// as steps finish (not rebuilt per wave, so a wave costs what its own nodes cost).
+struct RunState {
+    steps: HashMap<String, StepRecord>,
+    scope: Value,
+    /// The first node that failed with `on_error: fail`.
+    failed: Option<(String, StepError)>,
+}
+
+impl RunState {
+    fn add(&mut self, step: StepRecord, on_error: OnError) {
+        if matches!(step.status, StepStatus::Succeeded | StepStatus::Failed) {
+            self.scope["nodes"][step.node_id.as_str()] = json!({ "output": step.output, "error": step.error });
+        }
+        if step.status == StepStatus::Failed && on_error == OnError::Fail && self.failed.is_none() {
+            let error = step.error.clone().unwrap_or(StepError { code: "NODE_FAILED".into(), message: String::new() });
+            self.failed = Some((step.node_id.clone(), error));
+        }
+        self.steps.insert(step.node_id.clone(), step);
+    }
 }
 
 fn backoff(node: &NodeSpec, attempt: u32, failure: &NodeFailure) -> Duration {
@@ -321,50 +338,49 @@ pub async fn run(
     max_concurrency: usize,
 ) -> Result<RunResult, StoreError> {
     let definition = ctx.definition;
-    let mut steps: HashMap<String, StepRecord> = steps_store
+    let nodes: HashMap<&str, &NodeSpec> = definition.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
+    let mut incoming: HashMap<&str, Vec<&crate::model::EdgeSpec>> = HashMap::new();
+    for edge in &definition.edges {
+        incoming.entry(edge.to.as_str()).or_default().push(edge);
+    }
+    let mut state = RunState { steps: HashMap::new(), scope: scope(ctx), failed: None };
+    // Recorded steps, in definition order so the first failed node is the one reported.
+    let mut recorded: HashMap<String, StepRecord> = steps_store
         .load_steps(ctx.tenant_id, ctx.execution_id)
         .await?
         .into_iter()
         .filter(|s| s.status.is_final())
         .map(|s| (s.node_id.clone(), s))
         .collect();
-    let nodes: HashMap<&str, &NodeSpec> = definition.nodes.iter().map(|n| (n.id.as_str(), n)).collect();
-    let mut incoming: HashMap<&str, Vec<&crate::model::EdgeSpec>> = HashMap::new();
-    for edge in &definition.edges {
-        incoming.entry(edge.to.as_str()).or_default().push(edge);
+    for node in &definition.nodes {
+        if let Some(step) = recorded.remove(&node.id) {
+            state.add(step, node.on_error);
+        }
     }
+    let mut pending: Vec<&NodeSpec> = definition.nodes.iter().filter(|n| !state.steps.contains_key(&n.id)).collect();
     let mut unrecorded: Vec<StepRecord> = Vec::new();
     let done = |outcome, unrecorded| Ok(RunResult { outcome, unrecorded });
     loop {
-        if let Some(failed) = definition
-            .nodes
-            .iter()
-            .find_map(|n| steps.get(&n.id).filter(|s| s.status == StepStatus::Failed && n.on_error == OnError::Fail))
-        {
-            let error =
-                failed.error.clone().unwrap_or(StepError { code: "NODE_FAILED".into(), message: String::new() });
-            return done(RunOutcome::Failed { node_id: failed.node_id.clone(), error }, unrecorded);
+        if let Some((node_id, error)) = state.failed.clone() {
+            return done(RunOutcome::Failed { node_id, error }, unrecorded);
         }
         // Resolve what can be resolved: ready to run, or skipped because no incoming edge carries the run.
         let mut ready: Vec<&NodeSpec> = Vec::new();
         let mut skipped = false;
-        for node in &definition.nodes {
-            if steps.contains_key(&node.id) {
-                continue;
-            }
+        let mut still_pending = Vec::with_capacity(pending.len());
+        for node in pending {
             let edges = incoming.get(node.id.as_str()).map(Vec::as_slice).unwrap_or_default();
             let mut any_active = false;
             let mut all_resolved = true;
             for edge in edges {
-                match edge_active(edge.when.as_deref(), nodes[edge.from.as_str()], steps.get(&edge.from)) {
+                match edge_active(edge.when.as_deref(), nodes[edge.from.as_str()], state.steps.get(&edge.from)) {
                     None => all_resolved = false,
                     Some(active) => any_active |= active,
                 }
             }
             if !all_resolved {
-                continue;
-            }
-            if edges.is_empty() || any_active {
+                still_pending.push(node);
+            } else if edges.is_empty() || any_active {
                 ready.push(node);
             } else {
                 let step = StepRecord {
@@ -374,10 +390,11 @@ pub async fn run(
                     ..StepRecord::default()
                 };
                 unrecorded.push(step.clone());
-                steps.insert(node.id.clone(), step);
+                state.add(step, node.on_error);
                 skipped = true;
             }
         }
+        pending = still_pending;
         if ready.is_empty() {
             if skipped {
                 continue;
@@ -386,7 +403,7 @@ pub async fn run(
                 .nodes
                 .iter()
                 .find(|n| n.node_type == "flow.output")
-                .and_then(|n| steps.get(&n.id))
+                .and_then(|n| state.steps.get(&n.id))
                 .map(|s| s.output.clone())
                 .unwrap_or(Value::Null);
             return done(RunOutcome::Succeeded { output }, unrecorded);
@@ -394,10 +411,10 @@ pub async fn run(
         if let Some(reason) = stop() {
             return done(RunOutcome::Stopped(reason), unrecorded);
         }
-        let current_scope = scope(ctx, &steps);
         for wave in ready.chunks(max_concurrency.clamp(1, 64)) {
+            let current_scope = &state.scope;
             let results = futures_util::future::join_all(
-                wave.iter().map(|node| run_node(ctx.tenant_id, node, &current_scope, executor)),
+                wave.iter().map(|node| run_node(ctx.tenant_id, node, current_scope, executor)),
             )
             .await;
             for (node, mut step) in wave.iter().zip(results) {
@@ -409,7 +426,7 @@ pub async fn run(
                     unrecorded.push(step.clone());
                     step
                 };
-                steps.insert(kept.node_id.clone(), kept);
+                state.add(kept, node.on_error);
             }
         }
     }

@@ -1,0 +1,303 @@
+//! AWS requests and dollars per execution (issue 3's benchmark, parts 2 and 3). Runs a 10-node
+//! workflow (2 side-effecting nodes: http.request and llm.chat against loopback stubs) through
+//! the real path on the emulator: start-execution's handler, the SQS message, the worker's batch
+//! handler, the event source's receive and delete. An SDK interceptor counts every request by
+//! operation. Needs AWS_ENDPOINT_URL on loopback (scripts/bench starts moto).
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use lambda_http::{Body, Request, RequestExt};
+use nodeai::api::{App, Route, handle};
+use nodeai::config::Config;
+use nodeai::engine::{NodeRuntime, RegistryExecutor};
+use nodeai::queue::SqsExecutionQueue;
+use nodeai::secrets::CredentialResolver;
+use nodeai::store::ExecutionStore;
+use nodeai::store::dynamo::{DynamoStore, create_table};
+use nodeai::store::secrets_manager::SecretsManagerStore;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const EXECUTIONS: usize = 20;
+
+/// Counts requests per operation, once per operation call (retries not included).
+#[derive(Debug, Clone, Default)]
+struct RequestCounter(Arc<Mutex<BTreeMap<String, usize>>>);
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+    /// Once per operation, before the retry loop: these three services name the operation in
+    /// the `X-Amz-Target` header (`DynamoDB_20120810.PutItem`, `AmazonSQS.SendMessage`, ...).
+    fn read_after_serialization(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or("unknown").to_string();
+        *self.0.lock().unwrap().entry(target).or_default() += 1;
+        Ok(())
+    }
+}
+
+impl RequestCounter {
+    fn take(&self) -> BTreeMap<String, usize> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+fn workflow(stub: &str) -> Value {
+    json!({
+        "name": "ten nodes",
+        "input_schema": { "type": "object", "required": ["topic"] },
+        "nodes": [
+            { "id": "fetch", "type": "http.request", "config": { "method": "GET", "url": format!("{stub}/page") } },
+            { "id": "check", "type": "logic.condition", "config": { "expression": "nodes.fetch.output.status == 200" } },
+            { "id": "summarize", "type": "llm.chat", "config": { "credential": "main", "model": "gpt-4o-mini",
+              "messages": [ { "role": "user", "content": "Summarize: {{ nodes.fetch.output.body }}" } ] } },
+            { "id": "fallback", "type": "text.template", "config": { "template": "no page" } },
+            { "id": "title", "type": "text.template", "config": { "template": "{{ input.topic | upper }}" } },
+            { "id": "shape", "type": "data.json", "config": { "source": {
+                "title": "{{ nodes.title.output.text }}", "summary": "{{ nodes.summarize.output.text }}" }, "pick": "" } },
+            { "id": "tagline", "type": "text.template", "config": { "template": "{{ nodes.shape.output.title }}!" } },
+            { "id": "words", "type": "text.template",
+              "config": { "template": "{{ nodes.shape.output.summary | length }} characters" } },
+            { "id": "merged", "type": "data.json", "config": { "source": {
+                "tagline": "{{ nodes.tagline.output.text }}", "words": "{{ nodes.words.output.text }}" }, "pick": "" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.merged.output }}" } }
+        ],
+        "edges": [
+            { "from": "fetch", "to": "check" },
+            { "from": "check", "to": "summarize", "when": "true" },
+            { "from": "check", "to": "fallback", "when": "false" },
+            { "from": "summarize", "to": "shape" },
+            { "from": "title", "to": "shape" },
+            { "from": "shape", "to": "tagline" },
+            { "from": "shape", "to": "words" },
+            { "from": "tagline", "to": "merged" },
+            { "from": "words", "to": "merged" },
+            { "from": "fallback", "to": "merged" },
+            { "from": "merged", "to": "done" }
+        ]
+    })
+}
+
+fn request(method: &str, uri: &str, key: &str, params: &[(&str, &str)], body: Option<Value>) -> Request {
+    let mut builder =
+        lambda_http::http::Request::builder().method(method).uri(uri).header("authorization", format!("Bearer {key}"));
+    if body.is_some() {
+        builder = builder.header("content-type", "application/json");
+    }
+    let body = body.map(|b| Body::Text(b.to_string())).unwrap_or(Body::Empty);
+    let params: HashMap<String, String> = params.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    builder.body(body).unwrap().with_path_parameters(params)
+}
+
+async fn call(app: &App, route: Route, uri: &str, key: &str, params: &[(&str, &str)], body: Option<Value>) -> Value {
+    let response = handle(app, route, request(method_of(route), uri, key, params, body)).await;
+    let status = response.status().as_u16();
+    let value: Value = serde_json::from_slice(response.body().as_ref()).unwrap_or(Value::Null);
+    assert!(status < 300, "{route:?}: {status} {value}");
+    value
+}
+
+fn method_of(route: Route) -> &'static str {
+    nodeai::api::spec_of(route).map(|s| s.method).unwrap_or("GET")
+}
+
+// Public list prices, us-east-1, as of 2025.
+const LAMBDA_PER_REQUEST: f64 = 0.20 / 1e6;
+const LAMBDA_ARM_PER_GB_SECOND: f64 = 0.000_013_333_4;
+const SQS_PER_REQUEST: f64 = 0.40 / 1e6;
+const DYNAMO_PER_WRITE_UNIT: f64 = 0.625 / 1e6;
+const DYNAMO_PER_READ_UNIT: f64 = 0.125 / 1e6;
+const SFN_STANDARD_PER_TRANSITION: f64 = 0.025 / 1000.0;
+const SFN_EXPRESS_PER_REQUEST: f64 = 1.00 / 1e6;
+const SFN_EXPRESS_PER_GB_SECOND: f64 = 0.000_016_67;
+
+#[tokio::main]
+async fn main() {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL: run through scripts/bench");
+    assert!(endpoint.starts_with("http://127.0.0.1:"), "benchmarks only talk to loopback: {endpoint}");
+    let counter = RequestCounter::default();
+    let sdk = aws_config::load_from_env().await;
+    let dynamo = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(counter.clone()).build(),
+    );
+    let sqs =
+        aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&sdk).interceptor(counter.clone()).build());
+    let secrets_client = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::config::Builder::from(&sdk).interceptor(counter.clone()).build(),
+    );
+    let table = format!("nodeai-bench-{}", ulid::Ulid::new().to_string().to_lowercase());
+    create_table(&dynamo, &table).await.expect("create the bench table");
+    let queue_url =
+        sqs.create_queue().queue_name(format!("{table}-executions")).send().await.unwrap().queue_url.unwrap();
+    let store = Arc::new(DynamoStore::new(dynamo, table.clone()));
+    let secrets = Arc::new(SecretsManagerStore::new(secrets_client));
+    let config = Config::from_lookup(|name| match name {
+        "TABLE_NAME" => Some(table.clone()),
+        "CURSOR_SIGNING_KEY" => Some("bench-signing-key-0123456789abcdef".into()),
+        "STAGE" => Some("bench".into()),
+        _ => None,
+    })
+    .unwrap();
+    let queue = SqsExecutionQueue::new(sqs.clone(), queue_url.clone());
+    let app = App::new(config, store.clone(), secrets.clone()).with_queue(Arc::new(queue));
+    let executor = RegistryExecutor {
+        runtime: NodeRuntime {
+            allowed_private_hosts: vec!["127.0.0.1".into()],
+            credentials: Some(Arc::new(CredentialResolver::new(secrets, "bench", Duration::from_secs(60)))),
+            ..Default::default()
+        },
+    };
+    let worker_queue = SqsExecutionQueue::new(sqs.clone(), queue_url.clone());
+
+    let stub = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/page"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("NodeAI runs AI workflows durably on AWS Lambda."))
+        .mount(&stub)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "chatcmpl-bench", "object": "chat.completion", "model": "gpt-4o-mini",
+            "choices": [ { "index": 0, "message": { "role": "assistant", "content": "Durable AI workflows on Lambda." },
+                           "finish_reason": "stop" } ],
+            "usage": { "prompt_tokens": 40, "completion_tokens": 6, "total_tokens": 46 } })))
+        .mount(&stub)
+        .await;
+
+    // Set-up, not counted: a tenant, the credential, the workflow published and deployed.
+    let (tenant, key) = nodeai::auth::provision_tenant(store.as_ref(), "bench", "free", None).await.unwrap();
+    let credential =
+        json!({ "provider": "openai", "api_key": "sk-bench-0000", "base_url": format!("{}/v1", stub.uri()) });
+    call(&app, Route::PutCredential, "/v1/credentials/main", &key, &[("name", "main")], Some(credential)).await;
+    let created = call(&app, Route::CreateWorkflow, "/v1/workflows", &key, &[], Some(workflow(&stub.uri()))).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let params = [("workflow_id", id.as_str())];
+    call(&app, Route::PublishVersion, &format!("/v1/workflows/{id}/versions"), &key, &params, None).await;
+    let deploy = Some(json!({ "version": 1 }));
+    call(&app, Route::DeployVersion, &format!("/v1/workflows/{id}/deployment"), &key, &params, deploy).await;
+    counter.take();
+
+    let (mut start_time, mut worker_time) = (Duration::ZERO, Duration::ZERO);
+    let mut by_phase: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    for i in 0..EXECUTIONS {
+        let began = Instant::now();
+        let body = Some(json!({ "input": { "topic": format!("run {i}") } }));
+        let started =
+            call(&app, Route::StartExecution, &format!("/v1/workflows/{id}/executions"), &key, &params, body).await;
+        start_time += began.elapsed();
+        for (operation, n) in counter.take() {
+            *by_phase.entry(("start-execution", operation)).or_default() += n;
+        }
+        // The Lambda event source: receive, invoke the worker, delete what succeeded.
+        let received = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(1).send().await.unwrap();
+        let message = received.messages.unwrap_or_default().pop().expect("the execution's message");
+        for (operation, n) in counter.take() {
+            *by_phase.entry(("event source", operation)).or_default() += n;
+        }
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id.clone();
+        record.body = message.body.clone();
+        let mut event = SqsEvent::default();
+        event.records.push(record);
+        let began = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let response =
+            nodeai::worker::handle_batch(store.as_ref(), &executor, &worker_queue, event, "bench-worker", deadline)
+                .await;
+        worker_time += began.elapsed();
+        assert!(response.batch_item_failures.is_empty());
+        for (operation, n) in counter.take() {
+            *by_phase.entry(("execution-worker", operation)).or_default() += n;
+        }
+        sqs.delete_message()
+            .queue_url(&queue_url)
+            .receipt_handle(message.receipt_handle.unwrap_or_default())
+            .send()
+            .await
+            .unwrap();
+        for (operation, n) in counter.take() {
+            *by_phase.entry(("event source", operation)).or_default() += n;
+        }
+        let execution_id = started["execution_id"].as_str().unwrap();
+        let done = store.get_execution(&tenant.tenant_id, execution_id).await.unwrap().unwrap();
+        assert_eq!(done.status.as_str(), "succeeded", "{:?}", done.error);
+        counter.take(); // the check above is not part of an execution
+    }
+
+    let per = |n: usize| n as f64 / EXECUTIONS as f64;
+    println!("AWS requests per execution of the 10-node workflow (2 side-effecting nodes), mean of {EXECUTIONS}:");
+    println!("{:<18} {:<40} {:>8}", "phase", "operation", "count");
+    for ((phase, operation), n) in &by_phase {
+        println!("{phase:<18} {operation:<40} {:>8.2}", per(*n));
+    }
+    let count = |phase: Option<&str>, ops: &[&str]| -> f64 {
+        by_phase
+            .iter()
+            .filter(|((p, op), _)| phase.is_none_or(|want| want == *p) && ops.iter().any(|o| op.ends_with(o)))
+            .map(|(_, n)| per(*n))
+            .sum()
+    };
+    let writes =
+        |phase| count(phase, &[".PutItem", ".UpdateItem", ".DeleteItem", ".TransactWriteItems", ".BatchWriteItem"]);
+    let worker_writes = writes(Some("execution-worker"));
+    println!(
+        "DynamoDB write requests: {:.2} per execution ({:.2} in the worker; target: side-effecting nodes + 2 = 4)",
+        writes(None),
+        worker_writes
+    );
+
+    // Dollars per million executions. Items here are under 1 KB: a write is 1 WRU, a
+    // transactional write 2 WRU per item (these transactions carry 2 items), a consistent read
+    // 1 RRU.
+    let plain_writes = count(None, &[".PutItem", ".UpdateItem", ".DeleteItem"]);
+    let transactions = count(None, &[".TransactWriteItems"]);
+    let write_units = plain_writes + transactions * 2.0 * 2.0;
+    let read_units = count(None, &[".GetItem", ".Query"]);
+    let sqs_requests = count(None, &[".SendMessage", ".ReceiveMessage", ".DeleteMessage"]);
+    let secret_reads = count(None, &[".GetSecretValue"]);
+    let start_seconds = start_time.as_secs_f64() / EXECUTIONS as f64;
+    let worker_seconds = worker_time.as_secs_f64() / EXECUTIONS as f64;
+    let lambda = 2.0 * LAMBDA_PER_REQUEST + (0.256 * start_seconds + 0.512 * worker_seconds) * LAMBDA_ARM_PER_GB_SECOND;
+    let dynamo = write_units * DYNAMO_PER_WRITE_UNIT + read_units * DYNAMO_PER_READ_UNIT;
+    let sqs_cost = sqs_requests * SQS_PER_REQUEST;
+    let secrets_cost = secret_reads * 0.05 / 10_000.0;
+    let nodeai = lambda + dynamo + sqs_cost + secrets_cost;
+    // Step Functions for the same workflow: one state per node, a Parallel state for the two
+    // roots, plus the start: about 12 transitions (Standard); Express bills per request and
+    // duration (64 MB, the orchestration time measured here). Both still need a Lambda (or
+    // HTTP task) for each of the 2 side-effecting nodes: 2 Lambda requests are added.
+    let task_lambdas = 2.0 * LAMBDA_PER_REQUEST + 2.0 * 0.128 * 0.1 * LAMBDA_ARM_PER_GB_SECOND;
+    let standard = 12.0 * SFN_STANDARD_PER_TRANSITION + task_lambdas;
+    let express = SFN_EXPRESS_PER_REQUEST + 0.064 * worker_seconds.max(0.1) * SFN_EXPRESS_PER_GB_SECOND + task_lambdas;
+    println!();
+    println!(
+        "measured here (emulator latencies): start-execution {:.1} ms, worker {:.1} ms per execution",
+        start_seconds * 1e3,
+        worker_seconds * 1e3
+    );
+    println!("{:<44} {:>14}", "dollars per million executions", "USD");
+    println!("{:<44} {:>14.2}", "NodeAI: Lambda (2 invocations, arm64)", lambda * 1e6);
+    println!("{:<44} {:>14.2}", format!("NodeAI: DynamoDB ({write_units:.1} WRU, {read_units:.1} RRU)"), dynamo * 1e6);
+    println!("{:<44} {:>14.2}", format!("NodeAI: SQS ({sqs_requests:.1} requests)"), sqs_cost * 1e6);
+    println!("{:<44} {:>14.2}", format!("NodeAI: Secrets Manager ({secret_reads:.2} reads)"), secrets_cost * 1e6);
+    println!("{:<44} {:>14.2}", "NodeAI total", nodeai * 1e6);
+    println!("{:<44} {:>14.2}", "Step Functions Standard (12 transitions + 2 task Lambdas)", standard * 1e6);
+    println!("{:<44} {:>14.2}", "Step Functions Express (+ 2 task Lambdas)", express * 1e6);
+    println!("(API Gateway, $3.50 per million REST calls, is the same for all three and left out; so is the time");
+    println!(" a worker waits on the model, which a Lambda bills and Standard's callback pattern does not.)");
+}
