@@ -187,6 +187,10 @@ fn readme_documents_every_code_variable_and_route() {
         let row = format!("| `{code}` | {meaning} |");
         assert!(readme.contains(&row), "README lacks the row: {row}");
     }
+    for (code, meaning) in nodeai::engine::STEP_ERROR_CODES {
+        let row = format!("| `{code}` | {meaning} |");
+        assert!(readme.contains(&row), "README lacks the row: {row}");
+    }
     for (variable, meaning) in nodeai::config::VARIABLES {
         let row = format!("| `{variable}` | {meaning} |");
         assert!(readme.contains(&row), "README lacks the row: {row}");

@@ -63,7 +63,7 @@ pub struct ExecutionRecord {
     pub redrive_count: u32,
 }
 
-/// Default execution timeout; a workflow may set up to 24 h (issue 3).
+/// Default execution timeout; a workflow may set its own `timeout_seconds`, up to 24 h.
 pub const DEFAULT_EXECUTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
 impl ExecutionRecord {
