@@ -25,6 +25,21 @@ impl Stack {
         Stack { base, key, http }
     }
 
+    /// Polls an execution until it is no longer queued or running (bounded: the poller and the
+    /// worker may compile on first use) and returns its last reading.
+    async fn finished(&self, execution_id: &str) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..120 {
+            let (_, _, body) = self.send(Method::GET, &format!("/v1/executions/{execution_id}"), None, true).await;
+            last = body;
+            if !matches!(last["status"].as_str(), Some("queued" | "running")) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        last
+    }
+
     async fn send(
         &self,
         method: Method,
@@ -144,17 +159,7 @@ async fn an_execution_runs_through_the_queue_and_the_worker() {
         )
         .await;
     assert_eq!(status, 202, "{started}");
-    let execution_id = started["execution_id"].as_str().unwrap();
-    let mut last = Value::Null;
-    // Bounded wait for the poller and the worker (the worker may compile on first use).
-    for _ in 0..120 {
-        let (_, _, body) = stack.send(Method::GET, &format!("/v1/executions/{execution_id}"), None, true).await;
-        last = body;
-        if !matches!(last["status"].as_str(), Some("queued" | "running")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let last = stack.finished(started["execution_id"].as_str().unwrap()).await;
     assert_eq!(last["status"], "succeeded", "{last}");
     assert_eq!(last["output"]["name"], "Ada");
     let steps = last["steps"].as_array().unwrap();
@@ -201,16 +206,7 @@ async fn the_summarize_example_calls_the_page_and_an_openai_stub_once_each() {
     let (status, _, started) =
         stack.send(Method::POST, &format!("/v1/workflows/{id}/executions"), Some(input), true).await;
     assert_eq!(status, 202, "{started}");
-    let execution_id = started["execution_id"].as_str().unwrap();
-    let mut last = Value::Null;
-    for _ in 0..120 {
-        let (_, _, body) = stack.send(Method::GET, &format!("/v1/executions/{execution_id}"), None, true).await;
-        last = body;
-        if !matches!(last["status"].as_str(), Some("queued" | "running")) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let last = stack.finished(started["execution_id"].as_str().unwrap()).await;
     assert_eq!((last["status"].as_str(), &last["output"]), (Some("succeeded"), &json!("Durable workflows.")), "{last}");
     assert_eq!(last["totals"]["input_tokens"], 30);
     assert_eq!(last["totals"]["cost_usd"], json!(0.0000069), "gpt-4o-mini: 30 x $0.15/M + 4 x $0.60/M");

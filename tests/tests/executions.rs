@@ -502,3 +502,154 @@ async fn with_a_tiny_time_budget_a_long_chain_completes_across_several_invocatio
     assert_eq!((done["status"].as_str(), &done["output"]), (Some("succeeded"), &json!("01234567")), "{done}");
     assert_eq!(invocations, 9, "one invocation per node of the chain");
 }
+
+/// Three http.request nodes in a chain against one loopback stub; `/slow` takes `delay`.
+fn three_calls(stub: &str) -> Value {
+    json!({
+        "name": "three calls",
+        "nodes": [
+            { "id": "one", "type": "http.request", "config": { "method": "GET", "url": format!("{stub}/one") } },
+            { "id": "two", "type": "http.request", "config": { "method": "GET", "url": format!("{stub}/two") } },
+            { "id": "slow", "type": "http.request", "config": { "method": "GET", "url": format!("{stub}/slow") } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.slow.output.body }}" } }
+        ],
+        "edges": [ { "from": "one", "to": "two" }, { "from": "two", "to": "slow" }, { "from": "slow", "to": "done" } ]
+    })
+}
+
+/// The SQS message of the one queued execution, as an event of `copies` records.
+async fn queued_event(t: &TestApp, copies: usize) -> SqsEvent {
+    let client = sqs_client().await;
+    let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(1).send().await.unwrap();
+    let message = out.messages.unwrap_or_default().pop().expect("one queued message");
+    let mut event = SqsEvent::default();
+    for copy in 0..copies {
+        let mut record = SqsMessage::default();
+        record.message_id = Some(format!("{}-{copy}", message.message_id.clone().unwrap_or_default()));
+        record.body = message.body.clone();
+        event.records.push(record);
+    }
+    event
+}
+
+#[tokio::test]
+async fn the_same_message_twice_concurrently_calls_each_side_effecting_node_once() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::new().await;
+    let stub = MockServer::start().await;
+    for (route, delay) in [("/one", 0), ("/two", 0), ("/slow", 300)] {
+        Mock::given(path(route))
+            .respond_with(ResponseTemplate::new(200).set_body_string("ok").set_delay(Duration::from_millis(delay)))
+            .expect(1)
+            .mount(&stub)
+            .await;
+    }
+    let id = t.create_workflow(three_calls(&stub.uri())).await;
+    let started = start(&t, &id, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    let (executor, queue) = (loopback_allowed(), SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Two workers get the same message at once (SQS delivers at least once).
+    let (a, b) = tokio::join!(
+        nodeai::worker::handle_batch(
+            t.store.as_ref(),
+            &executor,
+            &queue,
+            queued_event(&t, 1).await,
+            "worker-a",
+            deadline
+        ),
+        async {
+            let event = redelivery(&t, &execution_id);
+            nodeai::worker::handle_batch(t.store.as_ref(), &executor, &queue, event, "worker-b", deadline).await
+        }
+    );
+    let failures = a.batch_item_failures.len() + b.batch_item_failures.len();
+    assert!(failures <= 1, "at most the delivery that found the lease taken comes back: {failures}");
+    // Whatever came back is redelivered later and finds the execution finished.
+    let event = redelivery(&t, &execution_id);
+    let again = nodeai::worker::handle_batch(t.store.as_ref(), &executor, &queue, event, "worker-c", deadline).await;
+    assert!(again.batch_item_failures.is_empty());
+    let done = execution(&t, &execution_id).await;
+    assert_eq!((done["status"].as_str(), &done["output"]), (Some("succeeded"), &json!("ok")), "{done}");
+    stub.verify().await; // each stub route was called exactly once
+}
+
+/// The execution's message delivered once more, as SQS may at any time.
+fn redelivery(t: &TestApp, execution_id: &str) -> SqsEvent {
+    let message = nodeai::queue::ExecutionMessage {
+        tenant_id: t.tenant_id.clone(),
+        execution_id: execution_id.to_string(),
+        request_id: "redelivered".into(),
+    };
+    let mut record = SqsMessage::default();
+    record.message_id = Some(format!("redelivered-{}", nodeai::model::new_id()));
+    record.body = Some(serde_json::to_string(&message).unwrap());
+    let mut event = SqsEvent::default();
+    event.records.push(record);
+    event
+}
+
+#[tokio::test]
+async fn a_worker_that_dies_after_two_checkpoints_is_resumed_without_calling_them_again() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::new().await;
+    let stub = MockServer::start().await;
+    for route in ["/one", "/two"] {
+        Mock::given(path(route))
+            .respond_with(ResponseTemplate::new(200).set_body_string(route))
+            .expect(1)
+            .mount(&stub)
+            .await;
+    }
+    // The first call to /slow never answers in time: the worker dies while waiting for it.
+    Mock::given(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("late").set_delay(Duration::from_secs(30)))
+        .up_to_n_times(1)
+        .mount(&stub)
+        .await;
+    Mock::given(path("/slow")).respond_with(ResponseTemplate::new(200).set_body_string("ok")).mount(&stub).await;
+    let id = t.create_workflow(three_calls(&stub.uri())).await;
+    let started = start(&t, &id, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    let (executor, queue) = (loopback_allowed(), SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone()));
+    // An invocation with 1 s more than the checkpoint margin left, killed after 0.8 s: nodes one
+    // and two are recorded, slow is in flight, nothing is released (a dead Lambda cleans
+    // nothing up), so its lease holds for its remaining time + 1 s.
+    let event = queued_event(&t, 1).await;
+    let budget = Instant::now() + nodeai::worker::CHECKPOINT_MARGIN + Duration::from_secs(1);
+    let dying = nodeai::worker::handle_batch(t.store.as_ref(), &executor, &queue, event, "dies", budget);
+    assert!(tokio::time::timeout(Duration::from_millis(800), dying).await.is_err(), "the worker was killed mid-run");
+    let midway = execution(&t, &execution_id).await;
+    assert_eq!(
+        (
+            step(&midway, "one")["status"].as_str(),
+            step(&midway, "two")["status"].as_str(),
+            step(&midway, "slow")["status"].as_str()
+        ),
+        (Some("succeeded"), Some("succeeded"), Some("pending"))
+    );
+    // A redelivery while the dead worker's lease holds is left for later ...
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let early = nodeai::worker::handle_batch(
+        t.store.as_ref(),
+        &executor,
+        &queue,
+        redelivery(&t, &execution_id),
+        "early",
+        deadline,
+    )
+    .await;
+    assert_eq!(early.batch_item_failures.len(), 1, "the lease is still held");
+    // ... and one after it expired resumes the run.
+    tokio::time::sleep(budget.saturating_duration_since(Instant::now()) + Duration::from_secs(2)).await;
+    let event = redelivery(&t, &execution_id);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let resumed = nodeai::worker::handle_batch(t.store.as_ref(), &executor, &queue, event, "resumes", deadline).await;
+    assert!(resumed.batch_item_failures.is_empty(), "{:?}", resumed.batch_item_failures);
+    let done = execution(&t, &execution_id).await;
+    assert_eq!((done["status"].as_str(), &done["output"]), (Some("succeeded"), &json!("ok")), "{done}");
+    stub.verify().await; // /one and /two were called once, before the crash
+}

@@ -180,15 +180,16 @@ fn started_view(record: &ExecutionRecord) -> Value {
     })
 }
 
+/// The definition an execution runs (every execution has one; a missing one is our fault).
+async fn snapshot(call: &Call<'_>, id: &str) -> Result<crate::model::WorkflowDefinition, ApiError> {
+    let definition = call.app.store.get_execution_definition(call.tenant_id, id).await?;
+    Ok(definition.ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?)
+}
+
 pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let execution = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
-    let definition = call
-        .app
-        .store
-        .get_execution_definition(call.tenant_id, &id)
-        .await?
-        .ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?;
+    let definition = snapshot(call, &id).await?;
     let recorded: std::collections::HashMap<String, crate::engine::StepRecord> =
         call.app.store.load_steps(call.tenant_id, &id).await?.into_iter().map(|s| (s.node_id.clone(), s)).collect();
     let steps: Vec<Value> = definition
@@ -295,12 +296,7 @@ pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
     if !matches!(execution.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) {
         return Err(not_redrivable(execution.status));
     }
-    let definition = call
-        .app
-        .store
-        .get_execution_definition(call.tenant_id, &id)
-        .await?
-        .ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?;
+    let definition = snapshot(call, &id).await?;
     call.app.store.reset_steps_for_redrive(call.tenant_id, &id).await?;
     let deadline = crate::model::rfc3339_in(execution_timeout(&definition).as_secs() as i64);
     if !call.app.store.redrive_execution(call.tenant_id, &id, &deadline).await? {
