@@ -193,6 +193,7 @@ async fn main() {
     counter.take();
 
     let (mut start_time, mut worker_time) = (Duration::ZERO, Duration::ZERO);
+    let mut last_execution = String::new();
     let mut by_phase: BTreeMap<(&str, String), usize> = BTreeMap::new();
     for i in 0..EXECUTIONS {
         let began = Instant::now();
@@ -234,6 +235,7 @@ async fn main() {
             *by_phase.entry(("event source", operation)).or_default() += n;
         }
         let execution_id = started["execution_id"].as_str().unwrap();
+        last_execution = execution_id.to_string();
         let done = store.get_execution(&tenant.tenant_id, execution_id).await.unwrap().unwrap();
         assert_eq!(done.status.as_str(), "succeeded", "{:?}", done.error);
         counter.take(); // the check above is not part of an execution
@@ -261,19 +263,20 @@ async fn main() {
         worker_writes
     );
 
-    // Dollars per million executions. Items here are under 1 KB: a write is 1 WRU, a
-    // transactional write 2 WRU per item (these transactions carry 2 items), a consistent read
-    // 1 RRU.
-    let plain_writes = count(None, &[".PutItem", ".UpdateItem", ".DeleteItem"]);
-    let transactions = count(None, &[".TransactWriteItems"]);
-    let write_units = plain_writes + transactions * 2.0 * 2.0;
-    let read_units = count(None, &[".GetItem", ".Query"]);
+    // Capacity units from the sizes of the items one execution leaves (moto reports no real
+    // consumed capacity): a write is 1 WRU per KB of the item (transactional: 2), a consistent
+    // read 1 RRU per 4 KB.
+    let raw = aws_sdk_dynamodb::Client::new(&sdk);
+    let units = capacity_units(&raw, &table, &tenant.tenant_id, &id, &last_execution).await;
+    println!();
+    println!("item sizes of one execution: {}", units.sizes);
+    let (write_units, read_units) = (units.write, units.read);
     let sqs_requests = count(None, &[".SendMessage", ".ReceiveMessage", ".DeleteMessage"]);
     let secret_reads = count(None, &[".GetSecretValue"]);
     let start_seconds = start_time.as_secs_f64() / EXECUTIONS as f64;
     let worker_seconds = worker_time.as_secs_f64() / EXECUTIONS as f64;
     let lambda = 2.0 * LAMBDA_PER_REQUEST + (0.256 * start_seconds + 0.512 * worker_seconds) * LAMBDA_ARM_PER_GB_SECOND;
-    let dynamo = write_units * DYNAMO_PER_WRITE_UNIT + read_units * DYNAMO_PER_READ_UNIT;
+    let dynamo = write_units as f64 * DYNAMO_PER_WRITE_UNIT + read_units as f64 * DYNAMO_PER_READ_UNIT;
     let sqs_cost = sqs_requests * SQS_PER_REQUEST;
     let secrets_cost = secret_reads * 0.05 / 10_000.0;
     let nodeai = lambda + dynamo + sqs_cost + secrets_cost;
@@ -292,7 +295,7 @@ async fn main() {
     );
     println!("{:<44} {:>14}", "dollars per million executions", "USD");
     println!("{:<44} {:>14.2}", "NodeAI: Lambda (2 invocations, arm64)", lambda * 1e6);
-    println!("{:<44} {:>14.2}", format!("NodeAI: DynamoDB ({write_units:.1} WRU, {read_units:.1} RRU)"), dynamo * 1e6);
+    println!("{:<44} {:>14.2}", format!("NodeAI: DynamoDB ({write_units} WRU, {read_units} RRU)"), dynamo * 1e6);
     println!("{:<44} {:>14.2}", format!("NodeAI: SQS ({sqs_requests:.1} requests)"), sqs_cost * 1e6);
     println!("{:<44} {:>14.2}", format!("NodeAI: Secrets Manager ({secret_reads:.2} reads)"), secrets_cost * 1e6);
     println!("{:<44} {:>14.2}", "NodeAI total", nodeai * 1e6);
@@ -300,4 +303,91 @@ async fn main() {
     println!("{:<44} {:>14.2}", "Step Functions Express (+ 2 task Lambdas)", express * 1e6);
     println!("(API Gateway, $3.50 per million REST calls, is the same for all three and left out; so is the time");
     println!(" a worker waits on the model, which a Lambda bills and Standard's callback pattern does not.)");
+}
+
+struct CapacityUnits {
+    write: u64,
+    read: u64,
+    sizes: String,
+}
+
+/// DynamoDB's item size: attribute names plus values (strings by UTF-8 length, numbers about
+/// one byte per two digits, booleans one byte).
+fn item_size(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    item.iter()
+        .map(|(name, value)| {
+            name.len()
+                + match value {
+                    AttributeValue::S(text) => text.len(),
+                    AttributeValue::N(number) => number.len().div_ceil(2) + 1,
+                    _ => 1,
+                }
+        })
+        .sum()
+}
+
+/// The capacity one execution of the bench workflow consumes, from the items it leaves.
+async fn capacity_units(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    tenant_id: &str,
+    workflow_id: &str,
+    execution_id: &str,
+) -> CapacityUnits {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let get = |pk: String, sk: String| async move {
+        let out = client
+            .get_item()
+            .table_name(table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .send()
+            .await
+            .unwrap();
+        item_size(&out.item.expect("the item exists"))
+    };
+    let workflow = get(format!("T#{tenant_id}"), format!("WF#{workflow_id}")).await;
+    let version = get(format!("T#{tenant_id}#WF#{workflow_id}"), format!("V#{:010}", 1)).await;
+    let execution = get(format!("T#{tenant_id}"), format!("EX#{execution_id}")).await;
+    let partition = client
+        .query()
+        .table_name(table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(format!("T#{tenant_id}#EX#{execution_id}")))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let sk = |item: &HashMap<String, AttributeValue>| {
+        item.get("sk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default()
+    };
+    let sized = |prefix: &str| -> Vec<usize> {
+        partition.iter().filter(|item| sk(item).starts_with(prefix)).map(item_size).collect()
+    };
+    let snapshot = sized("DEF")[0];
+    let bulk = sized("STEP#~");
+    let steps: Vec<usize> = partition
+        .iter()
+        .filter(|item| sk(item).starts_with("STEP#") && !sk(item).starts_with("STEP#~"))
+        .map(item_size)
+        .collect();
+    let kb = |bytes: usize| bytes.div_ceil(1024) as u64;
+    let four_kb = |bytes: usize| bytes.div_ceil(4096).max(1) as u64;
+    // start: the execution (before its output) and the snapshot, transactionally; the claim
+    // updates the execution; a put per side-effecting step; the finish updates the execution
+    // and puts the bulk steps, transactionally.
+    let write = 2 * (kb(execution) + kb(snapshot))
+        + kb(execution)
+        + steps.iter().map(|s| kb(*s)).sum::<u64>()
+        + 2 * (kb(execution) + bulk.iter().map(|s| kb(*s)).sum::<u64>());
+    // start reads the workflow and the version; the worker the execution, the snapshot and the
+    // (still empty) steps.
+    let read = four_kb(workflow) + four_kb(version) + four_kb(execution) + four_kb(snapshot) + 1;
+    let sizes = format!(
+        "execution {execution} B, snapshot {snapshot} B, side-effecting steps {steps:?} B, bulk steps {bulk:?} B, \
+         workflow {workflow} B, version {version} B"
+    );
+    CapacityUnits { write, read, sizes }
 }
