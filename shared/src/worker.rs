@@ -3,7 +3,9 @@
 //! `maxReceiveCount`, go to the DLQ).
 
 use crate::engine::RegistryExecutor;
-use crate::executions::{Budget, Processed, process};
+use crate::engine::StepError;
+use crate::executions::{Budget, ExecutionStatus, Processed, process};
+use crate::model::now_rfc3339;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::{ExecutionStore, StepStore};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -12,6 +14,9 @@ use tracing::Instrument;
 
 /// Time kept back at the end of an invocation to record steps and send the continuation.
 pub const CHECKPOINT_MARGIN: Duration = Duration::from_secs(10);
+/// The queue's `maxReceiveCount` (template.yaml): after this many failed receives a message goes
+/// to the dead-letter queue.
+pub const MAX_RECEIVES: u32 = 5;
 
 async fn handle_message<S: ExecutionStore + StepStore>(
     store: &S,
@@ -39,9 +44,14 @@ async fn handle_message<S: ExecutionStore + StepStore>(
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "processing"
         );
-        let processed = process(store, executor, &parsed.tenant_id, &parsed.execution_id, worker_id, &budget)
-            .await
-            .map_err(|e| e.to_string())?;
+        let processed =
+            match process(store, executor, &parsed.tenant_id, &parsed.execution_id, worker_id, &budget).await {
+                Ok(processed) => processed,
+                Err(e) => {
+                    give_up_if_last_receive(store, message, &parsed).await;
+                    return Err(e.to_string());
+                }
+            };
         match processed {
             Processed::Finished(status) => {
                 tracing::info!(status = status.as_str(), "execution finished");
@@ -57,6 +67,28 @@ async fn handle_message<S: ExecutionStore + StepStore>(
     }
     .instrument(span)
     .await
+}
+
+/// On the last receive before the dead-letter queue, the execution is failed with
+/// `WORKER_FAILED`, so it shows as failed (and can be redriven) instead of running forever; the
+/// message still goes to the DLQ, where the alarm tells the operators.
+async fn give_up_if_last_receive<S: ExecutionStore>(store: &S, message: &SqsMessage, parsed: &ExecutionMessage) {
+    let receives: u32 = message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+    if receives < MAX_RECEIVES {
+        return;
+    }
+    let error = StepError {
+        code: "WORKER_FAILED".into(),
+        message: format!("the worker failed {receives} times on this execution; redrive it to try again"),
+    };
+    let (tenant_id, execution_id) = (parsed.tenant_id.as_str(), parsed.execution_id.as_str());
+    let failed = ExecutionStatus::Failed;
+    if let Err(e) = store
+        .finish_execution(tenant_id, execution_id, failed, serde_json::Value::Null, Some(error), now_rfc3339(), &[])
+        .await
+    {
+        tracing::error!(error = %e, "could not mark the execution failed after its last receive");
+    }
 }
 
 /// Processes a batch; the failed message ids come back as batch item failures.
@@ -82,4 +114,127 @@ pub async fn handle_batch<S: ExecutionStore + StepStore>(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::StepRecord;
+    use crate::error::StoreError;
+    use crate::executions::ExecutionRecord;
+    use crate::model::WorkflowDefinition;
+    use crate::queue::NoQueue;
+    use crate::store::memory::MemoryStore;
+    use crate::store::{IdempotencyClaim, Page};
+    use async_trait::async_trait;
+    use serde_json::{Value, json};
+
+    /// The memory store, except that reading steps always fails (a store outage).
+    struct StepsUnreadable(MemoryStore);
+
+    #[async_trait]
+    impl StepStore for StepsUnreadable {
+        async fn load_steps(&self, _: &str, _: &str) -> Result<Vec<StepRecord>, StoreError> {
+            Err(StoreError::Unavailable("throttled".into()))
+        }
+        async fn record_step(&self, t: &str, e: &str, step: &StepRecord) -> Result<(), StoreError> {
+            self.0.record_step(t, e, step).await
+        }
+        async fn reset_steps_for_redrive(&self, t: &str, e: &str) -> Result<(), StoreError> {
+            self.0.reset_steps_for_redrive(t, e).await
+        }
+    }
+
+    #[async_trait]
+    impl ExecutionStore for StepsUnreadable {
+        async fn create_execution(&self, r: &ExecutionRecord, d: &WorkflowDefinition) -> Result<(), StoreError> {
+            self.0.create_execution(r, d).await
+        }
+        async fn get_execution(&self, t: &str, e: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+            self.0.get_execution(t, e).await
+        }
+        async fn get_execution_definition(&self, t: &str, e: &str) -> Result<Option<WorkflowDefinition>, StoreError> {
+            self.0.get_execution_definition(t, e).await
+        }
+        async fn claim_lease(&self, t: &str, e: &str, o: &str, u: &str, n: &str) -> Result<bool, StoreError> {
+            self.0.claim_lease(t, e, o, u, n).await
+        }
+        async fn release_lease(&self, t: &str, e: &str, o: &str, s: &[StepRecord]) -> Result<(), StoreError> {
+            self.0.release_lease(t, e, o, s).await
+        }
+        async fn finish_execution(
+            &self,
+            t: &str,
+            e: &str,
+            status: ExecutionStatus,
+            output: Value,
+            error: Option<StepError>,
+            at: String,
+            steps: &[StepRecord],
+        ) -> Result<(), StoreError> {
+            self.0.finish_execution(t, e, status, output, error, at, steps).await
+        }
+        async fn request_cancel(&self, t: &str, e: &str) -> Result<bool, StoreError> {
+            self.0.request_cancel(t, e).await
+        }
+        async fn redrive_execution(&self, t: &str, e: &str, d: &str) -> Result<bool, StoreError> {
+            self.0.redrive_execution(t, e, d).await
+        }
+        async fn claim_idempotency_key(
+            &self,
+            t: &str,
+            k: &str,
+            b: &str,
+            e: &str,
+            x: &str,
+            n: &str,
+        ) -> Result<IdempotencyClaim, StoreError> {
+            self.0.claim_idempotency_key(t, k, b, e, x, n).await
+        }
+        async fn list_executions(
+            &self,
+            t: &str,
+            w: &str,
+            s: Option<ExecutionStatus>,
+            a: Option<&str>,
+            l: usize,
+        ) -> Result<Page<ExecutionRecord>, StoreError> {
+            self.0.list_executions(t, w, s, a, l).await
+        }
+    }
+
+    fn delivery(execution_id: &str, receives: u32) -> SqsEvent {
+        let message =
+            ExecutionMessage { tenant_id: "t1".into(), execution_id: execution_id.into(), request_id: "r".into() };
+        let mut record = SqsMessage::default();
+        record.message_id = Some(format!("m{receives}"));
+        record.body = Some(serde_json::to_string(&message).unwrap());
+        record.attributes.insert("ApproximateReceiveCount".into(), receives.to_string());
+        let mut event = SqsEvent::default();
+        event.records.push(record);
+        event
+    }
+
+    #[tokio::test]
+    async fn a_store_failure_comes_back_and_the_last_receive_fails_the_execution_for_redrive() {
+        let store = StepsUnreadable(MemoryStore::new());
+        let document = json!({ "name": "one", "nodes": [ { "id": "a", "type": "text.template", "config": { "template": "x" } } ] });
+        let definition = crate::validation::validate_definition(&document, 100).unwrap();
+        let record = ExecutionRecord::queued("t1", "wf", None, json!({}), "r", Duration::from_secs(600));
+        store.create_execution(&record, &definition).await.unwrap();
+        let id = record.execution_id.as_str();
+        let executor = RegistryExecutor::default();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let early = handle_batch(&store, &executor, &NoQueue, delivery(id, 1), "w1", deadline).await;
+        assert_eq!(early.batch_item_failures.len(), 1, "a store outage leaves the message for redelivery");
+        let status = store.get_execution("t1", id).await.unwrap().unwrap().status;
+        assert!(!status.is_final(), "not the last receive: still {status:?}");
+        let last = handle_batch(&store, &executor, &NoQueue, delivery(id, MAX_RECEIVES), "w2", deadline).await;
+        assert_eq!(last.batch_item_failures.len(), 1, "it still goes to the DLQ");
+        let failed = store.get_execution("t1", id).await.unwrap().unwrap();
+        assert_eq!(
+            (failed.status, failed.error.map(|e| e.code)),
+            (ExecutionStatus::Failed, Some("WORKER_FAILED".into()))
+        );
+    }
 }

@@ -105,7 +105,8 @@ fn template_has_a_function_and_an_api_event_for_every_route() {
     let (_, worker) = resources.iter().find(|(_, t)| t.contains("Binary: execution-worker\n")).unwrap();
     assert!(worker.contains("ReportBatchItemFailures"), "partial batch failures are reported");
     let template_text = read("template.yaml");
-    assert!(template_text.contains("maxReceiveCount: 5") && template_text.contains("VisibilityTimeout: 1800"));
+    let max_receives = format!("maxReceiveCount: {}", nodeai::worker::MAX_RECEIVES);
+    assert!(template_text.contains(&max_receives) && template_text.contains("VisibilityTimeout: 1800"));
     assert!(worker.contains("Timeout: 300"), "visibility 1800 s is 6x the worker timeout");
     let template = read("template.yaml");
     for tier in ["free", "pro", "enterprise"] {

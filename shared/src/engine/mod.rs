@@ -106,6 +106,10 @@ pub const STEP_ERROR_CODES: &[(&str, &str)] = &[
     ("NODE_FAILED", "the node failed without a recorded error"),
     ("EXECUTION_TIMED_OUT", "the execution ran past its `timeout_seconds`"),
     ("QUEUE_UNAVAILABLE", "the execution could not be queued; redrive it"),
+    (
+        "WORKER_FAILED",
+        "the worker failed on every delivery of the execution (it is in the dead-letter queue); redrive it",
+    ),
 ];
 
 /// Tokens a model call used.
@@ -514,6 +518,7 @@ mod code_list {
             include_str!("../secrets.rs"),
             include_str!("../executions/mod.rs"),
             include_str!("../api/executions.rs"),
+            include_str!("../worker.rs"),
         ];
         let listed: Vec<&str> = super::STEP_ERROR_CODES.iter().map(|(code, _)| *code).collect();
         let mut found = 0;
@@ -535,6 +540,7 @@ mod code_list {
                         "UNKNOWN_",
                         "EXECUTION_",
                         "QUEUE_",
+                        "WORKER_",
                     ]
                     .iter()
                     .any(|prefix| literal.starts_with(prefix));
