@@ -375,10 +375,11 @@ async fn capacity_units(
         .collect();
     let kb = |bytes: usize| bytes.div_ceil(1024) as u64;
     let four_kb = |bytes: usize| bytes.div_ceil(4096).max(1) as u64;
-    // start: the execution (before its output) and the snapshot, transactionally; the claim
-    // updates the execution; a put per side-effecting step; the finish updates the execution
-    // and puts the bulk steps, transactionally.
-    let write = 2 * (kb(execution) + kb(snapshot))
+    // start: the snapshot and the execution (before its output), two puts; the claim updates
+    // the execution; a put per side-effecting step; the finish updates the execution and puts
+    // the bulk steps, transactionally.
+    let write = kb(execution)
+        + kb(snapshot)
         + kb(execution)
         + steps.iter().map(|s| kb(*s)).sum::<u64>()
         + 2 * (kb(execution) + bulk.iter().map(|s| kb(*s)).sum::<u64>());
