@@ -69,18 +69,37 @@ impl NodeKind for HttpRequest {
     }
 }
 
-/// The rendered request as the step shows it: values of headers that usually carry secrets are
-/// replaced, so a key passed in from the input does not sit in the execution history.
+/// The rendered request as the step shows it: values of headers and query parameters that
+/// usually carry secrets are replaced, so a key passed in from the input does not sit in the
+/// execution history.
 fn redacted(config: &Value) -> Value {
-    const SENSITIVE: &[&str] = &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"];
+    const SENSITIVE: &[&str] =
+        &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "apikey", "key"];
+    let sensitive = |name: &str| {
+        let lower = name.to_ascii_lowercase();
+        SENSITIVE.contains(&lower.as_str())
+            || ["token", "secret", "password", "api_key"].iter().any(|word| lower.contains(word))
+    };
     let mut shown = config.clone();
     if let Some(headers) = shown.get_mut("headers").and_then(Value::as_object_mut) {
         for (name, value) in headers.iter_mut() {
-            let lower = name.to_ascii_lowercase();
-            if SENSITIVE.contains(&lower.as_str()) || lower.contains("token") || lower.contains("secret") {
+            if sensitive(name) {
                 *value = Value::String("<redacted>".into());
             }
         }
+    }
+    if let Some(mut url) = shown["url"].as_str().and_then(|u| reqwest::Url::parse(u).ok())
+        && url.query_pairs().any(|(name, _)| sensitive(&name))
+    {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let value = if sensitive(&name) { "<redacted>".to_string() } else { value.into_owned() };
+                (name.into_owned(), value)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+        shown["url"] = Value::String(url.to_string());
     }
     shown
 }
@@ -128,6 +147,11 @@ mod tests {
         assert_eq!(produced.input["url"], format!("{}/items/7", server.uri()), "the step shows the rendered request");
         assert_eq!(produced.input["headers"]["Authorization"], "<redacted>");
         assert_eq!(produced.input["headers"]["x-api"], "k-1");
+        let with_key = node(
+            json!({ "method": "GET", "url": format!("{}/items/7?api_key={{{{ input.key }}}}&page=2", server.uri()) }),
+        );
+        let shown = redacted(&render_value(&with_key.config, &scope).unwrap());
+        assert_eq!(shown["url"], format!("{}/items/7?api_key=%3Credacted%3E&page=2", server.uri()));
         let output = produced.output;
         assert_eq!(output["status"], 201);
         assert_eq!(output["body"], json!({ "ok": true }));

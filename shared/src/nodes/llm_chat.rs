@@ -81,6 +81,8 @@ impl NodeKind for LlmChat {
         let reply: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         if let Some(mut failure) = response.status_failure("LLM") {
             if let Some(detail) = reply.pointer("/error/message").and_then(Value::as_str) {
+                // Providers sometimes echo the key they were given; the step never keeps it.
+                let detail = detail.replace(credential.api_key.as_str(), "<redacted>");
                 failure.message = format!("{}: {}", failure.message, detail.chars().take(300).collect::<String>());
             }
             return Err(failure);
@@ -390,6 +392,7 @@ mod tests {
         assert!(busy.message.contains("Rate limit reached"), "{}", busy.message);
         let denied = run(&node(json!({ "model": "denied" })), &runtime).await.unwrap_err();
         assert_eq!((denied.code.as_str(), denied.retryable), ("LLM_401", false));
+        assert!(!denied.message.contains("sk-test-secret"), "an echoed key is redacted: {}", denied.message);
         let prose = run(&node(json!({ "model": "prose", "response_format": "json" })), &runtime).await.unwrap_err();
         assert_eq!(prose.code, "LLM_INVALID_JSON");
     }
