@@ -484,27 +484,21 @@ impl WorkflowStore for DynamoStore {
         version: u32,
         updated_at: &str,
     ) -> Result<DeployOutcome, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant_pk(tenant_id), workflow_sk(workflow_id))))
-            .condition_expression("attribute_exists(pk) AND latest_version >= :version AND :version >= :one")
-            .update_expression("SET deployed_version = :version, updated_at = :updated_at")
-            .expression_attribute_values(":version", n(version))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":updated_at", s(updated_at))
-            .send()
-            .await
-            .map_err(classify);
-        match result {
-            Ok(_) => Ok(DeployOutcome::Deployed),
-            Err(StoreError::ConditionFailed) => Ok(match self.get_workflow(tenant_id, workflow_id).await? {
-                None => DeployOutcome::WorkflowMissing,
-                Some(_) => DeployOutcome::VersionMissing,
-            }),
-            Err(e) => Err(e),
+        let deployed = self
+            .update_if(
+                key(tenant_pk(tenant_id), workflow_sk(workflow_id)),
+                "SET deployed_version = :version, updated_at = :updated_at",
+                "attribute_exists(pk) AND latest_version >= :version AND :version >= :one",
+                vec![(":version", n(version)), (":one", n(1)), (":updated_at", s(updated_at))],
+            )
+            .await?;
+        if deployed {
+            return Ok(DeployOutcome::Deployed);
         }
+        Ok(match self.get_workflow(tenant_id, workflow_id).await? {
+            None => DeployOutcome::WorkflowMissing,
+            Some(_) => DeployOutcome::VersionMissing,
+        })
     }
 }
 
@@ -547,20 +541,13 @@ impl TenantStore for DynamoStore {
         usage_key_id: &str,
         usage_key_value: &str,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(tenant_pk(tenant_id), "TENANT".into())))
-            .condition_expression("attribute_exists(pk)")
-            .update_expression("SET tier = :tier, usage_key_id = :id, usage_key_value = :value")
-            .expression_attribute_values(":tier", s(tier))
-            .expression_attribute_values(":id", s(usage_key_id))
-            .expression_attribute_values(":value", s(usage_key_value))
-            .send()
-            .await
-            .map_err(classify);
-        condition_met(result)
+        self.update_if(
+            key(tenant_pk(tenant_id), "TENANT".into()),
+            "SET tier = :tier, usage_key_id = :id, usage_key_value = :value",
+            "attribute_exists(pk)",
+            vec![(":tier", s(tier)), (":id", s(usage_key_id)), (":value", s(usage_key_value))],
+        )
+        .await
     }
 
     async fn put_api_key(&self, api_key: &ApiKeyRecord) -> Result<(), StoreError> {
@@ -691,18 +678,9 @@ impl DynamoStore {
         at: &str,
         condition: Option<&str>,
     ) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key(api_key_pk(key_hash), "KEY".into())))
-            .update_expression(update)
-            .condition_expression(condition.unwrap_or("attribute_exists(pk)"))
-            .expression_attribute_values(":at", s(at))
-            .send()
-            .await
-            .map_err(classify);
-        ignore_condition(result)
+        let condition = condition.unwrap_or("attribute_exists(pk)");
+        self.update_if(key(api_key_pk(key_hash), "KEY".into()), update, condition, vec![(":at", s(at))]).await?;
+        Ok(())
     }
 }
 
@@ -902,29 +880,21 @@ impl ExecutionStore for DynamoStore {
         until: &str,
         now: &str,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(execution_key(tenant_id, execution_id)))
-            .update_expression(
-                "SET lease_owner = :owner, lease_until = :until, #status = :running, \
-                 started_at = if_not_exists(started_at, :now)",
-            )
-            .condition_expression(
-                "attribute_exists(pk) AND #status IN (:queued, :running) \
-                 AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":queued", s("queued"))
-            .expression_attribute_values(":running", s("running"))
-            .expression_attribute_values(":owner", s(owner))
-            .expression_attribute_values(":until", s(until))
-            .expression_attribute_values(":now", s(now))
-            .send()
-            .await
-            .map_err(classify);
-        condition_met(result)
+        self.update_if(
+            execution_key(tenant_id, execution_id),
+            "SET lease_owner = :owner, lease_until = :until, #status = :running, \
+             started_at = if_not_exists(started_at, :now)",
+            "attribute_exists(pk) AND #status IN (:queued, :running) \
+             AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
+            vec![
+                (":queued", s("queued")),
+                (":running", s("running")),
+                (":owner", s(owner)),
+                (":until", s(until)),
+                (":now", s(now)),
+            ],
+        )
+        .await
     }
 
     async fn release_lease(
@@ -1081,18 +1051,13 @@ impl ExecutionStore for DynamoStore {
     }
 
     async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError> {
-        let result = self
-            .transition(
-                tenant_id,
-                execution_id,
-                "SET cancel_requested = :yes",
-                vec![(":yes", AttributeValue::Bool(true))],
-            )
-            .await;
-        match result {
-            Ok(()) => Ok(self.get_execution(tenant_id, execution_id).await?.is_some_and(|e| e.cancel_requested)),
-            Err(e) => Err(e),
-        }
+        self.update_if(
+            execution_key(tenant_id, execution_id),
+            "SET cancel_requested = :yes",
+            "attribute_exists(pk) AND #status IN (:queued, :running)",
+            vec![(":yes", AttributeValue::Bool(true)), (":queued", s("queued")), (":running", s("running"))],
+        )
+        .await
     }
 
     async fn redrive_execution(
@@ -1101,32 +1066,24 @@ impl ExecutionStore for DynamoStore {
         execution_id: &str,
         deadline_at: &str,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(execution_key(tenant_id, execution_id)))
-            .update_expression(
-                "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
-                 cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one \
-                 REMOVE finished_at",
-            )
-            .condition_expression("attribute_exists(pk) AND #status IN (:failed, :timed_out)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#output", "output")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":queued", s("queued"))
-            .expression_attribute_values(":deadline", s(deadline_at))
-            .expression_attribute_values(":null", s("null"))
-            .expression_attribute_values(":no", AttributeValue::Bool(false))
-            .expression_attribute_values(":zero", n(0))
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":failed", s("failed"))
-            .expression_attribute_values(":timed_out", s("timed_out"))
-            .send()
-            .await
-            .map_err(classify);
-        condition_met(result)
+        self.update_if(
+            execution_key(tenant_id, execution_id),
+            "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
+             cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one \
+             REMOVE finished_at",
+            "attribute_exists(pk) AND #status IN (:failed, :timed_out)",
+            vec![
+                (":queued", s("queued")),
+                (":deadline", s(deadline_at)),
+                (":null", s("null")),
+                (":no", AttributeValue::Bool(false)),
+                (":zero", n(0)),
+                (":one", n(1)),
+                (":failed", s("failed")),
+                (":timed_out", s("timed_out")),
+            ],
+        )
+        .await
     }
 }
 
@@ -1186,33 +1143,31 @@ impl DynamoStore {
         Ok(())
     }
 
-    /// An update that applies only while the execution is queued or running; on a final (or
-    /// missing) execution it does nothing.
-    async fn transition(
+    /// One conditional UpdateItem; true if the condition held and it applied. `#status`,
+    /// `#output` and `#error` (reserved words) may be used in the expressions.
+    async fn update_if(
         &self,
-        tenant_id: &str,
-        execution_id: &str,
+        key: Item,
         update: &str,
+        condition: &str,
         values: Vec<(&str, AttributeValue)>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut request = self
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(execution_key(tenant_id, execution_id)))
+            .set_key(Some(key))
             .update_expression(update)
-            .condition_expression("attribute_exists(pk) AND #status IN (:queued, :running_now)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":queued", s("queued"))
-            .expression_attribute_values(":running_now", s("running"));
-        if update.contains("#output") {
-            request =
-                request.expression_attribute_names("#output", "output").expression_attribute_names("#error", "error");
+            .condition_expression(condition);
+        for (placeholder, name) in [("#status", "status"), ("#output", "output"), ("#error", "error")] {
+            if update.contains(placeholder) || condition.contains(placeholder) {
+                request = request.expression_attribute_names(placeholder, name);
+            }
         }
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
-        ignore_condition(request.send().await.map_err(classify))
+        condition_met(request.send().await.map_err(classify))
     }
 }
 
