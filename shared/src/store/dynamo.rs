@@ -1143,6 +1143,31 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Every step item of an execution (alone and bulk), all pages, strongly consistent.
+    async fn step_items(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<Item>, StoreError> {
+        let pk = format!("T#{tenant_id}#EX#{execution_id}");
+        let (mut items, mut start) = (Vec::new(), None);
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s("STEP#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(items),
+            }
+        }
+    }
+
     /// One conditional UpdateItem; true if the condition held and it applied. `#status`,
     /// `#output` and `#error` (reserved words) may be used in the expressions.
     async fn update_if(
@@ -1239,36 +1264,17 @@ fn step_from(item: &Item) -> Result<StepRecord, StoreError> {
 #[async_trait]
 impl StepStore for DynamoStore {
     async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError> {
-        let pk = format!("T#{tenant_id}#EX#{execution_id}");
         let (mut steps, mut bulk) = (Vec::new(), Vec::new());
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":prefix", s("STEP#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in out.items.unwrap_or_default() {
-                match get_opt_s(&item, "bulk_steps") {
-                    Some(text) => bulk.extend(
-                        serde_json::from_str::<Vec<StepRecord>>(&text)
-                            .map_err(|e| StoreError::Internal(format!("bulk steps: {e}")))?,
-                    ),
-                    None => steps.push(step_from(&item)?),
-                }
-            }
-            match out.last_evaluated_key {
-                Some(last) => start = Some(last),
-                None => return Ok(super::merge_steps(steps, bulk)),
+        for item in self.step_items(tenant_id, execution_id).await? {
+            match get_opt_s(&item, "bulk_steps") {
+                Some(text) => bulk.extend(
+                    serde_json::from_str::<Vec<StepRecord>>(&text)
+                        .map_err(|e| StoreError::Internal(format!("bulk steps: {e}")))?,
+                ),
+                None => steps.push(step_from(&item)?),
             }
         }
+        Ok(super::merge_steps(steps, bulk))
     }
 
     async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError> {
@@ -1306,36 +1312,15 @@ impl StepStore for DynamoStore {
     }
 
     async fn reset_steps_for_redrive(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError> {
-        let pk = format!("T#{tenant_id}#EX#{execution_id}");
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":prefix", s("STEP#"))
-                .projection_expression("pk, sk, #status")
-                .expression_attribute_names("#status", "status")
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
+        for item in self.step_items(tenant_id, execution_id).await? {
             // Bulk items have no status of their own: they go too (pure steps are recomputed).
-            for item in out.items.unwrap_or_default() {
-                if get_opt_s(&item, "status").as_deref() == Some("succeeded") {
-                    continue;
-                }
-                let key: Item = item.into_iter().filter(|(name, _)| name == "pk" || name == "sk").collect();
-                self.client.delete_item().table_name(&self.table).set_key(Some(key)).send().await.map_err(classify)?;
+            if get_opt_s(&item, "status").as_deref() == Some("succeeded") {
+                continue;
             }
-            match out.last_evaluated_key {
-                Some(last) => start = Some(last),
-                None => return Ok(()),
-            }
+            let key: Item = item.into_iter().filter(|(name, _)| name == "pk" || name == "sk").collect();
+            self.client.delete_item().table_name(&self.table).set_key(Some(key)).send().await.map_err(classify)?;
         }
+        Ok(())
     }
 }
 
