@@ -1,0 +1,79 @@
+"""A stand-in model provider for the local stack, so llm.chat runs without a real key.
+
+Speaks the real wire formats on loopback: OpenAI-compatible `POST /v1/chat/completions` and
+Anthropic `POST /v1/messages`. The reply quotes the start of the last user message; token
+counts are words, so usage and cost show up in the execution's steps. It also serves a small
+page at `GET /page` for the README's summarize example. Never used in AWS.
+
+Usage: python model_stub.py PORT
+"""
+
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+PAGE = "NodeAI runs AI workflows durably on AWS Lambda: every node's result is kept, so a retry never pays twice."
+
+
+def last_user_text(messages):
+    for message in reversed(messages or []):
+        if message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else json.dumps(content)
+    return ""
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):  # quiet: the stack's logs are the functions'
+        pass
+
+    def reply(self, status, body, content_type="application/json"):
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("content-type", content_type)
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        if self.path == "/page":
+            self.reply(200, PAGE, "text/plain")
+        else:
+            self.reply(404, {"error": {"message": "not found"}})
+
+    def do_POST(self):
+        length = int(self.headers.get("content-length") or 0)
+        try:
+            request = json.loads(self.rfile.read(length) or b"{}")
+        except ValueError:
+            self.reply(400, {"error": {"message": "the body is not JSON"}})
+            return
+        text = last_user_text(request.get("messages"))
+        answer = "Stub summary: " + " ".join(text.split()[:8])
+        input_tokens, output_tokens = len(text.split()), len(answer.split())
+        model = request.get("model", "stub")
+        if self.path == "/v1/chat/completions":
+            if not (self.headers.get("authorization") or "").startswith("Bearer "):
+                self.reply(401, {"error": {"message": "missing bearer key"}})
+                return
+            self.reply(200, {
+                "id": "chatcmpl-stub", "object": "chat.completion", "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+                          "total_tokens": input_tokens + output_tokens},
+            })
+        elif self.path == "/v1/messages":
+            if not self.headers.get("x-api-key"):
+                self.reply(401, {"type": "error", "error": {"type": "authentication_error", "message": "missing x-api-key"}})
+                return
+            self.reply(200, {
+                "id": "msg_stub", "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": answer}], "stop_reason": "end_turn",
+                "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+            })
+        else:
+            self.reply(404, {"error": {"message": "not found"}})
+
+
+if __name__ == "__main__":
+    ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
