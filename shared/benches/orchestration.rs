@@ -74,6 +74,8 @@ fn orchestration(c: &mut Criterion) {
                         workflow_id: "wf1",
                         input: &input,
                         definition,
+                        timeout_at: None,
+                        checkpoint_at: None,
                     };
                     let result = runtime.block_on(run(&ctx, &store, &StubNode, &never, 10)).unwrap();
                     assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }));

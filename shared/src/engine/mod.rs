@@ -234,6 +234,12 @@ pub struct RunContext<'a> {
     pub workflow_id: &'a str,
     pub input: &'a Value,
     pub definition: &'a WorkflowDefinition,
+    /// When nodes still in flight are abandoned: at the execution timeout, and (from this run's
+    /// second wave on, so every invocation makes progress) at the invocation's checkpoint time.
+    /// The run then stops with `stop()`'s reason, so a slow call ends in a checkpoint or a
+    /// timeout instead of a killed Lambda. Nodes that finished before are kept.
+    pub timeout_at: Option<tokio::time::Instant>,
+    pub checkpoint_at: Option<tokio::time::Instant>,
 }
 
 /// Whether an edge carries the run on, given its source's final step. None: not resolved yet.
@@ -395,6 +401,7 @@ pub async fn run(
     }
     let mut pending: Vec<&NodeSpec> = definition.nodes.iter().filter(|n| !state.steps.contains_key(&n.id)).collect();
     let mut unrecorded: Vec<StepRecord> = Vec::new();
+    let mut waves_run = 0usize;
     let done = |outcome, unrecorded| Ok(RunResult { outcome, unrecorded });
     loop {
         if let Some((node_id, error)) = state.failed.clone() {
@@ -448,12 +455,11 @@ pub async fn run(
             return done(RunOutcome::Stopped(reason), unrecorded);
         }
         for wave in ready.chunks(max_concurrency.clamp(1, 64)) {
-            let current_scope = &state.scope;
-            let results = futures_util::future::join_all(
-                wave.iter().map(|node| run_node(ctx.tenant_id, node, current_scope, executor)),
-            )
-            .await;
-            for (node, mut step) in wave.iter().zip(results) {
+            let checkpoint_at = ctx.checkpoint_at.filter(|_| waves_run > 0);
+            let cutoff = [ctx.timeout_at, checkpoint_at].into_iter().flatten().min();
+            waves_run += 1;
+            let (finished, cut_off) = run_wave(ctx.tenant_id, cutoff, wave, &state.scope, executor).await;
+            for (node, mut step) in finished {
                 step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);
                 step.input = bounded(step.input, MAX_STORED_INPUT_BYTES);
                 let kept = if crate::nodes::has_side_effects(&node.node_type) {
@@ -464,6 +470,40 @@ pub async fn run(
                 };
                 state.add(kept, node.on_error);
             }
+            if cut_off {
+                // The abandoned nodes have no step: they run again when the execution resumes.
+                let reason = stop().unwrap_or(StopReason::Deadline);
+                tracing::warn!(?reason, "nodes still running at the cutoff were abandoned");
+                return done(RunOutcome::Stopped(reason), unrecorded);
+            }
+        }
+    }
+}
+
+/// Runs one wave's nodes concurrently; returns those that finished (in any order) and whether
+/// the cutoff came first.
+async fn run_wave<'n>(
+    tenant_id: &str,
+    cutoff: Option<tokio::time::Instant>,
+    wave: &[&'n NodeSpec],
+    scope: &Value,
+    executor: &dyn NodeExecutor,
+) -> (Vec<(&'n NodeSpec, StepRecord)>, bool) {
+    use futures_util::StreamExt;
+    let mut running: futures_util::stream::FuturesUnordered<_> =
+        wave.iter().map(|node| async move { (*node, run_node(tenant_id, node, scope, executor).await) }).collect();
+    let mut finished = Vec::with_capacity(wave.len());
+    loop {
+        let next = match cutoff {
+            Some(cutoff) => match tokio::time::timeout_at(cutoff, running.next()).await {
+                Ok(next) => next,
+                Err(_) => return (finished, true),
+            },
+            None => running.next().await,
+        };
+        match next {
+            Some(done) => finished.push(done),
+            None => return (finished, false),
         }
     }
 }

@@ -68,7 +68,15 @@ fn branching_workflow() -> WorkflowDefinition {
 }
 
 fn ctx<'a>(definition: &'a WorkflowDefinition, input: &'a Value, execution_id: &'a str) -> RunContext<'a> {
-    RunContext { tenant_id: "t1", execution_id, workflow_id: "wf1", input, definition }
+    RunContext {
+        tenant_id: "t1",
+        execution_id,
+        workflow_id: "wf1",
+        input,
+        definition,
+        timeout_at: None,
+        checkpoint_at: None,
+    }
 }
 
 fn never() -> Option<StopReason> {
@@ -358,4 +366,63 @@ impl NodeExecutor for Stubbed<'_> {
         }
         self.0.execute(call).await
     }
+}
+
+/// Nodes named `slow*` take a minute; the rest answer at once.
+struct SlowNamed(Counting);
+
+#[async_trait]
+impl NodeExecutor for SlowNamed {
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
+        if call.node.id.starts_with("slow") {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
+        self.0.execute(call).await
+    }
+}
+
+fn fast_then_slow() -> WorkflowDefinition {
+    definition(json!({
+        "name": "cut",
+        "nodes": [
+            { "id": "first", "type": "text.template", "config": { "template": "1" } },
+            { "id": "slow", "type": "text.template", "config": { "template": "2" } },
+            { "id": "quick", "type": "text.template", "config": { "template": "3" } }
+        ],
+        "edges": [ { "from": "first", "to": "slow" }, { "from": "first", "to": "quick" } ]
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_checkpoint_time_nodes_in_flight_are_abandoned_and_finished_ones_kept() {
+    let workflow = fast_then_slow();
+    let input = json!({});
+    let (store, executor) = (MemoryStore::new(), SlowNamed(Counting::default()));
+    let checkpoint_at = tokio::time::Instant::now() + Duration::from_millis(100);
+    let ctx = RunContext { checkpoint_at: Some(checkpoint_at), ..ctx(&workflow, &input, "e1") };
+    let result = run(&ctx, &store, &executor, &never, 4).await.unwrap();
+    assert_eq!(result.outcome, RunOutcome::Stopped(StopReason::Deadline));
+    let mut kept: Vec<&str> = result.unrecorded.iter().map(|s| s.node_id.as_str()).collect();
+    kept.sort();
+    assert_eq!(kept, vec!["first", "quick"], "the first wave ran whole; slow was abandoned without a step");
+    assert!(tokio::time::Instant::now() < checkpoint_at + Duration::from_secs(1), "it did not wait for slow");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_execution_timeout_cuts_even_the_first_wave() {
+    let workflow = definition(json!({
+        "name": "stuck", "nodes": [ { "id": "slow", "type": "text.template", "config": { "template": "x" } } ]
+    }));
+    let input = json!({});
+    let (store, executor) = (MemoryStore::new(), SlowNamed(Counting::default()));
+    let timeout_at = Some(tokio::time::Instant::now() + Duration::from_millis(100));
+    let ctx = RunContext { timeout_at, ..ctx(&workflow, &input, "e1") };
+    let result = run(&ctx, &store, &executor, &never, 4).await.unwrap();
+    assert_eq!(result.outcome, RunOutcome::Stopped(StopReason::Deadline), "stop() said nothing: a checkpoint");
+    assert!(result.unrecorded.is_empty());
+    // As the worker's stop() does: nothing before the wave, timed out once the deadline passed.
+    let checks = AtomicUsize::new(0);
+    let past_deadline = || (checks.fetch_add(1, Ordering::SeqCst) > 0).then_some(StopReason::TimedOut);
+    let result = run(&ctx, &store, &executor, &past_deadline, 4).await.unwrap();
+    assert_eq!(result.outcome, RunOutcome::Stopped(StopReason::TimedOut), "the reason comes from stop()");
 }

@@ -185,12 +185,19 @@ async fn run_leased<S: ExecutionStore + StepStore>(
         let first_wave = waves_started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
         (!first_wave && budget.nearly_spent()).then_some(StopReason::Deadline)
     };
+    let in_from_now = |wait: Duration| Some(tokio::time::Instant::now() + wait);
+    let timeout_left = chrono::DateTime::parse_from_rfc3339(&deadline_at)
+        .ok()
+        .map(|at| (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default());
     let ctx = RunContext {
         tenant_id,
         execution_id,
         workflow_id: &execution.workflow_id,
         input: &execution.input,
         definition: &definition,
+        timeout_at: timeout_left.and_then(in_from_now),
+        // Half the margin is left to record the steps and send the continuation.
+        checkpoint_at: in_from_now(budget.remaining().saturating_sub(budget.margin / 2)),
     };
     let watcher = async {
         // Refresh the cancel flag once a second while the run goes on.

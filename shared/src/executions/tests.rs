@@ -138,3 +138,16 @@ async fn a_failing_node_fails_the_execution_with_its_name() {
     assert_eq!(error.code, "TEMPLATE_UNDEFINED_VARIABLE");
     assert!(error.message.starts_with("node 'a'"), "{}", error.message);
 }
+
+#[tokio::test]
+async fn a_node_still_running_at_the_execution_timeout_ends_it_as_timed_out() {
+    // Every node takes 5 s; the execution may take 1 s (wall clock: deadline_at is a time of day).
+    let (store, executor) = (MemoryStore::new(), Counting { delay_ms: 5000, ..Counting::default() });
+    let record = queued(&store, Duration::from_secs(1)).await;
+    let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    assert_eq!(processed, Processed::Finished(ExecutionStatus::TimedOut));
+    let steps = store.load_steps("t1", &record.execution_id).await.unwrap();
+    assert!(steps.is_empty(), "the first node was abandoned at the timeout, not waited for: {steps:?}");
+    let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(done.error.map(|e| e.code), Some("EXECUTION_TIMED_OUT".to_string()));
+}
