@@ -260,7 +260,7 @@ fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> Val
     json!({
         "input_tokens": input_tokens,
         "output_tokens": output_tokens,
-        "cost_usd": (cost * 1e9).round() / 1e9,
+        "cost_usd": crate::nodes::prices::round_usd(cost),
         "unpriced_steps": unpriced,
     })
 }

@@ -27,9 +27,12 @@ pub const PRICES: &[(&str, f64, f64)] = &[
 pub fn cost_usd(model: &str, input_tokens: u64, output_tokens: u64) -> Option<f64> {
     let (_, input_price, output_price) =
         PRICES.iter().filter(|(prefix, ..)| model.starts_with(prefix)).max_by_key(|(prefix, ..)| prefix.len())?;
-    let cost = (input_tokens as f64 * input_price + output_tokens as f64 * output_price) / 1_000_000.0;
-    // Whole nano-dollars: sums of many steps stay readable.
-    Some((cost * 1e9).round() / 1e9)
+    Some(round_usd((input_tokens as f64 * input_price + output_tokens as f64 * output_price) / 1_000_000.0))
+}
+
+/// Whole nano-dollars: costs and their sums stay readable (no 0.30000000000000004).
+pub fn round_usd(dollars: f64) -> f64 {
+    (dollars * 1e9).round() / 1e9
 }
 
 #[cfg(test)]

@@ -126,11 +126,6 @@ fn condition_met<T>(result: Result<T, StoreError>) -> Result<bool, StoreError> {
     }
 }
 
-/// A conditional write whose failed condition means "nothing to do".
-fn ignore_condition<T>(result: Result<T, StoreError>) -> Result<(), StoreError> {
-    condition_met(result).map(|_| ())
-}
-
 /// Maps an SDK failure onto the port's errors; the SDK text goes to logs only.
 fn classify<E, R>(err: SdkError<E, R>) -> StoreError
 where
@@ -904,15 +899,11 @@ impl ExecutionStore for DynamoStore {
         owner: &str,
         steps: &[StepRecord],
     ) -> Result<(), StoreError> {
-        let release = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(execution_key(tenant_id, execution_id)))
-            .update_expression("REMOVE lease_owner, lease_until")
-            .condition_expression("lease_owner = :owner")
-            .expression_attribute_values(":owner", s(owner))
-            .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        ignore_condition(self.update_with_steps(release, tenant_id, execution_id, steps).await)
+        let release = "REMOVE lease_owner, lease_until";
+        let key = execution_key(tenant_id, execution_id);
+        let values = vec![(":owner", s(owner))];
+        self.update_with_steps(key, release, "lease_owner = :owner", values, tenant_id, execution_id, steps).await?;
+        Ok(())
     }
 
     async fn finish_execution(
@@ -929,26 +920,20 @@ impl ExecutionStore for DynamoStore {
             Some(error) => serde_json::to_string(&error).map_err(|e| StoreError::Internal(e.to_string()))?,
             None => "null".to_string(),
         };
-        let finish = Update::builder()
-            .table_name(&self.table)
-            .set_key(Some(execution_key(tenant_id, execution_id)))
-            .update_expression(
-                "SET #status = :final, #output = :output, #error = :error, finished_at = :at \
-                 REMOVE lease_owner, lease_until",
-            )
-            .condition_expression("attribute_exists(pk) AND #status IN (:queued, :running)")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#output", "output")
-            .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":queued", s("queued"))
-            .expression_attribute_values(":running", s("running"))
-            .expression_attribute_values(":final", s(status.as_str()))
-            .expression_attribute_values(":output", s(super::bounded_execution_output(output).to_string()))
-            .expression_attribute_values(":error", s(error))
-            .expression_attribute_values(":at", s(at))
-            .build()
-            .map_err(|e| StoreError::Internal(e.to_string()))?;
-        ignore_condition(self.update_with_steps(finish, tenant_id, execution_id, steps).await)
+        let finish = "SET #status = :final, #output = :output, #error = :error, finished_at = :at \
+                      REMOVE lease_owner, lease_until";
+        let values = vec![
+            (":queued", s("queued")),
+            (":running", s("running")),
+            (":final", s(status.as_str())),
+            (":output", s(super::bounded_execution_output(output).to_string())),
+            (":error", s(error)),
+            (":at", s(at)),
+        ];
+        let key = execution_key(tenant_id, execution_id);
+        let condition = "attribute_exists(pk) AND #status IN (:queued, :running)";
+        self.update_with_steps(key, finish, condition, values, tenant_id, execution_id, steps).await?;
+        Ok(())
     }
 
     async fn claim_idempotency_key(
@@ -1098,26 +1083,30 @@ impl DynamoStore {
     /// (`STEP#~<ulid>`, never a node id) in the same TransactWriteItems, so a checkpoint or a
     /// finish is one request. Bulk items beyond one transaction's limits (huge outputs only)
     /// are put first, on their own.
+    #[allow(clippy::too_many_arguments)]
     async fn update_with_steps(
         &self,
-        update: Update,
+        key: Item,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
         tenant_id: &str,
         execution_id: &str,
         steps: &[StepRecord],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         if steps.is_empty() {
-            let request = self
-                .client
-                .update_item()
-                .table_name(update.table_name())
-                .set_key(Some(update.key().clone()))
-                .update_expression(update.update_expression())
-                .set_condition_expression(update.condition_expression().map(str::to_string))
-                .set_expression_attribute_names(update.expression_attribute_names().cloned())
-                .set_expression_attribute_values(update.expression_attribute_values().cloned());
-            request.send().await.map_err(classify)?;
-            return Ok(());
+            return self.update_if(key, update, condition, values).await;
         }
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(reserved_names(update, condition));
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        let update = update.build().map_err(|e| StoreError::Internal(e.to_string()))?;
         let mut items = bulk_step_items(tenant_id, execution_id, steps)?;
         let mut in_transaction = Vec::new();
         let mut bytes = 0;
@@ -1139,8 +1128,7 @@ impl DynamoStore {
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
             transaction = transaction.transact_items(TransactWriteItem::builder().put(put).build());
         }
-        transaction.send().await.map_err(classify)?;
-        Ok(())
+        condition_met(transaction.send().await.map_err(classify))
     }
 
     /// Every step item of an execution (alone and bulk), all pages, strongly consistent.
@@ -1183,17 +1171,24 @@ impl DynamoStore {
             .table_name(&self.table)
             .set_key(Some(key))
             .update_expression(update)
-            .condition_expression(condition);
-        for (placeholder, name) in [("#status", "status"), ("#output", "output"), ("#error", "error")] {
-            if update.contains(placeholder) || condition.contains(placeholder) {
-                request = request.expression_attribute_names(placeholder, name);
-            }
-        }
+            .condition_expression(condition)
+            .set_expression_attribute_names(reserved_names(update, condition));
         for (name, value) in values {
             request = request.expression_attribute_values(name, value);
         }
         condition_met(request.send().await.map_err(classify))
     }
+}
+
+/// Names for the reserved words `#status`, `#output` and `#error` the expressions use; None when
+/// they use none (DynamoDB refuses an empty map).
+fn reserved_names(update: &str, condition: &str) -> Option<HashMap<String, String>> {
+    let names: HashMap<String, String> = [("#status", "status"), ("#output", "output"), ("#error", "error")]
+        .into_iter()
+        .filter(|(placeholder, _)| update.contains(placeholder) || condition.contains(placeholder))
+        .map(|(placeholder, name)| (placeholder.to_string(), name.to_string()))
+        .collect();
+    (!names.is_empty()).then_some(names)
 }
 
 /// `steps` as bulk items of at most `BULK_ITEM_BYTES` of JSON each, with their sizes.
