@@ -45,12 +45,14 @@ wait_http() {
   return 1
 }
 
-# Starts moto_server on 127.0.0.1:$1 in the background; prints its pid.
-start_moto() {
+# Starts the emulator (moto_server with DynamoDB's write atomicity, see scripts/emulator.py) on
+# 127.0.0.1:$1 in its own process group, logging to $2; waits until it answers; prints its pid
+# (= its process group id, for kill -- -pid).
+start_emulator() {
   local port="$1" logfile="$2"
-  moto_server -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
+  setsid python "$NODEAI_ROOT/scripts/emulator.py" -H 127.0.0.1 -p "$port" >"$logfile" 2>&1 &
   local pid=$!
-  wait_http "http://127.0.0.1:$port/moto-api/" 60
+  wait_http "http://127.0.0.1:$port/moto-api/" 60 >&2
   echo "$pid"
 }
 

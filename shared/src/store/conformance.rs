@@ -23,6 +23,7 @@ macro_rules! store_conformance_tests {
             credentials_are_tenant_scoped_and_paged,
             steps_are_recorded_once_per_node,
             executions_lifecycle_and_lease,
+            concurrent_claims_have_one_winner,
             redrive_requeues_only_failed_executions_and_keeps_only_succeeded_steps_recorded_alone,
             executions_list_newest_first_with_status_filter,
             idempotency_keys_hold_for_their_window,
@@ -413,6 +414,24 @@ pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
     steps.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     assert_eq!(steps, vec![ok, failed], "the first result stays, exactly as written");
     assert!(store.load_steps(&new_id(), &execution).await.unwrap().is_empty(), "scoped by tenant");
+}
+
+/// Two deliveries of one message may claim at the same instant; the lease must go to exactly one
+/// (a conditional write is atomic per item). Several rounds, since a race shows up only sometimes.
+pub async fn concurrent_claims_have_one_winner(store: &dyn Store) {
+    use crate::executions::ExecutionRecord;
+    let tenant = new_id();
+    let (now, later) = ("2030-01-01T00:00:00.000Z", "2030-01-01T00:05:00.000Z");
+    for round in 0..20 {
+        let duration = std::time::Duration::from_secs(900);
+        let record = ExecutionRecord::queued(&tenant, &new_id(), Some(1), json!({}), "req", duration);
+        store.create_execution(&record, &definition("race", &[])).await.unwrap();
+        let owners: Vec<String> = (0..6).map(|n| format!("worker-{n}")).collect();
+        let claims = owners.iter().map(|owner| store.claim_lease(&tenant, &record.execution_id, owner, later, now));
+        let won: Vec<bool> =
+            futures_util::future::join_all(claims).await.into_iter().map(|claimed| claimed.unwrap()).collect();
+        assert_eq!(won.iter().filter(|w| **w).count(), 1, "round {round}: claims {won:?}");
+    }
 }
 
 pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
