@@ -195,6 +195,8 @@ async fn a_429_with_retry_after_is_retried_and_a_401_is_not() {
     assert_eq!(failed.body["status"], "failed");
     assert_eq!(failed.body["error"]["code"], "HTTP_401");
     assert_eq!(failed.body["steps"][0]["attempts"], 1, "a 401 is not retried");
+    let sent = failed.body["steps"][0]["input"]["url"].as_str().unwrap_or_default();
+    assert!(sent.ends_with("/denied"), "the failed step shows the request it sent: {}", failed.raw);
     // wiremock checks the expected call counts when the stub drops.
 }
 

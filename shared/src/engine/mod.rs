@@ -145,21 +145,52 @@ pub struct NodeCall<'a> {
 }
 
 /// Why a node did not produce an output.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct NodeFailure {
     pub code: String,
     pub message: String,
     /// Timeouts, connection errors, 408, 429 and 5xx are worth another attempt; the rest are not.
     pub retryable: bool,
     pub retry_after: Option<Duration>,
+    /// The rendered input, when the attempt got that far: what was sent is what a failure is
+    /// debugged from.
+    pub input: Value,
+    /// Tokens the attempt was billed for although it failed (a model that answered with
+    /// unparsable JSON was still paid), and their price.
+    pub usage: Option<TokenUsage>,
+    pub cost_usd: Option<f64>,
 }
 
 impl NodeFailure {
     pub fn permanent(code: &str, message: impl Into<String>) -> Self {
-        NodeFailure { code: code.to_string(), message: message.into(), retryable: false, retry_after: None }
+        NodeFailure { code: code.to_string(), message: message.into(), ..Default::default() }
     }
     pub fn retryable(code: &str, message: impl Into<String>) -> Self {
-        NodeFailure { code: code.to_string(), message: message.into(), retryable: true, retry_after: None }
+        NodeFailure { retryable: true, ..NodeFailure::permanent(code, message) }
+    }
+    /// The failure with the input the attempt had rendered.
+    pub fn with_input(self, input: &Value) -> Self {
+        NodeFailure { input: input.clone(), ..self }
+    }
+}
+
+/// Usage and cost summed over a node's attempts: every attempt a provider billed counts.
+#[derive(Debug, Clone, Copy, Default)]
+struct Spent {
+    usage: Option<TokenUsage>,
+    cost_usd: Option<f64>,
+}
+
+impl Spent {
+    fn add(&mut self, usage: Option<TokenUsage>, cost_usd: Option<f64>) {
+        if let Some(more) = usage {
+            let total = self.usage.get_or_insert_with(TokenUsage::default);
+            total.input_tokens += more.input_tokens;
+            total.output_tokens += more.output_tokens;
+        }
+        if let Some(more) = cost_usd {
+            self.cost_usd = Some(crate::nodes::prices::round_usd(self.cost_usd.unwrap_or(0.0) + more));
+        }
     }
 }
 
@@ -314,6 +345,7 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
     let call = NodeCall { tenant_id, node, scope };
     let max_attempts = node.retry.as_ref().map(|r| r.max_attempts).unwrap_or(1).max(1);
     let mut attempt = 0;
+    let mut spent = Spent::default();
     loop {
         attempt += 1;
         let attempt_result = executor.execute(&call);
@@ -324,38 +356,32 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
             },
             None => attempt_result.await,
         };
+        let step = |status, output, error, input, spent: Spent| StepRecord {
+            node_id: node.id.clone(),
+            status,
+            attempts: attempt,
+            started_at: Some(started_at.clone()),
+            finished_at: Some(now_rfc3339()),
+            output,
+            error,
+            input,
+            usage: spent.usage,
+            cost_usd: spent.cost_usd,
+        };
         match result {
             Ok(produced) => {
-                return StepRecord {
-                    node_id: node.id.clone(),
-                    status: StepStatus::Succeeded,
-                    attempts: attempt,
-                    started_at: Some(started_at),
-                    finished_at: Some(now_rfc3339()),
-                    output: produced.output,
-                    error: None,
-                    input: produced.input,
-                    usage: produced.usage,
-                    cost_usd: produced.cost_usd,
-                };
-            }
-            Err(failure) if failure.retryable && attempt < max_attempts => {
-                tracing::info!(node_id = %node.id, attempt, code = %failure.code, "node failed; retrying");
-                tokio::time::sleep(backoff(node, attempt, &failure)).await;
+                spent.add(produced.usage, produced.cost_usd);
+                return step(StepStatus::Succeeded, produced.output, None, produced.input, spent);
             }
             Err(failure) => {
-                return StepRecord {
-                    node_id: node.id.clone(),
-                    status: StepStatus::Failed,
-                    attempts: attempt,
-                    started_at: Some(started_at),
-                    finished_at: Some(now_rfc3339()),
-                    output: Value::Null,
-                    error: Some(StepError { code: failure.code, message: failure.message }),
-                    input: Value::Null,
-                    usage: None,
-                    cost_usd: None,
-                };
+                spent.add(failure.usage, failure.cost_usd);
+                if failure.retryable && attempt < max_attempts {
+                    tracing::info!(node_id = %node.id, attempt, code = %failure.code, "node failed; retrying");
+                    tokio::time::sleep(backoff(node, attempt, &failure)).await;
+                    continue;
+                }
+                let error = StepError { code: failure.code, message: failure.message };
+                return step(StepStatus::Failed, Value::Null, Some(error), failure.input, spent);
             }
         }
     }

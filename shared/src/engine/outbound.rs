@@ -42,6 +42,7 @@ impl OutboundResponse {
             message: format!("'{}' answered {}", self.host, self.status),
             retryable: is_provider_trouble(self.status),
             retry_after: self.retry_after,
+            ..Default::default()
         })
     }
 }

@@ -237,6 +237,39 @@ async fn retryable_failures_are_retried_and_permanent_ones_are_not() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_billed_attempt_counts_and_a_failed_step_keeps_what_it_sent() {
+    let workflow = single(json!({ "id": "work", "type": "text.template", "config": { "template": "ok" },
+                                 "retry": { "max_attempts": 2, "initial_delay_ms": 10 } }));
+    let sent = json!({ "messages": [ { "role": "user", "content": "hi" } ] });
+    let billed = |retryable| NodeFailure {
+        retryable,
+        usage: Some(TokenUsage { input_tokens: 100, output_tokens: 20 }),
+        cost_usd: Some(0.0003),
+        ..NodeFailure::permanent("LLM_INVALID_JSON", "not json")
+    };
+    // A billed attempt, then a success (which used no tokens): the step carries the first's usage.
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    executor.fail_first("work", vec![billed(true)]);
+    let outcome =
+        finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
+    assert_eq!(outcome, RunOutcome::Succeeded { output: json!("ok") });
+    let work = &steps_of(&store, "e1").await["work"];
+    assert_eq!(
+        (work.attempts, work.usage, work.cost_usd),
+        (2, Some(TokenUsage { input_tokens: 100, output_tokens: 20 }), Some(0.0003))
+    );
+
+    // Two billed failures: both are counted, and the failed step shows the input it sent.
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    executor.fail_first("work", vec![billed(true), billed(false).with_input(&sent)]);
+    finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
+    let work = &steps_of(&store, "e1").await["work"];
+    assert_eq!(work.status, StepStatus::Failed);
+    assert_eq!(work.usage, Some(TokenUsage { input_tokens: 200, output_tokens: 40 }));
+    assert_eq!((work.cost_usd, &work.input), (Some(0.0006), &sent));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_slow_node_times_out() {
     let workflow =
         single(json!({ "id": "work", "type": "text.template", "config": { "template": "ok" }, "timeout_ms": 100 }));

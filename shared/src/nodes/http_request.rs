@@ -56,9 +56,15 @@ impl NodeKind for HttpRequest {
             Some(json_body) => OutboundBody::Json(json_body.clone()),
         };
         let rendered_input = redacted(&config);
-        let response = send(runtime, call.tenant_id, OutboundRequest { method, url, headers, body }).await?;
-        if let Some(failure) = response.status_failure("HTTP") {
-            return Err(failure);
+        let request = OutboundRequest { method, url, headers, body };
+        let response = send(runtime, call.tenant_id, request).await.map_err(|f| f.with_input(&rendered_input))?;
+        if let Some(mut failure) = response.status_failure("HTTP") {
+            // The start of the answer usually says what was wrong with the request.
+            let excerpt: String = String::from_utf8_lossy(&response.body).chars().take(300).collect();
+            if !excerpt.trim().is_empty() {
+                failure.message = format!("{}: {}", failure.message, excerpt.trim());
+            }
+            return Err(failure.with_input(&rendered_input));
         }
         let body = match response.is_json().then(|| serde_json::from_slice::<Value>(&response.body).ok()).flatten() {
             Some(parsed) => parsed,
@@ -166,7 +172,10 @@ mod tests {
             .mount(&server)
             .await;
         Mock::given(path("/down")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
-        Mock::given(path("/denied")).respond_with(ResponseTemplate::new(401)).mount(&server).await;
+        Mock::given(path("/denied"))
+            .respond_with(ResponseTemplate::new(401).set_body_string("{\"error\":\"token expired\"}"))
+            .mount(&server)
+            .await;
         Mock::given(path("/big"))
             .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(2000)))
             .mount(&server)
@@ -181,6 +190,8 @@ mod tests {
         assert!(down.retryable);
         let denied = run(&call("/denied"), &json!({}), &runtime()).await.unwrap_err();
         assert_eq!((denied.code.as_str(), denied.retryable), ("HTTP_401", false));
+        assert!(denied.message.ends_with(": {\"error\":\"token expired\"}"), "the answer's start: {}", denied.message);
+        assert_eq!(denied.input["url"], format!("{}/denied", server.uri()), "a failed call keeps what it sent");
         let big = run(&call("/big"), &json!({}), &runtime()).await.unwrap_err();
         assert_eq!(big.code, "HTTP_RESPONSE_TOO_LARGE");
     }

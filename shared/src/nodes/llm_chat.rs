@@ -77,7 +77,7 @@ impl NodeKind for LlmChat {
                 ));
             }
         };
-        let response = send(runtime, call.tenant_id, request).await?;
+        let response = send(runtime, call.tenant_id, request).await.map_err(|f| f.with_input(&rendered_input))?;
         let reply: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
         if let Some(mut failure) = response.status_failure("LLM") {
             if let Some(detail) = reply.pointer("/error/message").and_then(Value::as_str) {
@@ -85,24 +85,28 @@ impl NodeKind for LlmChat {
                 let detail = detail.replace(credential.api_key.as_str(), "<redacted>");
                 failure.message = format!("{}: {}", failure.message, detail.chars().take(300).collect::<String>());
             }
-            return Err(failure);
+            return Err(failure.with_input(&rendered_input));
         }
         let answer = match credential.provider.as_str() {
             "anthropic" => Answer::from_anthropic(&reply),
             _ => Answer::from_openai(&reply),
         }
         .ok_or_else(|| {
-            NodeFailure::permanent("LLM_BAD_RESPONSE", format!("'{}' answered without a readable reply", response.host))
+            let message = format!("'{}' answered without a readable reply", response.host);
+            NodeFailure::permanent("LLM_BAD_RESPONSE", message).with_input(&rendered_input)
         })?;
         let model = answer.model.unwrap_or_else(|| chat.model.clone());
+        let cost_usd = prices::cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
         let mut output = json!({ "text": answer.text, "model": model, "finish_reason": answer.finish_reason });
         if chat.wants_json {
-            let parsed = parse_json_reply(&answer.text).ok_or_else(|| {
-                NodeFailure::permanent("LLM_INVALID_JSON", "the model was asked for JSON and answered something else")
-            })?;
+            let Some(parsed) = parse_json_reply(&answer.text) else {
+                // The call was paid for: its tokens count although the node failed.
+                let message = "the model was asked for JSON and answered something else";
+                let failure = NodeFailure::permanent("LLM_INVALID_JSON", message).with_input(&rendered_input);
+                return Err(NodeFailure { usage: Some(answer.usage), cost_usd, ..failure });
+            };
             output["json"] = parsed;
         }
-        let cost_usd = prices::cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
         Ok(NodeOutput { output, input: rendered_input, usage: Some(answer.usage), cost_usd })
     }
 }
@@ -377,10 +381,10 @@ mod tests {
             .mount(&server)
             .await;
         Mock::given(path("/v1/chat/completions"))
-            .and(body_partial_json(json!({ "model": "prose" })))
+            .and(body_partial_json(json!({ "model": "gpt-4o-mini" })))
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-                "model": "prose", "choices": [ { "message": { "content": "not json" }, "finish_reason": "stop" } ],
-                "usage": { "prompt_tokens": 1, "completion_tokens": 1 } })))
+                "model": "gpt-4o-mini", "choices": [ { "message": { "content": "not json" }, "finish_reason": "stop" } ],
+                "usage": { "prompt_tokens": 1000, "completion_tokens": 100 } })))
             .mount(&server)
             .await;
         let runtime = runtime_with("openai", &format!("{}/v1", server.uri())).await;
@@ -393,8 +397,16 @@ mod tests {
         let denied = run(&node(json!({ "model": "denied" })), &runtime).await.unwrap_err();
         assert_eq!((denied.code.as_str(), denied.retryable), ("LLM_401", false));
         assert!(!denied.message.contains("sk-test-secret"), "an echoed key is redacted: {}", denied.message);
-        let prose = run(&node(json!({ "model": "prose", "response_format": "json" })), &runtime).await.unwrap_err();
+        assert_eq!(denied.input["model"], "denied", "a failed call keeps the rendered chat it sent");
+        assert!(!denied.input.to_string().contains("sk-test-secret"));
+        let prose =
+            run(&node(json!({ "model": "gpt-4o-mini", "response_format": "json" })), &runtime).await.unwrap_err();
         assert_eq!(prose.code, "LLM_INVALID_JSON");
+        // A reply that does not parse was still billed: 1000 in at $0.15/M + 100 out at $0.60/M.
+        assert_eq!(
+            (prose.usage, prose.cost_usd),
+            (Some(TokenUsage { input_tokens: 1000, output_tokens: 100 }), Some(0.00021))
+        );
     }
 
     #[tokio::test]
