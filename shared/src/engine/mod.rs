@@ -156,8 +156,14 @@ pub struct NodeFailure {
     /// debugged from.
     pub input: Value,
     /// Tokens the attempt was billed for although it failed (a model that answered with
-    /// unparsable JSON was still paid), and their price.
-    pub usage: Option<TokenUsage>,
+    /// unparsable JSON was still paid). Boxed: failures are passed by value on every path.
+    pub billed: Option<Box<Billed>>,
+}
+
+/// Tokens a provider billed for one call, and their price (None: the model is not priced).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Billed {
+    pub usage: TokenUsage,
     pub cost_usd: Option<f64>,
 }
 
@@ -374,7 +380,9 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
                 return step(StepStatus::Succeeded, produced.output, None, produced.input, spent);
             }
             Err(failure) => {
-                spent.add(failure.usage, failure.cost_usd);
+                if let Some(billed) = failure.billed.as_deref() {
+                    spent.add(Some(billed.usage), billed.cost_usd);
+                }
                 if failure.retryable && attempt < max_attempts {
                     tracing::info!(node_id = %node.id, attempt, code = %failure.code, "node failed; retrying");
                     tokio::time::sleep(backoff(node, attempt, &failure)).await;

@@ -243,8 +243,10 @@ async fn every_billed_attempt_counts_and_a_failed_step_keeps_what_it_sent() {
     let sent = json!({ "messages": [ { "role": "user", "content": "hi" } ] });
     let billed = |retryable| NodeFailure {
         retryable,
-        usage: Some(TokenUsage { input_tokens: 100, output_tokens: 20 }),
-        cost_usd: Some(0.0003),
+        billed: Some(Box::new(Billed {
+            usage: TokenUsage { input_tokens: 100, output_tokens: 20 },
+            cost_usd: Some(0.0003),
+        })),
         ..NodeFailure::permanent("LLM_INVALID_JSON", "not json")
     };
     // A billed attempt, then a success (which used no tokens): the step carries the first's usage.

@@ -5,7 +5,7 @@
 use super::{NodeKind, prices};
 use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
 use crate::engine::template::render_value;
-use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime, TokenUsage};
+use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, NodeRuntime, TokenUsage};
 use crate::secrets::ProviderCredential;
 use serde_json::{Value, json};
 
@@ -103,7 +103,10 @@ impl NodeKind for LlmChat {
                 // The call was paid for: its tokens count although the node failed.
                 let message = "the model was asked for JSON and answered something else";
                 let failure = NodeFailure::permanent("LLM_INVALID_JSON", message).with_input(&rendered_input);
-                return Err(NodeFailure { usage: Some(answer.usage), cost_usd, ..failure });
+                return Err(NodeFailure {
+                    billed: Some(Box::new(Billed { usage: answer.usage, cost_usd })),
+                    ..failure
+                });
             };
             output["json"] = parsed;
         }
@@ -403,10 +406,8 @@ mod tests {
             run(&node(json!({ "model": "gpt-4o-mini", "response_format": "json" })), &runtime).await.unwrap_err();
         assert_eq!(prose.code, "LLM_INVALID_JSON");
         // A reply that does not parse was still billed: 1000 in at $0.15/M + 100 out at $0.60/M.
-        assert_eq!(
-            (prose.usage, prose.cost_usd),
-            (Some(TokenUsage { input_tokens: 1000, output_tokens: 100 }), Some(0.00021))
-        );
+        let billed = Billed { usage: TokenUsage { input_tokens: 1000, output_tokens: 100 }, cost_usd: Some(0.00021) };
+        assert_eq!(prose.billed.as_deref(), Some(&billed));
     }
 
     #[tokio::test]
