@@ -220,6 +220,8 @@ pub struct NodeRuntime {
     pub credentials: Option<Arc<CredentialResolver>>,
     /// Per tenant and host: shared by every execution this instance runs.
     pub breakers: Arc<breaker::CircuitBreakers>,
+    /// Outbound HTTP clients, kept so calls to one host reuse their connection.
+    pub clients: Arc<outbound::ClientPool>,
 }
 
 impl Default for NodeRuntime {
@@ -229,6 +231,7 @@ impl Default for NodeRuntime {
             max_response_bytes: 1024 * 1024,
             credentials: None,
             breakers: Arc::new(breaker::CircuitBreakers::default()),
+            clients: Arc::new(outbound::ClientPool::default()),
         }
     }
 }

@@ -5,6 +5,8 @@
 use super::http_guard::vet;
 use super::{NodeFailure, NodeRuntime};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 pub enum OutboundBody {
@@ -67,18 +69,55 @@ pub async fn send(
     result
 }
 
+/// HTTP clients kept for the warm instance, one per (host, vetted address): a node calling the
+/// same provider again reuses the open connection instead of paying a new TCP and TLS handshake.
+/// Each client resolves only its own host, to the address the SSRF guard checked, and is used
+/// only for that host, so reuse cannot reach an address that was not vetted.
+#[derive(Default)]
+pub struct ClientPool {
+    clients: std::sync::Mutex<HashMap<(String, SocketAddr), reqwest::Client>>,
+}
+
+/// Enough for the providers and APIs one instance talks to; past it the pool starts over rather
+/// than grow without bound (a workflow calling many hosts).
+const MAX_POOLED_CLIENTS: usize = 64;
+
+impl ClientPool {
+    fn client(&self, host: &str, address: SocketAddr) -> Result<reqwest::Client, NodeFailure> {
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (host.to_string(), address);
+        if let Some(client) = clients.get(&key) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .resolve(host, address)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| NodeFailure::permanent("HTTP_CLIENT_ERROR", e.to_string()))?;
+        if clients.len() >= MAX_POOLED_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    pub fn len(&self) -> usize {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 async fn call(
     runtime: &NodeRuntime,
     host: &str,
-    address: std::net::SocketAddr,
+    address: SocketAddr,
     request: OutboundRequest,
 ) -> Result<OutboundResponse, NodeFailure> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .resolve(host, address)
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| NodeFailure::permanent("HTTP_CLIENT_ERROR", e.to_string()))?;
+    let client = runtime.clients.client(host, address)?;
     let mut builder = client.request(request.method, request.url);
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
@@ -125,4 +164,64 @@ async fn call(
         body.extend_from_slice(&chunk);
     }
     Ok(OutboundResponse { host: host.to_string(), status, headers, retry_after, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A keep-alive HTTP/1.1 server on loopback that counts the connections it accepts.
+    async fn counting_server() -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    // One GET per read is enough for these requests (no bodies).
+                    while let Ok(n) = socket.read(&mut buffer).await {
+                        if n == 0 {
+                            break;
+                        }
+                        let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if socket.write_all(reply).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    fn get(url: &str) -> OutboundRequest {
+        OutboundRequest {
+            method: reqwest::Method::GET,
+            url: url.parse().unwrap(),
+            headers: Vec::new(),
+            body: OutboundBody::None,
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_to_one_host_reuse_the_connection() {
+        let (url, accepted) = counting_server().await;
+        let runtime = NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], ..Default::default() };
+        for _ in 0..3 {
+            let response = send(&runtime, "t1", get(&format!("{url}/ping"))).await.unwrap();
+            assert_eq!((response.status, response.body.as_slice()), (200, b"ok".as_slice()));
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "three calls, one connection");
+        assert_eq!(runtime.clients.len(), 1);
+        // Another host (here another port) gets a client of its own.
+        let (other, _) = counting_server().await;
+        send(&runtime, "t1", get(&other)).await.unwrap();
+        assert_eq!(runtime.clients.len(), 2);
+    }
 }
