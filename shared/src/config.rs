@@ -30,6 +30,9 @@ pub struct Config {
     pub circuit_breaker_threshold: u32,
     /// How long an open circuit fails fast before one trial call.
     pub circuit_breaker_cool_down: Duration,
+    /// How long an execution's records (input, output, steps) are kept before DynamoDB's TTL
+    /// deletes them.
+    pub execution_retention: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -47,6 +50,7 @@ impl fmt::Debug for Config {
             .field("credential_cache_ttl", &self.credential_cache_ttl)
             .field("circuit_breaker_threshold", &self.circuit_breaker_threshold)
             .field("circuit_breaker_cool_down", &self.circuit_breaker_cool_down)
+            .field("execution_retention", &self.execution_retention)
             .finish()
     }
 }
@@ -89,6 +93,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "CIRCUIT_BREAKER_COOL_DOWN_SECONDS",
         "optional, default 30, at most 3600; how long an open circuit fails fast before one trial call",
+    ),
+    (
+        "EXECUTION_RETENTION_DAYS",
+        "optional, default 30, 3 to 3650; how long an execution's records (input, output, steps) are kept before DynamoDB's TTL deletes them",
     ),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
@@ -183,7 +191,21 @@ impl Config {
         };
         let circuit_breaker_cool_down =
             seconds("CIRCUIT_BREAKER_COOL_DOWN_SECONDS", crate::engine::breaker::DEFAULT_COOL_DOWN.as_secs(), 3600)?;
+        let execution_retention = match lookup("EXECUTION_RETENTION_DAYS").filter(|v| !v.is_empty()) {
+            None => crate::executions::DEFAULT_EXECUTION_RETENTION,
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|days| (3..=3650).contains(days))
+                .map(|days| Duration::from_secs(days * 24 * 3600))
+                .ok_or_else(|| ConfigError {
+                    variable: "EXECUTION_RETENTION_DAYS",
+                    // At least 3: a redrive needs 2 days of records left (see REDRIVE_MARGIN).
+                    problem: "must be a whole number of days from 3 to 3650".into(),
+                })?,
+        };
         Ok(Config {
+            execution_retention,
             credential_cache_ttl,
             circuit_breaker_threshold,
             circuit_breaker_cool_down,
@@ -296,6 +318,11 @@ mod tests {
             with(("CIRCUIT_BREAKER_COOL_DOWN_SECONDS", "3601")).unwrap_err().variable,
             "CIRCUIT_BREAKER_COOL_DOWN_SECONDS"
         );
+        for bad in ["2", "3651", "a month"] {
+            assert_eq!(with(("EXECUTION_RETENTION_DAYS", bad)).unwrap_err().variable, "EXECUTION_RETENTION_DAYS");
+        }
+        let days = |n: u64| Duration::from_secs(n * 24 * 3600);
+        assert_eq!(with(("EXECUTION_RETENTION_DAYS", "90")).unwrap().execution_retention, days(90));
         let config = with(("CORS_ALLOWED_ORIGINS", "https://a.example.com, http://localhost:3000/")).unwrap();
         assert_eq!(config.cors_allowed_origins, vec!["https://a.example.com", "http://localhost:3000"]);
     }
@@ -310,6 +337,7 @@ mod tests {
         assert!(config.cors_allowed_origins.is_empty());
         assert_eq!(config.credential_cache_ttl, Duration::from_secs(60));
         assert_eq!((config.circuit_breaker_threshold, config.circuit_breaker_cool_down), (5, Duration::from_secs(30)));
+        assert_eq!(config.execution_retention, Duration::from_secs(30 * 24 * 3600));
         assert!(!format!("{config:?}").contains(KEY), "Debug must not print the signing key");
     }
 }

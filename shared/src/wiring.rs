@@ -17,7 +17,8 @@ pub type Error = lambda_http::Error;
 /// function with one line naming it.
 pub async fn app_from_env() -> App {
     let (config, sdk_config) = config_and_sdk().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone());
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone())
+        .with_execution_retention(config.execution_retention);
     let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config));
     let queue_url = config.execution_queue_url.clone();
     let app = App::new(config, Arc::new(store), Arc::new(secrets));
@@ -37,7 +38,10 @@ pub async fn serve_worker() -> Result<(), Error> {
         eprintln!("configuration error: EXECUTION_QUEUE_URL is not set");
         std::process::exit(1);
     };
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone()));
+    let store = Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone())
+            .with_execution_retention(config.execution_retention),
+    );
     let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config)));
     let runtime = crate::engine::NodeRuntime {
@@ -104,7 +108,10 @@ pub async fn serve_authorizer() -> Result<(), Error> {
     use lambda_http::aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
     use lambda_http::lambda_runtime::{self, LambdaEvent};
     let (config, sdk_config) = config_and_sdk().await;
-    let store = Arc::new(DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone()));
+    let store = Arc::new(
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone())
+            .with_execution_retention(config.execution_retention),
+    );
     let keys = Arc::new(crate::auth::KeyCache::new(config.key_cache_ttl));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
         let (store, keys) = (store.clone(), keys.clone());

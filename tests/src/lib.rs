@@ -79,7 +79,7 @@ impl TestApp {
 
     /// A test app with extra configuration variables (e.g. KEY_CACHE_TTL_SECONDS).
     pub async fn with_settings(settings: &[(&str, &str)]) -> TestApp {
-        let store = Arc::new(fresh_store().await);
+        let store = fresh_store().await;
         let settings: HashMap<String, String> = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let config = Config::from_lookup(|name| match name {
             "TABLE_NAME" => Some(store.table().to_string()),
@@ -88,6 +88,8 @@ impl TestApp {
             other => settings.get(other).cloned(),
         })
         .expect("test config is valid");
+        // As wiring.rs does: the store writes steps with the configured retention.
+        let store = Arc::new(store.with_execution_retention(config.execution_retention));
         let (queue, queue_url) = fresh_queue().await;
         let app = App::new(config, store.clone(), Arc::new(secret_store().await)).with_queue(Arc::new(queue));
         let (tenant, key) = nodeai::auth::provision_tenant(store.as_ref(), "Test tenant", "free", None)

@@ -655,3 +655,84 @@ async fn a_worker_that_dies_after_two_checkpoints_is_resumed_without_calling_the
     assert_eq!((done["status"].as_str(), &done["output"]), (Some("succeeded"), &json!("ok")), "{done}");
     stub.verify().await; // /one and /two were called once, before the crash
 }
+
+#[tokio::test]
+async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::with_settings(&[("EXECUTION_RETENTION_DAYS", "3")]).await;
+    let stub = MockServer::start().await;
+    Mock::given(path("/call")).respond_with(ResponseTemplate::new(200).set_body_string("ok")).mount(&stub).await;
+    // A side-effecting step (its own item), then a pure one that fails (a bulk item).
+    let id = t
+        .create_workflow(json!({
+            "name": "expiring",
+            "nodes": [
+                { "id": "call", "type": "http.request", "config": { "method": "GET", "url": format!("{}/call", stub.uri()) } },
+                { "id": "oops", "type": "text.template", "config": { "template": "{{ input.missing }}" } }
+            ],
+            "edges": [ { "from": "call", "to": "oops" } ]
+        }))
+        .await;
+    let started = start(&t, &id, json!({ "version": "draft" })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    run_worker_with(&t, loopback_allowed()).await;
+    let failed = execution(&t, &execution_id).await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let in_three_days = chrono::Utc::now().timestamp() + 3 * 24 * 3600;
+    let expires_at = chrono::DateTime::parse_from_rfc3339(failed["expires_at"].as_str().unwrap()).unwrap();
+    assert!((expires_at.timestamp() - in_three_days).abs() < 120, "{failed}");
+
+    // On the table: the execution, its snapshot and every step item carry DynamoDB's ttl.
+    let client = nodeai_tests::dynamo_client().await;
+    let ttl = |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| {
+        item.get("ttl").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<i64>().ok())
+    };
+    let record = client
+        .get_item()
+        .table_name(t.store.table())
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("T#{}", t.tenant_id)))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(format!("EX#{execution_id}")))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the execution item");
+    assert_eq!(ttl(&record), Some(expires_at.timestamp()));
+    let children = client
+        .query()
+        .table_name(t.store.table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("T#{}#EX#{execution_id}", t.tenant_id)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap_or_default();
+    let sort_keys: Vec<&str> = children.iter().filter_map(|i| i.get("sk")?.as_s().ok().map(String::as_str)).collect();
+    assert!(sort_keys.contains(&"DEF") && sort_keys.contains(&"STEP#call"), "{sort_keys:?}");
+    assert!(sort_keys.iter().any(|sk| sk.starts_with("STEP#~")), "the failed pure step rides in a bulk item");
+    for item in &children {
+        let expiry = ttl(item).unwrap_or_else(|| panic!("no ttl on {:?}", item.get("sk")));
+        assert!(expiry >= expires_at.timestamp(), "{:?} expires before its execution", item.get("sk"));
+        assert!(expiry - in_three_days < 120, "{:?} is kept for the configured 3 days", item.get("sk"));
+    }
+    // Three days left: redrivable. With a day left, a redrive could outlive its records: refused.
+    let redriven = t.call(Route::RedriveExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(redriven.status, 202, "{}", redriven.raw);
+    let ending = nodeai::executions::ExecutionRecord {
+        status: nodeai::executions::ExecutionStatus::Failed,
+        ..nodeai::executions::ExecutionRecord::queued(&t.tenant_id, &id, None, json!({}), "r", Duration::from_secs(60))
+            .retained_for(Duration::from_secs(24 * 3600))
+    };
+    let snapshot = serde_json::from_value(json!({ "name": "s", "nodes": [
+        { "id": "out", "type": "flow.output", "config": { "value": "x" } } ] }))
+    .unwrap();
+    nodeai::store::ExecutionStore::create_execution(t.store.as_ref(), &ending, &snapshot).await.unwrap();
+    let refused = t.call(Route::RedriveExecution, &[("execution_id", &ending.execution_id)], None).await;
+    refused.assert_error(409, "EXECUTION_NOT_REDRIVABLE");
+    assert!(refused.raw.contains("expire"), "{}", refused.raw);
+}

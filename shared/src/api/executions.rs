@@ -4,7 +4,7 @@ use super::{Call, paging, truncate, workflows};
 use crate::cursor;
 use crate::engine::StepStatus;
 use crate::error::{ApiError, ErrorCode, StoreError};
-use crate::executions::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus};
+use crate::executions::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus, REDRIVE_MARGIN};
 use crate::http::{self, Reply};
 use crate::queue::ExecutionMessage;
 use crate::store::IdempotencyClaim;
@@ -104,7 +104,8 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
         input,
         &request_id,
         execution_timeout(&definition),
-    );
+    )
+    .retained_for(call.app.config.execution_retention);
     if let Some(key) = idempotency_key {
         let claim = call
             .app
@@ -238,6 +239,7 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         "cancel_requested": execution.cancel_requested,
         "steps": steps,
         "redrive_count": execution.redrive_count,
+        "expires_at": execution.expires_at,
         "totals": totals(recorded.values()),
     })))
 }
@@ -295,6 +297,15 @@ pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
     };
     if !matches!(execution.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) {
         return Err(not_redrivable(execution.status));
+    }
+    // Timestamps share one format, so they compare as text (as the lease's do).
+    let margin_from_now = crate::model::rfc3339_in(REDRIVE_MARGIN.as_secs() as i64);
+    if let Some(expiry) = execution.expires_at.as_deref().filter(|expiry| margin_from_now.as_str() > *expiry) {
+        return Err(ApiError::new(
+            ErrorCode::ExecutionNotRedrivable,
+            format!("the execution's records expire at {expiry}; a redrive must start at least 2 days before"),
+        )
+        .suggest("Start a new execution instead."));
     }
     let definition = snapshot(call, &id).await?;
     call.app.store.reset_steps_for_redrive(call.tenant_id, &id).await?;

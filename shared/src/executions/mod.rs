@@ -61,10 +61,21 @@ pub struct ExecutionRecord {
     pub cancel_requested: bool,
     /// How many times the execution was redriven after failing or timing out.
     pub redrive_count: u32,
+    /// When its records expire (created_at + the retention); DynamoDB's TTL deletes them after.
+    /// None for records written before retention existed: they are kept.
+    pub expires_at: Option<String>,
 }
 
 /// Default execution timeout; a workflow may set its own `timeout_seconds`, up to 24 h.
 pub const DEFAULT_EXECUTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// How long an execution's records are kept unless `EXECUTION_RETENTION_DAYS` says otherwise.
+pub const DEFAULT_EXECUTION_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// A redrive must start this long before the records expire: the longest execution timeout
+/// (24 h) and a day to spare, so no step it relies on is deleted while it runs (a deleted
+/// succeeded step would be run, and paid for, again).
+pub const REDRIVE_MARGIN: Duration = Duration::from_secs(2 * 24 * 3600);
 
 impl ExecutionRecord {
     /// A new execution waiting for a worker.
@@ -92,7 +103,13 @@ impl ExecutionRecord {
             deadline_at: crate::model::rfc3339_in(timeout.as_secs() as i64),
             cancel_requested: false,
             redrive_count: 0,
+            expires_at: Some(crate::model::rfc3339_in(DEFAULT_EXECUTION_RETENTION.as_secs() as i64)),
         }
+    }
+
+    /// The same execution with its records kept for `retention` from now.
+    pub fn retained_for(self, retention: Duration) -> ExecutionRecord {
+        ExecutionRecord { expires_at: Some(crate::model::rfc3339_in(retention.as_secs() as i64)), ..self }
     }
 }
 

@@ -41,11 +41,25 @@ const MAX_PAGES_PER_LISTING: usize = 5;
 pub struct DynamoStore {
     client: Client,
     table: String,
+    /// How long step items are kept (their `ttl`); an execution's own items carry its
+    /// `expires_at`.
+    execution_retention: std::time::Duration,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into() }
+        DynamoStore { client, table: table.into(), execution_retention: crate::executions::DEFAULT_EXECUTION_RETENTION }
+    }
+
+    /// The store with `EXECUTION_RETENTION_DAYS` applied to the steps it writes.
+    pub fn with_execution_retention(self, retention: std::time::Duration) -> Self {
+        DynamoStore { execution_retention: retention, ..self }
+    }
+
+    /// The `ttl` attribute of a step written now: DynamoDB deletes the item after it. A step is
+    /// written after its execution was created, so it never expires before the execution.
+    fn step_ttl(&self) -> AttributeValue {
+        n(chrono::Utc::now().timestamp() + self.execution_retention.as_secs() as i64)
     }
 
     pub fn table(&self) -> &str {
@@ -816,6 +830,7 @@ fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRecord, Store
         deadline_at: get_s(item, "deadline_at")?,
         cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
         redrive_count: get_opt_n(item, "redrive_count")?.unwrap_or(0),
+        expires_at: get_opt_s(item, "expires_at"),
     })
 }
 
@@ -844,6 +859,14 @@ impl ExecutionStore for DynamoStore {
         let mut snapshot = key(format!("T#{}#EX#{}", record.tenant_id, record.execution_id), "DEF".into());
         snapshot.insert("entity".into(), s("execution_definition"));
         snapshot.insert("definition".into(), s(definition_json(definition)?));
+        if let Some(expires_at) = &record.expires_at {
+            let at = chrono::DateTime::parse_from_rfc3339(expires_at)
+                .map_err(|e| StoreError::Internal(format!("expires_at {expires_at}: {e}")))?;
+            item.insert("expires_at".into(), s(expires_at));
+            // DynamoDB's TTL attribute (epoch seconds) on both items of the execution.
+            item.insert("ttl".into(), n(at.timestamp()));
+            snapshot.insert("ttl".into(), n(at.timestamp()));
+        }
         // Two plain puts, snapshot first, rather than one transaction: no execution ever exists
         // without its snapshot, and it costs half the write units (a transactional write is
         // billed double). An attempt that dies between the two leaves a snapshot nothing
@@ -1107,7 +1130,7 @@ impl DynamoStore {
             update = update.expression_attribute_values(name, value);
         }
         let update = update.build().map_err(|e| StoreError::Internal(e.to_string()))?;
-        let mut items = bulk_step_items(tenant_id, execution_id, steps)?;
+        let mut items = bulk_step_items(tenant_id, execution_id, steps, self.step_ttl())?;
         let mut in_transaction = Vec::new();
         let mut bytes = 0;
         while let Some((item, size)) = items.pop() {
@@ -1196,6 +1219,7 @@ fn bulk_step_items(
     tenant_id: &str,
     execution_id: &str,
     steps: &[StepRecord],
+    ttl: AttributeValue,
 ) -> Result<Vec<(Item, usize)>, StoreError> {
     let mut chunks: Vec<Vec<&StepRecord>> = vec![Vec::new()];
     let mut size = 0;
@@ -1214,6 +1238,7 @@ fn bulk_step_items(
             let text = serde_json::to_string(&chunk).map_err(|e| StoreError::Internal(e.to_string()))?;
             let mut item = key(format!("T#{tenant_id}#EX#{execution_id}"), format!("STEP#~{}", crate::model::new_id()));
             item.insert("entity".into(), s("step_bulk"));
+            item.insert("ttl".into(), ttl.clone());
             let size = text.len();
             item.insert("bulk_steps".into(), s(text));
             Ok((item, size))
@@ -1275,6 +1300,7 @@ impl StepStore for DynamoStore {
     async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError> {
         let mut item = key(format!("T#{tenant_id}#EX#{execution_id}"), format!("STEP#{}", step.node_id));
         item.insert("entity".into(), s("step"));
+        item.insert("ttl".into(), self.step_ttl());
         item.insert("node_id".into(), s(&step.node_id));
         let status = serde_json::to_value(step.status).map_err(|e| StoreError::Internal(e.to_string()))?;
         item.insert("status".into(), s(status.as_str().unwrap_or("pending")));
