@@ -69,6 +69,7 @@ fn orchestration(c: &mut Criterion) {
                 b.iter(|| {
                     let store = MemoryStore::new();
                     let ctx = RunContext {
+                        request_id: "req-1",
                         tenant_id: "t1",
                         execution_id: "e1",
                         workflow_id: "wf1",

@@ -65,17 +65,18 @@ pub async fn serve_worker() -> Result<(), Error> {
             let remaining = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
             let deadline = std::time::Instant::now() + remaining;
             let worker_id = event.context.request_id.clone();
-            Ok::<_, Error>(
-                crate::worker::handle_batch(
-                    store.as_ref(),
-                    &executor,
-                    queue.as_ref(),
-                    event.payload,
-                    &worker_id,
-                    deadline,
-                )
-                .await,
+            let response = crate::worker::handle_batch(
+                store.as_ref(),
+                &executor,
+                queue.as_ref(),
+                event.payload,
+                &worker_id,
+                deadline,
             )
+            .await;
+            // Before the response: Lambda may freeze the instance right after it.
+            crate::telemetry::flush_metrics(std::io::stdout());
+            Ok::<_, Error>(response)
         }
     }))
     .await
@@ -90,6 +91,7 @@ async fn config_and_sdk() -> (Config, aws_config::SdkConfig) {
         }
     };
     crate::telemetry::init(&config.log_level);
+    crate::telemetry::init_metrics(&config.stage);
     (config, aws_config::load_from_env().await)
 }
 

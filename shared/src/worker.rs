@@ -44,14 +44,13 @@ async fn handle_message<S: ExecutionStore + StepStore>(
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "processing"
         );
-        let processed =
-            match process(store, executor, &parsed.tenant_id, &parsed.execution_id, worker_id, &budget).await {
-                Ok(processed) => processed,
-                Err(e) => {
-                    give_up_if_last_receive(store, message, &parsed).await;
-                    return Err(e.to_string());
-                }
-            };
+        let processed = match process(store, executor, &parsed, worker_id, &budget).await {
+            Ok(processed) => processed,
+            Err(e) => {
+                give_up_if_last_receive(store, message, &parsed).await;
+                return Err(e.to_string());
+            }
+        };
         match processed {
             Processed::Finished(status) => {
                 tracing::info!(status = status.as_str(), "execution finished");

@@ -1,6 +1,7 @@
 //! Test harness: an `App` wired to the DynamoDB emulator with a fresh table, a provisioned
 //! tenant, and request builders that produce the same `lambda_http::Request` a function sees.
 
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
 use nodeai::api::{self, App, ROUTES, Route};
@@ -11,6 +12,7 @@ use nodeai::store::secrets_manager::SecretsManagerStore;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 pub const SIGNING_KEY: &str = "test-signing-key-0123456789abcdef";
 
@@ -273,4 +275,69 @@ pub fn sample_definition(name: &str) -> Value {
         ],
         "edges": [ { "from": "fetch", "to": "summarize" }, { "from": "summarize", "to": "done" } ]
     })
+}
+
+/// One worker invocation with `budget` of Lambda time left.
+pub async fn run_worker_for(t: &TestApp, executor: &nodeai::engine::RegistryExecutor, budget: Duration) -> usize {
+    let client = sqs_client().await;
+    let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
+    let messages = out.messages.unwrap_or_default();
+    let mut event = SqsEvent::default();
+    for message in &messages {
+        let mut record = SqsMessage::default();
+        record.message_id = message.message_id.clone();
+        record.body = message.body.clone();
+        event.records.push(record);
+    }
+    let queue = SqsExecutionQueue::new(client, t.queue_url.clone());
+    let deadline = Instant::now() + budget;
+    let response =
+        nodeai::worker::handle_batch(t.store.as_ref(), executor, &queue, event, "test-worker", deadline).await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    messages.len()
+}
+
+/// The worker as deployed: loopback stubs allow-listed, credentials read from Secrets Manager on
+/// the emulator (where PUT /v1/credentials put them), the given circuit breakers.
+pub async fn deployed_like(
+    t: &TestApp,
+    breakers: nodeai::engine::breaker::CircuitBreakers,
+) -> nodeai::engine::RegistryExecutor {
+    let secrets = std::sync::Arc::new(secret_store().await);
+    let resolver = nodeai::secrets::CredentialResolver::new(secrets, &t.app.config.stage, Duration::from_secs(60));
+    let runtime = nodeai::engine::NodeRuntime {
+        allowed_private_hosts: vec!["127.0.0.1".into()],
+        credentials: Some(std::sync::Arc::new(resolver)),
+        breakers: std::sync::Arc::new(breakers),
+        ..Default::default()
+    };
+    nodeai::engine::RegistryExecutor { runtime }
+}
+
+/// Every log line the code under test writes, kept to be searched; a `MakeWriter` for
+/// `nodeai::telemetry::init_with_writer`, so the lines have the deployed format.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for CapturedLogs {
+    type Writer = CapturedLogs;
+    fn make_writer(&'w self) -> Self::Writer {
+        self.clone()
+    }
 }

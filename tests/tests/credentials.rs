@@ -3,25 +3,9 @@
 
 use nodeai::api::Route;
 use nodeai::secrets::{CredentialResolver, secret_name};
-use nodeai_tests::{Reply, RequestSpec, TestApp};
+use nodeai_tests::{CapturedLogs, Reply, RequestSpec, TestApp};
 use serde_json::json;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-/// Every log line the code under test writes, kept to be searched.
-#[derive(Clone, Default)]
-struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for CapturedLogs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 const SECRET_A: &str = "sk-test-SECRET-a1b2c3d4e5f6";
 const SECRET_B: &str = "sk-ant-test-SECRET-99887766";
@@ -133,8 +117,7 @@ async fn another_tenants_credential_is_404_and_untouched() {
 #[tokio::test]
 async fn no_secret_appears_in_any_response_or_log_line() {
     let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt().json().with_writer(move || writer.clone()).with_max_level(tracing::Level::TRACE).init();
+    nodeai::telemetry::init_with_writer("trace", logs.clone());
 
     let t = TestApp::new().await;
     let mut replies: Vec<Reply> = Vec::new();
@@ -170,7 +153,7 @@ async fn no_secret_appears_in_any_response_or_log_line() {
     let malformed = resolver.resolve(&t.tenant_id, "x").await.unwrap_err();
     tracing::error!(error = %malformed, "resolver error as the engine would log it");
 
-    let log_text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let log_text = logs.text();
     assert!(log_text.contains("request completed"), "the capture sees the request log lines");
     for secret in [SECRET_A, SECRET_B] {
         for reply in &replies {

@@ -4,7 +4,7 @@
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use nodeai::api::Route;
 use nodeai::queue::SqsExecutionQueue;
-use nodeai_tests::{Reply, RequestSpec, TestApp, sqs_client};
+use nodeai_tests::{Reply, RequestSpec, TestApp, deployed_like, run_worker_for, sqs_client};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -38,26 +38,6 @@ async fn run_worker(t: &TestApp) -> usize {
 
 async fn run_worker_with(t: &TestApp, executor: nodeai::engine::RegistryExecutor) -> usize {
     run_worker_for(t, &executor, Duration::from_secs(60)).await
-}
-
-/// One worker invocation with `budget` of Lambda time left.
-async fn run_worker_for(t: &TestApp, executor: &nodeai::engine::RegistryExecutor, budget: Duration) -> usize {
-    let client = sqs_client().await;
-    let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
-    let messages = out.messages.unwrap_or_default();
-    let mut event = SqsEvent::default();
-    for message in &messages {
-        let mut record = SqsMessage::default();
-        record.message_id = message.message_id.clone();
-        record.body = message.body.clone();
-        event.records.push(record);
-    }
-    let queue = SqsExecutionQueue::new(client, t.queue_url.clone());
-    let deadline = Instant::now() + budget;
-    let response =
-        nodeai::worker::handle_batch(t.store.as_ref(), executor, &queue, event, "test-worker", deadline).await;
-    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
-    messages.len()
 }
 
 async fn start(t: &TestApp, workflow_id: &str, body: Value) -> Reply {
@@ -278,23 +258,6 @@ async fn idempotency_keys_return_the_original_execution() {
     let bad =
         t.send(Route::StartExecution, send("has space", json!({ "input": { "n": 2 }, "version": "draft" }))).await;
     bad.assert_error(400, "INVALID_REQUEST");
-}
-
-/// The worker as deployed: loopback stubs allow-listed, credentials read from Secrets Manager on
-/// the emulator (where PUT /v1/credentials put them), the given circuit breakers.
-async fn deployed_like(
-    t: &TestApp,
-    breakers: nodeai::engine::breaker::CircuitBreakers,
-) -> nodeai::engine::RegistryExecutor {
-    let secrets = std::sync::Arc::new(nodeai_tests::secret_store().await);
-    let resolver = nodeai::secrets::CredentialResolver::new(secrets, &t.app.config.stage, Duration::from_secs(60));
-    let runtime = nodeai::engine::NodeRuntime {
-        allowed_private_hosts: vec!["127.0.0.1".into()],
-        credentials: Some(std::sync::Arc::new(resolver)),
-        breakers: std::sync::Arc::new(breakers),
-        ..Default::default()
-    };
-    nodeai::engine::RegistryExecutor { runtime }
 }
 
 async fn execution(t: &TestApp, execution_id: &str) -> Value {

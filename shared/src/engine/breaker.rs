@@ -81,6 +81,7 @@ impl CircuitBreakers {
             }
             (State::Closed { consecutive_failures }, true) if consecutive_failures + 1 >= self.threshold => {
                 tracing::warn!(host, threshold = self.threshold, "circuit opened");
+                metrics::counter!(crate::telemetry::metric::CIRCUITS_OPENED).increment(1);
                 State::Open { until: Instant::now() + self.cool_down }
             }
             (State::Closed { consecutive_failures }, true) => {

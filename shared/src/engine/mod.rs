@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 /// Default and cap of nodes run at once within one execution.
 pub const DEFAULT_CONCURRENCY: usize = 4;
@@ -45,6 +46,17 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    /// The name the API and the store use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+
     pub fn is_final(self) -> bool {
         matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
     }
@@ -269,6 +281,8 @@ pub enum RunOutcome {
 }
 
 pub struct RunContext<'a> {
+    /// The request that started the execution, for log correlation.
+    pub request_id: &'a str,
     pub tenant_id: &'a str,
     pub execution_id: &'a str,
     pub workflow_id: &'a str,
@@ -355,7 +369,8 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
     let max_attempts = node.retry.as_ref().map(|r| r.max_attempts).unwrap_or(1).max(1);
     let mut attempt = 0;
     let mut spent = Spent::default();
-    loop {
+    let timer = std::time::Instant::now();
+    let finished = loop {
         attempt += 1;
         let attempt_result = executor.execute(&call);
         let result = match node.timeout_ms {
@@ -380,21 +395,37 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
         match result {
             Ok(produced) => {
                 spent.add(produced.usage, produced.cost_usd);
-                return step(StepStatus::Succeeded, produced.output, None, produced.input, spent);
+                break step(StepStatus::Succeeded, produced.output, None, produced.input, spent);
             }
             Err(failure) => {
                 if let Some(billed) = failure.billed.as_deref() {
                     spent.add(Some(billed.usage), billed.cost_usd);
                 }
                 if failure.retryable && attempt < max_attempts {
-                    tracing::info!(node_id = %node.id, attempt, code = %failure.code, "node failed; retrying");
+                    tracing::info!(attempt, code = %failure.code, "node failed; retrying");
                     tokio::time::sleep(backoff(node, attempt, &failure)).await;
                     continue;
                 }
                 let error = StepError { code: failure.code, message: failure.message };
-                return step(StepStatus::Failed, Value::Null, Some(error), failure.input, spent);
+                break step(StepStatus::Failed, Value::Null, Some(error), failure.input, spent);
             }
         }
+    };
+    record_node_metrics(&node.node_type, &finished, timer.elapsed());
+    finished
+}
+
+fn record_node_metrics(node_type: &str, step: &StepRecord, elapsed: Duration) {
+    use crate::telemetry::metric;
+    let (node_type, status) = (node_type.to_string(), step.status.as_str());
+    metrics::counter!(metric::NODE_RUNS, "node_type" => node_type.clone(), "status" => status).increment(1);
+    metrics::histogram!(metric::NODE_DURATION, "node_type" => node_type).record(elapsed.as_secs_f64() * 1000.0);
+    if let Some(usage) = step.usage {
+        metrics::counter!(metric::LLM_INPUT_TOKENS).increment(usage.input_tokens);
+        metrics::counter!(metric::LLM_OUTPUT_TOKENS).increment(usage.output_tokens);
+    }
+    if let Some(cost) = step.cost_usd {
+        metrics::histogram!(metric::LLM_COST_USD).record(cost);
     }
 }
 
@@ -495,7 +526,7 @@ pub async fn run(
             let checkpoint_at = ctx.checkpoint_at.filter(|_| waves_run > 0);
             let cutoff = [ctx.timeout_at, checkpoint_at].into_iter().flatten().min();
             waves_run += 1;
-            let (finished, cut_off) = run_wave(ctx.tenant_id, cutoff, wave, &state.scope, executor).await;
+            let (finished, cut_off) = run_wave(ctx, cutoff, wave, &state.scope, executor).await;
             for (node, mut step) in finished {
                 step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);
                 step.input = bounded(step.input, MAX_STORED_INPUT_BYTES);
@@ -520,15 +551,29 @@ pub async fn run(
 /// Runs one wave's nodes concurrently; returns those that finished (in any order) and whether
 /// the cutoff came first.
 async fn run_wave<'n>(
-    tenant_id: &str,
+    ctx: &RunContext<'_>,
     cutoff: Option<tokio::time::Instant>,
     wave: &[&'n NodeSpec],
     scope: &Value,
     executor: &dyn NodeExecutor,
 ) -> (Vec<(&'n NodeSpec, StepRecord)>, bool) {
     use futures_util::StreamExt;
-    let mut running: futures_util::stream::FuturesUnordered<_> =
-        wave.iter().map(|node| async move { (*node, run_node(tenant_id, node, scope, executor).await) }).collect();
+    let mut running: futures_util::stream::FuturesUnordered<_> = wave
+        .iter()
+        .map(|node| {
+            // Every log line of the node's run (retries, breaker, outbound) carries the
+            // correlation fields; the JSON format shows the innermost span's fields only.
+            let span = tracing::info_span!(
+                "node",
+                request_id = %ctx.request_id,
+                tenant_id = %ctx.tenant_id,
+                execution_id = %ctx.execution_id,
+                node_id = %node.id,
+                node_type = %node.node_type
+            );
+            async move { (*node, run_node(ctx.tenant_id, node, scope, executor).instrument(span).await) }
+        })
+        .collect();
     let mut finished = Vec::with_capacity(wave.len());
     loop {
         let next = match cutoff {

@@ -69,6 +69,7 @@ fn branching_workflow() -> WorkflowDefinition {
 
 fn ctx<'a>(definition: &'a WorkflowDefinition, input: &'a Value, execution_id: &'a str) -> RunContext<'a> {
     RunContext {
+        request_id: "req-1",
         tenant_id: "t1",
         execution_id,
         workflow_id: "wf1",
@@ -460,4 +461,12 @@ async fn the_execution_timeout_cuts_even_the_first_wave() {
     let past_deadline = || (checks.fetch_add(1, Ordering::SeqCst) > 0).then_some(StopReason::TimedOut);
     let result = run(&ctx, &store, &executor, &past_deadline, 4).await.unwrap();
     assert_eq!(result.outcome, RunOutcome::Stopped(StopReason::TimedOut), "the reason comes from stop()");
+}
+
+#[test]
+fn step_status_names_match_their_serialized_form() {
+    use StepStatus::*;
+    for status in [Pending, Running, Succeeded, Failed, Skipped] {
+        assert_eq!(serde_json::to_value(status).unwrap(), json!(status.as_str()));
+    }
 }

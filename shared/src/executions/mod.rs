@@ -5,6 +5,7 @@
 use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, RunResult, StepError, StopReason};
 use crate::error::StoreError;
 use crate::model::{WorkflowDefinition, now_rfc3339};
+use crate::queue::ExecutionMessage;
 use crate::store::{ExecutionStore, StepStore};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -144,11 +145,11 @@ impl Budget {
 pub async fn process<S: ExecutionStore + StepStore>(
     store: &S,
     executor: &dyn NodeExecutor,
-    tenant_id: &str,
-    execution_id: &str,
+    message: &ExecutionMessage,
     worker_id: &str,
     budget: &Budget,
 ) -> Result<Processed, StoreError> {
+    let (tenant_id, execution_id) = (message.tenant_id.as_str(), message.execution_id.as_str());
     let Some(execution) = store.get_execution(tenant_id, execution_id).await? else {
         tracing::warn!(execution_id, "queued execution does not exist; dropping the message");
         return Ok(Processed::Finished(ExecutionStatus::Failed));
@@ -161,10 +162,13 @@ pub async fn process<S: ExecutionStore + StepStore>(
         // Final since the read above (a cancel or another worker finished it), or leased.
         return match store.get_execution(tenant_id, execution_id).await? {
             Some(now) if now.status.is_final() => Ok(Processed::Finished(now.status)),
-            _ => Ok(Processed::Busy),
+            _ => {
+                record_metrics(&execution, &Processed::Busy);
+                Ok(Processed::Busy)
+            }
         };
     }
-    let result = run_leased(store, executor, &execution, worker_id, budget).await;
+    let result = run_leased(store, executor, &execution, &message.request_id, worker_id, budget).await;
     if result.is_err() {
         // Let a redelivery in at once rather than after the lease expires.
         let _ = store.release_lease(tenant_id, execution_id, worker_id, &[]).await;
@@ -178,6 +182,7 @@ async fn run_leased<S: ExecutionStore + StepStore>(
     store: &S,
     executor: &dyn NodeExecutor,
     execution: &ExecutionRecord,
+    request_id: &str,
     worker_id: &str,
     budget: &Budget,
 ) -> Result<Processed, StoreError> {
@@ -207,6 +212,7 @@ async fn run_leased<S: ExecutionStore + StepStore>(
         .ok()
         .map(|at| (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default());
     let ctx = RunContext {
+        request_id,
         tenant_id,
         execution_id,
         workflow_id: &execution.workflow_id,
@@ -257,7 +263,24 @@ async fn run_leased<S: ExecutionStore + StepStore>(
             Processed::Continue
         }
     };
+    record_metrics(execution, &processed);
     Ok(processed)
+}
+
+/// Counts how a delivery ended (a delivery of an already final execution counts nothing).
+fn record_metrics(execution: &ExecutionRecord, processed: &Processed) {
+    use crate::telemetry::metric;
+    match processed {
+        Processed::Finished(status) => {
+            metrics::counter!(metric::EXECUTIONS_FINISHED, "status" => status.as_str()).increment(1);
+            if let Ok(created) = chrono::DateTime::parse_from_rfc3339(&execution.created_at) {
+                let latency = chrono::Utc::now().signed_duration_since(created).num_milliseconds().max(0);
+                metrics::histogram!(metric::EXECUTION_LATENCY).record(latency as f64);
+            }
+        }
+        Processed::Continue => metrics::counter!(metric::CONTINUATIONS).increment(1),
+        Processed::Busy => metrics::counter!(metric::LEASE_BUSY).increment(1),
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,15 @@ impl NodeExecutor for Counting {
     }
 }
 
+/// The queue message for one of tenant t1's executions.
+fn message(execution_id: &str) -> crate::queue::ExecutionMessage {
+    crate::queue::ExecutionMessage {
+        tenant_id: "t1".into(),
+        execution_id: execution_id.into(),
+        request_id: "req-1".into(),
+    }
+}
+
 fn budget(seconds: u64) -> Budget {
     Budget { deadline: Instant::now() + Duration::from_secs(seconds), margin: Duration::from_millis(10) }
 }
@@ -50,13 +59,13 @@ async fn queued(store: &MemoryStore, timeout: Duration) -> ExecutionRecord {
 async fn a_queued_execution_runs_to_success() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
-    let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::Succeeded));
     let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
     assert_eq!((done.status, done.output), (ExecutionStatus::Succeeded, json!("A 1 B")));
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     // Redelivered after it finished: nothing runs again.
-    let again = process(&store, &executor, "t1", &record.execution_id, "w2", &budget(60)).await.unwrap();
+    let again = process(&store, &executor, &message(&record.execution_id), "w2", &budget(60)).await.unwrap();
     assert_eq!(again, Processed::Finished(ExecutionStatus::Succeeded));
     assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
 }
@@ -68,9 +77,10 @@ async fn two_concurrent_deliveries_run_each_node_once() {
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let id = record.execution_id.as_str();
     let (budget_1, budget_2) = (budget(60), budget(60));
+    let delivery = message(id);
     let (first, second) = tokio::join!(
-        process(&store, &executor, "t1", id, "w1", &budget_1),
-        process(&store, &executor, "t1", id, "w2", &budget_2),
+        process(&store, &executor, &delivery, "w1", &budget_1),
+        process(&store, &executor, &delivery, "w2", &budget_2),
     );
     let mut outcomes = vec![first.unwrap(), second.unwrap()];
     outcomes.sort_by_key(|p| format!("{p:?}"));
@@ -85,7 +95,7 @@ async fn a_spent_budget_checkpoints_after_one_wave_and_continuations_finish() {
     let spent = Budget { deadline: Instant::now(), margin: Duration::from_secs(1) };
     // Each invocation with no time left still runs one wave (one node of this chain), then checkpoints.
     for expected_calls in 1..=2 {
-        let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &spent).await.unwrap();
+        let processed = process(&store, &executor, &message(&record.execution_id), "w1", &spent).await.unwrap();
         assert_eq!(processed, Processed::Continue);
         assert_eq!(executor.calls.load(Ordering::SeqCst), expected_calls, "progress on every invocation");
     }
@@ -93,7 +103,7 @@ async fn a_spent_budget_checkpoints_after_one_wave_and_continuations_finish() {
         store.get_execution("t1", &record.execution_id).await.unwrap().unwrap().status,
         ExecutionStatus::Running
     );
-    let last = process(&store, &executor, "t1", &record.execution_id, "w2", &spent).await.unwrap();
+    let last = process(&store, &executor, &message(&record.execution_id), "w2", &spent).await.unwrap();
     assert_eq!(last, Processed::Finished(ExecutionStatus::Succeeded), "the lease was released for each continuation");
     assert_eq!(executor.calls.load(Ordering::SeqCst), 3, "each node ran once across three invocations");
 }
@@ -103,12 +113,12 @@ async fn cancelled_and_timed_out_executions_start_no_node() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     assert!(store.request_cancel("t1", &record.execution_id).await.unwrap());
-    let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::Cancelled));
 
     let expired = queued(&store, Duration::ZERO).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let processed = process(&store, &executor, "t1", &expired.execution_id, "w1", &budget(60)).await.unwrap();
+    let processed = process(&store, &executor, &message(&expired.execution_id), "w1", &budget(60)).await.unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::TimedOut));
     let timed_out = store.get_execution("t1", &expired.execution_id).await.unwrap().unwrap();
     assert_eq!(timed_out.error.unwrap().code, "EXECUTION_TIMED_OUT");
@@ -121,7 +131,7 @@ async fn a_held_lease_leaves_the_message_for_later() {
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let until = crate::model::rfc3339_in(300);
     assert!(store.claim_lease("t1", &record.execution_id, "other", &until, &now_rfc3339()).await.unwrap());
-    let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
     assert_eq!(processed, Processed::Busy);
     assert_eq!(executor.calls.load(Ordering::SeqCst), 0);
 }
@@ -131,7 +141,8 @@ async fn a_failing_node_fails_the_execution_with_its_name() {
     let store = MemoryStore::new();
     let record = ExecutionRecord::queued("t1", "wf1", None, json!({}), "req", DEFAULT_EXECUTION_TIMEOUT);
     store.create_execution(&record, &workflow()).await.unwrap();
-    let processed = process(&store, &Counting::default(), "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    let processed =
+        process(&store, &Counting::default(), &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::Failed));
     let failed = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
     let error = failed.error.unwrap();
@@ -144,7 +155,7 @@ async fn a_node_still_running_at_the_execution_timeout_ends_it_as_timed_out() {
     // Every node takes 5 s; the execution may take 1 s (wall clock: deadline_at is a time of day).
     let (store, executor) = (MemoryStore::new(), Counting { delay_ms: 5000, ..Counting::default() });
     let record = queued(&store, Duration::from_secs(1)).await;
-    let processed = process(&store, &executor, "t1", &record.execution_id, "w1", &budget(60)).await.unwrap();
+    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::TimedOut));
     let steps = store.load_steps("t1", &record.execution_id).await.unwrap();
     assert!(steps.is_empty(), "the first node was abandoned at the timeout, not waited for: {steps:?}");

@@ -1302,8 +1302,7 @@ impl StepStore for DynamoStore {
         item.insert("entity".into(), s("step"));
         item.insert("ttl".into(), self.step_ttl());
         item.insert("node_id".into(), s(&step.node_id));
-        let status = serde_json::to_value(step.status).map_err(|e| StoreError::Internal(e.to_string()))?;
-        item.insert("status".into(), s(status.as_str().unwrap_or("pending")));
+        item.insert("status".into(), s(step.status.as_str()));
         item.insert("attempts".into(), n(step.attempts));
         item.insert("output".into(), s(step.output.to_string()));
         if let Some(error) = &step.error {

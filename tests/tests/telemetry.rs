@@ -1,0 +1,115 @@
+//! The worker's telemetry: log lines with the correlation fields, and CloudWatch metrics
+//! (embedded metric format). A test binary of its own: the subscriber and the recorder are
+//! process-global, and no other test may add to what this one counts.
+
+use nodeai::api::Route;
+use nodeai_tests::{CapturedLogs, TestApp, deployed_like, run_worker_for};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The EMF documents a flush writes: one JSON object per line, one per label set.
+fn flushed() -> Vec<Value> {
+    let mut out = Vec::new();
+    nodeai::telemetry::flush_metrics(&mut out);
+    String::from_utf8(out).unwrap().lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+}
+
+/// The document that holds `metric` for these dimension values, e.g. `[("status", "failed")]`.
+fn document<'a>(documents: &'a [Value], metric: &str, labels: &[(&str, &str)]) -> &'a Value {
+    documents
+        .iter()
+        .find(|d| d.get(metric).is_some() && labels.iter().all(|(k, v)| d[*k] == *v))
+        .unwrap_or_else(|| panic!("no {metric} with {labels:?} in {documents:#?}"))
+}
+
+#[tokio::test]
+async fn a_run_is_logged_with_its_ids_and_measured_by_status_node_type_tokens_and_cost() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let logs = CapturedLogs::default();
+    nodeai::telemetry::init_with_writer("info", logs.clone());
+    nodeai::telemetry::init_metrics("test");
+    let t = TestApp::new().await;
+    let provider = MockServer::start().await;
+    // Busy once: the retry's log line is written inside the node's run.
+    Mock::given(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(429))
+        .up_to_n_times(1)
+        .mount(&provider)
+        .await;
+    Mock::given(path("/v1/chat/completions"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "model": "gpt-4o-mini", "choices": [ { "message": { "content": "Fast." }, "finish_reason": "stop" } ],
+            "usage": { "prompt_tokens": 2000, "completion_tokens": 100 } })))
+        .mount(&provider)
+        .await;
+    let credential =
+        json!({ "provider": "openai", "api_key": "sk-test-0001", "base_url": format!("{}/v1", provider.uri()) });
+    assert_eq!(t.call(Route::PutCredential, &[("name", "main")], Some(credential)).await.status, 201);
+    let id = t
+        .create_workflow(json!({
+            "name": "measured",
+            "nodes": [
+                { "id": "ask", "type": "llm.chat", "config": { "credential": "main", "model": "gpt-4o-mini",
+                  "messages": [ { "role": "user", "content": "Say {{ input.word }}" } ] },
+                  "retry": { "max_attempts": 2, "initial_delay_ms": 10 } },
+                { "id": "shout", "type": "text.template", "config": { "template": "{{ nodes.ask.output.text | upper }}" } },
+                { "id": "broken", "type": "text.template", "config": { "template": "{{ input.missing }}" }, "on_error": "continue" },
+                { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.shout.output.text }}" } }
+            ],
+            "edges": [ { "from": "ask", "to": "shout" }, { "from": "shout", "to": "broken" }, { "from": "broken", "to": "done" } ]
+        }))
+        .await;
+    let started = t
+        .call(
+            Route::StartExecution,
+            &[("workflow_id", &id)],
+            Some(json!({ "version": "draft", "input": { "word": "hi" } })),
+        )
+        .await;
+    assert_eq!(started.status, 202, "{}", started.raw);
+    let executor = deployed_like(&t, nodeai::engine::breaker::CircuitBreakers::default()).await;
+    assert_eq!(run_worker_for(&t, &executor, Duration::from_secs(60)).await, 1);
+
+    // The retry line: inside the node's span, which carries every correlation field.
+    let execution_id = started.body["execution_id"].as_str().unwrap();
+    let lines: Vec<Value> = logs.text().lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    let retry = lines
+        .iter()
+        .find(|line| line["message"] == "node failed; retrying")
+        .unwrap_or_else(|| panic!("no retry line in {lines:#?}"));
+    let span = &retry["span"];
+    assert_eq!((&span["node_id"], &span["node_type"]), (&json!("ask"), &json!("llm.chat")), "{retry}");
+    assert_eq!((&span["execution_id"], &span["tenant_id"]), (&json!(execution_id), &json!(t.tenant_id)), "{retry}");
+    assert!(span["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{retry}");
+    assert_eq!(retry["code"], "LLM_429");
+    // Every line the worker wrote for this execution names it and its request.
+    let worker_lines: Vec<&Value> = lines.iter().filter(|l| l["span"]["execution_id"] == execution_id).collect();
+    assert!(worker_lines.len() >= 2, "{worker_lines:#?}");
+    assert!(worker_lines.iter().all(|l| l["span"]["request_id"] == span["request_id"]), "{worker_lines:#?}");
+
+    let documents = flushed();
+    let finished = document(&documents, "ExecutionsFinished", &[("status", "succeeded")]);
+    assert_eq!(finished["ExecutionsFinished"], 1);
+    assert_eq!(finished["Stage"], "test");
+    let directive = &finished["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "NodeAI");
+    assert_eq!(directive["Dimensions"][0], json!(["Stage", "status"]));
+    let runs = |node_type, status| &document(&documents, "NodeRuns", &[("node_type", node_type), ("status", status)])["NodeRuns"];
+    assert_eq!(runs("text.template", "succeeded"), 1);
+    assert_eq!(runs("text.template", "failed"), 1, "a failed node under on_error continue still counts as failed");
+    assert_eq!(runs("llm.chat", "succeeded"), 1);
+    let llm_durations = &document(&documents, "NodeDuration", &[("node_type", "llm.chat")])["NodeDuration"];
+    assert_eq!(llm_durations.as_array().map(Vec::len), Some(1), "one duration per run: {llm_durations}");
+    // Metrics without labels share the document that has only the Stage dimension.
+    let totals = document(&documents, "LlmInputTokens", &[]);
+    assert_eq!((&totals["LlmInputTokens"], &totals["LlmOutputTokens"]), (&json!(2000), &json!(100)));
+    // gpt-4o-mini: 2000 in at $0.15/M + 100 out at $0.60/M.
+    assert_eq!(totals["LlmCostUsd"], json!([0.00036]));
+    assert!(totals["ExecutionLatency"][0].as_f64().is_some_and(|ms| ms >= 0.0), "{totals}");
+    let units: Vec<&Value> = totals["_aws"]["CloudWatchMetrics"][0]["Metrics"].as_array().unwrap().iter().collect();
+    assert!(units.iter().any(|m| m["Name"] == "ExecutionLatency" && m["Unit"] == "Milliseconds"), "{units:?}");
+
+    // A flush empties the counters: the next batch reports only its own work.
+    assert!(flushed().iter().all(|d| d.get("ExecutionsFinished").is_none()));
+}
