@@ -36,17 +36,20 @@ where
 pub mod metric {
     /// Count, by `status`: executions that ended (succeeded, failed, cancelled, timed_out).
     pub const EXECUTIONS_FINISHED: &str = "ExecutionsFinished";
-    /// Milliseconds from start request to end, queueing and continuations included.
+    /// Milliseconds from start request to end, queueing and continuations included: one value
+    /// per finished execution (a batch has at most 10, under EMF's 100 values per document).
     pub const EXECUTION_LATENCY: &str = "ExecutionLatency";
     /// Count, by `node_type` and `status` (succeeded, failed): node runs, retries included once.
     pub const NODE_RUNS: &str = "NodeRuns";
-    /// Milliseconds per node run (all attempts), by `node_type`.
-    pub const NODE_DURATION: &str = "NodeDuration";
+    /// Milliseconds summed over node runs (all attempts), by `node_type`: the mean is
+    /// NodeTime / NodeRuns. A sum, not a value per run: one execution may run 200 nodes, and EMF
+    /// takes at most 100 values of a metric per document.
+    pub const NODE_TIME: &str = "NodeTime";
     /// Tokens billed by model providers, failed attempts included.
     pub const LLM_INPUT_TOKENS: &str = "LlmInputTokens";
     pub const LLM_OUTPUT_TOKENS: &str = "LlmOutputTokens";
-    /// Dollars of priced model calls.
-    pub const LLM_COST_USD: &str = "LlmCostUsd";
+    /// Millionths of a dollar of priced model calls (a sum, for the same reason).
+    pub const LLM_COST_MICRO_USD: &str = "LlmCostMicroUsd";
     /// Count: checkpoints near the Lambda deadline that sent a continuation message.
     pub const CONTINUATIONS: &str = "Continuations";
     /// Count: deliveries that found another worker holding the lease.
@@ -69,7 +72,7 @@ pub fn init_metrics(stage: &str) {
             .ok()?;
         use metrics::Unit;
         metrics::describe_histogram!(metric::EXECUTION_LATENCY, Unit::Milliseconds, "start request to end");
-        metrics::describe_histogram!(metric::NODE_DURATION, Unit::Milliseconds, "one node run, all attempts");
+        metrics::describe_counter!(metric::NODE_TIME, Unit::Milliseconds, "node run time, summed");
         for count in [
             metric::EXECUTIONS_FINISHED,
             metric::NODE_RUNS,

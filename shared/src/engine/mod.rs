@@ -419,13 +419,13 @@ fn record_node_metrics(node_type: &str, step: &StepRecord, elapsed: Duration) {
     use crate::telemetry::metric;
     let (node_type, status) = (node_type.to_string(), step.status.as_str());
     metrics::counter!(metric::NODE_RUNS, "node_type" => node_type.clone(), "status" => status).increment(1);
-    metrics::histogram!(metric::NODE_DURATION, "node_type" => node_type).record(elapsed.as_secs_f64() * 1000.0);
+    metrics::counter!(metric::NODE_TIME, "node_type" => node_type).increment(elapsed.as_millis() as u64);
     if let Some(usage) = step.usage {
         metrics::counter!(metric::LLM_INPUT_TOKENS).increment(usage.input_tokens);
         metrics::counter!(metric::LLM_OUTPUT_TOKENS).increment(usage.output_tokens);
     }
     if let Some(cost) = step.cost_usd {
-        metrics::histogram!(metric::LLM_COST_USD).record(cost);
+        metrics::counter!(metric::LLM_COST_MICRO_USD).increment((cost * 1e6).round() as u64);
     }
 }
 
