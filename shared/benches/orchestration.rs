@@ -57,9 +57,22 @@ fn never() -> Option<StopReason> {
 }
 
 fn orchestration(c: &mut Criterion) {
+    measure(c, "orchestration");
+}
+
+/// The same with the worker's telemetry as deployed: the JSON subscriber at `info` (each node
+/// runs in an enabled span; lines go to a sink, not a terminal) and the EMF recorder, flushed
+/// after every run as the worker flushes after every batch.
+fn orchestration_with_telemetry(c: &mut Criterion) {
+    nodeai::telemetry::init_with_writer("info", std::io::sink);
+    nodeai::telemetry::init_metrics("bench");
+    measure(c, "orchestration with telemetry");
+}
+
+fn measure(c: &mut Criterion, group_name: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let input = json!({ "x": 1 });
-    let mut group = c.benchmark_group("orchestration");
+    let mut group = c.benchmark_group(group_name);
     group.sample_size(20);
     for (label, side_effect_every) in [("pure", usize::MAX), ("1 in 5 side-effecting", 5)] {
         for n in [10usize, 100, 1000] {
@@ -80,6 +93,7 @@ fn orchestration(c: &mut Criterion) {
                     };
                     let result = runtime.block_on(run(&ctx, &store, &StubNode, &never, 10)).unwrap();
                     assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }));
+                    nodeai::telemetry::flush_metrics(std::io::sink());
                     std::hint::black_box::<Value>(result.unrecorded.len().into());
                 })
             });
@@ -88,5 +102,5 @@ fn orchestration(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, orchestration);
+criterion_group!(benches, orchestration, orchestration_with_telemetry);
 criterion_main!(benches);
