@@ -37,8 +37,25 @@ fn first_undefined(paths: impl IntoIterator<Item = String>, scope: &Value) -> Op
     })
 }
 
-fn undefined(path: &str) -> NodeFailure {
-    NodeFailure::permanent("TEMPLATE_UNDEFINED_VARIABLE", format!("'{path}' is not defined at this point of the run"))
+fn undefined(path: &str, scope: &Value) -> NodeFailure {
+    let mut message = format!("'{path}' is not defined at this point of the run");
+    // Validation lets templates read upstream nodes only, so a node missing from the scope was
+    // skipped: say so, and how to read a node that may not run.
+    let mut parts = path.split('.');
+    if let (Some("nodes"), Some(node)) = (parts.next(), parts.next()) {
+        match scope["nodes"].get(node) {
+            None => message.push_str(&format!(
+                ": node '{node}' was skipped (its branch was not taken); read it behind \
+                 `{{% if nodes.{node} is defined %}}` or with `| default(...)`"
+            )),
+            Some(result) if !result["error"].is_null() => message.push_str(&format!(
+                ": node '{node}' failed ({}) and went on with a null output",
+                result["error"]["code"].as_str().unwrap_or("an error")
+            )),
+            Some(_) => {}
+        }
+    }
+    NodeFailure::permanent("TEMPLATE_UNDEFINED_VARIABLE", message)
 }
 
 /// A render error; an undefined variable is named (found by walking the scope, since
@@ -52,7 +69,7 @@ fn failure(
     if e.kind() == minijinja::ErrorKind::UndefinedError
         && let Some(path) = first_undefined(variables(), scope)
     {
-        return undefined(&path);
+        return undefined(&path, scope);
     }
     if e.kind() == minijinja::ErrorKind::UndefinedError {
         return NodeFailure::permanent(
@@ -66,7 +83,7 @@ fn failure(
 /// An expression whose whole value is undefined (a bare misspelt variable): an error, not null.
 fn undefined_result(variables: std::collections::HashSet<String>, scope: &Value) -> NodeFailure {
     match first_undefined(variables, scope) {
-        Some(path) => undefined(&path),
+        Some(path) => undefined(&path, scope),
         None => NodeFailure::permanent("TEMPLATE_UNDEFINED_VARIABLE", "the expression's value is undefined"),
     }
 }
@@ -157,6 +174,22 @@ mod tests {
         let err = render_string("{{ nodes.ghost.output }}", &scope()).unwrap_err();
         assert!(err.message.contains("nodes.ghost"), "{}", err.message);
         assert!(!err.retryable);
+        // Why a node's output is missing: it was skipped, or it failed under on_error continue.
+        assert!(
+            err.message.contains("node 'ghost' was skipped") && err.message.contains("is defined"),
+            "{}",
+            err.message
+        );
+        let mut scope = scope();
+        scope["nodes"]["flaky"] = json!({ "output": null, "error": { "code": "HTTP_503", "message": "down" } });
+        let err = render_string("{{ nodes.flaky.output.body }}", &scope).unwrap_err();
+        assert!(
+            err.message.ends_with("node 'flaky' failed (HTTP_503) and went on with a null output"),
+            "{}",
+            err.message
+        );
+        let err = render_string("{{ input.missing }}", &scope).unwrap_err();
+        assert!(!err.message.contains("skipped"), "{}", err.message);
     }
 
     #[test]
