@@ -33,6 +33,9 @@ pub struct Config {
     /// How long an execution's records (input, output, steps) are kept before DynamoDB's TTL
     /// deletes them.
     pub execution_retention: Duration,
+    /// Model prices added to (or overriding) the built-in table: (name prefix, input $/M,
+    /// output $/M).
+    pub model_prices: Vec<(String, f64, f64)>,
 }
 
 impl fmt::Debug for Config {
@@ -51,6 +54,7 @@ impl fmt::Debug for Config {
             .field("circuit_breaker_threshold", &self.circuit_breaker_threshold)
             .field("circuit_breaker_cool_down", &self.circuit_breaker_cool_down)
             .field("execution_retention", &self.execution_retention)
+            .field("model_prices", &self.model_prices)
             .finish()
     }
 }
@@ -97,6 +101,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "EXECUTION_RETENTION_DAYS",
         "optional, default 30, 3 to 3650; how long an execution's records (input, output, steps) are kept before DynamoDB's TTL deletes them",
+    ),
+    (
+        "MODEL_PRICES",
+        "optional; JSON object of model name prefix to [input, output] dollars per million tokens, e.g. {\"llama3\": [0, 0]}; adds to and overrides the built-in price table",
     ),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
@@ -204,7 +212,14 @@ impl Config {
                     problem: "must be a whole number of days from 3 to 3650".into(),
                 })?,
         };
+        let model_prices = match lookup("MODEL_PRICES").filter(|v| !v.trim().is_empty()) {
+            None => Vec::new(),
+            Some(raw) => {
+                parse_model_prices(&raw).map_err(|problem| ConfigError { variable: "MODEL_PRICES", problem })?
+            }
+        };
         Ok(Config {
+            model_prices,
             execution_retention,
             credential_cache_ttl,
             circuit_breaker_threshold,
@@ -255,6 +270,28 @@ fn checked_table_name(table_name: String) -> Result<String, ConfigError> {
             problem: "must be 3-255 characters of letters, digits, '_', '.' or '-'".into(),
         })
     }
+}
+
+/// `{"llama3": [0, 0], "my-finetune": [0.3, 1.2]}`: name prefix to [input, output] dollars per
+/// million tokens, each a number from 0 to 1,000.
+fn parse_model_prices(raw: &str) -> Result<Vec<(String, f64, f64)>, String> {
+    let shape = "must be a JSON object like {\"llama3\": [0, 0]}: model name prefix to [input, output] dollars per million tokens";
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(raw).map_err(|_| shape.to_string())?;
+    if object.len() > 200 {
+        return Err("may list at most 200 models".into());
+    }
+    let price = |v: &serde_json::Value| v.as_f64().filter(|p| (0.0..=1000.0).contains(p));
+    object
+        .iter()
+        .map(|(model, prices)| match prices.as_array().map(Vec::as_slice) {
+            Some([input, output]) if !model.is_empty() && model.len() <= 200 => match (price(input), price(output)) {
+                (Some(input), Some(output)) => Ok((model.clone(), input, output)),
+                _ => Err(format!("{model:?}: prices must be numbers from 0 to 1000 (dollars per million tokens)")),
+            },
+            _ => Err(format!("{model:?}: {shape}")),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -323,6 +360,21 @@ mod tests {
         }
         let days = |n: u64| Duration::from_secs(n * 24 * 3600);
         assert_eq!(with(("EXECUTION_RETENTION_DAYS", "90")).unwrap().execution_retention, days(90));
+        for bad in [
+            "not json",
+            "[1, 2]",
+            r#"{"llama3": 0}"#,
+            r#"{"llama3": [0]}"#,
+            r#"{"llama3": [-1, 0]}"#,
+            r#"{"": [0, 0]}"#,
+        ] {
+            let err = with(("MODEL_PRICES", bad)).unwrap_err();
+            assert_eq!(err.variable, "MODEL_PRICES", "{bad}");
+        }
+        let configured = with(("MODEL_PRICES", r#"{"llama3": [0, 0], "ft:gpt-4o-mini": [0.3, 1.2]}"#)).unwrap();
+        let mut prices = configured.model_prices;
+        prices.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(prices, vec![("ft:gpt-4o-mini".to_string(), 0.3, 1.2), ("llama3".to_string(), 0.0, 0.0)]);
         let config = with(("CORS_ALLOWED_ORIGINS", "https://a.example.com, http://localhost:3000/")).unwrap();
         assert_eq!(config.cors_allowed_origins, vec!["https://a.example.com", "http://localhost:3000"]);
     }
@@ -338,6 +390,7 @@ mod tests {
         assert_eq!(config.credential_cache_ttl, Duration::from_secs(60));
         assert_eq!((config.circuit_breaker_threshold, config.circuit_breaker_cool_down), (5, Duration::from_secs(30)));
         assert_eq!(config.execution_retention, Duration::from_secs(30 * 24 * 3600));
+        assert!(config.model_prices.is_empty());
         assert!(!format!("{config:?}").contains(KEY), "Debug must not print the signing key");
     }
 }

@@ -55,6 +55,7 @@ pub async fn serve_worker() -> Result<(), Error> {
             config.circuit_breaker_threshold,
             config.circuit_breaker_cool_down,
         )),
+        prices: Arc::new(crate::nodes::prices::PriceTable::with_configured(config.model_prices.clone())),
         ..Default::default()
     };
     let executor = Arc::new(crate::engine::RegistryExecutor { runtime });

@@ -234,6 +234,8 @@ pub struct NodeRuntime {
     pub breakers: Arc<breaker::CircuitBreakers>,
     /// Outbound HTTP clients, kept so calls to one host reuse their connection.
     pub clients: Arc<outbound::ClientPool>,
+    /// Model prices for llm.chat's `cost_usd`: built in, plus `MODEL_PRICES`.
+    pub prices: Arc<crate::nodes::prices::PriceTable>,
 }
 
 impl Default for NodeRuntime {
@@ -244,6 +246,7 @@ impl Default for NodeRuntime {
             credentials: None,
             breakers: Arc::new(breaker::CircuitBreakers::default()),
             clients: Arc::new(outbound::ClientPool::default()),
+            prices: Arc::new(crate::nodes::prices::PriceTable::default()),
         }
     }
 }

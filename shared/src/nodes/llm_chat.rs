@@ -2,7 +2,7 @@
 //! (any OpenAI-compatible `base_url`: OpenAI, vLLM, Ollama, LM Studio) or `anthropic` (Messages
 //! API). Records tokens and `cost_usd` from `prices`.
 
-use super::{NodeKind, prices};
+use super::NodeKind;
 use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
 use crate::engine::template::render_value;
 use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, NodeRuntime, TokenUsage};
@@ -96,7 +96,7 @@ impl NodeKind for LlmChat {
             NodeFailure::permanent("LLM_BAD_RESPONSE", message).with_input(&rendered_input)
         })?;
         let model = answer.model.unwrap_or_else(|| chat.model.clone());
-        let cost_usd = prices::cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
+        let cost_usd = runtime.prices.cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
         let mut output = json!({ "text": answer.text, "model": model, "finish_reason": answer.finish_reason });
         if chat.wants_json {
             let Some(parsed) = parse_json_reply(&answer.text) else {
@@ -353,7 +353,7 @@ mod tests {
                 "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-next",
                 "content": [ { "type": "text", "text": "```json\n{\"summary\": \"short\"}\n```" } ],
                 "stop_reason": "end_turn", "usage": { "input_tokens": 20, "output_tokens": 7 } })))
-            .expect(1)
+            .expect(2)
             .mount(&server)
             .await;
         let runtime = runtime_with("anthropic", &server.uri()).await;
@@ -362,6 +362,11 @@ mod tests {
         assert_eq!(produced.output["json"], json!({ "summary": "short" }));
         assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 20, output_tokens: 7 }));
         assert_eq!(produced.cost_usd, None, "an unknown model is unpriced, not free");
+        // Priced once the deployment lists it (MODEL_PRICES): 20 in at $1/M + 7 out at $5/M.
+        let prices = super::super::prices::PriceTable::with_configured(vec![("claude-next".into(), 1.0, 5.0)]);
+        let priced = NodeRuntime { prices: Arc::new(prices), ..runtime };
+        let produced = run(&node(json!({ "model": "claude-next", "response_format": "json" })), &priced).await.unwrap();
+        assert_eq!(produced.cost_usd, Some(0.000055));
     }
 
     #[tokio::test]
