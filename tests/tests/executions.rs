@@ -698,4 +698,28 @@ async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left(
     let refused = t.call(Route::RedriveExecution, &[("execution_id", &ending.execution_id)], None).await;
     refused.assert_error(409, "EXECUTION_NOT_REDRIVABLE");
     assert!(refused.raw.contains("expire"), "{}", refused.raw);
+
+    // Past its expiry, with TTL having deleted its snapshot but not yet the execution item (TTL
+    // keeps no order): gone everywhere, a 404 and never a 500 for the missing snapshot.
+    let expired = nodeai::executions::ExecutionRecord {
+        status: nodeai::executions::ExecutionStatus::Failed,
+        ..nodeai::executions::ExecutionRecord::queued(&t.tenant_id, &id, None, json!({}), "r", Duration::from_secs(60))
+            .retained_for(Duration::ZERO)
+    };
+    nodeai::store::ExecutionStore::create_execution(t.store.as_ref(), &expired, &snapshot).await.unwrap();
+    client
+        .delete_item()
+        .table_name(t.store.table())
+        .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(format!("T#{}#EX#{}", t.tenant_id, expired.execution_id)))
+        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("DEF".into()))
+        .send()
+        .await
+        .unwrap();
+    for route in [Route::GetExecution, Route::CancelExecution, Route::RedriveExecution] {
+        t.call(route, &[("execution_id", &expired.execution_id)], None).await.assert_error(404, "EXECUTION_NOT_FOUND");
+    }
+    let listed = t.call(Route::ListExecutions, &[("workflow_id", &id)], None).await;
+    let ids: Vec<&str> =
+        listed.body["items"].as_array().unwrap().iter().filter_map(|e| e["execution_id"].as_str()).collect();
+    assert!(ids.contains(&execution_id.as_str()) && !ids.contains(&expired.execution_id.as_str()), "{ids:?}");
 }

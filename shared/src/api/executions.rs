@@ -28,6 +28,15 @@ fn execution_not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::ExecutionNotFound, format!("execution '{}' was not found", truncate(id, 64)))
 }
 
+/// The tenant's execution, or 404: missing, another tenant's, or past its retention (its items
+/// are being deleted, so it answers as the deleted one will).
+async fn find_execution(call: &Call<'_>, id: &str) -> Result<ExecutionRecord, ApiError> {
+    match call.app.store.get_execution(call.tenant_id, id).await? {
+        Some(execution) if !execution.is_expired() => Ok(execution),
+        _ => Err(execution_not_found(id)),
+    }
+}
+
 fn execution_id(call: &Call<'_>) -> Result<String, ApiError> {
     http::ulid_param(call.req, "execution_id").map_err(|raw| execution_not_found(&raw))
 }
@@ -189,7 +198,7 @@ async fn snapshot(call: &Call<'_>, id: &str) -> Result<crate::model::WorkflowDef
 
 pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
-    let execution = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
+    let execution = find_execution(call, &id).await?;
     let definition = snapshot(call, &id).await?;
     let recorded: std::collections::HashMap<String, crate::engine::StepRecord> =
         call.app.store.load_steps(call.tenant_id, &id).await?.into_iter().map(|s| (s.node_id.clone(), s)).collect();
@@ -269,7 +278,7 @@ fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> Val
 
 pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
-    let execution = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
+    let execution = find_execution(call, &id).await?;
     if execution.status.is_final() || !call.app.store.request_cancel(call.tenant_id, &id).await? {
         return Err(ApiError::new(
             ErrorCode::ExecutionFinished,
@@ -287,7 +296,7 @@ pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
 /// branches are decided afresh. The execution gets a new deadline of its full timeout.
 pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
-    let execution = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
+    let execution = find_execution(call, &id).await?;
     let not_redrivable = |status: ExecutionStatus| {
         ApiError::new(
             ErrorCode::ExecutionNotRedrivable,
@@ -312,7 +321,7 @@ pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
     let deadline = crate::model::rfc3339_in(execution_timeout(&definition).as_secs() as i64);
     if !call.app.store.redrive_execution(call.tenant_id, &id, &deadline).await? {
         // Another redrive got there first.
-        let now = call.app.store.get_execution(call.tenant_id, &id).await?.ok_or_else(|| execution_not_found(&id))?;
+        let now = find_execution(call, &id).await?;
         return Err(not_redrivable(now.status));
     }
     enqueue(call, &id, http::request_id(call.req)).await?;
@@ -347,6 +356,8 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let items: Vec<Value> = page
         .items
         .iter()
+        // Past retention: gone, as GET says (a page may come back short; the cursor goes on).
+        .filter(|e| !e.is_expired())
         .map(|e| {
             json!({
                 "execution_id": e.execution_id,

@@ -108,6 +108,12 @@ impl ExecutionRecord {
         }
     }
 
+    /// Past its retention: DynamoDB's TTL deletes its items some time after (in no set order),
+    /// so it is treated as gone already.
+    pub fn is_expired(&self) -> bool {
+        self.expires_at.as_deref().is_some_and(|expiry| now_rfc3339().as_str() >= expiry)
+    }
+
     /// The same execution with its records kept for `retention` from now.
     pub fn retained_for(self, retention: Duration) -> ExecutionRecord {
         ExecutionRecord { expires_at: Some(crate::model::rfc3339_in(retention.as_secs() as i64)), ..self }
