@@ -87,7 +87,9 @@ async fn give_up_if_last_receive<S: ExecutionStore>(store: &S, message: &SqsMess
         .await
     {
         tracing::error!(error = %e, "could not mark the execution failed after its last receive");
+        return;
     }
+    metrics::counter!(crate::telemetry::metric::EXECUTIONS_FINISHED, "status" => failed.as_str()).increment(1);
 }
 
 /// Processes a batch; the failed message ids come back as batch item failures.
