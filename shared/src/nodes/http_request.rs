@@ -59,8 +59,12 @@ impl NodeKind for HttpRequest {
         let request = OutboundRequest { method, url, headers, body };
         let response = send(runtime, call.tenant_id, request).await.map_err(|f| f.with_input(&rendered_input))?;
         if let Some(mut failure) = response.status_failure("HTTP") {
-            // The start of the answer usually says what was wrong with the request.
-            let excerpt: String = String::from_utf8_lossy(&response.body).chars().take(300).collect();
+            // The start of the answer usually says what was wrong with the request; a secret the
+            // target echoes back is not kept.
+            let mut excerpt: String = String::from_utf8_lossy(&response.body).chars().take(300).collect();
+            for secret in secret_values(&config) {
+                excerpt = excerpt.replace(&secret, "<redacted>");
+            }
             if !excerpt.trim().is_empty() {
                 failure.message = format!("{}: {}", failure.message, excerpt.trim());
             }
@@ -75,17 +79,38 @@ impl NodeKind for HttpRequest {
     }
 }
 
+/// Header and query parameter names whose values usually are secrets.
+fn sensitive(name: &str) -> bool {
+    const SENSITIVE: &[&str] =
+        &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "apikey", "key"];
+    let lower = name.to_ascii_lowercase();
+    SENSITIVE.contains(&lower.as_str()) || ["token", "secret", "password", "api_key"].iter().any(|w| lower.contains(w))
+}
+
+/// The secret values the request carries (sensitive headers and query parameters; for
+/// `Bearer <token>` the token too), so an answer that echoes them can be redacted.
+fn secret_values(config: &Value) -> Vec<String> {
+    let mut values: Vec<String> = Vec::new();
+    for (name, value) in config.get("headers").and_then(Value::as_object).into_iter().flatten() {
+        if let Some(value) = value.as_str().filter(|_| sensitive(name)) {
+            values.push(value.to_string());
+            values.extend(value.split_once(' ').map(|(_, token)| token.to_string()));
+        }
+    }
+    if let Some(url) = config["url"].as_str().and_then(|u| reqwest::Url::parse(u).ok()) {
+        values.extend(url.query_pairs().filter(|(name, _)| sensitive(name)).map(|(_, value)| value.into_owned()));
+    }
+    // Short values would redact ordinary words; longest first, so a token inside its header
+    // value is not left half-replaced.
+    values.retain(|v| v.trim().len() >= 6);
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+}
+
 /// The rendered request as the step shows it: values of headers and query parameters that
 /// usually carry secrets are replaced, so a key passed in from the input does not sit in the
 /// execution history.
 fn redacted(config: &Value) -> Value {
-    const SENSITIVE: &[&str] =
-        &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "apikey", "key"];
-    let sensitive = |name: &str| {
-        let lower = name.to_ascii_lowercase();
-        SENSITIVE.contains(&lower.as_str())
-            || ["token", "secret", "password", "api_key"].iter().any(|word| lower.contains(word))
-    };
     let mut shown = config.clone();
     if let Some(headers) = shown.get_mut("headers").and_then(Value::as_object_mut) {
         for (name, value) in headers.iter_mut() {
@@ -176,6 +201,12 @@ mod tests {
             .respond_with(ResponseTemplate::new(401).set_body_string("{\"error\":\"token expired\"}"))
             .mount(&server)
             .await;
+        Mock::given(path("/echo"))
+            .respond_with(
+                ResponseTemplate::new(403).set_body_string("no: auth=Bearer tk-abcdef123456 query=qk-123456789"),
+            )
+            .mount(&server)
+            .await;
         Mock::given(path("/big"))
             .respond_with(ResponseTemplate::new(200).set_body_string("x".repeat(2000)))
             .mount(&server)
@@ -192,6 +223,13 @@ mod tests {
         assert_eq!((denied.code.as_str(), denied.retryable), ("HTTP_401", false));
         assert!(denied.message.ends_with(": {\"error\":\"token expired\"}"), "the answer's start: {}", denied.message);
         assert_eq!(denied.input["url"], format!("{}/denied", server.uri()), "a failed call keeps what it sent");
+        // A target that echoes the credentials it was sent: they stay out of the step.
+        let echo = node(json!({ "method": "GET", "url": format!("{}/echo?api_key=qk-123456789", server.uri()),
+                                "headers": { "Authorization": "Bearer tk-abcdef123456" } }));
+        let echoed = run(&echo, &json!({}), &runtime()).await.unwrap_err();
+        assert_eq!(echoed.code, "HTTP_403");
+        assert!(echoed.message.ends_with("no: auth=<redacted> query=<redacted>"), "{}", echoed.message);
+        assert!(!echoed.message.contains("tk-abcdef") && !echoed.message.contains("qk-1234"), "{}", echoed.message);
         let big = run(&call("/big"), &json!({}), &runtime()).await.unwrap_err();
         assert_eq!(big.code, "HTTP_RESPONSE_TOO_LARGE");
     }
