@@ -320,6 +320,7 @@ fn item_size(item: &HashMap<String, aws_sdk_dynamodb::types::AttributeValue>) ->
             name.len()
                 + match value {
                     AttributeValue::S(text) => text.len(),
+                    AttributeValue::B(bytes) => bytes.as_ref().len(),
                     AttributeValue::N(number) => number.len().div_ceil(2) + 1,
                     _ => 1,
                 }

@@ -678,6 +678,14 @@ async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left(
     let sort_keys: Vec<&str> = children.iter().filter_map(|i| i.get("sk")?.as_s().ok().map(String::as_str)).collect();
     assert!(sort_keys.contains(&"DEF") && sort_keys.contains(&"STEP#call"), "{sort_keys:?}");
     assert!(sort_keys.iter().any(|sk| sk.starts_with("STEP#~")), "the failed pure step rides in a bulk item");
+    // The snapshot and the bulk steps are stored deflated (binary), and read back as written.
+    for (sk_prefix, attribute) in [("DEF", "definition"), ("STEP#~", "bulk_steps")] {
+        let item = children
+            .iter()
+            .find(|i| i.get("sk").and_then(|v| v.as_s().ok()).is_some_and(|sk| sk.starts_with(sk_prefix)));
+        assert!(item.and_then(|i| i.get(attribute)).is_some_and(|v| v.is_b()), "{sk_prefix} {attribute} is binary");
+    }
+    assert_eq!(step(&failed, "oops")["error"]["code"], "TEMPLATE_UNDEFINED_VARIABLE", "{failed}");
     for item in &children {
         let expiry = ttl(item).unwrap_or_else(|| panic!("no ttl on {:?}", item.get("sk")));
         assert!(expiry >= expires_at.timestamp(), "{:?} expires before its execution", item.get("sk"));

@@ -120,8 +120,36 @@ fn get_tags(item: &Item) -> Vec<String> {
     }
 }
 fn definition_from(item: &Item) -> Result<WorkflowDefinition, StoreError> {
-    serde_json::from_str(&get_s(item, "definition")?)
-        .map_err(|e| StoreError::Internal(format!("stored definition does not parse: {e}")))
+    let text = unpacked(item, "definition")?.ok_or_else(|| StoreError::Internal("definition missing".into()))?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("stored definition does not parse: {e}")))
+}
+
+/// Large JSON written once per execution (its definition snapshot, bulk steps) is stored
+/// deflated, as a binary attribute: a write is billed per KB, and step and definition JSON, full
+/// of repeated keys, shrinks to a third or less.
+fn packed(text: &str) -> Result<AttributeValue, StoreError> {
+    use std::io::Write;
+    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).map_err(|e| StoreError::Internal(format!("deflate: {e}")))?;
+    let bytes = encoder.finish().map_err(|e| StoreError::Internal(format!("deflate: {e}")))?;
+    Ok(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(bytes)))
+}
+
+/// A text attribute written by `packed` (binary) or as a plain string (older items, and the
+/// workflow and version items).
+fn unpacked(item: &Item, name: &str) -> Result<Option<String>, StoreError> {
+    use std::io::Read;
+    match item.get(name) {
+        Some(AttributeValue::B(blob)) => {
+            let mut text = String::new();
+            flate2::read::DeflateDecoder::new(blob.as_ref())
+                .read_to_string(&mut text)
+                .map_err(|e| StoreError::Internal(format!("stored {name} does not inflate: {e}")))?;
+            Ok(Some(text))
+        }
+        Some(AttributeValue::S(text)) => Ok(Some(text.clone())),
+        _ => Ok(None),
+    }
 }
 fn definition_json(definition: &WorkflowDefinition) -> Result<String, StoreError> {
     serde_json::to_string(definition).map_err(|e| StoreError::Internal(format!("definition serialization: {e}")))
@@ -858,7 +886,7 @@ impl ExecutionStore for DynamoStore {
         item.insert("cancel_requested".into(), AttributeValue::Bool(record.cancel_requested));
         let mut snapshot = key(format!("T#{}#EX#{}", record.tenant_id, record.execution_id), "DEF".into());
         snapshot.insert("entity".into(), s("execution_definition"));
-        snapshot.insert("definition".into(), s(definition_json(definition)?));
+        snapshot.insert("definition".into(), packed(&definition_json(definition)?)?);
         if let Some(expires_at) = &record.expires_at {
             let at = chrono::DateTime::parse_from_rfc3339(expires_at)
                 .map_err(|e| StoreError::Internal(format!("expires_at {expires_at}: {e}")))?;
@@ -1240,7 +1268,7 @@ fn bulk_step_items(
             item.insert("entity".into(), s("step_bulk"));
             item.insert("ttl".into(), ttl.clone());
             let size = text.len();
-            item.insert("bulk_steps".into(), s(text));
+            item.insert("bulk_steps".into(), packed(&text)?);
             Ok((item, size))
         })
         .collect()
@@ -1286,7 +1314,7 @@ impl StepStore for DynamoStore {
     async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let (mut steps, mut bulk) = (Vec::new(), Vec::new());
         for item in self.step_items(tenant_id, execution_id).await? {
-            match get_opt_s(&item, "bulk_steps") {
+            match unpacked(&item, "bulk_steps")? {
                 Some(text) => bulk.extend(
                     serde_json::from_str::<Vec<StepRecord>>(&text)
                         .map_err(|e| StoreError::Internal(format!("bulk steps: {e}")))?,
