@@ -34,6 +34,8 @@ pub async fn serve_worker() -> Result<(), Error> {
     use aws_lambda_events::event::sqs::SqsEvent;
     use lambda_http::lambda_runtime::{self, LambdaEvent};
     let (config, sdk_config) = config_and_sdk().await;
+    // Only the worker measures (and flushes after each batch); API functions have no recorder.
+    crate::telemetry::init_metrics(&config.stage);
     let Some(queue_url) = config.execution_queue_url.clone() else {
         eprintln!("configuration error: EXECUTION_QUEUE_URL is not set");
         std::process::exit(1);
@@ -92,7 +94,6 @@ async fn config_and_sdk() -> (Config, aws_config::SdkConfig) {
         }
     };
     crate::telemetry::init(&config.log_level);
-    crate::telemetry::init_metrics(&config.stage);
     (config, aws_config::load_from_env().await)
 }
 
