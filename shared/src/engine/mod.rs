@@ -192,6 +192,15 @@ impl NodeFailure {
     }
 }
 
+/// An attempt's result with the input it rendered and sent, success or failure alike: the step
+/// shows what was sent either way.
+pub fn with_sent_input(input: Value, result: Result<NodeOutput, NodeFailure>) -> Result<NodeOutput, NodeFailure> {
+    match result {
+        Ok(produced) => Ok(NodeOutput { input, ..produced }),
+        Err(failure) => Err(failure.with_input(&input)),
+    }
+}
+
 /// Usage and cost summed over a node's attempts: every attempt a provider billed counts.
 #[derive(Debug, Clone, Copy, Default)]
 struct Spent {

@@ -1,7 +1,7 @@
 use super::NodeKind;
 use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
 use crate::engine::template::render_value;
-use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime, with_sent_input};
 use serde_json::{Value, json};
 
 pub struct HttpRequest;
@@ -55,27 +55,29 @@ impl NodeKind for HttpRequest {
             Some(Value::String(text)) => OutboundBody::Text(text.clone()),
             Some(json_body) => OutboundBody::Json(json_body.clone()),
         };
-        let rendered_input = redacted(&config);
         let request = OutboundRequest { method, url, headers, body };
-        let response = send(runtime, call.tenant_id, request).await.map_err(|f| f.with_input(&rendered_input))?;
-        if let Some(mut failure) = response.status_failure("HTTP") {
-            // The start of the answer usually says what was wrong with the request; a secret the
-            // target echoes back is not kept.
-            let mut excerpt: String = String::from_utf8_lossy(&response.body).chars().take(300).collect();
-            for secret in secret_values(&config) {
-                excerpt = excerpt.replace(&secret, "<redacted>");
+        let answered = async {
+            let response = send(runtime, call.tenant_id, request).await?;
+            if let Some(mut failure) = response.status_failure("HTTP") {
+                // The start of the answer usually says what was wrong with the request; a secret
+                // the target echoes back is not kept.
+                let mut excerpt: String = String::from_utf8_lossy(&response.body).chars().take(300).collect();
+                for secret in secret_values(&config) {
+                    excerpt = excerpt.replace(&secret, "<redacted>");
+                }
+                if !excerpt.trim().is_empty() {
+                    failure.message = format!("{}: {}", failure.message, excerpt.trim());
+                }
+                return Err(failure);
             }
-            if !excerpt.trim().is_empty() {
-                failure.message = format!("{}: {}", failure.message, excerpt.trim());
-            }
-            return Err(failure.with_input(&rendered_input));
-        }
-        let body = match response.is_json().then(|| serde_json::from_slice::<Value>(&response.body).ok()).flatten() {
-            Some(parsed) => parsed,
-            None => Value::String(String::from_utf8_lossy(&response.body).into_owned()),
+            let body = match response.is_json().then(|| serde_json::from_slice::<Value>(&response.body).ok()).flatten()
+            {
+                Some(parsed) => parsed,
+                None => Value::String(String::from_utf8_lossy(&response.body).into_owned()),
+            };
+            Ok(json!({ "status": response.status, "headers": response.headers, "body": body }).into())
         };
-        let output = json!({ "status": response.status, "headers": response.headers, "body": body });
-        Ok(NodeOutput { output, input: rendered_input, ..Default::default() })
+        with_sent_input(redacted(&config), answered.await)
     }
 }
 

@@ -5,7 +5,7 @@
 use super::NodeKind;
 use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
 use crate::engine::template::render_value;
-use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, NodeRuntime, TokenUsage};
+use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, NodeRuntime, TokenUsage, with_sent_input};
 use crate::secrets::ProviderCredential;
 use serde_json::{Value, json};
 
@@ -77,40 +77,43 @@ impl NodeKind for LlmChat {
                 ));
             }
         };
-        let response = send(runtime, call.tenant_id, request).await.map_err(|f| f.with_input(&rendered_input))?;
-        let reply: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-        if let Some(mut failure) = response.status_failure("LLM") {
-            if let Some(detail) = reply.pointer("/error/message").and_then(Value::as_str) {
-                // Providers sometimes echo the key they were given; the step never keeps it.
-                let detail = detail.replace(credential.api_key.as_str(), "<redacted>");
-                failure.message = format!("{}: {}", failure.message, detail.chars().take(300).collect::<String>());
+        let answered = async {
+            let response = send(runtime, call.tenant_id, request).await?;
+            let reply: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+            if let Some(mut failure) = response.status_failure("LLM") {
+                if let Some(detail) = reply.pointer("/error/message").and_then(Value::as_str) {
+                    // Providers sometimes echo the key they were given; the step never keeps it.
+                    let detail = detail.replace(credential.api_key.as_str(), "<redacted>");
+                    failure.message = format!("{}: {}", failure.message, detail.chars().take(300).collect::<String>());
+                }
+                return Err(failure);
             }
-            return Err(failure.with_input(&rendered_input));
-        }
-        let answer = match credential.provider.as_str() {
-            "anthropic" => Answer::from_anthropic(&reply),
-            _ => Answer::from_openai(&reply),
-        }
-        .ok_or_else(|| {
-            let message = format!("'{}' answered without a readable reply", response.host);
-            NodeFailure::permanent("LLM_BAD_RESPONSE", message).with_input(&rendered_input)
-        })?;
-        let model = answer.model.unwrap_or_else(|| chat.model.clone());
-        let cost_usd = runtime.prices.cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
-        let mut output = json!({ "text": answer.text, "model": model, "finish_reason": answer.finish_reason });
-        if chat.wants_json {
-            let Some(parsed) = parse_json_reply(&answer.text) else {
-                // The call was paid for: its tokens count although the node failed.
-                let message = "the model was asked for JSON and answered something else";
-                let failure = NodeFailure::permanent("LLM_INVALID_JSON", message).with_input(&rendered_input);
-                return Err(NodeFailure {
-                    billed: Some(Box::new(Billed { usage: answer.usage, cost_usd })),
-                    ..failure
-                });
-            };
-            output["json"] = parsed;
-        }
-        Ok(NodeOutput { output, input: rendered_input, usage: Some(answer.usage), cost_usd })
+            let answer = match credential.provider.as_str() {
+                "anthropic" => Answer::from_anthropic(&reply),
+                _ => Answer::from_openai(&reply),
+            }
+            .ok_or_else(|| {
+                let message = format!("'{}' answered without a readable reply", response.host);
+                NodeFailure::permanent("LLM_BAD_RESPONSE", message)
+            })?;
+            let model = answer.model.unwrap_or_else(|| chat.model.clone());
+            let cost_usd = runtime.prices.cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
+            let mut output = json!({ "text": answer.text, "model": model, "finish_reason": answer.finish_reason });
+            if chat.wants_json {
+                let Some(parsed) = parse_json_reply(&answer.text) else {
+                    // The call was paid for: its tokens count although the node failed.
+                    let message = "the model was asked for JSON and answered something else";
+                    let failure = NodeFailure::permanent("LLM_INVALID_JSON", message);
+                    return Err(NodeFailure {
+                        billed: Some(Box::new(Billed { usage: answer.usage, cost_usd })),
+                        ..failure
+                    });
+                };
+                output["json"] = parsed;
+            }
+            Ok(NodeOutput { output, input: Value::Null, usage: Some(answer.usage), cost_usd })
+        };
+        with_sent_input(rendered_input, answered.await)
     }
 }
 
