@@ -17,8 +17,7 @@ pub type Error = lambda_http::Error;
 /// function with one line naming it.
 pub async fn app_from_env() -> App {
     let (config, sdk_config) = config_and_sdk().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone())
-        .with_execution_retention(config.execution_retention);
+    let store = dynamo_store(&config, &sdk_config);
     let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config));
     let queue_url = config.execution_queue_url.clone();
     let app = App::new(config, Arc::new(store), Arc::new(secrets));
@@ -40,10 +39,7 @@ pub async fn serve_worker() -> Result<(), Error> {
         eprintln!("configuration error: EXECUTION_QUEUE_URL is not set");
         std::process::exit(1);
     };
-    let store = Arc::new(
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone())
-            .with_execution_retention(config.execution_retention),
-    );
+    let store = Arc::new(dynamo_store(&config, &sdk_config));
     let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config)));
     let runtime = crate::engine::NodeRuntime {
@@ -85,6 +81,12 @@ pub async fn serve_worker() -> Result<(), Error> {
     .await
 }
 
+/// The DynamoDB adapter as every function uses it: the configured table and retention.
+fn dynamo_store(config: &Config, sdk_config: &aws_config::SdkConfig) -> DynamoStore {
+    DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk_config), config.table_name.clone())
+        .with_execution_retention(config.execution_retention)
+}
+
 async fn config_and_sdk() -> (Config, aws_config::SdkConfig) {
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -112,10 +114,7 @@ pub async fn serve_authorizer() -> Result<(), Error> {
     use lambda_http::aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
     use lambda_http::lambda_runtime::{self, LambdaEvent};
     let (config, sdk_config) = config_and_sdk().await;
-    let store = Arc::new(
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk_config), config.table_name.clone())
-            .with_execution_retention(config.execution_retention),
-    );
+    let store = Arc::new(dynamo_store(&config, &sdk_config));
     let keys = Arc::new(crate::auth::KeyCache::new(config.key_cache_ttl));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {
         let (store, keys) = (store.clone(), keys.clone());
