@@ -37,7 +37,8 @@ pub mod metric {
     /// Count, by `status`: executions that ended (succeeded, failed, cancelled, timed_out).
     pub const EXECUTIONS_FINISHED: &str = "ExecutionsFinished";
     /// Milliseconds from start request to end, queueing and continuations included: one value
-    /// per finished execution (a batch has at most 10, under EMF's 100 values per document).
+    /// per finished execution (a batch holds at most BatchSize = 5 in template.yaml, well under
+    /// EMF's 100 values per document).
     pub const EXECUTION_LATENCY: &str = "ExecutionLatency";
     /// Count, by `node_type` and `status` (succeeded, failed): node runs, retries included once.
     pub const NODE_RUNS: &str = "NodeRuns";
