@@ -153,7 +153,7 @@ async fn main() {
     })
     .unwrap();
     let queue = SqsExecutionQueue::new(sqs.clone(), queue_url.clone());
-    let app = App::new(config, store.clone(), secrets.clone()).with_queue(Arc::new(queue));
+    let app = App::new(config).with_store(store.clone()).with_secrets(secrets.clone()).with_queue(Arc::new(queue));
     let executor = RegistryExecutor {
         runtime: NodeRuntime {
             allowed_private_hosts: vec!["127.0.0.1".into()],

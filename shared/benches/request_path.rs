@@ -98,7 +98,7 @@ fn main() {
         _ => None,
     })
     .unwrap();
-    let app = App::new(config, store.clone(), store.clone());
+    let app = App::new(config).with_store(store.clone()).with_secrets(store.clone());
     let key = runtime.block_on(nodeai::auth::provision_tenant(store.as_ref(), "bench", "free", None)).unwrap().1;
 
     let mut created = Vec::new();

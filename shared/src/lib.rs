@@ -12,7 +12,6 @@ pub mod executions;
 pub mod http;
 pub mod model;
 pub mod nodes;
-pub mod provisioning;
 pub mod queue;
 pub mod secrets;
 pub mod store;

@@ -396,7 +396,7 @@ fn check_node(i: usize, node: &NodeSpec, problems: &mut Vec<Problem>) {
             format!(
                 "unknown node type '{}'; known types: {}",
                 node.node_type,
-                nodes::NODE_KINDS.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+                nodes::NODE_TYPES.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
             ),
         )),
         Some(validator) => {

@@ -1,7 +1,7 @@
 //! Cold-start wiring shared by every function's `main`: read configuration, set up tracing,
-//! build the AWS clients once, then serve requests.
+//! build the AWS clients its route uses once, then serve requests with its one handler.
 
-use crate::api::{self, App, Route};
+use crate::api::{self, App, Handler, Route};
 use crate::config::Config;
 use crate::queue::SqsExecutionQueue;
 use crate::store::dynamo::DynamoStore;
@@ -13,18 +13,88 @@ use tracing::Instrument;
 
 pub type Error = lambda_http::Error;
 
-/// Configuration and AWS clients, built once per cold start. A bad variable stops the
-/// function with one line naming it.
-pub async fn app_from_env() -> App {
-    let (config, sdk_config) = config_and_sdk().await;
-    let store = dynamo_store(&config, &sdk_config);
-    let secrets = SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config));
-    let queue_url = config.execution_queue_url.clone();
-    let app = App::new(config, Arc::new(store), Arc::new(secrets));
-    match queue_url {
-        Some(url) => app.with_queue(Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), url))),
-        None => app,
+/// Adds one AWS client to the app. A plain function pointer, so a function links the SDK of a
+/// client only when its `main` asks for it.
+type AddClient = fn(&Config, &aws_config::SdkConfig, App) -> App;
+
+/// Cold start of an API function: configuration (a bad variable stops the function with one line
+/// naming it) and tracing, then only the clients its route uses:
+/// `wiring::builder().dynamodb().sqs().build().await`.
+pub fn builder() -> Builder {
+    Builder { config: config_and_tracing() }
+}
+
+/// A builder with no AWS client yet: `build` loads no AWS configuration at all.
+pub struct Builder {
+    config: Config,
+}
+
+/// A builder with at least one AWS client: `build` loads the AWS configuration once.
+pub struct AwsBuilder {
+    config: Config,
+    clients: Vec<AddClient>,
+}
+
+impl Builder {
+    fn aws(self, client: AddClient) -> AwsBuilder {
+        AwsBuilder { config: self.config, clients: vec![client] }
     }
+    /// DynamoDB: tenant data, and the API key check where no authorizer ran (the local stack).
+    pub fn dynamodb(self) -> AwsBuilder {
+        self.aws(add_dynamodb)
+    }
+    /// The execution queue (SQS).
+    pub fn sqs(self) -> AwsBuilder {
+        self.aws(add_sqs)
+    }
+    /// Secrets Manager (credential values).
+    pub fn secrets_manager(self) -> AwsBuilder {
+        self.aws(add_secrets_manager)
+    }
+    pub async fn build(self) -> App {
+        App::new(self.config)
+    }
+}
+
+impl AwsBuilder {
+    pub fn dynamodb(mut self) -> Self {
+        self.clients.push(add_dynamodb);
+        self
+    }
+    pub fn sqs(mut self) -> Self {
+        self.clients.push(add_sqs);
+        self
+    }
+    pub fn secrets_manager(mut self) -> Self {
+        self.clients.push(add_secrets_manager);
+        self
+    }
+    pub async fn build(self) -> App {
+        let sdk_config = aws_config::load_from_env().await;
+        let clients = self.clients;
+        let config = self.config.clone();
+        clients.into_iter().fold(App::new(self.config), |app, add| add(&config, &sdk_config, app))
+    }
+}
+
+fn add_dynamodb(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
+    app.with_store(Arc::new(dynamo_store(config, sdk_config)))
+}
+
+fn add_sqs(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
+    match &config.execution_queue_url {
+        Some(url) => app.with_queue(Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(sdk_config), url))),
+        None => exit_with_config_error("EXECUTION_QUEUE_URL is not set"),
+    }
+}
+
+fn add_secrets_manager(_: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
+    app.with_secrets(Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk_config))))
+}
+
+fn exit_with_config_error(message: &str) -> ! {
+    eprintln!("configuration error: {message}");
+    std::process::exit(1)
 }
 
 /// Serves the SQS worker: each batch's messages run their executions; failures come back as
@@ -32,13 +102,13 @@ pub async fn app_from_env() -> App {
 pub async fn serve_worker() -> Result<(), Error> {
     use aws_lambda_events::event::sqs::SqsEvent;
     use lambda_http::lambda_runtime::{self, LambdaEvent};
-    let (config, sdk_config) = config_and_sdk().await;
+    let config = config_and_tracing();
     // Only the worker measures (and flushes after each batch); API functions have no recorder.
     crate::telemetry::init_metrics(&config.stage);
     let Some(queue_url) = config.execution_queue_url.clone() else {
-        eprintln!("configuration error: EXECUTION_QUEUE_URL is not set");
-        std::process::exit(1);
+        exit_with_config_error("EXECUTION_QUEUE_URL is not set");
     };
+    let sdk_config = aws_config::load_from_env().await;
     let store = Arc::new(dynamo_store(&config, &sdk_config));
     let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config)));
@@ -87,7 +157,7 @@ fn dynamo_store(config: &Config, sdk_config: &aws_config::SdkConfig) -> DynamoSt
         .with_execution_retention(config.execution_retention)
 }
 
-async fn config_and_sdk() -> (Config, aws_config::SdkConfig) {
+fn config_and_tracing() -> Config {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -96,14 +166,15 @@ async fn config_and_sdk() -> (Config, aws_config::SdkConfig) {
         }
     };
     crate::telemetry::init(&config.log_level);
-    (config, aws_config::load_from_env().await)
+    config
 }
 
-/// Serves `route` on the Lambda runtime until the instance is retired.
-pub async fn serve(app: App, route: Route) -> Result<(), Error> {
+/// Serves `route` with `handler` (its one handler, named by the function's `main`) on the Lambda
+/// runtime until the instance is retired.
+pub async fn serve(app: App, route: Route, handler: Handler) -> Result<(), Error> {
     lambda_http::run(service_fn(move |req: Request| {
         let app = app.clone();
-        async move { Ok::<_, Infallible>(api::handle(&app, route, req).await) }
+        async move { Ok::<_, Infallible>(api::respond(&app, route, handler, req).await) }
     }))
     .await
 }
@@ -113,7 +184,8 @@ pub async fn serve(app: App, route: Route) -> Result<(), Error> {
 pub async fn serve_authorizer() -> Result<(), Error> {
     use lambda_http::aws_lambda_events::apigw::ApiGatewayCustomAuthorizerRequestTypeRequest;
     use lambda_http::lambda_runtime::{self, LambdaEvent};
-    let (config, sdk_config) = config_and_sdk().await;
+    let config = config_and_tracing();
+    let sdk_config = aws_config::load_from_env().await;
     let store = Arc::new(dynamo_store(&config, &sdk_config));
     let keys = Arc::new(crate::auth::KeyCache::new(config.key_cache_ttl));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<ApiGatewayCustomAuthorizerRequestTypeRequest>| {

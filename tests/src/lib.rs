@@ -67,6 +67,8 @@ pub async fn fresh_queue() -> (SqsExecutionQueue, String) {
 pub struct TestApp {
     pub app: App,
     pub store: Arc<DynamoStore>,
+    /// Secrets Manager on the emulator, as the app holds it.
+    pub secrets: Arc<SecretsManagerStore>,
     /// A tenant provisioned on the table, with its key.
     pub tenant_id: String,
     pub key: String,
@@ -93,17 +95,26 @@ impl TestApp {
         // As wiring.rs does: the store writes steps with the configured retention.
         let store = Arc::new(store.with_execution_retention(config.execution_retention));
         let (queue, queue_url) = fresh_queue().await;
-        let app = App::new(config, store.clone(), Arc::new(secret_store().await)).with_queue(Arc::new(queue));
+        let secrets = Arc::new(secret_store().await);
+        let app = App::new(config).with_store(store.clone()).with_secrets(secrets.clone()).with_queue(Arc::new(queue));
         let (tenant, key) = nodeai::auth::provision_tenant(store.as_ref(), "Test tenant", "free", None)
             .await
             .expect("provision the test tenant");
-        TestApp { app, store, tenant_id: tenant.tenant_id, key, queue_url }
+        TestApp { app, store, secrets, tenant_id: tenant.tenant_id, key, queue_url }
     }
 
     /// Another app instance (its own key cache, as another warm Lambda) on the same table.
     pub fn another_instance(&self) -> App {
         let config = (*self.app.config).clone();
-        App::new(config, self.app.store.clone(), self.app.secrets.clone()).with_queue(self.app.queue.clone())
+        let app = App::new(config).with_queue(self.app.queue.clone());
+        let app = match self.app.store.clone() {
+            Some(store) => app.with_store(store),
+            None => app,
+        };
+        match self.app.secrets.clone() {
+            Some(secrets) => app.with_secrets(secrets),
+            None => app,
+        }
     }
 
     /// Another tenant on the same table.

@@ -200,7 +200,7 @@ async fn store_outage_is_503_with_retry_after_and_no_aws_text() {
     // A client pointed at a port nothing listens on: the SDK fails to dispatch.
     let sdk = aws_config::from_env().endpoint_url("http://127.0.0.1:9").load().await;
     let dead = nodeai::store::dynamo::DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), "nodeai-dead");
-    let app = nodeai::api::App { store: std::sync::Arc::new(dead), ..t.app.clone() };
+    let app = t.app.clone().with_store(std::sync::Arc::new(dead));
     let request = RequestSpec::new(&[]).key(&t.key).build(Route::ListWorkflows);
     let reply = nodeai_tests::Reply::from(nodeai::api::handle(&app, Route::ListWorkflows, request).await);
     reply.assert_error(503, "SERVICE_UNAVAILABLE");

@@ -289,7 +289,7 @@ async fn readiness_reports_an_unreachable_table_as_503() {
     let t = TestApp::new().await;
     let client = nodeai_tests::dynamo_client().await;
     let missing = nodeai::store::dynamo::DynamoStore::new(client, "nodeai-no-such-table");
-    let app = nodeai::api::App { store: std::sync::Arc::new(missing), ..t.app.clone() };
+    let app = t.app.clone().with_store(std::sync::Arc::new(missing));
     let response = nodeai::api::handle(&app, Route::HealthReady, RequestSpec::new(&[]).build(Route::HealthReady)).await;
     let reply = nodeai_tests::Reply::from(response);
     let error = reply.assert_error(503, "SERVICE_UNAVAILABLE");

@@ -3,6 +3,7 @@
 
 use nodeai::api::Route;
 use nodeai::secrets::{CredentialResolver, secret_name};
+use nodeai::store::SecretStore;
 use nodeai_tests::{CapturedLogs, Reply, RequestSpec, TestApp};
 use serde_json::json;
 use std::time::Duration;
@@ -25,7 +26,7 @@ async fn put_list_replace_delete_round_trip() {
     assert_eq!(created.header("location"), Some("/v1/credentials/openai-main"));
 
     // The value sits in Secrets Manager under a tenant-scoped name.
-    let stored = t.app.secrets.get_secret(&secret_name("test", &t.tenant_id, "openai-main")).await.unwrap().unwrap();
+    let stored = t.secrets.get_secret(&secret_name("test", &t.tenant_id, "openai-main")).await.unwrap().unwrap();
     assert!(stored.contains(SECRET_A));
 
     let replaced = t
@@ -41,7 +42,7 @@ async fn put_list_replace_delete_round_trip() {
     assert_eq!(replaced.body["created_at"], created.body["created_at"]);
 
     // The engine's view: through the TTL cache, from Secrets Manager.
-    let resolver = CredentialResolver::new(t.app.secrets.clone(), "test", Duration::from_secs(60));
+    let resolver = CredentialResolver::new(t.secrets.clone(), "test", Duration::from_secs(60));
     let credential = resolver.resolve(&t.tenant_id, "openai-main").await.unwrap();
     assert_eq!((credential.provider.as_str(), credential.api_key.as_str()), ("anthropic", SECRET_B));
     let (other_tenant, _) = t.other_tenant().await;
@@ -62,7 +63,7 @@ async fn put_list_replace_delete_round_trip() {
     assert_eq!(rest.body["items"][0]["name"], "openai-main");
 
     assert_eq!(t.call(Route::DeleteCredential, &[("name", "openai-main")], None).await.status, 204);
-    assert_eq!(t.app.secrets.get_secret(&secret_name("test", &t.tenant_id, "openai-main")).await.unwrap(), None);
+    assert_eq!(t.secrets.get_secret(&secret_name("test", &t.tenant_id, "openai-main")).await.unwrap(), None);
     t.call(Route::DeleteCredential, &[("name", "openai-main")], None).await.assert_error(404, "CREDENTIAL_NOT_FOUND");
     assert_eq!(
         resolver.resolve(&t.tenant_id, "b-two").await.unwrap().api_key,
@@ -110,7 +111,7 @@ async fn another_tenants_credential_is_404_and_untouched() {
     foreign.assert_error(404, "CREDENTIAL_NOT_FOUND");
     let theirs = t.send(Route::ListCredentials, RequestSpec::new(&[]).key(&other_key)).await;
     assert_eq!(theirs.body["items"], json!([]));
-    let stored = t.app.secrets.get_secret(&secret_name("test", &t.tenant_id, "shared-name")).await.unwrap();
+    let stored = t.secrets.get_secret(&secret_name("test", &t.tenant_id, "shared-name")).await.unwrap();
     assert!(stored.is_some(), "the owner's secret survives");
 }
 
@@ -148,8 +149,8 @@ async fn no_secret_appears_in_any_response_or_log_line() {
     replies.push(t.call(Route::DeleteCredential, &[("name", "main")], None).await);
     assert!(replies.iter().any(|r| r.status == 201) && replies.iter().any(|r| r.status == 400));
 
-    let resolver = CredentialResolver::new(t.app.secrets.clone(), "test", Duration::from_secs(60));
-    t.app.secrets.put_secret(&secret_name("test", &t.tenant_id, "x"), "{not json").await.unwrap();
+    let resolver = CredentialResolver::new(t.secrets.clone(), "test", Duration::from_secs(60));
+    t.secrets.put_secret(&secret_name("test", &t.tenant_id, "x"), "{not json").await.unwrap();
     let malformed = resolver.resolve(&t.tenant_id, "x").await.unwrap_err();
     tracing::error!(error = %malformed, "resolver error as the engine would log it");
 

@@ -2,6 +2,7 @@
 //! request a function sees and gets the intended answer from its route.
 
 use nodeai::api::{FALLBACK_FUNCTION, ROUTES, Route, handle};
+use nodeai::store::ExecutionStore;
 use nodeai_tests::{Reply, TestApp, sample_definition};
 use std::path::PathBuf;
 
@@ -20,8 +21,7 @@ async fn fail_execution(t: &TestApp, execution_id: &str) {
     let error = nodeai::engine::StepError { code: "HTTP_500".into(), message: "down".into() };
     let failed = nodeai::executions::ExecutionStatus::Failed;
     let now = nodeai::model::now_rfc3339();
-    t.app
-        .store
+    t.store
         .finish_execution(&t.tenant_id, execution_id, failed, serde_json::Value::Null, Some(error), now, &[])
         .await
         .unwrap();

@@ -1,8 +1,8 @@
 //! Tenant provisioning against the emulator's API Gateway: the tenant's usage key lands in its
 //! tier's plan, and set-tier moves it.
 
-use nodeai::provisioning::{ApiGatewayUsagePlans, UsagePlans, create_tenant, plan_name, set_tier};
 use nodeai::store::TenantStore;
+use nodeai_admin::provisioning::{ApiGatewayUsagePlans, UsagePlans, create_tenant, plan_name, set_tier};
 use nodeai_tests::{emulator_endpoint, fresh_store};
 
 async fn plans() -> ApiGatewayUsagePlans {

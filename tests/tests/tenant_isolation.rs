@@ -4,6 +4,7 @@
 
 use lambda_http::http::Method;
 use nodeai::api::{ROUTES, Route};
+use nodeai::store::ExecutionStore;
 use nodeai_tests::{RequestSpec, TestApp, sample_definition};
 use serde_json::json;
 
@@ -125,8 +126,7 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
     let error = nodeai::engine::StepError { code: "HTTP_500".into(), message: "down".into() };
     let failed = nodeai::executions::ExecutionStatus::Failed;
     let now = nodeai::model::now_rfc3339();
-    t.app
-        .store
+    t.store
         .finish_execution(&t.tenant_id, &execution_id, failed, serde_json::Value::Null, Some(error), now, &[])
         .await
         .unwrap();

@@ -1,11 +1,12 @@
 //! POST /v1/workflows: create a workflow draft.
-//! Wiring only: configuration and AWS clients once per cold start, then each request to the domain.
+//! Wiring only: configuration and the clients this route uses, once per cold start; each request
+//! then goes to its one handler.
 
-use nodeai::api::Route;
-use nodeai::wiring;
+use nodeai::api::{self, Route};
+use nodeai::{handler, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), wiring::Error> {
-    let app = wiring::app_from_env().await;
-    wiring::serve(app, Route::CreateWorkflow).await
+    let app = wiring::builder().dynamodb().build().await;
+    wiring::serve(app, Route::CreateWorkflow, handler!(api::workflows::create)).await
 }

@@ -1,11 +1,12 @@
 //! GET /v1/node-types: node types with their config schemas.
-//! Wiring only: configuration and AWS clients once per cold start, then each request to the domain.
+//! Wiring only: configuration and the clients this route uses, once per cold start; each request
+//! then goes to its one handler.
 
-use nodeai::api::Route;
-use nodeai::wiring;
+use nodeai::api::{self, Route};
+use nodeai::{handler, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), wiring::Error> {
-    let app = wiring::app_from_env().await;
-    wiring::serve(app, Route::ListNodeTypes).await
+    let app = wiring::builder().dynamodb().build().await;
+    wiring::serve(app, Route::ListNodeTypes, handler!(api::node_types::list)).await
 }

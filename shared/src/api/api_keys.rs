@@ -54,12 +54,12 @@ fn key_not_found(key_id: &str) -> ApiError {
 
 async fn load_key(call: &Call<'_>) -> Result<ApiKeyRecord, ApiError> {
     let key_id = http::ulid_param(call.req, "key_id").map_err(|raw| key_not_found(&raw))?;
-    call.app.store.find_api_key_by_id(call.tenant_id, &key_id).await?.ok_or_else(|| key_not_found(&key_id))
+    call.app.store()?.find_api_key_by_id(call.tenant_id, &key_id).await?.ok_or_else(|| key_not_found(&key_id))
 }
 
 async fn ensure_room(call: &Call<'_>) -> Result<(), ApiError> {
     let now = now_rfc3339();
-    let live = call.app.store.list_api_keys(call.tenant_id).await?.iter().filter(|k| k.is_live(&now)).count();
+    let live = call.app.store()?.list_api_keys(call.tenant_id).await?.iter().filter(|k| k.is_live(&now)).count();
     if live >= MAX_KEYS_PER_TENANT {
         return Err(ApiError::new(
             ErrorCode::KeyLimitReached,
@@ -90,19 +90,19 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     };
     ensure_room(call).await?;
     let (record, key) = new_key_record(call.tenant_id, name, expires_at, None);
-    call.app.store.put_api_key(&record).await?;
+    call.app.store()?.put_api_key(&record).await?;
     Ok(Reply::created(new_key_view(&record, &key), format!("/v1/api-keys/{}", record.key_id)))
 }
 
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let keys = call.app.store.list_api_keys(call.tenant_id).await?;
+    let keys = call.app.store()?.list_api_keys(call.tenant_id).await?;
     // A tenant holds at most MAX_KEYS_PER_TENANT live keys, so one page holds them all.
     Ok(Reply::ok(json!({ "items": keys.iter().rev().map(key_view).collect::<Vec<_>>(), "next_token": null })))
 }
 
 pub async fn revoke(call: &Call<'_>) -> Result<Reply, ApiError> {
     let record = load_key(call).await?;
-    call.app.store.revoke_api_key(&record.key_hash, &now_rfc3339()).await?;
+    call.app.store()?.revoke_api_key(&record.key_hash, &now_rfc3339()).await?;
     call.app.keys.evict(&record.key_hash);
     Ok(Reply::no_content())
 }
@@ -115,11 +115,11 @@ pub async fn rotate(call: &Call<'_>) -> Result<Reply, ApiError> {
     }
     ensure_room(call).await?;
     let (record, key) = new_key_record(call.tenant_id, &old.name, old.expires_at.clone(), None);
-    call.app.store.put_api_key(&record).await?;
+    call.app.store()?.put_api_key(&record).await?;
     let grace_ends = rfc3339_in(call.app.config.key_rotation_grace.as_secs() as i64);
-    call.app.store.expire_api_key(&old.key_hash, &grace_ends).await?;
+    call.app.store()?.expire_api_key(&old.key_hash, &grace_ends).await?;
     call.app.keys.evict(&old.key_hash);
-    let previous = call.app.store.find_api_key(&old.key_hash).await?.unwrap_or(old);
+    let previous = call.app.store()?.find_api_key(&old.key_hash).await?.unwrap_or(old);
     let mut view = new_key_view(&record, &key);
     view["replaces"] = json!({ "id": previous.key_id, "expires_at": previous.expires_at });
     Ok(Reply::created(view, format!("/v1/api-keys/{}", record.key_id)))

@@ -95,9 +95,9 @@ pub async fn put(call: &Call<'_>) -> Result<Reply, ApiError> {
     let value = serde_json::to_string(&credential)
         .map_err(|_| ApiError::new(ErrorCode::InternalError, "an internal error occurred"))?;
     // The secret first: metadata never points at a value that was not stored.
-    call.app.secrets.put_secret(&secret_name(&call.app.config.stage, call.tenant_id, &name), &value).await?;
+    call.app.secrets()?.put_secret(&secret_name(&call.app.config.stage, call.tenant_id, &name), &value).await?;
     let now = now_rfc3339();
-    let existed = call.app.store.get_credential(call.tenant_id, &name).await?.is_some();
+    let existed = call.app.store()?.get_credential(call.tenant_id, &name).await?.is_some();
     let record = CredentialRecord {
         tenant_id: call.tenant_id.to_string(),
         name: name.clone(),
@@ -107,7 +107,7 @@ pub async fn put(call: &Call<'_>) -> Result<Reply, ApiError> {
         created_at: now.clone(),
         updated_at: now,
     };
-    let stored = call.app.store.put_credential(&record).await?;
+    let stored = call.app.store()?.put_credential(&record).await?;
     if existed {
         Ok(Reply::ok(view(&stored)))
     } else {
@@ -118,7 +118,7 @@ pub async fn put(call: &Call<'_>) -> Result<Reply, ApiError> {
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let scope = format!("credentials|{}", call.tenant_id);
     let (limit, after) = paging(call, &scope)?;
-    let page = call.app.store.list_credentials(call.tenant_id, after.as_deref(), limit).await?;
+    let page = call.app.store()?.list_credentials(call.tenant_id, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
     Ok(Reply::ok(json!({
         "items": page.items.iter().map(view).collect::<Vec<_>>(),
@@ -129,11 +129,11 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
 pub async fn delete(call: &Call<'_>) -> Result<Reply, ApiError> {
     let name = name_param(call)
         .map_err(|_| not_found(&truncate(&http::path_param(call.req, "name").unwrap_or_default(), 64)))?;
-    if call.app.store.get_credential(call.tenant_id, &name).await?.is_none() {
+    if call.app.store()?.get_credential(call.tenant_id, &name).await?.is_none() {
         return Err(not_found(&name));
     }
     // The value first, so a half-finished delete never leaves a secret behind unlisted.
-    call.app.secrets.delete_secret(&secret_name(&call.app.config.stage, call.tenant_id, &name)).await?;
-    call.app.store.delete_credential(call.tenant_id, &name).await?;
+    call.app.secrets()?.delete_secret(&secret_name(&call.app.config.stage, call.tenant_id, &name)).await?;
+    call.app.store()?.delete_credential(call.tenant_id, &name).await?;
     Ok(Reply::no_content())
 }

@@ -31,7 +31,7 @@ fn execution_not_found(id: &str) -> ApiError {
 /// The tenant's execution, or 404: missing, another tenant's, or past its retention (its items
 /// are being deleted, so it answers as the deleted one will).
 async fn find_execution(call: &Call<'_>, id: &str) -> Result<ExecutionRecord, ApiError> {
-    match call.app.store.get_execution(call.tenant_id, id).await? {
+    match call.app.store()?.get_execution(call.tenant_id, id).await? {
         Some(execution) if !execution.is_expired() => Ok(execution),
         _ => Err(execution_not_found(id)),
     }
@@ -67,7 +67,7 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
         (Some(definition), _) => definition,
         (None, Some(n)) => {
             call.app
-                .store
+                .store()?
                 .get_version(call.tenant_id, &workflow_id, n)
                 .await?
                 .ok_or_else(|| ApiError::version_not_found(&workflow_id, n))?
@@ -118,7 +118,7 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
     if let Some(key) = idempotency_key {
         let claim = call
             .app
-            .store
+            .store()?
             .claim_idempotency_key(
                 call.tenant_id,
                 &crate::auth::hash_key(key),
@@ -138,7 +138,7 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
                 .suggest("Use a new Idempotency-Key for a different request."));
             }
             IdempotencyClaim::Existing { execution_id, .. } => {
-                match call.app.store.get_execution(call.tenant_id, &execution_id).await? {
+                match call.app.store()?.get_execution(call.tenant_id, &execution_id).await? {
                     Some(existing) => return Ok(Reply::ok(started_view(&existing))),
                     // The first attempt stopped between claiming the key and creating the
                     // execution: finish it now, under the id the key names.
@@ -147,7 +147,7 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
             }
         }
     }
-    call.app.store.create_execution(&record, &definition).await?;
+    call.app.store()?.create_execution(&record, &definition).await?;
     enqueue(call, &record.execution_id, request_id).await?;
     let mut reply = Reply::created(started_view(&record), link(&record.execution_id));
     reply.status = StatusCode::ACCEPTED;
@@ -169,7 +169,7 @@ async fn enqueue(call: &Call<'_>, execution_id: &str, request_id: String) -> Res
     let now = crate::model::now_rfc3339();
     let _ = call
         .app
-        .store
+        .store()?
         .finish_execution(call.tenant_id, execution_id, ExecutionStatus::Failed, Value::Null, Some(error), now, &[])
         .await;
     Err(match e {
@@ -192,7 +192,7 @@ fn started_view(record: &ExecutionRecord) -> Value {
 
 /// The definition an execution runs (every execution has one; a missing one is our fault).
 async fn snapshot(call: &Call<'_>, id: &str) -> Result<crate::model::WorkflowDefinition, ApiError> {
-    let definition = call.app.store.get_execution_definition(call.tenant_id, id).await?;
+    let definition = call.app.store()?.get_execution_definition(call.tenant_id, id).await?;
     Ok(definition.ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?)
 }
 
@@ -201,7 +201,7 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let execution = find_execution(call, &id).await?;
     let definition = snapshot(call, &id).await?;
     let recorded: std::collections::HashMap<String, crate::engine::StepRecord> =
-        call.app.store.load_steps(call.tenant_id, &id).await?.into_iter().map(|s| (s.node_id.clone(), s)).collect();
+        call.app.store()?.load_steps(call.tenant_id, &id).await?.into_iter().map(|s| (s.node_id.clone(), s)).collect();
     let steps: Vec<Value> = definition
         .nodes
         .iter()
@@ -279,7 +279,7 @@ fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> Val
 pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let execution = find_execution(call, &id).await?;
-    if execution.status.is_final() || !call.app.store.request_cancel(call.tenant_id, &id).await? {
+    if execution.status.is_final() || !call.app.store()?.request_cancel(call.tenant_id, &id).await? {
         return Err(ApiError::new(
             ErrorCode::ExecutionFinished,
             format!("the execution already finished as {}", execution.status.as_str()),
@@ -317,9 +317,9 @@ pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
         .suggest("Start a new execution instead."));
     }
     let definition = snapshot(call, &id).await?;
-    call.app.store.reset_steps_for_redrive(call.tenant_id, &id).await?;
+    call.app.store()?.reset_steps_for_redrive(call.tenant_id, &id).await?;
     let deadline = crate::model::rfc3339_in(execution_timeout(&definition).as_secs() as i64);
-    if !call.app.store.redrive_execution(call.tenant_id, &id, &deadline).await? {
+    if !call.app.store()?.redrive_execution(call.tenant_id, &id, &deadline).await? {
         // Another redrive got there first.
         let now = find_execution(call, &id).await?;
         return Err(not_redrivable(now.status));
@@ -351,7 +351,7 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     workflows::load(call, &workflow_id).await?;
     let scope = format!("executions|{}|{workflow_id}|{}", call.tenant_id, status.map(|s| s.as_str()).unwrap_or(""));
     let (limit, after) = paging(call, &scope)?;
-    let page = call.app.store.list_executions(call.tenant_id, &workflow_id, status, after.as_deref(), limit).await?;
+    let page = call.app.store()?.list_executions(call.tenant_id, &workflow_id, status, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
     let items: Vec<Value> = page
         .items

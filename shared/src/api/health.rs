@@ -1,16 +1,18 @@
-use super::App;
+use super::Call;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::Reply;
 use serde_json::json;
 use std::time::Instant;
 
-pub async fn live() -> Result<Reply, ApiError> {
+/// GET /health/live: the process answers (no AWS call).
+pub async fn live(_call: &Call<'_>) -> Result<Reply, ApiError> {
     Ok(Reply::ok(json!({ "status": "ok" })))
 }
 
-pub async fn ready(app: &App) -> Result<Reply, ApiError> {
+/// GET /health/ready: DynamoDB answers.
+pub async fn ready(call: &Call<'_>) -> Result<Reply, ApiError> {
     let started = Instant::now();
-    let outcome = app.store.ping().await;
+    let outcome = call.app.store()?.ping().await;
     let latency_ms = (started.elapsed().as_secs_f64() * 1000.0).round() as u64;
     match outcome {
         Ok(()) => Ok(Reply::ok(json!({
@@ -26,11 +28,12 @@ pub async fn ready(app: &App) -> Result<Reply, ApiError> {
     }
 }
 
-pub async fn summary(app: &App) -> Result<Reply, ApiError> {
+/// GET /health: service, version and stage.
+pub async fn summary(call: &Call<'_>) -> Result<Reply, ApiError> {
     Ok(Reply::ok(json!({
         "status": "ok",
         "service": "nodeai",
         "version": env!("CARGO_PKG_VERSION"),
-        "stage": app.config.stage,
+        "stage": call.app.config.stage,
     })))
 }

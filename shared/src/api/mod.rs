@@ -1,5 +1,6 @@
-//! The HTTP API: the route table (the single source for cargo-lambda's router, template.yaml
-//! and the tenant-isolation tests) and the dispatcher every function hands its requests to.
+//! The HTTP API: the route table (the single source for cargo-lambda's router, template.yaml,
+//! the OpenAPI document and the tenant-isolation tests) and `respond`, which every function hands
+//! its requests to together with its one handler (so a function links only its own route).
 
 use crate::auth::KeyCache;
 use crate::config::Config;
@@ -9,39 +10,90 @@ use crate::http::{self, Reply};
 use crate::queue::{ExecutionQueue, NoQueue};
 use crate::store::{SecretStore, Store};
 use lambda_http::{Body, Request, Response};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 use tracing::Instrument;
 
-mod api_keys;
-mod credentials;
-mod executions;
-mod health;
-mod node_types;
-mod workflows;
+pub mod api_keys;
+pub mod credentials;
+pub mod executions;
+pub mod fallback;
+pub mod health;
+pub mod node_types;
+pub mod workflows;
 
-/// What every route shares for the life of a warm instance: configuration, the stores, and the
-/// key-lookup cache.
+/// What every route shares for the life of a warm instance: configuration, the clients its
+/// function was wired with (`wiring::builder`), and the key-lookup cache. A function holds only
+/// the clients its route uses: health-live none, get-workflow DynamoDB only, and so on.
 #[derive(Clone)]
 pub struct App {
     pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub secrets: Arc<dyn SecretStore>,
+    pub store: Option<Arc<dyn Store>>,
+    pub secrets: Option<Arc<dyn SecretStore>>,
     pub keys: Arc<KeyCache>,
     pub queue: Arc<dyn ExecutionQueue>,
 }
 
 impl App {
-    pub fn new(config: Config, store: Arc<dyn Store>, secrets: Arc<dyn SecretStore>) -> Self {
+    /// An app with no clients: add them with `with_store`, `with_secrets`, `with_queue`.
+    pub fn new(config: Config) -> Self {
         let keys = Arc::new(KeyCache::new(config.key_cache_ttl));
-        App { config: Arc::new(config), store, secrets, keys, queue: Arc::new(NoQueue) }
+        App { config: Arc::new(config), store: None, secrets: None, keys, queue: Arc::new(NoQueue) }
     }
 
-    /// The queue executions are sent to (start-execution).
+    /// The DynamoDB-backed store (every route that reads or writes tenant data, and key checks).
+    pub fn with_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Secrets Manager (credential routes).
+    pub fn with_secrets(mut self, secrets: Arc<dyn SecretStore>) -> Self {
+        self.secrets = Some(secrets);
+        self
+    }
+
+    /// The queue executions are sent to (start-execution, redrive-execution).
     pub fn with_queue(mut self, queue: Arc<dyn ExecutionQueue>) -> Self {
         self.queue = queue;
         self
     }
+
+    /// The store, or a 500 naming the wiring fault: a function whose `main` did not ask for
+    /// DynamoDB (`wiring::builder().dynamodb()`) reached a route that needs it.
+    pub fn store(&self) -> Result<&dyn Store, ApiError> {
+        self.store.as_deref().ok_or_else(|| not_wired("DynamoDB"))
+    }
+
+    /// The secret store, or a 500 naming the wiring fault (see `store`).
+    pub fn secrets(&self) -> Result<&dyn SecretStore, ApiError> {
+        self.secrets.as_deref().ok_or_else(|| not_wired("Secrets Manager"))
+    }
+}
+
+fn not_wired(client: &str) -> ApiError {
+    tracing::error!(client, "this function was not wired with a client its route uses");
+    ApiError::new(ErrorCode::InternalError, "an internal error occurred")
+}
+
+/// The future a route handler returns.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<Reply, ApiError>> + Send + 'a>>;
+
+/// A route handler, as a function's `main` names it (`nodeai::handler!(api::workflows::get)`).
+/// A plain function pointer: naming one handler links that handler and nothing else.
+pub type Handler = for<'a> fn(&'a Call<'a>) -> HandlerFuture<'a>;
+
+/// Turns `async fn(&Call<'_>) -> Result<Reply, ApiError>` into a `Handler`.
+#[macro_export]
+macro_rules! handler {
+    ($path:path) => {{
+        fn boxed<'a>(call: &'a $crate::api::Call<'a>) -> $crate::api::HandlerFuture<'a> {
+            Box::pin($path(call))
+        }
+        boxed as $crate::api::Handler
+    }};
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,9 +233,10 @@ pub(crate) fn paging(call: &Call, scope: &str) -> Result<(usize, Option<String>)
     Ok((limit, after))
 }
 
-/// Handles one request for `route`: request id, authentication, the route's domain call, the
-/// envelope on errors, and one log line. Never panics outward: a panic becomes a 500 envelope.
-pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
+/// Answers one request with `handler`, the function's one route: request id, authentication
+/// (when `route` needs a key), the handler, the envelope on errors, security headers, CORS and one
+/// log line. Never panics outward: a panic becomes a 500 envelope.
+pub async fn respond(app: &App, route: Route, handler: Handler, req: Request) -> Response<Body> {
     let started = Instant::now();
     let request_id = http::request_id(&req);
     let method = req.method().to_string();
@@ -195,7 +248,7 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     let task = {
         let app = app.clone();
         let inner_span = span.clone();
-        tokio::spawn(async move { dispatch(&app, route, &req, &inner_span).await }.instrument(span.clone()))
+        tokio::spawn(async move { dispatch(&app, route, handler, &req, &inner_span).await }.instrument(span.clone()))
     };
     let result = match task.await {
         Ok(result) => result,
@@ -215,83 +268,64 @@ pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
     response
 }
 
-async fn dispatch(app: &App, route: Route, req: &Request, span: &tracing::Span) -> Result<Reply, ApiError> {
-    if route == Route::Fallback {
-        return preflight(req).ok_or_else(|| fallback(req));
-    }
+async fn dispatch(
+    app: &App,
+    route: Route,
+    handler: Handler,
+    req: &Request,
+    span: &tracing::Span,
+) -> Result<Reply, ApiError> {
     let needs_key = spec_of(route).is_some_and(|s| s.authenticated);
     let tenant_id = if needs_key {
-        let tenant = crate::auth::authenticate(app.store.as_ref(), &app.keys, req).await?;
+        let tenant = crate::auth::authenticate(app.store()?, &app.keys, req).await?;
         span.record("tenant_id", tenant.as_str());
         tenant
     } else {
         String::new()
     };
     let call = Call { app, req, tenant_id: &tenant_id };
+    handler(&call).await
+}
+
+/// Every route's handler, by route: for tests and benchmarks, which call any route in one
+/// process. Deployed functions never call this (each names its one handler), so it links nothing.
+#[cfg(any(test, feature = "test-util"))]
+pub fn handler_of(route: Route) -> Handler {
     match route {
-        Route::Health => health::summary(app).await,
-        Route::HealthLive => health::live().await,
-        Route::HealthReady => health::ready(app).await,
-        Route::ListNodeTypes => node_types::list().await,
-        Route::ValidateWorkflow => workflows::validate(&call).await,
-        Route::CreateWorkflow => workflows::create(&call).await,
-        Route::ListWorkflows => workflows::list(&call).await,
-        Route::GetWorkflow => workflows::get(&call).await,
-        Route::UpdateWorkflow => workflows::update(&call).await,
-        Route::DeleteWorkflow => workflows::delete(&call).await,
-        Route::PublishVersion => workflows::publish(&call).await,
-        Route::ListVersions => workflows::list_versions(&call).await,
-        Route::GetVersion => workflows::get_version(&call).await,
-        Route::DeployVersion => workflows::deploy(&call).await,
-        Route::CreateApiKey => api_keys::create(&call).await,
-        Route::ListApiKeys => api_keys::list(&call).await,
-        Route::RevokeApiKey => api_keys::revoke(&call).await,
-        Route::RotateApiKey => api_keys::rotate(&call).await,
-        Route::PutCredential => credentials::put(&call).await,
-        Route::ListCredentials => credentials::list(&call).await,
-        Route::DeleteCredential => credentials::delete(&call).await,
-        Route::StartExecution => executions::start(&call).await,
-        Route::ListExecutions => executions::list(&call).await,
-        Route::GetExecution => executions::get(&call).await,
-        Route::CancelExecution => executions::cancel(&call).await,
-        Route::RedriveExecution => executions::redrive(&call).await,
-        Route::Fallback => unreachable!("handled above"),
+        Route::Health => crate::handler!(health::summary),
+        Route::HealthLive => crate::handler!(health::live),
+        Route::HealthReady => crate::handler!(health::ready),
+        Route::ListNodeTypes => crate::handler!(node_types::list),
+        Route::ValidateWorkflow => crate::handler!(workflows::validate),
+        Route::CreateWorkflow => crate::handler!(workflows::create),
+        Route::ListWorkflows => crate::handler!(workflows::list),
+        Route::GetWorkflow => crate::handler!(workflows::get),
+        Route::UpdateWorkflow => crate::handler!(workflows::update),
+        Route::DeleteWorkflow => crate::handler!(workflows::delete),
+        Route::PublishVersion => crate::handler!(workflows::publish),
+        Route::ListVersions => crate::handler!(workflows::list_versions),
+        Route::GetVersion => crate::handler!(workflows::get_version),
+        Route::DeployVersion => crate::handler!(workflows::deploy),
+        Route::CreateApiKey => crate::handler!(api_keys::create),
+        Route::ListApiKeys => crate::handler!(api_keys::list),
+        Route::RevokeApiKey => crate::handler!(api_keys::revoke),
+        Route::RotateApiKey => crate::handler!(api_keys::rotate),
+        Route::PutCredential => crate::handler!(credentials::put),
+        Route::ListCredentials => crate::handler!(credentials::list),
+        Route::DeleteCredential => crate::handler!(credentials::delete),
+        Route::StartExecution => crate::handler!(executions::start),
+        Route::ListExecutions => crate::handler!(executions::list),
+        Route::GetExecution => crate::handler!(executions::get),
+        Route::CancelExecution => crate::handler!(executions::cancel),
+        Route::RedriveExecution => crate::handler!(executions::redrive),
+        Route::Fallback => crate::handler!(fallback::answer),
     }
 }
 
-/// A CORS preflight (`OPTIONS` on a known path): 204 with the path's methods. Whether the origin
-/// may use them is `http::apply_cors`'s call, so a disallowed origin gets no CORS headers.
-fn preflight(req: &Request) -> Option<Reply> {
-    if req.method() != lambda_http::http::Method::OPTIONS {
-        return None;
-    }
-    let path = http::route_path(req);
-    let methods: Vec<&str> = ROUTES.iter().filter(|s| path_matches(s.path, &path)).map(|s| s.method).collect();
-    if methods.is_empty() {
-        return None;
-    }
-    Some(
-        Reply::no_content()
-            .with_header("access-control-allow-methods", methods.join(", "))
-            .with_header("access-control-allow-headers", http::CORS_ALLOWED_HEADERS.to_string())
-            .with_header("access-control-max-age", "600".to_string()),
-    )
-}
-
-/// 405 with `Allow` when the path is known under other methods, else 404.
-fn fallback(req: &Request) -> ApiError {
-    let path = http::route_path(req);
-    let path = path.as_str();
-    let allowed: Vec<&str> = ROUTES.iter().filter(|s| path_matches(s.path, path)).map(|s| s.method).collect();
-    if allowed.is_empty() {
-        ApiError::new(ErrorCode::RouteNotFound, format!("no route for {} {path}", req.method()))
-            .suggest("See the README for the list of routes.")
-    } else {
-        let allow = allowed.join(", ");
-        ApiError::new(ErrorCode::MethodNotAllowed, format!("{} is not allowed on {path}", req.method()))
-            .suggest(format!("Use one of: {allow}."))
-            .with_header("allow", allow)
-    }
+/// `respond` with the route's handler from `handler_of`: one call for any route in tests.
+#[cfg(any(test, feature = "test-util"))]
+pub async fn handle(app: &App, route: Route, req: Request) -> Response<Body> {
+    respond(app, route, handler_of(route), req).await
 }
 
 #[cfg(test)]

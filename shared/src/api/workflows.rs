@@ -106,7 +106,7 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
         created_at: now.clone(),
         updated_at: now,
     };
-    call.app.store.create_workflow(&record).await?;
+    call.app.store()?.create_workflow(&record).await?;
     Ok(Reply::created(workflow_view(&record), location(&record.workflow_id)).with_header("etag", record.etag()))
 }
 
@@ -119,7 +119,7 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     }
     let scope = format!("workflows|{}|{}", call.tenant_id, tag.as_deref().unwrap_or(""));
     let (limit, after) = paging(call, &scope)?;
-    let page = call.app.store.list_workflows(call.tenant_id, after.as_deref(), limit, tag.as_deref()).await?;
+    let page = call.app.store()?.list_workflows(call.tenant_id, after.as_deref(), limit, tag.as_deref()).await?;
     let key = &call.app.config.cursor_signing_key;
     Ok(Reply::ok(json!({
         "items": page.items.iter().map(summary_view).collect::<Vec<_>>(),
@@ -129,7 +129,7 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
 
 pub(super) async fn load(call: &Call<'_>, workflow_id: &str) -> Result<WorkflowRecord, ApiError> {
     call.app
-        .store
+        .store()?
         .get_workflow(call.tenant_id, workflow_id)
         .await?
         .ok_or_else(|| ApiError::workflow_not_found(workflow_id))
@@ -173,7 +173,7 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
     if expected.is_some_and(|e| e != current.revision) {
         return Err(stale());
     }
-    match call.app.store.replace_draft(call.tenant_id, &id, &definition, current.revision, &now_rfc3339()).await {
+    match call.app.store()?.replace_draft(call.tenant_id, &id, &definition, current.revision, &now_rfc3339()).await {
         Ok(Some(record)) => Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag())),
         Ok(None) => Err(ApiError::workflow_not_found(&id)),
         Err(StoreError::ConditionFailed) if expected.is_some() => Err(stale()),
@@ -183,7 +183,7 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
 
 pub async fn delete(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = workflow_id(call)?;
-    if call.app.store.delete_workflow(call.tenant_id, &id).await? {
+    if call.app.store()?.delete_workflow(call.tenant_id, &id).await? {
         Ok(Reply::no_content())
     } else {
         Err(ApiError::workflow_not_found(&id))
@@ -208,7 +208,7 @@ pub async fn publish(call: &Call<'_>) -> Result<Reply, ApiError> {
         source_revision: current.revision,
         created_at: now_rfc3339(),
     };
-    call.app.store.publish_version(&version).await?;
+    call.app.store()?.publish_version(&version).await?;
     Ok(Reply::created(version_view(&version), format!("{}/versions/{}", location(&id), version.version)))
 }
 
@@ -217,7 +217,7 @@ pub async fn list_versions(call: &Call<'_>) -> Result<Reply, ApiError> {
     let scope = format!("versions|{}|{id}", call.tenant_id);
     let (limit, after) = paging(call, &scope)?;
     load(call, &id).await?;
-    let page = call.app.store.list_versions(call.tenant_id, &id, after.as_deref(), limit).await?;
+    let page = call.app.store()?.list_versions(call.tenant_id, &id, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
     Ok(Reply::ok(json!({
         "items": page.items.iter().map(|v| version_summary_view(&id, v)).collect::<Vec<_>>(),
@@ -240,7 +240,7 @@ pub async fn get_version(call: &Call<'_>) -> Result<Reply, ApiError> {
     load(call, &id).await?;
     let version = call
         .app
-        .store
+        .store()?
         .get_version(call.tenant_id, &id, number)
         .await?
         .ok_or_else(|| ApiError::version_not_found(&id, number))?;
@@ -259,7 +259,7 @@ pub async fn deploy(call: &Call<'_>) -> Result<Reply, ApiError> {
     if request.version == 0 {
         return Err(ApiError::invalid_request("version must be a positive integer"));
     }
-    match call.app.store.set_deployed_version(call.tenant_id, &id, request.version, &now_rfc3339()).await? {
+    match call.app.store()?.set_deployed_version(call.tenant_id, &id, request.version, &now_rfc3339()).await? {
         DeployOutcome::Deployed => {
             let record = load(call, &id).await?;
             Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag()))

@@ -260,7 +260,7 @@ impl Default for NodeRuntime {
     }
 }
 
-/// Dispatches to `NodeKind::execute` of the node's type.
+/// Dispatches to `NodeType::execute` of the node's type.
 #[derive(Clone, Default)]
 pub struct RegistryExecutor {
     pub runtime: NodeRuntime,
@@ -269,8 +269,8 @@ pub struct RegistryExecutor {
 #[async_trait]
 impl NodeExecutor for RegistryExecutor {
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
-        match crate::nodes::find(&call.node.node_type) {
-            Some(kind) => kind.execute(call, &self.runtime).await,
+        match crate::nodes::runner(&call.node.node_type) {
+            Some(runner) => runner.execute(call, &self.runtime).await,
             None => Err(NodeFailure::permanent("UNKNOWN_NODE_TYPE", format!("no node type '{}'", call.node.node_type))),
         }
     }

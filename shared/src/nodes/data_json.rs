@@ -1,12 +1,11 @@
-use super::NodeKind;
+use super::{NodeRun, NodeType};
 use crate::engine::template::render_value;
 use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
 
 pub struct DataJson;
 
-#[async_trait::async_trait]
-impl NodeKind for DataJson {
+impl NodeType for DataJson {
     fn name(&self) -> &'static str {
         "data.json"
     }
@@ -33,6 +32,11 @@ impl NodeKind for DataJson {
             }
         })
     }
+}
+
+/// The executor: only the worker links it (through `nodes::runner`).
+#[async_trait::async_trait]
+impl NodeRun for DataJson {
     async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let (node, scope) = (call.node, call.scope);
         let mut value = render_value(&node.config["source"], scope)?;

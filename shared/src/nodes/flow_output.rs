@@ -1,12 +1,11 @@
-use super::NodeKind;
+use super::{NodeRun, NodeType};
 use crate::engine::template::render_value;
 use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
 
 pub struct FlowOutput;
 
-#[async_trait::async_trait]
-impl NodeKind for FlowOutput {
+impl NodeType for FlowOutput {
     fn name(&self) -> &'static str {
         "flow.output"
     }
@@ -21,6 +20,11 @@ impl NodeKind for FlowOutput {
             "properties": { "value": { "description": "Any JSON; strings are templates." } }
         })
     }
+}
+
+/// The executor: only the worker links it (through `nodes::runner`).
+#[async_trait::async_trait]
+impl NodeRun for FlowOutput {
     async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let (node, scope) = (call.node, call.scope);
         Ok(render_value(&node.config["value"], scope)?.into())

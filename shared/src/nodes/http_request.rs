@@ -1,4 +1,4 @@
-use super::NodeKind;
+use super::{NodeRun, NodeType};
 use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
 use crate::engine::template::render_value;
 use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime, with_sent_input};
@@ -6,8 +6,7 @@ use serde_json::{Value, json};
 
 pub struct HttpRequest;
 
-#[async_trait::async_trait]
-impl NodeKind for HttpRequest {
+impl NodeType for HttpRequest {
     fn name(&self) -> &'static str {
         "http.request"
     }
@@ -30,6 +29,11 @@ impl NodeKind for HttpRequest {
             }
         })
     }
+}
+
+/// The executor: only the worker links it (through `nodes::runner`).
+#[async_trait::async_trait]
+impl NodeRun for HttpRequest {
     async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let config = render_value(&call.node.config, call.scope)?;
         let method: reqwest::Method = config["method"]

@@ -2,7 +2,7 @@
 //! (any OpenAI-compatible `base_url`: OpenAI, vLLM, Ollama, LM Studio) or `anthropic` (Messages
 //! API). Records tokens and `cost_usd` from `prices`.
 
-use super::NodeKind;
+use super::{NodeRun, NodeType};
 use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
 use crate::engine::template::render_value;
 use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, NodeRuntime, TokenUsage, with_sent_input};
@@ -17,8 +17,7 @@ const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Anthropic requires max_tokens; used when the node does not set it.
 const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 1024;
 
-#[async_trait::async_trait]
-impl NodeKind for LlmChat {
+impl NodeType for LlmChat {
     fn name(&self) -> &'static str {
         "llm.chat"
     }
@@ -54,7 +53,11 @@ impl NodeKind for LlmChat {
             }
         })
     }
+}
 
+/// The executor: only the worker links it (through `nodes::runner`).
+#[async_trait::async_trait]
+impl NodeRun for LlmChat {
     async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let config = render_value(&call.node.config, call.scope)?;
         let credential_name = config["credential"].as_str().unwrap_or_default();

@@ -1,12 +1,11 @@
-use super::NodeKind;
+use super::{NodeRun, NodeType};
 use crate::engine::template::evaluate_condition;
 use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
 
 pub struct LogicCondition;
 
-#[async_trait::async_trait]
-impl NodeKind for LogicCondition {
+impl NodeType for LogicCondition {
     fn name(&self) -> &'static str {
         "logic.condition"
     }
@@ -30,6 +29,11 @@ impl NodeKind for LogicCondition {
     fn is_condition(&self) -> bool {
         true
     }
+}
+
+/// The executor: only the worker links it (through `nodes::runner`).
+#[async_trait::async_trait]
+impl NodeRun for LogicCondition {
     async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let (node, scope) = (call.node, call.scope);
         let expression = node.config["expression"].as_str().unwrap_or_default();

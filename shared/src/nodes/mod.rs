@@ -1,4 +1,7 @@
-//! The node-type registry. Adding a node type = one module here and one line in `NODE_KINDS`.
+//! The node-type registry. Adding a node type = one module here, one line in `NODE_TYPES` (its
+//! catalogue entry: schema and validation hooks) and one in `runner` (its executor). The two are
+//! apart so that API functions, which validate definitions, never link an executor or the HTTP
+//! client: only the worker reaches `runner`.
 
 use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use async_trait::async_trait;
@@ -14,10 +17,9 @@ mod logic_condition;
 pub mod prices;
 mod text_template;
 
-/// A kind of node: its name, what it does, the JSON Schema its `config` must match, and how it
-/// runs.
-#[async_trait]
-pub trait NodeKind: Sync {
+/// A node type's catalogue entry: its name, what it does, the JSON Schema its `config` must
+/// match, and what validation and the engine need to know about it.
+pub trait NodeType: Sync {
     fn name(&self) -> &'static str;
     fn description(&self) -> &'static str;
     fn config_schema(&self) -> Value;
@@ -36,12 +38,30 @@ pub trait NodeKind: Sync {
     fn is_condition(&self) -> bool {
         false
     }
+}
+
+/// A node type's executor.
+#[async_trait]
+pub trait NodeRun: Sync {
     /// Runs the node once over the run's template scope and returns its output (with its
     /// rendered input and, for model calls, usage and cost).
     async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure>;
 }
 
-pub static NODE_KINDS: &[&dyn NodeKind] = &[
+/// The executor of a node type (None for an unknown type). Only the worker calls this.
+pub fn runner(name: &str) -> Option<&'static dyn NodeRun> {
+    Some(match name {
+        "llm.chat" => &llm_chat::LlmChat,
+        "http.request" => &http_request::HttpRequest,
+        "text.template" => &text_template::TextTemplate,
+        "logic.condition" => &logic_condition::LogicCondition,
+        "data.json" => &data_json::DataJson,
+        "flow.output" => &flow_output::FlowOutput,
+        _ => return None,
+    })
+}
+
+pub static NODE_TYPES: &[&dyn NodeType] = &[
     &llm_chat::LlmChat,
     &http_request::HttpRequest,
     &text_template::TextTemplate,
@@ -50,8 +70,8 @@ pub static NODE_KINDS: &[&dyn NodeKind] = &[
     &flow_output::FlowOutput,
 ];
 
-pub fn find(name: &str) -> Option<&'static dyn NodeKind> {
-    NODE_KINDS.iter().copied().find(|kind| kind.name() == name)
+pub fn find(name: &str) -> Option<&'static dyn NodeType> {
+    NODE_TYPES.iter().copied().find(|kind| kind.name() == name)
 }
 
 /// Unknown types count as side-effecting: never assume a call is free to repeat.
@@ -64,7 +84,7 @@ pub fn config_validator(name: &str) -> Option<&'static jsonschema::Validator> {
     static VALIDATORS: OnceLock<HashMap<&'static str, jsonschema::Validator>> = OnceLock::new();
     VALIDATORS
         .get_or_init(|| {
-            NODE_KINDS
+            NODE_TYPES
                 .iter()
                 .map(|kind| {
                     let validator = jsonschema::validator_for(&kind.config_schema())
@@ -83,11 +103,19 @@ mod tests {
     #[test]
     fn every_schema_compiles_and_names_are_unique() {
         let mut names = std::collections::HashSet::new();
-        for kind in NODE_KINDS {
+        for kind in NODE_TYPES {
             assert!(names.insert(kind.name()), "duplicate node type {}", kind.name());
             assert!(config_validator(kind.name()).is_some());
             assert_eq!(kind.config_schema()["type"], "object", "{} config must be an object", kind.name());
         }
         assert_eq!(names.len(), 6);
+    }
+
+    #[test]
+    fn every_catalogued_type_has_an_executor_and_no_other() {
+        for kind in NODE_TYPES {
+            assert!(runner(kind.name()).is_some(), "{} has no executor", kind.name());
+        }
+        assert!(runner("no.such").is_none());
     }
 }

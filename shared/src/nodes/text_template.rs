@@ -1,12 +1,11 @@
-use super::NodeKind;
+use super::{NodeRun, NodeType};
 use crate::engine::template::render_string;
 use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
 use serde_json::{Value, json};
 
 pub struct TextTemplate;
 
-#[async_trait::async_trait]
-impl NodeKind for TextTemplate {
+impl NodeType for TextTemplate {
     fn name(&self) -> &'static str {
         "text.template"
     }
@@ -21,6 +20,11 @@ impl NodeKind for TextTemplate {
             "properties": { "template": { "type": "string", "maxLength": 65536 } }
         })
     }
+}
+
+/// The executor: only the worker links it (through `nodes::runner`).
+#[async_trait::async_trait]
+impl NodeRun for TextTemplate {
     async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let (node, scope) = (call.node, call.scope);
         let source = node.config["template"].as_str().unwrap_or_default();

@@ -8,8 +8,11 @@ use crate::executions::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 
+// Test support: compiled only for tests and for crates that enable `test-util`.
+#[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 pub mod dynamo;
+#[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod secrets_manager;
 

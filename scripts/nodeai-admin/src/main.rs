@@ -11,8 +11,8 @@
 
 use nodeai::config::{table_name_from_env, usage_plan_prefix_from_env};
 use nodeai::model::TIERS;
-use nodeai::provisioning::{ApiGatewayUsagePlans, UsagePlans, create_tenant, set_tier};
 use nodeai::store::dynamo::{DynamoStore, create_table};
+use nodeai_admin::provisioning::{ApiGatewayUsagePlans, UsagePlans, create_tenant, set_tier};
 use std::process::ExitCode;
 
 const USAGE: &str = "usage: admin create-table | create-usage-plans | create-queue --name NAME | create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...] | set-tier --tenant ID --tier TIER";

@@ -1,14 +1,14 @@
 //! Tenant provisioning: a tenant's API Gateway key in its tier's usage plan (so API Gateway
 //! throttles each tenant in its own bucket), and its first NodeAI key. Used by `scripts/admin`.
 
-use crate::auth::provision_tenant;
-use crate::error::StoreError;
-use crate::model::{TIERS, Tenant};
-use crate::store::TenantStore;
 use async_trait::async_trait;
 use aws_sdk_apigateway::Client;
 use aws_sdk_apigateway::error::DisplayErrorContext;
 use base64::Engine;
+use nodeai::auth::provision_tenant;
+use nodeai::error::StoreError;
+use nodeai::model::{TIERS, Tenant};
+use nodeai::store::TenantStore;
 use rand::RngCore;
 
 /// The usage plans port: API Gateway in AWS and on the emulator.
