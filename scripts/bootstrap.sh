@@ -8,7 +8,7 @@ NODEAI_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODEAI_LOCAL="$NODEAI_ROOT/.local"
 NODEAI_VENV="$NODEAI_LOCAL/venv"
 # Pinned so a fresh machine gets exactly what was checked here.
-NODEAI_PY_PACKAGES=("moto[server]==5.2.5" "cargo-lambda==1.9.2" "cfn-lint==1.58.0")
+NODEAI_PY_PACKAGES=("moto[server]==5.2.5" "cargo-lambda==1.9.2" "cfn-lint==1.58.0" "openapi-spec-validator==0.9.0")
 
 log() { printf '\033[1m[nodeai]\033[0m %s\n' "$*" >&2; }
 

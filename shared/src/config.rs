@@ -71,7 +71,14 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ("TABLE_NAME", "required; the DynamoDB table (3-255 chars of [A-Za-z0-9_.-])"),
     ("CURSOR_SIGNING_KEY", "required; at least 32 characters; signs list cursors"),
     ("STAGE", "optional, default `local`; shown by GET /health"),
-    ("LOG_LEVEL", "optional, default `info`; a tracing filter such as `debug` or `nodeai=debug`"),
+    (
+        "AWS_LAMBDA_LOG_LEVEL",
+        "set by Lambda from the template's `LoggingConfig.ApplicationLogLevel` (TRACE to FATAL); wins over `LOG_LEVEL`",
+    ),
+    (
+        "LOG_LEVEL",
+        "optional, default `info`; a tracing filter such as `debug` or `nodeai=debug` (local stack; ignored when `AWS_LAMBDA_LOG_LEVEL` is set)",
+    ),
     (
         "KEY_CACHE_TTL_SECONDS",
         "optional, default 30, at most 60; how long a warm function trusts a key lookup (a revoked key stops within this)",
@@ -134,10 +141,28 @@ impl Config {
         if !stage.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || stage.len() > 32 {
             return Err(ConfigError { variable: "STAGE", problem: "must be up to 32 letters, digits or '-'".into() });
         }
-        let log_level = lookup("LOG_LEVEL").filter(|s| !s.is_empty()).unwrap_or_else(|| "info".into());
+        // Lambda's LoggingConfig (ApplicationLogLevel) sets AWS_LAMBDA_LOG_LEVEL and wins;
+        // LOG_LEVEL (any tracing filter) serves the local stack.
+        let (level_variable, log_level) = match lookup("AWS_LAMBDA_LOG_LEVEL").filter(|s| !s.is_empty()) {
+            Some(level) => {
+                let level = match level.to_ascii_lowercase().as_str() {
+                    known @ ("trace" | "debug" | "info" | "warn" | "error") => known.to_string(),
+                    // Lambda's FATAL has no tracing level: errors are the most severe there are.
+                    "fatal" => "error".to_string(),
+                    _ => {
+                        return Err(ConfigError {
+                            variable: "AWS_LAMBDA_LOG_LEVEL",
+                            problem: format!("must be TRACE, DEBUG, INFO, WARN, ERROR or FATAL, not {level:?}"),
+                        });
+                    }
+                };
+                ("AWS_LAMBDA_LOG_LEVEL", level)
+            }
+            None => ("LOG_LEVEL", lookup("LOG_LEVEL").filter(|s| !s.is_empty()).unwrap_or_else(|| "info".into())),
+        };
         if tracing_subscriber::EnvFilter::try_new(&log_level).is_err() {
             return Err(ConfigError {
-                variable: "LOG_LEVEL",
+                variable: level_variable,
                 problem: format!("is not a valid filter: {log_level:?}"),
             });
         }
@@ -328,6 +353,20 @@ mod tests {
             Config::from_lookup(lookup(&[("TABLE_NAME", "nodeai"), ("CURSOR_SIGNING_KEY", KEY), ("LOG_LEVEL", "[[[")]))
                 .unwrap_err();
         assert_eq!(err.variable, "LOG_LEVEL");
+    }
+
+    #[test]
+    fn lambda_log_level_wins_over_log_level() {
+        let base = [("TABLE_NAME", "nodeai"), ("CURSOR_SIGNING_KEY", KEY), ("LOG_LEVEL", "debug")];
+        let with = |level: &'static str| {
+            let mut vars = base.to_vec();
+            vars.push(("AWS_LAMBDA_LOG_LEVEL", level));
+            Config::from_lookup(lookup(&vars))
+        };
+        assert_eq!(Config::from_lookup(lookup(&base)).unwrap().log_level, "debug");
+        assert_eq!(with("WARN").unwrap().log_level, "warn");
+        assert_eq!(with("FATAL").unwrap().log_level, "error", "FATAL has no tracing level");
+        assert_eq!(with("LOUD").unwrap_err().variable, "AWS_LAMBDA_LOG_LEVEL");
     }
 
     #[test]

@@ -20,11 +20,17 @@ pub struct Reply {
 }
 
 impl Reply {
-    pub fn ok(body: Value) -> Self {
-        Reply { status: StatusCode::OK, body: Some(body), headers: Vec::new() }
+    /// 200 with `body` (a typed view from `api::views`).
+    pub fn ok(body: impl serde::Serialize) -> Self {
+        Reply { status: StatusCode::OK, body: Some(to_json(body)), headers: Vec::new() }
     }
-    pub fn created(body: Value, location: String) -> Self {
-        Reply { status: StatusCode::CREATED, body: Some(body), headers: vec![("location", location)] }
+    /// 202 with `body`.
+    pub fn accepted(body: impl serde::Serialize) -> Self {
+        Reply { status: StatusCode::ACCEPTED, body: Some(to_json(body)), headers: Vec::new() }
+    }
+    /// 201 with `body` and `Location`.
+    pub fn created(body: impl serde::Serialize, location: String) -> Self {
+        Reply { status: StatusCode::CREATED, body: Some(to_json(body)), headers: vec![("location", location)] }
     }
     pub fn no_content() -> Self {
         Reply { status: StatusCode::NO_CONTENT, body: None, headers: Vec::new() }
@@ -33,6 +39,12 @@ impl Reply {
         self.headers.push((name, value));
         self
     }
+}
+
+/// A view as JSON. Views are plain data (strings, numbers, maps with string keys), which always
+/// serialize; null is the unreachable fallback.
+fn to_json(body: impl serde::Serialize) -> Value {
+    serde_json::to_value(body).unwrap_or(Value::Null)
 }
 
 /// The request id: the client's `X-Request-ID` when it is safe to echo (at most 128 chars of

@@ -1,8 +1,18 @@
-//! The one tracing setup: JSON lines on stdout, which CloudWatch Logs (JSON log format) indexes.
-//! Correlation fields (request_id, tenant_id, execution_id, node_id) are span fields, so every
-//! event inside a request's span carries them.
+//! The one tracing setup: JSON lines on stdout in the shape Lambda's JSON log format and
+//! Powertools use, so CloudWatch Logs Insights can filter on every key: top-level `timestamp`
+//! (RFC 3339, ms), `level`, `message`, `service` (the function's name), `cold_start`,
+//! `function_request_id` and `xray_trace_id` (from the Lambda runtime's invocation span), and
+//! NodeAI's correlation ids `request_id`, `tenant_id`, `execution_id`, `node_id` (span fields,
+//! lifted to the top level so every line inside a request or a node run carries them).
 
+use serde_json::{Map, Value};
+use std::sync::OnceLock;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::{JsonFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
+use tracing_subscriber::registry::LookupSpan;
 
 /// Installs the JSON subscriber on stdout once. Safe to call again (later calls do nothing),
 /// which lets tests and binaries share it.
@@ -16,17 +26,91 @@ where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let service = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "nodeai".to_string());
     let _ = tracing_subscriber::fmt()
-        .json()
+        .fmt_fields(JsonFields::new())
+        .event_format(LambdaJson { service })
         .with_writer(writer)
         .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
-        .flatten_event(true)
-        .with_target(false)
-        // CloudWatch adds its own timestamp, but local logs and tests want one too.
-        .with_ansi(false)
         .try_init();
+}
+
+/// Span fields renamed on the way to the top level: the Lambda runtime's invocation span names
+/// its ids in camelCase.
+fn top_level_name(span_field: &str) -> Option<&str> {
+    match span_field {
+        "requestId" => Some("function_request_id"),
+        "xrayTraceId" => Some("xray_trace_id"),
+        // Lambda's own tenant isolation id is not NodeAI's tenant.
+        "tenantId" => None,
+        other => Some(other),
+    }
+}
+
+/// The first invocation's Lambda request id: lines of that invocation are `cold_start: true`.
+static FIRST_INVOCATION: OnceLock<String> = OnceLock::new();
+
+/// The event formatter (see the module doc for the keys).
+struct LambdaJson {
+    service: String,
+}
+
+impl<S, N> FormatEvent<S, N> for LambdaJson
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        let mut line = Map::new();
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        line.insert("timestamp".into(), Value::String(now));
+        line.insert("level".into(), Value::String(event.metadata().level().as_str().to_string()));
+        line.insert("service".into(), Value::String(self.service.clone()));
+        // Outermost span first, so an inner span's field wins.
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                let extensions = span.extensions();
+                let Some(fields) = extensions.get::<FormattedFields<N>>() else { continue };
+                if let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(fields.as_str()) {
+                    for (name, value) in fields {
+                        if let Some(name) = top_level_name(&name) {
+                            line.insert(name.to_string(), value);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(Value::String(id)) = line.get("function_request_id") {
+            let first = FIRST_INVOCATION.get_or_init(|| id.clone());
+            line.insert("cold_start".into(), Value::Bool(first == id));
+        }
+        event.record(&mut FieldVisitor(&mut line));
+        writeln!(writer, "{}", Value::Object(line))
+    }
+}
+
+/// Writes an event's fields into the line (`message` included).
+struct FieldVisitor<'a>(&'a mut Map<String, Value>);
+
+impl Visit for FieldVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        self.0.insert(field.name().to_string(), Value::String(format!("{value:?}")));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_string(), Value::String(value.to_string()));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.insert(field.name().to_string(), Value::Bool(value));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.0.insert(field.name().to_string(), value.into());
+    }
 }
 
 /// What the worker measures, as CloudWatch metrics in the `NodeAI` namespace (embedded metric

@@ -76,7 +76,7 @@ pub mod codes {
     ];
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     pub path: String,
     pub code: &'static str,

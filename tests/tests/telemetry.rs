@@ -78,15 +78,19 @@ async fn a_run_is_logged_with_its_ids_and_measured_by_status_node_type_tokens_an
         .iter()
         .find(|line| line["message"] == "node failed; retrying")
         .unwrap_or_else(|| panic!("no retry line in {lines:#?}"));
-    let span = &retry["span"];
-    assert_eq!((&span["node_id"], &span["node_type"]), (&json!("ask"), &json!("llm.chat")), "{retry}");
-    assert_eq!((&span["execution_id"], &span["tenant_id"]), (&json!(execution_id), &json!(t.tenant_id)), "{retry}");
-    assert!(span["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{retry}");
+    // Lambda's log conventions: the correlation ids are top-level keys, not nested in a span.
+    assert_eq!((&retry["node_id"], &retry["node_type"]), (&json!("ask"), &json!("llm.chat")), "{retry}");
+    assert_eq!((&retry["execution_id"], &retry["tenant_id"]), (&json!(execution_id), &json!(t.tenant_id)), "{retry}");
+    assert!(retry["request_id"].as_str().is_some_and(|id| !id.is_empty()), "{retry}");
+    assert!(retry.get("span").is_none(), "{retry}");
+    assert_eq!((&retry["level"], &retry["service"]), (&json!("INFO"), &json!("nodeai")), "{retry}");
+    let timestamp = retry["timestamp"].as_str().unwrap_or_default();
+    assert!(chrono::DateTime::parse_from_rfc3339(timestamp).is_ok(), "{retry}");
     assert_eq!(retry["code"], "LLM_429");
     // Every line the worker wrote for this execution names it and its request.
-    let worker_lines: Vec<&Value> = lines.iter().filter(|l| l["span"]["execution_id"] == execution_id).collect();
+    let worker_lines: Vec<&Value> = lines.iter().filter(|l| l["execution_id"] == execution_id).collect();
     assert!(worker_lines.len() >= 2, "{worker_lines:#?}");
-    assert!(worker_lines.iter().all(|l| l["span"]["request_id"] == span["request_id"]), "{worker_lines:#?}");
+    assert!(worker_lines.iter().all(|l| l["request_id"] == retry["request_id"]), "{worker_lines:#?}");
 
     let documents = flushed();
     let finished = document(&documents, "ExecutionsFinished", &[("status", "succeeded")]);
@@ -113,4 +117,32 @@ async fn a_run_is_logged_with_its_ids_and_measured_by_status_node_type_tokens_an
 
     // A flush empties the counters: the next batch reports only its own work.
     assert!(flushed().iter().all(|d| d.get("ExecutionsFinished").is_none()));
+}
+
+/// Lines inside the Lambda runtime's invocation span carry its request id (and X-Ray trace id)
+/// as `function_request_id` / `xray_trace_id`; the first invocation's lines are `cold_start`.
+#[test]
+fn invocation_ids_and_cold_start_are_top_level() {
+    let logs = CapturedLogs::default();
+    nodeai::telemetry::init_with_writer("info", logs.clone());
+    for request in ["lambda-request-1", "lambda-request-2"] {
+        // The span lambda_runtime opens around each invocation (layers/trace.rs).
+        let invoke = tracing::info_span!("Lambda runtime invoke", requestId = request, xrayTraceId = "Root=1-abc");
+        let _entered = invoke.enter();
+        let ours = tracing::info_span!("request", request_id = "client-id", tenant_id = "t-1");
+        let _inner = ours.enter();
+        tracing::info!(status = 200u64, "request completed");
+    }
+    let lines: Vec<Value> = logs
+        .text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["message"] == "request completed")
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert_eq!(lines[0]["function_request_id"], "lambda-request-1");
+    assert_eq!(lines[0]["xray_trace_id"], "Root=1-abc");
+    assert_eq!((&lines[0]["request_id"], &lines[0]["tenant_id"]), (&json!("client-id"), &json!("t-1")));
+    assert_eq!((&lines[0]["cold_start"], &lines[1]["cold_start"]), (&json!(true), &json!(false)));
+    assert_eq!(lines[1]["status"], 200);
 }

@@ -1,21 +1,12 @@
 //! API key routes: create (the plaintext key is shown once), list, revoke, rotate.
 
+use super::views::{ApiKeyView, CreateApiKeyRequest, NewApiKeyView, Page, ReplacedKey};
 use super::{Call, truncate};
 use crate::auth::new_key_record;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{self, Reply};
 use crate::model::{ApiKeyRecord, normalize_rfc3339, now_rfc3339, rfc3339_in};
 use crate::store::MAX_KEYS_PER_TENANT;
-use serde::Deserialize;
-use serde_json::{Value, json};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateKeyRequest {
-    name: String,
-    #[serde(default)]
-    expires_at: Option<String>,
-}
 
 fn status(record: &ApiKeyRecord, now: &str) -> &'static str {
     if record.revoked_at.is_some() {
@@ -27,24 +18,22 @@ fn status(record: &ApiKeyRecord, now: &str) -> &'static str {
     }
 }
 
-fn key_view(record: &ApiKeyRecord) -> Value {
-    json!({
-        "id": record.key_id,
-        "name": record.name,
-        "prefix": record.display_prefix,
-        "status": status(record, &now_rfc3339()),
-        "created_at": record.created_at,
-        "last_used_at": record.last_used_at,
-        "expires_at": record.expires_at,
-        "revoked_at": record.revoked_at,
-    })
+fn key_view(record: &ApiKeyRecord) -> ApiKeyView {
+    ApiKeyView {
+        id: record.key_id.clone(),
+        name: record.name.clone(),
+        prefix: record.display_prefix.clone(),
+        status: status(record, &now_rfc3339()),
+        created_at: record.created_at.clone(),
+        last_used_at: record.last_used_at.clone(),
+        expires_at: record.expires_at.clone(),
+        revoked_at: record.revoked_at.clone(),
+    }
 }
 
 /// The view of a new key: the one time its plaintext appears.
-fn new_key_view(record: &ApiKeyRecord, key: &str) -> Value {
-    let mut view = key_view(record);
-    view["key"] = json!(key);
-    view
+fn new_key_view(record: &ApiKeyRecord, key: &str) -> NewApiKeyView {
+    NewApiKeyView { view: key_view(record), key: key.to_string(), replaces: None }
 }
 
 fn key_not_found(key_id: &str) -> ApiError {
@@ -71,7 +60,7 @@ async fn ensure_room(call: &Call<'_>) -> Result<(), ApiError> {
 }
 
 pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let request: CreateKeyRequest = http::typed_body(call.req)?;
+    let request: CreateApiKeyRequest = http::typed_body(call.req)?;
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::invalid_request("name must be 1-100 characters"));
@@ -97,7 +86,7 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let keys = call.app.store()?.list_api_keys(call.tenant_id).await?;
     // A tenant holds at most MAX_KEYS_PER_TENANT live keys, so one page holds them all.
-    Ok(Reply::ok(json!({ "items": keys.iter().rev().map(key_view).collect::<Vec<_>>(), "next_token": null })))
+    Ok(Reply::ok(Page { items: keys.iter().rev().map(key_view).collect(), next_token: None }))
 }
 
 pub async fn revoke(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -121,6 +110,6 @@ pub async fn rotate(call: &Call<'_>) -> Result<Reply, ApiError> {
     call.app.keys.evict(&old.key_hash);
     let previous = call.app.store()?.find_api_key(&old.key_hash).await?.unwrap_or(old);
     let mut view = new_key_view(&record, &key);
-    view["replaces"] = json!({ "id": previous.key_id, "expires_at": previous.expires_at });
+    view.replaces = Some(ReplacedKey { id: previous.key_id, expires_at: previous.expires_at });
     Ok(Reply::created(view, format!("/v1/api-keys/{}", record.key_id)))
 }

@@ -1,33 +1,23 @@
 //! Provider credential routes. The value goes to the secret store under a tenant-scoped name;
 //! the table keeps only what a listing shows. No response ever contains the value.
 
+use super::views::{CredentialView, Page, PutCredentialRequest};
 use super::{Call, paging, truncate};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{self, Reply};
 use crate::model::{CredentialRecord, now_rfc3339};
 use crate::secrets::{PROVIDERS, ProviderCredential, is_valid_credential_name, secret_name};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutCredentialRequest {
-    provider: String,
-    api_key: String,
-    #[serde(default)]
-    base_url: Option<String>,
-}
-
-fn view(record: &CredentialRecord) -> Value {
-    json!({
-        "name": record.name,
-        "provider": record.provider,
-        "base_url": record.base_url,
-        "api_key_last4": record.last4,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-    })
+fn view(record: &CredentialRecord) -> CredentialView {
+    CredentialView {
+        name: record.name.clone(),
+        provider: record.provider.clone(),
+        base_url: record.base_url.clone(),
+        api_key_last4: record.last4.clone(),
+        created_at: record.created_at.clone(),
+        updated_at: record.updated_at.clone(),
+    }
 }
 
 fn name_param(call: &Call<'_>) -> Result<String, ApiError> {
@@ -120,10 +110,10 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let (limit, after) = paging(call, &scope)?;
     let page = call.app.store()?.list_credentials(call.tenant_id, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
-    Ok(Reply::ok(json!({
-        "items": page.items.iter().map(view).collect::<Vec<_>>(),
-        "next_token": page.next_after.map(|after| cursor::encode(key, &scope, &after)),
-    })))
+    Ok(Reply::ok(Page {
+        items: page.items.iter().map(view).collect(),
+        next_token: page.next_after.map(|after| cursor::encode(key, &scope, &after)),
+    }))
 }
 
 pub async fn delete(call: &Call<'_>) -> Result<Reply, ApiError> {

@@ -1,5 +1,9 @@
 //! Execution routes: start (queued through SQS), read with steps, cancel.
 
+use super::views::{
+    CancelAccepted, ExecutionLinks, ExecutionStarted, ExecutionSummaryView, ExecutionTotals, ExecutionView, Page,
+    RedriveAccepted, StartExecutionRequest, StepView, VersionRef,
+};
 use super::{Call, paging, truncate, workflows};
 use crate::cursor;
 use crate::engine::StepStatus;
@@ -9,20 +13,11 @@ use crate::http::{self, Reply};
 use crate::queue::ExecutionMessage;
 use crate::store::IdempotencyClaim;
 use lambda_http::http::StatusCode;
-use serde::Deserialize;
+
 use serde_json::{Value, json};
 
 /// Largest execution input.
 pub const MAX_INPUT_BYTES: usize = 256 * 1024;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartRequest {
-    #[serde(default)]
-    input: Option<Value>,
-    #[serde(default)]
-    version: Option<Value>,
-}
 
 fn execution_not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::ExecutionNotFound, format!("execution '{}' was not found", truncate(id, 64)))
@@ -46,7 +41,7 @@ fn link(id: &str) -> String {
 }
 
 pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let request: StartRequest = http::typed_body(call.req)?;
+    let request: StartExecutionRequest = http::typed_body(call.req)?;
     let workflow_id = workflows::workflow_id(call)?;
     let workflow = workflows::load(call, &workflow_id).await?;
     let (version, definition) = match &request.version {
@@ -179,15 +174,15 @@ async fn enqueue(call: &Call<'_>, execution_id: &str, request_id: String) -> Res
     .into())
 }
 
-fn started_view(record: &ExecutionRecord) -> Value {
-    json!({
-        "execution_id": record.execution_id,
-        "status": record.status.as_str(),
-        "workflow_id": record.workflow_id,
-        "version": record.version.map(|v| json!(v)).unwrap_or(json!("draft")),
-        "created_at": record.created_at,
-        "links": { "self": link(&record.execution_id) },
-    })
+fn started_view(record: &ExecutionRecord) -> ExecutionStarted {
+    ExecutionStarted {
+        execution_id: record.execution_id.clone(),
+        status: record.status.as_str(),
+        workflow_id: record.workflow_id.clone(),
+        version: VersionRef(record.version),
+        created_at: record.created_at.clone(),
+        links: ExecutionLinks { self_link: link(&record.execution_id) },
+    }
 }
 
 /// The definition an execution runs (every execution has one; a missing one is our fault).
@@ -202,24 +197,24 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let definition = snapshot(call, &id).await?;
     let recorded: std::collections::HashMap<String, crate::engine::StepRecord> =
         call.app.store()?.load_steps(call.tenant_id, &id).await?.into_iter().map(|s| (s.node_id.clone(), s)).collect();
-    let steps: Vec<Value> = definition
+    let steps = definition
         .nodes
         .iter()
         .map(|node| {
             let step = recorded.get(&node.id);
-            json!({
-                "node_id": node.id,
-                "type": node.node_type,
-                "status": step.map(|s| s.status).unwrap_or(StepStatus::Pending),
-                "attempts": step.map(|s| s.attempts).unwrap_or(0),
-                "started_at": step.and_then(|s| s.started_at.clone()),
-                "finished_at": step.and_then(|s| s.finished_at.clone()),
-                "input": step.map(|s| s.input.clone()).unwrap_or(Value::Null),
-                "output": step.map(|s| s.output.clone()).unwrap_or(Value::Null),
-                "error": step.and_then(|s| s.error.clone()),
-                "usage": step.and_then(|s| s.usage),
-                "cost_usd": step.and_then(|s| s.cost_usd),
-            })
+            StepView {
+                node_id: node.id.clone(),
+                node_type: node.node_type.clone(),
+                status: step.map(|s| s.status).unwrap_or(StepStatus::Pending),
+                attempts: step.map(|s| s.attempts).unwrap_or(0),
+                started_at: step.and_then(|s| s.started_at.clone()),
+                finished_at: step.and_then(|s| s.finished_at.clone()),
+                input: step.map(|s| s.input.clone()).unwrap_or(Value::Null),
+                output: step.map(|s| s.output.clone()).unwrap_or(Value::Null),
+                error: step.and_then(|s| s.error.clone()),
+                usage: step.and_then(|s| s.usage),
+                cost_usd: step.and_then(|s| s.cost_usd),
+            }
         })
         .collect();
     let duration_ms = match (&execution.started_at, &execution.finished_at) {
@@ -232,31 +227,32 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         }
         _ => None,
     };
-    Ok(Reply::ok(json!({
-        "execution_id": execution.execution_id,
-        "workflow_id": execution.workflow_id,
-        "version": execution.version.map(|v| json!(v)).unwrap_or(json!("draft")),
-        "status": execution.status.as_str(),
-        "input": execution.input,
-        "output": execution.output,
-        "error": execution.error,
-        "created_at": execution.created_at,
-        "started_at": execution.started_at,
-        "finished_at": execution.finished_at,
-        "duration_ms": duration_ms,
-        "deadline_at": execution.deadline_at,
-        "cancel_requested": execution.cancel_requested,
-        "steps": steps,
-        "redrive_count": execution.redrive_count,
-        "expires_at": execution.expires_at,
-        "totals": totals(recorded.values()),
-    })))
+    let totals = totals(recorded.values());
+    Ok(Reply::ok(ExecutionView {
+        execution_id: execution.execution_id,
+        workflow_id: execution.workflow_id,
+        version: VersionRef(execution.version),
+        status: execution.status.as_str(),
+        input: execution.input,
+        output: execution.output,
+        error: execution.error,
+        created_at: execution.created_at,
+        started_at: execution.started_at,
+        finished_at: execution.finished_at,
+        duration_ms,
+        deadline_at: execution.deadline_at,
+        cancel_requested: execution.cancel_requested,
+        steps,
+        redrive_count: execution.redrive_count,
+        expires_at: execution.expires_at,
+        totals,
+    }))
 }
 
 /// Token and cost totals over the steps that called a model. `cost_usd` sums the priced steps;
 /// `unpriced_steps` counts model calls whose price is unknown, so a partial sum never passes for
 /// the whole bill.
-fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> Value {
+fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> ExecutionTotals {
     let (mut input_tokens, mut output_tokens, mut cost, mut unpriced) = (0u64, 0u64, 0f64, 0u32);
     for step in steps {
         if let Some(usage) = step.usage {
@@ -268,12 +264,12 @@ fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> Val
             }
         }
     }
-    json!({
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "cost_usd": crate::nodes::prices::round_usd(cost),
-        "unpriced_steps": unpriced,
-    })
+    ExecutionTotals {
+        input_tokens,
+        output_tokens,
+        cost_usd: crate::nodes::prices::round_usd(cost),
+        unpriced_steps: unpriced,
+    }
 }
 
 pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -285,10 +281,7 @@ pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
             format!("the execution already finished as {}", execution.status.as_str()),
         ));
     }
-    let mut reply =
-        Reply::ok(json!({ "execution_id": id, "status": execution.status.as_str(), "cancel_requested": true }));
-    reply.status = StatusCode::ACCEPTED;
-    Ok(reply)
+    Ok(Reply::accepted(CancelAccepted { execution_id: id, status: execution.status.as_str(), cancel_requested: true }))
 }
 
 /// Resumes a failed or timed-out execution: succeeded steps stay (their nodes are not run, or
@@ -325,14 +318,12 @@ pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
         return Err(not_redrivable(now.status));
     }
     enqueue(call, &id, http::request_id(call.req)).await?;
-    let mut reply = Reply::ok(json!({
-        "execution_id": id,
-        "status": ExecutionStatus::Queued.as_str(),
-        "redrive_count": execution.redrive_count + 1,
-        "links": { "self": link(&id) },
-    }));
-    reply.status = StatusCode::ACCEPTED;
-    Ok(reply)
+    Ok(Reply::accepted(RedriveAccepted {
+        status: ExecutionStatus::Queued.as_str(),
+        redrive_count: execution.redrive_count + 1,
+        links: ExecutionLinks { self_link: link(&id) },
+        execution_id: id,
+    }))
 }
 
 /// The workflow's own execution timeout, else the default.
@@ -353,26 +344,21 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let (limit, after) = paging(call, &scope)?;
     let page = call.app.store()?.list_executions(call.tenant_id, &workflow_id, status, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
-    let items: Vec<Value> = page
+    let items = page
         .items
         .iter()
         // Past retention: gone, as GET says (a page may come back short; the cursor goes on).
         .filter(|e| !e.is_expired())
-        .map(|e| {
-            json!({
-                "execution_id": e.execution_id,
-                "status": e.status.as_str(),
-                "version": e.version.map(|v| json!(v)).unwrap_or(json!("draft")),
-                "created_at": e.created_at,
-                "started_at": e.started_at,
-                "finished_at": e.finished_at,
-                "error": e.error,
-                "links": { "self": link(&e.execution_id) },
-            })
+        .map(|e| ExecutionSummaryView {
+            execution_id: e.execution_id.clone(),
+            status: e.status.as_str(),
+            version: VersionRef(e.version),
+            created_at: e.created_at.clone(),
+            started_at: e.started_at.clone(),
+            finished_at: e.finished_at.clone(),
+            error: e.error.clone(),
+            links: ExecutionLinks { self_link: link(&e.execution_id) },
         })
         .collect();
-    Ok(Reply::ok(json!({
-        "items": items,
-        "next_token": page.next_after.map(|after| cursor::encode(key, &scope, &after)),
-    })))
+    Ok(Reply::ok(Page { items, next_token: page.next_after.map(|after| cursor::encode(key, &scope, &after)) }))
 }

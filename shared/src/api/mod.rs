@@ -22,6 +22,8 @@ pub mod executions;
 pub mod fallback;
 pub mod health;
 pub mod node_types;
+pub mod openapi;
+pub mod views;
 pub mod workflows;
 
 /// What every route shares for the life of a warm instance: configuration, the clients its
@@ -101,6 +103,7 @@ pub enum Route {
     Health,
     HealthLive,
     HealthReady,
+    OpenApi,
     ListNodeTypes,
     ValidateWorkflow,
     CreateWorkflow,
@@ -153,6 +156,7 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::Health, "GET", "/health", "health", false),
     spec(Route::HealthLive, "GET", "/health/live", "health-live", false),
     spec(Route::HealthReady, "GET", "/health/ready", "health-ready", false),
+    spec(Route::OpenApi, "GET", "/openapi.json", "get-openapi", false),
     spec(Route::ListNodeTypes, "GET", "/v1/node-types", "list-node-types", true),
     spec(Route::ValidateWorkflow, "POST", "/v1/workflows/validate", "validate-workflow", true),
     spec(Route::CreateWorkflow, "POST", "/v1/workflows", "create-workflow", true),
@@ -295,6 +299,7 @@ pub fn handler_of(route: Route) -> Handler {
         Route::Health => crate::handler!(health::summary),
         Route::HealthLive => crate::handler!(health::live),
         Route::HealthReady => crate::handler!(health::ready),
+        Route::OpenApi => crate::handler!(openapi::document),
         Route::ListNodeTypes => crate::handler!(node_types::list),
         Route::ValidateWorkflow => crate::handler!(workflows::validate),
         Route::CreateWorkflow => crate::handler!(workflows::create),

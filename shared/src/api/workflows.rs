@@ -1,5 +1,8 @@
 //! Workflow routes: validate, create, list, get, replace, delete, publish, versions, deploy.
 
+use super::views::{
+    DeployRequest, Page, ValidationReport, VersionSummaryView, VersionView, WorkflowSummaryView, WorkflowView,
+};
 use super::{Call, paging, truncate};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
@@ -7,8 +10,8 @@ use crate::http::{self, Reply};
 use crate::model::{VersionRecord, WorkflowRecord, new_id, now_rfc3339};
 use crate::store::{DeployOutcome, VersionSummary, WorkflowSummary};
 use crate::validation::{self, Problem, is_valid_tag};
-use serde::Deserialize;
-use serde_json::{Value, json};
+
+use serde_json::Value;
 
 fn problems_error(problems: Vec<Problem>) -> ApiError {
     let count = problems.len();
@@ -26,56 +29,56 @@ pub(super) fn workflow_id(call: &Call) -> Result<String, ApiError> {
     http::ulid_param(call.req, "workflow_id").map_err(|raw| ApiError::workflow_not_found(&truncate(&raw, 64)))
 }
 
-fn workflow_view(record: &WorkflowRecord) -> Value {
+fn workflow_view(record: &WorkflowRecord) -> WorkflowView {
     let d = &record.definition;
-    json!({
-        "id": record.workflow_id,
-        "name": d.name,
-        "description": d.description,
-        "tags": d.tags,
-        "revision": record.revision,
-        "etag": record.etag(),
-        "latest_version": (record.latest_version > 0).then_some(record.latest_version),
-        "deployed_version": record.deployed_version,
-        "has_unpublished_changes": record.revision != record.published_revision,
-        "created_at": record.created_at,
-        "updated_at": record.updated_at,
-        "definition": d,
-    })
+    WorkflowView {
+        id: record.workflow_id.clone(),
+        name: d.name.clone(),
+        description: d.description.clone(),
+        tags: d.tags.clone(),
+        revision: record.revision,
+        etag: record.etag(),
+        latest_version: (record.latest_version > 0).then_some(record.latest_version),
+        deployed_version: record.deployed_version,
+        has_unpublished_changes: record.revision != record.published_revision,
+        created_at: record.created_at.clone(),
+        updated_at: record.updated_at.clone(),
+        definition: d.clone(),
+    }
 }
 
-fn summary_view(summary: &WorkflowSummary) -> Value {
-    json!({
-        "id": summary.workflow_id,
-        "name": summary.name,
-        "description": summary.description,
-        "tags": summary.tags,
-        "revision": summary.revision,
-        "latest_version": (summary.latest_version > 0).then_some(summary.latest_version),
-        "deployed_version": summary.deployed_version,
-        "created_at": summary.created_at,
-        "updated_at": summary.updated_at,
-    })
+fn summary_view(summary: &WorkflowSummary) -> WorkflowSummaryView {
+    WorkflowSummaryView {
+        id: summary.workflow_id.clone(),
+        name: summary.name.clone(),
+        description: summary.description.clone(),
+        tags: summary.tags.clone(),
+        revision: summary.revision,
+        latest_version: (summary.latest_version > 0).then_some(summary.latest_version),
+        deployed_version: summary.deployed_version,
+        created_at: summary.created_at.clone(),
+        updated_at: summary.updated_at.clone(),
+    }
 }
 
-fn version_view(version: &VersionRecord) -> Value {
-    json!({
-        "workflow_id": version.workflow_id,
-        "version": version.version,
-        "source_revision": version.source_revision,
-        "created_at": version.created_at,
-        "definition": version.definition,
-    })
+fn version_view(version: &VersionRecord) -> VersionView {
+    VersionView {
+        workflow_id: version.workflow_id.clone(),
+        version: version.version,
+        source_revision: version.source_revision,
+        created_at: version.created_at.clone(),
+        definition: version.definition.clone(),
+    }
 }
 
-fn version_summary_view(workflow_id: &str, version: &VersionSummary) -> Value {
-    json!({
-        "workflow_id": workflow_id,
-        "version": version.version,
-        "name": version.name,
-        "source_revision": version.source_revision,
-        "created_at": version.created_at,
-    })
+fn version_summary_view(workflow_id: &str, version: &VersionSummary) -> VersionSummaryView {
+    VersionSummaryView {
+        workflow_id: workflow_id.to_string(),
+        version: version.version,
+        name: version.name.clone(),
+        source_revision: version.source_revision,
+        created_at: version.created_at.clone(),
+    }
 }
 
 fn location(workflow_id: &str) -> String {
@@ -88,7 +91,7 @@ pub async fn validate(call: &Call<'_>) -> Result<Reply, ApiError> {
         Ok(_) => Vec::new(),
         Err(problems) => problems,
     };
-    Ok(Reply::ok(json!({ "valid": problems.is_empty(), "problems": problems })))
+    Ok(Reply::ok(ValidationReport { valid: problems.is_empty(), problems }))
 }
 
 pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -121,10 +124,10 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let (limit, after) = paging(call, &scope)?;
     let page = call.app.store()?.list_workflows(call.tenant_id, after.as_deref(), limit, tag.as_deref()).await?;
     let key = &call.app.config.cursor_signing_key;
-    Ok(Reply::ok(json!({
-        "items": page.items.iter().map(summary_view).collect::<Vec<_>>(),
-        "next_token": page.next_after.map(|after| cursor::encode(key, &scope, &after)),
-    })))
+    Ok(Reply::ok(Page {
+        items: page.items.iter().map(summary_view).collect(),
+        next_token: page.next_after.map(|after| cursor::encode(key, &scope, &after)),
+    }))
 }
 
 pub(super) async fn load(call: &Call<'_>, workflow_id: &str) -> Result<WorkflowRecord, ApiError> {
@@ -219,10 +222,10 @@ pub async fn list_versions(call: &Call<'_>) -> Result<Reply, ApiError> {
     load(call, &id).await?;
     let page = call.app.store()?.list_versions(call.tenant_id, &id, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
-    Ok(Reply::ok(json!({
-        "items": page.items.iter().map(|v| version_summary_view(&id, v)).collect::<Vec<_>>(),
-        "next_token": page.next_after.map(|after| cursor::encode(key, &scope, &after)),
-    })))
+    Ok(Reply::ok(Page {
+        items: page.items.iter().map(|v| version_summary_view(&id, v)).collect(),
+        next_token: page.next_after.map(|after| cursor::encode(key, &scope, &after)),
+    }))
 }
 
 pub async fn get_version(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -245,12 +248,6 @@ pub async fn get_version(call: &Call<'_>) -> Result<Reply, ApiError> {
         .await?
         .ok_or_else(|| ApiError::version_not_found(&id, number))?;
     Ok(Reply::ok(version_view(&version)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeployRequest {
-    version: u32,
 }
 
 pub async fn deploy(call: &Call<'_>) -> Result<Reply, ApiError> {

@@ -34,7 +34,7 @@ const PREVIEW_CHARS: usize = 4096;
 /// Longest wait honoured from a `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     #[default]
@@ -62,7 +62,7 @@ impl StepStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepError {
     pub code: String,
     pub message: String,
@@ -125,7 +125,7 @@ pub const STEP_ERROR_CODES: &[(&str, &str)] = &[
 ];
 
 /// Tokens a model call used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenUsage {
     pub input_tokens: u64,
     pub output_tokens: u64,

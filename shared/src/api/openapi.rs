@@ -1,0 +1,440 @@
+//! The OpenAPI 3.1 document, generated from the route table (`ROUTES`: paths, methods, which
+//! need a key), each route's documentation below (summary, body, answer, the error codes it can
+//! return) and the typed views (`api::views`, schemas by utoipa's `ToSchema`). Committed as
+//! `openapi.json` (scripts/test fails when it differs from `document()`), served by
+//! GET /openapi.json without a key.
+
+use super::views::*;
+use super::{Call, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ROUTES, Route, RouteSpec};
+use crate::error::{ApiError, ErrorCode};
+use crate::http::Reply;
+use crate::model::WorkflowDefinition;
+use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
+use utoipa::ToSchema;
+use utoipa::openapi::{RefOr, schema::Schema};
+
+/// GET /openapi.json: the document (built once per warm instance).
+pub async fn document(_call: &Call<'_>) -> Result<Reply, ApiError> {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    Ok(Reply::ok(DOCUMENT.get_or_init(build).clone()).with_header("cache-control", "public, max-age=300".into()))
+}
+
+/// How a route is documented: what `ROUTES` does not say.
+struct RouteDoc {
+    summary: &'static str,
+    /// Schema name of the JSON body, with an example.
+    body: Option<(&'static str, Value)>,
+    /// Success status and the schema name of its body (None: no body).
+    success: (u16, Option<&'static str>),
+    query: &'static [Query],
+    headers: &'static [Header],
+    /// Route-specific error codes (the common ones are added by `errors_of`).
+    errors: &'static [ErrorCode],
+}
+
+#[derive(Clone, Copy)]
+enum Query {
+    Paging,
+    Tag,
+    Status,
+}
+
+#[derive(Clone, Copy)]
+enum Header {
+    IfMatch,
+    IdempotencyKey,
+}
+
+const GREETING: &str = include_str!("../../../events/fixtures/greeting-workflow.json");
+
+fn example_definition() -> Value {
+    serde_json::from_str(GREETING).unwrap_or(Value::Null)
+}
+
+fn doc(route: Route) -> RouteDoc {
+    use ErrorCode::*;
+    let plain = |summary, success: (u16, Option<&'static str>), errors| RouteDoc {
+        summary,
+        body: None,
+        success,
+        query: &[],
+        headers: &[],
+        errors,
+    };
+    match route {
+        Route::Health => plain("Service, version and stage.", (200, Some("HealthView")), &[]),
+        Route::HealthLive => plain("Liveness: the process answers (no AWS call).", (200, Some("LiveView")), &[]),
+        Route::HealthReady => plain("Readiness: DynamoDB answers.", (200, Some("ReadyView")), &[]),
+        Route::OpenApi => plain("This document.", (200, None), &[]),
+        Route::ListNodeTypes => {
+            plain("Every node type with the JSON Schema of its config.", (200, Some("NodeTypeList")), &[])
+        }
+        Route::ValidateWorkflow => RouteDoc {
+            body: Some(("WorkflowDefinition", example_definition())),
+            ..plain(
+                "Checks a definition without saving it; every problem at once.",
+                (200, Some("ValidationReport")),
+                &[],
+            )
+        },
+        Route::CreateWorkflow => RouteDoc {
+            body: Some(("WorkflowDefinition", example_definition())),
+            ..plain(
+                "Creates a workflow from a valid definition (its draft).",
+                (201, Some("WorkflowView")),
+                &[ValidationFailed],
+            )
+        },
+        Route::ListWorkflows => RouteDoc {
+            query: &[Query::Paging, Query::Tag],
+            ..plain("The tenant's workflows, newest first.", (200, Some("WorkflowPage")), &[])
+        },
+        Route::GetWorkflow => plain("One workflow with its draft.", (200, Some("WorkflowView")), &[WorkflowNotFound]),
+        Route::UpdateWorkflow => RouteDoc {
+            body: Some(("WorkflowDefinition", example_definition())),
+            headers: &[Header::IfMatch],
+            ..plain(
+                "Replaces the draft (optimistic concurrency with If-Match).",
+                (200, Some("WorkflowView")),
+                &[WorkflowNotFound, ValidationFailed, PreconditionFailed, ConcurrentModification],
+            )
+        },
+        Route::DeleteWorkflow => plain("Deletes a workflow.", (204, None), &[WorkflowNotFound]),
+        Route::PublishVersion => plain(
+            "Publishes the draft as the next immutable version.",
+            (201, Some("VersionView")),
+            &[WorkflowNotFound, DraftUnchanged, ConcurrentModification],
+        ),
+        Route::ListVersions => RouteDoc {
+            query: &[Query::Paging],
+            ..plain("A workflow's versions, newest first.", (200, Some("VersionPage")), &[WorkflowNotFound])
+        },
+        Route::GetVersion => {
+            plain("One published version.", (200, Some("VersionView")), &[WorkflowNotFound, VersionNotFound])
+        }
+        Route::DeployVersion => RouteDoc {
+            body: Some(("DeployRequest", json!({ "version": 1 }))),
+            ..plain(
+                "Makes a published version the one executions run by default.",
+                (200, Some("WorkflowView")),
+                &[WorkflowNotFound, VersionNotFound],
+            )
+        },
+        Route::CreateApiKey => RouteDoc {
+            body: Some(("CreateApiKeyRequest", json!({ "name": "ci pipeline" }))),
+            ..plain("Creates an API key; its value is shown once.", (201, Some("NewApiKeyView")), &[KeyLimitReached])
+        },
+        Route::ListApiKeys => plain("The tenant's API keys (never their values).", (200, Some("ApiKeyPage")), &[]),
+        Route::RevokeApiKey => plain("Revokes an API key at once.", (204, None), &[ApiKeyNotFound]),
+        Route::RotateApiKey => plain(
+            "A new key replacing this one; the old one works for a grace period.",
+            (201, Some("NewApiKeyView")),
+            &[ApiKeyNotFound, ApiKeyNotActive, KeyLimitReached],
+        ),
+        Route::PutCredential => RouteDoc {
+            body: Some((
+                "PutCredentialRequest",
+                json!({ "provider": "openai", "api_key": "sk-example", "base_url": "https://api.openai.com/v1" }),
+            )),
+            ..plain(
+                "Creates (201) or replaces (200) a provider credential; the value goes to Secrets Manager.",
+                (201, Some("CredentialView")),
+                &[],
+            )
+        },
+        Route::ListCredentials => RouteDoc {
+            query: &[Query::Paging],
+            ..plain("The tenant's credentials (never their values).", (200, Some("CredentialPage")), &[])
+        },
+        Route::DeleteCredential => plain("Deletes a credential and its secret.", (204, None), &[CredentialNotFound]),
+        Route::StartExecution => RouteDoc {
+            body: Some(("StartExecutionRequest", json!({ "input": { "name": "Ada", "vip": true } }))),
+            headers: &[Header::IdempotencyKey],
+            ..plain(
+                "Starts an execution (202); the same Idempotency-Key and body within 24 h answers 200 with the first.",
+                (202, Some("ExecutionStarted")),
+                &[WorkflowNotFound, VersionNotFound, NoDeployedVersion, InputInvalid, IdempotencyKeyReused],
+            )
+        },
+        Route::ListExecutions => RouteDoc {
+            query: &[Query::Paging, Query::Status],
+            ..plain("A workflow's executions, newest first.", (200, Some("ExecutionPage")), &[WorkflowNotFound])
+        },
+        Route::GetExecution => plain(
+            "One execution with every node's step, tokens and cost.",
+            (200, Some("ExecutionView")),
+            &[ExecutionNotFound],
+        ),
+        Route::CancelExecution => plain(
+            "Asks a running or queued execution to stop.",
+            (202, Some("CancelAccepted")),
+            &[ExecutionNotFound, ExecutionFinished],
+        ),
+        Route::RedriveExecution => plain(
+            "Resumes a failed or timed-out execution; succeeded steps are not run (or paid) again.",
+            (202, Some("ExecutionStarted")),
+            &[ExecutionNotFound, ExecutionNotRedrivable],
+        ),
+        Route::Fallback => plain("", (404, None), &[RouteNotFound, MethodNotAllowed]),
+    }
+}
+
+/// The codes a route can answer with: its own, plus those every route of its kind shares.
+fn errors_of(spec: &RouteSpec, doc: &RouteDoc) -> Vec<ErrorCode> {
+    use ErrorCode::*;
+    let mut codes: Vec<ErrorCode> = Vec::new();
+    if spec.authenticated {
+        codes.extend([Unauthorized, RateLimited, QuotaExceeded]);
+    }
+    if doc.body.is_some() {
+        codes.extend([InvalidJson, InvalidRequest, PayloadTooLarge, UnsupportedMediaType]);
+    }
+    if !doc.query.is_empty() {
+        codes.extend([InvalidRequest, InvalidCursor]);
+    }
+    codes.extend(doc.errors);
+    codes.extend([InternalError, ServiceUnavailable]);
+    let mut unique = Vec::new();
+    for code in codes {
+        if !unique.contains(&code) {
+            unique.push(code);
+        }
+    }
+    unique
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn path_parameter(name: &str) -> Value {
+    let schema = match name {
+        "version" => json!({ "type": "integer", "minimum": 1 }),
+        "name" => json!({ "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$" }),
+        _ => json!({ "type": "string", "description": "ULID", "pattern": "^[0-9A-HJKMNP-TV-Z]{26}$" }),
+    };
+    json!({ "name": name, "in": "path", "required": true, "schema": schema })
+}
+
+fn query_parameters(query: Query) -> Vec<Value> {
+    match query {
+        Query::Paging => vec![
+            json!({ "name": "limit", "in": "query", "required": false,
+                    "schema": { "type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE, "default": DEFAULT_PAGE_SIZE } }),
+            json!({ "name": "next_token", "in": "query", "required": false,
+                    "description": "The previous page's next_token.", "schema": { "type": "string" } }),
+        ],
+        Query::Tag => vec![json!({ "name": "tag", "in": "query", "required": false,
+                                   "description": "Only workflows with this tag.", "schema": { "type": "string" } })],
+        Query::Status => vec![json!({ "name": "status", "in": "query", "required": false,
+            "schema": { "enum": ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"] } })],
+    }
+}
+
+fn header_parameter(header: Header) -> Value {
+    match header {
+        Header::IfMatch => json!({ "name": "If-Match", "in": "header", "required": false,
+            "description": "The ETag read (e.g. \"3\"); a stale one answers 412.", "schema": { "type": "string" } }),
+        Header::IdempotencyKey => json!({ "name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "1 to 255 printable characters; remembered 24 h.", "schema": { "type": "string", "maxLength": 255 } }),
+    }
+}
+
+fn error_responses(codes: &[ErrorCode]) -> Map<String, Value> {
+    let mut by_status: std::collections::BTreeMap<u16, Vec<ErrorCode>> = Default::default();
+    for code in codes {
+        by_status.entry(code.status().as_u16()).or_default().push(*code);
+    }
+    by_status
+        .into_iter()
+        .map(|(status, codes)| {
+            let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+            let description = codes.iter().map(|c| format!("`{}`: {}", c.as_str(), c.meaning())).collect::<Vec<_>>();
+            (
+                status.to_string(),
+                json!({
+                    "description": description.join(" "),
+                    "content": { "application/json": { "schema": schema_ref("ErrorEnvelope") } },
+                    "x-error-codes": names,
+                }),
+            )
+        })
+        .collect()
+}
+
+fn operation(spec: &RouteSpec) -> Value {
+    let doc = doc(spec.route);
+    let mut parameters: Vec<Value> = spec
+        .path
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(path_parameter)
+        .collect();
+    parameters.extend(doc.query.iter().flat_map(|q| query_parameters(*q)));
+    parameters.extend(doc.headers.iter().map(|h| header_parameter(*h)));
+    let mut responses = Map::new();
+    let (status, body) = doc.success;
+    let content = match (spec.route, body) {
+        (Route::OpenApi, _) => json!({ "application/json": { "schema": { "type": "object" } } }),
+        (_, Some(name)) => json!({ "application/json": { "schema": schema_ref(name) } }),
+        (_, None) => Value::Null,
+    };
+    let mut success = json!({ "description": doc.summary });
+    if !content.is_null() {
+        success["content"] = content;
+    }
+    responses.insert(status.to_string(), success);
+    if spec.route == Route::PutCredential {
+        responses.insert(
+            "200".into(),
+            json!({ "description": "Replaced.", "content": { "application/json": { "schema": schema_ref("CredentialView") } } }),
+        );
+    }
+    if spec.route == Route::StartExecution {
+        responses.insert(
+            "200".into(),
+            json!({ "description": "The execution this Idempotency-Key started.",
+                    "content": { "application/json": { "schema": schema_ref("ExecutionStarted") } } }),
+        );
+    }
+    responses.extend(error_responses(&errors_of(spec, &doc)));
+    let mut op = json!({
+        "operationId": spec.function,
+        "summary": doc.summary,
+        "parameters": parameters,
+        "responses": responses,
+        "security": if spec.authenticated { json!([{ "bearer": [] }]) } else { json!([]) },
+    });
+    if let Some((name, example)) = doc.body {
+        op["requestBody"] = json!({
+            "required": true,
+            "content": { "application/json": { "schema": schema_ref(name), "example": example } },
+        });
+    }
+    op
+}
+
+/// Adds `T`'s schema and every schema it refers to.
+fn add_schema<T: ToSchema>(schemas: &mut Map<String, Value>) {
+    let mut nested: Vec<(String, RefOr<Schema>)> = Vec::new();
+    T::schemas(&mut nested);
+    for (name, schema) in nested {
+        schemas.insert(name, serde_json::to_value(schema).unwrap_or(Value::Null));
+    }
+    schemas.insert(T::name().into_owned(), serde_json::to_value(T::schema()).unwrap_or(Value::Null));
+}
+
+/// A listing page of `T`, named `name`.
+fn add_page<T: ToSchema>(schemas: &mut Map<String, Value>, name: &str) {
+    add_schema::<T>(schemas);
+    schemas.insert(
+        name.to_string(),
+        json!({
+            "type": "object",
+            "required": ["items", "next_token"],
+            "properties": {
+                "items": { "type": "array", "items": schema_ref(&T::name()) },
+                "next_token": { "type": ["string", "null"], "description": "Pass back as next_token for the next page; null on the last." },
+            },
+        }),
+    );
+}
+
+fn schemas() -> Map<String, Value> {
+    let mut schemas = Map::new();
+    add_schema::<HealthView>(&mut schemas);
+    add_schema::<LiveView>(&mut schemas);
+    add_schema::<ReadyView>(&mut schemas);
+    add_schema::<NodeTypeList>(&mut schemas);
+    add_schema::<ValidationReport>(&mut schemas);
+    add_schema::<WorkflowDefinition>(&mut schemas);
+    add_schema::<WorkflowView>(&mut schemas);
+    add_page::<WorkflowSummaryView>(&mut schemas, "WorkflowPage");
+    add_schema::<VersionView>(&mut schemas);
+    add_page::<VersionSummaryView>(&mut schemas, "VersionPage");
+    add_schema::<DeployRequest>(&mut schemas);
+    add_schema::<CreateApiKeyRequest>(&mut schemas);
+    add_schema::<NewApiKeyView>(&mut schemas);
+    add_page::<ApiKeyView>(&mut schemas, "ApiKeyPage");
+    add_schema::<PutCredentialRequest>(&mut schemas);
+    add_page::<CredentialView>(&mut schemas, "CredentialPage");
+    add_schema::<StartExecutionRequest>(&mut schemas);
+    add_schema::<ExecutionStarted>(&mut schemas);
+    add_schema::<ExecutionView>(&mut schemas);
+    add_page::<ExecutionSummaryView>(&mut schemas, "ExecutionPage");
+    add_schema::<CancelAccepted>(&mut schemas);
+    add_schema::<ErrorEnvelope>(&mut schemas);
+    schemas
+}
+
+/// The whole document.
+pub fn build() -> Value {
+    let mut paths = Map::new();
+    for spec in ROUTES {
+        let item = paths.entry(spec.path.to_string()).or_insert_with(|| json!({}));
+        item[spec.method.to_lowercase()] = operation(spec);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "NodeAI",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Build, version and run AI workflows durably. Every error answers with the ErrorEnvelope; its `code` is one of the documented codes (x-error-codes on each response).",
+        },
+        "servers": [ { "url": "/" } ],
+        "paths": paths,
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {
+                "bearer": { "type": "http", "scheme": "bearer", "description": "An API key: Authorization: Bearer nk_..." },
+            },
+        },
+    })
+}
+
+/// The committed document's text: pretty JSON with a final newline.
+pub fn render() -> String {
+    let mut text = serde_json::to_string_pretty(&build()).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_documented_with_its_method_and_security() {
+        let document = build();
+        for spec in ROUTES {
+            let op = &document["paths"][spec.path][spec.method.to_lowercase()];
+            assert_eq!(op["operationId"], spec.function, "{} {}", spec.method, spec.path);
+            assert_eq!(op["security"].as_array().map(|a| !a.is_empty()), Some(spec.authenticated));
+            assert!(!doc(spec.route).summary.is_empty());
+        }
+    }
+
+    #[test]
+    fn every_schema_reference_resolves() {
+        let text = render();
+        let document: Value = serde_json::from_str(&text).unwrap();
+        let schemas = document["components"]["schemas"].as_object().unwrap();
+        for reference in text.split("\"$ref\": \"#/components/schemas/").skip(1) {
+            let name = reference.split('"').next().unwrap();
+            assert!(schemas.contains_key(name), "unresolved $ref {name}");
+        }
+    }
+
+    #[test]
+    fn unauthorized_is_documented_on_every_keyed_route_only() {
+        let document = build();
+        for spec in ROUTES {
+            let codes = document["paths"][spec.path][spec.method.to_lowercase()]["responses"]["401"]["x-error-codes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(codes.contains(&json!("UNAUTHORIZED")), spec.authenticated, "{}", spec.function);
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! Typed request and response bodies of the HTTP API. Handlers answer with these (never with ad
+//! hoc JSON), and `api::openapi` builds the OpenAPI document's schemas from the same types, so
+//! the document cannot drift from what the routes send.
+
+use crate::engine::{StepError, StepStatus, TokenUsage};
+use crate::model::WorkflowDefinition;
+use crate::validation::Problem;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// GET /health.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthView {
+    /// Always `ok`.
+    pub status: &'static str,
+    pub service: &'static str,
+    /// The deployed crate version.
+    pub version: &'static str,
+    pub stage: String,
+}
+
+/// GET /health/live.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LiveView {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+/// One dependency checked by GET /health/ready (also the error details of its 503).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyCheck {
+    pub name: &'static str,
+    /// `ok` or `error`.
+    pub status: &'static str,
+    /// How long the check took, ms.
+    pub latency_ms: u64,
+}
+
+/// GET /health/ready.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyView {
+    /// Always `ready` (otherwise 503).
+    pub status: &'static str,
+    pub checks: Vec<ReadyCheck>,
+}
+
+/// A node type with the JSON Schema its `config` must match.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeTypeView {
+    #[serde(rename = "type")]
+    pub node_type: &'static str,
+    pub description: &'static str,
+    /// A JSON Schema (draft 2020-12).
+    pub config_schema: Value,
+}
+
+/// GET /v1/node-types.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeTypeList {
+    pub items: Vec<NodeTypeView>,
+}
+
+/// POST /v1/workflows/validate: every problem at once; `valid` when there is none.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValidationReport {
+    pub valid: bool,
+    pub problems: Vec<Problem>,
+}
+
+/// A workflow with its draft definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowView {
+    /// ULID.
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// Grows by one on every draft change.
+    pub revision: u64,
+    /// The revision as an entity tag (`"<revision>"`), for `If-Match`.
+    pub etag: String,
+    /// The newest published version, null before the first publish.
+    pub latest_version: Option<u32>,
+    pub deployed_version: Option<u32>,
+    /// Whether the draft changed since the last publish.
+    pub has_unpublished_changes: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+    pub definition: WorkflowDefinition,
+}
+
+/// A workflow in a listing (no definition).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowSummaryView {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    pub revision: u64,
+    pub latest_version: Option<u32>,
+    pub deployed_version: Option<u32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An immutable published version.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionView {
+    pub workflow_id: String,
+    pub version: u32,
+    /// The draft revision it was published from.
+    pub source_revision: u64,
+    pub created_at: String,
+    pub definition: WorkflowDefinition,
+}
+
+/// A version in a listing (no definition).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionSummaryView {
+    pub workflow_id: String,
+    pub version: u32,
+    pub name: String,
+    pub source_revision: u64,
+    pub created_at: String,
+}
+
+/// One page of a newest-first listing. Pass `next_token` back as the `next_token` query
+/// parameter for the next page; null on the last page. (Documented per item type by
+/// `api::openapi`, as WorkflowPage, VersionPage and so on.)
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
+}
+
+/// POST /v1/api-keys body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApiKeyRequest {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// RFC 3339, in the future; the key never expires without it.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+}
+
+/// An API key as listed (the key itself is never shown again).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub name: String,
+    /// The key's first characters, to recognise it.
+    pub prefix: String,
+    /// `active`, `expired` or `revoked`.
+    pub status: &'static str,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// The key a rotation replaced, and when it stops working.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReplacedKey {
+    pub id: String,
+    pub expires_at: Option<String>,
+}
+
+/// A new API key: the one time its plaintext `key` appears.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewApiKeyView {
+    #[serde(flatten)]
+    pub view: ApiKeyView,
+    pub key: String,
+    /// On rotation only: the key this one replaces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<ReplacedKey>,
+}
+
+/// PUT /v1/credentials/{name} body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutCredentialRequest {
+    /// `openai` (any OpenAI-compatible API) or `anthropic`.
+    pub provider: String,
+    /// The provider key; stored in Secrets Manager, never returned.
+    pub api_key: String,
+    /// An https URL (OpenAI-compatible servers); the provider's own API without it.
+    #[serde(default)]
+    pub base_url: Option<String>,
+}
+
+/// A provider credential without its value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CredentialView {
+    pub name: String,
+    pub provider: String,
+    pub base_url: Option<String>,
+    /// The key's last four characters.
+    pub api_key_last4: String,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// A version number, or `"draft"` for an execution of the draft (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionRef(pub Option<u32>);
+
+impl Serialize for VersionRef {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Some(version) => serializer.serialize_u32(version),
+            None => serializer.serialize_str("draft"),
+        }
+    }
+}
+
+impl utoipa::PartialSchema for VersionRef {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(SchemaType::new(Type::Integer)).minimum(Some(1)))
+            .item(ObjectBuilder::new().schema_type(SchemaType::new(Type::String)).enum_values(Some(["draft"])))
+            .description(Some("A published version, or \"draft\"."))
+            .into()
+    }
+}
+
+impl ToSchema for VersionRef {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "VersionRef".into()
+    }
+}
+
+/// Links of an execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionLinks {
+    #[serde(rename = "self")]
+    pub self_link: String,
+}
+
+/// POST /v1/workflows/{workflow_id}/executions body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartExecutionRequest {
+    /// The execution's input; checked against the definition's `input_schema`. At most 256 KB.
+    #[serde(default)]
+    pub input: Option<Value>,
+    /// A published version number, or `"draft"`; without it, the deployed version.
+    #[serde(default)]
+    #[schema(value_type = Option<VersionRef>)]
+    pub version: Option<Value>,
+}
+
+/// A started (202) or replayed (200, same Idempotency-Key) execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionStarted {
+    pub execution_id: String,
+    /// `queued` when new.
+    pub status: &'static str,
+    pub workflow_id: String,
+    pub version: VersionRef,
+    pub created_at: String,
+    pub links: ExecutionLinks,
+}
+
+/// One node of an execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepView {
+    pub node_id: String,
+    #[serde(rename = "type")]
+    pub node_type: String,
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    /// What the node was called with, rendered (secrets redacted).
+    pub input: Value,
+    pub output: Value,
+    pub error: Option<StepError>,
+    pub usage: Option<TokenUsage>,
+    /// US dollars; null when the node used no priced model.
+    pub cost_usd: Option<f64>,
+}
+
+/// Tokens and cost over an execution's model calls.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionTotals {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// US dollars over the priced steps.
+    pub cost_usd: f64,
+    /// Model calls whose price is unknown (not in `cost_usd`).
+    pub unpriced_steps: u32,
+}
+
+/// GET /v1/executions/{execution_id}.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionView {
+    pub execution_id: String,
+    pub workflow_id: String,
+    pub version: VersionRef,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or `timed_out`.
+    pub status: &'static str,
+    pub input: Value,
+    pub output: Value,
+    pub error: Option<StepError>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<i64>,
+    /// When the execution times out (RFC 3339).
+    pub deadline_at: String,
+    pub cancel_requested: bool,
+    pub steps: Vec<StepView>,
+    pub redrive_count: u32,
+    /// When retention deletes the execution (RFC 3339).
+    pub expires_at: Option<String>,
+    pub totals: ExecutionTotals,
+}
+
+/// An execution in a listing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionSummaryView {
+    pub execution_id: String,
+    pub status: &'static str,
+    pub version: VersionRef,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<StepError>,
+    pub links: ExecutionLinks,
+}
+
+/// POST /v1/executions/{execution_id}/redrive (202).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RedriveAccepted {
+    pub execution_id: String,
+    /// `queued`.
+    pub status: &'static str,
+    /// How many times the execution has been redriven, this one included.
+    pub redrive_count: u32,
+    pub links: ExecutionLinks,
+}
+
+/// POST /v1/executions/{execution_id}/cancel (202).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelAccepted {
+    pub execution_id: String,
+    /// The status when the cancel was requested.
+    pub status: &'static str,
+    pub cancel_requested: bool,
+}
+
+/// PUT /v1/workflows/{workflow_id}/deployment body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    /// A published version.
+    pub version: u32,
+}
+
+/// The error envelope every 4xx and 5xx carries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+/// What went wrong, in a form a program can act on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// One of the documented error codes (see each response's `x-error-codes`).
+    pub code: String,
+    pub message: String,
+    /// Per-problem details (validation problems, schema errors, failed checks).
+    pub details: Vec<Value>,
+    /// What to do about it.
+    pub suggestions: Vec<String>,
+    /// Quote it when reporting a problem.
+    pub request_id: String,
+    /// RFC 3339.
+    pub timestamp: String,
+}
