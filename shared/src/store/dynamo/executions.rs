@@ -1,0 +1,294 @@
+//! `ExecutionStore`: executions, their definition snapshots, leases and idempotency keys.
+
+use super::*;
+
+pub(super) fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRecord, StoreError> {
+    let json = |name: &str| -> Result<serde_json::Value, StoreError> {
+        match get_opt_s(item, name) {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("execution {name}: {e}")))
+            }
+            None => Ok(serde_json::Value::Null),
+        }
+    };
+    let status = get_s(item, "status")?;
+    Ok(ExecutionRecord {
+        tenant_id: tenant_id.to_string(),
+        execution_id: get_s(item, "execution_id")?,
+        workflow_id: get_s(item, "workflow_id")?,
+        version: get_opt_n(item, "version")?,
+        status: ExecutionStatus::parse(&status).ok_or_else(|| StoreError::Internal(format!("status {status}")))?,
+        input: json("input")?,
+        output: json("output")?,
+        error: match json("error")? {
+            serde_json::Value::Null => None,
+            value => Some(serde_json::from_value(value).map_err(|e| StoreError::Internal(e.to_string()))?),
+        },
+        request_id: get_s(item, "request_id")?,
+        created_at: get_s(item, "created_at")?,
+        started_at: get_opt_s(item, "started_at"),
+        finished_at: get_opt_s(item, "finished_at"),
+        deadline_at: get_s(item, "deadline_at")?,
+        cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
+        redrive_count: get_opt_n(item, "redrive_count")?.unwrap_or(0),
+        expires_at: get_opt_s(item, "expires_at"),
+    })
+}
+
+#[async_trait]
+impl ExecutionStore for DynamoStore {
+    async fn create_execution(
+        &self,
+        record: &ExecutionRecord,
+        definition: &WorkflowDefinition,
+    ) -> Result<(), StoreError> {
+        let mut item = execution_key(&record.tenant_id, &record.execution_id);
+        item.insert("entity".into(), s("execution"));
+        item.insert("gsi1pk".into(), s(workflow_executions_pk(&record.tenant_id, &record.workflow_id)));
+        item.insert("gsi1sk".into(), s(execution_sk(&record.execution_id)));
+        item.insert("execution_id".into(), s(&record.execution_id));
+        item.insert("workflow_id".into(), s(&record.workflow_id));
+        if let Some(version) = record.version {
+            item.insert("version".into(), n(version));
+        }
+        item.insert("status".into(), s(record.status.as_str()));
+        item.insert("input".into(), s(record.input.to_string()));
+        item.insert("request_id".into(), s(&record.request_id));
+        item.insert("created_at".into(), s(&record.created_at));
+        item.insert("deadline_at".into(), s(&record.deadline_at));
+        item.insert("cancel_requested".into(), AttributeValue::Bool(record.cancel_requested));
+        let mut snapshot = snapshot_key(&record.tenant_id, &record.execution_id);
+        snapshot.insert("entity".into(), s("execution_definition"));
+        snapshot.insert("definition".into(), packed(&definition_json(definition)?)?);
+        if let Some(expires_at) = &record.expires_at {
+            let at = chrono::DateTime::parse_from_rfc3339(expires_at)
+                .map_err(|e| StoreError::Internal(format!("expires_at {expires_at}: {e}")))?;
+            item.insert("expires_at".into(), s(expires_at));
+            // DynamoDB's TTL attribute (epoch seconds) on both items of the execution.
+            item.insert("ttl".into(), n(at.timestamp()));
+            snapshot.insert("ttl".into(), n(at.timestamp()));
+        }
+        // Two plain puts, snapshot first, rather than one transaction: no execution ever exists
+        // without its snapshot, and it costs half the write units (a transactional write is
+        // billed double). An attempt that dies between the two leaves a snapshot nothing
+        // points to; a retry under the same id overwrites it.
+        self.client.put_item().table_name(&self.table).set_item(Some(snapshot)).send().await.map_err(classify)?;
+        self.put_new(item).await
+    }
+
+    async fn get_execution(&self, tenant_id: &str, execution_id: &str) -> Result<Option<ExecutionRecord>, StoreError> {
+        self.get(execution_key(tenant_id, execution_id)).await?.map(|item| execution_from(&item, tenant_id)).transpose()
+    }
+
+    async fn get_execution_definition(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+    ) -> Result<Option<WorkflowDefinition>, StoreError> {
+        self.get(snapshot_key(tenant_id, execution_id)).await?.map(|item| definition_from(&item)).transpose()
+    }
+
+    async fn claim_lease(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        until: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        self.update_if(
+            execution_key(tenant_id, execution_id),
+            "SET lease_owner = :owner, lease_until = :until, #status = :running, \
+             started_at = if_not_exists(started_at, :now)",
+            "attribute_exists(pk) AND #status IN (:queued, :running) \
+             AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
+            vec![
+                (":queued", s("queued")),
+                (":running", s("running")),
+                (":owner", s(owner)),
+                (":until", s(until)),
+                (":now", s(now)),
+            ],
+        )
+        .await
+    }
+
+    async fn release_lease(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        steps: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        let release = "REMOVE lease_owner, lease_until";
+        let key = execution_key(tenant_id, execution_id);
+        let values = vec![(":owner", s(owner))];
+        self.update_with_steps(key, release, "lease_owner = :owner", values, tenant_id, execution_id, steps).await?;
+        Ok(())
+    }
+
+    async fn finish_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        status: ExecutionStatus,
+        output: serde_json::Value,
+        error: Option<crate::engine::StepError>,
+        at: String,
+        steps: &[StepRecord],
+    ) -> Result<(), StoreError> {
+        let error = match error {
+            Some(error) => serde_json::to_string(&error).map_err(|e| StoreError::Internal(e.to_string()))?,
+            None => "null".to_string(),
+        };
+        let finish = "SET #status = :final, #output = :output, #error = :error, finished_at = :at \
+                      REMOVE lease_owner, lease_until";
+        let values = vec![
+            (":queued", s("queued")),
+            (":running", s("running")),
+            (":final", s(status.as_str())),
+            (":output", s(crate::store::bounded_execution_output(output).to_string())),
+            (":error", s(error)),
+            (":at", s(at)),
+        ];
+        let key = execution_key(tenant_id, execution_id);
+        let condition = "attribute_exists(pk) AND #status IN (:queued, :running)";
+        self.update_with_steps(key, finish, condition, values, tenant_id, execution_id, steps).await?;
+        Ok(())
+    }
+
+    async fn claim_idempotency_key(
+        &self,
+        tenant_id: &str,
+        key_hash: &str,
+        body_hash: &str,
+        execution_id: &str,
+        expires_at: &str,
+        now: &str,
+    ) -> Result<IdempotencyClaim, StoreError> {
+        let item_key = idempotency_key(tenant_id, key_hash);
+        let mut item = item_key.clone();
+        item.insert("entity".into(), s("idempotency_key"));
+        item.insert("body_hash".into(), s(body_hash));
+        item.insert("execution_id".into(), s(execution_id));
+        item.insert("expires_at".into(), s(expires_at));
+        // DynamoDB TTL removes the record eventually; `expires_at` decides reuse exactly.
+        let ttl = chrono::DateTime::parse_from_rfc3339(expires_at).map(|t| t.timestamp()).unwrap_or_default() + 3600;
+        item.insert("ttl".into(), n(ttl));
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk) OR expires_at < :now")
+            .expression_attribute_values(":now", s(now))
+            .send()
+            .await
+            .map_err(classify);
+        match put {
+            Ok(_) => Ok(IdempotencyClaim::New),
+            Err(StoreError::ConditionFailed) => {
+                let existing = self
+                    .get(item_key)
+                    .await?
+                    .ok_or_else(|| StoreError::Internal("idempotency record vanished".into()))?;
+                Ok(IdempotencyClaim::Existing {
+                    body_hash: get_s(&existing, "body_hash")?,
+                    execution_id: get_s(&existing, "execution_id")?,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn list_executions(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        status: Option<ExecutionStatus>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ExecutionRecord>, StoreError> {
+        let gsi1pk = workflow_executions_pk(tenant_id, workflow_id);
+        let mut start = after.map(|a| {
+            let mut k = execution_key(tenant_id, a);
+            k.insert("gsi1pk".into(), s(&gsi1pk));
+            k.insert("gsi1sk".into(), s(execution_sk(a)));
+            k
+        });
+        let mut items = Vec::new();
+        for page in 1..=MAX_PAGES_PER_LISTING {
+            let mut query = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+                .expression_attribute_values(":pk", s(&gsi1pk))
+                .expression_attribute_values(":prefix", s(EXECUTION_PREFIX))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start.take());
+            query = match status {
+                None => query.limit((limit + 1) as i32),
+                Some(status) => query
+                    .filter_expression("#status = :status")
+                    .expression_attribute_names("#status", "status")
+                    .expression_attribute_values(":status", s(status.as_str()))
+                    .limit(((limit + 1) * 4).min(500) as i32),
+            };
+            let out = query.send().await.map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                items.push(execution_from(&item, tenant_id)?);
+                if items.len() > limit {
+                    items.truncate(limit);
+                    let next_after = items.last().map(|e| e.execution_id.clone());
+                    return Ok(Page { items, next_after });
+                }
+            }
+            match out.last_evaluated_key {
+                None => return Ok(Page { items, next_after: None }),
+                Some(last) if page == MAX_PAGES_PER_LISTING => {
+                    return Ok(Page { items, next_after: resume_after(&last, EXECUTION_PREFIX) });
+                }
+                Some(last) => start = Some(last),
+            }
+        }
+        unreachable!("the loop returns on its last page")
+    }
+
+    async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError> {
+        self.update_if(
+            execution_key(tenant_id, execution_id),
+            "SET cancel_requested = :yes",
+            "attribute_exists(pk) AND #status IN (:queued, :running)",
+            vec![(":yes", AttributeValue::Bool(true)), (":queued", s("queued")), (":running", s("running"))],
+        )
+        .await
+    }
+
+    async fn redrive_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        deadline_at: &str,
+    ) -> Result<bool, StoreError> {
+        self.update_if(
+            execution_key(tenant_id, execution_id),
+            "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
+             cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one \
+             REMOVE finished_at",
+            "attribute_exists(pk) AND #status IN (:failed, :timed_out)",
+            vec![
+                (":queued", s("queued")),
+                (":deadline", s(deadline_at)),
+                (":null", s("null")),
+                (":no", AttributeValue::Bool(false)),
+                (":zero", n(0)),
+                (":one", n(1)),
+                (":failed", s("failed")),
+                (":timed_out", s("timed_out")),
+            ],
+        )
+        .await
+    }
+}

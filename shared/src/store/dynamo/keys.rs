@@ -1,0 +1,94 @@
+//! Every key format of the table, in one place (ARCHITECTURE.md's key design table). Every
+//! tenant-owned partition starts with `T#<tenant_id>`, so no request can name another tenant's
+//! item.
+
+use super::{Item, s};
+use crate::store::version_sort_key;
+use std::collections::HashMap;
+
+/// Sort key prefixes that listings query with `begins_with`.
+pub(super) const WORKFLOW_PREFIX: &str = "WF#";
+pub(super) const VERSION_PREFIX: &str = "V#";
+pub(super) const API_KEY_GSI_PREFIX: &str = "APIKEY#";
+pub(super) const CREDENTIAL_PREFIX: &str = "CRED#";
+pub(super) const EXECUTION_PREFIX: &str = "EX#";
+pub(super) const STEP_PREFIX: &str = "STEP#";
+
+/// An item key from its partition and sort key.
+pub(super) fn key(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+/// The tenant's own partition: the tenant item, its workflows, credentials and executions.
+pub(super) fn tenant_pk(tenant_id: &str) -> String {
+    format!("T#{tenant_id}")
+}
+pub(super) fn tenant_key(tenant_id: &str) -> Item {
+    key(tenant_pk(tenant_id), "TENANT".into())
+}
+pub(super) fn workflow_sk(workflow_id: &str) -> String {
+    format!("{WORKFLOW_PREFIX}{workflow_id}")
+}
+/// A workflow's versions; also the gsi1 partition of its executions.
+pub(super) fn versions_pk(tenant_id: &str, workflow_id: &str) -> String {
+    format!("T#{tenant_id}#WF#{workflow_id}")
+}
+pub(super) fn workflow_executions_pk(tenant_id: &str, workflow_id: &str) -> String {
+    versions_pk(tenant_id, workflow_id)
+}
+pub(super) fn version_sk(version: u32) -> String {
+    format!("{VERSION_PREFIX}{}", version_sort_key(version))
+}
+/// An API key's item, in a partition named by its hash (one GetItem per request).
+pub(super) fn api_key_key(key_hash: &str) -> Item {
+    key(format!("KEY#{key_hash}"), "KEY".into())
+}
+pub(super) fn api_key_gsi_sk(key_id: &str) -> String {
+    format!("{API_KEY_GSI_PREFIX}{key_id}")
+}
+pub(super) fn credential_sk(name: &str) -> String {
+    format!("{CREDENTIAL_PREFIX}{name}")
+}
+pub(super) fn credential_key(tenant_id: &str, name: &str) -> Item {
+    key(tenant_pk(tenant_id), credential_sk(name))
+}
+pub(super) fn execution_sk(execution_id: &str) -> String {
+    format!("{EXECUTION_PREFIX}{execution_id}")
+}
+pub(super) fn execution_key(tenant_id: &str, execution_id: &str) -> Item {
+    key(tenant_pk(tenant_id), execution_sk(execution_id))
+}
+/// An execution's own partition: its definition snapshot and its steps.
+pub(super) fn execution_items_pk(tenant_id: &str, execution_id: &str) -> String {
+    format!("T#{tenant_id}#EX#{execution_id}")
+}
+pub(super) fn snapshot_key(tenant_id: &str, execution_id: &str) -> Item {
+    key(execution_items_pk(tenant_id, execution_id), "DEF".into())
+}
+pub(super) fn step_sk(node_id: &str) -> String {
+    format!("{STEP_PREFIX}{node_id}")
+}
+/// Bulk steps: `~` cannot start a node id, so these never collide with a step's key.
+pub(super) fn bulk_step_sk(id: &str) -> String {
+    format!("{STEP_PREFIX}~{id}")
+}
+pub(super) fn idempotency_key(tenant_id: &str, key_hash: &str) -> Item {
+    key(format!("T#{tenant_id}#IDEM#{key_hash}"), "IDEM".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_formats_match_the_documented_design() {
+        assert_eq!(tenant_pk("t1"), "T#t1");
+        assert_eq!(versions_pk("t1", "w1"), "T#t1#WF#w1");
+        assert_eq!(version_sk(7), format!("V#{}", version_sort_key(7)));
+        assert_eq!(api_key_key("abc")["pk"], s("KEY#abc"));
+        assert_eq!(snapshot_key("t1", "e1")["pk"], s("T#t1#EX#e1"));
+        assert_eq!(bulk_step_sk("01X"), "STEP#~01X");
+        assert!(bulk_step_sk("01X").starts_with(STEP_PREFIX) && step_sk("a").starts_with(STEP_PREFIX));
+        assert_eq!(idempotency_key("t1", "h")["pk"], s("T#t1#IDEM#h"));
+    }
+}

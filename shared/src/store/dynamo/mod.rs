@@ -1,0 +1,306 @@
+//! DynamoDB adapter: single-table design. The key design is documented in ARCHITECTURE.md:
+//!
+//! | entity   | pk                      | sk            |
+//! |----------|-------------------------|---------------|
+//! | tenant   | `T#<tenant>`            | `TENANT`      |
+//! | workflow | `T#<tenant>`            | `WF#<ulid>`   |
+//! | version  | `T#<tenant>#WF#<ulid>`  | `V#<10-digit>`|
+//! | api key  | `KEY#<sha256 hex>`      | `KEY`         | gsi1: `T#<tenant>` / `APIKEY#<ulid>`
+//! | credential | `T#<tenant>`          | `CRED#<name>` |
+//! | execution | `T#<tenant>`           | `EX#<ulid>`   | gsi1: `T#<tenant>#WF#<ulid>` / `EX#<ulid>`
+//! | snapshot | `T#<tenant>#EX#<ulid>`  | `DEF`         |
+//! | step     | `T#<tenant>#EX#<ulid>`  | `STEP#<node>` |
+//!
+//! Every tenant-owned key starts with the tenant id, so no request can name another tenant's
+//! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
+
+use super::{
+    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, StepStore, TenantStore,
+    VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
+};
+use crate::engine::{StepError, StepRecord, StepStatus};
+use crate::error::StoreError;
+use crate::executions::{ExecutionRecord, ExecutionStatus};
+use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+    Projection, ProjectionType, Put, ScalarAttributeType, TransactWriteItem, Update, WriteRequest,
+};
+use std::collections::HashMap;
+
+mod credentials;
+mod executions;
+mod item;
+mod keys;
+mod steps;
+mod table;
+mod tenants;
+mod workflows;
+
+use item::*;
+use keys::*;
+use steps::{TRANSACTION_BYTES, TRANSACTION_ITEMS, bulk_step_items};
+pub use table::create_table;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// How many DynamoDB pages one filtered listing may read before it returns what it has with a
+/// cursor: bounds the cost and latency of a tag filter that matches rarely.
+const MAX_PAGES_PER_LISTING: usize = 5;
+
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    /// How long step items are kept (their `ttl`); an execution's own items carry its
+    /// `expires_at`.
+    execution_retention: std::time::Duration,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoStore { client, table: table.into(), execution_retention: crate::executions::DEFAULT_EXECUTION_RETENTION }
+    }
+
+    /// The store with `EXECUTION_RETENTION_DAYS` applied to the steps it writes.
+    pub fn with_execution_retention(self, retention: std::time::Duration) -> Self {
+        DynamoStore { execution_retention: retention, ..self }
+    }
+
+    /// The `ttl` attribute of a step written now: DynamoDB deletes the item after it. A step is
+    /// written after its execution was created, so it never expires before the execution.
+    fn step_ttl(&self) -> AttributeValue {
+        n(chrono::Utc::now().timestamp() + self.execution_retention.as_secs() as i64)
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+/// The resume point (the id part of a sort key) from a LastEvaluatedKey.
+fn resume_after(last_key: &Item, prefix: &str) -> Option<String> {
+    get_opt_s(last_key, "sk").and_then(|sk| sk.strip_prefix(prefix).map(str::to_string))
+}
+
+/// Whether a conditional write applied: Ok(false) when its condition did not hold.
+fn condition_met<T>(result: Result<T, StoreError>) -> Result<bool, StoreError> {
+    match result {
+        Ok(_) => Ok(true),
+        Err(StoreError::ConditionFailed) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Maps an SDK failure onto the port's errors; the SDK text goes to logs only.
+fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.code().map(str::to_string);
+    let detail = DisplayErrorContext(&err).to_string();
+    match code.as_deref() {
+        Some("ConditionalCheckFailedException") => StoreError::ConditionFailed,
+        Some("TransactionCanceledException") if detail.contains("ConditionalCheckFailed") => {
+            StoreError::ConditionFailed
+        }
+        Some(
+            "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "ServiceUnavailable"
+            | "TransactionConflictException"
+            | "TransactionCanceledException",
+        ) => StoreError::Unavailable(detail),
+        Some(_) => StoreError::Internal(detail),
+        None => match err {
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
+                StoreError::Unavailable(detail)
+            }
+            _ => StoreError::Internal(detail),
+        },
+    }
+}
+
+impl DynamoStore {
+    /// PutItem that never overwrites: ConditionFailed if the key exists.
+    async fn put_new(&self, item: Item) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Strongly consistent GetItem: a read right after a write sees it.
+    async fn get(&self, key: Item) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(out.item)
+    }
+
+    /// DeleteItem of an existing item; false if there was none.
+    async fn delete_existing(&self, key: Item) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .condition_expression("attribute_exists(pk)")
+            .send()
+            .await
+            .map_err(classify);
+        condition_met(result)
+    }
+
+    /// One attribute update on an existing key item; a failed condition is not an error (the
+    /// key is gone, or already expires earlier).
+    async fn update_key(
+        &self,
+        key_hash: &str,
+        update: &str,
+        at: &str,
+        condition: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let condition = condition.unwrap_or("attribute_exists(pk)");
+        self.update_if(api_key_key(key_hash), update, condition, vec![(":at", s(at))]).await?;
+        Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// Applies `update` to the execution item and keeps `steps` in bulk items
+    /// (`STEP#~<ulid>`, never a node id) in the same TransactWriteItems, so a checkpoint or a
+    /// finish is one request. Bulk items beyond one transaction's limits (huge outputs only)
+    /// are put first, on their own.
+    #[allow(clippy::too_many_arguments)]
+    async fn update_with_steps(
+        &self,
+        key: Item,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        tenant_id: &str,
+        execution_id: &str,
+        steps: &[StepRecord],
+    ) -> Result<bool, StoreError> {
+        if steps.is_empty() {
+            return self.update_if(key, update, condition, values).await;
+        }
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(reserved_names(update, condition));
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        let update = update.build().map_err(|e| StoreError::Internal(e.to_string()))?;
+        let mut items = bulk_step_items(tenant_id, execution_id, steps, self.step_ttl())?;
+        let mut in_transaction = Vec::new();
+        let mut bytes = 0;
+        while let Some((item, size)) = items.pop() {
+            if in_transaction.len() + 1 < TRANSACTION_ITEMS && bytes + size < TRANSACTION_BYTES {
+                bytes += size;
+                in_transaction.push(item);
+            } else {
+                self.client.put_item().table_name(&self.table).set_item(Some(item)).send().await.map_err(classify)?;
+            }
+        }
+        let mut transaction =
+            self.client.transact_write_items().transact_items(TransactWriteItem::builder().update(update).build());
+        for item in in_transaction {
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .build()
+                .map_err(|e| StoreError::Internal(e.to_string()))?;
+            transaction = transaction.transact_items(TransactWriteItem::builder().put(put).build());
+        }
+        condition_met(transaction.send().await.map_err(classify))
+    }
+
+    /// Every step item of an execution (alone and bulk), all pages, strongly consistent.
+    async fn step_items(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<Item>, StoreError> {
+        let pk = execution_items_pk(tenant_id, execution_id);
+        let (mut items, mut start) = (Vec::new(), None);
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":prefix", s(STEP_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            items.extend(out.items.unwrap_or_default());
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(items),
+            }
+        }
+    }
+
+    /// One conditional UpdateItem; true if the condition held and it applied. `#status`,
+    /// `#output` and `#error` (reserved words) may be used in the expressions.
+    async fn update_if(
+        &self,
+        key: Item,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<bool, StoreError> {
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(reserved_names(update, condition));
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        condition_met(request.send().await.map_err(classify))
+    }
+}
+
+/// Names for the reserved words `#status`, `#output` and `#error` the expressions use; None when
+/// they use none (DynamoDB refuses an empty map).
+fn reserved_names(update: &str, condition: &str) -> Option<HashMap<String, String>> {
+    let names: HashMap<String, String> = [("#status", "status"), ("#output", "output"), ("#error", "error")]
+        .into_iter()
+        .filter(|(placeholder, _)| update.contains(placeholder) || condition.contains(placeholder))
+        .map(|(placeholder, name)| (placeholder.to_string(), name.to_string()))
+        .collect();
+    (!names.is_empty()).then_some(names)
+}
+
+#[async_trait]
+impl HealthProbe for DynamoStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client.describe_table().table_name(&self.table).send().await.map_err(classify)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,38 @@
+//! The table itself (local stack and tests; template.yaml owns it in AWS).
+
+use super::*;
+
+/// Creates the table (local stack and tests; in AWS, template.yaml owns it). Idempotent.
+pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+    let attribute =
+        |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
+    let key_element =
+        |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
+    let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
+    let result = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attribute("pk").map_err(internal)?)
+        .attribute_definitions(attribute("sk").map_err(internal)?)
+        .attribute_definitions(attribute("gsi1pk").map_err(internal)?)
+        .attribute_definitions(attribute("gsi1sk").map_err(internal)?)
+        .key_schema(key_element("pk", KeyType::Hash).map_err(internal)?)
+        .key_schema(key_element("sk", KeyType::Range).map_err(internal)?)
+        .global_secondary_indexes(
+            GlobalSecondaryIndex::builder()
+                .index_name("gsi1")
+                .key_schema(key_element("gsi1pk", KeyType::Hash).map_err(internal)?)
+                .key_schema(key_element("gsi1sk", KeyType::Range).map_err(internal)?)
+                .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(internal)?,
+        )
+        .send()
+        .await;
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("ResourceInUseException") => Ok(()),
+        Err(e) => Err(classify(e)),
+    }
+}
