@@ -225,7 +225,7 @@ impl Config {
         let circuit_breaker_cool_down =
             seconds("CIRCUIT_BREAKER_COOL_DOWN_SECONDS", crate::engine::breaker::DEFAULT_COOL_DOWN.as_secs(), 3600)?;
         let execution_retention = match lookup("EXECUTION_RETENTION_DAYS").filter(|v| !v.is_empty()) {
-            None => crate::executions::DEFAULT_EXECUTION_RETENTION,
+            None => crate::model::DEFAULT_EXECUTION_RETENTION,
             Some(raw) => raw
                 .parse::<u64>()
                 .ok()

@@ -3,8 +3,9 @@
 //! `maxReceiveCount`, go to the DLQ).
 
 use crate::engine::RegistryExecutor;
-use crate::engine::StepError;
-use crate::executions::{Budget, ExecutionStatus, Processed, process};
+use crate::model::StepError;
+use crate::executions::{Budget, Processed, process};
+use crate::model::ExecutionStatus;
 use crate::model::now_rfc3339;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::{ExecutionStore, StepStore};
@@ -120,9 +121,9 @@ pub async fn handle_batch<S: ExecutionStore + StepStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::StepRecord;
+    use crate::model::StepRecord;
     use crate::error::StoreError;
-    use crate::executions::ExecutionRecord;
+    use crate::model::ExecutionRecord;
     use crate::model::WorkflowDefinition;
     use crate::queue::NoQueue;
     use crate::store::memory::MemoryStore;

@@ -18,8 +18,8 @@ fn events_dir() -> PathBuf {
 
 /// Ends an execution as failed, as a worker would, so it can be redriven.
 async fn fail_execution(t: &TestApp, execution_id: &str) {
-    let error = nodeai::engine::StepError { code: "HTTP_500".into(), message: "down".into() };
-    let failed = nodeai::executions::ExecutionStatus::Failed;
+    let error = nodeai::model::StepError { code: "HTTP_500".into(), message: "down".into() };
+    let failed = nodeai::model::ExecutionStatus::Failed;
     let now = nodeai::model::now_rfc3339();
     t.store
         .finish_execution(&t.tenant_id, execution_id, failed, serde_json::Value::Null, Some(error), now, &[])

@@ -694,9 +694,9 @@ async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left(
     // Three days left: redrivable. With a day left, a redrive could outlive its records: refused.
     let redriven = t.call(Route::RedriveExecution, &[("execution_id", &execution_id)], None).await;
     assert_eq!(redriven.status, 202, "{}", redriven.raw);
-    let ending = nodeai::executions::ExecutionRecord {
-        status: nodeai::executions::ExecutionStatus::Failed,
-        ..nodeai::executions::ExecutionRecord::queued(&t.tenant_id, &id, None, json!({}), "r", Duration::from_secs(60))
+    let ending = nodeai::model::ExecutionRecord {
+        status: nodeai::model::ExecutionStatus::Failed,
+        ..nodeai::model::ExecutionRecord::queued(&t.tenant_id, &id, None, json!({}), "r", Duration::from_secs(60))
             .retained_for(Duration::from_secs(24 * 3600))
     };
     let snapshot = serde_json::from_value(json!({ "name": "s", "nodes": [
@@ -709,9 +709,9 @@ async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left(
 
     // Past its expiry, with TTL having deleted its snapshot but not yet the execution item (TTL
     // keeps no order): gone everywhere, a 404 and never a 500 for the missing snapshot.
-    let expired = nodeai::executions::ExecutionRecord {
-        status: nodeai::executions::ExecutionStatus::Failed,
-        ..nodeai::executions::ExecutionRecord::queued(&t.tenant_id, &id, None, json!({}), "r", Duration::from_secs(60))
+    let expired = nodeai::model::ExecutionRecord {
+        status: nodeai::model::ExecutionStatus::Failed,
+        ..nodeai::model::ExecutionRecord::queued(&t.tenant_id, &id, None, json!({}), "r", Duration::from_secs(60))
             .retained_for(Duration::ZERO)
     };
     nodeai::store::ExecutionStore::create_execution(t.store.as_ref(), &expired, &snapshot).await.unwrap();

@@ -6,9 +6,9 @@ use super::views::{
 };
 use super::{Call, paging, truncate, workflows};
 use crate::cursor;
-use crate::engine::StepStatus;
+use crate::model::StepStatus;
 use crate::error::{ApiError, ErrorCode, StoreError};
-use crate::executions::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus, REDRIVE_MARGIN};
+use crate::model::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus, REDRIVE_MARGIN};
 use crate::http::{self, Reply};
 use crate::queue::ExecutionMessage;
 use crate::store::IdempotencyClaim;
@@ -157,7 +157,7 @@ async fn enqueue(call: &Call<'_>, execution_id: &str, request_id: String) -> Res
     let Err(e) = call.app.queue.send(&message).await else {
         return Ok(());
     };
-    let error = crate::engine::StepError {
+    let error = crate::model::StepError {
         code: "QUEUE_UNAVAILABLE".into(),
         message: "the execution could not be queued".into(),
     };
@@ -195,7 +195,7 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let execution = find_execution(call, &id).await?;
     let definition = snapshot(call, &id).await?;
-    let recorded: std::collections::HashMap<String, crate::engine::StepRecord> =
+    let recorded: std::collections::HashMap<String, crate::model::StepRecord> =
         call.app.store()?.load_steps(call.tenant_id, &id).await?.into_iter().map(|s| (s.node_id.clone(), s)).collect();
     let steps = definition
         .nodes
@@ -252,7 +252,7 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
 /// Token and cost totals over the steps that called a model. `cost_usd` sums the priced steps;
 /// `unpriced_steps` counts model calls whose price is unknown, so a partial sum never passes for
 /// the whole bill.
-fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> ExecutionTotals {
+fn totals<'a>(steps: impl Iterator<Item = &'a crate::model::StepRecord>) -> ExecutionTotals {
     let (mut input_tokens, mut output_tokens, mut cost, mut unpriced) = (0u64, 0u64, 0f64, 0u32);
     for step in steps {
         if let Some(usage) = step.usage {
@@ -267,7 +267,7 @@ fn totals<'a>(steps: impl Iterator<Item = &'a crate::engine::StepRecord>) -> Exe
     ExecutionTotals {
         input_tokens,
         output_tokens,
-        cost_usd: crate::nodes::prices::round_usd(cost),
+        cost_usd: crate::model::round_usd(cost),
         unpriced_steps: unpriced,
     }
 }

@@ -2,8 +2,7 @@
 //! hoc JSON), and `api::openapi` builds the OpenAPI document's schemas from the same types, so
 //! the document cannot drift from what the routes send.
 
-use crate::engine::{StepError, StepStatus, TokenUsage};
-use crate::model::WorkflowDefinition;
+use crate::model::{StepError, StepStatus, TokenUsage, WorkflowDefinition};
 use crate::validation::Problem;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

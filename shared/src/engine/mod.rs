@@ -12,11 +12,11 @@ pub mod outbound;
 pub mod template;
 
 use crate::error::StoreError;
-use crate::model::{NodeSpec, OnError, WorkflowDefinition, now_rfc3339};
+use crate::model::limits::{MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, bounded};
+use crate::model::{NodeSpec, OnError, StepError, StepRecord, StepStatus, TokenUsage, WorkflowDefinition, now_rfc3339};
 use crate::secrets::CredentialResolver;
 use crate::store::StepStore;
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,68 +25,12 @@ use tracing::Instrument;
 
 /// Default and cap of nodes run at once within one execution.
 pub const DEFAULT_CONCURRENCY: usize = 4;
-/// Largest node output kept as it is; a larger one is stored as a truncated preview (DynamoDB
-/// items hold at most 400 KB).
-pub const MAX_STORED_OUTPUT_BYTES: usize = 256 * 1024;
-/// Largest rendered node input kept as it is.
-pub const MAX_STORED_INPUT_BYTES: usize = 64 * 1024;
-const PREVIEW_CHARS: usize = 4096;
 /// Longest wait honoured from a `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    #[default]
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-}
 
-impl StepStatus {
-    /// The name the API and the store use.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            StepStatus::Pending => "pending",
-            StepStatus::Running => "running",
-            StepStatus::Succeeded => "succeeded",
-            StepStatus::Failed => "failed",
-            StepStatus::Skipped => "skipped",
-        }
-    }
 
-    pub fn is_final(self) -> bool {
-        matches!(self, StepStatus::Succeeded | StepStatus::Failed | StepStatus::Skipped)
-    }
-}
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct StepError {
-    pub code: String,
-    pub message: String,
-}
-
-/// One node's durable result within one execution.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct StepRecord {
-    pub node_id: String,
-    pub status: StepStatus,
-    pub attempts: u32,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    pub output: Value,
-    pub error: Option<StepError>,
-    /// What the node was called with, rendered (secrets redacted); null when it has none.
-    #[serde(default)]
-    pub input: Value,
-    #[serde(default)]
-    pub usage: Option<TokenUsage>,
-    /// None when the node used no priced model (unknown model: None, never 0).
-    #[serde(default)]
-    pub cost_usd: Option<f64>,
-}
 
 /// Every code a step (or a failed execution) can carry, with its meaning, for the README.
 /// `HTTP_<status>` and `LLM_<status>` stand for a target's or a provider's answer of 400 or more.
@@ -124,12 +68,6 @@ pub const STEP_ERROR_CODES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Tokens a model call used.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct TokenUsage {
-    pub input_tokens: u64,
-    pub output_tokens: u64,
-}
 
 /// What one successful node call produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -216,7 +154,7 @@ impl Spent {
             total.output_tokens += more.output_tokens;
         }
         if let Some(more) = cost_usd {
-            self.cost_usd = Some(crate::nodes::prices::round_usd(self.cost_usd.unwrap_or(0.0) + more));
+            self.cost_usd = Some(crate::model::round_usd(self.cost_usd.unwrap_or(0.0) + more));
         }
     }
 }
@@ -602,16 +540,6 @@ async fn run_wave<'n>(
     }
 }
 
-/// A value over `limit` bytes of JSON becomes `{truncated: true, size_bytes, preview}`: node
-/// outputs over `MAX_STORED_OUTPUT_BYTES`, rendered inputs over `MAX_STORED_INPUT_BYTES` (kept for
-/// reading, not for resuming), so one step stays well inside a DynamoDB item.
-pub fn bounded(value: Value, limit: usize) -> Value {
-    let text = value.to_string();
-    if text.len() <= limit {
-        return value;
-    }
-    json!({ "truncated": true, "size_bytes": text.len(), "preview": text.chars().take(PREVIEW_CHARS).collect::<String>() })
-}
 
 /// Writes a final step. If another worker recorded it first, its record wins (the write is
 /// conditional) and this run continues with that one.

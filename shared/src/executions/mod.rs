@@ -2,123 +2,21 @@
 //! queued execution (lease, engine run, finish or continue). The queue (`queue`), the routes
 //! (`api::executions`) and the worker function (`worker`) wire this up.
 
-use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, RunResult, StepError, StopReason};
+use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, RunResult, StopReason};
 use crate::error::StoreError;
-use crate::model::{WorkflowDefinition, now_rfc3339};
+use crate::model::{ExecutionRecord, ExecutionStatus, StepError, WorkflowDefinition, now_rfc3339};
 use crate::queue::ExecutionMessage;
 use crate::store::{ExecutionStore, StepStore};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExecutionStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-    TimedOut,
-}
 
-impl ExecutionStatus {
-    pub fn is_final(self) -> bool {
-        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)
-    }
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecutionStatus::Queued => "queued",
-            ExecutionStatus::Running => "running",
-            ExecutionStatus::Succeeded => "succeeded",
-            ExecutionStatus::Failed => "failed",
-            ExecutionStatus::Cancelled => "cancelled",
-            ExecutionStatus::TimedOut => "timed_out",
-        }
-    }
-    pub fn parse(text: &str) -> Option<ExecutionStatus> {
-        serde_json::from_value(Value::String(text.to_string())).ok()
-    }
-}
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExecutionRecord {
-    pub tenant_id: String,
-    pub execution_id: String,
-    pub workflow_id: String,
-    /// None: the draft at start time (its definition is snapshotted with the execution).
-    pub version: Option<u32>,
-    pub status: ExecutionStatus,
-    pub input: Value,
-    pub output: Value,
-    pub error: Option<StepError>,
-    pub request_id: String,
-    pub created_at: String,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
-    /// When the execution times out (created_at + the workflow's execution timeout).
-    pub deadline_at: String,
-    pub cancel_requested: bool,
-    /// How many times the execution was redriven after failing or timing out.
-    pub redrive_count: u32,
-    /// When its records expire (created_at + the retention); DynamoDB's TTL deletes them after.
-    /// None for records written before retention existed: they are kept.
-    pub expires_at: Option<String>,
-}
 
-/// Default execution timeout; a workflow may set its own `timeout_seconds`, up to 24 h.
-pub const DEFAULT_EXECUTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
-/// How long an execution's records are kept unless `EXECUTION_RETENTION_DAYS` says otherwise.
-pub const DEFAULT_EXECUTION_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// A redrive must start this long before the records expire: the longest execution timeout
-/// (24 h) and a day to spare, so no step it relies on is deleted while it runs (a deleted
-/// succeeded step would be run, and paid for, again).
-pub const REDRIVE_MARGIN: Duration = Duration::from_secs(2 * 24 * 3600);
 
-impl ExecutionRecord {
-    /// A new execution waiting for a worker.
-    pub fn queued(
-        tenant_id: &str,
-        workflow_id: &str,
-        version: Option<u32>,
-        input: Value,
-        request_id: &str,
-        timeout: Duration,
-    ) -> ExecutionRecord {
-        ExecutionRecord {
-            tenant_id: tenant_id.to_string(),
-            execution_id: crate::model::new_id(),
-            workflow_id: workflow_id.to_string(),
-            version,
-            status: ExecutionStatus::Queued,
-            input,
-            output: Value::Null,
-            error: None,
-            request_id: request_id.to_string(),
-            created_at: now_rfc3339(),
-            started_at: None,
-            finished_at: None,
-            deadline_at: crate::model::rfc3339_in(timeout.as_secs() as i64),
-            cancel_requested: false,
-            redrive_count: 0,
-            expires_at: Some(crate::model::rfc3339_in(DEFAULT_EXECUTION_RETENTION.as_secs() as i64)),
-        }
-    }
-
-    /// Past its retention: DynamoDB's TTL deletes its items some time after (in no set order),
-    /// so it is treated as gone already.
-    pub fn is_expired(&self) -> bool {
-        self.expires_at.as_deref().is_some_and(|expiry| now_rfc3339().as_str() >= expiry)
-    }
-
-    /// The same execution with its records kept for `retention` from now.
-    pub fn retained_for(self, retention: Duration) -> ExecutionRecord {
-        ExecutionRecord { expires_at: Some(crate::model::rfc3339_in(retention.as_secs() as i64)), ..self }
-    }
-}
 
 /// What the worker did with one queued execution.
 #[derive(Debug, Clone, PartialEq, Eq)]

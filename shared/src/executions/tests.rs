@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::DEFAULT_EXECUTION_TIMEOUT;
 use crate::engine::{NodeCall, NodeFailure, NodeOutput, RegistryExecutor};
 use crate::store::memory::MemoryStore;
 use crate::validation::validate_definition;

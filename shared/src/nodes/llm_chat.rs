@@ -5,7 +5,8 @@
 use super::{NodeRun, NodeType};
 use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
 use crate::engine::template::render_value;
-use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, NodeRuntime, TokenUsage, with_sent_input};
+use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, NodeRuntime, with_sent_input};
+use crate::model::TokenUsage;
 use crate::secrets::ProviderCredential;
 use serde_json::{Value, json};
 

@@ -7,6 +7,8 @@
 //! or overrides entries with `MODEL_PRICES` (self-hosted models at 0, fine-tunes, new models),
 //! without a code change.
 
+use crate::model::round_usd;
+
 /// (model name prefix, input $/M tokens, output $/M tokens)
 pub const PRICES: &[(&str, f64, f64)] = &[
     ("gpt-4o", 2.50, 10.00),
@@ -50,10 +52,6 @@ impl PriceTable {
     }
 }
 
-/// Whole nano-dollars: costs and their sums stay readable (no 0.30000000000000004).
-pub fn round_usd(dollars: f64) -> f64 {
-    (dollars * 1e9).round() / 1e9
-}
 
 #[cfg(test)]
 mod tests {

@@ -381,7 +381,7 @@ macro_rules! secret_store_conformance_tests {
 }
 
 pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
-    use crate::engine::{StepError, StepRecord, StepStatus, TokenUsage};
+    use crate::model::{StepError, StepRecord, StepStatus, TokenUsage};
     let (tenant, execution) = (new_id(), new_id());
     let ok = StepRecord {
         node_id: "fetch".into(),
@@ -419,7 +419,7 @@ pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
 /// Two deliveries of one message may claim at the same instant; the lease must go to exactly one
 /// (a conditional write is atomic per item). Several rounds, since a race shows up only sometimes.
 pub async fn concurrent_claims_have_one_winner(store: &dyn Store) {
-    use crate::executions::ExecutionRecord;
+    use crate::model::ExecutionRecord;
     let tenant = new_id();
     let (now, later) = ("2030-01-01T00:00:00.000Z", "2030-01-01T00:05:00.000Z");
     for round in 0..20 {
@@ -435,7 +435,7 @@ pub async fn concurrent_claims_have_one_winner(store: &dyn Store) {
 }
 
 pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
-    use crate::executions::{ExecutionRecord, ExecutionStatus};
+    use crate::model::{ExecutionRecord, ExecutionStatus};
     let tenant = new_id();
     let record = ExecutionRecord::queued(
         &tenant,
@@ -464,9 +464,9 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
             .await
             .unwrap()
     );
-    let pure = |node: &str, output: serde_json::Value| crate::engine::StepRecord {
+    let pure = |node: &str, output: serde_json::Value| crate::model::StepRecord {
         node_id: node.into(),
-        status: crate::engine::StepStatus::Succeeded,
+        status: crate::model::StepStatus::Succeeded,
         attempts: 1,
         output,
         ..Default::default()
@@ -487,7 +487,7 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
 
     assert!(store.request_cancel(&tenant, id).await.unwrap());
     assert!(store.get_execution(&tenant, id).await.unwrap().unwrap().cancel_requested);
-    let error = crate::engine::StepError { code: "X".into(), message: "y".into() };
+    let error = crate::model::StepError { code: "X".into(), message: "y".into() };
     let failed_at = "2030-01-01T00:00:09.000Z";
     let bulk = [pure("q", json!({ "n": 1 })), pure("alone", json!("bulk copy"))];
     store.record_step(&tenant, id, &pure("alone", json!("recorded alone"))).await.unwrap();
@@ -558,7 +558,7 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
 }
 
 pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) {
-    use crate::executions::{ExecutionRecord, ExecutionStatus};
+    use crate::model::{ExecutionRecord, ExecutionStatus};
     let (tenant, workflow) = (new_id(), new_id());
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -638,8 +638,8 @@ pub async fn idempotency_keys_hold_for_their_window(store: &dyn Store) {
 }
 
 pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_steps_recorded_alone(store: &dyn Store) {
-    use crate::engine::{StepError, StepRecord, StepStatus};
-    use crate::executions::{ExecutionRecord, ExecutionStatus};
+    use crate::model::{StepError, StepRecord, StepStatus};
+    use crate::model::{ExecutionRecord, ExecutionStatus};
     let tenant = new_id();
     let minute = std::time::Duration::from_secs(60);
     let record = ExecutionRecord::queued(&tenant, &new_id(), Some(1), json!({}), "req-1", minute);

@@ -5,9 +5,9 @@ use super::{
     CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, SecretStore, StepStore,
     TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
-use crate::engine::{StepError, StepRecord, StepStatus};
+use crate::model::{StepError, StepRecord, StepStatus};
 use crate::error::StoreError;
-use crate::executions::{ExecutionRecord, ExecutionStatus};
+use crate::model::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -480,7 +480,7 @@ impl ExecutionStore for MemoryStore {
             && !entry.record.status.is_final()
         {
             entry.record.status = status;
-            entry.record.output = super::bounded_execution_output(output);
+            entry.record.output = crate::model::limits::bounded_execution_output(output);
             entry.record.error = error;
             entry.record.finished_at = Some(at);
             entry.lease = None;

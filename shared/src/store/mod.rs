@@ -2,9 +2,9 @@
 //! emulator in tests) and `memory` (domain unit tests). `conformance` holds the one suite both
 //! must pass.
 
-use crate::engine::{StepError, StepRecord};
+use crate::model::{StepError, StepRecord};
 use crate::error::StoreError;
-use crate::executions::{ExecutionRecord, ExecutionStatus};
+use crate::model::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 
@@ -295,10 +295,4 @@ pub fn merge_steps(alone: Vec<StepRecord>, bulk: Vec<StepRecord>) -> Vec<StepRec
     by_node.into_values().collect()
 }
 
-/// Largest execution output kept on the execution record: with an input of up to 256 KB, the
-/// item stays under DynamoDB's 400 KB. The full output stays in the flow.output step.
-pub const MAX_EXECUTION_OUTPUT_BYTES: usize = 100 * 1024;
 
-pub fn bounded_execution_output(output: serde_json::Value) -> serde_json::Value {
-    crate::engine::bounded(output, MAX_EXECUTION_OUTPUT_BYTES)
-}

@@ -133,7 +133,7 @@ impl ExecutionStore for DynamoStore {
         execution_id: &str,
         status: ExecutionStatus,
         output: serde_json::Value,
-        error: Option<crate::engine::StepError>,
+        error: Option<crate::model::StepError>,
         at: String,
         steps: &[StepRecord],
     ) -> Result<(), StoreError> {
@@ -147,7 +147,7 @@ impl ExecutionStore for DynamoStore {
             (":queued", s("queued")),
             (":running", s("running")),
             (":final", s(status.as_str())),
-            (":output", s(crate::store::bounded_execution_output(output).to_string())),
+            (":output", s(crate::model::limits::bounded_execution_output(output).to_string())),
             (":error", s(error)),
             (":at", s(at)),
         ];

@@ -18,9 +18,9 @@ use super::{
     CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, StepStore, TenantStore,
     VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
-use crate::engine::{StepError, StepRecord, StepStatus};
+use crate::model::{StepError, StepRecord, StepStatus};
 use crate::error::StoreError;
-use crate::executions::{ExecutionRecord, ExecutionStatus};
+use crate::model::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -62,7 +62,7 @@ pub struct DynamoStore {
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into(), execution_retention: crate::executions::DEFAULT_EXECUTION_RETENTION }
+        DynamoStore { client, table: table.into(), execution_retention: crate::model::DEFAULT_EXECUTION_RETENTION }
     }
 
     /// The store with `EXECUTION_RETENTION_DAYS` applied to the steps it writes.

@@ -1,4 +1,12 @@
-//! The workflow model: what a client sends as a definition, and what the store keeps.
+//! The vocabulary every layer shares, with no I/O: the workflow definition a client sends, the
+//! records the store keeps (workflows, versions, tenants, keys, credentials, executions and
+//! their steps), stored-size limits (`limits`), time and ids. Nothing here imports another
+//! module of the crate.
+
+mod execution;
+pub mod limits;
+
+pub use execution::*;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
