@@ -13,7 +13,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use lambda_http::{Body, Request, RequestExt};
 use nodeai::api::{App, Route, handle};
 use nodeai::config::Config;
-use nodeai::engine::{NodeRuntime, RegistryExecutor};
+use nodeai::nodes::{NodeRuntime, RegistryExecutor};
 use nodeai::queue::SqsExecutionQueue;
 use nodeai::secrets::CredentialResolver;
 use nodeai::store::ExecutionStore;

@@ -15,6 +15,10 @@ struct StubNode;
 
 #[async_trait]
 impl NodeExecutor for StubNode {
+    fn has_side_effects(&self, node_type: &str) -> bool {
+        nodeai::nodes::has_side_effects(node_type)
+    }
+
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
         Ok(json!({ "id": call.node.id, "ok": true }).into())
     }

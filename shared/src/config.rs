@@ -216,14 +216,14 @@ impl Config {
         }
         let credential_cache_ttl = seconds("CREDENTIAL_CACHE_TTL_SECONDS", 60, 300)?;
         let circuit_breaker_threshold = match lookup("CIRCUIT_BREAKER_THRESHOLD").filter(|v| !v.is_empty()) {
-            None => crate::engine::breaker::DEFAULT_THRESHOLD,
+            None => crate::nodes::breaker::DEFAULT_THRESHOLD,
             Some(raw) => raw.parse::<u32>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| ConfigError {
                 variable: "CIRCUIT_BREAKER_THRESHOLD",
                 problem: "must be a whole number from 1 to 100".into(),
             })?,
         };
         let circuit_breaker_cool_down =
-            seconds("CIRCUIT_BREAKER_COOL_DOWN_SECONDS", crate::engine::breaker::DEFAULT_COOL_DOWN.as_secs(), 3600)?;
+            seconds("CIRCUIT_BREAKER_COOL_DOWN_SECONDS", crate::nodes::breaker::DEFAULT_COOL_DOWN.as_secs(), 3600)?;
         let execution_retention = match lookup("EXECUTION_RETENTION_DAYS").filter(|v| !v.is_empty()) {
             None => crate::model::DEFAULT_EXECUTION_RETENTION,
             Some(raw) => raw

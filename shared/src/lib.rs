@@ -16,6 +16,7 @@ pub mod queue;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;
+pub mod template;
 pub mod validation;
 pub mod wiring;
 pub mod worker;

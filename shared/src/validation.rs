@@ -503,7 +503,7 @@ fn check_templates(
     problems: &mut Vec<Problem>,
 ) {
     let expression_fields = nodes::find(&node.node_type).map(|k| k.expression_fields()).unwrap_or(&[]);
-    let env = minijinja::Environment::new();
+    let env = crate::template::environment();
     let mut strings = Vec::new();
     collect_strings(&node.config, String::new(), &mut strings);
     for (pointer, source) in strings {

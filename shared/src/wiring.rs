@@ -112,21 +112,21 @@ pub async fn serve_worker() -> Result<(), Error> {
     let store = Arc::new(dynamo_store(&config, &sdk_config));
     let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config)));
-    let runtime = crate::engine::NodeRuntime {
+    let runtime = crate::nodes::NodeRuntime {
         allowed_private_hosts: config.http_allowed_private_hosts.clone(),
         credentials: Some(Arc::new(crate::secrets::CredentialResolver::new(
             secrets,
             &config.stage,
             config.credential_cache_ttl,
         ))),
-        breakers: Arc::new(crate::engine::breaker::CircuitBreakers::new(
+        breakers: Arc::new(crate::nodes::breaker::CircuitBreakers::new(
             config.circuit_breaker_threshold,
             config.circuit_breaker_cool_down,
         )),
         prices: Arc::new(crate::nodes::prices::PriceTable::with_configured(config.model_prices.clone())),
         ..Default::default()
     };
-    let executor = Arc::new(crate::engine::RegistryExecutor { runtime });
+    let executor = Arc::new(crate::nodes::RegistryExecutor { runtime });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (store, queue, executor) = (store.clone(), queue.clone(), executor.clone());
         async move {

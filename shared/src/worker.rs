@@ -2,11 +2,11 @@
 //! partial batch failures, so only the messages that failed come back (and, after
 //! `maxReceiveCount`, go to the DLQ).
 
-use crate::engine::RegistryExecutor;
-use crate::model::StepError;
 use crate::executions::{Budget, Processed, process};
 use crate::model::ExecutionStatus;
+use crate::model::StepError;
 use crate::model::now_rfc3339;
+use crate::nodes::RegistryExecutor;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::{ExecutionStore, StepStore};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -121,9 +121,9 @@ pub async fn handle_batch<S: ExecutionStore + StepStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::StepRecord;
     use crate::error::StoreError;
     use crate::model::ExecutionRecord;
+    use crate::model::StepRecord;
     use crate::model::WorkflowDefinition;
     use crate::queue::NoQueue;
     use crate::store::memory::MemoryStore;

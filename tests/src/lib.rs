@@ -289,7 +289,7 @@ pub fn sample_definition(name: &str) -> Value {
 }
 
 /// One worker invocation with `budget` of Lambda time left.
-pub async fn run_worker_for(t: &TestApp, executor: &nodeai::engine::RegistryExecutor, budget: Duration) -> usize {
+pub async fn run_worker_for(t: &TestApp, executor: &nodeai::nodes::RegistryExecutor, budget: Duration) -> usize {
     let client = sqs_client().await;
     let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
     let messages = out.messages.unwrap_or_default();
@@ -312,17 +312,17 @@ pub async fn run_worker_for(t: &TestApp, executor: &nodeai::engine::RegistryExec
 /// the emulator (where PUT /v1/credentials put them), the given circuit breakers.
 pub async fn deployed_like(
     t: &TestApp,
-    breakers: nodeai::engine::breaker::CircuitBreakers,
-) -> nodeai::engine::RegistryExecutor {
+    breakers: nodeai::nodes::breaker::CircuitBreakers,
+) -> nodeai::nodes::RegistryExecutor {
     let secrets = std::sync::Arc::new(secret_store().await);
     let resolver = nodeai::secrets::CredentialResolver::new(secrets, &t.app.config.stage, Duration::from_secs(60));
-    let runtime = nodeai::engine::NodeRuntime {
+    let runtime = nodeai::nodes::NodeRuntime {
         allowed_private_hosts: vec!["127.0.0.1".into()],
         credentials: Some(std::sync::Arc::new(resolver)),
         breakers: std::sync::Arc::new(breakers),
         ..Default::default()
     };
-    nodeai::engine::RegistryExecutor { runtime }
+    nodeai::nodes::RegistryExecutor { runtime }
 }
 
 /// Every log line the code under test writes, kept to be searched; a `MakeWriter` for

@@ -33,10 +33,10 @@ fn branching() -> Value {
 
 /// Receives what SQS delivers and hands it to the worker, as the Lambda event source would.
 async fn run_worker(t: &TestApp) -> usize {
-    run_worker_with(t, nodeai::engine::RegistryExecutor::default()).await
+    run_worker_with(t, nodeai::nodes::RegistryExecutor::default()).await
 }
 
-async fn run_worker_with(t: &TestApp, executor: nodeai::engine::RegistryExecutor) -> usize {
+async fn run_worker_with(t: &TestApp, executor: nodeai::nodes::RegistryExecutor) -> usize {
     run_worker_for(t, &executor, Duration::from_secs(60)).await
 }
 
@@ -134,9 +134,9 @@ fn http_workflow(url: &str) -> Value {
     })
 }
 
-fn loopback_allowed() -> nodeai::engine::RegistryExecutor {
-    let runtime = nodeai::engine::NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], ..Default::default() };
-    nodeai::engine::RegistryExecutor { runtime }
+fn loopback_allowed() -> nodeai::nodes::RegistryExecutor {
+    let runtime = nodeai::nodes::NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], ..Default::default() };
+    nodeai::nodes::RegistryExecutor { runtime }
 }
 
 #[tokio::test]
@@ -426,7 +426,7 @@ async fn the_circuit_opens_after_repeated_failures_and_fails_fast() {
                          "retry": { "max_attempts": 6, "initial_delay_ms": 1, "max_delay_ms": 5, "jitter": false } } ]
         }))
         .await;
-    let executor = deployed_like(&t, nodeai::engine::breaker::CircuitBreakers::new(3, Duration::from_secs(60))).await;
+    let executor = deployed_like(&t, nodeai::nodes::breaker::CircuitBreakers::new(3, Duration::from_secs(60))).await;
     let started = start(&t, &id, json!({ "version": "draft" })).await;
     let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
     run_worker_for(&t, &executor, Duration::from_secs(60)).await;
@@ -458,7 +458,7 @@ async fn with_a_tiny_time_budget_a_long_chain_completes_across_several_invocatio
     let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
     // Less time left than the checkpoint margin: every invocation runs one wave, checkpoints,
     // and sends itself a continuation through SQS.
-    let executor = nodeai::engine::RegistryExecutor::default();
+    let executor = nodeai::nodes::RegistryExecutor::default();
     let mut invocations = 0;
     while invocations < 30 && run_worker_for(&t, &executor, Duration::from_secs(1)).await > 0 {
         invocations += 1;

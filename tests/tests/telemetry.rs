@@ -68,7 +68,7 @@ async fn a_run_is_logged_with_its_ids_and_measured_by_status_node_type_tokens_an
         )
         .await;
     assert_eq!(started.status, 202, "{}", started.raw);
-    let executor = deployed_like(&t, nodeai::engine::breaker::CircuitBreakers::default()).await;
+    let executor = deployed_like(&t, nodeai::nodes::breaker::CircuitBreakers::default()).await;
     assert_eq!(run_worker_for(&t, &executor, Duration::from_secs(60)).await, 1);
 
     // The retry line: inside the node's span, which carries every correlation field.

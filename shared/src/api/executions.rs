@@ -6,10 +6,10 @@ use super::views::{
 };
 use super::{Call, paging, truncate, workflows};
 use crate::cursor;
-use crate::model::StepStatus;
 use crate::error::{ApiError, ErrorCode, StoreError};
-use crate::model::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus, REDRIVE_MARGIN};
 use crate::http::{self, Reply};
+use crate::model::StepStatus;
+use crate::model::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus, REDRIVE_MARGIN};
 use crate::queue::ExecutionMessage;
 use crate::store::IdempotencyClaim;
 use lambda_http::http::StatusCode;
@@ -264,12 +264,7 @@ fn totals<'a>(steps: impl Iterator<Item = &'a crate::model::StepRecord>) -> Exec
             }
         }
     }
-    ExecutionTotals {
-        input_tokens,
-        output_tokens,
-        cost_usd: crate::model::round_usd(cost),
-        unpriced_steps: unpriced,
-    }
+    ExecutionTotals { input_tokens, output_tokens, cost_usd: crate::model::round_usd(cost), unpriced_steps: unpriced }
 }
 
 pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {

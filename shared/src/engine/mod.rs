@@ -6,20 +6,13 @@
 //!
 //! Executions, leases and continuations live in `executions`; node types in `nodes`.
 
-pub mod breaker;
-pub mod http_guard;
-pub mod outbound;
-pub mod template;
-
 use crate::error::StoreError;
 use crate::model::limits::{MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, bounded};
 use crate::model::{NodeSpec, OnError, StepError, StepRecord, StepStatus, TokenUsage, WorkflowDefinition, now_rfc3339};
-use crate::secrets::CredentialResolver;
 use crate::store::StepStore;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
 
@@ -27,10 +20,6 @@ use tracing::Instrument;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Longest wait honoured from a `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-
-
-
 
 /// Every code a step (or a failed execution) can carry, with its meaning, for the README.
 /// `HTTP_<status>` and `LLM_<status>` stand for a target's or a provider's answer of 400 or more.
@@ -67,7 +56,6 @@ pub const STEP_ERROR_CODES: &[(&str, &str)] = &[
         "the worker failed on every delivery of the execution (it is in the dead-letter queue); redrive it",
     ),
 ];
-
 
 /// What one successful node call produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -164,54 +152,10 @@ impl Spent {
 #[async_trait]
 pub trait NodeExecutor: Send + Sync {
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure>;
-}
-
-/// What node executors may use besides their config: outbound HTTP settings, provider
-/// credentials and the circuit breakers. One per warm instance.
-#[derive(Clone)]
-pub struct NodeRuntime {
-    /// Hosts (`host` or `host:port`) that may resolve to non-public addresses (the SSRF guard's
-    /// allow-list; tests use it for their loopback stubs).
-    pub allowed_private_hosts: Vec<String>,
-    /// Largest response body an outbound call reads.
-    pub max_response_bytes: usize,
-    /// Provider credentials for llm.chat; None where the process has no secret store.
-    pub credentials: Option<Arc<CredentialResolver>>,
-    /// Per tenant and host: shared by every execution this instance runs.
-    pub breakers: Arc<breaker::CircuitBreakers>,
-    /// Outbound HTTP clients, kept so calls to one host reuse their connection.
-    pub clients: Arc<outbound::ClientPool>,
-    /// Model prices for llm.chat's `cost_usd`: built in, plus `MODEL_PRICES`.
-    pub prices: Arc<crate::nodes::prices::PriceTable>,
-}
-
-impl Default for NodeRuntime {
-    fn default() -> Self {
-        NodeRuntime {
-            allowed_private_hosts: Vec::new(),
-            max_response_bytes: 1024 * 1024,
-            credentials: None,
-            breakers: Arc::new(breaker::CircuitBreakers::default()),
-            clients: Arc::new(outbound::ClientPool::default()),
-            prices: Arc::new(crate::nodes::prices::PriceTable::default()),
-        }
-    }
-}
-
-/// Dispatches to `NodeType::execute` of the node's type.
-#[derive(Clone, Default)]
-pub struct RegistryExecutor {
-    pub runtime: NodeRuntime,
-}
-
-#[async_trait]
-impl NodeExecutor for RegistryExecutor {
-    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
-        match crate::nodes::runner(&call.node.node_type) {
-            Some(runner) => runner.execute(call, &self.runtime).await,
-            None => Err(NodeFailure::permanent("UNKNOWN_NODE_TYPE", format!("no node type '{}'", call.node.node_type))),
-        }
-    }
+    /// Whether a node of this type reaches outside NodeAI (a paid or non-idempotent call): its
+    /// step is written on its own, with a conditional write, before anything depends on it.
+    /// Answer true for a type you do not know: never assume a call is free to repeat.
+    fn has_side_effects(&self, node_type: &str) -> bool;
 }
 
 /// Why a run stopped before the workflow finished.
@@ -480,7 +424,7 @@ pub async fn run(
             for (node, mut step) in finished {
                 step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);
                 step.input = bounded(step.input, MAX_STORED_INPUT_BYTES);
-                let kept = if crate::nodes::has_side_effects(&node.node_type) {
+                let kept = if executor.has_side_effects(&node.node_type) {
                     record(steps_store, ctx, step).await?
                 } else {
                     unrecorded.push(step.clone());
@@ -540,7 +484,6 @@ async fn run_wave<'n>(
     }
 }
 
-
 /// Writes a final step. If another worker recorded it first, its record wins (the write is
 /// conditional) and this run continues with that one.
 async fn record(store: &dyn StepStore, ctx: &RunContext<'_>, step: StepRecord) -> Result<StepRecord, StoreError> {
@@ -569,10 +512,10 @@ mod code_list {
     fn every_step_error_code_is_listed() {
         let sources = [
             include_str!("mod.rs"),
-            include_str!("outbound.rs"),
-            include_str!("breaker.rs"),
-            include_str!("http_guard.rs"),
-            include_str!("template.rs"),
+            include_str!("../nodes/outbound.rs"),
+            include_str!("../nodes/breaker.rs"),
+            include_str!("../nodes/http_guard.rs"),
+            include_str!("../template.rs"),
             include_str!("../nodes/mod.rs"),
             include_str!("../nodes/http_request.rs"),
             include_str!("../nodes/llm_chat.rs"),

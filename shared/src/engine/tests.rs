@@ -29,6 +29,10 @@ impl Counting {
 
 #[async_trait]
 impl NodeExecutor for Counting {
+    fn has_side_effects(&self, node_type: &str) -> bool {
+        crate::nodes::has_side_effects(node_type)
+    }
+
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
         let node = call.node;
         *self.calls.lock().unwrap().entry(node.id.clone()).or_default() += 1;
@@ -39,7 +43,7 @@ impl NodeExecutor for Counting {
             self.failures.lock().unwrap().get_mut(&node.id).and_then(|f| (!f.is_empty()).then(|| f.remove(0)));
         match scripted {
             Some(failure) => Err(failure),
-            None => RegistryExecutor::default().execute(call).await,
+            None => crate::nodes::RegistryExecutor::default().execute(call).await,
         }
     }
 }
@@ -395,6 +399,10 @@ struct Stubbed<'a>(&'a Counting);
 
 #[async_trait]
 impl NodeExecutor for Stubbed<'_> {
+    fn has_side_effects(&self, node_type: &str) -> bool {
+        self.0.has_side_effects(node_type)
+    }
+
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
         if call.node.node_type == "http.request" {
             *self.0.calls.lock().unwrap().entry(call.node.id.clone()).or_default() += 1;
@@ -409,6 +417,10 @@ struct SlowNamed(Counting);
 
 #[async_trait]
 impl NodeExecutor for SlowNamed {
+    fn has_side_effects(&self, node_type: &str) -> bool {
+        self.0.has_side_effects(node_type)
+    }
+
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
         if call.node.id.starts_with("slow") {
             tokio::time::sleep(Duration::from_secs(60)).await;

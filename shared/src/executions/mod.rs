@@ -11,13 +11,6 @@ use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-
-
-
-
-
-
-
 /// What the worker did with one queued execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Processed {

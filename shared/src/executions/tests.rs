@@ -1,6 +1,7 @@
 use super::*;
+use crate::engine::{NodeCall, NodeFailure, NodeOutput};
 use crate::model::DEFAULT_EXECUTION_TIMEOUT;
-use crate::engine::{NodeCall, NodeFailure, NodeOutput, RegistryExecutor};
+use crate::nodes::RegistryExecutor;
 use crate::store::memory::MemoryStore;
 use crate::validation::validate_definition;
 use async_trait::async_trait;
@@ -30,6 +31,10 @@ struct Counting {
 
 #[async_trait]
 impl NodeExecutor for Counting {
+    fn has_side_effects(&self, node_type: &str) -> bool {
+        crate::nodes::has_side_effects(node_type)
+    }
+
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(self.delay_ms)).await;

@@ -1,7 +1,8 @@
 use super::{NodeRun, NodeType};
-use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
-use crate::engine::template::render_value;
-use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime, with_sent_input};
+use crate::engine::{NodeCall, NodeFailure, NodeOutput, with_sent_input};
+use crate::nodes::NodeRuntime;
+use crate::nodes::outbound::{OutboundBody, OutboundRequest, send};
+use crate::template::render_value;
 use serde_json::{Value, json};
 
 pub struct HttpRequest;
@@ -269,8 +270,8 @@ mod tests {
 #[cfg(test)]
 mod breaker_tests {
     use super::*;
-    use crate::engine::breaker::CircuitBreakers;
     use crate::model::NodeSpec;
+    use crate::nodes::breaker::CircuitBreakers;
     use std::sync::Arc;
     use std::time::Duration;
     use wiremock::matchers::path;

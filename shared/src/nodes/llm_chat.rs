@@ -3,11 +3,12 @@
 //! API). Records tokens and `cost_usd` from `prices`.
 
 use super::{NodeRun, NodeType};
-use crate::engine::outbound::{OutboundBody, OutboundRequest, send};
-use crate::engine::template::render_value;
-use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, NodeRuntime, with_sent_input};
+use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, with_sent_input};
 use crate::model::TokenUsage;
+use crate::nodes::NodeRuntime;
+use crate::nodes::outbound::{OutboundBody, OutboundRequest, send};
 use crate::secrets::ProviderCredential;
+use crate::template::render_value;
 use serde_json::{Value, json};
 
 pub struct LlmChat;

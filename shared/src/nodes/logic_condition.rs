@@ -1,6 +1,7 @@
 use super::{NodeRun, NodeType};
-use crate::engine::template::evaluate_condition;
-use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
+use crate::engine::{NodeCall, NodeFailure, NodeOutput};
+use crate::nodes::NodeRuntime;
+use crate::template::evaluate_condition;
 use serde_json::{Value, json};
 
 pub struct LogicCondition;

@@ -3,19 +3,32 @@
 //! apart so that API functions, which validate definitions, never link an executor or the HTTP
 //! client: only the worker reaches `runner`.
 
-use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
+use crate::engine::{NodeCall, NodeFailure, NodeOutput};
 use async_trait::async_trait;
+pub use runtime::{NodeRuntime, RegistryExecutor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+pub mod breaker;
 mod data_json;
 mod flow_output;
+pub mod http_guard;
 mod http_request;
 mod llm_chat;
 mod logic_condition;
+pub mod outbound;
 pub mod prices;
+mod runtime;
 mod text_template;
+
+/// A template that failed to render fails its node, permanently: the same template over the same
+/// scope would fail again.
+impl From<crate::template::TemplateError> for NodeFailure {
+    fn from(error: crate::template::TemplateError) -> Self {
+        NodeFailure::permanent(error.code, error.message)
+    }
+}
 
 /// A node type's catalogue entry: its name, what it does, the JSON Schema its `config` must
 /// match, and what validation and the engine need to know about it.

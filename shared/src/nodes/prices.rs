@@ -52,7 +52,6 @@ impl PriceTable {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

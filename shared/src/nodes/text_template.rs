@@ -1,6 +1,7 @@
 use super::{NodeRun, NodeType};
-use crate::engine::template::render_string;
-use crate::engine::{NodeCall, NodeFailure, NodeOutput, NodeRuntime};
+use crate::engine::{NodeCall, NodeFailure, NodeOutput};
+use crate::nodes::NodeRuntime;
+use crate::template::render_string;
 use serde_json::{Value, json};
 
 pub struct TextTemplate;

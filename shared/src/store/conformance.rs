@@ -638,8 +638,8 @@ pub async fn idempotency_keys_hold_for_their_window(store: &dyn Store) {
 }
 
 pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_steps_recorded_alone(store: &dyn Store) {
-    use crate::model::{StepError, StepRecord, StepStatus};
     use crate::model::{ExecutionRecord, ExecutionStatus};
+    use crate::model::{StepError, StepRecord, StepStatus};
     let tenant = new_id();
     let minute = std::time::Duration::from_secs(60);
     let record = ExecutionRecord::queued(&tenant, &new_id(), Some(1), json!({}), "req-1", minute);

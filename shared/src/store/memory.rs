@@ -5,10 +5,10 @@ use super::{
     CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, SecretStore, StepStore,
     TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
-use crate::model::{StepError, StepRecord, StepStatus};
 use crate::error::StoreError;
-use crate::model::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use crate::model::{ExecutionRecord, ExecutionStatus};
+use crate::model::{StepError, StepRecord, StepStatus};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Mutex;

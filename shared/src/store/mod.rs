@@ -2,10 +2,10 @@
 //! emulator in tests) and `memory` (domain unit tests). `conformance` holds the one suite both
 //! must pass.
 
-use crate::model::{StepError, StepRecord};
 use crate::error::StoreError;
-use crate::model::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use crate::model::{ExecutionRecord, ExecutionStatus};
+use crate::model::{StepError, StepRecord};
 use async_trait::async_trait;
 
 // Test support: compiled only for tests and for crates that enable `test-util`.
@@ -294,5 +294,3 @@ pub fn merge_steps(alone: Vec<StepRecord>, bulk: Vec<StepRecord>) -> Vec<StepRec
     }
     by_node.into_values().collect()
 }
-
-

@@ -18,10 +18,10 @@ use super::{
     CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, StepStore, TenantStore,
     VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
-use crate::model::{StepError, StepRecord, StepStatus};
 use crate::error::StoreError;
-use crate::model::{ExecutionRecord, ExecutionStatus};
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
+use crate::model::{ExecutionRecord, ExecutionStatus};
+use crate::model::{StepError, StepRecord, StepStatus};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};

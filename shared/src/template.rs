@@ -3,16 +3,32 @@
 //! variable, never silent empty text. A string that is exactly one `{{ expression }}` keeps the
 //! expression's JSON type (an object stays an object).
 
-use super::NodeFailure;
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value as JinjaValue};
 use serde_json::Value;
 use std::sync::OnceLock;
 
+/// A template that could not be rendered: its step error code (`TEMPLATE_*`, see
+/// `engine::STEP_ERROR_CODES`) and a message naming the cause. Nodes turn it into a permanent
+/// node failure (`From` in `nodes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TemplateError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl TemplateError {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        TemplateError { code, message: message.into() }
+    }
+}
+
 /// Rendering work is bounded: a template cannot loop forever or build huge strings.
 const MAX_RENDERED_BYTES: usize = 1024 * 1024;
 
-fn environment() -> &'static Environment<'static> {
+/// The one minijinja environment (strict about undefined names): rendering here, and the
+/// syntax and variable checks of `validation`.
+pub fn environment() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(|| {
         let mut env = Environment::new();
@@ -37,7 +53,7 @@ fn first_undefined(paths: impl IntoIterator<Item = String>, scope: &Value) -> Op
     })
 }
 
-fn undefined(path: &str, scope: &Value) -> NodeFailure {
+fn undefined(path: &str, scope: &Value) -> TemplateError {
     let mut message = format!("'{path}' is not defined at this point of the run");
     // Validation lets templates read upstream nodes only, so a node missing from the scope was
     // skipped: say so, and how to read a node that may not run.
@@ -55,7 +71,7 @@ fn undefined(path: &str, scope: &Value) -> NodeFailure {
             Some(_) => {}
         }
     }
-    NodeFailure::permanent("TEMPLATE_UNDEFINED_VARIABLE", message)
+    TemplateError::new("TEMPLATE_UNDEFINED_VARIABLE", message)
 }
 
 /// A render error; an undefined variable is named (found by walking the scope, since
@@ -65,36 +81,33 @@ fn failure(
     e: minijinja::Error,
     variables: impl FnOnce() -> std::collections::HashSet<String>,
     scope: &Value,
-) -> NodeFailure {
+) -> TemplateError {
     if e.kind() == minijinja::ErrorKind::UndefinedError
         && let Some(path) = first_undefined(variables(), scope)
     {
         return undefined(&path, scope);
     }
     if e.kind() == minijinja::ErrorKind::UndefinedError {
-        return NodeFailure::permanent(
-            "TEMPLATE_UNDEFINED_VARIABLE",
-            "a variable is not defined at this point of the run",
-        );
+        return TemplateError::new("TEMPLATE_UNDEFINED_VARIABLE", "a variable is not defined at this point of the run");
     }
     render_error(e)
 }
 
 /// An expression whose whole value is undefined (a bare misspelt variable): an error, not null.
-fn undefined_result(variables: std::collections::HashSet<String>, scope: &Value) -> NodeFailure {
+fn undefined_result(variables: std::collections::HashSet<String>, scope: &Value) -> TemplateError {
     match first_undefined(variables, scope) {
         Some(path) => undefined(&path, scope),
-        None => NodeFailure::permanent("TEMPLATE_UNDEFINED_VARIABLE", "the expression's value is undefined"),
+        None => TemplateError::new("TEMPLATE_UNDEFINED_VARIABLE", "the expression's value is undefined"),
     }
 }
 
-fn render_error(e: minijinja::Error) -> NodeFailure {
+fn render_error(e: minijinja::Error) -> TemplateError {
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    NodeFailure::permanent("TEMPLATE_RENDER_ERROR", format!("{}{detail}", e.kind()))
+    TemplateError::new("TEMPLATE_RENDER_ERROR", format!("{}{detail}", e.kind()))
 }
 
 /// Renders one string.
-pub fn render_string(source: &str, scope: &Value) -> Result<Value, NodeFailure> {
+pub fn render_string(source: &str, scope: &Value) -> Result<Value, TemplateError> {
     if !(source.contains("{{") || source.contains("{%")) {
         return Ok(Value::String(source.to_string()));
     }
@@ -108,19 +121,18 @@ pub fn render_string(source: &str, scope: &Value) -> Result<Value, NodeFailure> 
         if value.is_undefined() {
             return Err(undefined_result(compiled.undeclared_variables(true), scope));
         }
-        return serde_json::to_value(&value)
-            .map_err(|e| NodeFailure::permanent("TEMPLATE_RENDER_ERROR", e.to_string()));
+        return serde_json::to_value(&value).map_err(|e| TemplateError::new("TEMPLATE_RENDER_ERROR", e.to_string()));
     }
     let template = env.template_from_str(source).map_err(render_error)?;
     let text = template.render(context).map_err(|e| failure(e, || template.undeclared_variables(true), scope))?;
     if text.len() > MAX_RENDERED_BYTES {
-        return Err(NodeFailure::permanent("TEMPLATE_OUTPUT_TOO_LARGE", "the rendered text is over 1 MiB"));
+        return Err(TemplateError::new("TEMPLATE_OUTPUT_TOO_LARGE", "the rendered text is over 1 MiB"));
     }
     Ok(Value::String(text))
 }
 
 /// Evaluates a minijinja expression to a boolean (logic.condition).
-pub fn evaluate_condition(expression: &str, scope: &Value) -> Result<bool, NodeFailure> {
+pub fn evaluate_condition(expression: &str, scope: &Value) -> Result<bool, TemplateError> {
     let compiled = environment().compile_expression(expression).map_err(render_error)?;
     let value = compiled
         .eval(JinjaValue::from(Serde(scope)))
@@ -132,7 +144,7 @@ pub fn evaluate_condition(expression: &str, scope: &Value) -> Result<bool, NodeF
 }
 
 /// Renders every string in a JSON value, keeping its shape.
-pub fn render_value(value: &Value, scope: &Value) -> Result<Value, NodeFailure> {
+pub fn render_value(value: &Value, scope: &Value) -> Result<Value, TemplateError> {
     match value {
         Value::String(s) => render_string(s, scope),
         Value::Array(items) => items.iter().map(|v| render_value(v, scope)).collect::<Result<_, _>>().map(Value::Array),
@@ -173,7 +185,7 @@ mod tests {
         assert!(err.message.contains("input.missing"), "{}", err.message);
         let err = render_string("{{ nodes.ghost.output }}", &scope()).unwrap_err();
         assert!(err.message.contains("nodes.ghost"), "{}", err.message);
-        assert!(!err.retryable);
+        assert!(!crate::engine::NodeFailure::from(err.clone()).retryable, "a template error is permanent");
         // Why a node's output is missing: it was skipped, or it failed under on_error continue.
         assert!(
             err.message.contains("node 'ghost' was skipped") && err.message.contains("is defined"),

@@ -1,0 +1,61 @@
+//! What node executors run with: one `NodeRuntime` per warm worker (outbound HTTP settings,
+//! provider credentials, circuit breakers, pooled clients, prices), built from configuration in
+//! `wiring`, and the `RegistryExecutor` that implements the engine's node contract over it.
+
+use super::{breaker, has_side_effects, outbound, runner};
+use crate::engine::{NodeCall, NodeExecutor, NodeFailure, NodeOutput};
+use crate::secrets::CredentialResolver;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+/// What node executors may use besides their config: outbound HTTP settings, provider
+/// credentials and the circuit breakers. One per warm instance.
+#[derive(Clone)]
+pub struct NodeRuntime {
+    /// Hosts (`host` or `host:port`) that may resolve to non-public addresses (the SSRF guard's
+    /// allow-list; tests use it for their loopback stubs).
+    pub allowed_private_hosts: Vec<String>,
+    /// Largest response body an outbound call reads.
+    pub max_response_bytes: usize,
+    /// Provider credentials for llm.chat; None where the process has no secret store.
+    pub credentials: Option<Arc<CredentialResolver>>,
+    /// Per tenant and host: shared by every execution this instance runs.
+    pub breakers: Arc<breaker::CircuitBreakers>,
+    /// Outbound HTTP clients, kept so calls to one host reuse their connection.
+    pub clients: Arc<outbound::ClientPool>,
+    /// Model prices for llm.chat's `cost_usd`: built in, plus `MODEL_PRICES`.
+    pub prices: Arc<super::prices::PriceTable>,
+}
+
+impl Default for NodeRuntime {
+    fn default() -> Self {
+        NodeRuntime {
+            allowed_private_hosts: Vec::new(),
+            max_response_bytes: 1024 * 1024,
+            credentials: None,
+            breakers: Arc::new(breaker::CircuitBreakers::default()),
+            clients: Arc::new(outbound::ClientPool::default()),
+            prices: Arc::new(super::prices::PriceTable::default()),
+        }
+    }
+}
+
+/// Dispatches to `NodeType::execute` of the node's type.
+#[derive(Clone, Default)]
+pub struct RegistryExecutor {
+    pub runtime: NodeRuntime,
+}
+
+#[async_trait]
+impl NodeExecutor for RegistryExecutor {
+    fn has_side_effects(&self, node_type: &str) -> bool {
+        has_side_effects(node_type)
+    }
+
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
+        match runner(&call.node.node_type) {
+            Some(runner) => runner.execute(call, &self.runtime).await,
+            None => Err(NodeFailure::permanent("UNKNOWN_NODE_TYPE", format!("no node type '{}'", call.node.node_type))),
+        }
+    }
+}
