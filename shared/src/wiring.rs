@@ -136,7 +136,7 @@ pub async fn serve_worker() -> Result<(), Error> {
             let worker_id = event.context.request_id.clone();
             let response = crate::worker::handle_batch(
                 store.as_ref(),
-                &executor,
+                executor.as_ref(),
                 queue.as_ref(),
                 event.payload,
                 &worker_id,

@@ -6,7 +6,7 @@ use crate::executions::{Budget, Processed, process};
 use crate::model::ExecutionStatus;
 use crate::model::StepError;
 use crate::model::now_rfc3339;
-use crate::nodes::RegistryExecutor;
+use crate::engine::NodeExecutor;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::{ExecutionStore, StepStore};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -21,7 +21,7 @@ pub const MAX_RECEIVES: u32 = 5;
 
 async fn handle_message<S: ExecutionStore + StepStore>(
     store: &S,
-    executor: &RegistryExecutor,
+    executor: &dyn NodeExecutor,
     queue: &dyn ExecutionQueue,
     message: &SqsMessage,
     worker_id: &str,
@@ -96,7 +96,7 @@ async fn give_up_if_last_receive<S: ExecutionStore>(store: &S, message: &SqsMess
 /// Processes a batch; the failed message ids come back as batch item failures.
 pub async fn handle_batch<S: ExecutionStore + StepStore>(
     store: &S,
-    executor: &RegistryExecutor,
+    executor: &dyn NodeExecutor,
     queue: &dyn ExecutionQueue,
     event: SqsEvent,
     worker_id: &str,
@@ -225,7 +225,7 @@ mod tests {
         let record = ExecutionRecord::queued("t1", "wf", None, json!({}), "r", Duration::from_secs(600));
         store.create_execution(&record, &definition).await.unwrap();
         let id = record.execution_id.as_str();
-        let executor = RegistryExecutor::default();
+        let executor = crate::nodes::RegistryExecutor::default();
         let deadline = Instant::now() + Duration::from_secs(60);
         let early = handle_batch(&store, &executor, &NoQueue, delivery(id, 1), "w1", deadline).await;
         assert_eq!(early.batch_item_failures.len(), 1, "a store outage leaves the message for redelivery");
