@@ -2,6 +2,7 @@
 //! tenant-scoped name; the engine reads them through `CredentialResolver`, a TTL cache.
 
 use crate::error::StoreError;
+use crate::model::StepErrorCode;
 use crate::store::SecretStore;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -58,11 +59,11 @@ pub enum CredentialError {
 }
 
 impl CredentialError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> StepErrorCode {
         match self {
-            CredentialError::NotFound(_) => "CREDENTIAL_NOT_FOUND",
-            CredentialError::Malformed(_) => "CREDENTIAL_INVALID",
-            CredentialError::Store(_) => "CREDENTIAL_UNAVAILABLE",
+            CredentialError::NotFound(_) => StepErrorCode::CredentialNotFound,
+            CredentialError::Malformed(_) => StepErrorCode::CredentialInvalid,
+            CredentialError::Store(_) => StepErrorCode::CredentialUnavailable,
         }
     }
 }
@@ -130,10 +131,10 @@ mod tests {
         let store = Arc::new(MemoryStore::new());
         let resolver = CredentialResolver::new(store.clone(), "test", Duration::from_secs(60));
         let missing = resolver.resolve("t1", "main").await.unwrap_err();
-        assert_eq!(missing.code(), "CREDENTIAL_NOT_FOUND");
+        assert_eq!(missing.code(), StepErrorCode::CredentialNotFound);
         store.put_secret(&secret_name("test", "t1", "main"), &stored("anthropic", "sk-ant")).await.unwrap();
         assert_eq!(resolver.resolve("t1", "main").await.unwrap().provider, "anthropic");
-        assert_eq!(resolver.resolve("t2", "main").await.unwrap_err().code(), "CREDENTIAL_NOT_FOUND");
+        assert_eq!(resolver.resolve("t2", "main").await.unwrap_err().code(), StepErrorCode::CredentialNotFound);
     }
 
     #[test]

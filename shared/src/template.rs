@@ -3,22 +3,23 @@
 //! variable, never silent empty text. A string that is exactly one `{{ expression }}` keeps the
 //! expression's JSON type (an object stays an object).
 
+use crate::model::StepErrorCode;
 use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value as JinjaValue};
 use serde_json::Value;
 use std::sync::OnceLock;
 
 /// A template that could not be rendered: its step error code (`TEMPLATE_*`, see
-/// `engine::STEP_ERROR_CODES`) and a message naming the cause. Nodes turn it into a permanent
+/// `model::StepErrorCode`) and a message naming the cause. Nodes turn it into a permanent
 /// node failure (`From` in `nodes`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateError {
-    pub code: &'static str,
+    pub code: StepErrorCode,
     pub message: String,
 }
 
 impl TemplateError {
-    fn new(code: &'static str, message: impl Into<String>) -> Self {
+    fn new(code: StepErrorCode, message: impl Into<String>) -> Self {
         TemplateError { code, message: message.into() }
     }
 }
@@ -71,7 +72,7 @@ fn undefined(path: &str, scope: &Value) -> TemplateError {
             Some(_) => {}
         }
     }
-    TemplateError::new("TEMPLATE_UNDEFINED_VARIABLE", message)
+    TemplateError::new(StepErrorCode::TemplateUndefinedVariable, message)
 }
 
 /// A render error; an undefined variable is named (found by walking the scope, since
@@ -88,7 +89,10 @@ fn failure(
         return undefined(&path, scope);
     }
     if e.kind() == minijinja::ErrorKind::UndefinedError {
-        return TemplateError::new("TEMPLATE_UNDEFINED_VARIABLE", "a variable is not defined at this point of the run");
+        return TemplateError::new(
+            StepErrorCode::TemplateUndefinedVariable,
+            "a variable is not defined at this point of the run",
+        );
     }
     render_error(e)
 }
@@ -97,13 +101,13 @@ fn failure(
 fn undefined_result(variables: std::collections::HashSet<String>, scope: &Value) -> TemplateError {
     match first_undefined(variables, scope) {
         Some(path) => undefined(&path, scope),
-        None => TemplateError::new("TEMPLATE_UNDEFINED_VARIABLE", "the expression's value is undefined"),
+        None => TemplateError::new(StepErrorCode::TemplateUndefinedVariable, "the expression's value is undefined"),
     }
 }
 
 fn render_error(e: minijinja::Error) -> TemplateError {
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    TemplateError::new("TEMPLATE_RENDER_ERROR", format!("{}{detail}", e.kind()))
+    TemplateError::new(StepErrorCode::TemplateRenderError, format!("{}{detail}", e.kind()))
 }
 
 /// Renders one string.
@@ -121,12 +125,13 @@ pub fn render_string(source: &str, scope: &Value) -> Result<Value, TemplateError
         if value.is_undefined() {
             return Err(undefined_result(compiled.undeclared_variables(true), scope));
         }
-        return serde_json::to_value(&value).map_err(|e| TemplateError::new("TEMPLATE_RENDER_ERROR", e.to_string()));
+        return serde_json::to_value(&value)
+            .map_err(|e| TemplateError::new(StepErrorCode::TemplateRenderError, e.to_string()));
     }
     let template = env.template_from_str(source).map_err(render_error)?;
     let text = template.render(context).map_err(|e| failure(e, || template.undeclared_variables(true), scope))?;
     if text.len() > MAX_RENDERED_BYTES {
-        return Err(TemplateError::new("TEMPLATE_OUTPUT_TOO_LARGE", "the rendered text is over 1 MiB"));
+        return Err(TemplateError::new(StepErrorCode::TemplateOutputTooLarge, "the rendered text is over 1 MiB"));
     }
     Ok(Value::String(text))
 }
@@ -181,7 +186,7 @@ mod tests {
     #[test]
     fn undefined_variables_are_errors_that_name_them() {
         let err = render_string("Hi {{ input.missing }}", &scope()).unwrap_err();
-        assert_eq!(err.code, "TEMPLATE_UNDEFINED_VARIABLE");
+        assert_eq!(err.code, StepErrorCode::TemplateUndefinedVariable);
         assert!(err.message.contains("input.missing"), "{}", err.message);
         let err = render_string("{{ nodes.ghost.output }}", &scope()).unwrap_err();
         assert!(err.message.contains("nodes.ghost"), "{}", err.message);

@@ -2,11 +2,12 @@
 //! partial batch failures, so only the messages that failed come back (and, after
 //! `maxReceiveCount`, go to the DLQ).
 
+use crate::engine::NodeExecutor;
 use crate::executions::{Budget, Processed, process};
 use crate::model::ExecutionStatus;
 use crate::model::StepError;
+use crate::model::StepErrorCode;
 use crate::model::now_rfc3339;
-use crate::engine::NodeExecutor;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::{ExecutionStore, StepStore};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
@@ -78,7 +79,7 @@ async fn give_up_if_last_receive<S: ExecutionStore>(store: &S, message: &SqsMess
         return;
     }
     let error = StepError {
-        code: "WORKER_FAILED".into(),
+        code: StepErrorCode::WorkerFailed.into(),
         message: format!("the worker failed {receives} times on this execution; redrive it to try again"),
     };
     let (tenant_id, execution_id) = (parsed.tenant_id.as_str(), parsed.execution_id.as_str());

@@ -46,7 +46,10 @@ async fn put_list_replace_delete_round_trip() {
     let credential = resolver.resolve(&t.tenant_id, "openai-main").await.unwrap();
     assert_eq!((credential.provider.as_str(), credential.api_key.as_str()), ("anthropic", SECRET_B));
     let (other_tenant, _) = t.other_tenant().await;
-    assert_eq!(resolver.resolve(&other_tenant, "openai-main").await.unwrap_err().code(), "CREDENTIAL_NOT_FOUND");
+    assert_eq!(
+        resolver.resolve(&other_tenant, "openai-main").await.unwrap_err().code().as_str(),
+        "CREDENTIAL_NOT_FOUND"
+    );
 
     for name in ["b-two", "c-three"] {
         let reply = t

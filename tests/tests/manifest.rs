@@ -188,8 +188,8 @@ fn readme_documents_every_code_variable_and_route() {
         let row = format!("| `{code}` | {meaning} |");
         assert!(readme.contains(&row), "README lacks the row: {row}");
     }
-    for (code, meaning) in nodeai::engine::STEP_ERROR_CODES {
-        let row = format!("| `{code}` | {meaning} |");
+    for code in nodeai::model::StepErrorCode::ALL {
+        let row = format!("| `{}` | {} |", code.as_str(), code.meaning());
         assert!(readme.contains(&row), "README lacks the row: {row}");
     }
     for (variable, meaning) in nodeai::config::VARIABLES {

@@ -8,6 +8,7 @@ use super::{Call, paging, truncate, workflows};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
 use crate::http::{self, Reply};
+use crate::model::StepErrorCode;
 use crate::model::StepStatus;
 use crate::model::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus, REDRIVE_MARGIN};
 use crate::queue::ExecutionMessage;
@@ -158,7 +159,7 @@ async fn enqueue(call: &Call<'_>, execution_id: &str, request_id: String) -> Res
         return Ok(());
     };
     let error = crate::model::StepError {
-        code: "QUEUE_UNAVAILABLE".into(),
+        code: StepErrorCode::QueueUnavailable.into(),
         message: "the execution could not be queued".into(),
     };
     let now = crate::model::now_rfc3339();

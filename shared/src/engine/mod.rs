@@ -7,6 +7,7 @@
 //! Executions, leases and continuations live in `executions`; node types in `nodes`.
 
 use crate::error::StoreError;
+use crate::model::StepErrorCode;
 use crate::model::limits::{MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, bounded};
 use crate::model::{NodeSpec, OnError, StepError, StepRecord, StepStatus, TokenUsage, WorkflowDefinition, now_rfc3339};
 use crate::store::StepStore;
@@ -20,42 +21,6 @@ use tracing::Instrument;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Longest wait honoured from a `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
-
-/// Every code a step (or a failed execution) can carry, with its meaning, for the README.
-/// `HTTP_<status>` and `LLM_<status>` stand for a target's or a provider's answer of 400 or more.
-pub const STEP_ERROR_CODES: &[(&str, &str)] = &[
-    ("HTTP_<status>", "the target answered that status; 408, 429 and 5xx are retried, other 4xx are not"),
-    ("HTTP_TIMEOUT", "the request timed out (retried)"),
-    ("HTTP_CONNECTION_FAILED", "no connection, or the response was cut off (retried)"),
-    ("HTTP_DNS_FAILED", "the host name did not resolve (retried)"),
-    ("HTTP_INVALID_REQUEST", "the rendered method, URL or headers are not a valid request"),
-    ("HTTP_CLIENT_ERROR", "the HTTP client could not be set up"),
-    ("HTTP_RESPONSE_TOO_LARGE", "the response is over 1 MiB"),
-    ("SSRF_BLOCKED", "the URL is not http(s) or resolves to a loopback, private, link-local or unspecified address"),
-    (
-        "CIRCUIT_OPEN",
-        "calls to this host are paused after repeated failures; one trial call goes through after the cool-down",
-    ),
-    ("LLM_<status>", "the model provider answered that status (its message is included); 408, 429 and 5xx are retried"),
-    ("LLM_BAD_RESPONSE", "the provider's answer is not a chat reply NodeAI can read"),
-    ("LLM_INVALID_JSON", "`response_format` is `json` and the reply is not JSON"),
-    ("CREDENTIAL_NOT_FOUND", "the node's `credential` does not exist for this tenant"),
-    ("CREDENTIAL_INVALID", "the stored credential is unreadable, names an unknown provider or has an invalid base_url"),
-    ("CREDENTIAL_UNAVAILABLE", "Secrets Manager could not be reached (retried), or the worker has no access to it"),
-    ("TEMPLATE_UNDEFINED_VARIABLE", "a template used a name that is not defined (the message names it)"),
-    ("TEMPLATE_RENDER_ERROR", "a template failed while rendering (unknown filter, wrong type)"),
-    ("TEMPLATE_OUTPUT_TOO_LARGE", "a rendered template is too large"),
-    ("JSON_POINTER_NOT_FOUND", "data.json's `pick` names nothing in the source"),
-    ("NODE_TIMEOUT", "the node gave no result within its `timeout_ms` (retried)"),
-    ("UNKNOWN_NODE_TYPE", "the node's type is not registered in this version"),
-    ("NODE_FAILED", "the node failed without a recorded error"),
-    ("EXECUTION_TIMED_OUT", "the execution ran past its `timeout_seconds`"),
-    ("QUEUE_UNAVAILABLE", "the execution could not be queued; redrive it"),
-    (
-        "WORKER_FAILED",
-        "the worker failed on every delivery of the execution (it is in the dead-letter queue); redrive it",
-    ),
-];
 
 /// What one successful node call produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -106,10 +71,10 @@ pub struct Billed {
 }
 
 impl NodeFailure {
-    pub fn permanent(code: &str, message: impl Into<String>) -> Self {
-        NodeFailure { code: code.to_string(), message: message.into(), ..Default::default() }
+    pub fn permanent(code: StepErrorCode, message: impl Into<String>) -> Self {
+        NodeFailure { code: code.into(), message: message.into(), ..Default::default() }
     }
-    pub fn retryable(code: &str, message: impl Into<String>) -> Self {
+    pub fn retryable(code: StepErrorCode, message: impl Into<String>) -> Self {
         NodeFailure { retryable: true, ..NodeFailure::permanent(code, message) }
     }
     /// The failure with the input the attempt had rendered.
@@ -233,7 +198,10 @@ impl RunState {
             self.scope["nodes"][step.node_id.as_str()] = json!({ "output": step.output, "error": step.error });
         }
         if step.status == StepStatus::Failed && on_error == OnError::Fail && self.failed.is_none() {
-            let error = step.error.clone().unwrap_or(StepError { code: "NODE_FAILED".into(), message: String::new() });
+            let error = step
+                .error
+                .clone()
+                .unwrap_or(StepError { code: StepErrorCode::NodeFailed.into(), message: String::new() });
             self.failed = Some((step.node_id.clone(), error));
         }
         self.steps.insert(step.node_id.clone(), step);
@@ -270,7 +238,7 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
         let result = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt_result).await {
                 Ok(result) => result,
-                Err(_) => Err(NodeFailure::retryable("NODE_TIMEOUT", format!("no result within {ms} ms"))),
+                Err(_) => Err(NodeFailure::retryable(StepErrorCode::NodeTimeout, format!("no result within {ms} ms"))),
             },
             None => attempt_result.await,
         };
@@ -503,61 +471,3 @@ async fn record(store: &dyn StepStore, ctx: &RunContext<'_>, step: StepRecord) -
 
 #[cfg(test)]
 mod tests;
-
-#[cfg(test)]
-mod code_list {
-    /// Every code literal the node and execution code can put in a step is in
-    /// `STEP_ERROR_CODES` (which the README's table is checked against).
-    #[test]
-    fn every_step_error_code_is_listed() {
-        let sources = [
-            include_str!("mod.rs"),
-            include_str!("../nodes/outbound.rs"),
-            include_str!("../nodes/breaker.rs"),
-            include_str!("../nodes/http_guard.rs"),
-            include_str!("../template.rs"),
-            include_str!("../nodes/mod.rs"),
-            include_str!("../nodes/http_request.rs"),
-            include_str!("../nodes/llm_chat.rs"),
-            include_str!("../nodes/data_json.rs"),
-            include_str!("../secrets.rs"),
-            include_str!("../executions/mod.rs"),
-            include_str!("../api/executions.rs"),
-            include_str!("../worker.rs"),
-        ];
-        let listed: Vec<&str> = super::STEP_ERROR_CODES.iter().map(|(code, _)| *code).collect();
-        let mut found = 0;
-        for source in sources {
-            for literal in source.split('"').skip(1).step_by(2) {
-                let code_like = literal.len() > 4
-                    && literal.contains('_')
-                    && literal.chars().all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
-                let is_code = code_like
-                    && [
-                        "HTTP_",
-                        "LLM_",
-                        "SSRF_",
-                        "CIRCUIT_",
-                        "CREDENTIAL_",
-                        "TEMPLATE_",
-                        "JSON_",
-                        "NODE_",
-                        "UNKNOWN_",
-                        "EXECUTION_",
-                        "QUEUE_",
-                        "WORKER_",
-                    ]
-                    .iter()
-                    .any(|prefix| literal.starts_with(prefix));
-                // HTTP_503, LLM_429: instances of HTTP_<status> and LLM_<status>.
-                let status_code = literal.split_once('_').is_some_and(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()));
-                let not_a_code = literal.starts_with("HTTP_ALLOWED") || literal.starts_with("CREDENTIAL_CACHE");
-                if is_code && !status_code && !not_a_code {
-                    found += 1;
-                    assert!(listed.contains(&literal), "step error code {literal} is not in STEP_ERROR_CODES");
-                }
-            }
-        }
-        assert!(found > 20, "the scan found the codes ({found})");
-    }
-}

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::StepErrorCode;
 use crate::store::memory::MemoryStore;
 use crate::validation::validate_definition;
 use serde_json::json;
@@ -220,9 +221,15 @@ async fn retryable_failures_are_retried_and_permanent_ones_are_not() {
     let workflow = single(json!({ "id": "work", "type": "text.template", "config": { "template": "ok" },
                                  "retry": { "max_attempts": 3, "initial_delay_ms": 1000, "jitter": false } }));
     let (store, executor) = (MemoryStore::new(), Counting::default());
-    let mut throttled = NodeFailure::retryable("HTTP_429", "slow down");
+    let answered = |status: u16, retryable: bool| NodeFailure {
+        code: StepErrorCode::HttpStatus.with_status(status),
+        message: format!("answered {status}"),
+        retryable,
+        ..Default::default()
+    };
+    let mut throttled = answered(429, true);
     throttled.retry_after = Some(Duration::from_secs(5));
-    executor.fail_first("work", vec![throttled, NodeFailure::retryable("HTTP_503", "busy")]);
+    executor.fail_first("work", vec![throttled, answered(503, true)]);
     let started = tokio::time::Instant::now();
     let outcome =
         finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
@@ -232,7 +239,7 @@ async fn retryable_failures_are_retried_and_permanent_ones_are_not() {
     assert!(started.elapsed() >= Duration::from_secs(7), "{:?}", started.elapsed());
 
     let (store, executor) = (MemoryStore::new(), Counting::default());
-    executor.fail_first("work", vec![NodeFailure::permanent("HTTP_401", "bad key")]);
+    executor.fail_first("work", vec![answered(401, false)]);
     let outcome =
         finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     let RunOutcome::Failed { node_id, error } = outcome else { panic!("{outcome:?}") };
@@ -252,7 +259,7 @@ async fn every_billed_attempt_counts_and_a_failed_step_keeps_what_it_sent() {
             usage: TokenUsage { input_tokens: 100, output_tokens: 20 },
             cost_usd: Some(0.0003),
         })),
-        ..NodeFailure::permanent("LLM_INVALID_JSON", "not json")
+        ..NodeFailure::permanent(StepErrorCode::LlmInvalidJson, "not json")
     };
     // A billed attempt, then a success (which used no tokens): the step carries the first's usage.
     let (store, executor) = (MemoryStore::new(), Counting::default());

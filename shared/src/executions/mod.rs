@@ -4,6 +4,7 @@
 
 use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, RunResult, StopReason};
 use crate::error::StoreError;
+use crate::model::StepErrorCode;
 use crate::model::{ExecutionRecord, ExecutionStatus, StepError, WorkflowDefinition, now_rfc3339};
 use crate::queue::ExecutionMessage;
 use crate::store::{ExecutionStore, StepStore};
@@ -150,8 +151,10 @@ async fn run_leased<S: ExecutionStore + StepStore>(
             Processed::Finished(ExecutionStatus::Cancelled)
         }
         RunOutcome::Stopped(StopReason::TimedOut) => {
-            let error =
-                StepError { code: "EXECUTION_TIMED_OUT".into(), message: "the execution timeout passed".into() };
+            let error = StepError {
+                code: StepErrorCode::ExecutionTimedOut.into(),
+                message: "the execution timeout passed".into(),
+            };
             finish(ExecutionStatus::TimedOut, Value::Null, Some(error)).await?;
             Processed::Finished(ExecutionStatus::TimedOut)
         }

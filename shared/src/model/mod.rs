@@ -3,9 +3,11 @@
 //! their steps), stored-size limits (`limits`), time and ids. Nothing here imports another
 //! module of the crate.
 
+mod codes;
 mod execution;
 pub mod limits;
 
+pub use codes::StepErrorCode;
 pub use execution::*;
 
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,7 @@
 //! a failing provider with every retry of every execution.
 
 use super::NodeFailure;
+use crate::model::StepErrorCode;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -93,7 +94,7 @@ impl CircuitBreakers {
 
 fn open_failure(host: &str, retry_in: Duration) -> NodeFailure {
     NodeFailure::permanent(
-        "CIRCUIT_OPEN",
+        StepErrorCode::CircuitOpen,
         format!(
             "calls to '{host}' are paused after repeated failures; the next trial is in {} s",
             retry_in.as_secs().max(1)

@@ -1,5 +1,6 @@
 use super::{NodeRun, NodeType};
 use crate::engine::{NodeCall, NodeFailure, NodeOutput};
+use crate::model::StepErrorCode;
 use crate::nodes::NodeRuntime;
 use crate::template::render_value;
 use serde_json::{Value, json};
@@ -43,7 +44,10 @@ impl NodeRun for DataJson {
         let mut value = render_value(&node.config["source"], scope)?;
         if let Some(pointer) = node.config.get("pick").and_then(Value::as_str) {
             value = value.pointer(pointer).cloned().ok_or_else(|| {
-                NodeFailure::permanent("JSON_POINTER_NOT_FOUND", format!("nothing at {pointer:?} in the source"))
+                NodeFailure::permanent(
+                    StepErrorCode::JsonPointerNotFound,
+                    format!("nothing at {pointer:?} in the source"),
+                )
             })?;
         }
         for change in node.config.get("set").and_then(Value::as_array).into_iter().flatten() {
@@ -73,11 +77,14 @@ fn set_pointer(target: &mut Value, pointer: &str, new_value: Value) -> Result<()
         current = match current {
             Value::Object(map) => map.entry(token.clone()).or_insert(Value::Null),
             Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get_mut(i)).ok_or_else(|| {
-                NodeFailure::permanent("JSON_POINTER_NOT_FOUND", format!("no array element {token:?} in {pointer:?}"))
+                NodeFailure::permanent(
+                    StepErrorCode::JsonPointerNotFound,
+                    format!("no array element {token:?} in {pointer:?}"),
+                )
             })?,
             _ => {
                 return Err(NodeFailure::permanent(
-                    "JSON_POINTER_NOT_FOUND",
+                    StepErrorCode::JsonPointerNotFound,
                     format!("{pointer:?} goes through a scalar"),
                 ));
             }
@@ -93,10 +100,18 @@ fn set_pointer(target: &mut Value, pointer: &str, new_value: Value) -> Result<()
         Value::Array(items) if last == "-" => items.push(new_value),
         Value::Array(items) => match last.parse::<usize>().ok().filter(|i| *i < items.len()) {
             Some(i) => items[i] = new_value,
-            None => return Err(NodeFailure::permanent("JSON_POINTER_NOT_FOUND", format!("no array element {last:?}"))),
+            None => {
+                return Err(NodeFailure::permanent(
+                    StepErrorCode::JsonPointerNotFound,
+                    format!("no array element {last:?}"),
+                ));
+            }
         },
         _ => {
-            return Err(NodeFailure::permanent("JSON_POINTER_NOT_FOUND", format!("{pointer:?} goes through a scalar")));
+            return Err(NodeFailure::permanent(
+                StepErrorCode::JsonPointerNotFound,
+                format!("{pointer:?} goes through a scalar"),
+            ));
         }
     }
     Ok(())

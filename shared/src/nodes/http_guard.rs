@@ -3,6 +3,7 @@
 //! pinned to the address that was checked, so a DNS answer cannot change between check and use.
 
 use super::NodeFailure;
+use crate::model::StepErrorCode;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 fn blocked_v4(ip: Ipv4Addr) -> bool {
@@ -41,7 +42,7 @@ pub fn is_public(ip: IpAddr) -> bool {
 }
 
 fn blocked(message: String) -> NodeFailure {
-    NodeFailure::permanent("SSRF_BLOCKED", message)
+    NodeFailure::permanent(StepErrorCode::SsrfBlocked, message)
 }
 
 /// Checks a URL and returns (host, the address to connect to). `allowed` lists hosts (`host` or
@@ -56,11 +57,11 @@ pub async fn vet(url: &reqwest::Url, allowed: &[String]) -> Result<(String, Sock
     let allow_listed = allowed.iter().any(|a| *a == bare || *a == format!("{bare}:{port}"));
     let addresses: Vec<SocketAddr> = tokio::net::lookup_host((bare.as_str(), port))
         .await
-        .map_err(|_| NodeFailure::retryable("HTTP_DNS_FAILED", format!("could not resolve '{bare}'")))?
+        .map_err(|_| NodeFailure::retryable(StepErrorCode::HttpDnsFailed, format!("could not resolve '{bare}'")))?
         .collect();
     let first = *addresses
         .first()
-        .ok_or_else(|| NodeFailure::retryable("HTTP_DNS_FAILED", format!("'{bare}' has no address")))?;
+        .ok_or_else(|| NodeFailure::retryable(StepErrorCode::HttpDnsFailed, format!("'{bare}' has no address")))?;
     if !allow_listed && let Some(bad) = addresses.iter().find(|a| !is_public(a.ip())) {
         return Err(blocked(format!("'{bare}' resolves to {}, which is not a public address", bad.ip())));
     }

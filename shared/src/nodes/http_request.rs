@@ -1,5 +1,6 @@
 use super::{NodeRun, NodeType};
 use crate::engine::{NodeCall, NodeFailure, NodeOutput, with_sent_input};
+use crate::model::StepErrorCode;
 use crate::nodes::NodeRuntime;
 use crate::nodes::outbound::{OutboundBody, OutboundRequest, send};
 use crate::template::render_value;
@@ -37,17 +38,15 @@ impl NodeType for HttpRequest {
 impl NodeRun for HttpRequest {
     async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let config = render_value(&call.node.config, call.scope)?;
-        let method: reqwest::Method = config["method"]
-            .as_str()
-            .unwrap_or("GET")
-            .parse()
-            .map_err(|_| NodeFailure::permanent("HTTP_INVALID_REQUEST", "method is not a valid HTTP method"))?;
+        let method: reqwest::Method = config["method"].as_str().unwrap_or("GET").parse().map_err(|_| {
+            NodeFailure::permanent(StepErrorCode::HttpInvalidRequest, "method is not a valid HTTP method")
+        })?;
         let url_text = config["url"]
             .as_str()
-            .ok_or_else(|| NodeFailure::permanent("HTTP_INVALID_REQUEST", "url must render to a string"))?;
-        let url: reqwest::Url = url_text
-            .parse()
-            .map_err(|_| NodeFailure::permanent("HTTP_INVALID_REQUEST", format!("'{url_text}' is not a valid URL")))?;
+            .ok_or_else(|| NodeFailure::permanent(StepErrorCode::HttpInvalidRequest, "url must render to a string"))?;
+        let url: reqwest::Url = url_text.parse().map_err(|_| {
+            NodeFailure::permanent(StepErrorCode::HttpInvalidRequest, format!("'{url_text}' is not a valid URL"))
+        })?;
         let headers: Vec<(String, String)> = config
             .get("headers")
             .and_then(Value::as_object)
@@ -63,7 +62,7 @@ impl NodeRun for HttpRequest {
         let request = OutboundRequest { method, url, headers, body };
         let answered = async {
             let response = send(runtime, call.tenant_id, request).await?;
-            if let Some(mut failure) = response.status_failure("HTTP") {
+            if let Some(mut failure) = response.status_failure(StepErrorCode::HttpStatus) {
                 // The start of the answer usually says what was wrong with the request; a secret
                 // the target echoes back is not kept.
                 let mut excerpt: String = String::from_utf8_lossy(&response.body).chars().take(300).collect();

@@ -4,6 +4,7 @@
 
 use super::{NodeRun, NodeType};
 use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, with_sent_input};
+use crate::model::StepErrorCode;
 use crate::model::TokenUsage;
 use crate::nodes::NodeRuntime;
 use crate::nodes::outbound::{OutboundBody, OutboundRequest, send};
@@ -64,12 +65,12 @@ impl NodeRun for LlmChat {
         let config = render_value(&call.node.config, call.scope)?;
         let credential_name = config["credential"].as_str().unwrap_or_default();
         let resolver = runtime.credentials.as_ref().ok_or_else(|| {
-            NodeFailure::permanent("CREDENTIAL_UNAVAILABLE", "this worker has no access to credentials")
+            NodeFailure::permanent(StepErrorCode::CredentialUnavailable, "this worker has no access to credentials")
         })?;
         let credential = resolver.resolve(call.tenant_id, credential_name).await.map_err(|e| {
             let failure = NodeFailure::permanent(e.code(), e.to_string());
             // A Secrets Manager outage passes; a missing or unreadable credential does not.
-            NodeFailure { retryable: e.code() == "CREDENTIAL_UNAVAILABLE", ..failure }
+            NodeFailure { retryable: e.code() == StepErrorCode::CredentialUnavailable, ..failure }
         })?;
         let chat = Chat::from_config(&config);
         let (request, rendered_input) = match credential.provider.as_str() {
@@ -77,7 +78,7 @@ impl NodeRun for LlmChat {
             "anthropic" => chat.anthropic_request(&credential)?,
             other => {
                 return Err(NodeFailure::permanent(
-                    "CREDENTIAL_INVALID",
+                    StepErrorCode::CredentialInvalid,
                     format!("credential '{credential_name}' names provider '{other}'; use openai or anthropic"),
                 ));
             }
@@ -85,7 +86,7 @@ impl NodeRun for LlmChat {
         let answered = async {
             let response = send(runtime, call.tenant_id, request).await?;
             let reply: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-            if let Some(mut failure) = response.status_failure("LLM") {
+            if let Some(mut failure) = response.status_failure(StepErrorCode::LlmStatus) {
                 if let Some(detail) = reply.pointer("/error/message").and_then(Value::as_str) {
                     // Providers sometimes echo the key they were given; the step never keeps it.
                     let detail = detail.replace(credential.api_key.as_str(), "<redacted>");
@@ -99,7 +100,7 @@ impl NodeRun for LlmChat {
             }
             .ok_or_else(|| {
                 let message = format!("'{}' answered without a readable reply", response.host);
-                NodeFailure::permanent("LLM_BAD_RESPONSE", message)
+                NodeFailure::permanent(StepErrorCode::LlmBadResponse, message)
             })?;
             let model = answer.model.unwrap_or_else(|| chat.model.clone());
             let cost_usd = runtime.prices.cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
@@ -108,7 +109,7 @@ impl NodeRun for LlmChat {
                 let Some(parsed) = parse_json_reply(&answer.text) else {
                     // The call was paid for: its tokens count although the node failed.
                     let message = "the model was asked for JSON and answered something else";
-                    let failure = NodeFailure::permanent("LLM_INVALID_JSON", message);
+                    let failure = NodeFailure::permanent(StepErrorCode::LlmInvalidJson, message);
                     return Err(NodeFailure {
                         billed: Some(Box::new(Billed { usage: answer.usage, cost_usd })),
                         ..failure
@@ -222,9 +223,9 @@ impl Chat {
 }
 
 fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, NodeFailure> {
-    format!("{}/{path}", base_url.trim_end_matches('/'))
-        .parse()
-        .map_err(|_| NodeFailure::permanent("CREDENTIAL_INVALID", "the credential's base_url is not a valid URL"))
+    format!("{}/{path}", base_url.trim_end_matches('/')).parse().map_err(|_| {
+        NodeFailure::permanent(StepErrorCode::CredentialInvalid, "the credential's base_url is not a valid URL")
+    })
 }
 
 /// The parts of a provider's reply the node keeps.

@@ -4,6 +4,7 @@
 
 use super::http_guard::vet;
 use super::{NodeFailure, NodeRuntime};
+use crate::model::StepErrorCode;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -38,9 +39,9 @@ impl OutboundResponse {
 
     /// The failure for a status of 400 or more, coded `<prefix>_<status>`: 408, 429 and 5xx are
     /// retryable (honouring `Retry-After`), other 4xx are not.
-    pub fn status_failure(&self, prefix: &str) -> Option<NodeFailure> {
+    pub fn status_failure(&self, family: StepErrorCode) -> Option<NodeFailure> {
         (self.status >= 400).then(|| NodeFailure {
-            code: format!("{prefix}_{}", self.status),
+            code: family.with_status(self.status),
             message: format!("'{}' answered {}", self.host, self.status),
             retryable: is_provider_trouble(self.status),
             retry_after: self.retry_after,
@@ -94,7 +95,7 @@ impl ClientPool {
             .resolve(host, address)
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| NodeFailure::permanent("HTTP_CLIENT_ERROR", e.to_string()))?;
+            .map_err(|e| NodeFailure::permanent(StepErrorCode::HttpClientError, e.to_string()))?;
         if clients.len() >= MAX_POOLED_CLIENTS {
             clients.clear();
         }
@@ -127,11 +128,11 @@ async fn call(
     let mut response = builder.send().await.map_err(|e| {
         let message = format!("the request to '{host}' failed");
         if e.is_builder() {
-            NodeFailure::permanent("HTTP_INVALID_REQUEST", message)
+            NodeFailure::permanent(StepErrorCode::HttpInvalidRequest, message)
         } else if e.is_timeout() {
-            NodeFailure::retryable("HTTP_TIMEOUT", message)
+            NodeFailure::retryable(StepErrorCode::HttpTimeout, message)
         } else {
-            NodeFailure::retryable("HTTP_CONNECTION_FAILED", message)
+            NodeFailure::retryable(StepErrorCode::HttpConnectionFailed, message)
         }
     })?;
     let status = response.status().as_u16();
@@ -150,11 +151,11 @@ async fn call(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|_| NodeFailure::retryable("HTTP_CONNECTION_FAILED", "the response was cut off"))?
+        .map_err(|_| NodeFailure::retryable(StepErrorCode::HttpConnectionFailed, "the response was cut off"))?
     {
         if body.len() + chunk.len() > runtime.max_response_bytes {
             return Err(NodeFailure::permanent(
-                "HTTP_RESPONSE_TOO_LARGE",
+                StepErrorCode::HttpResponseTooLarge,
                 format!("the response is over {} bytes", runtime.max_response_bytes),
             ));
         }

@@ -4,6 +4,7 @@
 
 use super::{breaker, has_side_effects, outbound, runner};
 use crate::engine::{NodeCall, NodeExecutor, NodeFailure, NodeOutput};
+use crate::model::StepErrorCode;
 use crate::secrets::CredentialResolver;
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -55,7 +56,10 @@ impl NodeExecutor for RegistryExecutor {
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
         match runner(&call.node.node_type) {
             Some(runner) => runner.execute(call, &self.runtime).await,
-            None => Err(NodeFailure::permanent("UNKNOWN_NODE_TYPE", format!("no node type '{}'", call.node.node_type))),
+            None => Err(NodeFailure::permanent(
+                StepErrorCode::UnknownNodeType,
+                format!("no node type '{}'", call.node.node_type),
+            )),
         }
     }
 }
