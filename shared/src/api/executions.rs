@@ -1,4 +1,5 @@
-//! Execution routes: start (queued through SQS), read with steps, cancel.
+//! Execution routes: start, read with steps, list, cancel, redrive. The rules are in
+//! `executions::start`; this module only translates HTTP to and from them.
 
 use super::views::{
     CancelAccepted, ExecutionLinks, ExecutionStarted, ExecutionSummaryView, ExecutionTotals, ExecutionView, Page,
@@ -7,18 +8,13 @@ use super::views::{
 use super::{Call, paging, truncate, workflows};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
+use crate::executions::start::{self as lifecycle, LifecycleError, StartCommand, Started, VersionChoice};
 use crate::http::{self, Reply};
-use crate::model::StepErrorCode;
 use crate::model::StepStatus;
-use crate::model::{DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus, REDRIVE_MARGIN};
-use crate::queue::ExecutionMessage;
-use crate::store::IdempotencyClaim;
+use crate::model::{ExecutionRecord, ExecutionStatus};
 use lambda_http::http::StatusCode;
 
-use serde_json::{Value, json};
-
-/// Largest execution input.
-pub const MAX_INPUT_BYTES: usize = 256 * 1024;
+use serde_json::Value;
 
 fn execution_not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::ExecutionNotFound, format!("execution '{}' was not found", truncate(id, 64)))
@@ -45,134 +41,67 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
     let request: StartExecutionRequest = http::typed_body(call.req)?;
     let workflow_id = workflows::workflow_id(call)?;
     let workflow = workflows::load(call, &workflow_id).await?;
-    let (version, definition) = match &request.version {
-        None => match workflow.deployed_version {
-            Some(n) => (Some(n), None),
-            None => {
-                return Err(ApiError::new(ErrorCode::NoDeployedVersion, "the workflow has no deployed version")
-                    .suggest(format!("Deploy one with PUT /v1/workflows/{workflow_id}/deployment, or pass \"version\": \"draft\" or a version number.")));
-            }
-        },
-        Some(Value::String(s)) if s == "draft" => (None, Some(workflow.definition.clone())),
+    let version = match &request.version {
+        None => VersionChoice::Deployed,
+        Some(Value::String(s)) if s == "draft" => VersionChoice::Draft,
         Some(v) => match v.as_u64().filter(|n| (1..=u32::MAX as u64).contains(n)) {
-            Some(n) => (Some(n as u32), None),
+            Some(n) => VersionChoice::Number(n as u32),
             None => return Err(ApiError::invalid_request("version must be a positive integer or \"draft\"")),
         },
     };
-    let definition = match (definition, version) {
-        (Some(definition), _) => definition,
-        (None, Some(n)) => {
-            call.app
-                .store()?
-                .get_version(call.tenant_id, &workflow_id, n)
-                .await?
-                .ok_or_else(|| ApiError::version_not_found(&workflow_id, n))?
-                .definition
-        }
-        (None, None) => unreachable!("a draft run carries its definition"),
-    };
-    let input = request.input.unwrap_or_else(|| json!({}));
-    if !input.is_object() {
-        return Err(ApiError::invalid_request("input must be a JSON object"));
-    }
-    let size = input.to_string().len();
-    if size > MAX_INPUT_BYTES {
-        return Err(ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("the input is {size} bytes; the limit is {MAX_INPUT_BYTES}"),
-        ));
-    }
-    if let Some(schema) = &definition.input_schema {
-        let validator = jsonschema::validator_for(schema)
-            .map_err(|_| ApiError::new(ErrorCode::InternalError, "the workflow's input_schema cannot be used"))?;
-        let problems: Vec<Value> = validator
-            .iter_errors(&input)
-            .map(|e| json!({ "path": format!("/input{}", e.instance_path().as_str()), "message": e.to_string() }))
-            .collect();
-        if !problems.is_empty() {
-            return Err(ApiError::new(ErrorCode::InputInvalid, "the input does not match the workflow's input_schema")
-                .with_details(problems));
-        }
-    }
     let idempotency_key = match http::header(call.req, "idempotency-key") {
         None => None,
         Some(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => Some(key),
         Some(_) => return Err(ApiError::invalid_request("Idempotency-Key must be 1-255 visible ASCII characters")),
     };
-    // What "the same request" means: the same input and version, whatever the JSON key order.
-    let body_hash = crate::auth::hash_key(&json!({ "input": input, "version": request.version }).to_string());
     let request_id = http::request_id(call.req);
-    let mut record = ExecutionRecord::queued(
-        call.tenant_id,
-        &workflow_id,
+    let command = StartCommand {
+        tenant_id: call.tenant_id,
+        workflow: &workflow,
         version,
-        input,
-        &request_id,
-        execution_timeout(&definition),
-    )
-    .retained_for(call.app.config.execution_retention);
-    if let Some(key) = idempotency_key {
-        let claim = call
-            .app
-            .store()?
-            .claim_idempotency_key(
-                call.tenant_id,
-                &crate::auth::hash_key(key),
-                &body_hash,
-                &record.execution_id,
-                &crate::model::rfc3339_in(24 * 3600),
-                &crate::model::now_rfc3339(),
-            )
-            .await?;
-        match claim {
-            IdempotencyClaim::New => {}
-            IdempotencyClaim::Existing { body_hash: earlier, .. } if earlier != body_hash => {
-                return Err(ApiError::new(
-                    ErrorCode::IdempotencyKeyReused,
-                    "this Idempotency-Key was already used with a different body",
-                )
-                .suggest("Use a new Idempotency-Key for a different request."));
-            }
-            IdempotencyClaim::Existing { execution_id, .. } => {
-                match call.app.store()?.get_execution(call.tenant_id, &execution_id).await? {
-                    Some(existing) => return Ok(Reply::ok(started_view(&existing))),
-                    // The first attempt stopped between claiming the key and creating the
-                    // execution: finish it now, under the id the key names.
-                    None => record.execution_id = execution_id,
-                }
-            }
+        input: request.input,
+        idempotency_key,
+        request_id: &request_id,
+        retention: call.app.config.execution_retention,
+    };
+    let started = lifecycle::start(call.app.store()?, call.app.queue.as_ref(), command).await.map_err(|e| match e {
+        // Named with the workflow, as the other version routes do.
+        LifecycleError::VersionNotFound(n) => ApiError::version_not_found(&workflow_id, n),
+        LifecycleError::NoDeployedVersion => ApiError::new(ErrorCode::NoDeployedVersion, e.to_string()).suggest(format!(
+            "Deploy one with PUT /v1/workflows/{workflow_id}/deployment, or pass \"version\": \"draft\" or a version number."
+        )),
+        other => api_error(other),
+    })?;
+    match started {
+        Started::Replayed(existing) => Ok(Reply::ok(started_view(&existing))),
+        Started::New(record) => {
+            let mut reply = Reply::created(started_view(&record), link(&record.execution_id));
+            reply.status = StatusCode::ACCEPTED;
+            Ok(reply)
         }
     }
-    call.app.store()?.create_execution(&record, &definition).await?;
-    enqueue(call, &record.execution_id, request_id).await?;
-    let mut reply = Reply::created(started_view(&record), link(&record.execution_id));
-    reply.status = StatusCode::ACCEPTED;
-    Ok(reply)
 }
 
-/// Sends the execution to the worker. If the queue refuses, the execution is failed with
-/// `QUEUE_UNAVAILABLE` at once (never left queued with no worker to see it), and can be redriven.
-async fn enqueue(call: &Call<'_>, execution_id: &str, request_id: String) -> Result<(), ApiError> {
-    let message =
-        ExecutionMessage { tenant_id: call.tenant_id.to_string(), execution_id: execution_id.to_string(), request_id };
-    let Err(e) = call.app.queue.send(&message).await else {
-        return Ok(());
-    };
-    let error = crate::model::StepError {
-        code: StepErrorCode::QueueUnavailable.into(),
-        message: "the execution could not be queued".into(),
-    };
-    let now = crate::model::now_rfc3339();
-    let _ = call
-        .app
-        .store()?
-        .finish_execution(call.tenant_id, execution_id, ExecutionStatus::Failed, Value::Null, Some(error), now, &[])
-        .await;
-    Err(match e {
-        StoreError::Internal(detail) => StoreError::Unavailable(detail),
-        other => other,
+/// The envelope for a lifecycle rule that refused.
+fn api_error(error: LifecycleError) -> ApiError {
+    let message = error.to_string();
+    match error {
+        LifecycleError::NoDeployedVersion => ApiError::new(ErrorCode::NoDeployedVersion, message),
+        LifecycleError::VersionNotFound(_) => ApiError::new(ErrorCode::VersionNotFound, message),
+        LifecycleError::InputNotObject => ApiError::invalid_request(message),
+        LifecycleError::InputTooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, message),
+        LifecycleError::InputInvalid(problems) => {
+            ApiError::new(ErrorCode::InputInvalid, message).with_details(problems)
+        }
+        LifecycleError::InputSchemaUnusable => ApiError::new(ErrorCode::InternalError, message),
+        LifecycleError::IdempotencyKeyReused => ApiError::new(ErrorCode::IdempotencyKeyReused, message)
+            .suggest("Use a new Idempotency-Key for a different request."),
+        LifecycleError::AlreadyFinished(_) => ApiError::new(ErrorCode::ExecutionFinished, message),
+        LifecycleError::NotRedrivable(_) | LifecycleError::ExpiresTooSoon(_) => {
+            ApiError::new(ErrorCode::ExecutionNotRedrivable, message).suggest("Start a new execution instead.")
+        }
+        LifecycleError::Store(e) => e.into(),
     }
-    .into())
 }
 
 fn started_view(record: &ExecutionRecord) -> ExecutionStarted {
@@ -271,60 +200,24 @@ fn totals<'a>(steps: impl Iterator<Item = &'a crate::model::StepRecord>) -> Exec
 pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let execution = find_execution(call, &id).await?;
-    if execution.status.is_final() || !call.app.store()?.request_cancel(call.tenant_id, &id).await? {
-        return Err(ApiError::new(
-            ErrorCode::ExecutionFinished,
-            format!("the execution already finished as {}", execution.status.as_str()),
-        ));
-    }
+    lifecycle::cancel(call.app.store()?, &execution).await.map_err(api_error)?;
     Ok(Reply::accepted(CancelAccepted { execution_id: id, status: execution.status.as_str(), cancel_requested: true }))
 }
 
-/// Resumes a failed or timed-out execution: succeeded steps stay (their nodes are not run, or
-/// paid for, again); failed and skipped steps are forgotten, so failed and unrun nodes run and
-/// branches are decided afresh. The execution gets a new deadline of its full timeout.
+/// Resumes a failed or timed-out execution (`executions::start::redrive` says how).
 pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let execution = find_execution(call, &id).await?;
-    let not_redrivable = |status: ExecutionStatus| {
-        ApiError::new(
-            ErrorCode::ExecutionNotRedrivable,
-            format!("the execution is {}; only failed or timed-out executions can be redriven", status.as_str()),
-        )
-        .suggest("Start a new execution instead.")
-    };
-    if !matches!(execution.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) {
-        return Err(not_redrivable(execution.status));
-    }
-    // Timestamps share one format, so they compare as text (as the lease's do).
-    let margin_from_now = crate::model::rfc3339_in(REDRIVE_MARGIN.as_secs() as i64);
-    if let Some(expiry) = execution.expires_at.as_deref().filter(|expiry| margin_from_now.as_str() > *expiry) {
-        return Err(ApiError::new(
-            ErrorCode::ExecutionNotRedrivable,
-            format!("the execution's records expire at {expiry}; a redrive must start at least 2 days before"),
-        )
-        .suggest("Start a new execution instead."));
-    }
-    let definition = snapshot(call, &id).await?;
-    call.app.store()?.reset_steps_for_redrive(call.tenant_id, &id).await?;
-    let deadline = crate::model::rfc3339_in(execution_timeout(&definition).as_secs() as i64);
-    if !call.app.store()?.redrive_execution(call.tenant_id, &id, &deadline).await? {
-        // Another redrive got there first.
-        let now = find_execution(call, &id).await?;
-        return Err(not_redrivable(now.status));
-    }
-    enqueue(call, &id, http::request_id(call.req)).await?;
+    let request_id = http::request_id(call.req);
+    let redrive_count = lifecycle::redrive(call.app.store()?, call.app.queue.as_ref(), &execution, &request_id)
+        .await
+        .map_err(api_error)?;
     Ok(Reply::accepted(RedriveAccepted {
         status: ExecutionStatus::Queued.as_str(),
-        redrive_count: execution.redrive_count + 1,
+        redrive_count,
         links: ExecutionLinks { self_link: link(&id) },
         execution_id: id,
     }))
-}
-
-/// The workflow's own execution timeout, else the default.
-fn execution_timeout(definition: &crate::model::WorkflowDefinition) -> std::time::Duration {
-    definition.timeout_seconds.map(std::time::Duration::from_secs).unwrap_or(DEFAULT_EXECUTION_TIMEOUT)
 }
 
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {

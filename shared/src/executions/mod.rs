@@ -2,6 +2,8 @@
 //! queued execution (lease, engine run, finish or continue). The queue (`queue`), the routes
 //! (`api::executions`) and the worker function (`worker`) wire this up.
 
+pub mod start;
+
 use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, RunResult, StopReason};
 use crate::error::StoreError;
 use crate::model::StepErrorCode;

@@ -2,6 +2,10 @@
 
 use serde_json::{Value, json};
 
+/// Largest execution input, bytes of JSON (SQS carries only ids; the input is on the execution item,
+/// which with a 100 KB output stays under DynamoDB's 400 KB).
+pub const MAX_EXECUTION_INPUT_BYTES: usize = 256 * 1024;
+
 /// Largest node output kept as it is; a larger one is stored as a truncated preview (DynamoDB
 /// items hold at most 400 KB).
 pub const MAX_STORED_OUTPUT_BYTES: usize = 256 * 1024;

@@ -1,0 +1,365 @@
+//! The rules of starting, cancelling and redriving an execution, with no HTTP types: the API
+//! (`api::executions`) reads the request, calls these, and turns a `LifecycleError` into its
+//! error envelope. Triggers other than HTTP (schedules, webhooks) call the same functions.
+
+use crate::error::StoreError;
+use crate::model::limits::MAX_EXECUTION_INPUT_BYTES;
+use crate::model::{
+    DEFAULT_EXECUTION_TIMEOUT, ExecutionRecord, ExecutionStatus, REDRIVE_MARGIN, StepError, StepErrorCode,
+    WorkflowDefinition, WorkflowRecord, now_rfc3339, rfc3339_in,
+};
+use crate::queue::{ExecutionMessage, ExecutionQueue};
+use crate::store::{ExecutionStore, IdempotencyClaim, StepStore, WorkflowStore};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How long an Idempotency-Key is remembered, seconds.
+pub const IDEMPOTENCY_WINDOW_SECONDS: i64 = 24 * 3600;
+
+/// Which definition an execution runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionChoice {
+    /// The workflow's deployed version (the default).
+    Deployed,
+    /// The draft as it is now (snapshotted with the execution).
+    Draft,
+    /// A published version.
+    Number(u32),
+}
+
+/// A request to start an execution.
+#[derive(Debug)]
+pub struct StartCommand<'a> {
+    pub tenant_id: &'a str,
+    pub workflow: &'a WorkflowRecord,
+    pub version: VersionChoice,
+    /// The input; `{}` when absent. Must be an object of at most `MAX_EXECUTION_INPUT_BYTES`.
+    pub input: Option<Value>,
+    /// The caller's key (already checked for shape): the same key and body within 24 h answer
+    /// with the first execution instead of starting another.
+    pub idempotency_key: Option<&'a str>,
+    /// For log correlation through the worker.
+    pub request_id: &'a str,
+    /// How long the execution's records are kept.
+    pub retention: Duration,
+}
+
+/// A started execution: a new one, or the one an Idempotency-Key already started.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Started {
+    New(ExecutionRecord),
+    Replayed(ExecutionRecord),
+}
+
+/// Why an execution could not be started, cancelled or redriven.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("the workflow has no deployed version")]
+    NoDeployedVersion,
+    #[error("the workflow has no version {0}")]
+    VersionNotFound(u32),
+    #[error("input must be a JSON object")]
+    InputNotObject,
+    #[error("the input is {size} bytes; the limit is {MAX_EXECUTION_INPUT_BYTES}")]
+    InputTooLarge { size: usize },
+    /// Each problem is `{path, message}`, the path a JSON pointer under `/input`.
+    #[error("the input does not match the workflow's input_schema")]
+    InputInvalid(Vec<Value>),
+    #[error("the workflow's input_schema cannot be used")]
+    InputSchemaUnusable,
+    #[error("this Idempotency-Key was already used with a different body")]
+    IdempotencyKeyReused,
+    #[error("the execution already finished as {}", .0.as_str())]
+    AlreadyFinished(ExecutionStatus),
+    #[error("the execution is {}; only failed or timed-out executions can be redriven", .0.as_str())]
+    NotRedrivable(ExecutionStatus),
+    /// Retention would delete its records during the redrive.
+    #[error("the execution's records expire at {0}; a redrive must start at least 2 days before")]
+    ExpiresTooSoon(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The workflow's own execution timeout, else the default.
+pub fn execution_timeout(definition: &WorkflowDefinition) -> Duration {
+    definition.timeout_seconds.map(Duration::from_secs).unwrap_or(DEFAULT_EXECUTION_TIMEOUT)
+}
+
+/// Checks the input, claims the Idempotency-Key, writes the snapshot and the execution, and
+/// queues it. A replayed key answers with the first execution and starts nothing.
+pub async fn start<S>(
+    store: &S,
+    queue: &dyn ExecutionQueue,
+    command: StartCommand<'_>,
+) -> Result<Started, LifecycleError>
+where
+    S: WorkflowStore + ExecutionStore + ?Sized,
+{
+    let workflow = command.workflow;
+    let (version, definition) = match command.version {
+        VersionChoice::Draft => (None, workflow.definition.clone()),
+        VersionChoice::Deployed => {
+            let n = workflow.deployed_version.ok_or(LifecycleError::NoDeployedVersion)?;
+            (Some(n), published(store, workflow, n).await?)
+        }
+        VersionChoice::Number(n) => (Some(n), published(store, workflow, n).await?),
+    };
+    let input = command.input.unwrap_or_else(|| json!({}));
+    check_input(&definition, &input)?;
+    // What "the same request" means: the same input and version, whatever the JSON key order.
+    let version_text = match command.version {
+        VersionChoice::Deployed => Value::Null,
+        VersionChoice::Draft => json!("draft"),
+        VersionChoice::Number(n) => json!(n),
+    };
+    let body_hash = crate::auth::hash_key(&json!({ "input": input, "version": version_text }).to_string());
+    let mut record = ExecutionRecord::queued(
+        command.tenant_id,
+        &workflow.workflow_id,
+        version,
+        input,
+        command.request_id,
+        execution_timeout(&definition),
+    )
+    .retained_for(command.retention);
+    if let Some(key) = command.idempotency_key {
+        let claim = store
+            .claim_idempotency_key(
+                command.tenant_id,
+                &crate::auth::hash_key(key),
+                &body_hash,
+                &record.execution_id,
+                &rfc3339_in(IDEMPOTENCY_WINDOW_SECONDS),
+                &now_rfc3339(),
+            )
+            .await?;
+        match claim {
+            IdempotencyClaim::New => {}
+            IdempotencyClaim::Existing { body_hash: earlier, .. } if earlier != body_hash => {
+                return Err(LifecycleError::IdempotencyKeyReused);
+            }
+            IdempotencyClaim::Existing { execution_id, .. } => {
+                match store.get_execution(command.tenant_id, &execution_id).await? {
+                    Some(existing) => return Ok(Started::Replayed(existing)),
+                    // The first attempt stopped between claiming the key and creating the
+                    // execution: finish it now, under the id the key names.
+                    None => record.execution_id = execution_id,
+                }
+            }
+        }
+    }
+    store.create_execution(&record, &definition).await?;
+    enqueue(store, queue, command.tenant_id, &record.execution_id, command.request_id).await?;
+    Ok(Started::New(record))
+}
+
+async fn published<S: WorkflowStore + ?Sized>(
+    store: &S,
+    workflow: &WorkflowRecord,
+    version: u32,
+) -> Result<WorkflowDefinition, LifecycleError> {
+    let found = store.get_version(&workflow.tenant_id, &workflow.workflow_id, version).await?;
+    Ok(found.ok_or(LifecycleError::VersionNotFound(version))?.definition)
+}
+
+/// An input is an object of at most `MAX_EXECUTION_INPUT_BYTES` that matches the definition's
+/// `input_schema` (every problem at once).
+fn check_input(definition: &WorkflowDefinition, input: &Value) -> Result<(), LifecycleError> {
+    if !input.is_object() {
+        return Err(LifecycleError::InputNotObject);
+    }
+    let size = input.to_string().len();
+    if size > MAX_EXECUTION_INPUT_BYTES {
+        return Err(LifecycleError::InputTooLarge { size });
+    }
+    if let Some(schema) = &definition.input_schema {
+        let validator = jsonschema::validator_for(schema).map_err(|_| LifecycleError::InputSchemaUnusable)?;
+        let problems: Vec<Value> = validator
+            .iter_errors(input)
+            .map(|e| json!({ "path": format!("/input{}", e.instance_path().as_str()), "message": e.to_string() }))
+            .collect();
+        if !problems.is_empty() {
+            return Err(LifecycleError::InputInvalid(problems));
+        }
+    }
+    Ok(())
+}
+
+/// Sends the execution to the worker. If the queue refuses, the execution is failed with
+/// `QUEUE_UNAVAILABLE` at once (never left queued with no worker to see it), and can be redriven.
+async fn enqueue<S: ExecutionStore + ?Sized>(
+    store: &S,
+    queue: &dyn ExecutionQueue,
+    tenant_id: &str,
+    execution_id: &str,
+    request_id: &str,
+) -> Result<(), LifecycleError> {
+    let message = ExecutionMessage {
+        tenant_id: tenant_id.to_string(),
+        execution_id: execution_id.to_string(),
+        request_id: request_id.to_string(),
+    };
+    let Err(e) = queue.send(&message).await else {
+        return Ok(());
+    };
+    let error =
+        StepError { code: StepErrorCode::QueueUnavailable.into(), message: "the execution could not be queued".into() };
+    let _ = store
+        .finish_execution(
+            tenant_id,
+            execution_id,
+            ExecutionStatus::Failed,
+            Value::Null,
+            Some(error),
+            now_rfc3339(),
+            &[],
+        )
+        .await;
+    Err(match e {
+        StoreError::Internal(detail) => StoreError::Unavailable(detail),
+        other => other,
+    }
+    .into())
+}
+
+/// Asks a queued or running execution to stop (the worker sees the flag within a second).
+pub async fn cancel<S: ExecutionStore + ?Sized>(store: &S, execution: &ExecutionRecord) -> Result<(), LifecycleError> {
+    if execution.status.is_final() || !store.request_cancel(&execution.tenant_id, &execution.execution_id).await? {
+        return Err(LifecycleError::AlreadyFinished(execution.status));
+    }
+    Ok(())
+}
+
+/// Resumes a failed or timed-out execution: succeeded steps stay (their nodes are not run, or
+/// paid for, again); failed and skipped steps are forgotten, so failed and unrun nodes run and
+/// branches are decided afresh. The execution gets a new deadline of its full timeout. Returns
+/// its redrive count, this redrive included.
+pub async fn redrive<S>(
+    store: &S,
+    queue: &dyn ExecutionQueue,
+    execution: &ExecutionRecord,
+    request_id: &str,
+) -> Result<u32, LifecycleError>
+where
+    S: ExecutionStore + StepStore + ?Sized,
+{
+    let (tenant_id, id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
+    if !matches!(execution.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) {
+        return Err(LifecycleError::NotRedrivable(execution.status));
+    }
+    // Timestamps share one format, so they compare as text (as the lease's do).
+    let margin_from_now = rfc3339_in(REDRIVE_MARGIN.as_secs() as i64);
+    if let Some(expiry) = execution.expires_at.as_deref().filter(|expiry| margin_from_now.as_str() > *expiry) {
+        return Err(LifecycleError::ExpiresTooSoon(expiry.to_string()));
+    }
+    let definition = store
+        .get_execution_definition(tenant_id, id)
+        .await?
+        .ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?;
+    store.reset_steps_for_redrive(tenant_id, id).await?;
+    let deadline = rfc3339_in(execution_timeout(&definition).as_secs() as i64);
+    if !store.redrive_execution(tenant_id, id, &deadline).await? {
+        // Another redrive got there first.
+        let now = store.get_execution(tenant_id, id).await?.map(|e| e.status).unwrap_or(execution.status);
+        return Err(LifecycleError::NotRedrivable(now));
+    }
+    enqueue(store, queue, tenant_id, id, request_id).await?;
+    Ok(execution.redrive_count + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::NoQueue;
+    use crate::store::memory::MemoryStore;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// A queue that keeps what it is sent.
+    #[derive(Default)]
+    struct Kept(Mutex<Vec<ExecutionMessage>>);
+
+    #[async_trait]
+    impl ExecutionQueue for Kept {
+        async fn send(&self, message: &ExecutionMessage) -> Result<(), StoreError> {
+            self.0.lock().unwrap().push(message.clone());
+            Ok(())
+        }
+    }
+
+    fn workflow() -> WorkflowRecord {
+        let definition = serde_json::from_value(json!({
+            "name": "w",
+            "input_schema": { "type": "object", "required": ["n"] },
+            "nodes": [ { "id": "out", "type": "flow.output", "config": { "value": "{{ input.n }}" } } ]
+        }))
+        .unwrap();
+        WorkflowRecord {
+            tenant_id: "t1".into(),
+            workflow_id: crate::model::new_id(),
+            definition,
+            revision: 1,
+            latest_version: 0,
+            deployed_version: None,
+            published_revision: 0,
+            created_at: now_rfc3339(),
+            updated_at: now_rfc3339(),
+        }
+    }
+
+    fn command<'a>(workflow: &'a WorkflowRecord, input: Value, key: Option<&'a str>) -> StartCommand<'a> {
+        StartCommand {
+            tenant_id: "t1",
+            workflow,
+            version: VersionChoice::Draft,
+            input: Some(input),
+            idempotency_key: key,
+            request_id: "r1",
+            retention: Duration::from_secs(3 * 24 * 3600),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replayed_key_answers_with_the_first_execution_and_queues_nothing_more() {
+        let (store, queue, workflow) = (MemoryStore::new(), Kept::default(), workflow());
+        let Started::New(first) =
+            start(&store, &queue, command(&workflow, json!({ "n": 1 }), Some("k"))).await.unwrap()
+        else {
+            panic!("the first start is new")
+        };
+        let again = start(&store, &queue, command(&workflow, json!({ "n": 1 }), Some("k"))).await.unwrap();
+        assert_eq!(again, Started::Replayed(first.clone()));
+        assert_eq!(queue.0.lock().unwrap().len(), 1);
+        let other = start(&store, &queue, command(&workflow, json!({ "n": 2 }), Some("k"))).await;
+        assert!(matches!(other, Err(LifecycleError::IdempotencyKeyReused)), "{other:?}");
+        let deployed = StartCommand { version: VersionChoice::Deployed, ..command(&workflow, json!({ "n": 1 }), None) };
+        assert!(matches!(start(&store, &queue, deployed).await, Err(LifecycleError::NoDeployedVersion)));
+    }
+
+    #[tokio::test]
+    async fn bad_input_is_refused_and_a_refusing_queue_fails_the_execution_at_once() {
+        let (store, workflow) = (MemoryStore::new(), workflow());
+        let missing = start(&store, &NoQueue, command(&workflow, json!({}), None)).await;
+        assert!(matches!(&missing, Err(LifecycleError::InputInvalid(problems)) if problems.len() == 1), "{missing:?}");
+        let list = start(&store, &NoQueue, command(&workflow, json!([1]), None)).await;
+        assert!(matches!(list, Err(LifecycleError::InputNotObject)));
+        let big = json!({ "n": "x".repeat(MAX_EXECUTION_INPUT_BYTES) });
+        assert!(matches!(
+            start(&store, &NoQueue, command(&workflow, big, None)).await,
+            Err(LifecycleError::InputTooLarge { .. })
+        ));
+
+        let refused = start(&store, &NoQueue, command(&workflow, json!({ "n": 1 }), None)).await;
+        assert!(matches!(refused, Err(LifecycleError::Store(StoreError::Unavailable(_)))), "{refused:?}");
+        let page = store.list_executions("t1", &workflow.workflow_id, None, None, 10).await.unwrap();
+        let failed = &page.items[0];
+        assert_eq!(failed.status, ExecutionStatus::Failed);
+        assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some("QUEUE_UNAVAILABLE"));
+        // Failed, so it can be redriven; a redrive refused by the queue fails it again.
+        assert!(matches!(redrive(&store, &NoQueue, failed, "r2").await, Err(LifecycleError::Store(_))));
+        let queue = Kept::default();
+        let failed = store.get_execution("t1", &failed.execution_id).await.unwrap().unwrap();
+        assert_eq!(redrive(&store, &queue, &failed, "r3").await.unwrap(), failed.redrive_count + 1);
+        assert_eq!(queue.0.lock().unwrap()[0].request_id, "r3");
+    }
+}
