@@ -4,8 +4,6 @@ use crate::error::{ApiError, StoreError};
 use crate::model::{ApiKeyRecord, Tenant, new_id, now_rfc3339, rfc3339_in};
 use crate::store::TenantStore;
 use base64::Engine;
-use lambda_http::request::RequestContext;
-use lambda_http::{Request, RequestExt};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -77,21 +75,6 @@ impl KeyCache {
     pub fn evict(&self, key_hash: &str) {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(key_hash);
     }
-}
-
-/// The tenant a request is for: from the API Gateway authorizer's context when it ran (REST API
-/// in AWS), else by checking the key here (the local stack has no authorizer). Never from a
-/// header: a client cannot set an authorizer context.
-pub async fn authenticate(store: &dyn TenantStore, cache: &KeyCache, req: &Request) -> Result<String, ApiError> {
-    if let Some(RequestContext::ApiGatewayV1(ctx)) = req.request_context_ref()
-        && let Some(tenant) = ctx.authorizer.fields.get("tenant_id").and_then(|v| v.as_str())
-        && !tenant.is_empty()
-    {
-        return Ok(tenant.to_string());
-    }
-    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
-    let token = bearer_token(header).ok_or_else(ApiError::unauthorized)?;
-    Ok(verify_key(store, cache, token).await?.tenant_id)
 }
 
 /// The live key record for a bearer token. Unknown, revoked and expired keys are the same 401.

@@ -1,6 +1,6 @@
 //! The one error type every route answers with, and the stable codes clients may match on.
 
-use lambda_http::http::StatusCode;
+use http::StatusCode;
 use serde::Serialize;
 use serde_json::Value;
 

@@ -9,7 +9,6 @@ pub mod cursor;
 pub mod engine;
 pub mod error;
 pub mod executions;
-pub mod http;
 pub mod model;
 pub mod nodes;
 pub mod queue;

@@ -2,9 +2,9 @@
 
 use super::views::{ApiKeyView, CreateApiKeyRequest, NewApiKeyView, Page, ReplacedKey};
 use super::{Call, truncate};
+use crate::api::http::{self, Reply};
 use crate::auth::new_key_record;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::{self, Reply};
 use crate::model::{ApiKeyRecord, normalize_rfc3339, now_rfc3339, rfc3339_in};
 use crate::store::MAX_KEYS_PER_TENANT;
 

@@ -3,9 +3,9 @@
 
 use super::views::{CredentialView, Page, PutCredentialRequest};
 use super::{Call, paging, truncate};
+use crate::api::http::{self, Reply};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::{self, Reply};
 use crate::model::{CredentialRecord, now_rfc3339};
 use crate::secrets::{PROVIDERS, ProviderCredential, is_valid_credential_name, secret_name};
 

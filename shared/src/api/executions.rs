@@ -6,10 +6,10 @@ use super::views::{
     RedriveAccepted, StartExecutionRequest, StepView, VersionRef,
 };
 use super::{Call, paging, truncate, workflows};
+use crate::api::http::{self, Reply};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
 use crate::executions::start::{self as lifecycle, LifecycleError, StartCommand, Started, VersionChoice};
-use crate::http::{self, Reply};
 use crate::model::StepStatus;
 use crate::model::{ExecutionRecord, ExecutionStatus};
 use lambda_http::http::StatusCode;

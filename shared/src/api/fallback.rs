@@ -2,8 +2,8 @@
 //! methods on known paths (405 with `Allow`), everything else 404.
 
 use super::{Call, ROUTES, path_matches};
+use crate::api::http::{self, Reply};
 use crate::error::{ApiError, ErrorCode};
-use crate::http::{self, Reply};
 use lambda_http::Request;
 
 /// The fallback route's handler.

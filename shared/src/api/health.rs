@@ -1,7 +1,7 @@
 use super::Call;
 use super::views::{HealthView, LiveView, ReadyCheck, ReadyView};
+use crate::api::http::Reply;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::Reply;
 use serde_json::json;
 use std::time::Instant;
 

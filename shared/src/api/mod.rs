@@ -6,10 +6,11 @@ use crate::auth::KeyCache;
 use crate::config::Config;
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::{self, Reply};
 use crate::queue::{ExecutionQueue, NoQueue};
-use crate::store::{SecretStore, Store};
-use lambda_http::{Body, Request, Response};
+use crate::store::{SecretStore, Store, TenantStore};
+use http::Reply;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub mod credentials;
 pub mod executions;
 pub mod fallback;
 pub mod health;
+pub mod http;
 pub mod node_types;
 pub mod openapi;
 pub mod views;
@@ -281,7 +283,7 @@ async fn dispatch(
 ) -> Result<Reply, ApiError> {
     let needs_key = spec_of(route).is_some_and(|s| s.authenticated);
     let tenant_id = if needs_key {
-        let tenant = crate::auth::authenticate(app.store()?, &app.keys, req).await?;
+        let tenant = authenticate(app.store()?, &app.keys, req).await?;
         span.record("tenant_id", tenant.as_str());
         tenant
     } else {
@@ -289,6 +291,21 @@ async fn dispatch(
     };
     let call = Call { app, req, tenant_id: &tenant_id };
     handler(&call).await
+}
+
+/// The tenant a request is for: from the API Gateway authorizer's context when it ran (REST API
+/// in AWS), else by checking the key here (the local stack has no authorizer). Never from a
+/// header: a client cannot set an authorizer context.
+async fn authenticate(store: &dyn TenantStore, cache: &KeyCache, req: &Request) -> Result<String, ApiError> {
+    if let Some(RequestContext::ApiGatewayV1(ctx)) = req.request_context_ref()
+        && let Some(tenant) = ctx.authorizer.fields.get("tenant_id").and_then(|v| v.as_str())
+        && !tenant.is_empty()
+    {
+        return Ok(tenant.to_string());
+    }
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    let token = crate::auth::bearer_token(header).ok_or_else(ApiError::unauthorized)?;
+    Ok(crate::auth::verify_key(store, cache, token).await?.tenant_id)
 }
 
 /// Every route's handler, by route: for tests and benchmarks, which call any route in one

@@ -1,6 +1,6 @@
 use super::views::{NodeTypeList, NodeTypeView};
+use crate::api::http::Reply;
 use crate::error::ApiError;
-use crate::http::Reply;
 use crate::nodes::NODE_TYPES;
 
 /// GET /v1/node-types: every node type with its config schema.

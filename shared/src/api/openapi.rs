@@ -6,8 +6,8 @@
 
 use super::views::*;
 use super::{Call, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ROUTES, Route, RouteSpec};
+use crate::api::http::Reply;
 use crate::error::{ApiError, ErrorCode};
-use crate::http::Reply;
 use crate::model::WorkflowDefinition;
 use serde_json::{Map, Value, json};
 use std::sync::OnceLock;

@@ -4,9 +4,9 @@ use super::views::{
     DeployRequest, Page, ValidationReport, VersionSummaryView, VersionView, WorkflowSummaryView, WorkflowView,
 };
 use super::{Call, paging, truncate};
+use crate::api::http::{self, Reply};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
-use crate::http::{self, Reply};
 use crate::model::{VersionRecord, WorkflowRecord, new_id, now_rfc3339};
 use crate::store::{DeployOutcome, VersionSummary, WorkflowSummary};
 use crate::validation::{self, Problem, is_valid_tag};
