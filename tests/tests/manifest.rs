@@ -208,3 +208,43 @@ fn readme_documents_every_code_variable_and_route() {
 fn ci_runs_scripts_test() {
     assert!(read(".ci/run").contains("scripts/test"));
 }
+
+/// The clients a function's main asks `wiring::builder()` for, as the architecture note names
+/// them; the worker and the authorizer build theirs in `wiring` (their rows are checked as text).
+fn clients_in_main(main: &str) -> Vec<&'static str> {
+    let chain = main.split("wiring::builder()").nth(1).and_then(|rest| rest.split(".build()").next()).unwrap_or("");
+    [(".dynamodb()", "DynamoDB"), (".sqs()", "SQS"), (".secrets_manager()", "Secrets Manager")]
+        .into_iter()
+        .filter(|(call, _)| chain.contains(call))
+        .map(|(_, name)| name)
+        .collect()
+}
+
+#[test]
+fn every_function_builds_the_clients_the_architecture_note_lists() {
+    let note = read("ARCHITECTURE.md");
+    let row = |function: &str| {
+        note.lines()
+            .find(|line| line.starts_with(&format!("| {function} |")))
+            .unwrap_or_else(|| panic!("ARCHITECTURE.md's client table has no row for {function}"))
+            .split('|')
+            .nth(2)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    for function in all_functions() {
+        let main = read(format!("functions/{function}/src/main.rs"));
+        if !main.contains("wiring::builder()") {
+            continue;
+        }
+        let clients = clients_in_main(&main);
+        let listed = if clients.is_empty() { "none".to_string() } else { clients.join(", ") };
+        assert_eq!(row(&function), listed, "{function}: ARCHITECTURE.md vs main.rs");
+    }
+    assert_eq!(row("authorizer"), "DynamoDB");
+    assert_eq!(row("execution-worker"), "DynamoDB, SQS, Secrets Manager");
+    // A client the route does not use is not built: no function without a queue asks for SQS.
+    assert_eq!(clients_in_main(&read("functions/health-live/src/main.rs")), Vec::<&str>::new());
+    assert_eq!(clients_in_main(&read("functions/get-workflow/src/main.rs")), vec!["DynamoDB"]);
+}
