@@ -173,7 +173,7 @@ fn doc(route: Route) -> RouteDoc {
         ),
         Route::RedriveExecution => plain(
             "Resumes a failed or timed-out execution; succeeded steps are not run (or paid) again.",
-            (202, Some("ExecutionStarted")),
+            (202, Some("RedriveAccepted")),
             &[ExecutionNotFound, ExecutionNotRedrivable],
         ),
         Route::Fallback => plain("", (404, None), &[RouteNotFound, MethodNotAllowed]),
@@ -364,6 +364,7 @@ fn schemas() -> Map<String, Value> {
     add_schema::<ExecutionView>(&mut schemas);
     add_page::<ExecutionSummaryView>(&mut schemas, "ExecutionPage");
     add_schema::<CancelAccepted>(&mut schemas);
+    add_schema::<RedriveAccepted>(&mut schemas);
     add_schema::<ErrorEnvelope>(&mut schemas);
     schemas
 }
