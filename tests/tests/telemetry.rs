@@ -145,4 +145,17 @@ fn invocation_ids_and_cold_start_are_top_level() {
     assert_eq!((&lines[0]["request_id"], &lines[0]["tenant_id"]), (&json!("client-id"), &json!("t-1")));
     assert_eq!((&lines[0]["cold_start"], &lines[1]["cold_start"]), (&json!(true), &json!(false)));
     assert_eq!(lines[1]["status"], 200);
+
+    // api::respond records the tenant on the request span once the key is checked: recorded
+    // later, it still reaches the top level.
+    let request = tracing::info_span!("request", request_id = "r-9", tenant_id = tracing::field::Empty);
+    request.record("tenant_id", "t-recorded");
+    request.in_scope(|| tracing::info!("after the key check"));
+    let line: Value = logs
+        .text()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|line| line["message"] == "after the key check")
+        .unwrap();
+    assert_eq!((&line["request_id"], &line["tenant_id"]), (&json!("r-9"), &json!("t-recorded")), "{line}");
 }
