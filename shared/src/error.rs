@@ -168,7 +168,7 @@ impl ErrorCode {
             }
             ErrorCode::DraftUnchanged => "The draft has not changed since the last published version.",
             ErrorCode::PreconditionFailed => "`If-Match` names an ETag that is no longer current.",
-            ErrorCode::PayloadTooLarge => "The body is larger than 1 MiB.",
+            ErrorCode::PayloadTooLarge => "The body is larger than 1 MiB, or an execution's input larger than 256 KiB.",
             ErrorCode::UnsupportedMediaType => "The body must be sent as `Content-Type: application/json`.",
             ErrorCode::ValidationFailed => "The workflow definition has problems; `details` lists every one.",
             ErrorCode::InternalError => "An unexpected error; report the request id.",

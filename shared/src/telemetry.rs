@@ -20,19 +20,26 @@ pub fn init(log_level: &str) {
     init_with_writer(log_level, std::io::stdout);
 }
 
-/// The same subscriber writing elsewhere (tests read the lines back).
+/// The same subscriber writing elsewhere (tests read the lines back). `log_level` filters
+/// events only: every span stays enabled, so a WARN or ERROR line still carries the ids of the
+/// request, execution and node it happened in (their spans are info-level).
 pub fn init_with_writer<W>(log_level: &str, writer: W)
 where
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    let filter = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, filter};
+    let events = EnvFilter::try_new(log_level).unwrap_or_else(|_| EnvFilter::new("info"));
+    let spans = filter::filter_fn(|metadata| metadata.is_span());
     let service = std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "nodeai".to_string());
-    let _ = tracing_subscriber::fmt()
+    let lines = tracing_subscriber::fmt::layer()
         .fmt_fields(JsonFields::new())
         .event_format(LambdaJson { service })
         .with_writer(writer)
-        .with_env_filter(filter)
-        .try_init();
+        .with_ansi(false)
+        .with_filter(filter::FilterExt::or(events, spans));
+    let _ = tracing_subscriber::registry().with(FirstInvocation).with(lines).try_init();
 }
 
 /// Span fields renamed on the way to the top level: the Lambda runtime's invocation span names
@@ -49,6 +56,27 @@ fn top_level_name(span_field: &str) -> Option<&str> {
 
 /// The first invocation's Lambda request id: lines of that invocation are `cold_start: true`.
 static FIRST_INVOCATION: OnceLock<String> = OnceLock::new();
+
+/// Notes the request id of the first invocation span the Lambda runtime opens, whether or not
+/// that invocation writes a line (at WARN the first one may write none).
+struct FirstInvocation;
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for FirstInvocation {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        if FIRST_INVOCATION.get().is_none() && attrs.metadata().name() == "Lambda runtime invoke" {
+            let mut fields = Map::new();
+            attrs.record(&mut FieldVisitor(&mut fields));
+            if let Some(Value::String(id)) = fields.remove("requestId") {
+                let _ = FIRST_INVOCATION.set(id);
+            }
+        }
+    }
+}
 
 /// The event formatter (see the module doc for the keys).
 struct LambdaJson {
@@ -81,8 +109,8 @@ where
             }
         }
         if let Some(Value::String(id)) = line.get("function_request_id") {
-            let first = FIRST_INVOCATION.get_or_init(|| id.clone());
-            line.insert("cold_start".into(), Value::Bool(first == id));
+            let cold = FIRST_INVOCATION.get().is_some_and(|first| first == id);
+            line.insert("cold_start".into(), Value::Bool(cold));
         }
         event.record(&mut FieldVisitor(&mut line));
         writeln!(writer, "{}", Value::Object(line))

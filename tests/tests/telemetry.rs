@@ -159,3 +159,30 @@ fn invocation_ids_and_cold_start_are_top_level() {
         .unwrap();
     assert_eq!((&line["request_id"], &line["tenant_id"]), (&json!("r-9"), &json!("t-recorded")), "{line}");
 }
+
+/// At WARN (the template's LogLevel), info-level spans stay on: a warning inside a request or a
+/// node still carries its ids; info events are dropped. The first invocation counts as the cold
+/// start even when it wrote nothing.
+#[test]
+fn a_warning_keeps_its_span_ids_at_warn_level() {
+    let logs = CapturedLogs::default();
+    nodeai::telemetry::init_with_writer("warn", logs.clone());
+    for (request, warn) in [("lambda-quiet-1", false), ("lambda-warm-2", true)] {
+        let invoke = tracing::info_span!("Lambda runtime invoke", requestId = request);
+        let _entered = invoke.enter();
+        let node = tracing::info_span!("node", execution_id = "e-1", node_id = "ask");
+        let _inner = node.enter();
+        tracing::info!("dropped at warn");
+        if warn {
+            tracing::warn!("node failed; retrying");
+        }
+    }
+    let lines: Vec<Value> = logs.text().lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    let line = &lines[0];
+    assert_eq!(
+        (&line["level"], &line["execution_id"], &line["node_id"]),
+        (&json!("WARN"), &json!("e-1"), &json!("ask"))
+    );
+    assert_eq!((&line["function_request_id"], &line["cold_start"]), (&json!("lambda-warm-2"), &json!(false)));
+}

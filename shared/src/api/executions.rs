@@ -49,18 +49,13 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
             None => return Err(ApiError::invalid_request("version must be a positive integer or \"draft\"")),
         },
     };
-    let idempotency_key = match http::header(call.req, "idempotency-key") {
-        None => None,
-        Some(key) if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => Some(key),
-        Some(_) => return Err(ApiError::invalid_request("Idempotency-Key must be 1-255 visible ASCII characters")),
-    };
     let request_id = http::request_id(call.req);
     let command = StartCommand {
         tenant_id: call.tenant_id,
         workflow: &workflow,
         version,
         input: request.input,
-        idempotency_key,
+        idempotency_key: http::header(call.req, "idempotency-key"),
         request_id: &request_id,
         retention: call.app.config.execution_retention,
     };
@@ -88,7 +83,7 @@ fn api_error(error: LifecycleError) -> ApiError {
     match error {
         LifecycleError::NoDeployedVersion => ApiError::new(ErrorCode::NoDeployedVersion, message),
         LifecycleError::VersionNotFound(_) => ApiError::new(ErrorCode::VersionNotFound, message),
-        LifecycleError::InputNotObject => ApiError::invalid_request(message),
+        LifecycleError::InputNotObject | LifecycleError::IdempotencyKeyMalformed => ApiError::invalid_request(message),
         LifecycleError::InputTooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, message),
         LifecycleError::InputInvalid(problems) => {
             ApiError::new(ErrorCode::InputInvalid, message).with_details(problems)

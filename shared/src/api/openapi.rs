@@ -110,9 +110,11 @@ fn doc(route: Route) -> RouteDoc {
             query: &[Query::Paging],
             ..plain("A workflow's versions, newest first.", (200, Some("VersionPage")), &[WorkflowNotFound])
         },
-        Route::GetVersion => {
-            plain("One published version.", (200, Some("VersionView")), &[WorkflowNotFound, VersionNotFound])
-        }
+        Route::GetVersion => plain(
+            "One published version.",
+            (200, Some("VersionView")),
+            &[InvalidRequest, WorkflowNotFound, VersionNotFound],
+        ),
         Route::DeployVersion => RouteDoc {
             body: Some(("DeployRequest", json!({ "version": 1 }))),
             ..plain(
@@ -154,7 +156,16 @@ fn doc(route: Route) -> RouteDoc {
             ..plain(
                 "Starts an execution (202); the same Idempotency-Key and body within 24 h answers 200 with the first.",
                 (202, Some("ExecutionStarted")),
-                &[WorkflowNotFound, VersionNotFound, NoDeployedVersion, InputInvalid, IdempotencyKeyReused],
+                &[
+                    InvalidRequest,
+                    WorkflowNotFound,
+                    VersionNotFound,
+                    NoDeployedVersion,
+                    InputInvalid,
+                    IdempotencyKeyReused,
+                    // Two first requests with one key racing to create the execution.
+                    ConcurrentModification,
+                ],
             )
         },
         Route::ListExecutions => RouteDoc {
@@ -194,7 +205,11 @@ fn errors_of(spec: &RouteSpec, doc: &RouteDoc) -> Vec<ErrorCode> {
         codes.extend([InvalidRequest, InvalidCursor]);
     }
     codes.extend(doc.errors);
-    codes.extend([InternalError, ServiceUnavailable]);
+    codes.push(InternalError);
+    // Only routes that reach a store can find it throttled or unreachable.
+    if spec.authenticated || spec.route == Route::HealthReady {
+        codes.push(ServiceUnavailable);
+    }
     let mut unique = Vec::new();
     for code in codes {
         if !unique.contains(&code) {
@@ -383,7 +398,8 @@ pub fn build() -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Build, version and run AI workflows durably. Every error answers with the ErrorEnvelope; its `code` is one of the documented codes (x-error-codes on each response).",
         },
-        "servers": [ { "url": "/" } ],
+        // Relative to this document, so it names the stage the document was served from.
+        "servers": [ { "url": ".", "description": "the stage that served this document" } ],
         "paths": paths,
         "components": {
             "schemas": schemas(),

@@ -35,8 +35,8 @@ pub struct StartCommand<'a> {
     pub version: VersionChoice,
     /// The input; `{}` when absent. Must be an object of at most `MAX_EXECUTION_INPUT_BYTES`.
     pub input: Option<Value>,
-    /// The caller's key (already checked for shape): the same key and body within 24 h answer
-    /// with the first execution instead of starting another.
+    /// The caller's Idempotency-Key: 1 to 255 visible ASCII characters; the same key and body
+    /// within 24 h answer with the first execution instead of starting another.
     pub idempotency_key: Option<&'a str>,
     /// For log correlation through the worker.
     pub request_id: &'a str,
@@ -67,6 +67,8 @@ pub enum LifecycleError {
     InputInvalid(Vec<Value>),
     #[error("the workflow's input_schema cannot be used")]
     InputSchemaUnusable,
+    #[error("Idempotency-Key must be 1-255 visible ASCII characters")]
+    IdempotencyKeyMalformed,
     #[error("this Idempotency-Key was already used with a different body")]
     IdempotencyKeyReused,
     #[error("the execution already finished as {}", .0.as_str())]
@@ -106,6 +108,11 @@ where
     };
     let input = command.input.unwrap_or_else(|| json!({}));
     check_input(&definition, &input)?;
+    if let Some(key) = command.idempotency_key
+        && !((1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+    {
+        return Err(LifecycleError::IdempotencyKeyMalformed);
+    }
     // What "the same request" means: the same input and version, whatever the JSON key order.
     let version_text = match command.version {
         VersionChoice::Deployed => Value::Null,
