@@ -248,3 +248,36 @@ fn every_function_builds_the_clients_the_architecture_note_lists() {
     assert_eq!(clients_in_main(&read("functions/health-live/src/main.rs")), Vec::<&str>::new());
     assert_eq!(clients_in_main(&read("functions/get-workflow/src/main.rs")), vec!["DynamoDB"]);
 }
+
+/// Every API Gateway response template renders JSON in the error envelope, once API Gateway has
+/// put its values in: `$context.error.messageString` is a quoted JSON string, the other
+/// `$context` values plain text inside quotes.
+#[test]
+fn every_gateway_response_template_is_an_error_envelope() {
+    let template = read("template.yaml");
+    let responses =
+        template.split("GatewayResponses:\n").nth(1).expect("GatewayResponses").split("\n\n").next().unwrap();
+    let mut seen = 0;
+    for line in responses.lines().map(str::trim).filter(|l| l.starts_with("application/json:")) {
+        let quoted = line.trim_start_matches("application/json:").trim();
+        // A YAML single-quoted scalar: '' is one quote.
+        let body =
+            quoted.strip_prefix('\'').and_then(|b| b.strip_suffix('\'')).expect("single-quoted").replace("''", "'");
+        let rendered = body
+            .replace("$context.error.messageString", "\"Missing Authentication Token\"")
+            .replace("$context.requestId", "c0ffee")
+            .replace("$context.requestTime", "30/Nov/2026:01:00:00 +0000");
+        assert!(!rendered.contains('$'), "an unknown variable in {line}");
+        let envelope: serde_json::Value =
+            serde_json::from_str(&rendered).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let error = &envelope["error"];
+        assert!(error["code"].as_str().is_some_and(|c| !c.is_empty()), "{line}");
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty() && !m.starts_with('"')), "{line}");
+        assert_eq!(
+            (error["request_id"].as_str(), error["details"].as_array().map(Vec::len)),
+            (Some("c0ffee"), Some(0))
+        );
+        seen += 1;
+    }
+    assert!(seen >= 10, "found only {seen} gateway response templates");
+}

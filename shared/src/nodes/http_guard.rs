@@ -25,12 +25,22 @@ fn blocked_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return blocked_v4(v4);
     }
-    let first = ip.segments()[0];
+    let s = ip.segments();
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        || (first & 0xfe00) == 0xfc00 // unique local
-        || (first & 0xffc0) == 0xfe80 // link local
+        // IPv4-compatible (::a.b.c.d, deprecated): some stacks still route it to the v4 address.
+        || (s[..6] == [0; 6])
+        // NAT64 (64:ff9b::/96 well-known, 64:ff9b:1::/48 local-use): a gateway forwards to any v4
+        // address embedded in it, private ones included.
+        || (s[0] == 0x64 && s[1] == 0xff9b)
+        || s[0] == 0x2002 // 6to4: relays to an embedded v4 address
+        || (s[0] == 0x2001 && s[1] == 0) // Teredo: a tunnel to an embedded v4 address
+        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
+        || (s[0] == 0x0100 && s[1..4] == [0; 3]) // discard-only 100::/64
+        || (s[0] & 0xfe00) == 0xfc00 // unique local
+        || (s[0] & 0xffc0) == 0xfe80 // link local
+        || (s[0] & 0xffc0) == 0xfec0 // site local (deprecated, still routed inside some networks)
 }
 
 /// Whether an address may be reached without an allow-list entry.
@@ -90,10 +100,23 @@ mod tests {
             "fe80::1",
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
+            // Addresses that tunnel or translate to an IPv4 address.
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::808:808",
+            "64:ff9b:1::a00:1",
+            "2002:a9fe:a9fe::1",
+            "2002:808:808::1",
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "fec0::1",
+            "feff::1",
+            "2001:db8::1",
+            "100::1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111"] {
+        for ip in ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "2001:4860:4860::8888", "2a00:1450::1"] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
     }

@@ -65,7 +65,7 @@ impl NodeRun for HttpRequest {
             if let Some(mut failure) = response.status_failure(StepErrorCode::HttpStatus) {
                 // The start of the answer usually says what was wrong with the request; a secret
                 // the target echoes back is not kept.
-                let mut excerpt: String = String::from_utf8_lossy(&response.body).chars().take(300).collect();
+                let mut excerpt: String = response.text().chars().take(300).collect();
                 for secret in secret_values(&config) {
                     excerpt = excerpt.replace(&secret, "<redacted>");
                 }
@@ -74,10 +74,9 @@ impl NodeRun for HttpRequest {
                 }
                 return Err(failure);
             }
-            let body = match response.is_json().then(|| serde_json::from_slice::<Value>(&response.body).ok()).flatten()
-            {
+            let body = match response.is_json().then(|| response.json()).flatten() {
                 Some(parsed) => parsed,
-                None => Value::String(String::from_utf8_lossy(&response.body).into_owned()),
+                None => Value::String(response.text()),
             };
             Ok(json!({ "status": response.status, "headers": response.headers, "body": body }).into())
         };
@@ -196,10 +195,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_answer_in_latin_1_is_read_as_latin_1() {
+        let server = MockServer::start().await;
+        Mock::given(path("/name"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_raw(b"{\"name\":\"caf\xe9\"}".to_vec(), "application/json; charset=iso-8859-1"),
+            )
+            .mount(&server)
+            .await;
+        let call = node(json!({ "method": "GET", "url": format!("{}/name", server.uri()) }));
+        let produced = run(&call, &json!({}), &runtime()).await.unwrap();
+        assert_eq!(produced["body"], json!({ "name": "café" }));
+    }
+
+    #[tokio::test]
     async fn statuses_are_classified_and_retry_after_is_read() {
         let server = MockServer::start().await;
         Mock::given(path("/busy"))
             .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "3"))
+            .mount(&server)
+            .await;
+        let in_two_minutes = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(120));
+        Mock::given(path("/busy-until"))
+            .respond_with(ResponseTemplate::new(429).insert_header("retry-after", in_two_minutes.as_str()))
             .mount(&server)
             .await;
         Mock::given(path("/down")).respond_with(ResponseTemplate::new(503)).mount(&server).await;
@@ -223,6 +242,9 @@ mod tests {
             (busy.code.as_str(), busy.retryable, busy.retry_after),
             ("HTTP_429", true, Some(Duration::from_secs(3)))
         );
+        let until = run(&call("/busy-until"), &json!({}), &runtime()).await.unwrap_err();
+        let wait = until.retry_after.expect("an HTTP-date Retry-After is read").as_secs();
+        assert!((115..=120).contains(&wait), "{wait}");
         let down = run(&call("/down"), &json!({}), &runtime()).await.unwrap_err();
         assert!(down.retryable);
         let denied = run(&call("/denied"), &json!({}), &runtime()).await.unwrap_err();

@@ -85,7 +85,7 @@ impl NodeRun for LlmChat {
         };
         let answered = async {
             let response = send(runtime, call.tenant_id, request).await?;
-            let reply: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+            let reply: Value = response.json().unwrap_or(Value::Null);
             if let Some(mut failure) = response.status_failure(StepErrorCode::LlmStatus) {
                 if let Some(detail) = reply.pointer("/error/message").and_then(Value::as_str) {
                     // Providers sometimes echo the key they were given; the step never keeps it.

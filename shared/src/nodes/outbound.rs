@@ -37,6 +37,31 @@ impl OutboundResponse {
         self.headers.get("content-type").and_then(Value::as_str).is_some_and(|ct| ct.contains("json"))
     }
 
+    /// The body as text, decoded per the `charset` its Content-Type declares (WHATWG Encoding
+    /// labels, so `iso-8859-1` reads as windows-1252 as browsers do); UTF-8 when none is declared
+    /// or the label is unknown. A byte-order mark wins over the label (WHATWG "decode").
+    /// Undecodable bytes become U+FFFD.
+    pub fn text(&self) -> String {
+        let declared = self
+            .headers
+            .get("content-type")
+            .and_then(Value::as_str)
+            .and_then(|ct| {
+                ct.split(';').skip(1).find_map(|p| {
+                    let (name, value) = p.split_once('=')?;
+                    name.trim().eq_ignore_ascii_case("charset").then(|| value.trim().trim_matches('"').to_string())
+                })
+            })
+            .and_then(|label| encoding_rs::Encoding::for_label(label.as_bytes()))
+            .unwrap_or(encoding_rs::UTF_8);
+        declared.decode(&self.body).0.into_owned()
+    }
+
+    /// The body parsed as JSON (decoded per its charset first), if it is JSON.
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.text()).ok()
+    }
+
     /// The failure for a status of 400 or more, coded `<prefix>_<status>`: 408, 429 and 5xx are
     /// retryable (honouring `Retry-After`), other 4xx are not.
     pub fn status_failure(&self, family: StepErrorCode) -> Option<NodeFailure> {
@@ -92,6 +117,9 @@ impl ClientPool {
         }
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from HTTP_PROXY/HTTPS_PROXY would connect on our behalf to whatever the URL
+            // names, around the address pinned below: never use one.
+            .no_proxy()
             .resolve(host, address)
             .connect_timeout(Duration::from_secs(10))
             .build()
@@ -107,6 +135,18 @@ impl ClientPool {
     fn len(&self) -> usize {
         self.clients.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
+}
+
+/// `Retry-After` in either form RFC 9110 §10.2.3 allows: delay-seconds, or an HTTP-date (any
+/// of the three date formats of §5.6.7), read as the time left until then (zero if past). The
+/// engine caps what it waits.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 async fn call(
@@ -145,8 +185,7 @@ async fn call(
         .headers()
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
@@ -221,5 +260,64 @@ mod tests {
         let (other, _) = counting_server().await;
         send(&runtime, "t1", get(&other)).await.unwrap();
         assert_eq!(runtime.clients.len(), 2);
+    }
+
+    fn answer(content_type: &str, body: &[u8]) -> OutboundResponse {
+        let headers = Map::from_iter([("content-type".to_string(), Value::String(content_type.into()))]);
+        OutboundResponse { host: "h".into(), status: 200, headers, retry_after: None, body: body.to_vec() }
+    }
+
+    #[test]
+    fn bodies_are_decoded_per_their_declared_charset() {
+        let latin1 = b"{\"name\":\"caf\xe9\"}";
+        assert_eq!(
+            answer("application/json; charset=iso-8859-1", latin1).json(),
+            Some(serde_json::json!({"name": "café"}))
+        );
+        assert_eq!(answer("text/plain; Charset=\"windows-1252\"", b"\x80 5").text(), "€ 5");
+        let shift_jis = encoding_rs::SHIFT_JIS.encode("日本").0;
+        assert_eq!(answer("text/plain;charset=Shift_JIS", &shift_jis).text(), "日本");
+        let utf16 =
+            [b"\xff\xfe".as_slice(), &"ok".encode_utf16().flat_map(u16::to_le_bytes).collect::<Vec<_>>()].concat();
+        assert_eq!(answer("text/plain; charset=utf-16le", &utf16).text(), "ok");
+        // None declared, or a label nobody knows: UTF-8.
+        assert_eq!(answer("application/json", "{\"name\":\"café\"}".as_bytes()).json().unwrap()["name"], "café");
+        assert_eq!(answer("text/plain; charset=klingon", "café".as_bytes()).text(), "café");
+        assert_eq!(answer("text/plain", b"caf\xe9").text(), "caf\u{fffd}", "invalid UTF-8 is replaced, not dropped");
+    }
+
+    #[test]
+    fn retry_after_is_seconds_or_an_http_date() {
+        let now = httpdate::parse_http_date("Sun, 29 Nov 2026 21:29:00 GMT").unwrap();
+        for (value, expected) in [
+            ("3", Some(3)),
+            (" 120 ", Some(120)),
+            ("Sun, 29 Nov 2026 21:30:00 GMT", Some(60)),
+            ("Sunday, 29-Nov-26 21:30:00 GMT", Some(60)), // RFC 850
+            ("Sun Nov 29 21:30:00 2026", Some(60)),       // asctime
+            ("Sun, 29 Nov 2026 21:00:00 GMT", Some(0)),   // already past
+            ("-5", None),
+            ("soon", None),
+            ("1.5", None),
+        ] {
+            assert_eq!(parse_retry_after(value, now).map(|d| d.as_secs()), expected, "{value}");
+        }
+    }
+
+    #[tokio::test]
+    async fn proxies_from_the_environment_are_not_used() {
+        let (proxy, proxied) = counting_server().await;
+        let (url, direct) = counting_server().await;
+        // SAFETY: nextest runs each test in its own process, so no other thread reads the
+        // environment while it changes.
+        unsafe {
+            for name in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "ALL_PROXY"] {
+                std::env::set_var(name, &proxy);
+            }
+            std::env::remove_var("NO_PROXY");
+        }
+        let runtime = NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], ..Default::default() };
+        send(&runtime, "t1", get(&format!("{url}/ping"))).await.unwrap();
+        assert_eq!((proxied.load(Ordering::SeqCst), direct.load(Ordering::SeqCst)), (0, 1));
     }
 }
