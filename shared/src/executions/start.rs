@@ -130,10 +130,14 @@ where
     )
     .retained_for(command.retention);
     if let Some(key) = command.idempotency_key {
+        // A key names one request to one workflow: the same key sent to another workflow is
+        // another request and starts that workflow (Stripe scopes keys per account and
+        // endpoint the same way).
+        let scoped_key = format!("POST /v1/workflows/{}/executions\n{key}", workflow.workflow_id);
         let claim = store
             .claim_idempotency_key(
                 command.tenant_id,
-                &crate::auth::hash_key(key),
+                &crate::auth::hash_key(&scoped_key),
                 &body_hash,
                 &record.execution_id,
                 &rfc3339_in(IDEMPOTENCY_WINDOW_SECONDS),
@@ -155,7 +159,18 @@ where
             }
         }
     }
-    store.create_execution(&record, &definition).await?;
+    match store.create_execution(&record, &definition).await {
+        Ok(()) => {}
+        // A replay racing the first request (which created the execution, or is creating it
+        // under another definition): the first one's records stand, never rewritten.
+        Err(StoreError::ConditionFailed) if command.idempotency_key.is_some() => {
+            return match store.get_execution(command.tenant_id, &record.execution_id).await? {
+                Some(existing) => Ok(Started::Replayed(existing)),
+                None => Err(StoreError::ConditionFailed.into()),
+            };
+        }
+        Err(e) => return Err(e.into()),
+    }
     enqueue(store, queue, command.tenant_id, &record.execution_id, command.request_id).await?;
     Ok(Started::New(record))
 }
@@ -341,6 +356,35 @@ mod tests {
         assert!(matches!(other, Err(LifecycleError::IdempotencyKeyReused)), "{other:?}");
         let deployed = StartCommand { version: VersionChoice::Deployed, ..command(&workflow, json!({ "n": 1 }), None) };
         assert!(matches!(start(&store, &queue, deployed).await, Err(LifecycleError::NoDeployedVersion)));
+    }
+
+    #[tokio::test]
+    async fn a_key_is_scoped_to_its_workflow() {
+        let (store, queue) = (MemoryStore::new(), Kept::default());
+        let (a, mut b) = (workflow(), workflow());
+        b.definition.name = "b".into();
+        let body = || json!({ "n": 1 });
+        let Started::New(on_a) = start(&store, &queue, command(&a, body(), Some("k"))).await.unwrap() else {
+            panic!("new on A")
+        };
+        // The same key and body to workflow B is another request: B runs.
+        let Started::New(on_b) = start(&store, &queue, command(&b, body(), Some("k"))).await.unwrap() else {
+            panic!("the key sent to another workflow must start that workflow")
+        };
+        assert_eq!(
+            (on_a.workflow_id.as_str(), on_b.workflow_id.as_str()),
+            (a.workflow_id.as_str(), b.workflow_id.as_str())
+        );
+        assert_ne!(on_a.execution_id, on_b.execution_id);
+        // Each replays its own, and A's snapshot is still A's.
+        assert_eq!(
+            start(&store, &queue, command(&a, body(), Some("k"))).await.unwrap(),
+            Started::Replayed(on_a.clone())
+        );
+        assert_eq!(start(&store, &queue, command(&b, body(), Some("k"))).await.unwrap(), Started::Replayed(on_b));
+        let snapshot = store.get_execution_definition("t1", &on_a.execution_id).await.unwrap().unwrap();
+        assert_eq!(snapshot, a.definition);
+        assert_eq!(queue.0.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -448,6 +448,9 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
     let snapshot = definition("snap", &["x"]);
     store.create_execution(&record, &snapshot).await.unwrap();
     assert!(matches!(store.create_execution(&record, &snapshot).await, Err(StoreError::ConditionFailed)));
+    // Nor under another definition: an execution's snapshot is written once.
+    let other_definition = definition("other", &["y"]);
+    assert!(matches!(store.create_execution(&record, &other_definition).await, Err(StoreError::ConditionFailed)));
     let id = record.execution_id.as_str();
     assert_eq!(store.get_execution(&tenant, id).await.unwrap(), Some(record.clone()));
     assert_eq!(store.get_execution_definition(&tenant, id).await.unwrap(), Some(snapshot));

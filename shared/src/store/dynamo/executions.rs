@@ -71,8 +71,19 @@ impl ExecutionStore for DynamoStore {
         // Two plain puts, snapshot first, rather than one transaction: no execution ever exists
         // without its snapshot, and it costs half the write units (a transactional write is
         // billed double). An attempt that dies between the two leaves a snapshot nothing
-        // points to; a retry under the same id overwrites it.
-        self.client.put_item().table_name(&self.table).set_item(Some(snapshot)).send().await.map_err(classify)?;
+        // points to; a retry under the same id may write it again, but only with the same
+        // definition: a snapshot is never rewritten with another (ConditionFailed).
+        let packed_definition = snapshot["definition"].clone();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(snapshot))
+            .condition_expression("attribute_not_exists(pk) OR #definition = :definition")
+            .expression_attribute_names("#definition", "definition")
+            .expression_attribute_values(":definition", packed_definition)
+            .send()
+            .await
+            .map_err(classify)?;
         self.put_new(item).await
     }
 
