@@ -151,7 +151,7 @@ impl ErrorCode {
             ErrorCode::ExecutionFinished => "The execution has already finished, so it cannot be cancelled.",
             ErrorCode::ExecutionNotRedrivable => "Only a failed or timed-out execution can be redriven.",
             ErrorCode::IdempotencyKeyReused => {
-                "This `Idempotency-Key` was used in the last 24 h with a different body."
+                "This `Idempotency-Key` was used on this workflow in the last 24 h with a different body."
             }
             ErrorCode::InputInvalid => {
                 "The execution input does not match the workflow's `input_schema`; `details` lists why."

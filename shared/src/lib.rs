@@ -12,6 +12,7 @@ pub mod executions;
 pub mod model;
 pub mod nodes;
 pub mod queue;
+pub mod redact;
 pub mod secrets;
 pub mod store;
 pub mod telemetry;

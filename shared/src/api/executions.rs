@@ -83,7 +83,9 @@ fn api_error(error: LifecycleError) -> ApiError {
     match error {
         LifecycleError::NoDeployedVersion => ApiError::new(ErrorCode::NoDeployedVersion, message),
         LifecycleError::VersionNotFound(_) => ApiError::new(ErrorCode::VersionNotFound, message),
-        LifecycleError::InputNotObject | LifecycleError::IdempotencyKeyMalformed => ApiError::invalid_request(message),
+        LifecycleError::InputNotObject | LifecycleError::IdempotencyKeyMalformed | LifecycleError::InputTooDeep => {
+            ApiError::invalid_request(message)
+        }
         LifecycleError::InputTooLarge { .. } => ApiError::new(ErrorCode::PayloadTooLarge, message),
         LifecycleError::InputInvalid(problems) => {
             ApiError::new(ErrorCode::InputInvalid, message).with_details(problems)

@@ -8,7 +8,7 @@
 
 use crate::error::StoreError;
 use crate::model::StepErrorCode;
-use crate::model::limits::{MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, bounded};
+use crate::model::limits::{MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, MAX_VALUE_DEPTH, bounded, depth_over};
 use crate::model::{NodeSpec, OnError, StepError, StepRecord, StepStatus, TokenUsage, WorkflowDefinition, now_rfc3339};
 use crate::store::StepStore;
 use async_trait::async_trait;
@@ -254,6 +254,17 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
             usage: spent.usage,
             cost_usd: spent.cost_usd,
         };
+        // A value nested past MAX_VALUE_DEPTH could be stored but never read back (serde_json
+        // reads 128 levels): the node fails instead, before anything keeps it.
+        let result = result.and_then(|produced| {
+            if depth_over(&produced.output, MAX_VALUE_DEPTH) || depth_over(&produced.input, MAX_VALUE_DEPTH) {
+                return Err(NodeFailure::permanent(
+                    StepErrorCode::NodeOutputTooDeep,
+                    format!("the node's output nests deeper than {MAX_VALUE_DEPTH} levels"),
+                ));
+            }
+            Ok(produced)
+        });
         match result {
             Ok(produced) => {
                 spent.add(produced.usage, produced.cost_usd);
@@ -268,7 +279,8 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
                     tokio::time::sleep(backoff(node, attempt, &failure)).await;
                     continue;
                 }
-                let error = StepError { code: failure.code, message: failure.message };
+                // Bounded and redacted: a message can quote a huge or secret-bearing value.
+                let error = StepError { code: failure.code, message: crate::redact::error_message(&failure.message) };
                 break step(StepStatus::Failed, Value::Null, Some(error), failure.input, spent);
             }
         }

@@ -489,3 +489,119 @@ fn step_status_names_match_their_serialized_form() {
         assert_eq!(serde_json::to_value(status).unwrap(), json!(status.as_str()));
     }
 }
+
+/// Runs a one-node workflow through the registry executor; the node's final step.
+async fn step_of_single(node: Value, input: Value) -> StepRecord {
+    let workflow = single(node);
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let result = run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap();
+    finished(result, &store).await;
+    steps_of(&store, "e1").await.remove("work").expect("the node's step")
+}
+
+#[tokio::test]
+async fn no_node_output_nests_deeper_than_the_limit() {
+    for segments in [100_000, 130, 65] {
+        let pointer = "/a".repeat(segments);
+        let step = step_of_single(
+            json!({ "id": "work", "type": "data.json", "config": { "source": {}, "set": [ { "pointer": pointer, "value": 1 } ] } }),
+            json!({}),
+        )
+        .await;
+        assert_eq!(step.error.map(|e| e.code.to_string()), Some("NODE_OUTPUT_TOO_DEEP".into()), "{segments}");
+    }
+    // Another shape: a template that nests an input (itself within the limit) inside more levels.
+    let mut nested = json!(1);
+    for _ in 0..60 {
+        nested = json!({ "n": nested });
+    }
+    let source = json!({ "a": { "b": { "c": { "d": { "e": "{{ input.v }}" } } } } });
+    let step = step_of_single(
+        json!({ "id": "work", "type": "data.json", "config": { "source": source, "pick": "" } }),
+        json!({ "v": nested }),
+    )
+    .await;
+    assert_eq!(step.error.map(|e| e.code.to_string()), Some("NODE_OUTPUT_TOO_DEEP".into()));
+    // At the limit it is kept, and reads back.
+    let ok = step_of_single(
+        json!({ "id": "work", "type": "data.json", "config": { "source": {}, "set": [ { "pointer": "/a".repeat(63), "value": 1 } ] } }),
+        json!({}),
+    )
+    .await;
+    assert_eq!(ok.status, StepStatus::Succeeded);
+    let text = serde_json::to_string(&ok.output).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), ok.output);
+}
+
+#[tokio::test]
+async fn a_template_over_its_budget_fails_the_node_within_its_timeout() {
+    let xs: Vec<u32> = (0..20_000).collect();
+    let template = "{% for i in input.xs %}{% for j in input.xs %}{% endfor %}{% endfor %}";
+    let step = step_of_single(
+        json!({ "id": "work", "type": "text.template", "timeout_ms": 200, "config": { "template": template } }),
+        json!({ "xs": xs }),
+    )
+    .await;
+    let code = step.error.expect("the node fails").code.to_string();
+    // Abandoned at its timeout, or stopped by its work budget first (a faster machine).
+    assert!(code == "NODE_TIMEOUT" || code == "TEMPLATE_WORK_LIMIT", "{code}");
+    // Without a timeout the work budget alone stops it.
+    let step = step_of_single(
+        json!({ "id": "work", "type": "text.template", "config": { "template": template } }),
+        json!({ "xs": (0..20_000).collect::<Vec<u32>>() }),
+    )
+    .await;
+    assert_eq!(step.error.map(|e| e.code.to_string()), Some("TEMPLATE_WORK_LIMIT".into()));
+}
+
+#[tokio::test]
+async fn error_messages_are_bounded_and_carry_no_secrets() {
+    let huge = "x".repeat(230 * 1024);
+    let step = step_of_single(
+        json!({ "id": "work", "type": "http.request", "config": { "method": "GET", "url": "http://{{ input.host }}:99999/" } }),
+        json!({ "host": huge }),
+    )
+    .await;
+    let error = step.error.expect("fails");
+    assert_eq!(error.code.to_string(), "HTTP_INVALID_REQUEST");
+    assert!(error.message.len() <= crate::model::limits::MAX_ERROR_MESSAGE_BYTES, "{}", error.message.len());
+    let step = step_of_single(
+        json!({ "id": "work", "type": "http.request",
+                "config": { "method": "POST", "url": "http://127.0.0.1:99999/v1/charge?api_key=sk_live_XXXX&amount=1" } }),
+        json!({}),
+    )
+    .await;
+    let error = step.error.expect("fails");
+    assert!(!error.message.contains("sk_live_XXXX"), "{}", error.message);
+    assert!(!step.input.to_string().contains("sk_live_XXXX"), "{}", step.input);
+}
+
+#[tokio::test]
+async fn a_join_after_a_skipped_branch_reads_it_with_default() {
+    let workflow = definition(json!({
+        "name": "guard",
+        "nodes": [
+            { "id": "check", "type": "logic.condition", "config": { "expression": "input.ok" } },
+            { "id": "yes", "type": "text.template", "config": { "template": "yes" } },
+            { "id": "no", "type": "text.template", "config": { "template": "no" } },
+            { "id": "join", "type": "text.template",
+              "config": { "template": "{{ nodes.yes.output.text | default(\"\") }}{{ nodes.no.output.text | default(\"\") }}" } }
+        ],
+        "edges": [
+            { "from": "check", "to": "yes", "when": "true" },
+            { "from": "check", "to": "no", "when": "false" },
+            { "from": "yes", "to": "join" },
+            { "from": "no", "to": "join" }
+        ]
+    }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let outcome = finished(
+        run(&ctx(&workflow, &json!({ "ok": true }), "e1"), &store, &executor, &never, 4).await.unwrap(),
+        &store,
+    )
+    .await;
+    assert!(matches!(outcome, RunOutcome::Succeeded { .. }), "{outcome:?}");
+    let steps = steps_of(&store, "e1").await;
+    assert_eq!(steps["no"].status, StepStatus::Skipped);
+    assert_eq!(steps["join"].status, StepStatus::Succeeded);
+}

@@ -60,6 +60,8 @@ pub enum LifecycleError {
     VersionNotFound(u32),
     #[error("input must be a JSON object")]
     InputNotObject,
+    #[error("the input nests deeper than {} levels", crate::model::limits::MAX_VALUE_DEPTH)]
+    InputTooDeep,
     #[error("the input is {size} bytes; the limit is {MAX_EXECUTION_INPUT_BYTES}")]
     InputTooLarge { size: usize },
     /// Each problem is `{path, message}`, the path a JSON pointer under `/input`.
@@ -189,6 +191,9 @@ async fn published<S: WorkflowStore + ?Sized>(
 fn check_input(definition: &WorkflowDefinition, input: &Value) -> Result<(), LifecycleError> {
     if !input.is_object() {
         return Err(LifecycleError::InputNotObject);
+    }
+    if crate::model::limits::depth_over(input, crate::model::limits::MAX_VALUE_DEPTH) {
+        return Err(LifecycleError::InputTooDeep);
     }
     let size = input.to_string().len();
     if size > MAX_EXECUTION_INPUT_BYTES {

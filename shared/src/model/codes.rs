@@ -26,7 +26,9 @@ pub enum StepErrorCode {
     TemplateUndefinedVariable,
     TemplateRenderError,
     TemplateOutputTooLarge,
+    TemplateWorkLimit,
     JsonPointerNotFound,
+    NodeOutputTooDeep,
     NodeTimeout,
     UnknownNodeType,
     NodeFailed,
@@ -56,7 +58,9 @@ impl StepErrorCode {
         StepErrorCode::TemplateUndefinedVariable,
         StepErrorCode::TemplateRenderError,
         StepErrorCode::TemplateOutputTooLarge,
+        StepErrorCode::TemplateWorkLimit,
         StepErrorCode::JsonPointerNotFound,
+        StepErrorCode::NodeOutputTooDeep,
         StepErrorCode::NodeTimeout,
         StepErrorCode::UnknownNodeType,
         StepErrorCode::NodeFailed,
@@ -86,7 +90,9 @@ impl StepErrorCode {
             StepErrorCode::TemplateUndefinedVariable => "TEMPLATE_UNDEFINED_VARIABLE",
             StepErrorCode::TemplateRenderError => "TEMPLATE_RENDER_ERROR",
             StepErrorCode::TemplateOutputTooLarge => "TEMPLATE_OUTPUT_TOO_LARGE",
+            StepErrorCode::TemplateWorkLimit => "TEMPLATE_WORK_LIMIT",
             StepErrorCode::JsonPointerNotFound => "JSON_POINTER_NOT_FOUND",
+            StepErrorCode::NodeOutputTooDeep => "NODE_OUTPUT_TOO_DEEP",
             StepErrorCode::NodeTimeout => "NODE_TIMEOUT",
             StepErrorCode::UnknownNodeType => "UNKNOWN_NODE_TYPE",
             StepErrorCode::NodeFailed => "NODE_FAILED",
@@ -130,8 +136,12 @@ impl StepErrorCode {
                 "a template used a name that is not defined (the message names it)"
             }
             StepErrorCode::TemplateRenderError => "a template failed while rendering (unknown filter, wrong type)",
-            StepErrorCode::TemplateOutputTooLarge => "a rendered template is too large",
+            StepErrorCode::TemplateOutputTooLarge => {
+                "a rendered template, or a value it builds on the way, is over 1 MiB"
+            }
+            StepErrorCode::TemplateWorkLimit => "a template did more than its work budget (5 million steps per string)",
             StepErrorCode::JsonPointerNotFound => "data.json's `pick` names nothing in the source",
+            StepErrorCode::NodeOutputTooDeep => "a node's output or rendered input nests deeper than 64 levels",
             StepErrorCode::NodeTimeout => "the node gave no result within its `timeout_ms` (retried)",
             StepErrorCode::UnknownNodeType => "the node's type is not registered in this version",
             StepErrorCode::NodeFailed => "the node failed without a recorded error",

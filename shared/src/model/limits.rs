@@ -33,3 +33,72 @@ pub fn bounded(value: Value, limit: usize) -> Value {
 pub fn bounded_execution_output(output: serde_json::Value) -> serde_json::Value {
     bounded(output, MAX_EXECUTION_OUTPUT_BYTES)
 }
+
+/// The deepest a value may nest (objects and arrays): execution inputs, node outputs and
+/// rendered inputs. serde_json refuses to read past 128 levels, so a deeper value could be
+/// written but never read back; 64 leaves room for a value nested inside another.
+pub const MAX_VALUE_DEPTH: usize = 64;
+
+/// The most bytes of an error message a step or an execution keeps (about 1 KB).
+pub const MAX_ERROR_MESSAGE_BYTES: usize = 1024;
+
+/// How deep a value nests (a scalar is 0, `[]` and `{}` are 1), found without recursion, so
+/// a hostile value cannot overflow the stack being measured. Stops counting past `limit + 1`.
+pub fn depth_over(value: &Value, limit: usize) -> bool {
+    let mut pending: Vec<(&Value, usize)> = vec![(value, 0)];
+    while let Some((value, level)) = pending.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => continue,
+        };
+        if level + 1 > limit {
+            return true;
+        }
+        pending.extend(children.map(|child| (child, level + 1)));
+    }
+    false
+}
+
+/// `message` cut to `MAX_ERROR_MESSAGE_BYTES` at a character boundary, marked with `…` when cut.
+pub fn bounded_message(message: &str) -> String {
+    if message.len() <= MAX_ERROR_MESSAGE_BYTES {
+        return message.to_string();
+    }
+    let mut end = MAX_ERROR_MESSAGE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_is_measured_without_recursion() {
+        assert!(!depth_over(&json!(1), 0));
+        assert!(depth_over(&json!([]), 0));
+        assert!(!depth_over(&json!({ "a": [1, { "b": 2 }] }), 3));
+        assert!(depth_over(&json!({ "a": [1, { "b": [] }] }), 3));
+        // Deeper than any stack would survive recursing over (built and dropped without recursion).
+        let mut deep = Value::Null;
+        for _ in 0..200_000 {
+            deep = Value::Array(vec![deep]);
+        }
+        assert!(depth_over(&deep, MAX_VALUE_DEPTH));
+        // Dismantle it level by level: serde_json's Drop would recurse.
+        while let Value::Array(mut items) = deep {
+            deep = items.pop().unwrap_or(Value::Null);
+        }
+    }
+
+    #[test]
+    fn messages_are_bounded_on_a_character_boundary() {
+        assert_eq!(bounded_message("short"), "short");
+        let long = "é".repeat(2000);
+        let cut = bounded_message(&long);
+        assert!(cut.len() <= MAX_ERROR_MESSAGE_BYTES && cut.ends_with('…'), "{}", cut.len());
+    }
+}

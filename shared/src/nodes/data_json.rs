@@ -1,8 +1,9 @@
 use super::{NodeRun, NodeType};
 use crate::engine::{NodeCall, NodeFailure, NodeOutput};
 use crate::model::StepErrorCode;
+use crate::model::limits::MAX_VALUE_DEPTH;
 use crate::nodes::NodeRuntime;
-use crate::template::render_value;
+use crate::template::{off_executor, render_value};
 use serde_json::{Value, json};
 
 pub struct DataJson;
@@ -40,23 +41,25 @@ impl NodeType for DataJson {
 #[async_trait::async_trait]
 impl NodeRun for DataJson {
     async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
-        let (node, scope) = (call.node, call.scope);
-        let mut value = render_value(&node.config["source"], scope)?;
-        if let Some(pointer) = node.config.get("pick").and_then(Value::as_str) {
-            value = value.pointer(pointer).cloned().ok_or_else(|| {
-                NodeFailure::permanent(
-                    StepErrorCode::JsonPointerNotFound,
-                    format!("nothing at {pointer:?} in the source"),
-                )
-            })?;
-        }
-        for change in node.config.get("set").and_then(Value::as_array).into_iter().flatten() {
-            let pointer = change["pointer"].as_str().unwrap_or_default();
-            let new_value = render_value(&change["value"], scope)?;
-            set_pointer(&mut value, pointer, new_value)?;
-        }
-        Ok(value.into())
+        let (config, scope) = (call.node.config.clone(), call.scope.clone());
+        Ok(off_executor(move || build(&config, &scope)).await?.into())
     }
+}
+
+/// Renders `source`, picks, then sets each change in order.
+fn build(config: &Value, scope: &Value) -> Result<Value, NodeFailure> {
+    let mut value = render_value(&config["source"], scope)?;
+    if let Some(pointer) = config.get("pick").and_then(Value::as_str) {
+        value = value.pointer(pointer).cloned().ok_or_else(|| {
+            NodeFailure::permanent(StepErrorCode::JsonPointerNotFound, format!("nothing at {pointer:?} in the source"))
+        })?;
+    }
+    for change in config.get("set").and_then(Value::as_array).into_iter().flatten() {
+        let pointer = change["pointer"].as_str().unwrap_or_default();
+        let new_value = render_value(&change["value"], scope)?;
+        set_pointer(&mut value, pointer, new_value)?;
+    }
+    Ok(value)
 }
 
 /// Sets `new_value` at a JSON pointer, creating objects on the way; the parent must be an
@@ -67,6 +70,14 @@ fn set_pointer(target: &mut Value, pointer: &str, new_value: Value) -> Result<()
         return Ok(());
     }
     let unescape = |t: &str| t.replace("~1", "/").replace("~0", "~");
+    // Refused before anything is built: a deep enough value overflows the stack when it is
+    // serialised or dropped.
+    if pointer.matches('/').count() > MAX_VALUE_DEPTH {
+        return Err(NodeFailure::permanent(
+            StepErrorCode::NodeOutputTooDeep,
+            format!("a pointer of more than {MAX_VALUE_DEPTH} segments would nest the output too deep"),
+        ));
+    }
     let tokens: Vec<String> = pointer.split('/').skip(1).map(unescape).collect();
     let (last, parents) = tokens.split_last().expect("a non-empty pointer has a token");
     let mut current = target;

@@ -1,7 +1,7 @@
 use super::{NodeRun, NodeType};
 use crate::engine::{NodeCall, NodeFailure, NodeOutput};
 use crate::nodes::NodeRuntime;
-use crate::template::render_value;
+use crate::template::{off_executor, render_value};
 use serde_json::{Value, json};
 
 pub struct FlowOutput;
@@ -27,7 +27,7 @@ impl NodeType for FlowOutput {
 #[async_trait::async_trait]
 impl NodeRun for FlowOutput {
     async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
-        let (node, scope) = (call.node, call.scope);
-        Ok(render_value(&node.config["value"], scope)?.into())
+        let (value, scope) = (call.node.config["value"].clone(), call.scope.clone());
+        Ok(off_executor(move || render_value(&value, &scope)).await?.into())
     }
 }

@@ -3,7 +3,8 @@ use crate::engine::{NodeCall, NodeFailure, NodeOutput, with_sent_input};
 use crate::model::StepErrorCode;
 use crate::nodes::NodeRuntime;
 use crate::nodes::outbound::{OutboundBody, OutboundRequest, send};
-use crate::template::render_value;
+use crate::redact::{REDACTED, is_sensitive_name, redact_url};
+use crate::template::{off_executor, render_value};
 use serde_json::{Value, json};
 
 pub struct HttpRequest;
@@ -37,15 +38,17 @@ impl NodeType for HttpRequest {
 #[async_trait::async_trait]
 impl NodeRun for HttpRequest {
     async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
-        let config = render_value(&call.node.config, call.scope)?;
+        let (config, scope) = (call.node.config.clone(), call.scope.clone());
+        let config = off_executor(move || render_value(&config, &scope)).await?;
         let method: reqwest::Method = config["method"].as_str().unwrap_or("GET").parse().map_err(|_| {
             NodeFailure::permanent(StepErrorCode::HttpInvalidRequest, "method is not a valid HTTP method")
         })?;
         let url_text = config["url"]
             .as_str()
             .ok_or_else(|| NodeFailure::permanent(StepErrorCode::HttpInvalidRequest, "url must render to a string"))?;
-        let url: reqwest::Url = url_text.parse().map_err(|_| {
-            NodeFailure::permanent(StepErrorCode::HttpInvalidRequest, format!("'{url_text}' is not a valid URL"))
+        // The message names what is wrong, never the URL: it can be huge and hold secrets.
+        let url: reqwest::Url = url_text.parse().map_err(|e| {
+            NodeFailure::permanent(StepErrorCode::HttpInvalidRequest, format!("url is not a valid URL ({e})"))
         })?;
         let headers: Vec<(String, String)> = config
             .get("headers")
@@ -67,7 +70,7 @@ impl NodeRun for HttpRequest {
                 // the target echoes back is not kept.
                 let mut excerpt: String = response.text().chars().take(300).collect();
                 for secret in secret_values(&config) {
-                    excerpt = excerpt.replace(&secret, "<redacted>");
+                    excerpt = excerpt.replace(&secret, REDACTED);
                 }
                 if !excerpt.trim().is_empty() {
                     failure.message = format!("{}: {}", failure.message, excerpt.trim());
@@ -78,18 +81,17 @@ impl NodeRun for HttpRequest {
                 Some(parsed) => parsed,
                 None => Value::String(response.text()),
             };
-            Ok(json!({ "status": response.status, "headers": response.headers, "body": body }).into())
+            // Credentials the target sends back (Set-Cookie, tokens) are not kept in the step.
+            let mut headers = response.headers;
+            for (name, value) in headers.iter_mut() {
+                if is_sensitive_name(name) {
+                    *value = Value::String(REDACTED.into());
+                }
+            }
+            Ok(json!({ "status": response.status, "headers": headers, "body": body }).into())
         };
         with_sent_input(redacted(&config), answered.await)
     }
-}
-
-/// Header and query parameter names whose values usually are secrets.
-fn sensitive(name: &str) -> bool {
-    const SENSITIVE: &[&str] =
-        &["authorization", "proxy-authorization", "cookie", "x-api-key", "api-key", "apikey", "key"];
-    let lower = name.to_ascii_lowercase();
-    SENSITIVE.contains(&lower.as_str()) || ["token", "secret", "password", "api_key"].iter().any(|w| lower.contains(w))
 }
 
 /// The secret values the request carries (sensitive headers and query parameters; for
@@ -97,13 +99,14 @@ fn sensitive(name: &str) -> bool {
 fn secret_values(config: &Value) -> Vec<String> {
     let mut values: Vec<String> = Vec::new();
     for (name, value) in config.get("headers").and_then(Value::as_object).into_iter().flatten() {
-        if let Some(value) = value.as_str().filter(|_| sensitive(name)) {
+        if let Some(value) = value.as_str().filter(|_| is_sensitive_name(name)) {
             values.push(value.to_string());
             values.extend(value.split_once(' ').map(|(_, token)| token.to_string()));
         }
     }
     if let Some(url) = config["url"].as_str().and_then(|u| reqwest::Url::parse(u).ok()) {
-        values.extend(url.query_pairs().filter(|(name, _)| sensitive(name)).map(|(_, value)| value.into_owned()));
+        values
+            .extend(url.query_pairs().filter(|(name, _)| is_sensitive_name(name)).map(|(_, value)| value.into_owned()));
     }
     // Short values would redact ordinary words; longest first, so a token inside its header
     // value is not left half-replaced.
@@ -119,23 +122,13 @@ fn redacted(config: &Value) -> Value {
     let mut shown = config.clone();
     if let Some(headers) = shown.get_mut("headers").and_then(Value::as_object_mut) {
         for (name, value) in headers.iter_mut() {
-            if sensitive(name) {
-                *value = Value::String("<redacted>".into());
+            if is_sensitive_name(name) {
+                *value = Value::String(REDACTED.into());
             }
         }
     }
-    if let Some(mut url) = shown["url"].as_str().and_then(|u| reqwest::Url::parse(u).ok())
-        && url.query_pairs().any(|(name, _)| sensitive(&name))
-    {
-        let pairs: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(name, value)| {
-                let value = if sensitive(&name) { "<redacted>".to_string() } else { value.into_owned() };
-                (name.into_owned(), value)
-            })
-            .collect();
-        url.query_pairs_mut().clear().extend_pairs(pairs);
-        shown["url"] = Value::String(url.to_string());
+    if let Some(url) = shown["url"].as_str() {
+        shown["url"] = Value::String(redact_url(url));
     }
     shown
 }

@@ -9,7 +9,7 @@ use crate::model::TokenUsage;
 use crate::nodes::NodeRuntime;
 use crate::nodes::outbound::{OutboundBody, OutboundRequest, send};
 use crate::secrets::ProviderCredential;
-use crate::template::render_value;
+use crate::template::{off_executor, render_value};
 use serde_json::{Value, json};
 
 pub struct LlmChat;
@@ -62,7 +62,8 @@ impl NodeType for LlmChat {
 #[async_trait::async_trait]
 impl NodeRun for LlmChat {
     async fn execute(&self, call: &NodeCall<'_>, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
-        let config = render_value(&call.node.config, call.scope)?;
+        let (config, scope) = (call.node.config.clone(), call.scope.clone());
+        let config = off_executor(move || render_value(&config, &scope)).await?;
         let credential_name = config["credential"].as_str().unwrap_or_default();
         let resolver = runtime.credentials.as_ref().ok_or_else(|| {
             NodeFailure::permanent(StepErrorCode::CredentialUnavailable, "this worker has no access to credentials")

@@ -1,7 +1,7 @@
 use super::{NodeRun, NodeType};
 use crate::engine::{NodeCall, NodeFailure, NodeOutput};
 use crate::nodes::NodeRuntime;
-use crate::template::evaluate_condition;
+use crate::template::{evaluate_condition, off_executor};
 use serde_json::{Value, json};
 
 pub struct LogicCondition;
@@ -36,8 +36,8 @@ impl NodeType for LogicCondition {
 #[async_trait::async_trait]
 impl NodeRun for LogicCondition {
     async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
-        let (node, scope) = (call.node, call.scope);
-        let expression = node.config["expression"].as_str().unwrap_or_default();
-        Ok(Value::Bool(evaluate_condition(expression, scope)?).into())
+        let expression = call.node.config["expression"].as_str().unwrap_or_default().to_string();
+        let scope = call.scope.clone();
+        Ok(Value::Bool(off_executor(move || evaluate_condition(&expression, &scope)).await?).into())
     }
 }

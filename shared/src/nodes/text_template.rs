@@ -1,7 +1,7 @@
 use super::{NodeRun, NodeType};
 use crate::engine::{NodeCall, NodeFailure, NodeOutput};
 use crate::nodes::NodeRuntime;
-use crate::template::render_string;
+use crate::template::{off_executor, render_string};
 use serde_json::{Value, json};
 
 pub struct TextTemplate;
@@ -27,9 +27,9 @@ impl NodeType for TextTemplate {
 #[async_trait::async_trait]
 impl NodeRun for TextTemplate {
     async fn execute(&self, call: &NodeCall<'_>, _runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
-        let (node, scope) = (call.node, call.scope);
-        let source = node.config["template"].as_str().unwrap_or_default();
-        let text = match render_string(source, scope)? {
+        let source = call.node.config["template"].as_str().unwrap_or_default().to_string();
+        let scope = call.scope.clone();
+        let text = match off_executor(move || render_string(&source, &scope)).await? {
             Value::String(text) => text,
             other => other.to_string(),
         };
