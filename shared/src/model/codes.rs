@@ -20,6 +20,8 @@ pub enum StepErrorCode {
     LlmStatus,
     LlmBadResponse,
     LlmInvalidJson,
+    LlmProviderError,
+    LlmRefused,
     CredentialNotFound,
     CredentialInvalid,
     CredentialUnavailable,
@@ -52,6 +54,8 @@ impl StepErrorCode {
         StepErrorCode::LlmStatus,
         StepErrorCode::LlmBadResponse,
         StepErrorCode::LlmInvalidJson,
+        StepErrorCode::LlmProviderError,
+        StepErrorCode::LlmRefused,
         StepErrorCode::CredentialNotFound,
         StepErrorCode::CredentialInvalid,
         StepErrorCode::CredentialUnavailable,
@@ -84,6 +88,8 @@ impl StepErrorCode {
             StepErrorCode::LlmStatus => "LLM_<status>",
             StepErrorCode::LlmBadResponse => "LLM_BAD_RESPONSE",
             StepErrorCode::LlmInvalidJson => "LLM_INVALID_JSON",
+            StepErrorCode::LlmProviderError => "LLM_PROVIDER_ERROR",
+            StepErrorCode::LlmRefused => "LLM_REFUSED",
             StepErrorCode::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
             StepErrorCode::CredentialInvalid => "CREDENTIAL_INVALID",
             StepErrorCode::CredentialUnavailable => "CREDENTIAL_UNAVAILABLE",
@@ -125,6 +131,12 @@ impl StepErrorCode {
             }
             StepErrorCode::LlmBadResponse => "the provider's answer is not a chat reply NodeAI can read",
             StepErrorCode::LlmInvalidJson => "`response_format` is `json` and the reply is not JSON",
+            StepErrorCode::LlmProviderError => {
+                "the provider answered 2xx with an error object (its message is included); overloaded, rate limit and server kinds are retried"
+            }
+            StepErrorCode::LlmRefused => {
+                "the model declined to answer (a refusal or a content filter); its words are included"
+            }
             StepErrorCode::CredentialNotFound => "the node's `credential` does not exist for this tenant",
             StepErrorCode::CredentialInvalid => {
                 "the stored credential is unreadable, names an unknown provider or has an invalid base_url"

@@ -24,8 +24,11 @@ enum State {
     Open {
         until: Instant,
     },
-    /// One trial call is in flight; everyone else fails fast until it reports.
-    HalfOpen,
+    /// One trial call is in flight; everyone else fails fast until it reports, or until
+    /// `trial_until` (a trial that never reports does not hold the circuit half-open).
+    HalfOpen {
+        trial_until: Instant,
+    },
 }
 
 #[derive(Debug)]
@@ -50,34 +53,42 @@ impl CircuitBreakers {
         self.circuits.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Asks to call `host` for `tenant_id`: Ok to go ahead (then report with `record`), or the
-    /// fail-fast `CIRCUIT_OPEN` failure.
-    pub fn admit(&self, tenant_id: &str, host: &str) -> Result<(), NodeFailure> {
+    /// Asks to call `host` for `tenant_id`: a permit to go ahead (report the outcome with
+    /// `Permit::record`; a permit dropped unreported, as when the node's timeout abandons the
+    /// call, counts as a failure), or the fail-fast `CIRCUIT_OPEN` failure.
+    pub fn admit(&self, tenant_id: &str, host: &str) -> Result<Permit<'_>, NodeFailure> {
+        self.admit_call(tenant_id, host)?;
+        Ok(Permit { breakers: self, tenant_id: tenant_id.to_string(), host: host.to_string(), recorded: false })
+    }
+
+    fn admit_call(&self, tenant_id: &str, host: &str) -> Result<(), NodeFailure> {
         let mut circuits = self.circuits();
         let state = circuits
             .entry((tenant_id.to_string(), host.to_string()))
             .or_insert(State::Closed { consecutive_failures: 0 });
         match *state {
             State::Closed { .. } => Ok(()),
-            State::Open { until } if Instant::now() >= until => {
-                *state = State::HalfOpen;
+            State::Open { until } | State::HalfOpen { trial_until: until } if Instant::now() >= until => {
+                *state = State::HalfOpen { trial_until: Instant::now() + self.cool_down };
                 Ok(())
             }
             State::Open { until } => Err(open_failure(host, until.saturating_duration_since(Instant::now()))),
-            State::HalfOpen => Err(open_failure(host, Duration::ZERO)),
+            State::HalfOpen { trial_until } => {
+                Err(open_failure(host, trial_until.saturating_duration_since(Instant::now())))
+            }
         }
     }
 
     /// Reports how an admitted call went. Only provider trouble counts as a failure (connection
     /// errors, timeouts, 408, 429, 5xx); a 4xx about the request itself does not.
-    pub fn record(&self, tenant_id: &str, host: &str, provider_failed: bool) {
+    fn record(&self, tenant_id: &str, host: &str, provider_failed: bool) {
         let mut circuits = self.circuits();
         let state = circuits
             .entry((tenant_id.to_string(), host.to_string()))
             .or_insert(State::Closed { consecutive_failures: 0 });
         *state = match (*state, provider_failed) {
             (_, false) => State::Closed { consecutive_failures: 0 },
-            (State::HalfOpen, true) | (State::Open { .. }, true) => {
+            (State::HalfOpen { .. }, true) | (State::Open { .. }, true) => {
                 State::Open { until: Instant::now() + self.cool_down }
             }
             (State::Closed { consecutive_failures }, true) if consecutive_failures + 1 >= self.threshold => {
@@ -89,6 +100,33 @@ impl CircuitBreakers {
                 State::Closed { consecutive_failures: consecutive_failures + 1 }
             }
         };
+    }
+}
+
+/// Leave to make one call; see `CircuitBreakers::admit`.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    breakers: &'a CircuitBreakers,
+    tenant_id: String,
+    host: String,
+    recorded: bool,
+}
+
+impl Permit<'_> {
+    /// Reports how the call went. Only provider trouble counts as a failure (connection errors,
+    /// timeouts, 408, 429, 5xx); a 4xx about the request itself does not.
+    pub fn record(mut self, provider_failed: bool) {
+        self.recorded = true;
+        self.breakers.record(&self.tenant_id, &self.host, provider_failed);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.recorded {
+            // Abandoned (the node timed out, the run was cut off): the host did not answer in time.
+            self.breakers.record(&self.tenant_id, &self.host, true);
+        }
     }
 }
 
@@ -110,20 +148,18 @@ mod tests {
     async fn opens_after_the_threshold_fails_fast_then_half_opens_after_the_cool_down() {
         let breakers = CircuitBreakers::new(3, Duration::from_secs(30));
         for _ in 0..2 {
-            breakers.admit("t1", "api.example").unwrap();
-            breakers.record("t1", "api.example", true);
+            breakers.admit("t1", "api.example").unwrap().record(true);
         }
-        breakers.admit("t1", "api.example").expect("two failures: still closed");
-        breakers.record("t1", "api.example", true);
+        breakers.admit("t1", "api.example").expect("two failures: still closed").record(true);
         assert_eq!(breakers.admit("t1", "api.example").unwrap_err().code, "CIRCUIT_OPEN");
         assert!(breakers.admit("t2", "api.example").is_ok(), "another tenant's circuit is its own");
         assert!(breakers.admit("t1", "other.example").is_ok(), "another host's circuit is its own");
         tokio::time::advance(Duration::from_secs(29)).await;
         assert!(breakers.admit("t1", "api.example").is_err(), "still cooling down");
         tokio::time::advance(Duration::from_secs(2)).await;
-        breakers.admit("t1", "api.example").expect("half-open: one trial");
+        let trial = breakers.admit("t1", "api.example").expect("half-open: one trial");
         assert!(breakers.admit("t1", "api.example").is_err(), "only one trial at a time");
-        breakers.record("t1", "api.example", false);
+        trial.record(false);
         assert!(breakers.admit("t1", "api.example").is_ok(), "a good trial closes it");
     }
 
@@ -137,8 +173,27 @@ mod tests {
         breakers.record("t", "h", true);
         assert!(breakers.admit("t", "h").is_err());
         tokio::time::advance(Duration::from_secs(10)).await;
-        breakers.admit("t", "h").unwrap();
-        breakers.record("t", "h", true);
+        breakers.admit("t", "h").unwrap().record(true);
         assert!(breakers.admit("t", "h").is_err(), "a failed trial opens the circuit again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_trial_counts_as_a_failure_and_the_circuit_keeps_cycling() {
+        let breakers = CircuitBreakers::new(1, Duration::from_secs(10));
+        breakers.admit("t", "h").unwrap().record(true);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // The trial's node times out: its permit is dropped without a result.
+        drop(breakers.admit("t", "h").expect("trial"));
+        assert!(breakers.admit("t", "h").is_err(), "abandoned: open again");
+        tokio::time::advance(Duration::from_secs(10)).await;
+        breakers.admit("t", "h").expect("the next cool-down brings the next trial").record(false);
+        breakers.admit("t", "h").expect("and a healthy host closes it").record(false);
+        // A trial that neither reports nor is dropped (leaked) holds the circuit only until
+        // its trial window ends.
+        breakers.admit("t", "h").unwrap().record(true);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        std::mem::forget(breakers.admit("t", "h").unwrap());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        breakers.admit("t", "h").expect("a new trial after the window").record(false);
     }
 }

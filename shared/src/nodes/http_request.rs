@@ -316,4 +316,35 @@ mod breaker_tests {
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(HttpRequest.execute(&call("t1"), &runtime).await.unwrap().output["status"], 200, "half-open trial");
     }
+
+    #[tokio::test]
+    async fn a_hung_host_trips_the_breaker_and_an_abandoned_trial_does_not_hold_it_half_open() {
+        let server = MockServer::start().await;
+        let hang = ResponseTemplate::new(200).set_delay(Duration::from_secs(30));
+        Mock::given(path("/slow")).respond_with(hang).mount(&server).await;
+        let runtime = NodeRuntime {
+            allowed_private_hosts: vec!["127.0.0.1".into()],
+            breakers: Arc::new(CircuitBreakers::new(1, Duration::from_millis(200))),
+            ..Default::default()
+        };
+        let node: NodeSpec = serde_json::from_value(json!({ "id": "call", "type": "http.request",
+            "config": { "method": "GET", "url": format!("{}/slow", server.uri()) } }))
+        .unwrap();
+        let scope = json!({});
+        let call = NodeCall { tenant_id: "t1", node: &node, scope: &scope };
+        // What the engine does at the node's timeout_ms: drops the call.
+        let abandoned = tokio::time::timeout(Duration::from_millis(100), HttpRequest.execute(&call, &runtime)).await;
+        assert!(abandoned.is_err());
+        assert_eq!(HttpRequest.execute(&call, &runtime).await.unwrap_err().code, "CIRCUIT_OPEN", "a hang is a failure");
+        // The trial after the cool-down hangs too and is abandoned: open again, not stuck half-open.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert!(tokio::time::timeout(Duration::from_millis(100), HttpRequest.execute(&call, &runtime)).await.is_err());
+        assert_eq!(HttpRequest.execute(&call, &runtime).await.unwrap_err().code, "CIRCUIT_OPEN");
+        // The host recovers: the next trial goes through and closes the circuit.
+        server.reset().await;
+        Mock::given(path("/slow")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(HttpRequest.execute(&call, &runtime).await.unwrap().output["status"], 200);
+        assert_eq!(HttpRequest.execute(&call, &runtime).await.unwrap().output["status"], 200);
+    }
 }

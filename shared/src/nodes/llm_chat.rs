@@ -87,25 +87,29 @@ impl NodeRun for LlmChat {
         let answered = async {
             let response = send(runtime, call.tenant_id, request).await?;
             let reply: Value = response.json().unwrap_or(Value::Null);
+            let anthropic = credential.provider == "anthropic";
+            let usage = if anthropic { anthropic_usage(&reply) } else { openai_usage(&reply) };
+            let model = reply["model"].as_str().map(str::to_string).unwrap_or_else(|| chat.model.clone());
+            let cost_usd = runtime.prices.cost_usd(&model, usage.input_tokens, usage.output_tokens);
+            // Every token a provider reports is counted, whatever the outcome.
+            let billed = |failure: NodeFailure| NodeFailure {
+                billed: (usage != TokenUsage::default()).then(|| Box::new(Billed { usage, cost_usd })),
+                ..failure
+            };
+            // The provider's own words, bounded; providers sometimes echo the key they were given.
+            let detail = |text: &str| {
+                text.replace(credential.api_key.as_str(), "<redacted>").chars().take(300).collect::<String>()
+            };
             if let Some(mut failure) = response.status_failure(StepErrorCode::LlmStatus) {
-                if let Some(detail) = reply.pointer("/error/message").and_then(Value::as_str) {
-                    // Providers sometimes echo the key they were given; the step never keeps it.
-                    let detail = detail.replace(credential.api_key.as_str(), "<redacted>");
-                    failure.message = format!("{}: {}", failure.message, detail.chars().take(300).collect::<String>());
+                if let Some(said) = reply.pointer("/error/message").and_then(Value::as_str) {
+                    failure.message = format!("{}: {}", failure.message, detail(said));
                 }
-                return Err(failure);
+                return Err(billed(failure));
             }
-            let answer = match credential.provider.as_str() {
-                "anthropic" => Answer::from_anthropic(&reply),
-                _ => Answer::from_openai(&reply),
-            }
-            .ok_or_else(|| {
-                let message = format!("'{}' answered without a readable reply", response.host);
-                NodeFailure::permanent(StepErrorCode::LlmBadResponse, message)
-            })?;
-            let model = answer.model.unwrap_or_else(|| chat.model.clone());
-            let cost_usd = runtime.prices.cost_usd(&model, answer.usage.input_tokens, answer.usage.output_tokens);
+            let read = if anthropic { Answer::from_anthropic(&reply) } else { Answer::from_openai(&reply) };
+            let answer = read.map_err(|problem| billed(problem.failure(&response.host, detail)))?;
             let mut output = json!({ "text": answer.text, "model": model, "finish_reason": answer.finish_reason });
+            let answer = Answer { usage, ..answer };
             if chat.wants_json {
                 let Some(parsed) = parse_json_reply(&answer.text) else {
                     // The call was paid for: its tokens count although the node failed.
@@ -232,39 +236,149 @@ fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, NodeFailure> {
 /// The parts of a provider's reply the node keeps.
 struct Answer {
     text: String,
-    model: Option<String>,
     finish_reason: Option<String>,
     usage: TokenUsage,
 }
 
+/// Why a 2xx reply holds no answer.
+#[derive(Debug, PartialEq)]
+enum ReplyProblem {
+    /// The body is an error object (`{"error": {...}}`, Anthropic's `{"type": "error"}`): the
+    /// provider's message, and whether its kind is transient (overloaded, rate limit, server).
+    ProviderError { message: String, transient: bool },
+    /// The model declined (a refusal, a content filter): its words if it gave any.
+    Refused(String),
+    /// The model asked to call tools; llm.chat offers none and runs none.
+    ToolCalls,
+    /// No choice, no text, or not a chat reply at all: what was missing.
+    Unreadable(&'static str),
+}
+
+impl ReplyProblem {
+    fn failure(self, host: &str, detail: impl Fn(&str) -> String) -> NodeFailure {
+        match self {
+            ReplyProblem::ProviderError { message, transient } => {
+                let failure = NodeFailure::permanent(
+                    StepErrorCode::LlmProviderError,
+                    format!("'{host}' answered with an error: {}", detail(&message)),
+                );
+                NodeFailure { retryable: transient, ..failure }
+            }
+            ReplyProblem::Refused(said) if said.is_empty() => NodeFailure::permanent(
+                StepErrorCode::LlmRefused,
+                "the model declined to answer (refusal or content filter)",
+            ),
+            ReplyProblem::Refused(said) => NodeFailure::permanent(
+                StepErrorCode::LlmRefused,
+                format!("the model declined to answer: {}", detail(&said)),
+            ),
+            ReplyProblem::ToolCalls => NodeFailure::permanent(
+                StepErrorCode::LlmBadResponse,
+                "the model answered with tool calls instead of text; llm.chat offers no tools",
+            ),
+            ReplyProblem::Unreadable(what) => {
+                NodeFailure::permanent(StepErrorCode::LlmBadResponse, format!("'{host}' answered {what}"))
+            }
+        }
+    }
+}
+
+/// Error kinds (OpenAI `type`/`code`, Anthropic `error.type`) that pass with time.
+fn transient_kind(kind: &str) -> bool {
+    ["overloaded", "rate_limit", "server_error", "api_error", "timeout", "unavailable"].iter().any(|k| kind.contains(k))
+}
+
+fn error_object(reply: &Value) -> Option<ReplyProblem> {
+    let error = reply.get("error").filter(|e| e.is_object())?;
+    let message = error["message"].as_str().unwrap_or("no message").to_string();
+    let kind = [&error["type"], &error["code"]].iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" ");
+    Some(ReplyProblem::ProviderError { message, transient: transient_kind(&kind.to_ascii_lowercase()) })
+}
+
+/// OpenAI Chat Completions `usage`: `prompt_tokens` (cached ones included) and
+/// `completion_tokens` (reasoning ones included); `total_tokens` fills a missing side.
+fn openai_usage(reply: &Value) -> TokenUsage {
+    let count = |name: &str| reply.pointer(&format!("/usage/{name}")).and_then(Value::as_u64);
+    let (input, output, total) = (count("prompt_tokens"), count("completion_tokens"), count("total_tokens"));
+    TokenUsage {
+        input_tokens: input.or_else(|| Some(total? - output.unwrap_or(0))).unwrap_or(0),
+        output_tokens: output.or_else(|| Some(total? - input.unwrap_or(0))).unwrap_or(0),
+    }
+}
+
+/// Anthropic Messages `usage`: input counts fresh, cache-write and cache-read input tokens
+/// (each is billed); output is `output_tokens`.
+fn anthropic_usage(reply: &Value) -> TokenUsage {
+    let count = |name: &str| reply.pointer(&format!("/usage/{name}")).and_then(Value::as_u64).unwrap_or(0);
+    TokenUsage {
+        input_tokens: count("input_tokens") + count("cache_creation_input_tokens") + count("cache_read_input_tokens"),
+        output_tokens: count("output_tokens"),
+    }
+}
+
 impl Answer {
-    /// `{choices: [{message: {content}, finish_reason}], usage: {prompt_tokens, completion_tokens}}`
-    fn from_openai(reply: &Value) -> Option<Answer> {
-        let choice = reply.pointer("/choices/0")?;
-        Some(Answer {
-            text: choice.pointer("/message/content").and_then(Value::as_str).unwrap_or_default().to_string(),
-            model: reply["model"].as_str().map(str::to_string),
-            finish_reason: choice["finish_reason"].as_str().map(str::to_string),
-            usage: TokenUsage {
-                input_tokens: reply.pointer("/usage/prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
-                output_tokens: reply.pointer("/usage/completion_tokens").and_then(Value::as_u64).unwrap_or(0),
-            },
-        })
+    /// OpenAI Chat Completions (platform.openai.com/docs/api-reference/chat/object):
+    /// `choices[0].message.content` is a string, null, or a list of parts (`{type: "text", text}`,
+    /// `{type: "refusal", refusal}`); `message.refusal` holds a refusal; `message.tool_calls` a
+    /// request to call tools; `finish_reason` is stop, length, content_filter, tool_calls.
+    fn from_openai(reply: &Value) -> Result<Answer, ReplyProblem> {
+        if let Some(problem) = error_object(reply) {
+            return Err(problem);
+        }
+        let choices =
+            reply["choices"].as_array().ok_or(ReplyProblem::Unreadable("without a chat reply (no choices)"))?;
+        let choice = choices.first().ok_or(ReplyProblem::Unreadable("with no choices"))?;
+        let message = &choice["message"];
+        let finish_reason = choice["finish_reason"].as_str().map(str::to_string);
+        let (mut text, mut refusal) = (String::new(), message["refusal"].as_str().unwrap_or_default().to_string());
+        match &message["content"] {
+            Value::String(content) => text.push_str(content),
+            Value::Array(parts) => {
+                for part in parts {
+                    match part["type"].as_str() {
+                        Some("text") | Some("output_text") => text.push_str(part["text"].as_str().unwrap_or_default()),
+                        Some("refusal") => refusal.push_str(part["refusal"].as_str().unwrap_or_default()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !text.is_empty() {
+            return Ok(Answer { text, finish_reason, usage: TokenUsage::default() });
+        }
+        if !refusal.is_empty() || finish_reason.as_deref() == Some("content_filter") {
+            return Err(ReplyProblem::Refused(refusal));
+        }
+        if message["tool_calls"].as_array().is_some_and(|calls| !calls.is_empty())
+            || message["function_call"].is_object()
+        {
+            return Err(ReplyProblem::ToolCalls);
+        }
+        Err(ReplyProblem::Unreadable("with an empty message"))
     }
 
-    /// `{content: [{type: "text", text}], stop_reason, usage: {input_tokens, output_tokens}}`
-    fn from_anthropic(reply: &Value) -> Option<Answer> {
-        let blocks = reply["content"].as_array()?;
+    /// Anthropic Messages (docs.anthropic.com/en/api/messages): `content` is a list of blocks
+    /// (`text`, `tool_use`, `thinking`, `redacted_thinking`); `stop_reason` is end_turn,
+    /// max_tokens, stop_sequence, tool_use, pause_turn or refusal; an error is
+    /// `{type: "error", error: {type, message}}`.
+    fn from_anthropic(reply: &Value) -> Result<Answer, ReplyProblem> {
+        if let Some(problem) = error_object(reply) {
+            return Err(problem);
+        }
+        let blocks = reply["content"].as_array().ok_or(ReplyProblem::Unreadable("without a message (no content)"))?;
         let text: String = blocks.iter().filter(|b| b["type"] == "text").filter_map(|b| b["text"].as_str()).collect();
-        Some(Answer {
-            text,
-            model: reply["model"].as_str().map(str::to_string),
-            finish_reason: reply["stop_reason"].as_str().map(str::to_string),
-            usage: TokenUsage {
-                input_tokens: reply.pointer("/usage/input_tokens").and_then(Value::as_u64).unwrap_or(0),
-                output_tokens: reply.pointer("/usage/output_tokens").and_then(Value::as_u64).unwrap_or(0),
-            },
-        })
+        let finish_reason = reply["stop_reason"].as_str().map(str::to_string);
+        if finish_reason.as_deref() == Some("refusal") {
+            return Err(ReplyProblem::Refused(text));
+        }
+        if !text.is_empty() {
+            return Ok(Answer { text, finish_reason, usage: TokenUsage::default() });
+        }
+        if blocks.iter().any(|b| b["type"] == "tool_use") {
+            return Err(ReplyProblem::ToolCalls);
+        }
+        Err(ReplyProblem::Unreadable("with no text"))
     }
 }
 
@@ -434,5 +548,142 @@ mod tests {
         assert_eq!(run(&node(json!({})), &runtime).await.unwrap_err().code, "SSRF_BLOCKED");
         let odd = runtime_with("cohere", "https://api.example.com").await;
         assert_eq!(run(&node(json!({})), &odd).await.unwrap_err().code, "CREDENTIAL_INVALID");
+    }
+
+    /// One reply per shape the provider references document, each from a loopback stub: what
+    /// the node makes of it (text, or the failure code) and the tokens it counts either way.
+    #[tokio::test]
+    async fn every_documented_reply_shape_is_read_or_fails_with_a_clear_code() {
+        let usage = json!({ "prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10 });
+        let choice = |message: Value, finish: &str| {
+            json!({ "model": "gpt-4o-mini", "usage": usage,
+            "choices": [ { "index": 0, "message": message, "finish_reason": finish } ] })
+        };
+        let openai: Vec<(&str, Value, Result<&str, &str>, u64)> = vec![
+            ("string content", choice(json!({ "role": "assistant", "content": "hi" }), "stop"), Ok("hi"), 10),
+            (
+                "a list of parts",
+                choice(
+                    json!({ "role": "assistant", "content": [
+                { "type": "text", "text": "a" }, { "type": "text", "text": "b" } ] }),
+                    "stop",
+                ),
+                Ok("ab"),
+                10,
+            ),
+            ("cut at max tokens", choice(json!({ "content": "partial" }), "length"), Ok("partial"), 10),
+            (
+                "a refusal",
+                choice(json!({ "content": null, "refusal": "I can't help with that." }), "stop"),
+                Err("LLM_REFUSED"),
+                10,
+            ),
+            (
+                "a refusal part",
+                choice(json!({ "content": [ { "type": "refusal", "refusal": "No." } ] }), "stop"),
+                Err("LLM_REFUSED"),
+                10,
+            ),
+            ("content filter", choice(json!({ "content": null }), "content_filter"), Err("LLM_REFUSED"), 10),
+            (
+                "tool calls",
+                choice(
+                    json!({ "content": null, "tool_calls": [ { "id": "c1", "type": "function",
+                "function": { "name": "f", "arguments": "{}" } } ] }),
+                    "tool_calls",
+                ),
+                Err("LLM_BAD_RESPONSE"),
+                10,
+            ),
+            ("null content", choice(json!({ "content": null }), "stop"), Err("LLM_BAD_RESPONSE"), 10),
+            ("empty string", choice(json!({ "content": "" }), "stop"), Err("LLM_BAD_RESPONSE"), 10),
+            (
+                "no choices",
+                json!({ "choices": [], "usage": { "prompt_tokens": 7, "completion_tokens": 0 } }),
+                Err("LLM_BAD_RESPONSE"),
+                7,
+            ),
+            (
+                "an error object",
+                json!({ "error": { "message": "overloaded", "type": "server_error" } }),
+                Err("LLM_PROVIDER_ERROR"),
+                0,
+            ),
+            ("not a chat reply", json!({ "hello": "world" }), Err("LLM_BAD_RESPONSE"), 0),
+        ];
+        let blocks = |content: Value, stop: &str| {
+            json!({ "type": "message", "model": "claude-x", "content": content,
+            "stop_reason": stop, "usage": { "input_tokens": 5, "cache_read_input_tokens": 2, "output_tokens": 3 } })
+        };
+        let anthropic: Vec<(&str, Value, Result<&str, &str>, u64)> = vec![
+            (
+                "text blocks",
+                blocks(
+                    json!([ { "type": "thinking", "thinking": "hmm" }, { "type": "text", "text": "ok" } ]),
+                    "end_turn",
+                ),
+                Ok("ok"),
+                10,
+            ),
+            ("max tokens", blocks(json!([ { "type": "text", "text": "par" } ]), "max_tokens"), Ok("par"), 10),
+            ("a refusal", blocks(json!([]), "refusal"), Err("LLM_REFUSED"), 10),
+            (
+                "tool use",
+                blocks(json!([ { "type": "tool_use", "id": "t", "name": "f", "input": {} } ]), "tool_use"),
+                Err("LLM_BAD_RESPONSE"),
+                10,
+            ),
+            ("no text", blocks(json!([]), "end_turn"), Err("LLM_BAD_RESPONSE"), 10),
+            (
+                "an error event",
+                json!({ "type": "error", "error": { "type": "overloaded_error", "message": "Overloaded" } }),
+                Err("LLM_PROVIDER_ERROR"),
+                0,
+            ),
+        ];
+        for (provider, cases) in [("openai", openai), ("anthropic", anthropic)] {
+            for (shape, body, expected, tokens) in cases {
+                let server = MockServer::start().await;
+                Mock::given(method("POST"))
+                    .respond_with(ResponseTemplate::new(200).set_body_json(&body))
+                    .mount(&server)
+                    .await;
+                let runtime = runtime_with(provider, &format!("{}/v1", server.uri())).await;
+                let runtime =
+                    if provider == "anthropic" { runtime_with(provider, &server.uri()).await } else { runtime };
+                let result = run(&node(json!({})), &runtime).await;
+                match (expected, result) {
+                    (Ok(text), Ok(produced)) => {
+                        assert_eq!(produced.output["text"], text, "{provider} {shape}");
+                        let counted = produced.usage.map(|u| u.input_tokens + u.output_tokens);
+                        assert_eq!(counted, Some(tokens), "{provider} {shape}");
+                    }
+                    (Err(code), Err(failure)) => {
+                        assert_eq!(failure.code.to_string(), code, "{provider} {shape}: {}", failure.message);
+                        let counted = failure.billed.map(|b| b.usage.input_tokens + b.usage.output_tokens).unwrap_or(0);
+                        assert_eq!(counted, tokens, "{provider} {shape}: tokens count whatever the outcome");
+                    }
+                    (expected, got) => panic!("{provider} {shape}: expected {expected:?}, got {got:?}"),
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_error_in_a_200_keeps_its_message_and_transient_kinds_are_retried() {
+        let server = MockServer::start().await;
+        let body = json!({ "error": { "message": "overloaded, try sk-test-secret later", "type": "server_error", "code": null } });
+        Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_json(body)).mount(&server).await;
+        let runtime = runtime_with("openai", &format!("{}/v1", server.uri())).await;
+        let failure = run(&node(json!({})), &runtime).await.unwrap_err();
+        assert_eq!((failure.code.to_string().as_str(), failure.retryable), ("LLM_PROVIDER_ERROR", true));
+        assert!(failure.message.contains("overloaded"), "{}", failure.message);
+        assert!(!failure.message.contains("sk-test-secret"), "{}", failure.message);
+        let server = MockServer::start().await;
+        let body = json!({ "error": { "message": "model not found", "type": "invalid_request_error" } });
+        Mock::given(method("POST")).respond_with(ResponseTemplate::new(200).set_body_json(body)).mount(&server).await;
+        let runtime = runtime_with("openai", &format!("{}/v1", server.uri())).await;
+        let failure = run(&node(json!({})), &runtime).await.unwrap_err();
+        assert_eq!((failure.code.to_string().as_str(), failure.retryable), ("LLM_PROVIDER_ERROR", false));
     }
 }

@@ -85,13 +85,13 @@ pub async fn send(
     request: OutboundRequest,
 ) -> Result<OutboundResponse, NodeFailure> {
     let (host, address) = vet(&request.url, &runtime.allowed_private_hosts).await?;
-    runtime.breakers.admit(tenant_id, &host)?;
+    let permit = runtime.breakers.admit(tenant_id, &host)?;
     let result = call(runtime, &host, address, request).await;
     let provider_failed = match &result {
         Ok(response) => is_provider_trouble(response.status),
         Err(failure) => failure.retryable,
     };
-    runtime.breakers.record(tenant_id, &host, provider_failed);
+    permit.record(provider_failed);
     result
 }
 
