@@ -243,6 +243,9 @@ pub enum StoreError {
     /// Throttled, timed out or unreachable: worth retrying later.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The item would be over DynamoDB's 400 KB item limit: the request is too large.
+    #[error("the item is over the store's size limit")]
+    TooLarge,
     #[error("store error: {0}")]
     Internal(String),
 }
@@ -259,6 +262,11 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorCode::ServiceUnavailable, "the data store is busy or unreachable; retry shortly")
                     .with_header("retry-after", "1")
             }
+            StoreError::TooLarge => ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "the resource would be over the 400 KB the store keeps per item",
+            )
+            .suggest("Send less: a shorter definition or a smaller input."),
             StoreError::Internal(detail) => {
                 tracing::error!(error = %detail, "store error");
                 ApiError::new(ErrorCode::InternalError, "an internal error occurred")

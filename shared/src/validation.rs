@@ -169,7 +169,18 @@ pub fn validate_definition(document: &Value, raw_len: usize) -> Result<WorkflowD
         return Err(problems);
     }
     let definition: WorkflowDefinition = match serde_json::from_value(document.clone()) {
-        Ok(definition) => definition,
+        // The size that counts is the size stored: re-serialised numbers can be longer than
+        // sent (`1e15` is stored as `1000000000000000.0`).
+        Ok(definition) => match serde_json::to_string(&definition).map(|t| t.len()) {
+            Ok(stored) if stored > MAX_DEFINITION_BYTES => {
+                return Err(vec![Problem::new(
+                    "",
+                    codes::DEFINITION_TOO_LARGE,
+                    format!("the definition is {stored} bytes as stored; the limit is {MAX_DEFINITION_BYTES}"),
+                )]);
+            }
+            _ => definition,
+        },
         // The schema above mirrors the types, so this is a safety net rather than a path.
         Err(e) => {
             return Err(vec![Problem::new("", codes::SCHEMA_VIOLATION, e.to_string())]);

@@ -83,6 +83,43 @@ async fn wrong_content_type_is_415_and_oversized_body_is_413() {
     assert_eq!(error["details"][0]["code"], "DEFINITION_TOO_LARGE");
 }
 
+/// A definition whose numbers grow when stored (`1e15` is kept as `1000000000000000.0`): 125 KB
+/// as sent, about 475 KB as stored. Validate and create judge the stored size alike.
+fn growing_definition(numbers: usize, literal: &str) -> String {
+    let source = vec![literal; numbers].join(",");
+    format!(
+        r#"{{"name":"nums","nodes":[{{"id":"d","type":"data.json","config":{{"source":[{source}],"pick":""}}}},{{"id":"o","type":"flow.output","config":{{"value":"{{{{ nodes.d.output }}}}"}}}}],"edges":[{{"from":"d","to":"o"}}]}}"#
+    )
+}
+
+#[tokio::test]
+async fn a_definition_that_grows_when_stored_is_refused_alike_by_validate_and_create() {
+    let t = TestApp::new().await;
+    for (literal, numbers) in [("1e15", 25_000), ("1E+15", 20_000), ("5e14", 30_000)] {
+        let body = growing_definition(numbers, literal);
+        assert!(body.len() < 256 * 1024, "under the limit as sent: {}", body.len());
+        let send = || RequestSpec::new(&[]).key(&t.key).header("content-type", "application/json").raw(body.clone());
+        let checked = t.send(Route::ValidateWorkflow, send()).await;
+        assert_eq!((checked.status, &checked.body["valid"]), (200, &json!(false)), "{literal}: {}", checked.raw);
+        assert_eq!(checked.body["problems"][0]["code"], "DEFINITION_TOO_LARGE", "{literal}");
+        let created = t.send(Route::CreateWorkflow, send()).await;
+        let error = created.assert_error(422, "VALIDATION_FAILED");
+        assert_eq!(error["details"][0]["code"], "DEFINITION_TOO_LARGE", "{literal}");
+    }
+    // Under the limit as stored it is kept (compressed) and reads back whole.
+    let body = growing_definition(5_000, "1e15");
+    let created = t
+        .send(
+            Route::CreateWorkflow,
+            RequestSpec::new(&[]).key(&t.key).header("content-type", "application/json").raw(body),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.raw);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let read = t.call(Route::GetWorkflow, &[("workflow_id", &id)], None).await;
+    assert_eq!(read.body["definition"]["nodes"][0]["config"]["source"].as_array().map(Vec::len), Some(5_000));
+}
+
 #[tokio::test]
 async fn missing_or_bad_keys_get_the_same_401() {
     let t = TestApp::new().await;

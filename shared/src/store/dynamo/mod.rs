@@ -105,6 +105,12 @@ where
     let detail = DisplayErrorContext(&err).to_string();
     match code.as_deref() {
         Some("ConditionalCheckFailedException") => StoreError::ConditionFailed,
+        // "Item size has exceeded the maximum allowed size" (and its transactional twin).
+        Some("ValidationException" | "TransactionCanceledException")
+            if detail.contains("size") && detail.contains("exceed") =>
+        {
+            StoreError::TooLarge
+        }
         Some("TransactionCanceledException") if detail.contains("ConditionalCheckFailed") => {
             StoreError::ConditionFailed
         }

@@ -37,7 +37,7 @@ pub(super) fn draft_attributes(
     let mut attributes = vec![
         ("name", s(&definition.name)),
         ("tags", AttributeValue::L(definition.tags.iter().map(s).collect())),
-        ("definition", s(definition_json(definition)?)),
+        ("definition", packed(&definition_json(definition)?)?),
     ];
     if let Some(description) = &definition.description {
         attributes.push(("description", s(description)));
@@ -237,7 +237,7 @@ impl WorkflowStore for DynamoStore {
         item.insert("entity".into(), s("version"));
         item.insert("version".into(), n(version.version));
         item.insert("name".into(), s(&version.definition.name));
-        item.insert("definition".into(), s(definition_json(&version.definition)?));
+        item.insert("definition".into(), packed(&definition_json(&version.definition)?)?);
         item.insert("source_revision".into(), n(version.source_revision));
         item.insert("created_at".into(), s(&version.created_at));
         let put_version = Put::builder()
