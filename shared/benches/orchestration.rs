@@ -94,6 +94,7 @@ fn measure(c: &mut Criterion, group_name: &str) {
                         definition,
                         timeout_at: None,
                         checkpoint_at: None,
+                        values: None,
                     };
                     let result = runtime.block_on(run(&ctx, &store, &StubNode, &never, 10)).unwrap();
                     assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }));

@@ -22,6 +22,8 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// The SQS queue executions go through (start-execution and the worker need it).
     pub execution_queue_url: Option<String>,
+    /// The S3 bucket large values go to (start-execution, get-execution-value and the worker).
+    pub values_bucket: Option<String>,
     /// Hosts http.request may reach although they resolve to private addresses.
     pub http_allowed_private_hosts: Vec<String>,
     /// How long the worker trusts a provider credential it read from Secrets Manager.
@@ -89,6 +91,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "optional; comma-separated exact origins (https://app.example.com) allowed by CORS; empty: no CORS",
     ),
     ("EXECUTION_QUEUE_URL", "required by start-execution and the worker; the SQS queue executions go through"),
+    (
+        "VALUES_BUCKET",
+        "required by start-execution, get-execution-value and the worker; the S3 bucket for values over 64 KB",
+    ),
     (
         "HTTP_ALLOWED_PRIVATE_HOSTS",
         "optional; comma-separated hosts (or host:port) http.request may reach on private or loopback addresses; empty: public addresses only",
@@ -202,6 +208,16 @@ impl Config {
         {
             return Err(ConfigError { variable: "EXECUTION_QUEUE_URL", problem: "must be an SQS queue URL".into() });
         }
+        let values_bucket = lookup("VALUES_BUCKET").filter(|v| !v.trim().is_empty());
+        if let Some(bucket) = &values_bucket
+            && !((3..=63).contains(&bucket.len())
+                && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'))
+        {
+            return Err(ConfigError {
+                variable: "VALUES_BUCKET",
+                problem: "must be an S3 bucket name (3-63 chars of [a-z0-9.-])".into(),
+            });
+        }
         let http_allowed_private_hosts: Vec<String> = lookup("HTTP_ALLOWED_PRIVATE_HOSTS")
             .unwrap_or_default()
             .split(',')
@@ -251,6 +267,7 @@ impl Config {
             circuit_breaker_cool_down,
             http_allowed_private_hosts,
             execution_queue_url,
+            values_bucket,
             table_name,
             stage,
             cursor_signing_key: cursor_signing_key.into_bytes(),

@@ -19,6 +19,7 @@ pub enum ErrorCode {
     ApiKeyNotFound,
     CredentialNotFound,
     ExecutionNotFound,
+    ValueNotFound,
     MethodNotAllowed,
     ConcurrentModification,
     DraftUnchanged,
@@ -51,6 +52,7 @@ impl ErrorCode {
         ErrorCode::ApiKeyNotFound,
         ErrorCode::CredentialNotFound,
         ErrorCode::ExecutionNotFound,
+        ErrorCode::ValueNotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::ConcurrentModification,
         ErrorCode::DraftUnchanged,
@@ -83,6 +85,7 @@ impl ErrorCode {
             ErrorCode::ApiKeyNotFound => "API_KEY_NOT_FOUND",
             ErrorCode::CredentialNotFound => "CREDENTIAL_NOT_FOUND",
             ErrorCode::ExecutionNotFound => "EXECUTION_NOT_FOUND",
+            ErrorCode::ValueNotFound => "VALUE_NOT_FOUND",
             ErrorCode::NoDeployedVersion => "NO_DEPLOYED_VERSION",
             ErrorCode::ExecutionFinished => "EXECUTION_FINISHED",
             ErrorCode::ExecutionNotRedrivable => "EXECUTION_NOT_REDRIVABLE",
@@ -113,7 +116,8 @@ impl ErrorCode {
             | ErrorCode::VersionNotFound
             | ErrorCode::ApiKeyNotFound
             | ErrorCode::CredentialNotFound
-            | ErrorCode::ExecutionNotFound => StatusCode::NOT_FOUND,
+            | ErrorCode::ExecutionNotFound
+            | ErrorCode::ValueNotFound => StatusCode::NOT_FOUND,
             ErrorCode::KeyLimitReached
             | ErrorCode::ApiKeyNotActive
             | ErrorCode::NoDeployedVersion
@@ -147,6 +151,9 @@ impl ErrorCode {
             ErrorCode::ApiKeyNotFound => "No API key with this id exists for your tenant.",
             ErrorCode::CredentialNotFound => "No provider credential with this name exists for your tenant.",
             ErrorCode::ExecutionNotFound => "No execution with this id exists for your tenant.",
+            ErrorCode::ValueNotFound => {
+                "The execution has no such value: use input, output, <node_id>.output or <node_id>.input of a node that ran."
+            }
             ErrorCode::NoDeployedVersion => "The workflow has no deployed version; deploy one or pass `\"version\"`.",
             ErrorCode::ExecutionFinished => "The execution has already finished, so it cannot be cancelled.",
             ErrorCode::ExecutionNotRedrivable => "Only a failed or timed-out execution can be redriven.",

@@ -342,8 +342,9 @@ pub fn render_string(source: &str, scope: &Value) -> Result<Value, TemplateError
         if value.is_undefined() {
             return Err(undefined_result(compiled.undeclared_variables(true), scope));
         }
-        // Measured before it is built: a value can share one string many times over.
-        json_size(&value, MAX_RENDERED_BYTES).ok_or_else(output_too_large)?;
+        // Measured before it is built: a value can share one string many times over. A value
+        // passed along whole (`{{ nodes.fetch.output }}`) may be as large as a node output.
+        json_size(&value, crate::model::values::MAX_NODE_OUTPUT_BYTES).ok_or_else(output_too_large)?;
         return serde_json::to_value(&value)
             .map_err(|e| TemplateError::new(StepErrorCode::TemplateRenderError, e.to_string()));
     }
@@ -560,7 +561,7 @@ mod tests {
             "{{ [1] | batch(1000000000, 'x') | list | length }}",
             "{{ [1] | slice(1000000000) | list | length }}",
             "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}",
-            "{{ ['x' * 1000000] * 10 }}",
+            "{{ ['x' * 1000000] * 11 }}",
         ] {
             let err = render_string(source, &scope).expect_err(source);
             assert_eq!(err.code, StepErrorCode::TemplateOutputTooLarge, "{source}: {}", err.message);

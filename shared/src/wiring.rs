@@ -5,6 +5,7 @@ use crate::api::{self, App, Handler, Route};
 use crate::config::Config;
 use crate::queue::SqsExecutionQueue;
 use crate::store::dynamo::DynamoStore;
+use crate::store::s3::S3ValueStore;
 use crate::store::secrets_manager::SecretsManagerStore;
 use lambda_http::{Request, service_fn};
 use std::convert::Infallible;
@@ -42,6 +43,11 @@ impl Builder {
     /// DynamoDB: tenant data, and the API key check where no authorizer ran (the local stack).
     pub fn dynamodb(self) -> AwsBuilder {
         self.aws(add_dynamodb)
+    }
+    /// DynamoDB with the S3 value store for values over 64 KB (start-execution,
+    /// get-execution-value).
+    pub fn dynamodb_with_values(self) -> AwsBuilder {
+        self.aws(add_dynamodb_with_values)
     }
     /// The execution queue (SQS).
     pub fn sqs(self) -> AwsBuilder {
@@ -81,6 +87,16 @@ fn add_dynamodb(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -
     app.with_store(Arc::new(dynamo_store(config, sdk_config)))
 }
 
+fn add_dynamodb_with_values(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
+    app.with_store(Arc::new(dynamo_store(config, sdk_config).with_values(Arc::new(value_store(config, sdk_config)))))
+}
+
+/// The S3 value store; a function that needs it stops at cold start without `VALUES_BUCKET`.
+fn value_store(config: &Config, sdk_config: &aws_config::SdkConfig) -> S3ValueStore {
+    let Some(bucket) = &config.values_bucket else { exit_with_config_error("VALUES_BUCKET is not set") };
+    S3ValueStore::new(crate::store::s3::client(sdk_config), bucket.clone())
+}
+
 fn add_sqs(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
     match &config.execution_queue_url {
         Some(url) => app.with_queue(Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(sdk_config), url))),
@@ -109,7 +125,7 @@ pub async fn serve_worker() -> Result<(), Error> {
         exit_with_config_error("EXECUTION_QUEUE_URL is not set");
     };
     let sdk_config = aws_config::load_from_env().await;
-    let store = Arc::new(dynamo_store(&config, &sdk_config));
+    let store = Arc::new(dynamo_store(&config, &sdk_config).with_values(Arc::new(value_store(&config, &sdk_config))));
     let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config)));
     let runtime = crate::nodes::NodeRuntime {

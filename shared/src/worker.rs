@@ -9,7 +9,7 @@ use crate::model::StepError;
 use crate::model::StepErrorCode;
 use crate::model::now_rfc3339;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
-use crate::store::{ExecutionStore, StepStore};
+use crate::store::{ExecutionStore, StepStore, ValueStore};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -20,7 +20,7 @@ pub const CHECKPOINT_MARGIN: Duration = Duration::from_secs(10);
 /// to the dead-letter queue.
 pub const MAX_RECEIVES: u32 = 5;
 
-async fn handle_message<S: ExecutionStore + StepStore>(
+async fn handle_message<S: ExecutionStore + StepStore + ValueStore>(
     store: &S,
     executor: &dyn NodeExecutor,
     queue: &dyn ExecutionQueue,
@@ -95,7 +95,7 @@ async fn give_up_if_last_receive<S: ExecutionStore>(store: &S, message: &SqsMess
 }
 
 /// Processes a batch; the failed message ids come back as batch item failures.
-pub async fn handle_batch<S: ExecutionStore + StepStore>(
+pub async fn handle_batch<S: ExecutionStore + StepStore + ValueStore>(
     store: &S,
     executor: &dyn NodeExecutor,
     queue: &dyn ExecutionQueue,
@@ -145,6 +145,19 @@ mod tests {
         }
         async fn reset_steps_for_redrive(&self, t: &str, e: &str) -> Result<(), StoreError> {
             self.0.reset_steps_for_redrive(t, e).await
+        }
+    }
+
+    #[async_trait]
+    impl crate::store::ValueStore for StepsUnreadable {
+        async fn put_value(&self, k: &str, j: Vec<u8>) -> Result<(), StoreError> {
+            self.0.put_value(k, j).await
+        }
+        async fn get_value(&self, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.0.get_value(k).await
+        }
+        async fn value_url(&self, k: &str, e: Duration) -> Result<String, StoreError> {
+            self.0.value_url(k, e).await
         }
     }
 

@@ -1,7 +1,8 @@
 //! Property tests: whatever a tenant sends as a definition or writes as a template, validation
 //! and rendering answer (a value or an error) without panicking, within their bounds.
 
-use nodeai::template::{MAX_RENDERED_BYTES, render_string};
+use nodeai::model::values::MAX_NODE_OUTPUT_BYTES;
+use nodeai::template::render_string;
 use nodeai::validation::validate_definition;
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -74,7 +75,7 @@ proptest! {
     #[test]
     fn rendering_never_panics_and_stays_within_its_size(source in template_source(), scope in scope()) {
         if let Ok(value) = render_string(&source, &scope) {
-            prop_assert!(value.to_string().len() <= MAX_RENDERED_BYTES + 2, "{} bytes", value.to_string().len());
+            prop_assert!(value.to_string().len() <= MAX_NODE_OUTPUT_BYTES, "{} bytes", value.to_string().len());
         }
     }
 

@@ -35,12 +35,22 @@ pub async fn dynamo_client() -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&sdk)
 }
 
-/// A DynamoDB store on a fresh table of its own.
+/// A DynamoDB store on a fresh table of its own, with a fresh values bucket (S3) for large values.
 pub async fn fresh_store() -> DynamoStore {
     let client = dynamo_client().await;
     let table = format!("nodeai-test-{}", ulid::Ulid::new().to_string().to_lowercase());
     create_table(&client, &table).await.expect("create the test table");
-    DynamoStore::new(client, table)
+    let values = fresh_value_store().await;
+    DynamoStore::new(client, table).with_values(Arc::new(values))
+}
+
+/// The S3 value store on a fresh bucket of the emulator.
+pub async fn fresh_value_store() -> nodeai::store::s3::S3ValueStore {
+    emulator_endpoint();
+    let client = nodeai::store::s3::client(&aws_config::load_from_env().await);
+    let bucket = format!("nodeai-test-{}", ulid::Ulid::new().to_string().to_lowercase());
+    nodeai::store::s3::create_bucket(&client, &bucket).await.expect("create the test bucket");
+    nodeai::store::s3::S3ValueStore::new(client, bucket)
 }
 
 /// Secrets Manager on the emulator.

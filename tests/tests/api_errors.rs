@@ -66,7 +66,7 @@ async fn wrong_content_type_is_415_and_oversized_body_is_413() {
         .await;
     assert_eq!(ok.status, 201, "charset parameter is fine: {}", ok.raw);
 
-    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(1024 * 1024 + 10));
+    let huge = format!("{{\"name\":\"{}\"}}", "x".repeat(nodeai::api::http::MAX_BODY_BYTES + 10));
     t.send(
         Route::CreateWorkflow,
         RequestSpec::new(&[]).key(&t.key).header("content-type", "application/json").raw(huge),
@@ -74,7 +74,7 @@ async fn wrong_content_type_is_415_and_oversized_body_is_413() {
     .await
     .assert_error(413, "PAYLOAD_TOO_LARGE");
 
-    // Under 1 MiB but over the 256 KB definition limit: a validation problem with its own code.
+    // Under the body limit but over the 256 KB definition limit: a validation problem with its own code.
     let mut big = sample_definition("big");
     big["description"] = json!("d");
     big["nodes"][0]["config"]["headers"] = json!({ "x-pad": "p".repeat(300 * 1024) });
@@ -276,7 +276,7 @@ async fn every_route_that_reads_a_body_refuses_bad_bodies() {
             .send(spec.route, RequestSpec::new(&params).key(&t.key).header("content-type", "text/plain").raw("{}"))
             .await;
         wrong_type.assert_error(415, "UNSUPPORTED_MEDIA_TYPE");
-        let huge = "x".repeat(1024 * 1024 + 1);
+        let huge = "x".repeat(nodeai::api::http::MAX_BODY_BYTES + 1);
         let too_big = t
             .send(
                 spec.route,

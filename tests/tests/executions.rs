@@ -110,8 +110,17 @@ async fn bad_starts_are_refused_clearly() {
     let error = invalid.assert_error(422, "INPUT_INVALID");
     assert_eq!(error["details"][0]["path"], "/input/n");
     start(&t, &id, json!({ "input": [1], "version": "draft" })).await.assert_error(400, "INVALID_REQUEST");
-    let huge = json!({ "input": { "n": 1, "pad": "x".repeat(300 * 1024) }, "version": "draft" });
+    let limit = nodeai::model::limits::MAX_EXECUTION_INPUT_BYTES;
+    let huge = json!({ "input": { "n": 1, "pad": "x".repeat(limit) }, "version": "draft" });
     start(&t, &id, huge).await.assert_error(413, "PAYLOAD_TOO_LARGE");
+    // Deeper than values may nest: refused, so nothing unreadable is ever stored.
+    let mut deep = json!(1);
+    for _ in 0..100 {
+        deep = json!({ "d": deep });
+    }
+    start(&t, &id, json!({ "input": { "n": 1, "deep": deep }, "version": "draft" }))
+        .await
+        .assert_error(400, "INVALID_REQUEST");
     start(&t, "01ARZ3NDEKTSV4RRFFQ69G5FAV", json!({ "version": "draft" }))
         .await
         .assert_error(404, "WORKFLOW_NOT_FOUND");
@@ -730,4 +739,70 @@ async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left(
     let ids: Vec<&str> =
         listed.body["items"].as_array().unwrap().iter().filter_map(|e| e["execution_id"].as_str()).collect();
     assert!(ids.contains(&execution_id.as_str()) && !ids.contains(&expired.execution_id.as_str()), "{ids:?}");
+}
+
+/// Issue 9's case: an http.request answered with a 900 KB JSON body, read by the next node. Large
+/// values (the input, the body, the execution's output) go to S3; nodes see them whole; GET shows
+/// references and the value route hands each one back whole.
+#[tokio::test]
+async fn large_values_go_through_s3_and_nodes_always_see_them_whole() {
+    use wiremock::matchers::path;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::new().await;
+    let stub = MockServer::start().await;
+    let items: Vec<String> = (0..900).map(|i| format!("{i:04}{}", "x".repeat(996))).collect();
+    let body = json!({ "kind": "list", "items": items });
+    Mock::given(path("/big")).respond_with(ResponseTemplate::new(200).set_body_json(&body)).mount(&stub).await;
+    let workflow = json!({
+        "name": "big",
+        "nodes": [
+            { "id": "h", "type": "http.request", "config": { "method": "GET", "url": format!("{}/big", stub.uri()) } },
+            { "id": "t", "type": "text.template",
+              "config": { "template": "{{ nodes.h.output.status }} {{ nodes.h.output.body['items'] | length }} {{ input.blob | length }}" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.h.output.body }}" } }
+        ],
+        "edges": [ { "from": "h", "to": "t" }, { "from": "t", "to": "done" } ]
+    });
+    let id = t.create_workflow(workflow).await;
+    let blob = "y".repeat(300_000);
+    let started = start(&t, &id, json!({ "version": "draft", "input": { "blob": blob } })).await;
+    assert_eq!(started.status, 202, "{}", started.raw);
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    run_worker_with(&t, loopback_allowed()).await;
+    let done = execution(&t, &execution_id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    // The next node saw the whole body (and the whole input), not a preview.
+    assert_eq!(step(&done, "t")["output"]["text"], "200 900 300000");
+    // GET shows references to what is large, never the values themselves.
+    let link = |name: &str| format!("/v1/executions/{execution_id}/values/{name}");
+    assert_eq!(step(&done, "h")["output"]["ref"], link("h.output"));
+    assert!(step(&done, "h")["output"]["size_bytes"].as_u64().unwrap() > 900_000);
+    assert_eq!(done["input"]["ref"], link("input"));
+    assert_eq!(done["output"]["ref"], link("output"));
+    // The value route: small ones inline (200), large ones through a presigned URL (303).
+    let value = |name: &'static str| {
+        let (t, execution_id) = (&t, execution_id.clone());
+        async move { t.call(Route::GetExecutionValue, &[("execution_id", &execution_id), ("value", name)], None).await }
+    };
+    let small = value("t.output").await;
+    assert_eq!((small.status, &small.body), (200, &json!({ "text": "200 900 300000" })));
+    for (name, whole) in [("h.output", None), ("output", Some(body.clone())), ("input", Some(json!({ "blob": blob })))]
+    {
+        let reply = value(name).await;
+        assert_eq!(reply.status, 303, "{name}: {}", reply.raw);
+        let url = reply.header("location").expect("a Location").to_string();
+        assert_eq!(reply.body["url"], url.as_str());
+        let fetched: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        match whole {
+            Some(expected) => assert_eq!(fetched, expected, "{name}"),
+            None => assert_eq!((fetched["status"].as_u64(), &fetched["body"]), (Some(200), &body), "{name}"),
+        }
+    }
+    for missing in ["nope.output", "h.elsewhere", "steps", "t"] {
+        value(missing).await.assert_error(404, "VALUE_NOT_FOUND");
+    }
+    // Another tenant sees nothing.
+    let (_, other_key) = t.other_tenant().await;
+    let spec = RequestSpec::new(&[("execution_id", &execution_id), ("value", "output")]).key(&other_key);
+    t.send(Route::GetExecutionValue, spec).await.assert_error(404, "EXECUTION_NOT_FOUND");
 }

@@ -161,6 +161,22 @@ fn template_policies_are_least_privilege() {
     assert!(template.contains("secret:nodeai/${Stage}/*"), "secrets are scoped to the stage's prefix");
     assert!(!template.contains("dynamodb:*") && !template.contains("DynamoDBCrudPolicy"), "no wildcard grants");
     assert!(template.contains("PointInTimeRecoveryEnabled: true"));
+    // Large values: only the functions that write or read them touch the bucket, under its prefix.
+    let s3_of = |function: &str| -> usize {
+        let (_, text) = resources.iter().find(|(_, t)| t.contains(&format!("Binary: {function}\n"))).unwrap();
+        text.matches("- s3:").count()
+    };
+    assert_eq!(s3_of("execution-worker"), 2, "the worker writes and reads values");
+    assert_eq!(s3_of("start-execution"), 1, "start-execution writes inputs");
+    assert_eq!(s3_of("get-execution-value"), 1, "get-execution-value reads (signs URLs)");
+    for function in all_functions()
+        .iter()
+        .filter(|f| !["execution-worker", "start-execution", "get-execution-value"].contains(&f.as_str()))
+    {
+        assert_eq!(s3_of(function), 0, "{function} has no business with the values bucket");
+    }
+    assert!(template.contains("aws:SecureTransport: \"false\"") && template.contains("RestrictPublicBuckets: true"));
+    assert!(template.contains("ExpirationInDays: !Ref ExecutionRetentionDays"), "values expire with their executions");
     assert!(template.contains("Tracing: Active") && template.contains("LogFormat: JSON"));
 }
 
@@ -213,11 +229,16 @@ fn ci_runs_scripts_test() {
 /// them; the worker and the authorizer build theirs in `wiring` (their rows are checked as text).
 fn clients_in_main(main: &str) -> Vec<&'static str> {
     let chain = main.split("wiring::builder()").nth(1).and_then(|rest| rest.split(".build()").next()).unwrap_or("");
-    [(".dynamodb()", "DynamoDB"), (".sqs()", "SQS"), (".secrets_manager()", "Secrets Manager")]
-        .into_iter()
-        .filter(|(call, _)| chain.contains(call))
-        .map(|(_, name)| name)
-        .collect()
+    [
+        (".dynamodb()", "DynamoDB"),
+        (".dynamodb_with_values()", "DynamoDB, S3"),
+        (".sqs()", "SQS"),
+        (".secrets_manager()", "Secrets Manager"),
+    ]
+    .into_iter()
+    .filter(|(call, _)| chain.contains(call))
+    .map(|(_, name)| name)
+    .collect()
 }
 
 #[test]
@@ -243,7 +264,7 @@ fn every_function_builds_the_clients_the_architecture_note_lists() {
         assert_eq!(row(&function), listed, "{function}: ARCHITECTURE.md vs main.rs");
     }
     assert_eq!(row("authorizer"), "DynamoDB");
-    assert_eq!(row("execution-worker"), "DynamoDB, SQS, Secrets Manager");
+    assert_eq!(row("execution-worker"), "DynamoDB, S3, SQS, Secrets Manager");
     // A client the route does not use is not built: no function without a queue asks for SQS.
     assert_eq!(clients_in_main(&read("functions/health-live/src/main.rs")), Vec::<&str>::new());
     assert_eq!(clients_in_main(&read("functions/get-workflow/src/main.rs")), vec!["DynamoDB"]);

@@ -7,6 +7,6 @@ use nodeai::{handler, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), wiring::Error> {
-    let app = wiring::builder().dynamodb().sqs().build().await;
+    let app = wiring::builder().dynamodb_with_values().sqs().build().await;
     wiring::serve(app, Route::StartExecution, handler!(api::executions::start)).await
 }

@@ -6,6 +6,7 @@
 //!                                         and its first NodeAI key, printed once
 //!   set-tier --tenant ID --tier T         move a tenant to another tier's usage plan
 //!   create-queue --name N                 create the execution queue if missing; prints its URL (local stack)
+//!   create-bucket --name N                create the values bucket if missing (local stack)
 //! Reads TABLE_NAME, USAGE_PLAN_PREFIX (default nodeai-<STAGE or local>) and the usual AWS
 //! variables (AWS_ENDPOINT_URL for the emulator).
 
@@ -15,7 +16,7 @@ use nodeai::store::dynamo::{DynamoStore, create_table};
 use nodeai_admin::provisioning::{ApiGatewayUsagePlans, UsagePlans, create_tenant, set_tier};
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: admin create-table | create-usage-plans | create-queue --name NAME | create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...] | set-tier --tenant ID --tier TIER";
+const USAGE: &str = "usage: admin create-table | create-usage-plans | create-queue --name NAME | create-bucket --name NAME | create-tenant --name NAME [--tier free|pro|enterprise] [--api-key nk_...] | set-tier --tenant ID --tier TIER";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -75,6 +76,11 @@ async fn main() -> ExitCode {
                     Err(nodeai::error::StoreError::Internal(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))
                 }
             }
+        }
+        Some("create-bucket") => {
+            let Some(name) = flag(&args, "--name") else { return usage_error("--name is required") };
+            let s3 = nodeai::store::s3::client(&sdk);
+            nodeai::store::s3::create_bucket(&s3, &name).await.map(|()| println!("bucket {name} is ready"))
         }
         Some("set-tier") => {
             let Some(tenant_id) = flag(&args, "--tenant") else { return usage_error("--tenant is required") };

@@ -3,7 +3,7 @@
 
 use super::views::{
     CancelAccepted, ExecutionLinks, ExecutionStarted, ExecutionSummaryView, ExecutionTotals, ExecutionView, Page,
-    RedriveAccepted, StartExecutionRequest, StepView, VersionRef,
+    RedriveAccepted, StartExecutionRequest, StepView, ValueLink, VersionRef,
 };
 use super::{Call, paging, truncate, workflows};
 use crate::api::http::{self, Reply};
@@ -11,6 +11,7 @@ use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
 use crate::executions::start::{self as lifecycle, LifecycleError, StartCommand, Started, VersionChoice};
 use crate::model::StepStatus;
+use crate::model::values::{ValueRef, public_name};
 use crate::model::{ExecutionRecord, ExecutionStatus};
 use lambda_http::http::StatusCode;
 
@@ -118,6 +119,52 @@ async fn snapshot(call: &Call<'_>, id: &str) -> Result<crate::model::WorkflowDef
     Ok(definition.ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?)
 }
 
+/// A stored value as responses show it: itself when inline; for a value kept in S3,
+/// `{"ref": "/v1/executions/{id}/values/{name}", "size_bytes": N}` (no response carries more
+/// than it can: Lambda answers at most 6 MB).
+fn shown(value: Value, execution_id: &str) -> Value {
+    match ValueRef::of(&value).and_then(|r| Some((public_name(&r.key)?, r.size_bytes))) {
+        Some((name, size_bytes)) => {
+            serde_json::json!({ "ref": format!("{}/values/{name}", link(execution_id)), "size_bytes": size_bytes })
+        }
+        None => value,
+    }
+}
+
+/// How long a presigned URL to a value stays valid.
+const VALUE_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// GET /v1/executions/{execution_id}/values/{value}: the whole value, inline (200) or through a
+/// presigned S3 URL (303).
+pub async fn get_value(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let id = execution_id(call)?;
+    let execution = find_execution(call, &id).await?;
+    let name = http::path_param(call.req, "value").unwrap_or_default();
+    let not_found = || {
+        ApiError::new(ErrorCode::ValueNotFound, format!("execution '{id}' has no value '{}'", truncate(&name, 80)))
+            .suggest("Use input, output, <node_id>.output or <node_id>.input; GET the execution to see its steps.")
+    };
+    let stored = match name.as_str() {
+        "input" => execution.input,
+        "output" => execution.output,
+        other => {
+            let (node, part) = other.rsplit_once('.').ok_or_else(not_found)?;
+            let steps = call.app.store()?.load_steps(call.tenant_id, &id).await?;
+            let step = steps.into_iter().find(|s| s.node_id == node).ok_or_else(not_found)?;
+            match part {
+                "output" => step.output,
+                "input" => step.input,
+                _ => return Err(not_found()),
+            }
+        }
+    };
+    let Some(reference) = ValueRef::of(&stored) else { return Ok(Reply::raw(stored)) };
+    let url = call.app.store()?.value_url(&reference.key, VALUE_LINK_TTL).await?;
+    let body =
+        ValueLink { url: url.clone(), size_bytes: reference.size_bytes, expires_in_seconds: VALUE_LINK_TTL.as_secs() };
+    Ok(Reply::see_other(body, url))
+}
+
 pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let execution = find_execution(call, &id).await?;
@@ -136,8 +183,8 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
                 attempts: step.map(|s| s.attempts).unwrap_or(0),
                 started_at: step.and_then(|s| s.started_at.clone()),
                 finished_at: step.and_then(|s| s.finished_at.clone()),
-                input: step.map(|s| s.input.clone()).unwrap_or(Value::Null),
-                output: step.map(|s| s.output.clone()).unwrap_or(Value::Null),
+                input: step.map(|s| shown(s.input.clone(), &id)).unwrap_or(Value::Null),
+                output: step.map(|s| shown(s.output.clone(), &id)).unwrap_or(Value::Null),
                 error: step.and_then(|s| s.error.clone()),
                 usage: step.and_then(|s| s.usage),
                 cost_usd: step.and_then(|s| s.cost_usd),
@@ -160,8 +207,8 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         workflow_id: execution.workflow_id,
         version: VersionRef(execution.version),
         status: execution.status.as_str(),
-        input: execution.input,
-        output: execution.output,
+        input: shown(execution.input, &id),
+        output: shown(execution.output, &id),
         error: execution.error,
         created_at: execution.created_at,
         started_at: execution.started_at,

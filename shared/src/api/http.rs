@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const MAX_BODY_BYTES: usize = crate::model::limits::MAX_EXECUTION_INPUT_BYTES + 64 * 1024;
 
 /// A successful answer before it is rendered.
 #[derive(Debug)]
@@ -31,6 +31,14 @@ impl Reply {
     /// 201 with `body` and `Location`.
     pub fn created(body: impl serde::Serialize, location: String) -> Self {
         Reply { status: StatusCode::CREATED, body: Some(to_json(body)), headers: vec![("location", location)] }
+    }
+    /// 200 with a JSON value as it is (a stored value, not a view).
+    pub fn raw(body: Value) -> Self {
+        Reply { status: StatusCode::OK, body: Some(body), headers: Vec::new() }
+    }
+    /// 303 See Other to `location`, with `body` saying where and why.
+    pub fn see_other(body: impl serde::Serialize, location: String) -> Self {
+        Reply { status: StatusCode::SEE_OTHER, body: Some(to_json(body)), headers: vec![("location", location)] }
     }
     pub fn no_content() -> Self {
         Reply { status: StatusCode::NO_CONTENT, body: None, headers: Vec::new() }

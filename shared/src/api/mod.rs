@@ -127,6 +127,7 @@ pub enum Route {
     StartExecution,
     ListExecutions,
     GetExecution,
+    GetExecutionValue,
     CancelExecution,
     RedriveExecution,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
@@ -180,6 +181,7 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::StartExecution, "POST", "/v1/workflows/{workflow_id}/executions", "start-execution", true),
     spec(Route::ListExecutions, "GET", "/v1/workflows/{workflow_id}/executions", "list-executions", true),
     spec(Route::GetExecution, "GET", "/v1/executions/{execution_id}", "get-execution", true),
+    spec(Route::GetExecutionValue, "GET", "/v1/executions/{execution_id}/values/{value}", "get-execution-value", true),
     spec(Route::CancelExecution, "POST", "/v1/executions/{execution_id}/cancel", "cancel-execution", true),
     spec(Route::RedriveExecution, "POST", "/v1/executions/{execution_id}/redrive", "redrive-execution", true),
 ];
@@ -338,6 +340,7 @@ pub fn handler_of(route: Route) -> Handler {
         Route::StartExecution => crate::handler!(executions::start),
         Route::ListExecutions => crate::handler!(executions::list),
         Route::GetExecution => crate::handler!(executions::get),
+        Route::GetExecutionValue => crate::handler!(executions::get_value),
         Route::CancelExecution => crate::handler!(executions::cancel),
         Route::RedriveExecution => crate::handler!(executions::redrive),
         Route::Fallback => crate::handler!(fallback::answer),

@@ -177,6 +177,13 @@ fn doc(route: Route) -> RouteDoc {
             (200, Some("ExecutionView")),
             &[ExecutionNotFound],
         ),
+        Route::GetExecutionValue => plain(
+            "One whole value of an execution (`input`, `output`, `<node_id>.output`, `<node_id>.input`): \
+             200 with the value itself when it is stored inline, 303 to a presigned URL valid 15 minutes \
+             when it is kept in S3 (any size up to the node output limit).",
+            (303, Some("ValueLink")),
+            &[ExecutionNotFound, ValueNotFound],
+        ),
         Route::CancelExecution => plain(
             "Asks a running or queued execution to stop.",
             (202, Some("CancelAccepted")),
@@ -306,6 +313,12 @@ fn operation(spec: &RouteSpec) -> Value {
             json!({ "description": "Replaced.", "content": { "application/json": { "schema": schema_ref("CredentialView") } } }),
         );
     }
+    if spec.route == Route::GetExecutionValue {
+        responses.insert(
+            "200".into(),
+            json!({ "description": "The value, stored inline: any JSON.", "content": { "application/json": { "schema": {} } } }),
+        );
+    }
     if spec.route == Route::StartExecution {
         responses.insert(
             "200".into(),
@@ -377,6 +390,7 @@ fn schemas() -> Map<String, Value> {
     add_schema::<StartExecutionRequest>(&mut schemas);
     add_schema::<ExecutionStarted>(&mut schemas);
     add_schema::<ExecutionView>(&mut schemas);
+    add_schema::<crate::api::views::ValueLink>(&mut schemas);
     add_page::<ExecutionSummaryView>(&mut schemas, "ExecutionPage");
     add_schema::<CancelAccepted>(&mut schemas);
     add_schema::<RedriveAccepted>(&mut schemas);

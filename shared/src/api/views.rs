@@ -285,6 +285,16 @@ pub struct StepView {
     pub cost_usd: Option<f64>,
 }
 
+/// GET /v1/executions/{execution_id}/values/{value} for a value kept in S3 (303, `Location`
+/// is `url`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ValueLink {
+    /// A presigned GET URL for the value's JSON.
+    pub url: String,
+    pub size_bytes: u64,
+    pub expires_in_seconds: u64,
+}
+
 /// Tokens and cost over an execution's model calls.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExecutionTotals {

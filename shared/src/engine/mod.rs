@@ -8,9 +8,13 @@
 
 use crate::error::StoreError;
 use crate::model::StepErrorCode;
-use crate::model::limits::{MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, MAX_VALUE_DEPTH, bounded, depth_over};
+use crate::model::limits::{
+    MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, MAX_VALUE_DEPTH, bounded, depth_over, json_size_over,
+};
+use crate::model::values::MAX_NODE_OUTPUT_BYTES;
 use crate::model::{NodeSpec, OnError, StepError, StepRecord, StepStatus, TokenUsage, WorkflowDefinition, now_rfc3339};
-use crate::store::StepStore;
+use crate::store::values::Values;
+use crate::store::{StepStore, ValueStore};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -153,6 +157,10 @@ pub struct RunContext<'a> {
     /// timeout instead of a killed Lambda. Nodes that finished before are kept.
     pub timeout_at: Option<tokio::time::Instant>,
     pub checkpoint_at: Option<tokio::time::Instant>,
+    /// Where node outputs and rendered inputs over `INLINE_VALUE_BYTES` are kept (S3), and read
+    /// back from on resume. None (unit tests): they are stored as truncated previews, while the
+    /// run itself still sees them whole.
+    pub values: Option<&'a dyn ValueStore>,
 }
 
 /// Whether an edge carries the run on, given its source's final step. None: not resolved yet.
@@ -263,6 +271,12 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
                     format!("the node's output nests deeper than {MAX_VALUE_DEPTH} levels"),
                 ));
             }
+            if json_size_over(&produced.output, MAX_NODE_OUTPUT_BYTES) {
+                return Err(NodeFailure::permanent(
+                    StepErrorCode::NodeOutputTooLarge,
+                    format!("the node's output is over {MAX_NODE_OUTPUT_BYTES} bytes of JSON"),
+                ));
+            }
             Ok(produced)
         });
         match result {
@@ -336,8 +350,13 @@ pub async fn run(
         .filter(|s| s.status.is_final())
         .map(|s| (s.node_id.clone(), s))
         .collect();
+    let values = ctx.values.map(|store| Values::new(store, ctx.tenant_id, ctx.execution_id));
     for node in &definition.nodes {
-        if let Some(step) = recorded.remove(&node.id) {
+        if let Some(mut step) = recorded.remove(&node.id) {
+            // Templates see whole values, however large.
+            if let Some(values) = &values {
+                step.output = values.resolve(step.output).await?;
+            }
             state.add(step, node.on_error);
         }
     }
@@ -401,13 +420,22 @@ pub async fn run(
             let cutoff = [ctx.timeout_at, checkpoint_at].into_iter().flatten().min();
             waves_run += 1;
             let (finished, cut_off) = run_wave(ctx, cutoff, wave, &state.scope, executor).await;
-            for (node, mut step) in finished {
-                step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);
-                step.input = bounded(step.input, MAX_STORED_INPUT_BYTES);
+            for (node, step) in finished {
+                // The step as stored (large values as references), and whole for the run.
+                let stored = stored_step(values.as_ref(), step.clone()).await?;
                 let kept = if executor.has_side_effects(&node.node_type) {
-                    record(steps_store, ctx, step).await?
+                    match record(steps_store, ctx, stored.clone()).await? {
+                        won if won == stored => step,
+                        // Another worker's record won: continue with its result.
+                        mut other => {
+                            if let Some(values) = &values {
+                                other.output = values.resolve(other.output).await?;
+                            }
+                            other
+                        }
+                    }
                 } else {
-                    unrecorded.push(step.clone());
+                    unrecorded.push(stored);
                     step
                 };
                 state.add(kept, node.on_error);
@@ -420,6 +448,26 @@ pub async fn run(
             }
         }
     }
+}
+
+/// A finished step as an item keeps it: its output and rendered input over
+/// `INLINE_VALUE_BYTES` in the value store, referenced; without one, truncated previews.
+async fn stored_step(
+    values: Option<&Values<'_, dyn ValueStore + '_>>,
+    mut step: StepRecord,
+) -> Result<StepRecord, StoreError> {
+    match values {
+        Some(values) => {
+            let id = step.node_id.clone();
+            step.output = values.keep(&format!("steps/{id}/output"), step.output).await?;
+            step.input = values.keep(&format!("steps/{id}/input"), step.input).await?;
+        }
+        None => {
+            step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);
+            step.input = bounded(step.input, MAX_STORED_INPUT_BYTES);
+        }
+    }
+    Ok(step)
 }
 
 /// Runs one wave's nodes concurrently; returns those that finished (in any order) and whether

@@ -82,6 +82,7 @@ fn ctx<'a>(definition: &'a WorkflowDefinition, input: &'a Value, execution_id: &
         definition,
         timeout_at: None,
         checkpoint_at: None,
+        values: None,
     }
 }
 
@@ -604,4 +605,29 @@ async fn a_join_after_a_skipped_branch_reads_it_with_default() {
     let steps = steps_of(&store, "e1").await;
     assert_eq!(steps["no"].status, StepStatus::Skipped);
     assert_eq!(steps["join"].status, StepStatus::Succeeded);
+}
+
+#[tokio::test]
+async fn large_outputs_are_kept_by_reference_and_read_back_whole_on_resume() {
+    let workflow = definition(json!({
+        "name": "large",
+        "nodes": [
+            { "id": "big", "type": "data.json", "config": { "source": { "status": 200, "body": "{{ input.text }}" }, "pick": "" } },
+            { "id": "read", "type": "text.template", "config": { "template": "{{ nodes.big.output.status }} {{ nodes.big.output.body | length }}" } }
+        ],
+        "edges": [ { "from": "big", "to": "read" } ]
+    }));
+    let input = json!({ "text": "z".repeat(300_000) });
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let with_values = RunContext { values: Some(&store), ..ctx(&workflow, &input, "e1") };
+    // A run that stops after the first node (as a checkpoint would), then one that resumes.
+    executor.fail_first("read", vec![NodeFailure::permanent(StepErrorCode::NodeFailed, "crash")]);
+    let first = run(&with_values, &store, &executor, &never, 4).await.unwrap();
+    let kept = first.unrecorded.iter().find(|s| s.node_id == "big").expect("the big step");
+    let reference = crate::model::values::ValueRef::of(&kept.output).expect("kept by reference");
+    assert_eq!(reference.key, "executions/t1/e1/steps/big/output.json");
+    store.record_step("t1", "e1", kept).await.unwrap();
+    let resumed = run(&with_values, &store, &executor, &never, 4).await.unwrap();
+    let read = resumed.unrecorded.iter().find(|s| s.node_id == "read").expect("the read step");
+    assert_eq!(read.output["text"], "200 300000", "the resumed run read the whole value back");
 }

@@ -9,7 +9,8 @@ use crate::error::StoreError;
 use crate::model::StepErrorCode;
 use crate::model::{ExecutionRecord, ExecutionStatus, StepError, WorkflowDefinition, now_rfc3339};
 use crate::queue::ExecutionMessage;
-use crate::store::{ExecutionStore, StepStore};
+use crate::store::values::Values;
+use crate::store::{ExecutionStore, StepStore, ValueStore};
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -42,7 +43,7 @@ impl Budget {
 
 /// Processes one queued execution: claims its lease (so two deliveries never run it at once),
 /// runs the engine from the recorded steps, and records how it ended.
-pub async fn process<S: ExecutionStore + StepStore>(
+pub async fn process<S: ExecutionStore + StepStore + ValueStore>(
     store: &S,
     executor: &dyn NodeExecutor,
     message: &ExecutionMessage,
@@ -78,7 +79,7 @@ pub async fn process<S: ExecutionStore + StepStore>(
 
 /// Runs a leased execution; the finish (or the checkpoint) also releases the lease and keeps the
 /// run's pure steps, in one write.
-async fn run_leased<S: ExecutionStore + StepStore>(
+async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
     store: &S,
     executor: &dyn NodeExecutor,
     execution: &ExecutionRecord,
@@ -111,16 +112,19 @@ async fn run_leased<S: ExecutionStore + StepStore>(
     let timeout_left = chrono::DateTime::parse_from_rfc3339(&deadline_at)
         .ok()
         .map(|at| (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default());
+    let values = Values::new(store, tenant_id, execution_id);
+    let input = values.resolve(execution.input.clone()).await?;
     let ctx = RunContext {
         request_id,
         tenant_id,
         execution_id,
         workflow_id: &execution.workflow_id,
-        input: &execution.input,
+        input: &input,
         definition: &definition,
         timeout_at: timeout_left.and_then(in_from_now),
         // Half the margin is left to record the steps and send the continuation.
         checkpoint_at: in_from_now(budget.remaining().saturating_sub(budget.margin / 2)),
+        values: Some(store),
     };
     let watcher = async {
         // Refresh the cancel flag once a second while the run goes on.
@@ -140,6 +144,7 @@ async fn run_leased<S: ExecutionStore + StepStore>(
     };
     let processed = match outcome {
         RunOutcome::Succeeded { output } => {
+            let output = values.keep("output", output).await?;
             finish(ExecutionStatus::Succeeded, output, None).await?;
             Processed::Finished(ExecutionStatus::Succeeded)
         }

@@ -9,7 +9,8 @@ use crate::model::{
     WorkflowDefinition, WorkflowRecord, now_rfc3339, rfc3339_in,
 };
 use crate::queue::{ExecutionMessage, ExecutionQueue};
-use crate::store::{ExecutionStore, IdempotencyClaim, StepStore, WorkflowStore};
+use crate::store::values::Values;
+use crate::store::{ExecutionStore, IdempotencyClaim, StepStore, ValueStore, WorkflowStore};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -97,7 +98,7 @@ pub async fn start<S>(
     command: StartCommand<'_>,
 ) -> Result<Started, LifecycleError>
 where
-    S: WorkflowStore + ExecutionStore + ?Sized,
+    S: WorkflowStore + ExecutionStore + ValueStore + ?Sized,
 {
     let workflow = command.workflow;
     let (version, definition) = match command.version {
@@ -161,6 +162,8 @@ where
             }
         }
     }
+    // A large input is kept in the value store (S3); the item holds its reference.
+    record.input = Values::new(store, command.tenant_id, &record.execution_id).keep("input", record.input).await?;
     match store.create_execution(&record, &definition).await {
         Ok(()) => {}
         // A replay racing the first request (which created the execution, or is creating it

@@ -2,9 +2,10 @@
 
 use serde_json::{Value, json};
 
-/// Largest execution input, bytes of JSON (SQS carries only ids; the input is on the execution item,
-/// which with a 100 KB output stays under DynamoDB's 400 KB).
-pub const MAX_EXECUTION_INPUT_BYTES: usize = 256 * 1024;
+/// Largest execution input, bytes of JSON: 5 MiB (SQS carries only ids; an input over
+/// `values::INLINE_VALUE_BYTES` is kept in S3, referenced from the execution item; a request
+/// body to Lambda is at most 6 MB).
+pub const MAX_EXECUTION_INPUT_BYTES: usize = 5 * 1024 * 1024;
 
 /// Largest node output kept as it is; a larger one is stored as a truncated preview (DynamoDB
 /// items hold at most 400 KB).
@@ -58,6 +59,28 @@ pub fn depth_over(value: &Value, limit: usize) -> bool {
         pending.extend(children.map(|child| (child, level + 1)));
     }
     false
+}
+
+/// Whether `value`'s JSON is over `limit` bytes, measured without building the text (stops
+/// writing at the limit).
+pub fn json_size_over(value: &Value, limit: usize) -> bool {
+    struct Counter {
+        written: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.written += buf.len();
+            if self.written > self.limit {
+                return Err(std::io::Error::other("over"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(Counter { written: 0, limit }, value).is_err()
 }
 
 /// `message` cut to `MAX_ERROR_MESSAGE_BYTES` at a character boundary, marked with `…` when cut.

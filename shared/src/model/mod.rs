@@ -6,6 +6,7 @@
 mod codes;
 mod execution;
 pub mod limits;
+pub mod values;
 
 pub use codes::StepErrorCode;
 pub use execution::*;

@@ -16,7 +16,7 @@ pub struct NodeRuntime {
     /// Hosts (`host` or `host:port`) that may resolve to non-public addresses (the SSRF guard's
     /// allow-list; tests use it for their loopback stubs).
     pub allowed_private_hosts: Vec<String>,
-    /// Largest response body an outbound call reads.
+    /// Largest response body an outbound call reads, bytes (default: a node output's 10 MiB).
     pub max_response_bytes: usize,
     /// Provider credentials for llm.chat; None where the process has no secret store.
     pub credentials: Option<Arc<CredentialResolver>>,
@@ -32,7 +32,7 @@ impl Default for NodeRuntime {
     fn default() -> Self {
         NodeRuntime {
             allowed_private_hosts: Vec::new(),
-            max_response_bytes: 1024 * 1024,
+            max_response_bytes: crate::model::values::MAX_NODE_OUTPUT_BYTES,
             credentials: None,
             breakers: Arc::new(breaker::CircuitBreakers::default()),
             clients: Arc::new(outbound::ClientPool::default()),

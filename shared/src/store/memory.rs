@@ -29,6 +29,8 @@ struct Inner {
     /// (tenant, credential name) -> metadata.
     credentials: BTreeMap<(String, String), CredentialRecord>,
     secrets: BTreeMap<String, String>,
+    /// Value store key -> JSON bytes.
+    values: BTreeMap<String, Vec<u8>>,
     /// (tenant, execution, node) -> final step recorded alone.
     steps: BTreeMap<(String, String, String), StepRecord>,
     /// (tenant, execution) -> steps kept in bulk by checkpoints and finishes.
@@ -559,6 +561,20 @@ impl ExecutionStore for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+}
+
+#[async_trait]
+impl super::ValueStore for MemoryStore {
+    async fn put_value(&self, key: &str, json: Vec<u8>) -> Result<(), StoreError> {
+        self.lock().values.insert(key.to_string(), json);
+        Ok(())
+    }
+    async fn get_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.lock().values.get(key).cloned())
+    }
+    async fn value_url(&self, key: &str, _expires_in: std::time::Duration) -> Result<String, StoreError> {
+        Ok(format!("memory:///{key}"))
     }
 }
 

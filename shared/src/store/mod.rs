@@ -14,7 +14,9 @@ pub mod conformance;
 pub mod dynamo;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
+pub mod s3;
 pub mod secrets_manager;
+pub mod values;
 
 /// One page of a newest-first listing. `next_after` is the sort key to resume after; the API
 /// layer wraps it in a signed cursor.
@@ -274,8 +276,26 @@ pub trait HealthProbe: Send + Sync {
 }
 
 /// Everything a route needs from the table, as one object.
-pub trait Store: WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepStore + HealthProbe {}
-impl<T: WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepStore + HealthProbe> Store for T {}
+/// Where large values live (S3; `model::values` says which and under what key). Values are
+/// JSON bytes; the store encrypts at rest and expires them with the execution's retention.
+#[async_trait]
+pub trait ValueStore: Send + Sync {
+    async fn put_value(&self, key: &str, json: Vec<u8>) -> Result<(), StoreError>;
+    /// The value's JSON bytes; None when it does not exist (expired, or never written).
+    async fn get_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// A URL that reads the value without other credentials until `expires_in` has passed
+    /// (an S3 presigned GET), for values too large for a Lambda response (6 MB).
+    async fn value_url(&self, key: &str, expires_in: std::time::Duration) -> Result<String, StoreError>;
+}
+
+pub trait Store:
+    WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepStore + ValueStore + HealthProbe
+{
+}
+impl<T: WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepStore + ValueStore + HealthProbe> Store
+    for T
+{
+}
 
 /// The sort key a version listing resumes after.
 pub fn version_sort_key(version: u32) -> String {

@@ -58,11 +58,29 @@ pub struct DynamoStore {
     /// How long step items are kept (their `ttl`); an execution's own items carry its
     /// `expires_at`.
     execution_retention: std::time::Duration,
+    /// Where values too large for an item go (S3), for the functions that write or read them.
+    values: Option<std::sync::Arc<dyn crate::store::ValueStore>>,
 }
 
 impl DynamoStore {
     pub fn new(client: Client, table: impl Into<String>) -> Self {
-        DynamoStore { client, table: table.into(), execution_retention: crate::model::DEFAULT_EXECUTION_RETENTION }
+        DynamoStore {
+            client,
+            table: table.into(),
+            execution_retention: crate::model::DEFAULT_EXECUTION_RETENTION,
+            values: None,
+        }
+    }
+
+    /// The store with a value store for large values (`model::values`).
+    pub fn with_values(self, values: std::sync::Arc<dyn crate::store::ValueStore>) -> Self {
+        DynamoStore { values: Some(values), ..self }
+    }
+
+    fn values(&self) -> Result<&dyn crate::store::ValueStore, StoreError> {
+        self.values
+            .as_deref()
+            .ok_or_else(|| StoreError::Internal("this function was built without a value store".into()))
     }
 
     /// The store with `EXECUTION_RETENTION_DAYS` applied to the steps it writes.
@@ -308,5 +326,19 @@ impl HealthProbe for DynamoStore {
     async fn ping(&self) -> Result<(), StoreError> {
         self.client.describe_table().table_name(&self.table).send().await.map_err(classify)?;
         Ok(())
+    }
+}
+
+/// Large values go to the value store the adapter was given (`with_values`).
+#[async_trait::async_trait]
+impl crate::store::ValueStore for DynamoStore {
+    async fn put_value(&self, key: &str, json: Vec<u8>) -> Result<(), StoreError> {
+        self.values()?.put_value(key, json).await
+    }
+    async fn get_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.values()?.get_value(key).await
+    }
+    async fn value_url(&self, key: &str, expires_in: std::time::Duration) -> Result<String, StoreError> {
+        self.values()?.value_url(key, expires_in).await
     }
 }
