@@ -8,7 +8,7 @@ NODEAI_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NODEAI_LOCAL="$NODEAI_ROOT/.local"
 NODEAI_VENV="$NODEAI_LOCAL/venv"
 # Pinned so a fresh machine gets exactly what was checked here.
-NODEAI_PY_PACKAGES=("moto[server]==5.2.5" "cargo-lambda==1.9.2" "cfn-lint==1.58.0" "openapi-spec-validator==0.9.0")
+NODEAI_PY_PACKAGES=("moto[server]==5.2.5" "cargo-lambda==1.9.2" "cfn-lint==1.58.0" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5")
 
 log() { printf '\033[1m[nodeai]\033[0m %s\n' "$*" >&2; }
 
@@ -65,4 +65,17 @@ emulator_env() {
   export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-testing}"
   export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-testing}"
   export AWS_EC2_METADATA_DISABLED=true
+}
+
+# schemathesis against a running stack, from the generated openapi.json: every operation, up
+# to $3 generated cases each, no 5xx, every 4xx/5xx in the error envelope
+# (scripts/schemathesis_hooks.py). One worker: cargo lambda watch runs each function one
+# request at a time. Usage: run_schemathesis URL KEY MAX_EXAMPLES [extra schemathesis args...]
+run_schemathesis() {
+  local url="$1" key="$2" examples="$3"
+  shift 3
+  PYTHONPATH="$NODEAI_ROOT/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks \
+    "$NODEAI_VENV/bin/schemathesis" run "$NODEAI_ROOT/openapi.json" --url "$url" \
+    -H "Authorization: Bearer $key" --max-examples "$examples" \
+    --checks not_a_server_error,error_envelope --workers 1 --request-timeout 60 --no-color "$@"
 }

@@ -44,7 +44,12 @@ impl Intercept for RequestCounter {
         _runtime_components: &RuntimeComponents,
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let target = context.request().headers().get("x-amz-target").unwrap_or("unknown").to_string();
+        // S3 names no target: its operations are told apart by method (values: PutObject, GetObject).
+        let request = context.request();
+        let target = match request.headers().get("x-amz-target") {
+            Some(target) => target.to_string(),
+            None => format!("S3.{}Object", if request.method() == "PUT" { "Put" } else { "Get" }),
+        };
         *self.0.lock().unwrap().entry(target).or_default() += 1;
         Ok(())
     }
@@ -56,15 +61,16 @@ impl RequestCounter {
     }
 }
 
-fn workflow(stub: &str) -> Value {
+/// The 10-node workflow; `page` is the path its http.request fetches.
+fn workflow(stub: &str, page: &str) -> Value {
     json!({
         "name": "ten nodes",
         "input_schema": { "type": "object", "required": ["topic"] },
         "nodes": [
-            { "id": "fetch", "type": "http.request", "config": { "method": "GET", "url": format!("{stub}/page") } },
+            { "id": "fetch", "type": "http.request", "config": { "method": "GET", "url": format!("{stub}{page}") } },
             { "id": "check", "type": "logic.condition", "config": { "expression": "nodes.fetch.output.status == 200" } },
             { "id": "summarize", "type": "llm.chat", "config": { "credential": "main", "model": "gpt-4o-mini",
-              "messages": [ { "role": "user", "content": "Summarize: {{ nodes.fetch.output.body }}" } ] } },
+              "messages": [ { "role": "user", "content": "Summarize: {{ nodes.fetch.output.body | truncate(2000) }}" } ] } },
             { "id": "fallback", "type": "text.template", "config": { "template": "no page" } },
             { "id": "title", "type": "text.template", "config": { "template": "{{ input.topic | upper }}" } },
             { "id": "shape", "type": "data.json", "config": { "source": {
@@ -119,6 +125,9 @@ fn method_of(route: Route) -> &'static str {
 const LAMBDA_PER_REQUEST: f64 = 0.20 / 1e6;
 const LAMBDA_ARM_PER_GB_SECOND: f64 = 0.000_013_333_4;
 const SQS_PER_REQUEST: f64 = 0.40 / 1e6;
+const S3_PER_PUT: f64 = 0.005 / 1000.0;
+const S3_PER_GET: f64 = 0.0004 / 1000.0;
+const S3_PER_GB_MONTH: f64 = 0.023;
 const DYNAMO_PER_WRITE_UNIT: f64 = 0.625 / 1e6;
 const DYNAMO_PER_READ_UNIT: f64 = 0.125 / 1e6;
 const SFN_STANDARD_PER_TRANSITION: f64 = 0.025 / 1000.0;
@@ -143,7 +152,12 @@ async fn main() {
     create_table(&dynamo, &table).await.expect("create the bench table");
     let queue_url =
         sqs.create_queue().queue_name(format!("{table}-executions")).send().await.unwrap().queue_url.unwrap();
-    let store = Arc::new(DynamoStore::new(dynamo, table.clone()));
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).interceptor(counter.clone()).build(),
+    );
+    nodeai::store::s3::create_bucket(&s3, &table).await.expect("create the bench bucket");
+    let values = Arc::new(nodeai::store::s3::S3ValueStore::new(s3, table.clone()));
+    let store = Arc::new(DynamoStore::new(dynamo, table.clone()).with_values(values));
     let secrets = Arc::new(SecretsManagerStore::new(secrets_client));
     let config = Config::from_lookup(|name| match name {
         "TABLE_NAME" => Some(table.clone()),
@@ -169,6 +183,14 @@ async fn main() {
         .respond_with(ResponseTemplate::new(200).set_body_string("NodeAI runs AI workflows durably on AWS Lambda."))
         .mount(&stub)
         .await;
+    // The large-output case: a 200 KB page, over the 64 KB kept inline, so the fetch step's
+    // output goes to S3 (the summary reads a truncated part of it, so only that value is large).
+    let large_page = "NodeAI runs AI workflows durably on AWS Lambda. ".repeat(200 * 1024 / 48);
+    Mock::given(method("GET"))
+        .and(path("/large"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(large_page.clone()))
+        .mount(&stub)
+        .await;
     Mock::given(method("POST"))
         .and(path("/v1/chat/completions"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
@@ -184,125 +206,142 @@ async fn main() {
     let credential =
         json!({ "provider": "openai", "api_key": "sk-bench-0000", "base_url": format!("{}/v1", stub.uri()) });
     call(&app, Route::PutCredential, "/v1/credentials/main", &key, &[("name", "main")], Some(credential)).await;
-    let created = call(&app, Route::CreateWorkflow, "/v1/workflows", &key, &[], Some(workflow(&stub.uri()))).await;
-    let id = created["id"].as_str().unwrap().to_string();
-    let params = [("workflow_id", id.as_str())];
-    call(&app, Route::PublishVersion, &format!("/v1/workflows/{id}/versions"), &key, &params, None).await;
-    let deploy = Some(json!({ "version": 1 }));
-    call(&app, Route::DeployVersion, &format!("/v1/workflows/{id}/deployment"), &key, &params, deploy).await;
-    counter.take();
+    for (label, page) in [("", "/page"), (" with one large output (200 KB)", "/large")] {
+        let created =
+            call(&app, Route::CreateWorkflow, "/v1/workflows", &key, &[], Some(workflow(&stub.uri(), page))).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        let params = [("workflow_id", id.as_str())];
+        call(&app, Route::PublishVersion, &format!("/v1/workflows/{id}/versions"), &key, &params, None).await;
+        let deploy = Some(json!({ "version": 1 }));
+        call(&app, Route::DeployVersion, &format!("/v1/workflows/{id}/deployment"), &key, &params, deploy).await;
+        counter.take();
 
-    let (mut start_time, mut worker_time) = (Duration::ZERO, Duration::ZERO);
-    let mut last_execution = String::new();
-    let mut by_phase: BTreeMap<(&str, String), usize> = BTreeMap::new();
-    for i in 0..EXECUTIONS {
-        let began = Instant::now();
-        let body = Some(json!({ "input": { "topic": format!("run {i}") } }));
-        let started =
-            call(&app, Route::StartExecution, &format!("/v1/workflows/{id}/executions"), &key, &params, body).await;
-        start_time += began.elapsed();
-        for (operation, n) in counter.take() {
-            *by_phase.entry(("start-execution", operation)).or_default() += n;
+        let (mut start_time, mut worker_time) = (Duration::ZERO, Duration::ZERO);
+        let mut last_execution = String::new();
+        let mut by_phase: BTreeMap<(&str, String), usize> = BTreeMap::new();
+        for i in 0..EXECUTIONS {
+            let began = Instant::now();
+            let body = Some(json!({ "input": { "topic": format!("run {i}") } }));
+            let started =
+                call(&app, Route::StartExecution, &format!("/v1/workflows/{id}/executions"), &key, &params, body).await;
+            start_time += began.elapsed();
+            for (operation, n) in counter.take() {
+                *by_phase.entry(("start-execution", operation)).or_default() += n;
+            }
+            // The Lambda event source: receive, invoke the worker, delete what succeeded.
+            let received = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(1).send().await.unwrap();
+            let message = received.messages.unwrap_or_default().pop().expect("the execution's message");
+            for (operation, n) in counter.take() {
+                *by_phase.entry(("event source", operation)).or_default() += n;
+            }
+            let mut record = SqsMessage::default();
+            record.message_id = message.message_id.clone();
+            record.body = message.body.clone();
+            let mut event = SqsEvent::default();
+            event.records.push(record);
+            let began = Instant::now();
+            let deadline = Instant::now() + Duration::from_secs(300);
+            let response =
+                nodeai::worker::handle_batch(store.as_ref(), &executor, &worker_queue, event, "bench-worker", deadline)
+                    .await;
+            worker_time += began.elapsed();
+            assert!(response.batch_item_failures.is_empty());
+            for (operation, n) in counter.take() {
+                *by_phase.entry(("execution-worker", operation)).or_default() += n;
+            }
+            sqs.delete_message()
+                .queue_url(&queue_url)
+                .receipt_handle(message.receipt_handle.unwrap_or_default())
+                .send()
+                .await
+                .unwrap();
+            for (operation, n) in counter.take() {
+                *by_phase.entry(("event source", operation)).or_default() += n;
+            }
+            let execution_id = started["execution_id"].as_str().unwrap();
+            last_execution = execution_id.to_string();
+            let done = store.get_execution(&tenant.tenant_id, execution_id).await.unwrap().unwrap();
+            assert_eq!(done.status.as_str(), "succeeded", "{:?}", done.error);
+            counter.take(); // the check above is not part of an execution
         }
-        // The Lambda event source: receive, invoke the worker, delete what succeeded.
-        let received = sqs.receive_message().queue_url(&queue_url).max_number_of_messages(1).send().await.unwrap();
-        let message = received.messages.unwrap_or_default().pop().expect("the execution's message");
-        for (operation, n) in counter.take() {
-            *by_phase.entry(("event source", operation)).or_default() += n;
+
+        let per = |n: usize| n as f64 / EXECUTIONS as f64;
+        println!();
+        println!(
+            "AWS requests per execution of the 10-node workflow{label} (2 side-effecting nodes), mean of {EXECUTIONS}:"
+        );
+        println!("{:<18} {:<40} {:>8}", "phase", "operation", "count");
+        for ((phase, operation), n) in &by_phase {
+            println!("{phase:<18} {operation:<40} {:>8.2}", per(*n));
         }
-        let mut record = SqsMessage::default();
-        record.message_id = message.message_id.clone();
-        record.body = message.body.clone();
-        let mut event = SqsEvent::default();
-        event.records.push(record);
-        let began = Instant::now();
-        let deadline = Instant::now() + Duration::from_secs(300);
-        let response =
-            nodeai::worker::handle_batch(store.as_ref(), &executor, &worker_queue, event, "bench-worker", deadline)
-                .await;
-        worker_time += began.elapsed();
-        assert!(response.batch_item_failures.is_empty());
-        for (operation, n) in counter.take() {
-            *by_phase.entry(("execution-worker", operation)).or_default() += n;
-        }
-        sqs.delete_message()
-            .queue_url(&queue_url)
-            .receipt_handle(message.receipt_handle.unwrap_or_default())
-            .send()
-            .await
-            .unwrap();
-        for (operation, n) in counter.take() {
-            *by_phase.entry(("event source", operation)).or_default() += n;
-        }
-        let execution_id = started["execution_id"].as_str().unwrap();
-        last_execution = execution_id.to_string();
-        let done = store.get_execution(&tenant.tenant_id, execution_id).await.unwrap().unwrap();
-        assert_eq!(done.status.as_str(), "succeeded", "{:?}", done.error);
-        counter.take(); // the check above is not part of an execution
+        let count = |phase: Option<&str>, ops: &[&str]| -> f64 {
+            by_phase
+                .iter()
+                .filter(|((p, op), _)| phase.is_none_or(|want| want == *p) && ops.iter().any(|o| op.ends_with(o)))
+                .map(|(_, n)| per(*n))
+                .sum()
+        };
+        let writes =
+            |phase| count(phase, &[".PutItem", ".UpdateItem", ".DeleteItem", ".TransactWriteItems", ".BatchWriteItem"]);
+        let worker_writes = writes(Some("execution-worker"));
+        println!(
+            "DynamoDB write requests: {:.2} per execution ({:.2} in the worker; target: side-effecting nodes + 2 = 4)",
+            writes(None),
+            worker_writes
+        );
+
+        // Capacity units from the sizes of the items one execution leaves (moto reports no real
+        // consumed capacity): a write is 1 WRU per KB of the item (transactional: 2), a consistent
+        // read 1 RRU per 4 KB.
+        let raw = aws_sdk_dynamodb::Client::new(&sdk);
+        let units = capacity_units(&raw, &table, &tenant.tenant_id, &id, &last_execution).await;
+        println!();
+        println!("item sizes of one execution: {}", units.sizes);
+        let (write_units, read_units) = (units.write, units.read);
+        let sqs_requests = count(None, &[".SendMessage", ".ReceiveMessage", ".DeleteMessage"]);
+        let secret_reads = count(None, &[".GetSecretValue"]);
+        let start_seconds = start_time.as_secs_f64() / EXECUTIONS as f64;
+        let worker_seconds = worker_time.as_secs_f64() / EXECUTIONS as f64;
+        let lambda =
+            2.0 * LAMBDA_PER_REQUEST + (0.256 * start_seconds + 0.512 * worker_seconds) * LAMBDA_ARM_PER_GB_SECOND;
+        let dynamo = write_units as f64 * DYNAMO_PER_WRITE_UNIT + read_units as f64 * DYNAMO_PER_READ_UNIT;
+        let sqs_cost = sqs_requests * SQS_PER_REQUEST;
+        let secrets_cost = secret_reads * 0.05 / 10_000.0;
+        let (s3_puts, s3_gets) = (count(None, &["S3.PutObject"]), count(None, &["S3.GetObject"]));
+        // Stored for the 30 days of default retention: one month of the bytes S3 holds.
+        let s3_bytes = if page == "/large" { large_page.len() as f64 } else { 0.0 };
+        let s3_cost = s3_puts * S3_PER_PUT + s3_gets * S3_PER_GET + s3_bytes / 1e9 * S3_PER_GB_MONTH;
+        let nodeai = lambda + dynamo + sqs_cost + secrets_cost + s3_cost;
+        // Step Functions for the same workflow: one state per node, a Parallel state for the two
+        // roots, plus the start: about 12 transitions (Standard); Express bills per request and
+        // duration (64 MB, the orchestration time measured here). Both still need a Lambda (or
+        // HTTP task) for each of the 2 side-effecting nodes: 2 Lambda requests are added.
+        let task_lambdas = 2.0 * LAMBDA_PER_REQUEST + 2.0 * 0.128 * 0.1 * LAMBDA_ARM_PER_GB_SECOND;
+        let standard = 12.0 * SFN_STANDARD_PER_TRANSITION + task_lambdas;
+        let express =
+            SFN_EXPRESS_PER_REQUEST + 0.064 * worker_seconds.max(0.1) * SFN_EXPRESS_PER_GB_SECOND + task_lambdas;
+        println!();
+        println!(
+            "measured here (emulator latencies): start-execution {:.1} ms, worker {:.1} ms per execution",
+            start_seconds * 1e3,
+            worker_seconds * 1e3
+        );
+        println!("{:<44} {:>14}", "dollars per million executions", "USD");
+        println!("{:<44} {:>14.2}", "NodeAI: Lambda (2 invocations, arm64)", lambda * 1e6);
+        println!("{:<44} {:>14.2}", format!("NodeAI: DynamoDB ({write_units} WRU, {read_units} RRU)"), dynamo * 1e6);
+        println!("{:<44} {:>14.2}", format!("NodeAI: SQS ({sqs_requests:.1} requests)"), sqs_cost * 1e6);
+        println!("{:<44} {:>14.2}", format!("NodeAI: Secrets Manager ({secret_reads:.2} reads)"), secrets_cost * 1e6);
+        println!(
+            "{:<44} {:>14.2}",
+            format!("NodeAI: S3 ({s3_puts:.1} PUT, {s3_gets:.1} GET, {:.0} KB-month)", s3_bytes / 1024.0),
+            s3_cost * 1e6
+        );
+        println!("{:<44} {:>14.2}", "NodeAI total", nodeai * 1e6);
+        println!("{:<44} {:>14.2}", "Step Functions Standard (12 transitions + 2 task Lambdas)", standard * 1e6);
+        println!("{:<44} {:>14.2}", "Step Functions Express (+ 2 task Lambdas)", express * 1e6);
+        println!("(API Gateway, $3.50 per million REST calls, is the same for all three and left out; so is the time");
+        println!(" a worker waits on the model, which a Lambda bills and Standard's callback pattern does not.)");
     }
-
-    let per = |n: usize| n as f64 / EXECUTIONS as f64;
-    println!("AWS requests per execution of the 10-node workflow (2 side-effecting nodes), mean of {EXECUTIONS}:");
-    println!("{:<18} {:<40} {:>8}", "phase", "operation", "count");
-    for ((phase, operation), n) in &by_phase {
-        println!("{phase:<18} {operation:<40} {:>8.2}", per(*n));
-    }
-    let count = |phase: Option<&str>, ops: &[&str]| -> f64 {
-        by_phase
-            .iter()
-            .filter(|((p, op), _)| phase.is_none_or(|want| want == *p) && ops.iter().any(|o| op.ends_with(o)))
-            .map(|(_, n)| per(*n))
-            .sum()
-    };
-    let writes =
-        |phase| count(phase, &[".PutItem", ".UpdateItem", ".DeleteItem", ".TransactWriteItems", ".BatchWriteItem"]);
-    let worker_writes = writes(Some("execution-worker"));
-    println!(
-        "DynamoDB write requests: {:.2} per execution ({:.2} in the worker; target: side-effecting nodes + 2 = 4)",
-        writes(None),
-        worker_writes
-    );
-
-    // Capacity units from the sizes of the items one execution leaves (moto reports no real
-    // consumed capacity): a write is 1 WRU per KB of the item (transactional: 2), a consistent
-    // read 1 RRU per 4 KB.
-    let raw = aws_sdk_dynamodb::Client::new(&sdk);
-    let units = capacity_units(&raw, &table, &tenant.tenant_id, &id, &last_execution).await;
-    println!();
-    println!("item sizes of one execution: {}", units.sizes);
-    let (write_units, read_units) = (units.write, units.read);
-    let sqs_requests = count(None, &[".SendMessage", ".ReceiveMessage", ".DeleteMessage"]);
-    let secret_reads = count(None, &[".GetSecretValue"]);
-    let start_seconds = start_time.as_secs_f64() / EXECUTIONS as f64;
-    let worker_seconds = worker_time.as_secs_f64() / EXECUTIONS as f64;
-    let lambda = 2.0 * LAMBDA_PER_REQUEST + (0.256 * start_seconds + 0.512 * worker_seconds) * LAMBDA_ARM_PER_GB_SECOND;
-    let dynamo = write_units as f64 * DYNAMO_PER_WRITE_UNIT + read_units as f64 * DYNAMO_PER_READ_UNIT;
-    let sqs_cost = sqs_requests * SQS_PER_REQUEST;
-    let secrets_cost = secret_reads * 0.05 / 10_000.0;
-    let nodeai = lambda + dynamo + sqs_cost + secrets_cost;
-    // Step Functions for the same workflow: one state per node, a Parallel state for the two
-    // roots, plus the start: about 12 transitions (Standard); Express bills per request and
-    // duration (64 MB, the orchestration time measured here). Both still need a Lambda (or
-    // HTTP task) for each of the 2 side-effecting nodes: 2 Lambda requests are added.
-    let task_lambdas = 2.0 * LAMBDA_PER_REQUEST + 2.0 * 0.128 * 0.1 * LAMBDA_ARM_PER_GB_SECOND;
-    let standard = 12.0 * SFN_STANDARD_PER_TRANSITION + task_lambdas;
-    let express = SFN_EXPRESS_PER_REQUEST + 0.064 * worker_seconds.max(0.1) * SFN_EXPRESS_PER_GB_SECOND + task_lambdas;
-    println!();
-    println!(
-        "measured here (emulator latencies): start-execution {:.1} ms, worker {:.1} ms per execution",
-        start_seconds * 1e3,
-        worker_seconds * 1e3
-    );
-    println!("{:<44} {:>14}", "dollars per million executions", "USD");
-    println!("{:<44} {:>14.2}", "NodeAI: Lambda (2 invocations, arm64)", lambda * 1e6);
-    println!("{:<44} {:>14.2}", format!("NodeAI: DynamoDB ({write_units} WRU, {read_units} RRU)"), dynamo * 1e6);
-    println!("{:<44} {:>14.2}", format!("NodeAI: SQS ({sqs_requests:.1} requests)"), sqs_cost * 1e6);
-    println!("{:<44} {:>14.2}", format!("NodeAI: Secrets Manager ({secret_reads:.2} reads)"), secrets_cost * 1e6);
-    println!("{:<44} {:>14.2}", "NodeAI total", nodeai * 1e6);
-    println!("{:<44} {:>14.2}", "Step Functions Standard (12 transitions + 2 task Lambdas)", standard * 1e6);
-    println!("{:<44} {:>14.2}", "Step Functions Express (+ 2 task Lambdas)", express * 1e6);
-    println!("(API Gateway, $3.50 per million REST calls, is the same for all three and left out; so is the time");
-    println!(" a worker waits on the model, which a Lambda bills and Standard's callback pattern does not.)");
 }
 
 struct CapacityUnits {

@@ -83,6 +83,20 @@ async fn wrong_content_type_is_415_and_oversized_body_is_413() {
     assert_eq!(error["details"][0]["code"], "DEFINITION_TOO_LARGE");
 }
 
+/// A body that is not UTF-8 (as schemathesis sends) is a 400, never a 500.
+#[tokio::test]
+async fn a_body_that_is_not_utf8_is_invalid_json() {
+    let t = TestApp::new().await;
+    for (route, params) in
+        [(Route::CreateWorkflow, vec![]), (Route::ValidateWorkflow, vec![]), (Route::CreateApiKey, vec![])]
+    {
+        for bytes in [b"\xff}".to_vec(), vec![0x14, 0xc3, 0x28, 0xa0], vec![0xef, 0xbb, 0xbf, 0xfe]] {
+            let spec = RequestSpec::new(&params).key(&t.key).header("content-type", "application/json").raw(bytes);
+            t.send(route, spec).await.assert_error(400, "INVALID_JSON");
+        }
+    }
+}
+
 /// A definition whose numbers grow when stored (`1e15` is kept as `1000000000000000.0`): 125 KB
 /// as sent, about 475 KB as stored. Validate and create judge the stored size alike.
 fn growing_definition(numbers: usize, literal: &str) -> String {
