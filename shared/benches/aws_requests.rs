@@ -70,7 +70,7 @@ fn workflow(stub: &str, page: &str) -> Value {
             { "id": "fetch", "type": "http.request", "config": { "method": "GET", "url": format!("{stub}{page}") } },
             { "id": "check", "type": "logic.condition", "config": { "expression": "nodes.fetch.output.status == 200" } },
             { "id": "summarize", "type": "llm.chat", "config": { "credential": "main", "model": "gpt-4o-mini",
-              "messages": [ { "role": "user", "content": "Summarize: {{ nodes.fetch.output.body | truncate(2000) }}" } ] } },
+              "messages": [ { "role": "user", "content": "Summarize: {{ nodes.fetch.output.body[:2000] }}" } ] } },
             { "id": "fallback", "type": "text.template", "config": { "template": "no page" } },
             { "id": "title", "type": "text.template", "config": { "template": "{{ input.topic | upper }}" } },
             { "id": "shape", "type": "data.json", "config": { "source": {
@@ -279,7 +279,8 @@ async fn main() {
                 .iter()
                 .filter(|((p, op), _)| phase.is_none_or(|want| want == *p) && ops.iter().any(|o| op.ends_with(o)))
                 .map(|(_, n)| per(*n))
-                .sum()
+                .sum::<f64>()
+                + 0.0 // an empty sum is -0.0
         };
         let writes =
             |phase| count(phase, &[".PutItem", ".UpdateItem", ".DeleteItem", ".TransactWriteItems", ".BatchWriteItem"]);
