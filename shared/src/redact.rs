@@ -20,7 +20,6 @@ const SENSITIVE_WORDS: &[&str] = &[
     "bearer",
     "cookie",
     "credential",
-    "credentials",
     "jwt",
     "key",
     "otp",
@@ -38,7 +37,7 @@ const SENSITIVE_WORDS: &[&str] = &[
 
 /// Parts of a name that mark it as sensitive wherever they appear (`apikey`, `accesstoken`).
 const SENSITIVE_PARTS: &[&str] =
-    &["apikey", "api_key", "token", "secret", "password", "passwd", "credential", "cookie"];
+    &["apikey", "api_key", "accesstoken", "authtoken", "secret", "password", "passwd", "cookie"];
 
 /// Prefixes of well-known API key formats (OpenAI, Anthropic, Stripe, GitHub, Slack, AWS,
 /// Google), redacted wherever they appear in text.
@@ -94,11 +93,25 @@ fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "-_.~+/=%".contains(c)
 }
 
-/// Free text with every secret-looking value replaced (see the module's rule).
+/// Whether `bare` is a credential by its format alone: AWS access key ids (exactly 20
+/// upper-case letters and digits after `AKIA`/`ASIA`), or another known prefix followed by at
+/// least 8 more characters.
+fn has_key_format(bare: &str) -> bool {
+    if bare.starts_with("AKIA") || bare.starts_with("ASIA") {
+        return bare.len() == 20 && bare.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    }
+    KEY_PREFIXES.iter().any(|p| bare.starts_with(p) && bare.len() >= p.len() + 8)
+}
+
+/// Free text with every secret-looking value replaced (see the module's rule). A value follows
+/// a sensitive name only across `:` or `=` (`Authorization: Bearer x`, `"api_key": "x"`,
+/// `token=x`), so prose that merely mentions tokens or a session keeps its words.
 pub fn redact_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
-    // Whether the next value (after `=`, `:` or a space following Bearer/Basic) is a secret.
+    // The last word was a sensitive name (waiting for `:` or `=`), or an auth scheme.
+    let (mut after_name, mut after_scheme) = (false, false);
+    // The next word is a secret.
     let mut secret_follows = false;
     while !rest.is_empty() {
         let word_end = rest.find(|c: char| !(is_token_char(c) || c == '"' || c == '\'')).unwrap_or(rest.len());
@@ -106,37 +119,48 @@ pub fn redact_text(text: &str) -> String {
             let c = rest.chars().next().expect("not empty");
             out.push(c);
             rest = &rest[c.len_utf8()..];
-            // Separators between a name and its value keep the expectation alive.
-            if !matches!(c, '=' | ':' | ' ' | '"' | '\'') {
-                secret_follows = false;
+            match c {
+                ':' | '=' if after_name => secret_follows = true,
+                ' ' if after_scheme => secret_follows = true,
+                ' ' | '"' | '\'' | ':' | '=' => {}
+                _ => (after_name, after_scheme, secret_follows) = (false, false, false),
             }
             continue;
         }
         let word = &rest[..word_end];
+        rest = &rest[word_end..];
         let bare = word.trim_matches(|c| c == '"' || c == '\'');
-        let (name, value) = match bare.split_once('=') {
-            Some((name, value)) => (name, Some(value)),
-            None => (bare, None),
-        };
-        let is_scheme = ["bearer", "basic", "token", "digest"].contains(&bare.to_ascii_lowercase().as_str());
+        let lower = bare.to_ascii_lowercase();
+        let is_scheme = ["bearer", "basic", "token", "digest"].contains(&lower.as_str());
         if secret_follows && is_scheme {
             // `Authorization: Bearer <token>`: the scheme stays, the token after it goes.
             out.push_str(word);
-        } else if secret_follows && value.is_none() && !bare.is_empty() {
+            (after_name, after_scheme, secret_follows) = (false, true, false);
+            continue;
+        }
+        if secret_follows && !bare.is_empty() {
             out.push_str(&word.replace(bare, REDACTED));
-            secret_follows = false;
-        } else if let Some(value) = value.filter(|v| !v.is_empty() && is_sensitive_name(name)) {
-            out.push_str(&word.replacen(value, REDACTED, 1));
-            secret_follows = false;
-        } else if KEY_PREFIXES.iter().any(|p| bare.starts_with(p) && bare.len() >= p.len() + 8) {
+            (after_name, after_scheme, secret_follows) = (false, false, false);
+            continue;
+        }
+        (after_name, after_scheme, secret_follows) = (false, false, false);
+        if let Some((name, value)) = bare.split_once('=')
+            && !value.is_empty()
+            && is_sensitive_name(name)
+        {
+            let eq = word.find('=').expect("the word has the '=' its bare part has");
+            out.push_str(&word[..=eq]);
+            out.push_str(REDACTED);
+            if word.ends_with(['"', '\'']) && word.len() > bare.len() {
+                out.push_str(&word[word.len() - 1..]);
+            }
+        } else if has_key_format(bare) {
             out.push_str(&word.replace(bare, REDACTED));
-            secret_follows = false;
         } else {
             out.push_str(word);
-            let lower = name.to_ascii_lowercase();
-            secret_follows = value.is_none() && (is_sensitive_name(name) || lower == "bearer" || lower == "basic");
+            after_name = !bare.contains('=') && is_sensitive_name(bare);
+            after_scheme = lower == "bearer" || lower == "basic";
         }
-        rest = &rest[word_end..];
     }
     out
 }
@@ -182,7 +206,20 @@ mod tests {
         ] {
             assert!(is_sensitive_name(name), "{name}");
         }
-        for name in ["Content-Type", "Accept", "page", "author", "monkey", "keyword", "amount", "user", "sort"] {
+        for name in [
+            "Content-Type",
+            "Accept",
+            "page",
+            "author",
+            "monkey",
+            "keyword",
+            "amount",
+            "user",
+            "sort",
+            "x-ratelimit-remaining-tokens",
+            "access-control-allow-credentials",
+            "max_tokens",
+        ] {
             assert!(!is_sensitive_name(name), "{name}");
         }
     }
@@ -209,12 +246,22 @@ mod tests {
             ("key AKIAIOSFODNN7EXAMPLE was refused", "AKIAIOSFODNN7EXAMPLE"),
             ("password='correct horse'", "correct"),
             ("x-api-key: qk-123456789", "qk-123456789"),
+            ("password=pass", "=pass"),
+            ("\"token\": \"abc123def\"", "abc123def"),
         ] {
             let shown = redact_text(text);
             assert!(!shown.contains(secret), "{text} -> {shown}");
             assert!(shown.contains(REDACTED), "{text} -> {shown}");
         }
-        for plain in ["the request to 'api.example.com' failed", "amount=1&page=2", "status 404: not found"] {
+        for plain in [
+            "the request to 'api.example.com' failed",
+            "amount=1&page=2",
+            "status 404: not found",
+            "the prompt is 8192 tokens. However, you asked for more",
+            "Session expired, sign in again",
+            "shipping to ASIA-PACIFIC regions",
+            "'nodes.x.output.token' is not defined at this point of the run",
+        ] {
             assert_eq!(redact_text(plain), plain);
         }
     }

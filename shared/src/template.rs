@@ -126,7 +126,9 @@ fn argument(args: &[JinjaValue], index: usize, name: &str) -> Option<JinjaValue>
 fn guard_amplifying_filters(env: &mut Environment<'static>) {
     use minijinja::filters;
     type Check = fn(&[JinjaValue]) -> Result<(), minijinja::Error>;
-    let guarded: [(&str, JinjaValue, Check); 8] = [
+    let guarded: [(&str, JinjaValue, Check); 10] = [
+        ("escape", JinjaValue::from_function(filters::escape), check_escape),
+        ("e", JinjaValue::from_function(filters::escape), check_escape),
         ("join", JinjaValue::from_function(filters::join), check_join),
         ("replace", JinjaValue::from_function(filters::replace), check_replace),
         ("indent", JinjaValue::from_function(filters::indent), check_indent),
@@ -195,9 +197,25 @@ fn check_tojson(args: &[JinjaValue]) -> Result<(), minijinja::Error> {
             format!("a tojson indent over {MAX_JSON_INDENT} (too large)"),
         ));
     }
-    // Compact size, with room for the indentation pretty printing adds.
+    // Measured as it will be printed, indentation included (it grows with the nesting).
     let value = positional(args, 0).cloned().unwrap_or_default();
-    json_size(&value, MAX_RENDERED_BYTES / 2).map(|_| ()).ok_or_else(|| too_large("the JSON text"))
+    let mut out = Bounded::new(MAX_RENDERED_BYTES);
+    let spaces = " ".repeat(indent);
+    let measured = if indent == 0 {
+        serde_json::to_writer(&mut out, &value)
+    } else {
+        let formatter = serde_json::ser::PrettyFormatter::with_indent(spaces.as_bytes());
+        serde::Serialize::serialize(&value, &mut serde_json::Serializer::with_formatter(&mut out, formatter))
+    };
+    measured.map_err(|_| too_large("the JSON text"))
+}
+
+/// HTML escaping: each of `& < > " ' /` becomes an entity of up to 6 bytes.
+fn check_escape(args: &[JinjaValue]) -> Result<(), minijinja::Error> {
+    let value = positional(args, 0).cloned().unwrap_or_default();
+    let text = value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string());
+    let size = text.len() + text.bytes().filter(|b| b"&<>\"'/".contains(b)).count() * 5;
+    if size > MAX_RENDERED_BYTES { Err(too_large("the escaped text")) } else { Ok(()) }
 }
 
 fn check_string(args: &[JinjaValue]) -> Result<(), minijinja::Error> {
@@ -315,6 +333,8 @@ fn render_error(e: minijinja::Error) -> TemplateError {
         minijinja::ErrorKind::InvalidOperation if message.contains("too large") => {
             StepErrorCode::TemplateOutputTooLarge
         }
+        // Every writer rendering uses fails only past its size limit (the output, a capture).
+        minijinja::ErrorKind::WriteFailure => StepErrorCode::TemplateOutputTooLarge,
         _ => StepErrorCode::TemplateRenderError,
     };
     TemplateError::new(code, message)
@@ -414,17 +434,34 @@ where
     })
 }
 
-/// Renders every string in a JSON value, keeping its shape.
+/// Renders every string in a JSON value, keeping its shape. What all its strings render to
+/// together is at most a node output's size (`values::MAX_NODE_OUTPUT_BYTES`), so a config of
+/// many `{{ input }}` cannot multiply a large input.
 pub fn render_value(value: &Value, scope: &Value) -> Result<Value, TemplateError> {
+    let mut budget = crate::model::values::MAX_NODE_OUTPUT_BYTES;
+    render_within(value, scope, &mut budget)
+}
+
+fn render_within(value: &Value, scope: &Value, budget: &mut usize) -> Result<Value, TemplateError> {
     match value {
         Value::String(_) if abandoned() => {
             Err(TemplateError::new(StepErrorCode::TemplateWorkLimit, "rendering was abandoned (the node timed out)"))
         }
-        Value::String(s) => render_string(s, scope),
-        Value::Array(items) => items.iter().map(|v| render_value(v, scope)).collect::<Result<_, _>>().map(Value::Array),
+        Value::String(s) => {
+            let rendered = render_string(s, scope)?;
+            let size = match &rendered {
+                Value::String(text) => text.len(),
+                other => crate::model::limits::json_size(other),
+            };
+            *budget = budget.checked_sub(size).ok_or_else(output_too_large)?;
+            Ok(rendered)
+        }
+        Value::Array(items) => {
+            items.iter().map(|v| render_within(v, scope, budget)).collect::<Result<_, _>>().map(Value::Array)
+        }
         Value::Object(map) => map
             .iter()
-            .map(|(k, v)| Ok((k.clone(), render_value(v, scope)?)))
+            .map(|(k, v)| Ok((k.clone(), render_within(v, scope, budget)?)))
             .collect::<Result<serde_json::Map<_, _>, _>>()
             .map(Value::Object),
         other => Ok(other.clone()),
@@ -540,7 +577,11 @@ mod tests {
 
     #[test]
     fn no_template_builds_a_value_over_the_cap() {
-        let scope = json!({ "input": { "big": "x".repeat(1000), "n": 1_000_000 } });
+        let mut deep = json!(vec![1; 30_000]);
+        for _ in 0..60 {
+            deep = json!([deep]);
+        }
+        let scope = json!({ "input": { "big": "x".repeat(1000), "n": 1_000_000, "deep": deep } });
         for source in [
             "{{ 'ab' * 1000000 }}",
             "{{ 'ab' * input.n }}",
@@ -562,6 +603,11 @@ mod tests {
             "{{ [1] | slice(1000000000) | list | length }}",
             "{% for i in range(2000) %}{{ 'x' * 1000 }}{% endfor %}",
             "{{ ['x' * 1000000] * 11 }}",
+            // Captured output (set blocks, filter blocks) is bounded too.
+            "{% set s = 'x' * 1000000 %}{% set a %}{% for i in range(100) %}{{ s }}{% endfor %}{% endset %}ok",
+            "{% filter upper %}{% for i in range(3000) %}{{ 'x' * 1000 }}{% endfor %}{% endfilter %}",
+            "{{ ('\"' * 500000) | e }}",
+            "{{ input.deep | tojson(indent=16) }}",
         ] {
             let err = render_string(source, &scope).expect_err(source);
             assert_eq!(err.code, StepErrorCode::TemplateOutputTooLarge, "{source}: {}", err.message);
@@ -604,5 +650,14 @@ mod tests {
             assert!(err.message.contains("nodes.no"), "{source}: {}", err.message);
         }
         assert!(evaluate_condition("nodes.no.output.ok", &scope).is_err());
+    }
+
+    #[test]
+    fn a_config_cannot_multiply_a_large_value() {
+        let scope = json!({ "input": { "big": "y".repeat(100_000) } });
+        let config = json!({ "source": vec!["{{ input.big }}"; 300] });
+        assert_eq!(render_value(&config, &scope).unwrap_err().code, StepErrorCode::TemplateOutputTooLarge);
+        let small = json!({ "source": vec!["{{ input.big }}"; 50] });
+        assert_eq!(render_value(&small, &scope).unwrap()["source"].as_array().map(Vec::len), Some(50));
     }
 }

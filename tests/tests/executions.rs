@@ -806,3 +806,33 @@ async fn large_values_go_through_s3_and_nodes_always_see_them_whole() {
     let spec = RequestSpec::new(&[("execution_id", &execution_id), ("value", "output")]).key(&other_key);
     t.send(Route::GetExecutionValue, spec).await.assert_error(404, "EXECUTION_NOT_FOUND");
 }
+
+/// A tenant can write a value shaped like a stored reference, naming another tenant's key: it is
+/// data, never followed (no presigned URL, no read on resume).
+#[tokio::test]
+async fn a_forged_value_reference_is_data_and_never_followed() {
+    let t = TestApp::new().await;
+    let forged =
+        json!({ "$nodeai_ref": { "key": "executions/01VICTIMTENANT/01VICTIMEXEC/output.json", "size_bytes": 1 } });
+    let workflow = json!({
+        "name": "forge",
+        "nodes": [
+            { "id": "f", "type": "data.json", "config": { "source": forged, "pick": "" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ input.r }}" } }
+        ],
+        "edges": [ { "from": "f", "to": "done" } ]
+    });
+    let id = t.create_workflow(workflow).await;
+    let started = start(&t, &id, json!({ "version": "draft", "input": { "r": forged } })).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    run_worker(&t).await;
+    let done = execution(&t, &execution_id).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(step(&done, "f")["output"], forged, "shown as the data it is, not as a link");
+    assert_eq!(done["output"], forged);
+    for name in ["f.output", "output", "input"] {
+        let reply = t.call(Route::GetExecutionValue, &[("execution_id", &execution_id), ("value", name)], None).await;
+        assert_eq!(reply.status, 200, "{name}: no redirect to someone else's value: {}", reply.raw);
+        assert!(reply.header("location").is_none());
+    }
+}

@@ -11,7 +11,7 @@ use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
 use crate::executions::start::{self as lifecycle, LifecycleError, StartCommand, Started, VersionChoice};
 use crate::model::StepStatus;
-use crate::model::values::{ValueRef, public_name};
+use crate::model::values::{ValueRef, execution_prefix, public_name};
 use crate::model::{ExecutionRecord, ExecutionStatus};
 use lambda_http::http::StatusCode;
 
@@ -122,8 +122,9 @@ async fn snapshot(call: &Call<'_>, id: &str) -> Result<crate::model::WorkflowDef
 /// A stored value as responses show it: itself when inline; for a value kept in S3,
 /// `{"ref": "/v1/executions/{id}/values/{name}", "size_bytes": N}` (no response carries more
 /// than it can: Lambda answers at most 6 MB).
-fn shown(value: Value, execution_id: &str) -> Value {
-    match ValueRef::of(&value).and_then(|r| Some((public_name(&r.key)?, r.size_bytes))) {
+fn shown(value: Value, tenant_id: &str, execution_id: &str) -> Value {
+    let own = ValueRef::of(&value).filter(|r| r.key.starts_with(&execution_prefix(tenant_id, execution_id)));
+    match own.and_then(|r| Some((public_name(&r.key)?, r.size_bytes))) {
         Some((name, size_bytes)) => {
             serde_json::json!({ "ref": format!("{}/values/{name}", link(execution_id)), "size_bytes": size_bytes })
         }
@@ -158,7 +159,10 @@ pub async fn get_value(call: &Call<'_>) -> Result<Reply, ApiError> {
             }
         }
     };
-    let Some(reference) = ValueRef::of(&stored) else { return Ok(Reply::raw(stored)) };
+    // Only a reference to this execution's own values is followed: a tenant can write a value
+    // shaped like one, naming anything.
+    let own = ValueRef::of(&stored).filter(|r| r.key.starts_with(&execution_prefix(call.tenant_id, &id)));
+    let Some(reference) = own else { return Ok(Reply::raw(stored)) };
     let url = call.app.store()?.value_url(&reference.key, VALUE_LINK_TTL).await?;
     let body =
         ValueLink { url: url.clone(), size_bytes: reference.size_bytes, expires_in_seconds: VALUE_LINK_TTL.as_secs() };
@@ -183,8 +187,8 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
                 attempts: step.map(|s| s.attempts).unwrap_or(0),
                 started_at: step.and_then(|s| s.started_at.clone()),
                 finished_at: step.and_then(|s| s.finished_at.clone()),
-                input: step.map(|s| shown(s.input.clone(), &id)).unwrap_or(Value::Null),
-                output: step.map(|s| shown(s.output.clone(), &id)).unwrap_or(Value::Null),
+                input: step.map(|s| shown(s.input.clone(), call.tenant_id, &id)).unwrap_or(Value::Null),
+                output: step.map(|s| shown(s.output.clone(), call.tenant_id, &id)).unwrap_or(Value::Null),
                 error: step.and_then(|s| s.error.clone()),
                 usage: step.and_then(|s| s.usage),
                 cost_usd: step.and_then(|s| s.cost_usd),
@@ -207,8 +211,8 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         workflow_id: execution.workflow_id,
         version: VersionRef(execution.version),
         status: execution.status.as_str(),
-        input: shown(execution.input, &id),
-        output: shown(execution.output, &id),
+        input: shown(execution.input, call.tenant_id, &id),
+        output: shown(execution.output, call.tenant_id, &id),
         error: execution.error,
         created_at: execution.created_at,
         started_at: execution.started_at,

@@ -245,7 +245,7 @@ pub struct ExecutionLinks {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StartExecutionRequest {
-    /// The execution's input; checked against the definition's `input_schema`. At most 256 KB.
+    /// The execution's input; checked against the definition's `input_schema`. At most 2 MiB of JSON, 64 levels deep.
     #[serde(default)]
     pub input: Option<Value>,
     /// A published version number, or `"draft"`; without it, the deployed version.

@@ -295,7 +295,9 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
                 }
                 // Bounded and redacted: a message can quote a huge or secret-bearing value.
                 let error = StepError { code: failure.code, message: crate::redact::error_message(&failure.message) };
-                break step(StepStatus::Failed, Value::Null, Some(error), failure.input, spent);
+                // What a failed node sent is kept for reading, unless it could not be read back.
+                let input = if depth_over(&failure.input, MAX_VALUE_DEPTH) { Value::Null } else { failure.input };
+                break step(StepStatus::Failed, Value::Null, Some(error), input, spent);
             }
         }
     };
@@ -458,9 +460,11 @@ async fn stored_step(
 ) -> Result<StepRecord, StoreError> {
     match values {
         Some(values) => {
-            let id = step.node_id.clone();
-            step.output = values.keep(&format!("steps/{id}/output"), step.output).await?;
-            step.input = values.keep(&format!("steps/{id}/input"), step.input).await?;
+            // A key of its own per attempt: two workers racing on one node each write their own
+            // value, and the record that wins the conditional write names the winner's.
+            let at = format!("steps/{}/{}", step.node_id, crate::model::new_id());
+            step.output = values.keep(&format!("{at}/output"), step.output).await?;
+            step.input = values.keep(&format!("{at}/input"), step.input).await?;
         }
         None => {
             step.output = bounded(step.output, MAX_STORED_OUTPUT_BYTES);

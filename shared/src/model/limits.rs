@@ -2,10 +2,11 @@
 
 use serde_json::{Value, json};
 
-/// Largest execution input, bytes of JSON: 5 MiB (SQS carries only ids; an input over
-/// `values::INLINE_VALUE_BYTES` is kept in S3, referenced from the execution item; a request
-/// body to Lambda is at most 6 MB).
-pub const MAX_EXECUTION_INPUT_BYTES: usize = 5 * 1024 * 1024;
+/// Largest execution input, bytes of JSON: 2 MiB. API Gateway hands Lambda the body as a JSON
+/// string inside the event, where escaping can double it (quotes and backslashes), and a Lambda
+/// request is at most 6 MB: 2 MiB always fits. (SQS carries only ids; an input over
+/// `values::INLINE_VALUE_BYTES` is kept in S3, referenced from the execution item.)
+pub const MAX_EXECUTION_INPUT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Largest node output kept as it is; a larger one is stored as a truncated preview (DynamoDB
 /// items hold at most 400 KB).
@@ -59,6 +60,23 @@ pub fn depth_over(value: &Value, limit: usize) -> bool {
         pending.extend(children.map(|child| (child, level + 1)));
     }
     false
+}
+
+/// The size of `value`'s JSON in bytes, counted without building the text.
+pub fn json_size(value: &Value) -> usize {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
 }
 
 /// Whether `value`'s JSON is over `limit` bytes, measured without building the text (stops

@@ -2,7 +2,7 @@
 //! output whose JSON is over `INLINE_VALUE_BYTES` is kept in the value store (S3), and the
 //! DynamoDB item holds a reference to it instead: `{"$nodeai_ref": {"key": K, "size_bytes": N}}`.
 //! Keys are `executions/<tenant_id>/<execution_id>/<name>.json`, where a name is `input`,
-//! `output`, `steps/<node_id>/output` or `steps/<node_id>/input`; they stay under the execution's
+//! `output`, `steps/<node_id>/<attempt id>/output` or `.../input`; they stay under the execution's
 //! own prefix, so a reference can only ever name that execution's values.
 
 use serde_json::{Value, json};
@@ -53,7 +53,8 @@ pub fn public_name(key: &str) -> Option<String> {
     let name = key.strip_prefix("executions/")?.splitn(3, '/').nth(2)?.strip_suffix(".json")?;
     match name.strip_prefix("steps/") {
         Some(step) => {
-            let (node, part) = step.split_once('/')?;
+            let (node, rest) = step.split_once('/')?;
+            let part = rest.rsplit('/').next()?;
             Some(format!("{node}.{part}"))
         }
         None => Some(name.to_string()),
@@ -66,8 +67,8 @@ mod tests {
 
     #[test]
     fn references_round_trip_and_ordinary_values_are_not_references() {
-        let r = ValueRef { key: value_key("t1", "e1", "steps/a/output"), size_bytes: 900_000 };
-        assert_eq!(r.key, "executions/t1/e1/steps/a/output.json");
+        let r = ValueRef { key: value_key("t1", "e1", "steps/a/01ATTEMPT/output"), size_bytes: 900_000 };
+        assert_eq!(r.key, "executions/t1/e1/steps/a/01ATTEMPT/output.json");
         assert_eq!(ValueRef::of(&r.to_value()), Some(r.clone()));
         assert_eq!(public_name(&r.key).as_deref(), Some("a.output"));
         assert_eq!(public_name(&value_key("t1", "e1", "input")).as_deref(), Some("input"));

@@ -54,23 +54,26 @@ impl CircuitBreakers {
     }
 
     /// Asks to call `host` for `tenant_id`: a permit to go ahead (report the outcome with
-    /// `Permit::record`; a permit dropped unreported, as when the node's timeout abandons the
-    /// call, counts as a failure), or the fail-fast `CIRCUIT_OPEN` failure.
+    /// `Permit::record`), or the fail-fast `CIRCUIT_OPEN` failure. A half-open trial's permit
+    /// dropped unreported (its call was abandoned) counts as a failure, so the circuit never
+    /// stays half-open; other abandoned calls count nothing (the run was cut off at a
+    /// checkpoint, not failed by the host: a hung host is a timeout, which `send` records).
     pub fn admit(&self, tenant_id: &str, host: &str) -> Result<Permit<'_>, NodeFailure> {
-        self.admit_call(tenant_id, host)?;
-        Ok(Permit { breakers: self, tenant_id: tenant_id.to_string(), host: host.to_string(), recorded: false })
+        let trial = self.admit_call(tenant_id, host)?;
+        Ok(Permit { breakers: self, tenant_id: tenant_id.to_string(), host: host.to_string(), trial, recorded: false })
     }
 
-    fn admit_call(&self, tenant_id: &str, host: &str) -> Result<(), NodeFailure> {
+    /// Ok(whether the call is the half-open trial).
+    fn admit_call(&self, tenant_id: &str, host: &str) -> Result<bool, NodeFailure> {
         let mut circuits = self.circuits();
         let state = circuits
             .entry((tenant_id.to_string(), host.to_string()))
             .or_insert(State::Closed { consecutive_failures: 0 });
         match *state {
-            State::Closed { .. } => Ok(()),
+            State::Closed { .. } => Ok(false),
             State::Open { until } | State::HalfOpen { trial_until: until } if Instant::now() >= until => {
                 *state = State::HalfOpen { trial_until: Instant::now() + self.cool_down };
-                Ok(())
+                Ok(true)
             }
             State::Open { until } => Err(open_failure(host, until.saturating_duration_since(Instant::now()))),
             State::HalfOpen { trial_until } => {
@@ -109,6 +112,7 @@ pub struct Permit<'a> {
     breakers: &'a CircuitBreakers,
     tenant_id: String,
     host: String,
+    trial: bool,
     recorded: bool,
 }
 
@@ -123,8 +127,8 @@ impl Permit<'_> {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        if !self.recorded {
-            // Abandoned (the node timed out, the run was cut off): the host did not answer in time.
+        if !self.recorded && self.trial {
+            // The trial was abandoned: the host did not show it is healthy; open again.
             self.breakers.record(&self.tenant_id, &self.host, true);
         }
     }
@@ -188,6 +192,9 @@ mod tests {
         tokio::time::advance(Duration::from_secs(10)).await;
         breakers.admit("t", "h").expect("the next cool-down brings the next trial").record(false);
         breakers.admit("t", "h").expect("and a healthy host closes it").record(false);
+        // An abandoned call on a closed circuit (a checkpoint cut the run off) counts nothing.
+        drop(breakers.admit("t", "h").unwrap());
+        breakers.admit("t", "h").expect("still closed").record(false);
         // A trial that neither reports nor is dropped (leaked) holds the circuit only until
         // its trial window ends.
         breakers.admit("t", "h").unwrap().record(true);

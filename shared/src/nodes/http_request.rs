@@ -62,7 +62,8 @@ impl NodeRun for HttpRequest {
             Some(Value::String(text)) => OutboundBody::Text(text.clone()),
             Some(json_body) => OutboundBody::Json(json_body.clone()),
         };
-        let request = OutboundRequest { method, url, headers, body };
+        let timeout = crate::nodes::outbound::request_timeout(call.node.timeout_ms);
+        let request = OutboundRequest { method, url, headers, body, timeout };
         let answered = async {
             let response = send(runtime, call.tenant_id, request).await?;
             if let Some(mut failure) = response.status_failure(StepErrorCode::HttpStatus) {
@@ -327,18 +328,20 @@ mod breaker_tests {
             breakers: Arc::new(CircuitBreakers::new(1, Duration::from_millis(200))),
             ..Default::default()
         };
-        let node: NodeSpec = serde_json::from_value(json!({ "id": "call", "type": "http.request",
+        let node: NodeSpec = serde_json::from_value(json!({ "id": "call", "type": "http.request", "timeout_ms": 100,
             "config": { "method": "GET", "url": format!("{}/slow", server.uri()) } }))
         .unwrap();
         let scope = json!({});
         let call = NodeCall { tenant_id: "t1", node: &node, scope: &scope };
-        // What the engine does at the node's timeout_ms: drops the call.
-        let abandoned = tokio::time::timeout(Duration::from_millis(100), HttpRequest.execute(&call, &runtime)).await;
-        assert!(abandoned.is_err());
+        // The request's own time limit (90 % of the node's timeout_ms) ends a hung call as a
+        // timeout, which the breaker counts.
+        let hung = HttpRequest.execute(&call, &runtime).await.unwrap_err();
+        assert_eq!((hung.code.as_str(), hung.retryable), ("HTTP_TIMEOUT", true));
         assert_eq!(HttpRequest.execute(&call, &runtime).await.unwrap_err().code, "CIRCUIT_OPEN", "a hang is a failure");
-        // The trial after the cool-down hangs too and is abandoned: open again, not stuck half-open.
+        // The trial after the cool-down is abandoned (as the engine drops a node at a cutoff):
+        // open again, not stuck half-open.
         tokio::time::sleep(Duration::from_millis(250)).await;
-        assert!(tokio::time::timeout(Duration::from_millis(100), HttpRequest.execute(&call, &runtime)).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_millis(30), HttpRequest.execute(&call, &runtime)).await.is_err());
         assert_eq!(HttpRequest.execute(&call, &runtime).await.unwrap_err().code, "CIRCUIT_OPEN");
         // The host recovers: the next trial goes through and closes the circuit.
         server.reset().await;

@@ -74,7 +74,7 @@ impl NodeRun for LlmChat {
             NodeFailure { retryable: e.code() == StepErrorCode::CredentialUnavailable, ..failure }
         })?;
         let chat = Chat::from_config(&config);
-        let (request, rendered_input) = match credential.provider.as_str() {
+        let (mut request, rendered_input) = match credential.provider.as_str() {
             "openai" => chat.openai_request(&credential)?,
             "anthropic" => chat.anthropic_request(&credential)?,
             other => {
@@ -84,6 +84,7 @@ impl NodeRun for LlmChat {
                 ));
             }
         };
+        request.timeout = crate::nodes::outbound::request_timeout(call.node.timeout_ms);
         let answered = async {
             let response = send(runtime, call.tenant_id, request).await?;
             let reply: Value = response.json().unwrap_or(Value::Null);
@@ -188,7 +189,13 @@ impl Chat {
         }
         let url = endpoint(credential.base_url.as_deref().unwrap_or(OPENAI_BASE_URL), "chat/completions")?;
         let headers = vec![("authorization".to_string(), format!("Bearer {}", credential.api_key))];
-        let request = OutboundRequest { method: reqwest::Method::POST, url, headers, body: OutboundBody::Json(body) };
+        let request = OutboundRequest {
+            method: reqwest::Method::POST,
+            url,
+            headers,
+            body: OutboundBody::Json(body),
+            timeout: None,
+        };
         Ok((request, self.shown("openai")))
     }
 
@@ -222,7 +229,13 @@ impl Chat {
             ("x-api-key".to_string(), credential.api_key.clone()),
             ("anthropic-version".to_string(), ANTHROPIC_VERSION.to_string()),
         ];
-        let request = OutboundRequest { method: reqwest::Method::POST, url, headers, body: OutboundBody::Json(body) };
+        let request = OutboundRequest {
+            method: reqwest::Method::POST,
+            url,
+            headers,
+            body: OutboundBody::Json(body),
+            timeout: None,
+        };
         Ok((request, self.shown("anthropic")))
     }
 }
@@ -301,8 +314,8 @@ fn openai_usage(reply: &Value) -> TokenUsage {
     let count = |name: &str| reply.pointer(&format!("/usage/{name}")).and_then(Value::as_u64);
     let (input, output, total) = (count("prompt_tokens"), count("completion_tokens"), count("total_tokens"));
     TokenUsage {
-        input_tokens: input.or_else(|| Some(total? - output.unwrap_or(0))).unwrap_or(0),
-        output_tokens: output.or_else(|| Some(total? - input.unwrap_or(0))).unwrap_or(0),
+        input_tokens: input.or_else(|| Some(total?.saturating_sub(output.unwrap_or(0)))).unwrap_or(0),
+        output_tokens: output.or_else(|| Some(total?.saturating_sub(input.unwrap_or(0)))).unwrap_or(0),
     }
 }
 
@@ -597,6 +610,13 @@ mod tests {
             ),
             ("null content", choice(json!({ "content": null }), "stop"), Err("LLM_BAD_RESPONSE"), 10),
             ("empty string", choice(json!({ "content": "" }), "stop"), Err("LLM_BAD_RESPONSE"), 10),
+            (
+                "a total below its parts",
+                json!({ "usage": { "completion_tokens": 10, "total_tokens": 5 },
+                        "choices": [ { "message": { "content": "ok" }, "finish_reason": "stop" } ] }),
+                Ok("ok"),
+                10,
+            ),
             (
                 "no choices",
                 json!({ "choices": [], "usage": { "prompt_tokens": 7, "completion_tokens": 0 } }),

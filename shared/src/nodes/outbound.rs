@@ -21,6 +21,14 @@ pub struct OutboundRequest {
     pub url: reqwest::Url,
     pub headers: Vec<(String, String)>,
     pub body: OutboundBody,
+    /// The whole request's time limit (the node's `timeout_ms`, a little less, so the request
+    /// fails as a timeout the breaker records before the engine abandons the node).
+    pub timeout: Option<Duration>,
+}
+
+/// The request time limit for a node with `timeout_ms`: 90 % of it.
+pub fn request_timeout(timeout_ms: Option<u64>) -> Option<Duration> {
+    timeout_ms.map(|ms| Duration::from_millis(ms.saturating_mul(9) / 10))
 }
 
 pub struct OutboundResponse {
@@ -157,6 +165,9 @@ async fn call(
 ) -> Result<OutboundResponse, NodeFailure> {
     let client = runtime.clients.client(host, address)?;
     let mut builder = client.request(request.method, request.url);
+    if let Some(timeout) = request.timeout {
+        builder = builder.timeout(timeout);
+    }
     for (name, value) in &request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
@@ -243,6 +254,7 @@ mod tests {
             url: url.parse().unwrap(),
             headers: Vec::new(),
             body: OutboundBody::None,
+            timeout: None,
         }
     }
 

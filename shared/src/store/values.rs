@@ -22,11 +22,9 @@ impl<'a, V: ValueStore + ?Sized> Values<'a, V> {
 
     /// The value as an item keeps it: itself when its JSON is at most `INLINE_VALUE_BYTES`,
     /// else written to the value store under `name` (`input`, `output`, `steps/<node>/output`)
-    /// and replaced by its reference. A reference stays as it is.
+    /// and replaced by its reference. A value that merely looks like a reference (a tenant can
+    /// write one) is data like any other: only references this function made point anywhere.
     pub async fn keep(&self, name: &str, value: Value) -> Result<Value, StoreError> {
-        if ValueRef::of(&value).is_some() {
-            return Ok(value);
-        }
         let json = serde_json::to_vec(&value).map_err(|e| StoreError::Internal(format!("value to JSON: {e}")))?;
         if json.len() <= INLINE_VALUE_BYTES {
             return Ok(value);
@@ -37,14 +35,17 @@ impl<'a, V: ValueStore + ?Sized> Values<'a, V> {
         Ok(reference.to_value())
     }
 
+    /// The reference a stored value is, if it is one of this execution's (a reference-shaped
+    /// value naming anything else is data a tenant wrote).
+    pub fn own_reference(&self, value: &Value) -> Option<ValueRef> {
+        ValueRef::of(value).filter(|r| r.key.starts_with(&execution_prefix(self.tenant_id, self.execution_id)))
+    }
+
     /// A stored value made whole: a reference to one of this execution's values is read back;
     /// anything else (an inline value, a reference outside the execution's prefix) is returned
     /// as it is. A referenced value that is gone (expired) is an error.
     pub async fn resolve(&self, value: Value) -> Result<Value, StoreError> {
-        let Some(reference) = ValueRef::of(&value) else { return Ok(value) };
-        if !reference.key.starts_with(&execution_prefix(self.tenant_id, self.execution_id)) {
-            return Ok(value);
-        }
+        let Some(reference) = self.own_reference(&value) else { return Ok(value) };
         let bytes = self
             .store
             .get_value(&reference.key)
@@ -71,7 +72,8 @@ mod tests {
         assert_eq!(reference.key, "executions/t1/e1/steps/h/output.json");
         assert!(reference.size_bytes > 900_000);
         assert_eq!(values.resolve(kept.clone()).await.unwrap(), large);
-        assert_eq!(values.keep("again", kept.clone()).await.unwrap(), kept, "a reference is kept as it is");
+        // A reference-shaped value is data: kept inline (small), never trusted as a pointer.
+        assert_eq!(values.keep("forged", kept.clone()).await.unwrap(), kept);
         // Another execution's reference is not followed.
         let other = Values::new(&store, "t2", "e9");
         assert_eq!(other.resolve(kept.clone()).await.unwrap(), kept);

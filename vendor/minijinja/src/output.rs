@@ -22,7 +22,22 @@ pub enum CaptureMode {
 pub struct Output<'a> {
     w: *mut (dyn fmt::Write + 'a),
     target: *mut (dyn fmt::Write + 'a),
-    capture_stack: Vec<Option<String>>,
+    capture_stack: Vec<Option<BoundedCapture>>,
+}
+
+/// NodeAI patch: what a capture collects (`{% set x %}...{% endset %}`, `{% filter %}`, macro
+/// and call bodies) is bounded like the strings the operators build
+/// (`ops::MAX_REPEATED_STRING_LEN`); past it the write fails and so does the render.
+struct BoundedCapture(String);
+
+impl fmt::Write for BoundedCapture {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.0.len() + s.len() > crate::value::ops::MAX_REPEATED_STRING_LEN {
+            return Err(fmt::Error);
+        }
+        self.0.push_str(s);
+        Ok(())
+    }
 }
 
 impl<'a> Output<'a> {
@@ -50,7 +65,7 @@ impl<'a> Output<'a> {
     /// Begins capturing into a string or discard.
     pub(crate) fn begin_capture(&mut self, mode: CaptureMode) {
         self.capture_stack.push(match mode {
-            CaptureMode::Capture => Some(String::new()),
+            CaptureMode::Capture => Some(BoundedCapture(String::new())),
             #[cfg(feature = "multi_template")]
             CaptureMode::Discard => None,
         });
@@ -59,7 +74,7 @@ impl<'a> Output<'a> {
 
     /// Ends capturing and returns the captured string as value.
     pub(crate) fn end_capture(&mut self, auto_escape: &AutoEscape) -> Value {
-        let rv = if let Some(captured) = self.capture_stack.pop().unwrap() {
+        let rv = if let Some(BoundedCapture(captured)) = self.capture_stack.pop().unwrap() {
             if !matches!(auto_escape, AutoEscape::None) {
                 Value::from_safe_string(captured)
             } else {
