@@ -167,6 +167,13 @@ pub mod metric {
     pub const CONTINUATIONS: &str = "Continuations";
     /// Count: deliveries that found another worker holding the lease.
     pub const LEASE_BUSY: &str = "LeaseBusy";
+    /// Count: runs whose end was not written because their lease was lost meanwhile.
+    pub const LEASE_LOST: &str = "LeaseLost";
+    /// Count: deliveries deferred because the tenant ran its tier's limit of executions.
+    pub const TENANT_LIMITED: &str = "TenantLimited";
+    /// Count, by `action` (requeued, failed): stranded executions the sweeper found. The
+    /// template's StrandedExecutionsAlarm watches it.
+    pub const STRANDED_EXECUTIONS: &str = "StrandedExecutions";
     /// Count: circuits that opened for a tenant and host.
     pub const CIRCUITS_OPENED: &str = "CircuitsOpened";
 }
@@ -193,6 +200,9 @@ pub fn init_metrics(stage: &str) {
             metric::LLM_OUTPUT_TOKENS,
             metric::CONTINUATIONS,
             metric::LEASE_BUSY,
+            metric::LEASE_LOST,
+            metric::TENANT_LIMITED,
+            metric::STRANDED_EXECUTIONS,
             metric::CIRCUITS_OPENED,
         ] {
             metrics::describe_counter!(count, Unit::Count, "");

@@ -4,12 +4,11 @@
 
 use crate::engine::NodeExecutor;
 use crate::executions::{Budget, Processed, process};
-use crate::model::ExecutionStatus;
 use crate::model::StepError;
 use crate::model::StepErrorCode;
 use crate::model::now_rfc3339;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
-use crate::store::{ExecutionStore, StepStore, ValueStore};
+use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, StepStore, ValueStore};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -64,6 +63,7 @@ async fn handle_message<S: ExecutionStore + StepStore + ValueStore>(
                 Ok(())
             }
             Processed::Busy => Err("another worker holds the lease".to_string()),
+            Processed::Superseded => Ok(()),
         }
     }
     .instrument(span)
@@ -83,29 +83,52 @@ async fn give_up_if_last_receive<S: ExecutionStore>(store: &S, message: &SqsMess
         message: format!("the worker failed {receives} times on this execution; redrive it to try again"),
     };
     let (tenant_id, execution_id) = (parsed.tenant_id.as_str(), parsed.execution_id.as_str());
-    let failed = ExecutionStatus::Failed;
-    if let Err(e) = store
-        .finish_execution(tenant_id, execution_id, failed, serde_json::Value::Null, Some(error), now_rfc3339(), &[])
+    // Only if no worker holds it: a live lease means another delivery is running it.
+    let now = now_rfc3339();
+    match store
+        .finish_execution(tenant_id, execution_id, ExecutionEnd::failed(error), &[], LeaseGuard::Free { now: &now })
         .await
     {
-        tracing::error!(error = %e, "could not mark the execution failed after its last receive");
-        return;
+        Ok(true) => metrics::counter!(crate::telemetry::metric::EXECUTIONS_FINISHED, "status" => "failed").increment(1),
+        Ok(false) => tracing::warn!("not marked failed after its last receive: final, or another worker holds it"),
+        Err(e) => tracing::error!(error = %e, "could not mark the execution failed after its last receive"),
     }
-    metrics::counter!(crate::telemetry::metric::EXECUTIONS_FINISHED, "status" => failed.as_str()).increment(1);
 }
 
-/// Processes a batch; the failed message ids come back as batch item failures.
+/// The lease owner of one delivery: the invocation and the message. Every message of a batch
+/// shares the invocation's request id, so that alone would let two deliveries of one execution
+/// in one batch both hold its lease.
+pub fn lease_owner(invocation_id: &str, message: &SqsMessage) -> String {
+    format!("{invocation_id}/{}", message.message_id.as_deref().unwrap_or("-"))
+}
+
+/// Processes a batch; the failed message ids come back as batch item failures. Each delivery
+/// holds the lease under its own owner id (`lease_owner`); a second delivery of an execution
+/// in the same batch (an SQS duplicate, a continuation beside a redelivery) is done at once
+/// without running: the first one runs it.
 pub async fn handle_batch<S: ExecutionStore + StepStore + ValueStore>(
     store: &S,
     executor: &dyn NodeExecutor,
     queue: &dyn ExecutionQueue,
     event: SqsEvent,
-    worker_id: &str,
+    invocation_id: &str,
     deadline: Instant,
 ) -> SqsBatchResponse {
-    let results = futures_util::future::join_all(
-        event.records.iter().map(|message| handle_message(store, executor, queue, message, worker_id, deadline)),
-    )
+    let mut seen = std::collections::HashSet::new();
+    let results = futures_util::future::join_all(event.records.iter().map(|message| {
+        let key = serde_json::from_str::<ExecutionMessage>(message.body.as_deref().unwrap_or_default())
+            .ok()
+            .map(|m| (m.tenant_id, m.execution_id));
+        let first = key.is_none_or(|key| seen.insert(key));
+        let owner = lease_owner(invocation_id, message);
+        async move {
+            if !first {
+                tracing::info!(message_id = ?message.message_id, "duplicate delivery in the batch; the first runs it");
+                return Ok(());
+            }
+            handle_message(store, executor, queue, message, &owner, deadline).await
+        }
+    }))
     .await;
     let mut response = SqsBatchResponse::default();
     for (message, result) in event.records.iter().zip(results) {
@@ -124,13 +147,14 @@ mod tests {
     use super::*;
     use crate::error::StoreError;
     use crate::model::ExecutionRecord;
+    use crate::model::ExecutionStatus;
     use crate::model::StepRecord;
     use crate::model::WorkflowDefinition;
     use crate::queue::NoQueue;
     use crate::store::memory::MemoryStore;
-    use crate::store::{IdempotencyClaim, Page};
+    use crate::store::{IdempotencyClaim, Page, StrandedExecution};
     use async_trait::async_trait;
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     /// The memory store, except that reading steps always fails (a store outage).
     struct StepsUnreadable(MemoryStore);
@@ -182,19 +206,34 @@ mod tests {
             &self,
             t: &str,
             e: &str,
-            status: ExecutionStatus,
-            output: Value,
-            error: Option<StepError>,
-            at: String,
+            end: ExecutionEnd,
             steps: &[StepRecord],
-        ) -> Result<(), StoreError> {
-            self.0.finish_execution(t, e, status, output, error, at, steps).await
+            guard: LeaseGuard<'_>,
+        ) -> Result<bool, StoreError> {
+            self.0.finish_execution(t, e, end, steps, guard).await
         }
         async fn request_cancel(&self, t: &str, e: &str) -> Result<bool, StoreError> {
             self.0.request_cancel(t, e).await
         }
-        async fn redrive_execution(&self, t: &str, e: &str, d: &str) -> Result<bool, StoreError> {
-            self.0.redrive_execution(t, e, d).await
+        async fn redrive_execution(
+            &self,
+            t: &str,
+            e: &str,
+            d: &str,
+            h: &str,
+            u: &str,
+            n: &str,
+        ) -> Result<bool, StoreError> {
+            self.0.redrive_execution(t, e, d, h, u, n).await
+        }
+        async fn stranded_executions(&self, n: &str, l: usize) -> Result<Vec<StrandedExecution>, StoreError> {
+            self.0.stranded_executions(n, l).await
+        }
+        async fn mark_swept(&self, t: &str, e: &str, x: &str, n: &str) -> Result<bool, StoreError> {
+            self.0.mark_swept(t, e, x, n).await
+        }
+        async fn set_waiting(&self, t: &str, e: &str, r: Option<&str>, x: &str) -> Result<(), StoreError> {
+            self.0.set_waiting(t, e, r, x).await
         }
         async fn claim_idempotency_key(
             &self,

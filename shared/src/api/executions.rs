@@ -98,6 +98,8 @@ fn api_error(error: LifecycleError) -> ApiError {
         LifecycleError::NotRedrivable(_) | LifecycleError::ExpiresTooSoon(_) => {
             ApiError::new(ErrorCode::ExecutionNotRedrivable, message).suggest("Start a new execution instead.")
         }
+        LifecycleError::StillLeased => ApiError::new(ErrorCode::ExecutionNotRedrivable, message)
+            .suggest("Retry after the worker's lease expires (at most 15 minutes)."),
         LifecycleError::Store(e) => e.into(),
     }
 }
@@ -220,6 +222,7 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         duration_ms,
         deadline_at: execution.deadline_at,
         cancel_requested: execution.cancel_requested,
+        waiting_reason: execution.waiting_reason,
         steps,
         redrive_count: execution.redrive_count,
         expires_at: execution.expires_at,
@@ -248,8 +251,11 @@ fn totals<'a>(steps: impl Iterator<Item = &'a crate::model::StepRecord>) -> Exec
 pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let execution = find_execution(call, &id).await?;
-    lifecycle::cancel(call.app.store()?, &execution).await.map_err(api_error)?;
-    Ok(Reply::accepted(CancelAccepted { execution_id: id, status: execution.status.as_str(), cancel_requested: true }))
+    let status = match lifecycle::cancel(call.app.store()?, &execution).await.map_err(api_error)? {
+        lifecycle::CancelOutcome::Cancelled => ExecutionStatus::Cancelled,
+        lifecycle::CancelOutcome::Requested => execution.status,
+    };
+    Ok(Reply::accepted(CancelAccepted { execution_id: id, status: status.as_str(), cancel_requested: true }))
 }
 
 /// Resumes a failed or timed-out execution (`executions::start::redrive` says how).

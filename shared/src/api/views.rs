@@ -324,6 +324,10 @@ pub struct ExecutionView {
     /// When the execution times out (RFC 3339).
     pub deadline_at: String,
     pub cancel_requested: bool,
+    /// Why a queued execution has not started yet, e.g. its tenant's limit of running
+    /// executions; absent once a worker runs it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub waiting_reason: Option<String>,
     pub steps: Vec<StepView>,
     pub redrive_count: u32,
     /// When retention deletes the execution (RFC 3339).
@@ -359,7 +363,8 @@ pub struct RedriveAccepted {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CancelAccepted {
     pub execution_id: String,
-    /// The status when the cancel was requested.
+    /// `cancelled` when the execution was still queued (it ended at once); otherwise its
+    /// status when the cancel was requested (the worker stops it before its next node).
     pub status: &'static str,
     pub cancel_requested: bool,
 }

@@ -151,10 +151,10 @@ pub struct RunContext<'a> {
     pub workflow_id: &'a str,
     pub input: &'a Value,
     pub definition: &'a WorkflowDefinition,
-    /// When nodes still in flight are abandoned: at the execution timeout, and (from this run's
-    /// second wave on, so every invocation makes progress) at the invocation's checkpoint time.
-    /// The run then stops with `stop()`'s reason, so a slow call ends in a checkpoint or a
-    /// timeout instead of a killed Lambda. Nodes that finished before are kept.
+    /// When nodes still in flight are abandoned: at the execution timeout, and at the
+    /// invocation's checkpoint time (every wave, the first included). The run then stops with
+    /// `stop()`'s reason, so a call that never answers, or a retry's wait, ends in a checkpoint
+    /// or a timeout instead of a killed Lambda. Nodes that finished before are kept.
     pub timeout_at: Option<tokio::time::Instant>,
     pub checkpoint_at: Option<tokio::time::Instant>,
     /// Where node outputs and rendered inputs over `INLINE_VALUE_BYTES` are kept (S3), and read
@@ -232,8 +232,15 @@ fn backoff(node: &NodeSpec, attempt: u32, failure: &NodeFailure) -> Duration {
     }
 }
 
-/// Runs one node with its retry and timeout policy; returns its final step.
-async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dyn NodeExecutor) -> StepRecord {
+/// Runs one node with its retry and timeout policy; returns its final step, or None if `halt`
+/// said to stop before an attempt (the node then has no step and runs again on resume).
+async fn run_node(
+    tenant_id: &str,
+    node: &NodeSpec,
+    scope: &Value,
+    executor: &dyn NodeExecutor,
+    halt: &(dyn Fn() -> bool + Sync),
+) -> Option<StepRecord> {
     let started_at = now_rfc3339();
     let call = NodeCall { tenant_id, node, scope };
     let max_attempts = node.retry.as_ref().map(|r| r.max_attempts).unwrap_or(1).max(1);
@@ -241,6 +248,9 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
     let mut spent = Spent::default();
     let timer = std::time::Instant::now();
     let finished = loop {
+        if halt() {
+            return None;
+        }
         attempt += 1;
         let attempt_result = executor.execute(&call);
         let result = match node.timeout_ms {
@@ -302,7 +312,7 @@ async fn run_node(tenant_id: &str, node: &NodeSpec, scope: &Value, executor: &dy
         }
     };
     record_node_metrics(&node.node_type, &finished, timer.elapsed());
-    finished
+    Some(finished)
 }
 
 fn record_node_metrics(node_type: &str, step: &StepRecord, elapsed: Duration) {
@@ -328,7 +338,7 @@ pub struct RunResult {
 }
 
 /// Runs the workflow from its recorded steps until it finishes, fails, or `stop` says to stop
-/// (checked before each wave of nodes starts). A side-effecting node's step is written (once,
+/// (checked before each wave of nodes and before each attempt of each node). A side-effecting node's step is written (once,
 /// conditionally) before anything that depends on it starts; pure nodes' steps are returned.
 pub async fn run(
     ctx: &RunContext<'_>,
@@ -364,7 +374,6 @@ pub async fn run(
     }
     let mut pending: Vec<&NodeSpec> = definition.nodes.iter().filter(|n| !state.steps.contains_key(&n.id)).collect();
     let mut unrecorded: Vec<StepRecord> = Vec::new();
-    let mut waves_run = 0usize;
     let done = |outcome, unrecorded| Ok(RunResult { outcome, unrecorded });
     loop {
         if let Some((node_id, error)) = state.failed.clone() {
@@ -414,14 +423,19 @@ pub async fn run(
                 .unwrap_or(Value::Null);
             return done(RunOutcome::Succeeded { output }, unrecorded);
         }
-        if let Some(reason) = stop() {
-            return done(RunOutcome::Stopped(reason), unrecorded);
-        }
         for wave in ready.chunks(max_concurrency.clamp(1, 64)) {
-            let checkpoint_at = ctx.checkpoint_at.filter(|_| waves_run > 0);
-            let cutoff = [ctx.timeout_at, checkpoint_at].into_iter().flatten().min();
-            waves_run += 1;
-            let (finished, cut_off) = run_wave(ctx, cutoff, wave, &state.scope, executor).await;
+            // Checked before every wave (and, in `run_node`, before every attempt): a cancel or
+            // a failed node stops a fan-out before its next call, not after the whole ready set.
+            if let Some((node_id, error)) = state.failed.clone() {
+                return done(RunOutcome::Failed { node_id, error }, unrecorded);
+            }
+            if let Some(reason) = stop() {
+                return done(RunOutcome::Stopped(reason), unrecorded);
+            }
+            // Every wave, the first included, ends at the checkpoint time: a call that never
+            // answers is abandoned there and runs again in the next invocation.
+            let cutoff = [ctx.timeout_at, ctx.checkpoint_at].into_iter().flatten().min();
+            let (finished, interrupted) = run_wave(ctx, cutoff, wave, &state.scope, executor, stop).await;
             for (node, step) in finished {
                 // The step as stored (large values as references), and whole for the run.
                 let stored = stored_step(values.as_ref(), step.clone()).await?;
@@ -442,10 +456,13 @@ pub async fn run(
                 };
                 state.add(kept, node.on_error);
             }
-            if cut_off {
+            if let Some((node_id, error)) = state.failed.clone() {
+                return done(RunOutcome::Failed { node_id, error }, unrecorded);
+            }
+            if interrupted {
                 // The abandoned nodes have no step: they run again when the execution resumes.
                 let reason = stop().unwrap_or(StopReason::Deadline);
-                tracing::warn!(?reason, "nodes still running at the cutoff were abandoned");
+                tracing::warn!(?reason, "nodes not finished at the cutoff or the stop were abandoned");
                 return done(RunOutcome::Stopped(reason), unrecorded);
             }
         }
@@ -475,15 +492,21 @@ async fn stored_step(
 }
 
 /// Runs one wave's nodes concurrently; returns those that finished (in any order) and whether
-/// the cutoff came first.
+/// some did not: the cutoff came first, or a node stopped before an attempt because `stop`
+/// said so or a sibling failed with `on_error: fail`.
 async fn run_wave<'n>(
     ctx: &RunContext<'_>,
     cutoff: Option<tokio::time::Instant>,
     wave: &[&'n NodeSpec],
     scope: &Value,
     executor: &dyn NodeExecutor,
+    stop: &(dyn Fn() -> Option<StopReason> + Sync),
 ) -> (Vec<(&'n NodeSpec, StepRecord)>, bool) {
     use futures_util::StreamExt;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failing = AtomicBool::new(false);
+    let halt = || failing.load(Ordering::SeqCst) || stop().is_some();
+    let halt = &halt;
     let mut running: futures_util::stream::FuturesUnordered<_> = wave
         .iter()
         .map(|node| {
@@ -497,10 +520,11 @@ async fn run_wave<'n>(
                 node_id = %node.id,
                 node_type = %node.node_type
             );
-            async move { (*node, run_node(ctx.tenant_id, node, scope, executor).instrument(span).await) }
+            async move { (*node, run_node(ctx.tenant_id, node, scope, executor, halt).instrument(span).await) }
         })
         .collect();
     let mut finished = Vec::with_capacity(wave.len());
+    let mut interrupted = false;
     loop {
         let next = match cutoff {
             Some(cutoff) => match tokio::time::timeout_at(cutoff, running.next()).await {
@@ -510,8 +534,14 @@ async fn run_wave<'n>(
             None => running.next().await,
         };
         match next {
-            Some(done) => finished.push(done),
-            None => return (finished, false),
+            Some((node, Some(step))) => {
+                if step.status == StepStatus::Failed && node.on_error == OnError::Fail {
+                    failing.store(true, Ordering::SeqCst);
+                }
+                finished.push((node, step));
+            }
+            Some((_, None)) => interrupted = true,
+            None => return (finished, interrupted),
         }
     }
 }

@@ -145,9 +145,8 @@ async fn the_false_branch_skips_everything_behind_the_true_one() {
 async fn a_resumed_run_never_repeats_a_recorded_node() {
     let (store, executor, workflow) = (MemoryStore::new(), Counting::default(), branching_workflow());
     let input = json!({ "name": "Ada", "n": 3 });
-    // Stop after the first two waves, as a worker near its deadline would.
-    let waves = AtomicUsize::new(0);
-    let stop_after_two = || (waves.fetch_add(1, Ordering::SeqCst) >= 2).then_some(StopReason::Deadline);
+    // Stop once check has run, as a worker near its deadline would.
+    let stop_after_two = || (executor.calls("check") >= 1).then_some(StopReason::Deadline);
     let first =
         finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &stop_after_two, 4).await.unwrap(), &store)
             .await;
@@ -645,4 +644,63 @@ async fn large_outputs_are_kept_by_reference_and_read_back_whole_on_resume() {
     let resumed = run(&with_values, &store, &executor, &never, 4).await.unwrap();
     let read = resumed.unrecorded.iter().find(|s| s.node_id == "read").expect("the read step");
     assert_eq!(read.output["text"], "200 300000", "the resumed run read the whole value back");
+}
+
+/// A root fanning out to `width` side-effecting-free nodes, each with retries.
+fn fan_out(width: usize) -> WorkflowDefinition {
+    let mut nodes = vec![json!({ "id": "root", "type": "text.template", "config": { "template": "go" } })];
+    let mut edges = Vec::new();
+    for i in 0..width {
+        nodes.push(json!({ "id": format!("leaf{i}"), "type": "text.template", "config": { "template": "{{ input.x }}" },
+                           "retry": { "max_attempts": 5, "initial_delay_ms": 10, "jitter": false } }));
+        edges.push(json!({ "from": "root", "to": format!("leaf{i}") }));
+    }
+    definition(json!({ "name": "fan", "nodes": nodes, "edges": edges }))
+}
+
+#[tokio::test]
+async fn a_cancel_during_a_fan_out_starts_no_further_node() {
+    let workflow = fan_out(199);
+    let input = json!({ "x": 1 });
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    // Cancelled once the fan-out has started (its first leaf was called).
+    let cancelled = || (executor.calls("leaf0") > 0).then_some(StopReason::Cancelled);
+    let outcome =
+        finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &cancelled, 4).await.unwrap(), &store).await;
+    assert_eq!(outcome, RunOutcome::Stopped(StopReason::Cancelled));
+    let leaves: usize = (0..199).map(|i| executor.calls(&format!("leaf{i}"))).sum();
+    assert!(leaves <= 4, "at most the wave in flight when the cancel landed, not ~196: {leaves}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_stops_a_node_before_its_next_retry() {
+    let workflow = single(json!({ "id": "work", "type": "text.template", "config": { "template": "ok" },
+                                 "retry": { "max_attempts": 5, "initial_delay_ms": 1000, "jitter": false } }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let unavailable = || NodeFailure::retryable(StepErrorCode::HttpStatus, "503");
+    executor.fail_first("work", (0..4).map(|_| unavailable()).collect());
+    let cancelled = || (executor.calls("work") >= 2).then_some(StopReason::Cancelled);
+    let outcome =
+        finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &cancelled, 4).await.unwrap(), &store)
+            .await;
+    assert_eq!(outcome, RunOutcome::Stopped(StopReason::Cancelled));
+    assert_eq!(executor.calls("work"), 2, "no third attempt after the cancel");
+    assert!(steps_of(&store, "e1").await.is_empty(), "the interrupted node has no step");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_node_with_on_error_fail_stops_its_siblings_retries_and_later_waves() {
+    let workflow = fan_out(12);
+    let input = json!({ "x": 1 });
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    executor.fail_first("leaf0", vec![NodeFailure::permanent(StepErrorCode::HttpStatus, "400")]);
+    // leaf1 keeps failing retryably: its retries stop once leaf0 has failed the run.
+    executor.fail_first("leaf1", (0..4).map(|_| NodeFailure::retryable(StepErrorCode::HttpStatus, "503")).collect());
+    let outcome =
+        finished(run(&ctx(&workflow, &input, "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
+    let RunOutcome::Failed { node_id, .. } = outcome else { panic!("{outcome:?}") };
+    assert_eq!(node_id, "leaf0");
+    assert!(executor.calls("leaf1") <= 1, "no retry after a sibling failed the run");
+    let later: usize = (4..12).map(|i| executor.calls(&format!("leaf{i}"))).sum();
+    assert_eq!(later, 0, "no later wave starts");
 }

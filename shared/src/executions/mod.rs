@@ -10,7 +10,7 @@ use crate::model::StepErrorCode;
 use crate::model::{ExecutionRecord, ExecutionStatus, StepError, WorkflowDefinition, now_rfc3339};
 use crate::queue::ExecutionMessage;
 use crate::store::values::Values;
-use crate::store::{ExecutionStore, StepStore, ValueStore};
+use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, StepStore, ValueStore};
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,6 +24,10 @@ pub enum Processed {
     Continue,
     /// Another worker holds the lease: leave the message for redelivery.
     Busy,
+    /// The run's end was not written: its lease expired and another delivery took the
+    /// execution, or the API ended it meanwhile. Its recorded steps stand; the message is
+    /// done (the holder has its own).
+    Superseded,
 }
 
 /// The time an invocation may still spend, and how much of it to keep for checkpointing.
@@ -92,12 +96,10 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
         .get_execution_definition(tenant_id, execution_id)
         .await?
         .ok_or_else(|| StoreError::Internal("the execution's definition is missing".into()))?;
-    // Cancellation is read from the store between waves; a stop is remembered for the outcome.
+    // Cancellation is read from the store once a second; the engine asks before every wave and
+    // every attempt.
     let cancel_seen = Mutex::new(execution.cancel_requested);
     let deadline_at = execution.deadline_at.clone();
-    // Every invocation runs at least one wave before it checkpoints for the deadline, so an
-    // execution always makes progress, however short the budget.
-    let waves_started = std::sync::atomic::AtomicUsize::new(0);
     let stop = || -> Option<StopReason> {
         if *cancel_seen.lock().unwrap_or_else(|p| p.into_inner()) {
             return Some(StopReason::Cancelled);
@@ -105,8 +107,7 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
         if now_rfc3339() >= deadline_at {
             return Some(StopReason::TimedOut);
         }
-        let first_wave = waves_started.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
-        (!first_wave && budget.nearly_spent()).then_some(StopReason::Deadline)
+        budget.nearly_spent().then_some(StopReason::Deadline)
     };
     let in_from_now = |wait: Duration| Some(tokio::time::Instant::now() + wait);
     let timeout_left = chrono::DateTime::parse_from_rfc3339(&deadline_at)
@@ -139,36 +140,33 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
         result = engine::run(&ctx, store, executor, &stop, engine::DEFAULT_CONCURRENCY) => result?,
         _ = watcher => unreachable!("the watcher never ends"),
     };
-    let finish = |status, output, error| {
-        store.finish_execution(tenant_id, execution_id, status, output, error, now_rfc3339(), &unrecorded)
-    };
-    let processed = match outcome {
-        RunOutcome::Succeeded { output } => {
-            let output = values.keep("output", output).await?;
-            finish(ExecutionStatus::Succeeded, output, None).await?;
-            Processed::Finished(ExecutionStatus::Succeeded)
-        }
+    let guard = LeaseGuard::Held(worker_id);
+    let (status, output, error) = match outcome {
+        RunOutcome::Succeeded { output } => (ExecutionStatus::Succeeded, values.keep("output", output).await?, None),
         RunOutcome::Failed { node_id, error } => {
             let error = StepError { code: error.code, message: format!("node '{node_id}': {}", error.message) };
-            finish(ExecutionStatus::Failed, Value::Null, Some(error)).await?;
-            Processed::Finished(ExecutionStatus::Failed)
+            (ExecutionStatus::Failed, Value::Null, Some(error))
         }
-        RunOutcome::Stopped(StopReason::Cancelled) => {
-            finish(ExecutionStatus::Cancelled, Value::Null, None).await?;
-            Processed::Finished(ExecutionStatus::Cancelled)
-        }
+        RunOutcome::Stopped(StopReason::Cancelled) => (ExecutionStatus::Cancelled, Value::Null, None),
         RunOutcome::Stopped(StopReason::TimedOut) => {
             let error = StepError {
                 code: StepErrorCode::ExecutionTimedOut.into(),
                 message: "the execution timeout passed".into(),
             };
-            finish(ExecutionStatus::TimedOut, Value::Null, Some(error)).await?;
-            Processed::Finished(ExecutionStatus::TimedOut)
+            (ExecutionStatus::TimedOut, Value::Null, Some(error))
         }
         RunOutcome::Stopped(StopReason::Deadline) => {
             store.release_lease(tenant_id, execution_id, worker_id, &unrecorded).await?;
-            Processed::Continue
+            record_metrics(execution, &Processed::Continue);
+            return Ok(Processed::Continue);
         }
+    };
+    let end = ExecutionEnd::now(status, output, error);
+    let processed = if store.finish_execution(tenant_id, execution_id, end, &unrecorded, guard).await? {
+        Processed::Finished(status)
+    } else {
+        tracing::warn!(status = status.as_str(), "the run's end was not written: the lease was lost");
+        Processed::Superseded
     };
     record_metrics(execution, &processed);
     Ok(processed)
@@ -187,6 +185,7 @@ fn record_metrics(execution: &ExecutionRecord, processed: &Processed) {
         }
         Processed::Continue => metrics::counter!(metric::CONTINUATIONS).increment(1),
         Processed::Busy => metrics::counter!(metric::LEASE_BUSY).increment(1),
+        Processed::Superseded => metrics::counter!(metric::LEASE_LOST).increment(1),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::model::{
 };
 use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::values::Values;
-use crate::store::{ExecutionStore, IdempotencyClaim, StepStore, ValueStore, WorkflowStore};
+use crate::store::{ExecutionEnd, ExecutionStore, IdempotencyClaim, LeaseGuard, StepStore, ValueStore, WorkflowStore};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -78,6 +78,8 @@ pub enum LifecycleError {
     AlreadyFinished(ExecutionStatus),
     #[error("the execution is {}; only failed or timed-out executions can be redriven", .0.as_str())]
     NotRedrivable(ExecutionStatus),
+    #[error("a worker still holds the execution; redrive it once its lease has expired")]
+    StillLeased,
     /// Retention would delete its records during the redrive.
     #[error("the execution's records expire at {0}; a redrive must start at least 2 days before")]
     ExpiresTooSoon(String),
@@ -234,16 +236,10 @@ async fn enqueue<S: ExecutionStore + ?Sized>(
     };
     let error =
         StepError { code: StepErrorCode::QueueUnavailable.into(), message: "the execution could not be queued".into() };
+    // Only if no worker holds it (a redrive's message may have gone out before this one failed).
+    let now = now_rfc3339();
     let _ = store
-        .finish_execution(
-            tenant_id,
-            execution_id,
-            ExecutionStatus::Failed,
-            Value::Null,
-            Some(error),
-            now_rfc3339(),
-            &[],
-        )
+        .finish_execution(tenant_id, execution_id, ExecutionEnd::failed(error), &[], LeaseGuard::Free { now: &now })
         .await;
     Err(match e {
         StoreError::Internal(detail) => StoreError::Unavailable(detail),
@@ -252,12 +248,39 @@ async fn enqueue<S: ExecutionStore + ?Sized>(
     .into())
 }
 
-/// Asks a queued or running execution to stop (the worker sees the flag within a second).
-pub async fn cancel<S: ExecutionStore + ?Sized>(store: &S, execution: &ExecutionRecord) -> Result<(), LifecycleError> {
-    if execution.status.is_final() || !store.request_cancel(&execution.tenant_id, &execution.execution_id).await? {
+/// Stops an execution. A queued one that no worker holds ends `cancelled` at once (returns
+/// `Cancelled`); a running one is asked to stop, and its worker sees the flag within a second,
+/// before its next node or attempt (returns `Requested`).
+pub async fn cancel<S: ExecutionStore + ?Sized>(
+    store: &S,
+    execution: &ExecutionRecord,
+) -> Result<CancelOutcome, LifecycleError> {
+    let (tenant_id, id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
+    if execution.status.is_final() {
         return Err(LifecycleError::AlreadyFinished(execution.status));
     }
-    Ok(())
+    if execution.status == ExecutionStatus::Queued {
+        let now = now_rfc3339();
+        let end = ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None);
+        if store.finish_execution(tenant_id, id, end, &[], LeaseGuard::Free { now: &now }).await? {
+            return Ok(CancelOutcome::Cancelled);
+        }
+        // A worker took it meanwhile: ask it to stop, as for a running one.
+    }
+    if !store.request_cancel(tenant_id, id).await? {
+        let now = store.get_execution(tenant_id, id).await?.map(|e| e.status).unwrap_or(execution.status);
+        return Err(LifecycleError::AlreadyFinished(now));
+    }
+    Ok(CancelOutcome::Requested)
+}
+
+/// What `cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The execution was queued and is now `cancelled`.
+    Cancelled,
+    /// The execution is running; its worker stops it before its next node or attempt.
+    Requested,
 }
 
 /// Resumes a failed or timed-out execution: succeeded steps stay (their nodes are not run, or
@@ -286,16 +309,27 @@ where
         .get_execution_definition(tenant_id, id)
         .await?
         .ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?;
-    store.reset_steps_for_redrive(tenant_id, id).await?;
     let deadline = rfc3339_in(execution_timeout(&definition).as_secs() as i64);
-    if !store.redrive_execution(tenant_id, id, &deadline).await? {
-        // Another redrive got there first.
-        let now = store.get_execution(tenant_id, id).await?.map(|e| e.status).unwrap_or(execution.status);
-        return Err(LifecycleError::NotRedrivable(now));
+    // The state and the lease are checked, and the execution held, before any step is
+    // forgotten: a stale message cannot run it between the reset and the enqueue.
+    let hold = format!("redrive/{request_id}");
+    let (now, hold_until) = (now_rfc3339(), rfc3339_in(REDRIVE_HOLD.as_secs() as i64));
+    if !store.redrive_execution(tenant_id, id, &deadline, &hold, &hold_until, &now).await? {
+        // Another redrive got there first, or a worker still holds it.
+        return Err(match store.get_execution(tenant_id, id).await? {
+            Some(now) if now.status != execution.status => LifecycleError::NotRedrivable(now.status),
+            _ => LifecycleError::StillLeased,
+        });
     }
+    store.reset_steps_for_redrive(tenant_id, id).await?;
+    store.release_lease(tenant_id, id, &hold, &[]).await?;
     enqueue(store, queue, tenant_id, id, request_id).await?;
     Ok(execution.redrive_count + 1)
 }
+
+/// How long a redrive holds the execution while it resets its steps; if the redrive dies
+/// half-way, the sweeper finds the execution when this runs out.
+pub const REDRIVE_HOLD: Duration = Duration::from_secs(60);
 
 #[cfg(test)]
 mod tests {

@@ -95,23 +95,33 @@ async fn two_concurrent_deliveries_run_each_node_once() {
 }
 
 #[tokio::test]
-async fn a_spent_budget_checkpoints_after_one_wave_and_continuations_finish() {
+async fn a_spent_budget_checkpoints_before_any_node_and_the_continuation_finishes() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let spent = Budget { deadline: Instant::now(), margin: Duration::from_secs(1) };
-    // Each invocation with no time left still runs one wave (one node of this chain), then checkpoints.
-    for expected_calls in 1..=2 {
-        let processed = process(&store, &executor, &message(&record.execution_id), "w1", &spent).await.unwrap();
-        assert_eq!(processed, Processed::Continue);
-        assert_eq!(executor.calls.load(Ordering::SeqCst), expected_calls, "progress on every invocation");
-    }
-    assert_eq!(
-        store.get_execution("t1", &record.execution_id).await.unwrap().unwrap().status,
-        ExecutionStatus::Running
-    );
-    let last = process(&store, &executor, &message(&record.execution_id), "w2", &spent).await.unwrap();
-    assert_eq!(last, Processed::Finished(ExecutionStatus::Succeeded), "the lease was released for each continuation");
-    assert_eq!(executor.calls.load(Ordering::SeqCst), 3, "each node ran once across three invocations");
+    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &spent).await.unwrap();
+    assert_eq!(processed, Processed::Continue);
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 0, "no node starts that could outlive the invocation");
+    let last = process(&store, &executor, &message(&record.execution_id), "w2", &budget(60)).await.unwrap();
+    assert_eq!(last, Processed::Finished(ExecutionStatus::Succeeded), "the lease was released for the continuation");
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn the_first_wave_is_cut_at_the_checkpoint_time() {
+    // A node that takes 5 s, an invocation with 1.5 s left and a 1 s margin: the first (and
+    // only) wave is abandoned at 1 s, before the Lambda would be killed.
+    let (store, executor) = (MemoryStore::new(), Counting { delay_ms: 5000, ..Counting::default() });
+    let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
+    let short = Budget { deadline: Instant::now() + Duration::from_millis(1500), margin: Duration::from_secs(1) };
+    let started = Instant::now();
+    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &short).await.unwrap();
+    assert_eq!(processed, Processed::Continue);
+    assert!(started.elapsed() < Duration::from_millis(1500), "cut before the deadline: {:?}", started.elapsed());
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 1);
+    assert!(store.load_steps("t1", &record.execution_id).await.unwrap().is_empty(), "the abandoned call has no step");
+    let now = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(now.status, ExecutionStatus::Running, "checkpointed, to continue");
 }
 
 #[tokio::test]

@@ -16,6 +16,16 @@ pub const DEFAULT_EXECUTION_RETENTION: Duration = Duration::from_secs(30 * 24 * 
 /// succeeded step would be run, and paid for, again).
 pub const REDRIVE_MARGIN: Duration = Duration::from_secs(2 * 24 * 3600);
 
+/// How long an unfinished execution may go without a worker holding it (queued, checkpointed,
+/// or waiting for a tenant slot) before the sweeper looks at it; a leased one is looked at when
+/// its lease expires.
+pub const SWEEP_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// Sweeps without a checkpoint after which the sweeper fails an execution (`WORKER_FAILED`)
+/// instead of enqueueing it again: a run that kills its worker (out of memory, a hard timeout)
+/// is tried this many more times, not forever.
+pub const MAX_SWEEPS: u32 = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
@@ -69,6 +79,9 @@ pub struct ExecutionRecord {
     /// When its records expire (created_at + the retention); DynamoDB's TTL deletes them after.
     /// None for records written before retention existed: they are kept.
     pub expires_at: Option<String>,
+    /// Why a queued execution is not running yet (its tenant's limit of running executions);
+    /// None once a worker runs it.
+    pub waiting_reason: Option<String>,
 }
 
 impl ExecutionRecord {
@@ -98,6 +111,7 @@ impl ExecutionRecord {
             cancel_requested: false,
             redrive_count: 0,
             expires_at: Some(rfc3339_in(DEFAULT_EXECUTION_RETENTION.as_secs() as i64)),
+            waiting_reason: None,
         }
     }
 

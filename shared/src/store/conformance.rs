@@ -1,7 +1,7 @@
 //! The store conformance suite: one behaviour spec that every adapter must pass. Run it with
 //! `store_conformance_tests!(async { make_store() })`, which expands to one test per check.
 
-use super::{DeployOutcome, SecretStore, Store};
+use super::{DeployOutcome, ExecutionEnd, LeaseGuard, SecretStore, Store};
 use crate::error::StoreError;
 use crate::model::{CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord, new_id, now_rfc3339};
 use serde_json::json;
@@ -23,6 +23,7 @@ macro_rules! store_conformance_tests {
             credentials_are_tenant_scoped_and_paged,
             steps_are_recorded_once_per_node,
             executions_lifecycle_and_lease,
+            sweep_index_holds_unfinished_executions_until_they_progress,
             concurrent_claims_have_one_winner,
             redrive_requeues_only_failed_executions_and_keeps_only_succeeded_steps_recorded_alone,
             executions_list_newest_first_with_status_filter,
@@ -494,18 +495,12 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
     let failed_at = "2030-01-01T00:00:09.000Z";
     let bulk = [pure("q", json!({ "n": 1 })), pure("alone", json!("bulk copy"))];
     store.record_step(&tenant, id, &pure("alone", json!("recorded alone"))).await.unwrap();
-    store
-        .finish_execution(
-            &tenant,
-            id,
-            ExecutionStatus::Failed,
-            json!(null),
-            Some(error.clone()),
-            failed_at.into(),
-            &bulk,
-        )
-        .await
-        .unwrap();
+    let end = |status, output, error, at: &str| ExecutionEnd { status, output, error, at: at.to_string() };
+    let failed = end(ExecutionStatus::Failed, json!(null), Some(error.clone()), failed_at);
+    // Only the lease's holder writes the end: not a worker whose lease was taken, nor the API.
+    assert!(!store.finish_execution(&tenant, id, failed.clone(), &bulk, LeaseGuard::Held("worker-b")).await.unwrap());
+    assert!(!store.finish_execution(&tenant, id, failed.clone(), &bulk, LeaseGuard::Free { now }).await.unwrap());
+    assert!(store.finish_execution(&tenant, id, failed, &bulk, LeaseGuard::Held("worker-c")).await.unwrap());
     let mut steps = store.load_steps(&tenant, id).await.unwrap();
     steps.sort_by(|a, b| a.node_id.cmp(&b.node_id));
     let outputs: Vec<(String, serde_json::Value)> = steps.into_iter().map(|s| (s.node_id, s.output)).collect();
@@ -519,18 +514,9 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
         "bulk steps from the checkpoint and the finish; a step recorded alone wins"
     );
     // A final execution does not change again, and its lease is gone with the finish.
-    store
-        .finish_execution(
-            &tenant,
-            id,
-            ExecutionStatus::Succeeded,
-            json!(1),
-            None,
-            "2031-01-01T00:00:00.000Z".into(),
-            &[],
-        )
-        .await
-        .unwrap();
+    let late = end(ExecutionStatus::Succeeded, json!(1), None, "2031-01-01T00:00:00.000Z");
+    let later_now = LeaseGuard::Free { now: "2031-01-01T00:00:00.000Z" };
+    assert!(!store.finish_execution(&tenant, id, late, &[], later_now).await.unwrap(), "final already");
     assert!(!store.claim_lease(&tenant, id, "worker-d", later, "2031-01-01T00:00:00.000Z").await.unwrap());
     let done = store.get_execution(&tenant, id).await.unwrap().unwrap();
     assert_eq!(
@@ -540,24 +526,64 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
     let other =
         ExecutionRecord::queued(&tenant, &new_id(), None, json!({}), "req-2", std::time::Duration::from_secs(60));
     store.create_execution(&other, &definition("snap", &[])).await.unwrap();
-    store
-        .finish_execution(
-            &tenant,
-            &other.execution_id,
-            ExecutionStatus::Succeeded,
-            json!({ "a": 1 }),
-            None,
-            now.into(),
-            &[],
-        )
-        .await
-        .unwrap();
+    let succeeded = end(ExecutionStatus::Succeeded, json!({ "a": 1 }), None, now);
+    assert!(
+        store.finish_execution(&tenant, &other.execution_id, succeeded, &[], LeaseGuard::Free { now }).await.unwrap()
+    );
     assert!(
         !store.request_cancel(&tenant, &other.execution_id).await.unwrap(),
         "a finished execution cannot be cancelled"
     );
     assert!(!store.request_cancel(&tenant, &new_id()).await.unwrap());
     assert_eq!(store.get_execution(&tenant, &other.execution_id).await.unwrap().unwrap().output, json!({ "a": 1 }));
+}
+
+/// The sweep index: an unfinished execution shows up once it went `SWEEP_GRACE` without a
+/// worker, or its lease expired; a sweep pushes it back; a checkpoint starts its count again;
+/// the end takes it out.
+pub async fn sweep_index_holds_unfinished_executions_until_they_progress(store: &dyn Store) {
+    use crate::model::{ExecutionRecord, ExecutionStatus, rfc3339_in};
+    let tenant = new_id();
+    let record =
+        ExecutionRecord::queued(&tenant, &new_id(), Some(1), json!({}), "req-s", std::time::Duration::from_secs(900));
+    let id = record.execution_id.as_str();
+    store.create_execution(&record, &definition("s", &[])).await.unwrap();
+    let tenant_ref = tenant.as_str();
+    let ours = |now: String| async move {
+        let found = store.stranded_executions(&now, 1000).await.unwrap();
+        found.into_iter().find(|e| e.tenant_id == tenant_ref && e.execution_id == id)
+    };
+    let minutes = |m: i64| rfc3339_in(m * 60);
+    assert_eq!(ours(minutes(1)).await, None, "queued a minute ago: not stranded yet");
+    let found = ours(minutes(6)).await.expect("queued past the grace");
+    assert_eq!((found.status, found.sweep_count, found.request_id.as_str()), (ExecutionStatus::Queued, 0, "req-s"));
+    assert!(store.mark_swept(&tenant, id, &minutes(11), &minutes(6)).await.unwrap());
+    assert!(!store.mark_swept(&tenant, id, &minutes(11), &minutes(6)).await.unwrap(), "not due again yet");
+    assert_eq!(ours(minutes(10)).await, None);
+    assert_eq!(ours(minutes(12)).await.map(|e| e.sweep_count), Some(1));
+    // Leased: stranded only once the lease has expired, and never swept while it holds.
+    assert!(store.claim_lease(&tenant, id, "w", &minutes(20), &minutes(12)).await.unwrap());
+    assert_eq!(ours(minutes(19)).await, None, "a live lease is not stranded");
+    assert!(!store.mark_swept(&tenant, id, &minutes(30), &minutes(19)).await.unwrap());
+    assert_eq!(ours(minutes(21)).await.map(|e| e.status), Some(ExecutionStatus::Running));
+    // A checkpoint is progress: the count starts again.
+    store.release_lease(&tenant, id, "w", &[]).await.unwrap();
+    assert_eq!(ours(minutes(1)).await, None);
+    assert_eq!(ours(minutes(6)).await.map(|e| e.sweep_count), Some(0));
+    // Waiting for a tenant slot: the reason shows, and the sweeper looks later.
+    store.set_waiting(&tenant, id, Some("limit reached"), &minutes(40)).await.unwrap();
+    assert_eq!(
+        store.get_execution(&tenant, id).await.unwrap().unwrap().waiting_reason.as_deref(),
+        Some("limit reached")
+    );
+    assert_eq!(ours(minutes(39)).await, None);
+    // Claiming clears the reason; the end takes the execution out of the index.
+    assert!(store.claim_lease(&tenant, id, "w2", &minutes(50), &now_rfc3339()).await.unwrap());
+    assert_eq!(store.get_execution(&tenant, id).await.unwrap().unwrap().waiting_reason, None);
+    let end = ExecutionEnd::now(ExecutionStatus::Succeeded, json!(1), None);
+    assert!(store.finish_execution(&tenant, id, end, &[], LeaseGuard::Held("w2")).await.unwrap());
+    assert_eq!(ours(minutes(24 * 60)).await, None, "a final execution is never stranded");
+    assert!(!store.mark_swept(&tenant, id, &minutes(24 * 61), &minutes(24 * 60)).await.unwrap());
 }
 
 pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) {
@@ -575,16 +601,10 @@ pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) 
         );
         store.create_execution(&record, &definition("d", &[])).await.unwrap();
         if i % 2 == 0 {
+            let end = ExecutionEnd::now(ExecutionStatus::Succeeded, json!(i), None);
+            let now = now_rfc3339();
             store
-                .finish_execution(
-                    &tenant,
-                    &record.execution_id,
-                    ExecutionStatus::Succeeded,
-                    json!(i),
-                    None,
-                    now_rfc3339(),
-                    &[],
-                )
+                .finish_execution(&tenant, &record.execution_id, end, &[], LeaseGuard::Free { now: &now })
                 .await
                 .unwrap();
         }
@@ -648,20 +668,20 @@ pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_st
     let record = ExecutionRecord::queued(&tenant, &new_id(), Some(1), json!({}), "req-1", minute);
     let id = record.execution_id.as_str();
     store.create_execution(&record, &definition("snap", &["a", "b"])).await.unwrap();
-    assert!(!store.redrive_execution(&tenant, id, "2031-01-01T00:00:00.000Z").await.unwrap(), "queued: no redrive");
+    let (hold, now, hold_until) = ("redrive/r", "2030-01-01T00:00:10.000Z", "2030-01-01T00:01:10.000Z");
+    let redrive = |tenant: String, id: String, deadline: &'static str, now: &'static str| async move {
+        store.redrive_execution(&tenant, &id, deadline, hold, hold_until, now).await.unwrap()
+    };
+    assert!(!redrive(tenant.clone(), id.into(), "2031-01-01T00:00:00.000Z", now).await, "queued: no redrive");
     let error = StepError { code: "HTTP_500".into(), message: "down".into() };
-    store
-        .finish_execution(
-            &tenant,
-            id,
-            ExecutionStatus::Failed,
-            json!(null),
-            Some(error),
-            "2030-01-01T00:00:09.000Z".into(),
-            &[StepRecord { node_id: "pure".into(), status: StepStatus::Succeeded, ..StepRecord::default() }],
-        )
-        .await
-        .unwrap();
+    let failed = ExecutionEnd {
+        status: ExecutionStatus::Failed,
+        output: json!(null),
+        error: Some(error),
+        at: "2030-01-01T00:00:09.000Z".into(),
+    };
+    let pure = [StepRecord { node_id: "pure".into(), status: StepStatus::Succeeded, ..StepRecord::default() }];
+    assert!(store.finish_execution(&tenant, id, failed, &pure, LeaseGuard::Free { now }).await.unwrap());
     for (node, status) in [("a", StepStatus::Succeeded), ("b", StepStatus::Failed), ("c", StepStatus::Skipped)] {
         let step = StepRecord { node_id: node.into(), status, attempts: 1, ..StepRecord::default() };
         store.record_step(&tenant, id, &step).await.unwrap();
@@ -670,13 +690,29 @@ pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_st
     store.reset_steps_for_redrive(&tenant, id).await.unwrap();
     let kept: Vec<String> = store.load_steps(&tenant, id).await.unwrap().into_iter().map(|s| s.node_id).collect();
     assert_eq!(kept, vec!["a".to_string()]);
-    assert!(store.redrive_execution(&tenant, id, "2031-01-01T00:00:00.000Z").await.unwrap());
+    assert!(redrive(tenant.clone(), id.into(), "2031-01-01T00:00:00.000Z", now).await);
     let again = store.get_execution(&tenant, id).await.unwrap().unwrap();
     assert_eq!(
         (again.status, again.error, again.finished_at, again.deadline_at.as_str(), again.redrive_count),
         (ExecutionStatus::Queued, None, None, "2031-01-01T00:00:00.000Z", 1)
     );
-    assert!(!store.redrive_execution(&tenant, id, "2032-01-01T00:00:00.000Z").await.unwrap(), "queued again");
-    assert!(!store.redrive_execution(&new_id(), id, "2032-01-01T00:00:00.000Z").await.unwrap(), "scoped by tenant");
-    assert!(!store.redrive_execution(&tenant, &new_id(), "2032-01-01T00:00:00.000Z").await.unwrap(), "unknown id");
+    // The redrive holds the lease until it lets go: no stale delivery runs it meanwhile.
+    assert!(!store.claim_lease(&tenant, id, "worker", "2030-01-01T00:05:00.000Z", now).await.unwrap());
+    store.release_lease(&tenant, id, hold, &[]).await.unwrap();
+    assert!(store.claim_lease(&tenant, id, "worker", "2030-01-01T00:05:00.000Z", now).await.unwrap());
+    assert!(!redrive(tenant.clone(), id.into(), "2032-01-01T00:00:00.000Z", now).await, "running again");
+    assert!(!redrive(new_id(), id.into(), "2032-01-01T00:00:00.000Z", now).await, "scoped by tenant");
+    assert!(!redrive(tenant.clone(), new_id(), "2032-01-01T00:00:00.000Z", now).await, "unknown id");
+    // Failed while a worker still holds a live lease (a give-up raced a redelivery): no
+    // redrive until the lease has expired.
+    let failed = ExecutionEnd::failed(StepError { code: "WORKER_FAILED".into(), message: "x".into() });
+    let leased = ExecutionRecord::queued(&tenant, &new_id(), Some(1), json!({}), "req-2", minute);
+    store.create_execution(&leased, &definition("snap", &["a"])).await.unwrap();
+    let leased_id = leased.execution_id.clone();
+    assert!(store.claim_lease(&tenant, &leased_id, "w", "2030-01-01T00:05:00.000Z", now).await.unwrap());
+    assert!(store.finish_execution(&tenant, &leased_id, failed, &[], LeaseGuard::Held("w")).await.unwrap());
+    assert!(
+        redrive(tenant.clone(), leased_id.clone(), "2032-01-01T00:00:00.000Z", now).await,
+        "a finish frees the lease"
+    );
 }

@@ -2,13 +2,14 @@
 //! the conformance suite.
 
 use super::{
-    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, SecretStore, StepStore,
-    TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, ExecutionEnd, ExecutionStore, HealthProbe, IdempotencyClaim, LeaseGuard, Page,
+    SecretStore, StepStore, StrandedExecution, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary,
+    version_sort_key,
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
-use crate::model::{ExecutionRecord, ExecutionStatus};
-use crate::model::{StepError, StepRecord, StepStatus};
+use crate::model::{ExecutionRecord, ExecutionStatus, SWEEP_GRACE, rfc3339_in};
+use crate::model::{StepRecord, StepStatus};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -46,6 +47,18 @@ struct StoredExecution {
     definition: WorkflowDefinition,
     /// (owner, expiry)
     lease: Option<(String, String)>,
+    /// When the sweeper looks at it (None once final), and its sweeps since the last checkpoint.
+    sweep_at: Option<String>,
+    sweep_count: u32,
+}
+
+impl StoredExecution {
+    fn lease_allows(&self, guard: LeaseGuard<'_>) -> bool {
+        match guard {
+            LeaseGuard::Held(owner) => self.lease.as_ref().is_some_and(|(holder, _)| holder == owner),
+            LeaseGuard::Free { now } => self.lease.as_ref().is_none_or(|(_, expiry)| expiry.as_str() < now),
+        }
+    }
 }
 
 impl MemoryStore {
@@ -408,9 +421,16 @@ impl ExecutionStore for MemoryStore {
         if inner.executions.contains_key(&key) {
             return Err(StoreError::ConditionFailed);
         }
-        inner
-            .executions
-            .insert(key, StoredExecution { record: record.clone(), definition: definition.clone(), lease: None });
+        inner.executions.insert(
+            key,
+            StoredExecution {
+                record: record.clone(),
+                definition: definition.clone(),
+                lease: None,
+                sweep_at: (!record.status.is_final()).then(|| rfc3339_in(SWEEP_GRACE.as_secs() as i64)),
+                sweep_count: 0,
+            },
+        );
         Ok(())
     }
 
@@ -443,6 +463,8 @@ impl ExecutionStore for MemoryStore {
             return Ok(false);
         }
         entry.lease = Some((owner.to_string(), until.to_string()));
+        entry.sweep_at = Some(until.to_string());
+        entry.record.waiting_reason = None;
         entry.record.status = ExecutionStatus::Running;
         entry.record.started_at.get_or_insert_with(|| now.to_string());
         Ok(true)
@@ -461,6 +483,8 @@ impl ExecutionStore for MemoryStore {
             && entry.lease.as_ref().is_some_and(|(holder, _)| holder == owner)
         {
             entry.lease = None;
+            entry.sweep_at = Some(rfc3339_in(SWEEP_GRACE.as_secs() as i64));
+            entry.sweep_count = 0;
             inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
         }
         Ok(())
@@ -470,25 +494,25 @@ impl ExecutionStore for MemoryStore {
         &self,
         tenant_id: &str,
         execution_id: &str,
-        status: ExecutionStatus,
-        output: serde_json::Value,
-        error: Option<StepError>,
-        at: String,
+        end: ExecutionEnd,
         steps: &[StepRecord],
-    ) -> Result<(), StoreError> {
+        guard: LeaseGuard<'_>,
+    ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         let key = (tenant_id.to_string(), execution_id.to_string());
-        if let Some(entry) = inner.executions.get_mut(&key)
-            && !entry.record.status.is_final()
-        {
-            entry.record.status = status;
-            entry.record.output = crate::model::limits::bounded_execution_output(output);
-            entry.record.error = error;
-            entry.record.finished_at = Some(at);
-            entry.lease = None;
-            inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
+        let Some(entry) = inner.executions.get_mut(&key) else { return Ok(false) };
+        if entry.record.status.is_final() || !entry.lease_allows(guard) {
+            return Ok(false);
         }
-        Ok(())
+        entry.record.status = end.status;
+        entry.record.output = crate::model::limits::bounded_execution_output(end.output);
+        entry.record.error = end.error;
+        entry.record.finished_at = Some(end.at);
+        entry.record.waiting_reason = None;
+        entry.lease = None;
+        entry.sweep_at = None;
+        inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
+        Ok(true)
     }
 
     async fn claim_idempotency_key(
@@ -546,9 +570,15 @@ impl ExecutionStore for MemoryStore {
         tenant_id: &str,
         execution_id: &str,
         deadline_at: &str,
+        hold: &str,
+        hold_until: &str,
+        now: &str,
     ) -> Result<bool, StoreError> {
         match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
-            Some(entry) if matches!(entry.record.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) => {
+            Some(entry)
+                if matches!(entry.record.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut)
+                    && entry.lease_allows(LeaseGuard::Free { now }) =>
+            {
                 let record = &mut entry.record;
                 record.status = ExecutionStatus::Queued;
                 record.finished_at = None;
@@ -557,10 +587,69 @@ impl ExecutionStore for MemoryStore {
                 record.deadline_at = deadline_at.to_string();
                 record.redrive_count += 1;
                 record.cancel_requested = false;
+                entry.lease = Some((hold.to_string(), hold_until.to_string()));
+                entry.sweep_at = Some(hold_until.to_string());
+                entry.sweep_count = 0;
                 Ok(true)
             }
             _ => Ok(false),
         }
+    }
+
+    async fn stranded_executions(&self, now: &str, limit: usize) -> Result<Vec<StrandedExecution>, StoreError> {
+        let inner = self.lock();
+        let mut found: Vec<StrandedExecution> = inner
+            .executions
+            .iter()
+            .filter(|(_, e)| e.sweep_at.as_deref().is_some_and(|at| at < now))
+            .map(|((tenant_id, execution_id), e)| StrandedExecution {
+                tenant_id: tenant_id.clone(),
+                execution_id: execution_id.clone(),
+                status: e.record.status,
+                deadline_at: e.record.deadline_at.clone(),
+                sweep_count: e.sweep_count,
+                request_id: e.record.request_id.clone(),
+            })
+            .collect();
+        found.sort_by(|a, b| a.execution_id.cmp(&b.execution_id));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn mark_swept(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        next_sweep_at: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
+            Some(entry)
+                if entry.sweep_at.as_deref().is_some_and(|at| at < now)
+                    && entry.lease_allows(LeaseGuard::Free { now }) =>
+            {
+                entry.sweep_at = Some(next_sweep_at.to_string());
+                entry.sweep_count += 1;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn set_waiting(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        reason: Option<&str>,
+        next_sweep_at: &str,
+    ) -> Result<(), StoreError> {
+        if let Some(entry) = self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string()))
+            && entry.sweep_at.is_some()
+        {
+            entry.record.waiting_reason = reason.map(str::to_string);
+            entry.sweep_at = Some(next_sweep_at.to_string());
+        }
+        Ok(())
     }
 }
 

@@ -173,6 +173,54 @@ pub enum IdempotencyClaim {
     Existing { body_hash: String, execution_id: String },
 }
 
+/// How an execution ended, for `ExecutionStore::finish_execution`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionEnd {
+    pub status: ExecutionStatus,
+    /// The execution's output (Null unless it succeeded); bounded as stored.
+    pub output: serde_json::Value,
+    pub error: Option<StepError>,
+    /// RFC 3339, UTC, milliseconds.
+    pub at: String,
+}
+
+impl ExecutionEnd {
+    /// Ends now.
+    pub fn now(status: ExecutionStatus, output: serde_json::Value, error: Option<StepError>) -> Self {
+        ExecutionEnd { status, output, error, at: crate::model::now_rfc3339() }
+    }
+    /// Failed now with `error`.
+    pub fn failed(error: StepError) -> Self {
+        ExecutionEnd::now(ExecutionStatus::Failed, serde_json::Value::Null, Some(error))
+    }
+}
+
+/// Whose write an execution's end is: every write to an unfinished execution is conditional on
+/// its lease, so a worker that lost its lease, or the API while a worker runs it, never
+/// overwrites the run in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseGuard<'a> {
+    /// The worker holding the lease under this owner id (one per SQS delivery).
+    Held(&'a str),
+    /// Nobody may hold a live lease at `now` (RFC 3339): the API, the sweeper, and a last
+    /// delivery giving up.
+    Free { now: &'a str },
+}
+
+/// An unfinished execution the sweeper found with no progress (`stranded_executions`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StrandedExecution {
+    pub tenant_id: String,
+    pub execution_id: String,
+    pub status: ExecutionStatus,
+    /// The execution's timeout, RFC 3339.
+    pub deadline_at: String,
+    /// Sweeps since the last checkpoint (or the start, or a redrive).
+    pub sweep_count: u32,
+    /// The request that started it, for log correlation of the re-enqueued message.
+    pub request_id: String,
+}
+
 /// Executions: records, definition snapshots, the worker lease, and lifecycle transitions.
 #[async_trait]
 pub trait ExecutionStore: Send + Sync {
@@ -209,30 +257,56 @@ pub trait ExecutionStore: Send + Sync {
         steps: &[StepRecord],
     ) -> Result<(), StoreError>;
     /// Records a final status, releases the lease and keeps `steps` (the run's unrecorded pure
-    /// and skipped steps) in one request, unless the execution is already final.
-    #[allow(clippy::too_many_arguments)]
+    /// and skipped steps) in one request, unless the execution is already final or `guard` does
+    /// not hold: false then (nothing written). Removes the execution from the sweep index.
     async fn finish_execution(
         &self,
         tenant_id: &str,
         execution_id: &str,
-        status: ExecutionStatus,
-        output: serde_json::Value,
-        error: Option<StepError>,
-        at: String,
+        end: ExecutionEnd,
         steps: &[StepRecord],
-    ) -> Result<(), StoreError>;
+        guard: LeaseGuard<'_>,
+    ) -> Result<bool, StoreError>;
     /// Asks a queued or running execution to stop before its next node; false if it is final or
     /// does not exist.
     async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError>;
-    /// Puts a failed or timed-out execution back to queued with a new deadline: its end
-    /// (finished_at, output, error) is cleared and `redrive_count` goes up. One conditional
-    /// write; false if the execution is not failed or timed out.
+    /// Puts a failed or timed-out execution that no worker holds back to queued with a new
+    /// deadline: its end (finished_at, output, error) is cleared, `redrive_count` goes up, and
+    /// `hold` takes the lease until `hold_until` (so no stale message runs it while its steps are
+    /// reset; release it after). One conditional write; false if the execution is not failed or
+    /// timed out, or a live lease is held on it.
     async fn redrive_execution(
         &self,
         tenant_id: &str,
         execution_id: &str,
         deadline_at: &str,
+        hold: &str,
+        hold_until: &str,
+        now: &str,
     ) -> Result<bool, StoreError>;
+    /// Unfinished executions whose `sweep_at` passed before `now` (their lease expired, or they
+    /// were queued or checkpointed that long ago with no worker picking them up), oldest first,
+    /// at most `limit`: read from the sparse sweep index, never a scan.
+    async fn stranded_executions(&self, now: &str, limit: usize) -> Result<Vec<StrandedExecution>, StoreError>;
+    /// The sweeper's claim on a stranded execution: if it is still unfinished, unleased at
+    /// `now` and due (`sweep_at` before `now`), counts one more sweep and moves `sweep_at` to
+    /// `next_sweep_at`. False if a worker took it or finished it since.
+    async fn mark_swept(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        next_sweep_at: &str,
+        now: &str,
+    ) -> Result<bool, StoreError>;
+    /// Records why a queued execution waits (shown by GET; None clears it) and when the sweeper
+    /// should look at it next. No-op on a final execution.
+    async fn set_waiting(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        reason: Option<&str>,
+        next_sweep_at: &str,
+    ) -> Result<(), StoreError>;
     /// Claims an Idempotency-Key for 24 h: `New` if it was free (or expired), else what it
     /// already names. One conditional write.
     async fn claim_idempotency_key(

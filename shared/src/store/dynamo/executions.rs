@@ -1,6 +1,7 @@
 //! `ExecutionStore`: executions, their definition snapshots, leases and idempotency keys.
 
 use super::*;
+use crate::model::{SWEEP_GRACE, rfc3339_in};
 
 pub(super) fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRecord, StoreError> {
     let json = |name: &str| -> Result<serde_json::Value, StoreError> {
@@ -32,6 +33,7 @@ pub(super) fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRe
         cancel_requested: matches!(item.get("cancel_requested"), Some(AttributeValue::Bool(true))),
         redrive_count: get_opt_n(item, "redrive_count")?.unwrap_or(0),
         expires_at: get_opt_s(item, "expires_at"),
+        waiting_reason: get_opt_s(item, "waiting_reason"),
     })
 }
 
@@ -57,6 +59,11 @@ impl ExecutionStore for DynamoStore {
         item.insert("created_at".into(), s(&record.created_at));
         item.insert("deadline_at".into(), s(&record.deadline_at));
         item.insert("cancel_requested".into(), AttributeValue::Bool(record.cancel_requested));
+        if !record.status.is_final() {
+            item.insert("sweep_pk".into(), s(sweep_pk(&record.execution_id)));
+            item.insert("sweep_at".into(), s(rfc3339_in(SWEEP_GRACE.as_secs() as i64)));
+            item.insert("sweep_count".into(), n(0));
+        }
         let mut snapshot = snapshot_key(&record.tenant_id, &record.execution_id);
         snapshot.insert("entity".into(), s("execution_definition"));
         snapshot.insert("definition".into(), packed(&definition_json(definition)?)?);
@@ -109,8 +116,9 @@ impl ExecutionStore for DynamoStore {
     ) -> Result<bool, StoreError> {
         self.update_if(
             execution_key(tenant_id, execution_id),
-            "SET lease_owner = :owner, lease_until = :until, #status = :running, \
-             started_at = if_not_exists(started_at, :now)",
+            // Unfinished and unleased when the lease runs out: the sweeper looks at it then.
+            "SET lease_owner = :owner, lease_until = :until, #status = :running, sweep_at = :until, \
+             started_at = if_not_exists(started_at, :now) REMOVE waiting_reason",
             "attribute_exists(pk) AND #status IN (:queued, :running) \
              AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
             vec![
@@ -131,9 +139,12 @@ impl ExecutionStore for DynamoStore {
         owner: &str,
         steps: &[StepRecord],
     ) -> Result<(), StoreError> {
-        let release = "REMOVE lease_owner, lease_until";
+        // A checkpoint is progress: the sweep count starts again, and the continuation has
+        // SWEEP_GRACE to be picked up before the sweeper looks.
+        let release = "SET sweep_at = :next, sweep_count = :zero REMOVE lease_owner, lease_until";
         let key = execution_key(tenant_id, execution_id);
-        let values = vec![(":owner", s(owner))];
+        let values =
+            vec![(":owner", s(owner)), (":next", s(rfc3339_in(SWEEP_GRACE.as_secs() as i64))), (":zero", n(0))];
         self.update_with_steps(key, release, "lease_owner = :owner", values, tenant_id, execution_id, steps).await?;
         Ok(())
     }
@@ -142,30 +153,29 @@ impl ExecutionStore for DynamoStore {
         &self,
         tenant_id: &str,
         execution_id: &str,
-        status: ExecutionStatus,
-        output: serde_json::Value,
-        error: Option<crate::model::StepError>,
-        at: String,
+        end: ExecutionEnd,
         steps: &[StepRecord],
-    ) -> Result<(), StoreError> {
-        let error = match error {
+        guard: LeaseGuard<'_>,
+    ) -> Result<bool, StoreError> {
+        let error = match end.error {
             Some(error) => serde_json::to_string(&error).map_err(|e| StoreError::Internal(e.to_string()))?,
             None => "null".to_string(),
         };
         let finish = "SET #status = :final, #output = :output, #error = :error, finished_at = :at \
-                      REMOVE lease_owner, lease_until";
-        let values = vec![
+                      REMOVE lease_owner, lease_until, sweep_pk, sweep_at, waiting_reason";
+        let mut values = vec![
             (":queued", s("queued")),
             (":running", s("running")),
-            (":final", s(status.as_str())),
-            (":output", s(crate::model::limits::bounded_execution_output(output).to_string())),
+            (":final", s(end.status.as_str())),
+            (":output", s(crate::model::limits::bounded_execution_output(end.output).to_string())),
             (":error", s(error)),
-            (":at", s(at)),
+            (":at", s(end.at)),
         ];
+        let (lease_condition, lease_value) = lease_condition(guard);
+        values.push(lease_value);
         let key = execution_key(tenant_id, execution_id);
-        let condition = "attribute_exists(pk) AND #status IN (:queued, :running)";
-        self.update_with_steps(key, finish, condition, values, tenant_id, execution_id, steps).await?;
-        Ok(())
+        let condition = format!("attribute_exists(pk) AND #status IN (:queued, :running) AND {lease_condition}");
+        self.update_with_steps(key, finish, &condition, values, tenant_id, execution_id, steps).await
     }
 
     async fn claim_idempotency_key(
@@ -282,13 +292,19 @@ impl ExecutionStore for DynamoStore {
         tenant_id: &str,
         execution_id: &str,
         deadline_at: &str,
+        hold: &str,
+        hold_until: &str,
+        now: &str,
     ) -> Result<bool, StoreError> {
+        let (free, now_value) = lease_condition(LeaseGuard::Free { now });
         self.update_if(
             execution_key(tenant_id, execution_id),
             "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
-             cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one \
+             cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one, \
+             lease_owner = :hold, lease_until = :hold_until, \
+             sweep_pk = :sweep_pk, sweep_at = :hold_until, sweep_count = :zero \
              REMOVE finished_at",
-            "attribute_exists(pk) AND #status IN (:failed, :timed_out)",
+            &format!("attribute_exists(pk) AND #status IN (:failed, :timed_out) AND {free}"),
             vec![
                 (":queued", s("queued")),
                 (":deadline", s(deadline_at)),
@@ -298,8 +314,90 @@ impl ExecutionStore for DynamoStore {
                 (":one", n(1)),
                 (":failed", s("failed")),
                 (":timed_out", s("timed_out")),
+                (":hold", s(hold)),
+                (":hold_until", s(hold_until)),
+                (":sweep_pk", s(sweep_pk(execution_id))),
+                now_value,
             ],
         )
         .await
+    }
+
+    async fn stranded_executions(&self, now: &str, limit: usize) -> Result<Vec<StrandedExecution>, StoreError> {
+        let mut found = Vec::new();
+        for shard in 0..SWEEP_SHARDS {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("sweep")
+                .key_condition_expression("sweep_pk = :pk AND sweep_at < :now")
+                .expression_attribute_values(":pk", s(format!("SWEEP#{shard}")))
+                .expression_attribute_values(":now", s(now))
+                .limit(limit.clamp(1, 1000) as i32)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                let tenant_id = get_s(&item, "pk")?.strip_prefix("T#").unwrap_or_default().to_string();
+                let status = get_s(&item, "status")?;
+                found.push(StrandedExecution {
+                    tenant_id,
+                    execution_id: get_s(&item, "execution_id")?,
+                    status: ExecutionStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Internal(format!("status {status}")))?,
+                    deadline_at: get_s(&item, "deadline_at")?,
+                    sweep_count: get_opt_n(&item, "sweep_count")?.unwrap_or(0),
+                    request_id: get_s(&item, "request_id")?,
+                });
+            }
+        }
+        // Oldest first across shards: ULIDs sort by creation time.
+        found.sort_by(|a, b| a.execution_id.cmp(&b.execution_id));
+        found.truncate(limit);
+        Ok(found)
+    }
+
+    async fn mark_swept(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        next_sweep_at: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let (free, now_value) = lease_condition(LeaseGuard::Free { now });
+        self.update_if(
+            execution_key(tenant_id, execution_id),
+            "SET sweep_at = :next, sweep_count = if_not_exists(sweep_count, :zero) + :one",
+            &format!("attribute_exists(sweep_pk) AND sweep_at < :now AND {free}"),
+            vec![(":next", s(next_sweep_at)), (":zero", n(0)), (":one", n(1)), now_value],
+        )
+        .await
+    }
+
+    async fn set_waiting(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        reason: Option<&str>,
+        next_sweep_at: &str,
+    ) -> Result<(), StoreError> {
+        let (update, mut values) = match reason {
+            Some(reason) => ("SET waiting_reason = :reason, sweep_at = :next", vec![(":reason", s(reason))]),
+            None => ("SET sweep_at = :next REMOVE waiting_reason", vec![]),
+        };
+        values.push((":next", s(next_sweep_at)));
+        self.update_if(execution_key(tenant_id, execution_id), update, "attribute_exists(sweep_pk)", values).await?;
+        Ok(())
+    }
+}
+
+/// The condition a `LeaseGuard` puts on a write, and the value it names.
+fn lease_condition(guard: LeaseGuard<'_>) -> (&'static str, (&'static str, AttributeValue)) {
+    match guard {
+        LeaseGuard::Held(owner) => ("lease_owner = :lease_owner", (":lease_owner", s(owner))),
+        LeaseGuard::Free { now } => {
+            ("(attribute_not_exists(lease_until) OR lease_until < :lease_now)", (":lease_now", s(now)))
+        }
     }
 }

@@ -15,6 +15,16 @@ pub(super) const EXECUTION_PREFIX: &str = "EX#";
 pub(super) const STEP_PREFIX: &str = "STEP#";
 
 /// An item key from its partition and sort key.
+/// Partitions of the sparse sweep index: unfinished executions spread over this many keys, so
+/// no one partition takes every start's write.
+pub(super) const SWEEP_SHARDS: u32 = 4;
+
+/// The sweep index partition of an execution (its ULID's last character picks one).
+pub(super) fn sweep_pk(execution_id: &str) -> String {
+    let shard = execution_id.bytes().last().map(u32::from).unwrap_or(0) % SWEEP_SHARDS;
+    format!("SWEEP#{shard}")
+}
+
 pub(super) fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
 }

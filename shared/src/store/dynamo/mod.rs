@@ -7,7 +7,8 @@
 //! | version  | `T#<tenant>#WF#<ulid>`  | `V#<10-digit>`|
 //! | api key  | `KEY#<sha256 hex>`      | `KEY`         | gsi1: `T#<tenant>` / `APIKEY#<ulid>`
 //! | credential | `T#<tenant>`          | `CRED#<name>` |
-//! | execution | `T#<tenant>`           | `EX#<ulid>`   | gsi1: `T#<tenant>#WF#<ulid>` / `EX#<ulid>`
+//! | execution | `T#<tenant>`           | `EX#<ulid>`   | gsi1: `T#<tenant>#WF#<ulid>` / `EX#<ulid>`; while unfinished, sweep: `SWEEP#<0-3>` / `sweep_at`
+//! | running  | `T#<tenant>`            | `RUNNING`     | the tenant's run slots (execution -> lease expiry)
 //! | snapshot | `T#<tenant>#EX#<ulid>`  | `DEF`         |
 //! | step     | `T#<tenant>#EX#<ulid>`  | `STEP#<node>` |
 //!
@@ -15,8 +16,8 @@
 //! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
 
 use super::{
-    CredentialStore, DeployOutcome, ExecutionStore, HealthProbe, IdempotencyClaim, Page, StepStore, TenantStore,
-    VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, ExecutionEnd, ExecutionStore, HealthProbe, IdempotencyClaim, LeaseGuard, Page,
+    StepStore, StrandedExecution, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};

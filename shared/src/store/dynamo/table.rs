@@ -2,6 +2,9 @@
 
 use super::*;
 
+/// What the sweep index keeps of an execution besides its keys (template.yaml lists the same).
+pub const SWEEP_PROJECTION: &[&str] = &["execution_id", "status", "deadline_at", "sweep_count", "request_id"];
+
 /// Creates the table (local stack and tests; in AWS, template.yaml owns it). Idempotent.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
     let attribute =
@@ -17,6 +20,8 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .attribute_definitions(attribute("sk").map_err(internal)?)
         .attribute_definitions(attribute("gsi1pk").map_err(internal)?)
         .attribute_definitions(attribute("gsi1sk").map_err(internal)?)
+        .attribute_definitions(attribute("sweep_pk").map_err(internal)?)
+        .attribute_definitions(attribute("sweep_at").map_err(internal)?)
         .key_schema(key_element("pk", KeyType::Hash).map_err(internal)?)
         .key_schema(key_element("sk", KeyType::Range).map_err(internal)?)
         .global_secondary_indexes(
@@ -25,6 +30,21 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
                 .key_schema(key_element("gsi1pk", KeyType::Hash).map_err(internal)?)
                 .key_schema(key_element("gsi1sk", KeyType::Range).map_err(internal)?)
                 .projection(Projection::builder().projection_type(ProjectionType::All).build())
+                .build()
+                .map_err(internal)?,
+        )
+        .global_secondary_indexes(
+            // Sparse: only unfinished executions carry `sweep_pk`, so the sweeper reads just them.
+            GlobalSecondaryIndex::builder()
+                .index_name("sweep")
+                .key_schema(key_element("sweep_pk", KeyType::Hash).map_err(internal)?)
+                .key_schema(key_element("sweep_at", KeyType::Range).map_err(internal)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::Include)
+                        .set_non_key_attributes(Some(SWEEP_PROJECTION.iter().map(|a| a.to_string()).collect()))
+                        .build(),
+                )
                 .build()
                 .map_err(internal)?,
         )
