@@ -241,9 +241,17 @@ async fn main() {
             event.records.push(record);
             let began = Instant::now();
             let deadline = Instant::now() + Duration::from_secs(300);
-            let response =
-                nodeai::worker::handle_batch(store.as_ref(), &executor, &worker_queue, event, "bench-worker", deadline)
-                    .await;
+            let limits = nodeai::config::RunningLimits::default();
+            let response = nodeai::worker::handle_batch(
+                store.as_ref(),
+                &executor,
+                &worker_queue,
+                event,
+                "bench-worker",
+                deadline,
+                &limits,
+            )
+            .await;
             worker_time += began.elapsed();
             assert!(response.batch_item_failures.is_empty());
             for (operation, n) in counter.take() {

@@ -38,6 +38,59 @@ pub struct Config {
     /// Model prices added to (or overriding) the built-in table: (name prefix, input $/M,
     /// output $/M).
     pub model_prices: Vec<(String, f64, f64)>,
+    /// How many executions of one tenant run at once, by tier.
+    pub running_limits: RunningLimits,
+}
+
+/// How many executions of one tenant may run at once, by the tenant's tier (free, pro,
+/// enterprise; an unknown tier gets the free limit). An execution over its tenant's limit stays
+/// `queued` and is delivered again later, never failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunningLimits {
+    pub free: u32,
+    pub pro: u32,
+    pub enterprise: u32,
+}
+
+impl Default for RunningLimits {
+    fn default() -> Self {
+        RunningLimits::DEFAULT
+    }
+}
+
+impl RunningLimits {
+    pub const DEFAULT: RunningLimits = RunningLimits { free: 5, pro: 50, enterprise: 500 };
+
+    pub fn for_tier(&self, tier: &str) -> u32 {
+        match tier {
+            "enterprise" => self.enterprise,
+            "pro" => self.pro,
+            _ => self.free,
+        }
+    }
+
+    /// `free=5,pro=50,enterprise=500`: every tier named once, each limit 1 to 10,000.
+    pub fn parse(raw: &str) -> Result<RunningLimits, String> {
+        let shape = "must be like free=5,pro=50,enterprise=500 (each tier once, limits 1 to 10000)";
+        let mut limits: [Option<u32>; 3] = [None; 3];
+        for part in raw.split(',') {
+            let (tier, limit) = part.trim().split_once('=').ok_or(shape)?;
+            let limit = limit.trim().parse::<u32>().ok().filter(|n| (1..=10_000).contains(n)).ok_or(shape)?;
+            let slot = match tier.trim() {
+                "free" => &mut limits[0],
+                "pro" => &mut limits[1],
+                "enterprise" => &mut limits[2],
+                _ => return Err(shape.into()),
+            };
+            if slot.replace(limit).is_some() {
+                return Err(shape.into());
+            }
+        }
+        match limits {
+            [Some(free), Some(pro), Some(enterprise)] => Ok(RunningLimits { free, pro, enterprise }),
+            _ => Err(shape.into()),
+        }
+    }
 }
 
 impl fmt::Debug for Config {
@@ -57,6 +110,7 @@ impl fmt::Debug for Config {
             .field("circuit_breaker_cool_down", &self.circuit_breaker_cool_down)
             .field("execution_retention", &self.execution_retention)
             .field("model_prices", &self.model_prices)
+            .field("running_limits", &self.running_limits)
             .finish()
     }
 }
@@ -118,6 +172,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "MODEL_PRICES",
         "optional; JSON object of model name prefix to [input, output] dollars per million tokens, e.g. {\"llama3\": [0, 0]}; adds to and overrides the built-in price table",
+    ),
+    (
+        "RUNNING_EXECUTION_LIMITS",
+        "optional, default `free=5,pro=50,enterprise=500`; executions of one tenant running at once, by tier (each 1 to 10000); more stay queued",
     ),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
@@ -259,7 +317,13 @@ impl Config {
                 parse_model_prices(&raw).map_err(|problem| ConfigError { variable: "MODEL_PRICES", problem })?
             }
         };
+        let running_limits = match lookup("RUNNING_EXECUTION_LIMITS").filter(|v| !v.trim().is_empty()) {
+            None => RunningLimits::default(),
+            Some(raw) => RunningLimits::parse(&raw)
+                .map_err(|problem| ConfigError { variable: "RUNNING_EXECUTION_LIMITS", problem })?,
+        };
         Ok(Config {
+            running_limits,
             model_prices,
             execution_retention,
             credential_cache_ttl,
@@ -427,6 +491,13 @@ mod tests {
             let err = with(("MODEL_PRICES", bad)).unwrap_err();
             assert_eq!(err.variable, "MODEL_PRICES", "{bad}");
         }
+        for bad in ["free=5", "free=5,pro=50,enterprise=0", "free=5,pro=50,pro=5,enterprise=9", "gold=1", "x"] {
+            let err = with(("RUNNING_EXECUTION_LIMITS", bad)).unwrap_err();
+            assert_eq!(err.variable, "RUNNING_EXECUTION_LIMITS", "{bad}");
+        }
+        let limits = with(("RUNNING_EXECUTION_LIMITS", "free=2, pro=20, enterprise=2000")).unwrap().running_limits;
+        assert_eq!((limits.for_tier("free"), limits.for_tier("pro"), limits.for_tier("enterprise")), (2, 20, 2000));
+        assert_eq!(limits.for_tier("unknown"), 2, "an unknown tier gets the free limit");
         let configured = with(("MODEL_PRICES", r#"{"llama3": [0, 0], "ft:gpt-4o-mini": [0.3, 1.2]}"#)).unwrap();
         let mut prices = configured.model_prices;
         prices.sort_by(|a, b| a.0.cmp(&b.0));

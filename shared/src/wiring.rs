@@ -143,25 +143,59 @@ pub async fn serve_worker() -> Result<(), Error> {
         ..Default::default()
     };
     let executor = Arc::new(crate::nodes::RegistryExecutor { runtime });
+    let limits = config.running_limits;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (store, queue, executor) = (store.clone(), queue.clone(), executor.clone());
         async move {
             // The invocation deadline, as an Instant: what is left of the Lambda's time.
             let remaining = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
             let deadline = std::time::Instant::now() + remaining;
-            let worker_id = event.context.request_id.clone();
+            // Each delivery's lease owner is this invocation's id and its message id.
+            let invocation_id = event.context.request_id.clone();
             let response = crate::worker::handle_batch(
                 store.as_ref(),
                 executor.as_ref(),
                 queue.as_ref(),
                 event.payload,
-                &worker_id,
+                &invocation_id,
                 deadline,
+                &limits,
             )
             .await;
             // Before the response: Lambda may freeze the instance right after it.
             crate::telemetry::flush_metrics(std::io::stdout());
             Ok::<_, Error>(response)
+        }
+    }))
+    .await
+}
+
+/// Cold start of the sweeper (`executions::sweep`): DynamoDB and the execution queue. Each
+/// scheduled invocation (EventBridge Scheduler; any payload) sweeps once as of the clock and
+/// answers with what it did.
+pub async fn serve_sweeper() -> Result<(), Error> {
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    let config = config_and_tracing();
+    crate::telemetry::init_metrics(&config.stage);
+    let Some(queue_url) = config.execution_queue_url.clone() else {
+        exit_with_config_error("EXECUTION_QUEUE_URL is not set");
+    };
+    let sdk_config = aws_config::load_from_env().await;
+    let store = Arc::new(dynamo_store(&config, &sdk_config));
+    let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<serde_json::Value>| {
+        let (store, queue) = (store.clone(), queue.clone());
+        async move {
+            let report = crate::executions::sweep::sweep(store.as_ref(), queue.as_ref(), chrono::Utc::now()).await;
+            crate::telemetry::flush_metrics(std::io::stdout());
+            match report {
+                Ok(report) => {
+                    tracing::info!(?report, "sweep done");
+                    Ok(serde_json::to_value(report).unwrap_or_default())
+                }
+                // An invocation error: Lambda's Errors metric (and its alarm) sees it.
+                Err(e) => Err(Error::from(format!("the sweep could not read or write the table: {e}"))),
+            }
         }
     }))
     .await

@@ -2,13 +2,14 @@
 //! partial batch failures, so only the messages that failed come back (and, after
 //! `maxReceiveCount`, go to the DLQ).
 
+use crate::config::RunningLimits;
 use crate::engine::NodeExecutor;
 use crate::executions::{Budget, Processed, process};
 use crate::model::StepError;
 use crate::model::StepErrorCode;
 use crate::model::now_rfc3339;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
-use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, StepStore, ValueStore};
+use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, Store};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -19,13 +20,14 @@ pub const CHECKPOINT_MARGIN: Duration = Duration::from_secs(10);
 /// to the dead-letter queue.
 pub const MAX_RECEIVES: u32 = 5;
 
-async fn handle_message<S: ExecutionStore + StepStore + ValueStore>(
+async fn handle_message<S: Store>(
     store: &S,
     executor: &dyn NodeExecutor,
     queue: &dyn ExecutionQueue,
     message: &SqsMessage,
     worker_id: &str,
     deadline: Instant,
+    limits: &RunningLimits,
 ) -> Result<(), String> {
     let body = message.body.as_deref().unwrap_or_default();
     let Ok(parsed) = serde_json::from_str::<ExecutionMessage>(body) else {
@@ -45,7 +47,7 @@ async fn handle_message<S: ExecutionStore + StepStore + ValueStore>(
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "processing"
         );
-        let processed = match process(store, executor, &parsed, worker_id, &budget).await {
+        let processed = match process(store, executor, &parsed, worker_id, &budget, limits).await {
             Ok(processed) => processed,
             Err(e) => {
                 give_up_if_last_receive(store, message, &parsed).await;
@@ -64,6 +66,11 @@ async fn handle_message<S: ExecutionStore + StepStore + ValueStore>(
             }
             Processed::Busy => Err("another worker holds the lease".to_string()),
             Processed::Superseded => Ok(()),
+            Processed::Deferred(wait) => {
+                queue.send_delayed(&parsed, wait).await.map_err(|e| e.to_string())?;
+                tracing::info!(wait_ms = wait.as_millis() as u64, "tenant at its running limit; delivery deferred");
+                Ok(())
+            }
         }
     }
     .instrument(span)
@@ -106,13 +113,14 @@ pub fn lease_owner(invocation_id: &str, message: &SqsMessage) -> String {
 /// holds the lease under its own owner id (`lease_owner`); a second delivery of an execution
 /// in the same batch (an SQS duplicate, a continuation beside a redelivery) is done at once
 /// without running: the first one runs it.
-pub async fn handle_batch<S: ExecutionStore + StepStore + ValueStore>(
+pub async fn handle_batch<S: Store>(
     store: &S,
     executor: &dyn NodeExecutor,
     queue: &dyn ExecutionQueue,
     event: SqsEvent,
     invocation_id: &str,
     deadline: Instant,
+    limits: &RunningLimits,
 ) -> SqsBatchResponse {
     let mut seen = std::collections::HashSet::new();
     let results = futures_util::future::join_all(event.records.iter().map(|message| {
@@ -126,7 +134,7 @@ pub async fn handle_batch<S: ExecutionStore + StepStore + ValueStore>(
                 tracing::info!(message_id = ?message.message_id, "duplicate delivery in the batch; the first runs it");
                 return Ok(());
             }
-            handle_message(store, executor, queue, message, &owner, deadline).await
+            handle_message(store, executor, queue, message, &owner, deadline, limits).await
         }
     }))
     .await;
@@ -145,118 +153,11 @@ pub async fn handle_batch<S: ExecutionStore + StepStore + ValueStore>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::StoreError;
     use crate::model::ExecutionRecord;
     use crate::model::ExecutionStatus;
-    use crate::model::StepRecord;
-    use crate::model::WorkflowDefinition;
     use crate::queue::NoQueue;
     use crate::store::memory::MemoryStore;
-    use crate::store::{IdempotencyClaim, Page, StrandedExecution};
-    use async_trait::async_trait;
     use serde_json::json;
-
-    /// The memory store, except that reading steps always fails (a store outage).
-    struct StepsUnreadable(MemoryStore);
-
-    #[async_trait]
-    impl StepStore for StepsUnreadable {
-        async fn load_steps(&self, _: &str, _: &str) -> Result<Vec<StepRecord>, StoreError> {
-            Err(StoreError::Unavailable("throttled".into()))
-        }
-        async fn record_step(&self, t: &str, e: &str, step: &StepRecord) -> Result<(), StoreError> {
-            self.0.record_step(t, e, step).await
-        }
-        async fn reset_steps_for_redrive(&self, t: &str, e: &str) -> Result<(), StoreError> {
-            self.0.reset_steps_for_redrive(t, e).await
-        }
-    }
-
-    #[async_trait]
-    impl crate::store::ValueStore for StepsUnreadable {
-        async fn put_value(&self, k: &str, j: Vec<u8>) -> Result<(), StoreError> {
-            self.0.put_value(k, j).await
-        }
-        async fn get_value(&self, k: &str) -> Result<Option<Vec<u8>>, StoreError> {
-            self.0.get_value(k).await
-        }
-        async fn value_url(&self, k: &str, e: Duration) -> Result<String, StoreError> {
-            self.0.value_url(k, e).await
-        }
-    }
-
-    #[async_trait]
-    impl ExecutionStore for StepsUnreadable {
-        async fn create_execution(&self, r: &ExecutionRecord, d: &WorkflowDefinition) -> Result<(), StoreError> {
-            self.0.create_execution(r, d).await
-        }
-        async fn get_execution(&self, t: &str, e: &str) -> Result<Option<ExecutionRecord>, StoreError> {
-            self.0.get_execution(t, e).await
-        }
-        async fn get_execution_definition(&self, t: &str, e: &str) -> Result<Option<WorkflowDefinition>, StoreError> {
-            self.0.get_execution_definition(t, e).await
-        }
-        async fn claim_lease(&self, t: &str, e: &str, o: &str, u: &str, n: &str) -> Result<bool, StoreError> {
-            self.0.claim_lease(t, e, o, u, n).await
-        }
-        async fn release_lease(&self, t: &str, e: &str, o: &str, s: &[StepRecord]) -> Result<(), StoreError> {
-            self.0.release_lease(t, e, o, s).await
-        }
-        async fn finish_execution(
-            &self,
-            t: &str,
-            e: &str,
-            end: ExecutionEnd,
-            steps: &[StepRecord],
-            guard: LeaseGuard<'_>,
-        ) -> Result<bool, StoreError> {
-            self.0.finish_execution(t, e, end, steps, guard).await
-        }
-        async fn request_cancel(&self, t: &str, e: &str) -> Result<bool, StoreError> {
-            self.0.request_cancel(t, e).await
-        }
-        async fn redrive_execution(
-            &self,
-            t: &str,
-            e: &str,
-            d: &str,
-            h: &str,
-            u: &str,
-            n: &str,
-        ) -> Result<bool, StoreError> {
-            self.0.redrive_execution(t, e, d, h, u, n).await
-        }
-        async fn stranded_executions(&self, n: &str, l: usize) -> Result<Vec<StrandedExecution>, StoreError> {
-            self.0.stranded_executions(n, l).await
-        }
-        async fn mark_swept(&self, t: &str, e: &str, x: &str, n: &str) -> Result<bool, StoreError> {
-            self.0.mark_swept(t, e, x, n).await
-        }
-        async fn set_waiting(&self, t: &str, e: &str, r: Option<&str>, x: &str) -> Result<(), StoreError> {
-            self.0.set_waiting(t, e, r, x).await
-        }
-        async fn claim_idempotency_key(
-            &self,
-            t: &str,
-            k: &str,
-            b: &str,
-            e: &str,
-            x: &str,
-            n: &str,
-        ) -> Result<IdempotencyClaim, StoreError> {
-            self.0.claim_idempotency_key(t, k, b, e, x, n).await
-        }
-        async fn list_executions(
-            &self,
-            t: &str,
-            w: &str,
-            s: Option<ExecutionStatus>,
-            a: Option<&str>,
-            l: usize,
-        ) -> Result<Page<ExecutionRecord>, StoreError> {
-            self.0.list_executions(t, w, s, a, l).await
-        }
-    }
 
     fn delivery(execution_id: &str, receives: u32) -> SqsEvent {
         let message =
@@ -272,7 +173,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_store_failure_comes_back_and_the_last_receive_fails_the_execution_for_redrive() {
-        let store = StepsUnreadable(MemoryStore::new());
+        let store = MemoryStore::new();
+        store.fail_step_reads();
         let document = json!({ "name": "one", "nodes": [ { "id": "a", "type": "text.template", "config": { "template": "x" } } ] });
         let definition = crate::validation::validate_definition(&document, 100).unwrap();
         let record = ExecutionRecord::queued("t1", "wf", None, json!({}), "r", Duration::from_secs(600));
@@ -280,16 +182,68 @@ mod tests {
         let id = record.execution_id.as_str();
         let executor = crate::nodes::RegistryExecutor::default();
         let deadline = Instant::now() + Duration::from_secs(60);
-        let early = handle_batch(&store, &executor, &NoQueue, delivery(id, 1), "w1", deadline).await;
+        let early =
+            handle_batch(&store, &executor, &NoQueue, delivery(id, 1), "w1", deadline, &RunningLimits::DEFAULT).await;
         assert_eq!(early.batch_item_failures.len(), 1, "a store outage leaves the message for redelivery");
         let status = store.get_execution("t1", id).await.unwrap().unwrap().status;
         assert!(!status.is_final(), "not the last receive: still {status:?}");
-        let last = handle_batch(&store, &executor, &NoQueue, delivery(id, MAX_RECEIVES), "w2", deadline).await;
+        let last = handle_batch(
+            &store,
+            &executor,
+            &NoQueue,
+            delivery(id, MAX_RECEIVES),
+            "w2",
+            deadline,
+            &RunningLimits::DEFAULT,
+        )
+        .await;
         assert_eq!(last.batch_item_failures.len(), 1, "it still goes to the DLQ");
         let failed = store.get_execution("t1", id).await.unwrap().unwrap();
         assert_eq!(
             (failed.status, failed.error.map(|e| e.code)),
             (ExecutionStatus::Failed, Some("WORKER_FAILED".into()))
         );
+    }
+
+    /// Counts node calls.
+    #[derive(Default)]
+    struct Counting(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl NodeExecutor for Counting {
+        fn has_side_effects(&self, _: &str) -> bool {
+            true
+        }
+        async fn execute(
+            &self,
+            call: &crate::engine::NodeCall<'_>,
+        ) -> Result<crate::engine::NodeOutput, crate::engine::NodeFailure> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            crate::nodes::RegistryExecutor::default().execute(call).await
+        }
+    }
+
+    #[tokio::test]
+    async fn two_deliveries_of_one_execution_in_one_batch_run_it_once() {
+        let store = MemoryStore::new();
+        let document = json!({ "name": "one", "nodes": [ { "id": "a", "type": "text.template", "config": { "template": "x" } } ] });
+        let definition = crate::validation::validate_definition(&document, 100).unwrap();
+        let record = ExecutionRecord::queued("t1", "wf", None, json!({}), "r", Duration::from_secs(600));
+        store.create_execution(&record, &definition).await.unwrap();
+        let mut batch = delivery(&record.execution_id, 1);
+        batch.records.extend(delivery(&record.execution_id, 2).records);
+        assert_ne!(
+            lease_owner("inv", &batch.records[0]),
+            lease_owner("inv", &batch.records[1]),
+            "an owner per delivery"
+        );
+        let executor = Counting::default();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let response = handle_batch(&store, &executor, &NoQueue, batch, "inv", deadline, &RunningLimits::DEFAULT).await;
+        assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+        assert_eq!(executor.0.load(std::sync::atomic::Ordering::SeqCst), 1, "the node ran once");
+        let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
     }
 }

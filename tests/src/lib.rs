@@ -5,7 +5,7 @@ use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};
 use nodeai::api::{self, App, ROUTES, Route};
-use nodeai::config::Config;
+use nodeai::config::{Config, RunningLimits};
 use nodeai::queue::SqsExecutionQueue;
 use nodeai::store::dynamo::{DynamoStore, create_table};
 use nodeai::store::secrets_manager::SecretsManagerStore;
@@ -312,8 +312,16 @@ pub async fn run_worker_for(t: &TestApp, executor: &nodeai::nodes::RegistryExecu
     }
     let queue = SqsExecutionQueue::new(client, t.queue_url.clone());
     let deadline = Instant::now() + budget;
-    let response =
-        nodeai::worker::handle_batch(t.store.as_ref(), executor, &queue, event, "test-worker", deadline).await;
+    let response = nodeai::worker::handle_batch(
+        t.store.as_ref(),
+        executor,
+        &queue,
+        event,
+        "test-worker",
+        deadline,
+        &RunningLimits::DEFAULT,
+    )
+    .await;
     assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
     messages.len()
 }
@@ -361,4 +369,17 @@ impl<'w> tracing_subscriber::fmt::MakeWriter<'w> for CapturedLogs {
     fn make_writer(&'w self) -> Self::Writer {
         self.clone()
     }
+}
+
+/// Ends an execution as failed (`HTTP_500`), as a worker would, so it can be redriven.
+pub async fn fail_execution(t: &TestApp, execution_id: &str) {
+    use nodeai::store::{ExecutionEnd, ExecutionStore, LeaseGuard};
+    let error = nodeai::model::StepError { code: "HTTP_500".into(), message: "down".into() };
+    let now = nodeai::model::now_rfc3339();
+    let ended = t
+        .store
+        .finish_execution(&t.tenant_id, execution_id, ExecutionEnd::failed(error), &[], LeaseGuard::Free { now: &now })
+        .await
+        .unwrap();
+    assert!(ended, "the execution was unfinished and unleased");
 }

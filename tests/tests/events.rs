@@ -2,8 +2,7 @@
 //! request a function sees and gets the intended answer from its route.
 
 use nodeai::api::{FALLBACK_FUNCTION, ROUTES, Route, handle};
-use nodeai::store::ExecutionStore;
-use nodeai_tests::{Reply, TestApp, sample_definition};
+use nodeai_tests::{Reply, TestApp, fail_execution, sample_definition};
 use std::path::PathBuf;
 
 /// The placeholders the sample events use: a workflow id and the local dev key.
@@ -14,17 +13,6 @@ const SAMPLE_EXECUTION_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W3X";
 
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
-}
-
-/// Ends an execution as failed, as a worker would, so it can be redriven.
-async fn fail_execution(t: &TestApp, execution_id: &str) {
-    let error = nodeai::model::StepError { code: "HTTP_500".into(), message: "down".into() };
-    let failed = nodeai::model::ExecutionStatus::Failed;
-    let now = nodeai::model::now_rfc3339();
-    t.store
-        .finish_execution(&t.tenant_id, execution_id, failed, serde_json::Value::Null, Some(error), now, &[])
-        .await
-        .unwrap();
 }
 
 async fn run_event(function: &str, route: Route) -> Reply {

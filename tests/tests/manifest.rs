@@ -15,7 +15,7 @@ fn read(path: impl AsRef<Path>) -> String {
 }
 
 /// Functions that serve no route of their own.
-const NON_ROUTE_FUNCTIONS: &[&str] = &[FALLBACK_FUNCTION, "authorizer", "execution-worker"];
+const NON_ROUTE_FUNCTIONS: &[&str] = &[FALLBACK_FUNCTION, "authorizer", "execution-worker", "execution-sweeper"];
 
 fn all_functions() -> BTreeSet<String> {
     ROUTES.iter().map(|s| s.function.to_string()).chain(NON_ROUTE_FUNCTIONS.iter().map(|f| f.to_string())).collect()
@@ -71,6 +71,10 @@ fn the_cargo_lambda_router_matches_the_route_table() {
     assert_eq!(router["/{*rest}"].as_str(), Some(FALLBACK_FUNCTION));
 }
 
+fn template_text_has(text: &str) -> bool {
+    read("template.yaml").contains(text)
+}
+
 /// template.yaml split into its resources: (logical id, text).
 fn template_resources() -> Vec<(String, String)> {
     let template = read("template.yaml");
@@ -101,9 +105,27 @@ fn template_has_a_function_and_an_api_event_for_every_route() {
         assert!(text.contains(&format!("Method: {}\n", spec.method.to_lowercase())), "{}: event method", spec.function);
     }
     let functions = resources.iter().filter(|(_, text)| text.contains("Type: AWS::Serverless::Function")).count();
-    assert_eq!(functions, all_functions().len(), "one function per route plus the fallback, authorizer and worker");
+    assert_eq!(
+        functions,
+        all_functions().len(),
+        "one function per route plus the fallback, authorizer, worker, sweeper"
+    );
     let (_, worker) = resources.iter().find(|(_, t)| t.contains("Binary: execution-worker\n")).unwrap();
     assert!(worker.contains("ReportBatchItemFailures"), "partial batch failures are reported");
+    assert!(worker.contains("MaximumConcurrency: !Ref WorkerMaximumConcurrency"), "the event source is capped");
+    let (_, sweeper) = resources.iter().find(|(_, t)| t.contains("Binary: execution-sweeper\n")).unwrap();
+    assert!(sweeper.contains("Type: ScheduleV2"), "the sweeper runs on an EventBridge Scheduler schedule");
+    assert!(sweeper.contains("rate(${SweepIntervalMinutes} minutes)"), "every SweepIntervalMinutes");
+    // The sweep index: sparse on sweep_pk, projecting what the sweeper reads.
+    for attribute in nodeai::store::dynamo::SWEEP_PROJECTION {
+        assert!(template_text_has(&format!("- {attribute}\n")), "sweep index projects {attribute}");
+    }
+    assert!(template_text_has("IndexName: sweep\n") && template_text_has("AttributeName: sweep_pk"));
+    for alarm in ["ExecutionDeadLetterAlarm", "WorkerErrorsAlarm", "WorkerThrottlesAlarm", "StrandedExecutionsAlarm"] {
+        assert!(resources.iter().any(|(id, _)| id == alarm), "alarm {alarm}");
+    }
+    // API functions and the authorizer: reserved concurrency from one parameter.
+    assert!(template_text_has("ReservedConcurrentExecutions: !If [HasApiReservedConcurrency"));
     let template_text = read("template.yaml");
     let max_receives = format!("maxReceiveCount: {}", nodeai::worker::MAX_RECEIVES);
     assert!(template_text.contains(&max_receives) && template_text.contains("VisibilityTimeout: 1800"));
@@ -187,6 +209,8 @@ fn every_function_has_a_sample_event() {
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();
         if function == "execution-worker" {
             assert!(event["Records"][0]["eventSource"] == "aws:sqs", "events/{function}.json is an SQS event");
+        } else if function == "execution-sweeper" {
+            assert!(event.is_object(), "events/{function}.json is the schedule's payload");
         } else {
             assert!(event["httpMethod"].is_string(), "events/{function}.json is an API Gateway REST event");
         }

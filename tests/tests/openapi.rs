@@ -4,7 +4,6 @@
 
 use nodeai::api::openapi;
 use nodeai::api::{ROUTES, Route, spec_of};
-use nodeai::store::ExecutionStore;
 use nodeai_tests::{Reply, RequestSpec, TestApp, sample_definition};
 use serde_json::{Value, json};
 
@@ -111,22 +110,13 @@ async fn every_answer_of_a_walk_through_matches_its_documented_schema() {
     check(Route::ListExecutions, t.call(Route::ListExecutions, &wf, None).await);
     check(Route::CancelExecution, t.call(Route::CancelExecution, &ex, None).await);
     check(Route::RedriveExecution, t.call(Route::RedriveExecution, &ex, None).await);
-    // A failed execution is redriven: 202 with its own schema.
-    let error = nodeai::model::StepError { code: "HTTP_500".into(), message: "down".into() };
-    let failed = nodeai::model::ExecutionStatus::Failed;
-    t.store
-        .finish_execution(
-            &t.tenant_id,
-            &execution_id,
-            failed,
-            Value::Null,
-            Some(error),
-            nodeai::model::now_rfc3339(),
-            &[],
-        )
-        .await
-        .unwrap();
-    let redriven = check(Route::RedriveExecution, t.call(Route::RedriveExecution, &ex, None).await);
+    // A failed execution is redriven: 202 with its own schema (the one above was cancelled
+    // while queued, so it ended at once).
+    let started = t.call(Route::StartExecution, &wf, Some(json!({ "input": { "url": "http://127.0.0.1:9/" } }))).await;
+    let failing_id = started.body["execution_id"].as_str().unwrap().to_string();
+    nodeai_tests::fail_execution(&t, &failing_id).await;
+    let failing = [("execution_id", failing_id.as_str())];
+    let redriven = check(Route::RedriveExecution, t.call(Route::RedriveExecution, &failing, None).await);
     assert_eq!(redriven.status, 202, "{}", redriven.raw);
     let key = check(Route::CreateApiKey, t.call(Route::CreateApiKey, &[], Some(json!({ "name": "doc" }))).await);
     let key_id = key.body["id"].as_str().unwrap().to_string();

@@ -4,7 +4,6 @@
 
 use lambda_http::http::Method;
 use nodeai::api::{ROUTES, Route};
-use nodeai::store::ExecutionStore;
 use nodeai_tests::{RequestSpec, TestApp, sample_definition};
 use serde_json::json;
 
@@ -123,13 +122,7 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
     assert_eq!(started.status, 202, "{}", started.raw);
     let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
     // Failed, so the owner could redrive it (and an intruder's redrive would have something to do).
-    let error = nodeai::model::StepError { code: "HTTP_500".into(), message: "down".into() };
-    let failed = nodeai::model::ExecutionStatus::Failed;
-    let now = nodeai::model::now_rfc3339();
-    t.store
-        .finish_execution(&t.tenant_id, &execution_id, failed, serde_json::Value::Null, Some(error), now, &[])
-        .await
-        .unwrap();
+    nodeai_tests::fail_execution(&t, &execution_id).await;
     let (_, intruder) = t.other_tenant().await;
 
     // Every route with an id in its path that is not a workflow route (those have their own

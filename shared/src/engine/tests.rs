@@ -651,8 +651,10 @@ fn fan_out(width: usize) -> WorkflowDefinition {
     let mut nodes = vec![json!({ "id": "root", "type": "text.template", "config": { "template": "go" } })];
     let mut edges = Vec::new();
     for i in 0..width {
-        nodes.push(json!({ "id": format!("leaf{i}"), "type": "text.template", "config": { "template": "{{ input.x }}" },
-                           "retry": { "max_attempts": 5, "initial_delay_ms": 10, "jitter": false } }));
+        nodes.push(
+            json!({ "id": format!("leaf{i}"), "type": "text.template", "config": { "template": "{{ input.x }}" },
+                           "retry": { "max_attempts": 5, "initial_delay_ms": 10, "jitter": false } }),
+        );
         edges.push(json!({ "from": "root", "to": format!("leaf{i}") }));
     }
     definition(json!({ "name": "fan", "nodes": nodes, "edges": edges }))
@@ -681,8 +683,7 @@ async fn a_cancel_stops_a_node_before_its_next_retry() {
     executor.fail_first("work", (0..4).map(|_| unavailable()).collect());
     let cancelled = || (executor.calls("work") >= 2).then_some(StopReason::Cancelled);
     let outcome =
-        finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &cancelled, 4).await.unwrap(), &store)
-            .await;
+        finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &cancelled, 4).await.unwrap(), &store).await;
     assert_eq!(outcome, RunOutcome::Stopped(StopReason::Cancelled));
     assert_eq!(executor.calls("work"), 2, "no third attempt after the cancel");
     assert!(steps_of(&store, "e1").await.is_empty(), "the interrupted node has no step");

@@ -3,14 +3,17 @@
 //! (`api::executions`) and the worker function (`worker`) wire this up.
 
 pub mod start;
+pub mod sweep;
 
+use crate::config::RunningLimits;
 use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, RunResult, StopReason};
 use crate::error::StoreError;
+use crate::model::SWEEP_GRACE;
 use crate::model::StepErrorCode;
 use crate::model::{ExecutionRecord, ExecutionStatus, StepError, WorkflowDefinition, now_rfc3339};
 use crate::queue::ExecutionMessage;
 use crate::store::values::Values;
-use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, StepStore, ValueStore};
+use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, StepStore, Store, ValueStore};
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,6 +27,9 @@ pub enum Processed {
     Continue,
     /// Another worker holds the lease: leave the message for redelivery.
     Busy,
+    /// The tenant runs its tier's limit of executions: send the message again after this delay
+    /// (the execution stays as it is, with a waiting reason), and delete this one.
+    Deferred(Duration),
     /// The run's end was not written: its lease expired and another delivery took the
     /// execution, or the API ended it meanwhile. Its recorded steps stand; the message is
     /// done (the holder has its own).
@@ -47,12 +53,13 @@ impl Budget {
 
 /// Processes one queued execution: claims its lease (so two deliveries never run it at once),
 /// runs the engine from the recorded steps, and records how it ended.
-pub async fn process<S: ExecutionStore + StepStore + ValueStore>(
+pub async fn process<S: Store>(
     store: &S,
     executor: &dyn NodeExecutor,
     message: &ExecutionMessage,
     worker_id: &str,
     budget: &Budget,
+    limits: &RunningLimits,
 ) -> Result<Processed, StoreError> {
     let (tenant_id, execution_id) = (message.tenant_id.as_str(), message.execution_id.as_str());
     let Some(execution) = store.get_execution(tenant_id, execution_id).await? else {
@@ -62,11 +69,41 @@ pub async fn process<S: ExecutionStore + StepStore + ValueStore>(
     if execution.status.is_final() {
         return Ok(Processed::Finished(execution.status));
     }
+    let now = now_rfc3339();
+    if now >= execution.deadline_at {
+        // Past its deadline before a worker got it (it waited for a slot): no slot needed to end it.
+        let error =
+            StepError { code: StepErrorCode::ExecutionTimedOut.into(), message: "the execution timeout passed".into() };
+        let end = ExecutionEnd::now(ExecutionStatus::TimedOut, Value::Null, Some(error));
+        if store.finish_execution(tenant_id, execution_id, end, &[], LeaseGuard::Free { now: &now }).await? {
+            let processed = Processed::Finished(ExecutionStatus::TimedOut);
+            record_metrics(&execution, &processed);
+            return Ok(processed);
+        }
+    }
     let lease_until = crate::model::rfc3339_in(budget.remaining().as_secs() as i64 + 1);
+    // The tenant's share: a slot per running execution, as many as its tier allows.
+    let tier = store.get_tenant(tenant_id).await?.map(|t| t.tier).unwrap_or_default();
+    let limit = limits.for_tier(&tier);
+    if !store.acquire_run_slot(tenant_id, execution_id, &lease_until, &now, limit).await? {
+        let reason = format!(
+            "the tenant already runs {limit} executions, its limit; this one starts when one of them ends or checkpoints"
+        );
+        let next_sweep = crate::model::rfc3339_in((SWEEP_GRACE + MAX_SLOT_WAIT).as_secs() as i64);
+        store.set_waiting(tenant_id, execution_id, Some(&reason), &next_sweep).await?;
+        let wait = SLOT_WAIT + Duration::from_millis(rand::random::<u64>() % MAX_SLOT_WAIT.as_millis() as u64);
+        let processed = Processed::Deferred(wait);
+        record_metrics(&execution, &processed);
+        return Ok(processed);
+    }
     if !store.claim_lease(tenant_id, execution_id, worker_id, &lease_until, &now_rfc3339()).await? {
-        // Final since the read above (a cancel or another worker finished it), or leased.
+        // Final since the read above (a cancel or another worker finished it), or leased (the
+        // holder keeps the slot: it is the execution's, not this delivery's).
         return match store.get_execution(tenant_id, execution_id).await? {
-            Some(now) if now.status.is_final() => Ok(Processed::Finished(now.status)),
+            Some(now) if now.status.is_final() => {
+                store.release_run_slot(tenant_id, execution_id).await?;
+                Ok(Processed::Finished(now.status))
+            }
             _ => {
                 record_metrics(&execution, &Processed::Busy);
                 Ok(Processed::Busy)
@@ -78,8 +115,16 @@ pub async fn process<S: ExecutionStore + StepStore + ValueStore>(
         // Let a redelivery in at once rather than after the lease expires.
         let _ = store.release_lease(tenant_id, execution_id, worker_id, &[]).await;
     }
+    // Finished or checkpointed: the slot goes to the tenant's next execution (a continuation
+    // takes one again). On a crash it expires with the lease.
+    store.release_run_slot(tenant_id, execution_id).await?;
     result
 }
+
+/// A deferred delivery comes back after SLOT_WAIT plus up to MAX_SLOT_WAIT of jitter, so the
+/// waiting executions of a tenant do not all come back at once.
+pub const SLOT_WAIT: Duration = Duration::from_secs(20);
+pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(40);
 
 /// Runs a leased execution; the finish (or the checkpoint) also releases the lease and keeps the
 /// run's pure steps, in one write.
@@ -186,6 +231,7 @@ fn record_metrics(execution: &ExecutionRecord, processed: &Processed) {
         Processed::Continue => metrics::counter!(metric::CONTINUATIONS).increment(1),
         Processed::Busy => metrics::counter!(metric::LEASE_BUSY).increment(1),
         Processed::Superseded => metrics::counter!(metric::LEASE_LOST).increment(1),
+        Processed::Deferred(_) => metrics::counter!(metric::TENANT_LIMITED).increment(1),
     }
 }
 

@@ -334,22 +334,9 @@ pub const REDRIVE_HOLD: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::KeptQueue;
     use crate::queue::NoQueue;
     use crate::store::memory::MemoryStore;
-    use async_trait::async_trait;
-    use std::sync::Mutex;
-
-    /// A queue that keeps what it is sent.
-    #[derive(Default)]
-    struct Kept(Mutex<Vec<ExecutionMessage>>);
-
-    #[async_trait]
-    impl ExecutionQueue for Kept {
-        async fn send(&self, message: &ExecutionMessage) -> Result<(), StoreError> {
-            self.0.lock().unwrap().push(message.clone());
-            Ok(())
-        }
-    }
 
     fn workflow() -> WorkflowRecord {
         let definition = serde_json::from_value(json!({
@@ -385,7 +372,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_replayed_key_answers_with_the_first_execution_and_queues_nothing_more() {
-        let (store, queue, workflow) = (MemoryStore::new(), Kept::default(), workflow());
+        let (store, queue, workflow) = (MemoryStore::new(), KeptQueue::default(), workflow());
         let Started::New(first) =
             start(&store, &queue, command(&workflow, json!({ "n": 1 }), Some("k"))).await.unwrap()
         else {
@@ -393,7 +380,7 @@ mod tests {
         };
         let again = start(&store, &queue, command(&workflow, json!({ "n": 1 }), Some("k"))).await.unwrap();
         assert_eq!(again, Started::Replayed(first.clone()));
-        assert_eq!(queue.0.lock().unwrap().len(), 1);
+        assert_eq!(queue.messages().len(), 1);
         let other = start(&store, &queue, command(&workflow, json!({ "n": 2 }), Some("k"))).await;
         assert!(matches!(other, Err(LifecycleError::IdempotencyKeyReused)), "{other:?}");
         let deployed = StartCommand { version: VersionChoice::Deployed, ..command(&workflow, json!({ "n": 1 }), None) };
@@ -402,7 +389,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_key_is_scoped_to_its_workflow() {
-        let (store, queue) = (MemoryStore::new(), Kept::default());
+        let (store, queue) = (MemoryStore::new(), KeptQueue::default());
         let (a, mut b) = (workflow(), workflow());
         b.definition.name = "b".into();
         let body = || json!({ "n": 1 });
@@ -426,7 +413,7 @@ mod tests {
         assert_eq!(start(&store, &queue, command(&b, body(), Some("k"))).await.unwrap(), Started::Replayed(on_b));
         let snapshot = store.get_execution_definition("t1", &on_a.execution_id).await.unwrap().unwrap();
         assert_eq!(snapshot, a.definition);
-        assert_eq!(queue.0.lock().unwrap().len(), 2);
+        assert_eq!(queue.messages().len(), 2);
     }
 
     #[tokio::test]
@@ -450,9 +437,9 @@ mod tests {
         assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some("QUEUE_UNAVAILABLE"));
         // Failed, so it can be redriven; a redrive refused by the queue fails it again.
         assert!(matches!(redrive(&store, &NoQueue, failed, "r2").await, Err(LifecycleError::Store(_))));
-        let queue = Kept::default();
+        let queue = KeptQueue::default();
         let failed = store.get_execution("t1", &failed.execution_id).await.unwrap().unwrap();
         assert_eq!(redrive(&store, &queue, &failed, "r3").await.unwrap(), failed.redrive_count + 1);
-        assert_eq!(queue.0.lock().unwrap()[0].request_id, "r3");
+        assert_eq!(queue.messages()[0].request_id, "r3");
     }
 }

@@ -1,7 +1,9 @@
 use super::*;
+use crate::config::RunningLimits;
 use crate::engine::{NodeCall, NodeFailure, NodeOutput};
 use crate::model::DEFAULT_EXECUTION_TIMEOUT;
 use crate::nodes::RegistryExecutor;
+use crate::store::TenantStore;
 use crate::store::memory::MemoryStore;
 use crate::validation::validate_definition;
 use async_trait::async_trait;
@@ -65,13 +67,18 @@ async fn queued(store: &MemoryStore, timeout: Duration) -> ExecutionRecord {
 async fn a_queued_execution_runs_to_success() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
-    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
+    let processed =
+        process(&store, &executor, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
+            .await
+            .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::Succeeded));
     let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
     assert_eq!((done.status, done.output), (ExecutionStatus::Succeeded, json!("A 1 B")));
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     // Redelivered after it finished: nothing runs again.
-    let again = process(&store, &executor, &message(&record.execution_id), "w2", &budget(60)).await.unwrap();
+    let again = process(&store, &executor, &message(&record.execution_id), "w2", &budget(60), &RunningLimits::DEFAULT)
+        .await
+        .unwrap();
     assert_eq!(again, Processed::Finished(ExecutionStatus::Succeeded));
     assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
 }
@@ -84,9 +91,10 @@ async fn two_concurrent_deliveries_run_each_node_once() {
     let id = record.execution_id.as_str();
     let (budget_1, budget_2) = (budget(60), budget(60));
     let delivery = message(id);
+    let limits = RunningLimits::default();
     let (first, second) = tokio::join!(
-        process(&store, &executor, &delivery, "w1", &budget_1),
-        process(&store, &executor, &delivery, "w2", &budget_2),
+        process(&store, &executor, &delivery, "w1", &budget_1, &limits),
+        process(&store, &executor, &delivery, "w2", &budget_2, &limits),
     );
     let mut outcomes = vec![first.unwrap(), second.unwrap()];
     outcomes.sort_by_key(|p| format!("{p:?}"));
@@ -99,10 +107,14 @@ async fn a_spent_budget_checkpoints_before_any_node_and_the_continuation_finishe
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let spent = Budget { deadline: Instant::now(), margin: Duration::from_secs(1) };
-    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &spent).await.unwrap();
+    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &spent, &RunningLimits::DEFAULT)
+        .await
+        .unwrap();
     assert_eq!(processed, Processed::Continue);
     assert_eq!(executor.calls.load(Ordering::SeqCst), 0, "no node starts that could outlive the invocation");
-    let last = process(&store, &executor, &message(&record.execution_id), "w2", &budget(60)).await.unwrap();
+    let last = process(&store, &executor, &message(&record.execution_id), "w2", &budget(60), &RunningLimits::DEFAULT)
+        .await
+        .unwrap();
     assert_eq!(last, Processed::Finished(ExecutionStatus::Succeeded), "the lease was released for the continuation");
     assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
 }
@@ -115,7 +127,9 @@ async fn the_first_wave_is_cut_at_the_checkpoint_time() {
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let short = Budget { deadline: Instant::now() + Duration::from_millis(1500), margin: Duration::from_secs(1) };
     let started = Instant::now();
-    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &short).await.unwrap();
+    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &short, &RunningLimits::DEFAULT)
+        .await
+        .unwrap();
     assert_eq!(processed, Processed::Continue);
     assert!(started.elapsed() < Duration::from_millis(1500), "cut before the deadline: {:?}", started.elapsed());
     assert_eq!(executor.calls.load(Ordering::SeqCst), 1);
@@ -129,12 +143,18 @@ async fn cancelled_and_timed_out_executions_start_no_node() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     assert!(store.request_cancel("t1", &record.execution_id).await.unwrap());
-    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
+    let processed =
+        process(&store, &executor, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
+            .await
+            .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::Cancelled));
 
     let expired = queued(&store, Duration::ZERO).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let processed = process(&store, &executor, &message(&expired.execution_id), "w1", &budget(60)).await.unwrap();
+    let processed =
+        process(&store, &executor, &message(&expired.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
+            .await
+            .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::TimedOut));
     let timed_out = store.get_execution("t1", &expired.execution_id).await.unwrap().unwrap();
     assert_eq!(timed_out.error.unwrap().code, "EXECUTION_TIMED_OUT");
@@ -147,7 +167,10 @@ async fn a_held_lease_leaves_the_message_for_later() {
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let until = crate::model::rfc3339_in(300);
     assert!(store.claim_lease("t1", &record.execution_id, "other", &until, &now_rfc3339()).await.unwrap());
-    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
+    let processed =
+        process(&store, &executor, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
+            .await
+            .unwrap();
     assert_eq!(processed, Processed::Busy);
     assert_eq!(executor.calls.load(Ordering::SeqCst), 0);
 }
@@ -157,8 +180,16 @@ async fn a_failing_node_fails_the_execution_with_its_name() {
     let store = MemoryStore::new();
     let record = ExecutionRecord::queued("t1", "wf1", None, json!({}), "req", DEFAULT_EXECUTION_TIMEOUT);
     store.create_execution(&record, &workflow()).await.unwrap();
-    let processed =
-        process(&store, &Counting::default(), &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
+    let processed = process(
+        &store,
+        &Counting::default(),
+        &message(&record.execution_id),
+        "w1",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::Failed));
     let failed = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
     let error = failed.error.unwrap();
@@ -171,10 +202,75 @@ async fn a_node_still_running_at_the_execution_timeout_ends_it_as_timed_out() {
     // Every node takes 5 s; the execution may take 1 s (wall clock: deadline_at is a time of day).
     let (store, executor) = (MemoryStore::new(), Counting { delay_ms: 5000, ..Counting::default() });
     let record = queued(&store, Duration::from_secs(1)).await;
-    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &budget(60)).await.unwrap();
+    let processed =
+        process(&store, &executor, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
+            .await
+            .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::TimedOut));
     let steps = store.load_steps("t1", &record.execution_id).await.unwrap();
     assert!(steps.is_empty(), "the first node was abandoned at the timeout, not waited for: {steps:?}");
     let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
     assert_eq!(done.error.map(|e| e.code), Some("EXECUTION_TIMED_OUT".to_string()));
+}
+
+#[tokio::test]
+async fn over_its_tenants_limit_an_execution_stays_queued_with_a_reason_and_runs_later() {
+    let store = MemoryStore::new();
+    let executor = Counting { delay_ms: 200, ..Default::default() };
+    let limits = RunningLimits { free: 2, pro: 50, enterprise: 500 };
+    let records = [
+        queued(&store, DEFAULT_EXECUTION_TIMEOUT).await,
+        queued(&store, DEFAULT_EXECUTION_TIMEOUT).await,
+        queued(&store, DEFAULT_EXECUTION_TIMEOUT).await,
+    ];
+    let (b1, b2, b3) = (budget(60), budget(60), budget(60));
+    let (m1, m2, m3) =
+        (message(&records[0].execution_id), message(&records[1].execution_id), message(&records[2].execution_id));
+    let (first, second, third) = tokio::join!(
+        process(&store, &executor, &m1, "w1", &b1, &limits),
+        process(&store, &executor, &m2, "w2", &b2, &limits),
+        async {
+            // Once the first two hold their slots.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let waiting = process(&store, &executor, &m3, "w3", &b3, &limits).await.unwrap();
+            let seen = store.get_execution("t1", &records[2].execution_id).await.unwrap().unwrap();
+            (waiting, seen)
+        }
+    );
+    assert_eq!(first.unwrap(), Processed::Finished(ExecutionStatus::Succeeded));
+    assert_eq!(second.unwrap(), Processed::Finished(ExecutionStatus::Succeeded));
+    let (waiting, seen) = third;
+    assert!(matches!(waiting, Processed::Deferred(wait) if wait >= SLOT_WAIT), "{waiting:?}");
+    assert_eq!(seen.status, ExecutionStatus::Queued, "never failed, never running: queued");
+    assert!(seen.waiting_reason.as_deref().is_some_and(|r| r.contains("limit")), "{seen:?}");
+    // The redelivery after the others ended runs it, and the reason goes.
+    let later = process(&store, &executor, &m3, "w4", &budget(60), &limits).await.unwrap();
+    assert_eq!(later, Processed::Finished(ExecutionStatus::Succeeded));
+    let done = store.get_execution("t1", &records[2].execution_id).await.unwrap().unwrap();
+    assert_eq!(done.waiting_reason, None);
+    assert_eq!(executor.calls.load(Ordering::SeqCst), 9, "three nodes each, once");
+}
+
+#[tokio::test]
+async fn a_tenant_on_a_higher_tier_gets_its_tiers_limit() {
+    let store = MemoryStore::new();
+    let tenant = crate::model::Tenant {
+        tenant_id: "t1".into(),
+        name: "acme".into(),
+        tier: "pro".into(),
+        created_at: now_rfc3339(),
+        usage_key_id: None,
+        usage_key_value: None,
+    };
+    store.create_tenant(&tenant).await.unwrap();
+    let limits = RunningLimits { free: 1, pro: 3, enterprise: 500 };
+    let now = now_rfc3339();
+    let until = crate::model::rfc3339_in(60);
+    for other in ["x1", "x2"] {
+        assert!(store.acquire_run_slot("t1", other, &until, &now, 3).await.unwrap());
+    }
+    let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
+    let processed =
+        process(&store, &Counting::default(), &message(&record.execution_id), "w1", &budget(60), &limits).await;
+    assert_eq!(processed.unwrap(), Processed::Finished(ExecutionStatus::Succeeded), "pro: 3 at once");
 }

@@ -18,9 +18,13 @@ impl SqsExecutionQueue {
 
 #[async_trait]
 impl ExecutionQueue for SqsExecutionQueue {
-    async fn send(&self, message: &ExecutionMessage) -> Result<(), StoreError> {
+    async fn send_delayed(&self, message: &ExecutionMessage, delay: std::time::Duration) -> Result<(), StoreError> {
         let body = serde_json::to_string(message).map_err(|e| StoreError::Internal(e.to_string()))?;
-        match self.client.send_message().queue_url(&self.queue_url).message_body(body).send().await {
+        let mut request = self.client.send_message().queue_url(&self.queue_url).message_body(body);
+        if !delay.is_zero() {
+            request = request.delay_seconds(delay.as_secs().clamp(1, 900) as i32);
+        }
+        match request.send().await {
             Ok(_) => Ok(()),
             Err(e @ (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_))) => {
                 Err(StoreError::Unavailable(DisplayErrorContext(&e).to_string()))

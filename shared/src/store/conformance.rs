@@ -24,6 +24,7 @@ macro_rules! store_conformance_tests {
             steps_are_recorded_once_per_node,
             executions_lifecycle_and_lease,
             sweep_index_holds_unfinished_executions_until_they_progress,
+            run_slots_hold_a_tenants_limit_and_free_themselves,
             concurrent_claims_have_one_winner,
             redrive_requeues_only_failed_executions_and_keeps_only_succeeded_steps_recorded_alone,
             executions_list_newest_first_with_status_filter,
@@ -584,6 +585,33 @@ pub async fn sweep_index_holds_unfinished_executions_until_they_progress(store: 
     assert!(store.finish_execution(&tenant, id, end, &[], LeaseGuard::Held("w2")).await.unwrap());
     assert_eq!(ours(minutes(24 * 60)).await, None, "a final execution is never stranded");
     assert!(!store.mark_swept(&tenant, id, &minutes(24 * 61), &minutes(24 * 60)).await.unwrap());
+}
+
+/// Run slots: at most `limit` per tenant at once, renewed (not doubled) for the same execution,
+/// freed by a release or by their expiry; concurrent acquires never pass the limit.
+pub async fn run_slots_hold_a_tenants_limit_and_free_themselves(store: &dyn Store) {
+    let (tenant, other_tenant) = (new_id(), new_id());
+    let (now, until, later) = ("2030-01-01T00:00:00.000Z", "2030-01-01T00:05:00.000Z", "2030-01-01T00:06:00.000Z");
+    assert!(store.acquire_run_slot(&tenant, "a", until, now, 2).await.unwrap());
+    assert!(store.acquire_run_slot(&tenant, "a", until, now, 2).await.unwrap(), "renewed, not a second slot");
+    assert!(store.acquire_run_slot(&tenant, "b", until, now, 2).await.unwrap());
+    assert!(!store.acquire_run_slot(&tenant, "c", until, now, 2).await.unwrap(), "limit reached");
+    assert!(store.acquire_run_slot(&other_tenant, "c", until, now, 2).await.unwrap(), "per tenant");
+    store.release_run_slot(&tenant, "a").await.unwrap();
+    store.release_run_slot(&tenant, "a").await.unwrap();
+    store.release_run_slot(&new_id(), "a").await.unwrap();
+    assert!(store.acquire_run_slot(&tenant, "c", until, now, 2).await.unwrap(), "a release frees one");
+    assert!(!store.acquire_run_slot(&tenant, "d", until, now, 2).await.unwrap());
+    assert!(store.acquire_run_slot(&tenant, "d", later, later, 2).await.unwrap(), "expired slots are freed");
+    // Many acquires at once, limit 3: exactly 3 win.
+    let racing = new_id();
+    let ids: Vec<String> = (0..8).map(|i| format!("e{i}")).collect();
+    let won = futures_util::future::join_all(ids.iter().map(|id| store.acquire_run_slot(&racing, id, until, now, 3)))
+        .await
+        .into_iter()
+        .filter(|won| matches!(won, Ok(true)))
+        .count();
+    assert_eq!(won, 3);
 }
 
 pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) {

@@ -21,6 +21,8 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Inner {
+    /// Fault injection for tests: every step read fails as a store outage would.
+    step_reads_fail: bool,
     /// (tenant, workflow id) -> record; BTreeMap keeps ULID order.
     workflows: BTreeMap<(String, String), WorkflowRecord>,
     /// (tenant, workflow id, version sort key) -> record.
@@ -38,6 +40,8 @@ struct Inner {
     bulk_steps: BTreeMap<(String, String), Vec<StepRecord>>,
     /// (tenant, execution) -> the execution with its snapshot and lease.
     executions: BTreeMap<(String, String), StoredExecution>,
+    /// tenant -> execution -> run slot expiry.
+    run_slots: BTreeMap<String, BTreeMap<String, String>>,
     /// (tenant, key hash) -> (body hash, execution id, expires_at).
     idempotency: BTreeMap<(String, String), (String, String, String)>,
 }
@@ -64,6 +68,11 @@ impl StoredExecution {
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// From now on every step read fails (`Unavailable`), as in a store outage.
+    pub fn fail_step_reads(&self) {
+        self.lock().step_reads_fail = true;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -378,6 +387,9 @@ impl HealthProbe for MemoryStore {
 impl StepStore for MemoryStore {
     async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let inner = self.lock();
+        if inner.step_reads_fail {
+            return Err(StoreError::Unavailable("throttled".into()));
+        }
         let alone: Vec<StepRecord> = inner
             .steps
             .iter()
@@ -634,6 +646,31 @@ impl ExecutionStore for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn acquire_run_slot(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        until: &str,
+        now: &str,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let slots = inner.run_slots.entry(tenant_id.to_string()).or_default();
+        slots.retain(|_, expiry| expiry.as_str() >= now);
+        if !slots.contains_key(execution_id) && slots.len() >= limit as usize {
+            return Ok(false);
+        }
+        slots.insert(execution_id.to_string(), until.to_string());
+        Ok(true)
+    }
+
+    async fn release_run_slot(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError> {
+        if let Some(slots) = self.lock().run_slots.get_mut(tenant_id) {
+            slots.remove(execution_id);
+        }
+        Ok(())
     }
 
     async fn set_waiting(

@@ -298,6 +298,20 @@ pub trait ExecutionStore: Send + Sync {
         next_sweep_at: &str,
         now: &str,
     ) -> Result<bool, StoreError>;
+    /// Takes one of the tenant's `limit` run slots for the execution until `until` (RFC 3339):
+    /// slots that expired before `now` are freed first, and the execution's own slot is renewed
+    /// (a second delivery of it takes no second slot). False if all are taken. Slots expire
+    /// with the lease they go with, so a crashed worker's slot comes back by itself.
+    async fn acquire_run_slot(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        until: &str,
+        now: &str,
+        limit: u32,
+    ) -> Result<bool, StoreError>;
+    /// Frees the execution's run slot (nothing if it holds none).
+    async fn release_run_slot(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError>;
     /// Records why a queued execution waits (shown by GET; None clears it) and when the sweeper
     /// should look at it next. No-op on a final execution.
     async fn set_waiting(

@@ -370,9 +370,80 @@ impl ExecutionStore for DynamoStore {
             execution_key(tenant_id, execution_id),
             "SET sweep_at = :next, sweep_count = if_not_exists(sweep_count, :zero) + :one",
             &format!("attribute_exists(sweep_pk) AND sweep_at < :now AND {free}"),
-            vec![(":next", s(next_sweep_at)), (":zero", n(0)), (":one", n(1)), now_value],
+            vec![(":next", s(next_sweep_at)), (":zero", n(0)), (":one", n(1)), (":now", s(now)), now_value],
         )
         .await
+    }
+
+    async fn acquire_run_slot(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        until: &str,
+        now: &str,
+        limit: u32,
+    ) -> Result<bool, StoreError> {
+        // Read, prune, write back conditional on the version read (optimistic concurrency on
+        // one small item per tenant); a lost race reads again.
+        let key = run_slots_key(tenant_id);
+        for _ in 0..RUN_SLOT_ATTEMPTS {
+            let item = self.get(key.clone()).await?;
+            let version = match &item {
+                Some(item) => get_opt_n::<u64>(item, "version")?.unwrap_or(0),
+                None => 0,
+            };
+            let mut slots: HashMap<String, AttributeValue> = item
+                .as_ref()
+                .and_then(|item| item.get("slots"))
+                .and_then(|slots| slots.as_m().ok())
+                .cloned()
+                .unwrap_or_default();
+            slots.retain(|_, expiry| expiry.as_s().is_ok_and(|at| at.as_str() >= now));
+            if !slots.contains_key(execution_id) && slots.len() >= limit as usize {
+                return Ok(false);
+            }
+            slots.insert(execution_id.to_string(), s(until));
+            let mut put = key.clone();
+            put.insert("entity".into(), s("run_slots"));
+            put.insert("slots".into(), AttributeValue::M(slots));
+            put.insert("version".into(), n(version + 1));
+            let written = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(put))
+                .condition_expression("attribute_not_exists(pk) OR version = :version")
+                .expression_attribute_values(":version", n(version))
+                .send()
+                .await
+                .map_err(classify);
+            match written {
+                Ok(_) => return Ok(true),
+                Err(StoreError::ConditionFailed) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(StoreError::Unavailable("the tenant's run slots are contended; try again".into()))
+    }
+
+    async fn release_run_slot(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError> {
+        // The version moves too, so an acquire that read before this cannot write the slot back.
+        let released = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(run_slots_key(tenant_id)))
+            .update_expression("REMOVE slots.#execution SET version = version + :one")
+            .condition_expression("attribute_exists(slots.#execution)")
+            .expression_attribute_names("#execution", execution_id)
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(classify);
+        match released {
+            Ok(_) | Err(StoreError::ConditionFailed) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     async fn set_waiting(
@@ -391,6 +462,9 @@ impl ExecutionStore for DynamoStore {
         Ok(())
     }
 }
+
+/// Reads and conditional writes one acquire may try before it reports the slots contended.
+const RUN_SLOT_ATTEMPTS: usize = 8;
 
 /// The condition a `LeaseGuard` puts on a write, and the value it names.
 fn lease_condition(guard: LeaseGuard<'_>) -> (&'static str, (&'static str, AttributeValue)) {

@@ -25,6 +25,11 @@ pub(super) fn sweep_pk(execution_id: &str) -> String {
     format!("SWEEP#{shard}")
 }
 
+/// The item holding a tenant's run slots (execution id -> expiry).
+pub(super) fn run_slots_key(tenant_id: &str) -> Item {
+    key(tenant_pk(tenant_id), "RUNNING".to_string())
+}
+
 pub(super) fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
 }

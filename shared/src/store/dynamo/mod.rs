@@ -44,7 +44,7 @@ mod workflows;
 use item::*;
 use keys::*;
 use steps::{TRANSACTION_BYTES, TRANSACTION_ITEMS, bulk_step_items};
-pub use table::create_table;
+pub use table::{SWEEP_PROJECTION, create_table};
 
 type Item = HashMap<String, AttributeValue>;
 
