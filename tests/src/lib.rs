@@ -161,6 +161,8 @@ pub struct RequestSpec {
     pub body: Option<Vec<u8>>,
     pub method: Option<Method>,
     pub path: Option<String>,
+    /// The tenant an API Gateway authorizer context names (as a cached authorizer answer would).
+    pub authorized_tenant: Option<String>,
 }
 
 impl RequestSpec {
@@ -201,6 +203,11 @@ impl RequestSpec {
         self.path = Some(path.to_string());
         self
     }
+    /// As API Gateway passes the request on: with the authorizer's context naming `tenant_id`.
+    pub fn authorized_as(mut self, tenant_id: &str) -> Self {
+        self.authorized_tenant = Some(tenant_id.to_string());
+        self
+    }
 
     pub fn build(self, route: Route) -> Request {
         let spec = ROUTES.iter().find(|s| s.route == route);
@@ -223,7 +230,19 @@ impl RequestSpec {
         };
         let params: HashMap<String, String> = self.params.into_iter().collect();
         let query: HashMap<String, String> = self.query.into_iter().collect();
-        builder.body(body).expect("request builds").with_path_parameters(params).with_query_string_parameters(query)
+        let request = builder
+            .body(body)
+            .expect("request builds")
+            .with_path_parameters(params)
+            .with_query_string_parameters(query);
+        match self.authorized_tenant {
+            None => request,
+            Some(tenant_id) => {
+                let mut context = aws_lambda_events::apigw::ApiGatewayProxyRequestContext::default();
+                context.authorizer.fields.insert("tenant_id".into(), Value::String(tenant_id));
+                request.with_request_context(lambda_http::request::RequestContext::ApiGatewayV1(context))
+            }
+        }
     }
 }
 

@@ -148,3 +148,70 @@ async fn a_tenant_holds_at_most_fifty_live_keys() {
     assert_eq!(t.call(Route::RevokeApiKey, &[("key_id", &victim)], None).await.status, 204);
     assert_eq!(create_key(&t, "fits again").await.status, 201);
 }
+
+/// Issue 10 item 7: API Gateway caches the authorizer's answer and the authorizer caches its
+/// lookup, so a revoked key may still pass for a while; it must not mint, rotate or revoke keys
+/// meanwhile (those routes read the key uncached).
+#[tokio::test]
+async fn a_revoked_key_cannot_manage_keys_while_caches_still_accept_it() {
+    let t = TestApp::with_settings(&[("KEY_CACHE_TTL_SECONDS", "60")]).await;
+    let created = create_key(&t, "leaked").await;
+    let (id, key) =
+        (created.body["id"].as_str().unwrap().to_string(), created.body["key"].as_str().unwrap().to_string());
+    let other_instance = t.another_instance();
+    assert_eq!(list_with(&t, &other_instance, &key).await.status, 200, "warm in the other instance's cache");
+    assert_eq!(t.call(Route::RevokeApiKey, &[("key_id", &id)], None).await.status, 204);
+    assert_eq!(list_with(&t, &other_instance, &key).await.status, 200, "still cached there (documented bound)");
+    let (app, key_ref) = (&other_instance, key.as_str());
+    let mint = |spec: RequestSpec| async move {
+        let request = spec.key(key_ref).json(Some(json!({ "name": "minted" }))).build(Route::CreateApiKey);
+        Reply::from(handle(app, Route::CreateApiKey, request).await)
+    };
+    mint(RequestSpec::new(&[])).await.assert_error(401, "UNAUTHORIZED");
+    // Even when the request carries a cached authorizer answer naming the tenant.
+    mint(RequestSpec::new(&[]).authorized_as(&t.tenant_id)).await.assert_error(401, "UNAUTHORIZED");
+    for route in [Route::RotateApiKey, Route::RevokeApiKey] {
+        let request = RequestSpec::new(&[("key_id", &id)]).key(&key).authorized_as(&t.tenant_id).build(route);
+        Reply::from(handle(&other_instance, route, request).await).assert_error(401, "UNAUTHORIZED");
+    }
+    // Other routes keep trusting the authorizer's answer.
+    let request = RequestSpec::new(&[]).key(&key).authorized_as(&t.tenant_id).build(Route::ListWorkflows);
+    assert_eq!(Reply::from(handle(&other_instance, Route::ListWorkflows, request).await).status, 200);
+}
+
+/// Issue 10 item 7: the listing pages through every key, and the live-key limit counts live
+/// keys only, however many revoked ones a tenant has (was: the 100 oldest were read, so live
+/// keys vanished behind revoked ones and the limit stopped holding).
+#[tokio::test]
+async fn with_many_revoked_keys_the_listing_pages_and_the_live_limit_holds() {
+    let t = TestApp::new().await;
+    for i in 0..110 {
+        let created = create_key(&t, &format!("old{i}")).await;
+        assert_eq!(created.status, 201, "{}", created.raw);
+        let id = created.body["id"].as_str().unwrap().to_string();
+        assert_eq!(t.call(Route::RevokeApiKey, &[("key_id", &id)], None).await.status, 204);
+    }
+    // The tenant's own key plus 49 new ones: 50 live.
+    for i in 1..50 {
+        assert_eq!(create_key(&t, &format!("live{i}")).await.status, 201, "live key {i}");
+    }
+    create_key(&t, "one too many").await.assert_error(409, "KEY_LIMIT_REACHED");
+    let mut seen = Vec::new();
+    let mut next: Option<String> = None;
+    loop {
+        let mut spec = RequestSpec::new(&[]).key(&t.key).query("limit", "100");
+        if let Some(token) = &next {
+            spec = spec.query("next_token", token);
+        }
+        let page = Reply::from(handle(&t.app, Route::ListApiKeys, spec.build(Route::ListApiKeys)).await);
+        assert_eq!(page.status, 200, "{}", page.raw);
+        seen.extend(page.body["items"].as_array().unwrap().iter().map(|k| k["status"].as_str().unwrap().to_string()));
+        match page.body["next_token"].as_str() {
+            Some(token) => next = Some(token.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 160, "every key, across pages");
+    assert_eq!(seen.iter().filter(|s| *s == "active").count(), 50);
+    assert_eq!(seen.iter().filter(|s| *s == "revoked").count(), 110);
+}

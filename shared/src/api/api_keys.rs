@@ -1,7 +1,7 @@
 //! API key routes: create (the plaintext key is shown once), list, revoke, rotate.
 
 use super::views::{ApiKeyView, CreateApiKeyRequest, NewApiKeyView, Page, ReplacedKey};
-use super::{Call, truncate};
+use super::{Call, paging, truncate};
 use crate::api::http::{self, Reply};
 use crate::auth::new_key_record;
 use crate::error::{ApiError, ErrorCode};
@@ -47,8 +47,7 @@ async fn load_key(call: &Call<'_>) -> Result<ApiKeyRecord, ApiError> {
 }
 
 async fn ensure_room(call: &Call<'_>) -> Result<(), ApiError> {
-    let now = now_rfc3339();
-    let live = call.app.store()?.list_api_keys(call.tenant_id).await?.iter().filter(|k| k.is_live(&now)).count();
+    let live = call.app.store()?.count_live_api_keys(call.tenant_id, &now_rfc3339()).await?;
     if live >= MAX_KEYS_PER_TENANT {
         return Err(ApiError::new(
             ErrorCode::KeyLimitReached,
@@ -83,10 +82,17 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     Ok(Reply::created(new_key_view(&record, &key), format!("/v1/api-keys/{}", record.key_id)))
 }
 
+/// Every key, live, revoked and expired, newest first, a page at a time (`limit`,
+/// `next_token`): revoked keys accumulate, so one page cannot hold them all.
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let keys = call.app.store()?.list_api_keys(call.tenant_id).await?;
-    // A tenant holds at most MAX_KEYS_PER_TENANT live keys, so one page holds them all.
-    Ok(Reply::ok(Page { items: keys.iter().rev().map(key_view).collect(), next_token: None }))
+    let scope = format!("api-keys|{}", call.tenant_id);
+    let (limit, after) = paging(call, &scope)?;
+    let page = call.app.store()?.list_api_keys(call.tenant_id, after.as_deref(), limit).await?;
+    let key = &call.app.config.cursor_signing_key;
+    Ok(Reply::ok(Page {
+        items: page.items.iter().map(key_view).collect(),
+        next_token: page.next_after.map(|after| crate::cursor::encode(key, &scope, &after)),
+    }))
 }
 
 pub async fn revoke(call: &Call<'_>) -> Result<Reply, ApiError> {

@@ -285,7 +285,7 @@ async fn dispatch(
 ) -> Result<Reply, ApiError> {
     let needs_key = spec_of(route).is_some_and(|s| s.authenticated);
     let tenant_id = if needs_key {
-        let tenant = authenticate(app.store()?, &app.keys, req).await?;
+        let tenant = authenticate(app.store()?, &app.keys, req, route).await?;
         span.record("tenant_id", tenant.as_str());
         tenant
     } else {
@@ -295,19 +295,46 @@ async fn dispatch(
     handler(&call).await
 }
 
+/// Routes that mint or revoke keys: the caller's key is checked against the table on every
+/// call, not through any cache. API Gateway caches the authorizer's answer and the authorizer
+/// caches its lookup, so elsewhere a revoked key works for up to twice the cache TTL; long
+/// enough, without this, to mint a new key with it.
+const FRESH_KEY_ROUTES: &[Route] = &[Route::CreateApiKey, Route::RotateApiKey, Route::RevokeApiKey];
+
 /// The tenant a request is for: from the API Gateway authorizer's context when it ran (REST API
 /// in AWS), else by checking the key here (the local stack has no authorizer). Never from a
-/// header: a client cannot set an authorizer context.
-async fn authenticate(store: &dyn TenantStore, cache: &KeyCache, req: &Request) -> Result<String, ApiError> {
-    if let Some(RequestContext::ApiGatewayV1(ctx)) = req.request_context_ref()
-        && let Some(tenant) = ctx.authorizer.fields.get("tenant_id").and_then(|v| v.as_str())
-        && !tenant.is_empty()
+/// header: a client cannot set an authorizer context. On `FRESH_KEY_ROUTES` the key is read
+/// from the table uncached, whatever the authorizer said.
+async fn authenticate(
+    store: &dyn TenantStore,
+    cache: &KeyCache,
+    req: &Request,
+    route: Route,
+) -> Result<String, ApiError> {
+    let authorized = match req.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(ctx)) => {
+            ctx.authorizer.fields.get("tenant_id").and_then(|v| v.as_str()).filter(|t| !t.is_empty())
+        }
+        _ => None,
+    };
+    let fresh = FRESH_KEY_ROUTES.contains(&route);
+    if let Some(tenant) = authorized
+        && !fresh
     {
         return Ok(tenant.to_string());
     }
     let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
     let token = crate::auth::bearer_token(header).ok_or_else(ApiError::unauthorized)?;
-    Ok(crate::auth::verify_key(store, cache, token).await?.tenant_id)
+    let record = if fresh {
+        crate::auth::verify_key(store, &KeyCache::new(std::time::Duration::ZERO), token).await?
+    } else {
+        crate::auth::verify_key(store, cache, token).await?
+    };
+    // The authorizer's tenant and the key's must agree (they always do unless the context lies).
+    if authorized.is_some_and(|tenant| tenant != record.tenant_id) {
+        return Err(ApiError::unauthorized());
+    }
+    Ok(record.tenant_id)
 }
 
 /// Every route's handler, by route: for tests and benchmarks, which call any route in one

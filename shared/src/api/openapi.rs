@@ -127,7 +127,14 @@ fn doc(route: Route) -> RouteDoc {
             body: Some(("CreateApiKeyRequest", json!({ "name": "ci pipeline" }))),
             ..plain("Creates an API key; its value is shown once.", (201, Some("NewApiKeyView")), &[KeyLimitReached])
         },
-        Route::ListApiKeys => plain("The tenant's API keys (never their values).", (200, Some("ApiKeyPage")), &[]),
+        Route::ListApiKeys => RouteDoc {
+            query: &[Query::Paging],
+            ..plain(
+                "The tenant's API keys, live, revoked and expired, newest first (never their values).",
+                (200, Some("ApiKeyPage")),
+                &[],
+            )
+        },
         Route::RevokeApiKey => plain("Revokes an API key at once.", (204, None), &[ApiKeyNotFound]),
         Route::RotateApiKey => plain(
             "A new key replacing this one; the old one works for a grace period.",

@@ -298,8 +298,16 @@ pub async fn api_key_lifecycle(store: &dyn Store) {
     for key in [&first, &second, &foreign] {
         store.put_api_key(key).await.unwrap();
     }
-    let listed: Vec<String> = store.list_api_keys(&tenant).await.unwrap().into_iter().map(|k| k.key_id).collect();
-    assert_eq!(listed, vec![first.key_id.clone(), second.key_id.clone()], "oldest first, own keys only");
+    let listed: Vec<String> =
+        store.list_api_keys(&tenant, None, 10).await.unwrap().items.into_iter().map(|k| k.key_id).collect();
+    assert_eq!(listed, vec![second.key_id.clone(), first.key_id.clone()], "newest first, own keys only");
+    let page = store.list_api_keys(&tenant, None, 1).await.unwrap();
+    assert_eq!((page.items.len(), page.next_after.as_deref()), (1, Some(second.key_id.as_str())));
+    let rest = store.list_api_keys(&tenant, Some(&second.key_id), 1).await.unwrap();
+    assert_eq!(rest.items.iter().map(|k| k.key_id.as_str()).collect::<Vec<_>>(), vec![first.key_id.as_str()]);
+    assert_eq!(rest.next_after, None);
+    assert_eq!(store.count_live_api_keys(&tenant, "2030-01-01T00:00:00.000Z").await.unwrap(), 2);
+    assert_eq!(store.count_live_api_keys(&tenant, "2100-01-01T00:00:00.000Z").await.unwrap(), 1, "second expired");
     assert_eq!(store.find_api_key_by_id(&tenant, &second.key_id).await.unwrap(), Some(second.clone()));
     assert_eq!(store.find_api_key_by_id(&other, &second.key_id).await.unwrap(), None, "not by another tenant");
 
@@ -307,6 +315,7 @@ pub async fn api_key_lifecycle(store: &dyn Store) {
     store.revoke_api_key(&first.key_hash, "2031-01-01T00:00:00.000Z").await.unwrap();
     let revoked = store.find_api_key(&first.key_hash).await.unwrap().unwrap();
     assert_eq!(revoked.revoked_at.as_deref(), Some("2030-01-01T00:00:00.000Z"), "the first revocation stays");
+    assert_eq!(store.count_live_api_keys(&tenant, "2030-01-01T00:00:00.000Z").await.unwrap(), 1, "revoked");
 
     store.expire_api_key(&second.key_hash, "2040-01-01T00:00:00.000Z").await.unwrap();
     store.expire_api_key(&second.key_hash, "2050-01-01T00:00:00.000Z").await.unwrap();

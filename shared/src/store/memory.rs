@@ -287,11 +287,25 @@ impl TenantStore for MemoryStore {
         Ok(self.lock().api_keys.values().find(|k| k.tenant_id == tenant_id && k.key_id == key_id).cloned())
     }
 
-    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let mut keys: Vec<ApiKeyRecord> =
-            self.lock().api_keys.values().filter(|k| k.tenant_id == tenant_id).cloned().collect();
-        keys.sort_by(|a, b| a.key_id.cmp(&b.key_id));
-        Ok(keys)
+    async fn list_api_keys(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ApiKeyRecord>, StoreError> {
+        let mut keys: Vec<(String, ApiKeyRecord)> = self
+            .lock()
+            .api_keys
+            .values()
+            .filter(|k| k.tenant_id == tenant_id)
+            .map(|k| (k.key_id.clone(), k.clone()))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(page_desc(keys, after, limit))
+    }
+
+    async fn count_live_api_keys(&self, tenant_id: &str, now: &str) -> Result<usize, StoreError> {
+        Ok(self.lock().api_keys.values().filter(|k| k.tenant_id == tenant_id && k.is_live(now)).count())
     }
 
     async fn revoke_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError> {

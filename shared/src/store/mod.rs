@@ -127,8 +127,18 @@ pub trait TenantStore: Send + Sync {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
     /// A tenant's key by id (None for another tenant's id).
     async fn find_api_key_by_id(&self, tenant_id: &str, key_id: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
-    /// Every key of a tenant, oldest first (a tenant holds at most `MAX_KEYS_PER_TENANT`).
-    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError>;
+    /// A tenant's keys, live, revoked and expired alike, newest first; `after` (a key id)
+    /// resumes a listing.
+    async fn list_api_keys(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ApiKeyRecord>, StoreError>;
+    /// How many of a tenant's keys are live at `now` (not revoked, not expired), counted over
+    /// all of them however many were revoked: the limit of `MAX_KEYS_PER_TENANT` live keys
+    /// holds on this.
+    async fn count_live_api_keys(&self, tenant_id: &str, now: &str) -> Result<usize, StoreError>;
     /// Marks the key revoked at `at` (keeps an earlier revocation).
     async fn revoke_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError>;
     /// Moves the key's expiry to `at` unless it already expires earlier.

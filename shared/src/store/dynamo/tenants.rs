@@ -92,20 +92,65 @@ impl TenantStore for DynamoStore {
         out.items.unwrap_or_default().first().map(api_key_from).transpose()
     }
 
-    async fn list_api_keys(&self, tenant_id: &str) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let out = self
+    async fn list_api_keys(
+        &self,
+        tenant_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<ApiKeyRecord>, StoreError> {
+        // The gsi1 partition `T#<tenant>` holds only the tenant's keys, so a listing resumes
+        // with a sort key condition rather than a start key (which would need the key's hash).
+        let query = self
             .client
             .query()
             .table_name(&self.table)
             .index_name("gsi1")
-            .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
             .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
-            .expression_attribute_values(":prefix", s(API_KEY_GSI_PREFIX))
-            .limit((crate::store::MAX_KEYS_PER_TENANT * 2) as i32)
-            .send()
-            .await
-            .map_err(classify)?;
-        out.items.unwrap_or_default().iter().map(api_key_from).collect()
+            .scan_index_forward(false)
+            .limit((limit + 1) as i32);
+        let query = match after {
+            Some(after) => query
+                .key_condition_expression("gsi1pk = :pk AND gsi1sk < :before")
+                .expression_attribute_values(":before", s(api_key_gsi_sk(after))),
+            None => query
+                .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+                .expression_attribute_values(":prefix", s(API_KEY_GSI_PREFIX)),
+        };
+        let out = query.send().await.map_err(classify)?;
+        let mut items: Vec<ApiKeyRecord> =
+            out.items.unwrap_or_default().iter().map(api_key_from).collect::<Result<_, _>>()?;
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_after = if more { items.last().map(|k| k.key_id.clone()) } else { None };
+        Ok(Page { items, next_after })
+    }
+
+    async fn count_live_api_keys(&self, tenant_id: &str, now: &str) -> Result<usize, StoreError> {
+        let (mut live, mut start) = (0usize, None);
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
+                .filter_expression(
+                    "attribute_not_exists(revoked_at) AND (attribute_not_exists(expires_at) OR expires_at > :now)",
+                )
+                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+                .expression_attribute_values(":prefix", s(API_KEY_GSI_PREFIX))
+                .expression_attribute_values(":now", s(now))
+                .select(aws_sdk_dynamodb::types::Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            live += out.count.max(0) as usize;
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => return Ok(live),
+            }
+        }
     }
 
     async fn revoke_api_key(&self, key_hash: &str, at: &str) -> Result<(), StoreError> {
