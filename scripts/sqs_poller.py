@@ -8,13 +8,18 @@ Usage: python sqs_poller.py QUEUE_URL INVOKE_URL   (AWS_ENDPOINT_URL etc. from t
 """
 
 import json
+import os
 import sys
 import time
 import urllib.request
 
 import boto3
 
-VISIBILITY_SECONDS = 30  # locally a failed message comes back quickly
+# Locally a failed message comes back quickly (scripts/test shortens it further).
+VISIBILITY_SECONDS = int(os.environ.get("NODEAI_POLLER_VISIBILITY_SECONDS", "30"))
+# How long one invoke may take before its messages are left for redelivery: a worker killed
+# mid-invoke never answers (cargo-lambda keeps the request waiting for it).
+INVOKE_TIMEOUT_SECONDS = int(os.environ.get("NODEAI_POLLER_INVOKE_TIMEOUT_SECONDS", "900"))
 
 
 def to_event(queue_arn, messages):
@@ -58,7 +63,7 @@ def main():
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=900) as response:
+            with urllib.request.urlopen(request, timeout=INVOKE_TIMEOUT_SECONDS) as response:
                 result = json.loads(response.read() or b"{}")
         except Exception as error:  # the worker crashed or is rebuilding: everything comes back later
             print(f"[poller] invoke failed, {len(messages)} message(s) left for redelivery: {error}", flush=True)

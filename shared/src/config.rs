@@ -40,6 +40,10 @@ pub struct Config {
     pub model_prices: Vec<(String, f64, f64)>,
     /// How many executions of one tenant run at once, by tier.
     pub running_limits: RunningLimits,
+    /// The worker's invocation budget when the runtime's deadline is unusable: cargo-lambda's
+    /// local runtime sends a fixed `Lambda-Runtime-Deadline-Ms` of 600000 (1970). In AWS the
+    /// deadline is always real and this is not used.
+    pub worker_timeout: Duration,
 }
 
 /// How many executions of one tenant may run at once, by the tenant's tier (free, pro,
@@ -111,6 +115,7 @@ impl fmt::Debug for Config {
             .field("execution_retention", &self.execution_retention)
             .field("model_prices", &self.model_prices)
             .field("running_limits", &self.running_limits)
+            .field("worker_timeout", &self.worker_timeout)
             .finish()
     }
 }
@@ -176,6 +181,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "RUNNING_EXECUTION_LIMITS",
         "optional, default `free=5,pro=50,enterprise=500`; executions of one tenant running at once, by tier (each 1 to 10000); more stay queued",
+    ),
+    (
+        "WORKER_TIMEOUT_SECONDS",
+        "optional, default 300, 11 to 900; the worker's time per invocation when the runtime gives no real deadline (the local stack: cargo-lambda sends a fixed one in 1970)",
     ),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
@@ -289,6 +298,14 @@ impl Config {
             });
         }
         let credential_cache_ttl = seconds("CREDENTIAL_CACHE_TTL_SECONDS", 60, 300)?;
+        let worker_timeout = seconds("WORKER_TIMEOUT_SECONDS", 300, 900)?;
+        if worker_timeout <= crate::worker::CHECKPOINT_MARGIN {
+            // No wave could start: every invocation would checkpoint at once.
+            return Err(ConfigError {
+                variable: "WORKER_TIMEOUT_SECONDS",
+                problem: "must be more than the checkpoint margin of 10 seconds (11 to 900)".into(),
+            });
+        }
         let circuit_breaker_threshold = match lookup("CIRCUIT_BREAKER_THRESHOLD").filter(|v| !v.is_empty()) {
             None => crate::nodes::breaker::DEFAULT_THRESHOLD,
             Some(raw) => raw.parse::<u32>().ok().filter(|n| (1..=100).contains(n)).ok_or_else(|| ConfigError {
@@ -323,6 +340,7 @@ impl Config {
                 .map_err(|problem| ConfigError { variable: "RUNNING_EXECUTION_LIMITS", problem })?,
         };
         Ok(Config {
+            worker_timeout,
             running_limits,
             model_prices,
             execution_retention,
@@ -495,6 +513,10 @@ mod tests {
             let err = with(("RUNNING_EXECUTION_LIMITS", bad)).unwrap_err();
             assert_eq!(err.variable, "RUNNING_EXECUTION_LIMITS", "{bad}");
         }
+        for bad in ["10", "5", "901", "x"] {
+            assert_eq!(with(("WORKER_TIMEOUT_SECONDS", bad)).unwrap_err().variable, "WORKER_TIMEOUT_SECONDS", "{bad}");
+        }
+        assert_eq!(with(("WORKER_TIMEOUT_SECONDS", "20")).unwrap().worker_timeout, Duration::from_secs(20));
         let limits = with(("RUNNING_EXECUTION_LIMITS", "free=2, pro=20, enterprise=2000")).unwrap().running_limits;
         assert_eq!((limits.for_tier("free"), limits.for_tier("pro"), limits.for_tier("enterprise")), (2, 20, 2000));
         assert_eq!(limits.for_tier("unknown"), 2, "an unknown tier gets the free limit");

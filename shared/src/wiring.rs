@@ -143,13 +143,12 @@ pub async fn serve_worker() -> Result<(), Error> {
         ..Default::default()
     };
     let executor = Arc::new(crate::nodes::RegistryExecutor { runtime });
-    let limits = config.running_limits;
+    let (limits, worker_timeout) = (config.running_limits, config.worker_timeout);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (store, queue, executor) = (store.clone(), queue.clone(), executor.clone());
         async move {
             // The invocation deadline, as an Instant: what is left of the Lambda's time.
-            let remaining = event.context.deadline().duration_since(std::time::SystemTime::now()).unwrap_or_default();
-            let deadline = std::time::Instant::now() + remaining;
+            let deadline = std::time::Instant::now() + invocation_budget(event.context.deadline(), worker_timeout);
             // Each delivery's lease owner is this invocation's id and its message id.
             let invocation_id = event.context.request_id.clone();
             let response = crate::worker::handle_batch(
@@ -168,6 +167,18 @@ pub async fn serve_worker() -> Result<(), Error> {
         }
     }))
     .await
+}
+
+/// What is left of an invocation: until the runtime's deadline, or `worker_timeout` when that
+/// deadline is not real (more than a day gone: cargo-lambda's local runtime sends 600000 ms,
+/// 1970). A deadline just passed is real: nothing is left.
+fn invocation_budget(deadline: std::time::SystemTime, worker_timeout: std::time::Duration) -> std::time::Duration {
+    let now = std::time::SystemTime::now();
+    match deadline.duration_since(now) {
+        Ok(left) => left,
+        Err(passed) if passed.duration() > std::time::Duration::from_secs(24 * 3600) => worker_timeout,
+        Err(_) => std::time::Duration::ZERO,
+    }
 }
 
 /// Cold start of the sweeper (`executions::sweep`): DynamoDB and the execution queue. Each
@@ -250,4 +261,20 @@ pub async fn serve_authorizer() -> Result<(), Error> {
         .instrument(span)
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::invocation_budget;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    #[test]
+    fn the_invocation_budget_is_the_runtimes_deadline_unless_it_is_not_real() {
+        let timeout = Duration::from_secs(300);
+        let left = invocation_budget(SystemTime::now() + Duration::from_secs(60), timeout);
+        assert!(left > Duration::from_secs(58) && left <= Duration::from_secs(60), "{left:?}");
+        assert_eq!(invocation_budget(SystemTime::now() - Duration::from_secs(1), timeout), Duration::ZERO);
+        // cargo-lambda's local runtime: Lambda-Runtime-Deadline-Ms 600000.
+        assert_eq!(invocation_budget(UNIX_EPOCH + Duration::from_millis(600_000), timeout), timeout);
+    }
 }

@@ -1,6 +1,8 @@
 //! Test harness: an `App` wired to the DynamoDB emulator with a fresh table, a provisioned
 //! tenant, and request builders that produce the same `lambda_http::Request` a function sees.
 
+pub mod stack;
+
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, RequestExt, Response};

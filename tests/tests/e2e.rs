@@ -2,67 +2,10 @@
 //! NODEAI_E2E_URL and TABLE_NAME). Ignored in a plain `cargo test`; scripts/test runs it with
 //! `--run-ignored only`.
 
-use nodeai::store::dynamo::DynamoStore;
 use nodeai_tests::sample_definition;
-use reqwest::{Client, Method, StatusCode};
+use nodeai_tests::stack::Stack;
+use reqwest::Method;
 use serde_json::{Value, json};
-use std::time::Duration;
-
-struct Stack {
-    base: String,
-    key: String,
-    http: Client,
-}
-
-impl Stack {
-    async fn start() -> Stack {
-        let base = std::env::var("NODEAI_E2E_URL").expect("NODEAI_E2E_URL: run through scripts/test");
-        assert!(base.starts_with("http://127.0.0.1:"), "end-to-end tests only call loopback: {base}");
-        let table = std::env::var("TABLE_NAME").expect("TABLE_NAME: run through scripts/test");
-        let store = DynamoStore::new(nodeai_tests::dynamo_client().await, table);
-        let (_, key) = nodeai::auth::provision_tenant(&store, "e2e", "free", None).await.expect("provision");
-        let http = Client::builder().timeout(Duration::from_secs(120)).build().unwrap();
-        Stack { base, key, http }
-    }
-
-    /// Polls an execution until it is no longer queued or running (bounded: the poller and the
-    /// worker may compile on first use) and returns its last reading.
-    async fn finished(&self, execution_id: &str) -> Value {
-        let mut last = Value::Null;
-        for _ in 0..120 {
-            let (_, _, body) = self.send(Method::GET, &format!("/v1/executions/{execution_id}"), None, true).await;
-            last = body;
-            if !matches!(last["status"].as_str(), Some("queued" | "running")) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-        last
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        with_key: bool,
-    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-        let mut request = self.http.request(method, format!("{}{path}", self.base));
-        if with_key {
-            request = request.bearer_auth(&self.key);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("the local stack answers");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap();
-        let body =
-            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
-        (status, headers, body)
-    }
-}
 
 #[tokio::test]
 #[ignore = "needs the local stack: run through scripts/test"]

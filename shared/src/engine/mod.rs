@@ -353,6 +353,7 @@ pub async fn run(
     for edge in &definition.edges {
         incoming.entry(edge.to.as_str()).or_default().push(edge);
     }
+    let ancestors = ancestors(definition, &incoming);
     let mut state = RunState { steps: HashMap::new(), scope: scope(ctx), failed: None };
     // Recorded steps, in definition order so the first failed node is the one reported.
     let mut recorded: HashMap<String, StepRecord> = steps_store
@@ -393,7 +394,11 @@ pub async fn run(
                     Some(active) => any_active |= active,
                 }
             }
-            if !all_resolved {
+            // On resume, a recorded side-effecting node can stand after a pure node whose result a
+            // crash lost: nothing after it starts until every node upstream is final again, so
+            // templates never miss an upstream output.
+            let upstream_final = || ancestors[node.id.as_str()].iter().all(|a| state.steps.contains_key(*a));
+            if !all_resolved || !upstream_final() {
                 still_pending.push(node);
             } else if edges.is_empty() || any_active {
                 ready.push(node);
@@ -467,6 +472,27 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Every node's transitive predecessors (the definition is a DAG, at most a few hundred nodes).
+fn ancestors<'d>(
+    definition: &'d WorkflowDefinition,
+    incoming: &HashMap<&'d str, Vec<&'d crate::model::EdgeSpec>>,
+) -> HashMap<&'d str, Vec<&'d str>> {
+    let mut all = HashMap::new();
+    for node in &definition.nodes {
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut stack: Vec<&str> = vec![node.id.as_str()];
+        while let Some(current) = stack.pop() {
+            for edge in incoming.get(current).map(Vec::as_slice).unwrap_or_default() {
+                if seen.insert(edge.from.as_str()) {
+                    stack.push(edge.from.as_str());
+                }
+            }
+        }
+        all.insert(node.id.as_str(), seen.into_iter().collect());
+    }
+    all
 }
 
 /// A finished step as an item keeps it: its output and rendered input over

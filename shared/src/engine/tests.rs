@@ -705,3 +705,35 @@ async fn a_failed_node_with_on_error_fail_stops_its_siblings_retries_and_later_w
     let later: usize = (4..12).map(|i| executor.calls(&format!("leaf{i}"))).sum();
     assert_eq!(later, 0, "no later wave starts");
 }
+
+/// Found by the crash test: killed after a side-effecting node was recorded but before the run
+/// kept the pure node before it, the resumed run must recompute that pure node before anything
+/// after the recorded one starts (it used to start them together, and a template reading the
+/// pure node's output failed).
+#[tokio::test]
+async fn a_pure_node_lost_before_a_recorded_side_effect_is_recomputed_before_anything_after_it() {
+    let workflow = definition(json!({
+        "name": "resume",
+        "nodes": [
+            { "id": "pure", "type": "text.template", "config": { "template": "p" } },
+            { "id": "effect", "type": "http.request", "config": { "method": "POST", "url": "http://127.0.0.1:9/x" } },
+            { "id": "after", "type": "text.template", "config": { "template": "{{ nodes.pure.output.text }}!" } }
+        ],
+        "edges": [ { "from": "pure", "to": "effect" }, { "from": "effect", "to": "after" } ]
+    }));
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let recorded = StepRecord {
+        node_id: "effect".into(),
+        status: StepStatus::Succeeded,
+        attempts: 1,
+        output: json!({ "status": 200 }),
+        ..StepRecord::default()
+    };
+    store.record_step("t1", "e1", &recorded).await.unwrap();
+    let result = run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap();
+    let outputs: HashMap<String, Value> =
+        result.unrecorded.iter().map(|s| (s.node_id.clone(), s.output.clone())).collect();
+    assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }), "{:?}", result.outcome);
+    assert_eq!(outputs["after"], json!({ "text": "p!" }));
+    assert_eq!(executor.calls("effect"), 0, "the recorded side effect is not repeated");
+}
