@@ -294,7 +294,7 @@ async fn main() {
             |phase| count(phase, &[".PutItem", ".UpdateItem", ".DeleteItem", ".TransactWriteItems", ".BatchWriteItem"]);
         let worker_writes = writes(Some("execution-worker"));
         println!(
-            "DynamoDB write requests: {:.2} per execution ({:.2} in the worker; target: side-effecting nodes + 2 = 4)",
+            "DynamoDB write requests: {:.2} per execution ({:.2} in the worker: side-effecting nodes + claim + finish + run slot taken and released = 6)",
             writes(None),
             worker_writes
         );
@@ -399,6 +399,10 @@ async fn capacity_units(
     let workflow = get(format!("T#{tenant_id}"), format!("WF#{workflow_id}")).await;
     let version = get(format!("T#{tenant_id}#WF#{workflow_id}"), format!("V#{:010}", 1)).await;
     let execution = get(format!("T#{tenant_id}"), format!("EX#{execution_id}")).await;
+    let tenant = get(format!("T#{tenant_id}"), "TENANT".to_string()).await;
+    // The tenant's run slots (empty again after the run: its size while one slot is held is
+    // this plus one entry, still under 1 KB).
+    let run_slots = get(format!("T#{tenant_id}"), "RUNNING".to_string()).await;
     let partition = client
         .query()
         .table_name(table)
@@ -424,20 +428,28 @@ async fn capacity_units(
         .collect();
     let kb = |bytes: usize| bytes.div_ceil(1024) as u64;
     let four_kb = |bytes: usize| bytes.div_ceil(4096).max(1) as u64;
-    // start: the snapshot and the execution (before its output), two puts; the claim updates
-    // the execution; a put per side-effecting step; the finish updates the execution and puts
-    // the bulk steps, transactionally.
+    // start: the snapshot and the execution (before its output), two puts; the worker takes a
+    // run slot (a put of the tenant's slots item) and releases it (an update); the claim
+    // updates the execution; a put per side-effecting step; the finish updates the execution
+    // and puts the bulk steps, transactionally.
     let write = kb(execution)
         + kb(snapshot)
+        + 2 * kb(run_slots + 64)
         + kb(execution)
         + steps.iter().map(|s| kb(*s)).sum::<u64>()
         + 2 * (kb(execution) + bulk.iter().map(|s| kb(*s)).sum::<u64>());
-    // start reads the workflow and the version; the worker the execution, the snapshot and the
-    // (still empty) steps.
-    let read = four_kb(workflow) + four_kb(version) + four_kb(execution) + four_kb(snapshot) + 1;
+    // start reads the workflow and the version; the worker the execution, the tenant (its
+    // tier), the run slots, the snapshot and the (still empty) steps.
+    let read = four_kb(workflow)
+        + four_kb(version)
+        + four_kb(execution)
+        + four_kb(tenant)
+        + four_kb(run_slots)
+        + four_kb(snapshot)
+        + 1;
     let sizes = format!(
         "execution {execution} B, snapshot {snapshot} B, side-effecting steps {steps:?} B, bulk steps {bulk:?} B, \
-         workflow {workflow} B, version {version} B"
+         workflow {workflow} B, version {version} B, run slots {run_slots} B"
     );
     CapacityUnits { write, read, sizes }
 }

@@ -54,6 +54,9 @@ pub struct RunningLimits {
     pub free: u32,
     pub pro: u32,
     pub enterprise: u32,
+    /// How long a deferred delivery waits before it comes back, at least; up to twice this
+    /// with jitter, so a tenant's waiting executions do not all come back at once.
+    pub wait: Duration,
 }
 
 impl Default for RunningLimits {
@@ -63,7 +66,8 @@ impl Default for RunningLimits {
 }
 
 impl RunningLimits {
-    pub const DEFAULT: RunningLimits = RunningLimits { free: 5, pro: 50, enterprise: 500 };
+    pub const DEFAULT: RunningLimits =
+        RunningLimits { free: 5, pro: 50, enterprise: 500, wait: Duration::from_secs(20) };
 
     pub fn for_tier(&self, tier: &str) -> u32 {
         match tier {
@@ -91,7 +95,9 @@ impl RunningLimits {
             }
         }
         match limits {
-            [Some(free), Some(pro), Some(enterprise)] => Ok(RunningLimits { free, pro, enterprise }),
+            [Some(free), Some(pro), Some(enterprise)] => {
+                Ok(RunningLimits { free, pro, enterprise, ..RunningLimits::DEFAULT })
+            }
             _ => Err(shape.into()),
         }
     }

@@ -319,18 +319,24 @@ pub fn sample_definition(name: &str) -> Value {
     })
 }
 
-/// One worker invocation with `budget` of Lambda time left.
-pub async fn run_worker_for(t: &TestApp, executor: &nodeai::nodes::RegistryExecutor, budget: Duration) -> usize {
-    let client = sqs_client().await;
-    let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
-    let messages = out.messages.unwrap_or_default();
+/// Received SQS messages as the Lambda event source hands them to the worker.
+pub fn sqs_event(messages: &[aws_sdk_sqs::types::Message]) -> SqsEvent {
     let mut event = SqsEvent::default();
-    for message in &messages {
+    for message in messages {
         let mut record = SqsMessage::default();
         record.message_id = message.message_id.clone();
         record.body = message.body.clone();
         event.records.push(record);
     }
+    event
+}
+
+/// One worker invocation with `budget` of Lambda time left.
+pub async fn run_worker_for(t: &TestApp, executor: &nodeai::nodes::RegistryExecutor, budget: Duration) -> usize {
+    let client = sqs_client().await;
+    let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
+    let messages = out.messages.unwrap_or_default();
+    let event = sqs_event(&messages);
     let queue = SqsExecutionQueue::new(client, t.queue_url.clone());
     let deadline = Instant::now() + budget;
     let response = nodeai::worker::handle_batch(

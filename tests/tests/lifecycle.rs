@@ -2,7 +2,7 @@
 //! invocation bounded, writes conditional on the lease, cancels that land before the next call,
 //! the sweeper, and each tenant's share of the workers.
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use aws_lambda_events::event::sqs::SqsEvent;
 use nodeai::api::Route;
 use nodeai::config::RunningLimits;
 use nodeai::queue::SqsExecutionQueue;
@@ -38,14 +38,7 @@ async fn execution(t: &TestApp, execution_id: &str) -> Value {
 async fn receive(t: &TestApp, at_most: i32) -> SqsEvent {
     let client = sqs_client().await;
     let out = client.receive_message().queue_url(&t.queue_url).max_number_of_messages(at_most).send().await.unwrap();
-    let mut event = SqsEvent::default();
-    for message in out.messages.unwrap_or_default() {
-        let mut record = SqsMessage::default();
-        record.message_id = message.message_id.clone();
-        record.body = message.body.clone();
-        event.records.push(record);
-    }
-    event
+    nodeai_tests::sqs_event(&out.messages.unwrap_or_default())
 }
 
 async fn queue(t: &TestApp) -> SqsExecutionQueue {
@@ -285,7 +278,7 @@ async fn over_its_tiers_limit_an_execution_waits_queued_and_runs_later() {
         { "id": "call", "type": "http.request", "config": { "method": "GET", "url": format!("{}/slow", stub.uri()) } } ] });
     let id = t.create_workflow(workflow).await;
     let ids = [start(&t, &id).await, start(&t, &id).await, start(&t, &id).await];
-    let limits = RunningLimits { free: 2, pro: 50, enterprise: 500 };
+    let limits = RunningLimits { free: 2, ..RunningLimits::DEFAULT };
     let mut batch = SqsEvent::default();
     while batch.records.len() < 3 {
         batch.records.extend(receive(&t, 3).await.records);
@@ -317,4 +310,195 @@ async fn over_its_tiers_limit_an_execution_waits_queued_and_runs_later() {
         .attributes
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed).cloned());
     assert_eq!(delayed.as_deref(), Some("1"), "one delayed message");
+}
+
+/// A loopback HTTP stub that counts, per tenant, the executions whose call is in flight at once
+/// (the highest count seen), answers `/work/<tenant>/<execution>` after 300 ms, and holds
+/// `/hang/...` until the caller goes away.
+struct InFlight {
+    url: String,
+    peaks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>>,
+}
+
+impl InFlight {
+    async fn start() -> InFlight {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let peaks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>> =
+            Default::default();
+        let counts = peaks.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    let Ok(read) = socket.read(&mut buffer).await else { return };
+                    let head = String::from_utf8_lossy(&buffer[..read]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let mut parts = path.trim_start_matches('/').split('/');
+                    let (kind, tenant) =
+                        (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                    let change = |delta: isize| {
+                        let mut all = counts.lock().unwrap();
+                        let (now, peak) = all.entry(tenant.clone()).or_default();
+                        *now = now.saturating_add_signed(delta);
+                        *peak = (*peak).max(*now);
+                    };
+                    change(1);
+                    if kind == "hang" {
+                        // Until the worker abandons the call (it closes the connection).
+                        let _ = socket.read(&mut buffer).await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                            .await;
+                    }
+                    change(-1);
+                });
+            }
+        });
+        InFlight { url, peaks }
+    }
+
+    fn peak(&self, tenant: &str) -> usize {
+        self.peaks.lock().unwrap().get(tenant).map(|(_, peak)| *peak).unwrap_or(0)
+    }
+}
+
+/// Issue 10 item 6, the noisy-neighbour test: 10 tenants start 20 executions each at once,
+/// and one of them also starts hostile ones (a host that never answers, a heavy template). A
+/// pool of workers (as Lambda's event source would run them) drains the queue. Every other
+/// tenant's execution finishes, none is stranded, and the noisy tenant never has more than its
+/// limit (free: 5) running at once.
+#[tokio::test]
+async fn a_noisy_tenant_gets_its_share_and_everyone_else_finishes() {
+    let app = TestApp::new().await;
+    let t = &app;
+    let stub = InFlight::start().await;
+    let limits = RunningLimits { wait: Duration::from_millis(500), ..RunningLimits::DEFAULT };
+    let mut tenants = vec![(t.tenant_id.clone(), t.key.clone())];
+    for i in 1..10 {
+        let (tenant, key) =
+            nodeai::auth::provision_tenant(t.store.as_ref(), &format!("tenant {i}"), "free", None).await.unwrap();
+        tenants.push((tenant.tenant_id, key));
+    }
+    let noisy = tenants[0].0.clone();
+    let call = |kind: &str, tenant: &str| {
+        json!({ "id": "call", "type": "http.request",
+                "config": { "method": "POST", "url": format!("{}/{kind}/{tenant}/{{{{ execution.id }}}}", stub.url) } })
+    };
+    let mut ordinary = Vec::new();
+    let mut hostile = Vec::new();
+    for (tenant, key) in &tenants {
+        let create = |definition: Value| {
+            let spec = nodeai_tests::RequestSpec::new(&[]).key(key).json(Some(definition));
+            async move {
+                let created = t.send(Route::CreateWorkflow, spec).await;
+                assert_eq!(created.status, 201, "{}", created.raw);
+                created.body["id"].as_str().unwrap().to_string()
+            }
+        };
+        let work = create(json!({ "name": "work", "nodes": [call("work", tenant)] })).await;
+        let start_as = |workflow: String| {
+            let spec = nodeai_tests::RequestSpec::new(&[("workflow_id", &workflow)])
+                .key(key)
+                .json(Some(json!({ "version": "draft" })));
+            async move {
+                let started = t.send(Route::StartExecution, spec).await;
+                assert_eq!(started.status, 202, "{}", started.raw);
+                started.body["execution_id"].as_str().unwrap().to_string()
+            }
+        };
+        for _ in 0..20 {
+            ordinary.push((tenant.clone(), start_as(work.clone()).await));
+        }
+        if *tenant == noisy {
+            let hang = create(json!({ "name": "hang", "timeout_seconds": 15, "nodes": [call("hang", tenant)] })).await;
+            let heavy = create(json!({ "name": "heavy", "timeout_seconds": 15, "nodes": [
+                { "id": "burn", "type": "text.template",
+                  "config": { "template": "{% for i in input.n %}{% for j in input.n %}{% endfor %}{% endfor %}x" } }] }))
+            .await;
+            for _ in 0..5 {
+                hostile.push(start_as(hang.clone()).await);
+                let spec = nodeai_tests::RequestSpec::new(&[("workflow_id", &heavy)])
+                    .key(key)
+                    .json(Some(json!({ "version": "draft", "input": { "n": (0..900).collect::<Vec<u32>>() } })));
+                let started = t.send(Route::StartExecution, spec).await;
+                hostile.push(started.body["execution_id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    // Eight Lambda instances draining the queue, each with 12 s per invocation.
+    let executor = loopback_allowed();
+    let queue = queue(t).await;
+    let started = Instant::now();
+    let all_final = || async {
+        for (tenant, id) in ordinary.iter().map(|(t, i)| (t, i)).chain(hostile.iter().map(|id| (&noisy, id))) {
+            let execution = t.store.get_execution(tenant, id).await.unwrap().unwrap();
+            if !execution.status.is_final() {
+                return false;
+            }
+        }
+        true
+    };
+    let client = sqs_client().await;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let worker = |n: usize| {
+        let done = &done;
+        let (executor, queue, client, limits, all_final) = (&executor, &queue, &client, &limits, &all_final);
+        async move {
+            while started.elapsed() < Duration::from_secs(180) && !done.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = client
+                    .receive_message()
+                    .queue_url(&t.queue_url)
+                    .max_number_of_messages(5)
+                    .visibility_timeout(20)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .unwrap();
+                let messages = out.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    if n == 0 && all_final().await {
+                        done.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                let event = nodeai_tests::sqs_event(&messages);
+                let deadline = Instant::now() + CHECKPOINT_MARGIN + Duration::from_secs(2);
+                let response =
+                    handle_batch(t.store.as_ref(), executor, queue, event, &format!("w{n}"), deadline, limits).await;
+                let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+                for message in messages {
+                    if !failed.contains(&message.message_id.clone().unwrap_or_default()) {
+                        client
+                            .delete_message()
+                            .queue_url(&t.queue_url)
+                            .receipt_handle(message.receipt_handle.unwrap())
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+        }
+    };
+    let workers: Vec<_> = (0..8).map(worker).collect();
+    futures_util::future::join_all(workers).await;
+    for (tenant, id) in &ordinary {
+        let execution = t.store.get_execution(tenant, id).await.unwrap().unwrap();
+        assert_eq!(execution.status.as_str(), "succeeded", "{tenant}'s {id}: {execution:?}");
+    }
+    for id in &hostile {
+        let execution = t.store.get_execution(&noisy, id).await.unwrap().unwrap();
+        assert!(execution.status.is_final(), "a hostile execution ended too (not stranded): {execution:?}");
+    }
+    assert!(stub.peak(&noisy) <= 5, "the noisy tenant ran {} at once; its limit is 5", stub.peak(&noisy));
+    for (tenant, _) in &tenants {
+        assert!(stub.peak(tenant) <= 5, "{tenant} ran {} at once", stub.peak(tenant));
+        assert!(stub.peak(tenant) >= 1);
+    }
 }

@@ -89,9 +89,10 @@ pub async fn process<S: Store>(
         let reason = format!(
             "the tenant already runs {limit} executions, its limit; this one starts when one of them ends or checkpoints"
         );
-        let next_sweep = crate::model::rfc3339_in((SWEEP_GRACE + MAX_SLOT_WAIT).as_secs() as i64);
+        let next_sweep = crate::model::rfc3339_in((SWEEP_GRACE + limits.wait * 2).as_secs() as i64);
         store.set_waiting(tenant_id, execution_id, Some(&reason), &next_sweep).await?;
-        let wait = SLOT_WAIT + Duration::from_millis(rand::random::<u64>() % MAX_SLOT_WAIT.as_millis() as u64);
+        let jitter = rand::random::<u64>() % (limits.wait.as_millis() as u64).max(1);
+        let wait = limits.wait + Duration::from_millis(jitter);
         let processed = Processed::Deferred(wait);
         record_metrics(&execution, &processed);
         return Ok(processed);
@@ -120,11 +121,6 @@ pub async fn process<S: Store>(
     store.release_run_slot(tenant_id, execution_id).await?;
     result
 }
-
-/// A deferred delivery comes back after SLOT_WAIT plus up to MAX_SLOT_WAIT of jitter, so the
-/// waiting executions of a tenant do not all come back at once.
-pub const SLOT_WAIT: Duration = Duration::from_secs(20);
-pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(40);
 
 /// Runs a leased execution; the finish (or the checkpoint) also releases the lease and keeps the
 /// run's pure steps, in one write.

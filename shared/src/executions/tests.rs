@@ -217,7 +217,7 @@ async fn a_node_still_running_at_the_execution_timeout_ends_it_as_timed_out() {
 async fn over_its_tenants_limit_an_execution_stays_queued_with_a_reason_and_runs_later() {
     let store = MemoryStore::new();
     let executor = Counting { delay_ms: 200, ..Default::default() };
-    let limits = RunningLimits { free: 2, pro: 50, enterprise: 500 };
+    let limits = RunningLimits { free: 2, ..RunningLimits::DEFAULT };
     let records = [
         queued(&store, DEFAULT_EXECUTION_TIMEOUT).await,
         queued(&store, DEFAULT_EXECUTION_TIMEOUT).await,
@@ -240,7 +240,7 @@ async fn over_its_tenants_limit_an_execution_stays_queued_with_a_reason_and_runs
     assert_eq!(first.unwrap(), Processed::Finished(ExecutionStatus::Succeeded));
     assert_eq!(second.unwrap(), Processed::Finished(ExecutionStatus::Succeeded));
     let (waiting, seen) = third;
-    assert!(matches!(waiting, Processed::Deferred(wait) if wait >= SLOT_WAIT), "{waiting:?}");
+    assert!(matches!(waiting, Processed::Deferred(wait) if wait >= limits.wait), "{waiting:?}");
     assert_eq!(seen.status, ExecutionStatus::Queued, "never failed, never running: queued");
     assert!(seen.waiting_reason.as_deref().is_some_and(|r| r.contains("limit")), "{seen:?}");
     // The redelivery after the others ended runs it, and the reason goes.
@@ -263,7 +263,7 @@ async fn a_tenant_on_a_higher_tier_gets_its_tiers_limit() {
         usage_key_value: None,
     };
     store.create_tenant(&tenant).await.unwrap();
-    let limits = RunningLimits { free: 1, pro: 3, enterprise: 500 };
+    let limits = RunningLimits { free: 1, pro: 3, ..RunningLimits::DEFAULT };
     let now = now_rfc3339();
     let until = crate::model::rfc3339_in(60);
     for other in ["x1", "x2"] {
