@@ -99,7 +99,7 @@ fn api_error(error: LifecycleError) -> ApiError {
             ApiError::new(ErrorCode::ExecutionNotRedrivable, message).suggest("Start a new execution instead.")
         }
         LifecycleError::StillLeased => ApiError::new(ErrorCode::ExecutionNotRedrivable, message)
-            .suggest("Retry after the worker's lease expires (at most 15 minutes)."),
+            .suggest("Retry after the worker's lease expires (at most the worker's timeout, 5 minutes)."),
         LifecycleError::Store(e) => e.into(),
     }
 }

@@ -102,7 +102,7 @@ pub async fn process<S: Store>(
         // holder keeps the slot: it is the execution's, not this delivery's).
         return match store.get_execution(tenant_id, execution_id).await? {
             Some(now) if now.status.is_final() => {
-                store.release_run_slot(tenant_id, execution_id).await?;
+                release_slot(store, tenant_id, execution_id).await;
                 Ok(Processed::Finished(now.status))
             }
             _ => {
@@ -112,14 +112,27 @@ pub async fn process<S: Store>(
         };
     }
     let result = run_leased(store, executor, &execution, &message.request_id, worker_id, budget).await;
-    if result.is_err() {
-        // Let a redelivery in at once rather than after the lease expires.
-        let _ = store.release_lease(tenant_id, execution_id, worker_id, &[]).await;
+    match &result {
+        // Let a redelivery in at once rather than after the lease expires; the slot first, while
+        // the lease still keeps other deliveries out (one taking the slot again is not undone).
+        Err(_) => {
+            release_slot(store, tenant_id, execution_id).await;
+            let _ = store.release_lease(tenant_id, execution_id, worker_id, &[]).await;
+        }
+        // A checkpoint released the slot before the lease (in `run_leased`).
+        Ok(Processed::Continue) => {}
+        // Final (or another holder's now): the slot goes to the tenant's next execution.
+        Ok(_) => release_slot(store, tenant_id, execution_id).await,
     }
-    // Finished or checkpointed: the slot goes to the tenant's next execution (a continuation
-    // takes one again). On a crash it expires with the lease.
-    store.release_run_slot(tenant_id, execution_id).await?;
     result
+}
+
+/// Gives the execution's run slot back. A failure only logs: the slot expires with the lease,
+/// and the run's outcome (already written) must not turn into an error for it.
+async fn release_slot<S: ExecutionStore + ?Sized>(store: &S, tenant_id: &str, execution_id: &str) {
+    if let Err(e) = store.release_run_slot(tenant_id, execution_id).await {
+        tracing::warn!(error = %e, "run slot not released; it expires with the lease");
+    }
 }
 
 /// Runs a leased execution; the finish (or the checkpoint) also releases the lease and keeps the
@@ -197,6 +210,8 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
             (ExecutionStatus::TimedOut, Value::Null, Some(error))
         }
         RunOutcome::Stopped(StopReason::Deadline) => {
+            // The slot before the lease: once the lease is free a continuation may take both.
+            release_slot(store, tenant_id, execution_id).await;
             store.release_lease(tenant_id, execution_id, worker_id, &unrecorded).await?;
             record_metrics(execution, &Processed::Continue);
             return Ok(Processed::Continue);

@@ -6,10 +6,12 @@
 //! `SWEEP_GRACE` after it was queued or checkpointed otherwise. A scheduled function
 //! (EventBridge Scheduler, every `SweepIntervalMinutes`) reads the index up to now, never a
 //! table scan, and for each execution found:
-//! - past its deadline, or swept `MAX_SWEEPS` times without a checkpoint: ends it `failed`
-//!   with `WORKER_FAILED` (it can be redriven);
-//! - otherwise: counts the sweep and sends a new message (a duplicate of one still in flight is
-//!   harmless: the lease lets one delivery run it).
+//! - past its deadline, or found with an expired lease (its worker died) more than
+//!   `MAX_SWEEPS` times without a checkpoint: ends it `failed` with `WORKER_FAILED` (it can be
+//!   redriven);
+//! - otherwise: sends a new message (a duplicate of one still in flight is harmless: the lease
+//!   lets one delivery run it), counting the sweep if the lease had expired. An execution that
+//!   was never claimed, or checkpointed, is only waiting (a backlog) and is never failed for it.
 //!
 //! Every write is conditional on no live lease, so a worker that picked the execution up in the
 //! meantime is never disturbed.
@@ -55,18 +57,25 @@ pub async fn sweep<S: ExecutionStore + ?Sized>(
     for execution in stranded {
         let (tenant_id, execution_id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
         let past_deadline = execution.deadline_at.as_str() < now_text.as_str();
-        if past_deadline || execution.sweep_count >= MAX_SWEEPS {
+        // Only crashes count toward MAX_SWEEPS: an execution never claimed, or checkpointed,
+        // may just wait behind a backlog, and is requeued however long it waits (until its
+        // deadline).
+        let crashed_too_often = execution.lease_expired && execution.sweep_count >= MAX_SWEEPS;
+        if past_deadline || crashed_too_often {
             let why = if past_deadline {
                 "its deadline passed with no worker running it".to_string()
             } else {
-                format!("no worker made progress on it after {} sweeps", execution.sweep_count)
+                format!("its worker died {} times without a checkpoint", execution.sweep_count + 1)
             };
             let error = StepError {
                 code: StepErrorCode::WorkerFailed.into(),
                 message: format!("the execution was stranded: {why}; redrive it to try again"),
             };
             let end = ExecutionEnd { at: now_text.clone(), ..ExecutionEnd::failed(error) };
-            if store.finish_execution(tenant_id, execution_id, end, &[], LeaseGuard::Free { now: &now_text }).await? {
+            // Conditional on still being due: a worker that checkpointed since the index was
+            // read is left alone.
+            let guard = LeaseGuard::Stranded { now: &now_text };
+            if store.finish_execution(tenant_id, execution_id, end, &[], guard).await? {
                 tracing::warn!(tenant_id, execution_id, why, "stranded execution failed");
                 metrics::counter!(STRANDED_EXECUTIONS, "action" => "failed").increment(1);
                 report.failed += 1;
@@ -75,7 +84,7 @@ pub async fn sweep<S: ExecutionStore + ?Sized>(
             }
             continue;
         }
-        if !store.mark_swept(tenant_id, execution_id, &next_sweep_at, &now_text).await? {
+        if !store.mark_swept(tenant_id, execution_id, &next_sweep_at, &now_text, execution.lease_expired).await? {
             report.skipped += 1;
             continue;
         }
@@ -121,25 +130,38 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_stranded_execution_is_requeued_then_failed_after_max_sweeps() {
+    async fn a_crashing_execution_is_requeued_then_failed_and_a_waiting_one_only_requeued() {
         let (store, queue) = (MemoryStore::new(), KeptQueue::default());
-        let record = ExecutionRecord::queued("t1", "wf", None, json!({}), "req-9", Duration::from_secs(24 * 3600));
-        store.create_execution(&record, &definition()).await.unwrap();
-        assert_eq!(sweep(&store, &queue, in_minutes(1)).await.unwrap().found, 0, "within its grace");
+        let day = Duration::from_secs(24 * 3600);
+        let crashing = ExecutionRecord::queued("t1", "wf", None, json!({}), "req-9", day);
+        let waiting = ExecutionRecord::queued("t1", "wf", None, json!({}), "req-8", day);
+        for record in [&crashing, &waiting] {
+            store.create_execution(record, &definition()).await.unwrap();
+        }
+        assert_eq!(sweep(&store, &queue, in_minutes(1)).await.unwrap().found, 0, "within their grace");
+        let id = crashing.execution_id.as_str();
         let mut at = 6;
-        for sweeps in 1..=MAX_SWEEPS {
+        for crash in 1..=MAX_SWEEPS + 1 {
+            // A worker claims it and dies: its lease expires a minute later.
+            let (claimed_at, until) = (stamp(in_minutes(at)), stamp(in_minutes(at + 1)));
+            assert!(store.claim_lease("t1", id, "w", &until, &claimed_at).await.unwrap());
+            at += 2;
             let report = sweep(&store, &queue, in_minutes(at)).await.unwrap();
-            assert_eq!((report.requeued, report.failed), (1, 0), "sweep {sweeps}");
-            assert_eq!(queue.messages().len(), sweeps as usize);
-            assert_eq!(sweep(&store, &queue, in_minutes(at)).await.unwrap().found, 0, "pushed back by a sweep");
+            if crash <= MAX_SWEEPS {
+                assert_eq!(report.failed, 0, "crash {crash}: requeued");
+            } else {
+                assert_eq!(report.failed, 1, "crash {crash}: failed");
+            }
             at += 6;
         }
-        assert_eq!(queue.messages()[0].request_id, "req-9", "the message keeps the start's request id");
-        let report = sweep(&store, &queue, in_minutes(at)).await.unwrap();
-        assert_eq!(report.failed, 1);
-        let failed = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+        let failed = store.get_execution("t1", id).await.unwrap().unwrap();
         assert_eq!((failed.status, failed.error.unwrap().code.as_str()), (ExecutionStatus::Failed, "WORKER_FAILED"));
-        assert_eq!(sweep(&store, &queue, in_minutes(24 * 60)).await.unwrap().found, 0, "final: out of the index");
+        let waited = store.get_execution("t1", &waiting.execution_id).await.unwrap().unwrap();
+        assert_eq!(waited.status, ExecutionStatus::Queued, "a waiting execution is never failed for waiting");
+        let messages = queue.messages();
+        assert!(messages.iter().filter(|m| m.execution_id == waiting.execution_id).count() >= 4, "requeued");
+        assert!(messages.iter().any(|m| m.request_id == "req-9"), "the message keeps the start's request id");
+        assert_eq!(sweep(&store, &queue, in_minutes(24 * 60 + 10)).await.unwrap().failed, 1, "its deadline");
     }
 
     #[tokio::test]

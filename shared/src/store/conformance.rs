@@ -566,20 +566,33 @@ pub async fn sweep_index_holds_unfinished_executions_until_they_progress(store: 
     let minutes = |m: i64| rfc3339_in(m * 60);
     assert_eq!(ours(minutes(1)).await, None, "queued a minute ago: not stranded yet");
     let found = ours(minutes(6)).await.expect("queued past the grace");
-    assert_eq!((found.status, found.sweep_count, found.request_id.as_str()), (ExecutionStatus::Queued, 0, "req-s"));
-    assert!(store.mark_swept(&tenant, id, &minutes(11), &minutes(6)).await.unwrap());
-    assert!(!store.mark_swept(&tenant, id, &minutes(11), &minutes(6)).await.unwrap(), "not due again yet");
+    assert_eq!(
+        (found.status, found.sweep_count, found.request_id.as_str(), found.lease_expired),
+        (ExecutionStatus::Queued, 0, "req-s", false)
+    );
+    // Never claimed (waiting in the queue): swept, not counted.
+    assert!(store.mark_swept(&tenant, id, &minutes(11), &minutes(6), false).await.unwrap());
+    assert!(!store.mark_swept(&tenant, id, &minutes(11), &minutes(6), false).await.unwrap(), "not due again yet");
     assert_eq!(ours(minutes(10)).await, None);
-    assert_eq!(ours(minutes(12)).await.map(|e| e.sweep_count), Some(1));
+    assert_eq!(ours(minutes(12)).await.map(|e| e.sweep_count), Some(0));
     // Leased: stranded only once the lease has expired, and never swept while it holds.
     assert!(store.claim_lease(&tenant, id, "w", &minutes(20), &minutes(12)).await.unwrap());
     assert_eq!(ours(minutes(19)).await, None, "a live lease is not stranded");
-    assert!(!store.mark_swept(&tenant, id, &minutes(30), &minutes(19)).await.unwrap());
-    assert_eq!(ours(minutes(21)).await.map(|e| e.status), Some(ExecutionStatus::Running));
-    // A checkpoint is progress: the count starts again.
+    assert!(!store.mark_swept(&tenant, id, &minutes(30), &minutes(19), true).await.unwrap());
+    let crashed = ours(minutes(21)).await.expect("its lease expired");
+    assert_eq!((crashed.status, crashed.lease_expired), (ExecutionStatus::Running, true));
+    assert!(store.mark_swept(&tenant, id, &minutes(26), &minutes(21), true).await.unwrap());
+    assert_eq!(ours(minutes(27)).await.map(|e| e.sweep_count), Some(1), "a crash is counted");
+    // The sweeper's end needs it still due: not once a worker moved it on.
+    let failed = ExecutionEnd::failed(crate::model::StepError { code: "WORKER_FAILED".into(), message: "x".into() });
+    let too_early = LeaseGuard::Stranded { now: &minutes(25) };
+    assert!(!store.finish_execution(&tenant, id, failed, &[], too_early).await.unwrap(), "not due at 25");
+    // A checkpoint is progress: the count starts again, and the lease is gone.
+    assert!(store.claim_lease(&tenant, id, "w", &minutes(40), &minutes(27)).await.unwrap());
     store.release_lease(&tenant, id, "w", &[]).await.unwrap();
     assert_eq!(ours(minutes(1)).await, None);
-    assert_eq!(ours(minutes(6)).await.map(|e| e.sweep_count), Some(0));
+    let checkpointed = ours(minutes(6)).await.expect("due after its grace");
+    assert_eq!((checkpointed.sweep_count, checkpointed.lease_expired), (0, false));
     // Waiting for a tenant slot: the reason shows, and the sweeper looks later.
     store.set_waiting(&tenant, id, Some("limit reached"), &minutes(40)).await.unwrap();
     assert_eq!(
@@ -593,7 +606,7 @@ pub async fn sweep_index_holds_unfinished_executions_until_they_progress(store: 
     let end = ExecutionEnd::now(ExecutionStatus::Succeeded, json!(1), None);
     assert!(store.finish_execution(&tenant, id, end, &[], LeaseGuard::Held("w2")).await.unwrap());
     assert_eq!(ours(minutes(24 * 60)).await, None, "a final execution is never stranded");
-    assert!(!store.mark_swept(&tenant, id, &minutes(24 * 61), &minutes(24 * 60)).await.unwrap());
+    assert!(!store.mark_swept(&tenant, id, &minutes(24 * 61), &minutes(24 * 60), true).await.unwrap());
 }
 
 /// Run slots: at most `limit` per tenant at once, renewed (not doubled) for the same execution,

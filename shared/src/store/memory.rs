@@ -61,6 +61,9 @@ impl StoredExecution {
         match guard {
             LeaseGuard::Held(owner) => self.lease.as_ref().is_some_and(|(holder, _)| holder == owner),
             LeaseGuard::Free { now } => self.lease.as_ref().is_none_or(|(_, expiry)| expiry.as_str() < now),
+            LeaseGuard::Stranded { now } => {
+                self.sweep_at.as_deref().is_some_and(|at| at < now) && self.lease_allows(LeaseGuard::Free { now })
+            }
         }
     }
 }
@@ -635,6 +638,7 @@ impl ExecutionStore for MemoryStore {
                 deadline_at: e.record.deadline_at.clone(),
                 sweep_count: e.sweep_count,
                 request_id: e.record.request_id.clone(),
+                lease_expired: e.lease.is_some(),
             })
             .collect();
         found.sort_by(|a, b| a.execution_id.cmp(&b.execution_id));
@@ -648,14 +652,12 @@ impl ExecutionStore for MemoryStore {
         execution_id: &str,
         next_sweep_at: &str,
         now: &str,
+        counted: bool,
     ) -> Result<bool, StoreError> {
         match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
-            Some(entry)
-                if entry.sweep_at.as_deref().is_some_and(|at| at < now)
-                    && entry.lease_allows(LeaseGuard::Free { now }) =>
-            {
+            Some(entry) if entry.lease_allows(LeaseGuard::Stranded { now }) => {
                 entry.sweep_at = Some(next_sweep_at.to_string());
-                entry.sweep_count += 1;
+                entry.sweep_count += u32::from(counted);
                 Ok(true)
             }
             _ => Ok(false),

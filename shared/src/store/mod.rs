@@ -212,9 +212,11 @@ impl ExecutionEnd {
 pub enum LeaseGuard<'a> {
     /// The worker holding the lease under this owner id (one per SQS delivery).
     Held(&'a str),
-    /// Nobody may hold a live lease at `now` (RFC 3339): the API, the sweeper, and a last
-    /// delivery giving up.
+    /// Nobody may hold a live lease at `now` (RFC 3339): the API and a last delivery giving up.
     Free { now: &'a str },
+    /// As `Free`, and the execution is still due for the sweeper (`sweep_at` before `now`): a
+    /// worker that checkpointed since the sweeper read the index moved it on, and is not failed.
+    Stranded { now: &'a str },
 }
 
 /// An unfinished execution the sweeper found with no progress (`stranded_executions`).
@@ -225,8 +227,12 @@ pub struct StrandedExecution {
     pub status: ExecutionStatus,
     /// The execution's timeout, RFC 3339.
     pub deadline_at: String,
-    /// Sweeps since the last checkpoint (or the start, or a redrive).
+    /// Sweeps that found its lease expired (a crashed run), since the last checkpoint (or the
+    /// start, or a redrive).
     pub sweep_count: u32,
+    /// A worker's lease on it expired (it crashed, or was killed); false for an execution never
+    /// claimed or checkpointed (it waits in the queue, perhaps behind a backlog).
+    pub lease_expired: bool,
     /// The request that started it, for log correlation of the re-enqueued message.
     pub request_id: String,
 }
@@ -299,14 +305,16 @@ pub trait ExecutionStore: Send + Sync {
     /// at most `limit`: read from the sparse sweep index, never a scan.
     async fn stranded_executions(&self, now: &str, limit: usize) -> Result<Vec<StrandedExecution>, StoreError>;
     /// The sweeper's claim on a stranded execution: if it is still unfinished, unleased at
-    /// `now` and due (`sweep_at` before `now`), counts one more sweep and moves `sweep_at` to
-    /// `next_sweep_at`. False if a worker took it or finished it since.
+    /// `now` and due (`sweep_at` before `now`), moves `sweep_at` to `next_sweep_at` and, if
+    /// `counted` (its lease had expired: a crash), counts one more sweep. False if a worker took
+    /// it or finished it since.
     async fn mark_swept(
         &self,
         tenant_id: &str,
         execution_id: &str,
         next_sweep_at: &str,
         now: &str,
+        counted: bool,
     ) -> Result<bool, StoreError>;
     /// Takes one of the tenant's `limit` run slots for the execution until `until` (RFC 3339):
     /// slots that expired before `now` are freed first, and the execution's own slot is renewed

@@ -117,8 +117,10 @@ impl ExecutionStore for DynamoStore {
         self.update_if(
             execution_key(tenant_id, execution_id),
             // Unfinished and unleased when the lease runs out: the sweeper looks at it then.
+            // if_not_exists(sweep_pk): executions created before the sweep index join it here.
             "SET lease_owner = :owner, lease_until = :until, #status = :running, sweep_at = :until, \
-             started_at = if_not_exists(started_at, :now) REMOVE waiting_reason",
+             sweep_pk = if_not_exists(sweep_pk, :sweep_pk), started_at = if_not_exists(started_at, :now) \
+             REMOVE waiting_reason",
             "attribute_exists(pk) AND #status IN (:queued, :running) \
              AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
             vec![
@@ -127,6 +129,7 @@ impl ExecutionStore for DynamoStore {
                 (":owner", s(owner)),
                 (":until", s(until)),
                 (":now", s(now)),
+                (":sweep_pk", s(sweep_pk(execution_id))),
             ],
         )
         .await
@@ -171,8 +174,8 @@ impl ExecutionStore for DynamoStore {
             (":error", s(error)),
             (":at", s(end.at)),
         ];
-        let (lease_condition, lease_value) = lease_condition(guard);
-        values.push(lease_value);
+        let (lease_condition, lease_values) = lease_condition(guard);
+        values.extend(lease_values);
         let key = execution_key(tenant_id, execution_id);
         let condition = format!("attribute_exists(pk) AND #status IN (:queued, :running) AND {lease_condition}");
         self.update_with_steps(key, finish, &condition, values, tenant_id, execution_id, steps).await
@@ -296,7 +299,21 @@ impl ExecutionStore for DynamoStore {
         hold_until: &str,
         now: &str,
     ) -> Result<bool, StoreError> {
-        let (free, now_value) = lease_condition(LeaseGuard::Free { now });
+        let (free, now_values) = lease_condition(LeaseGuard::Free { now });
+        let mut values = vec![
+            (":queued", s("queued")),
+            (":deadline", s(deadline_at)),
+            (":null", s("null")),
+            (":no", AttributeValue::Bool(false)),
+            (":zero", n(0)),
+            (":one", n(1)),
+            (":failed", s("failed")),
+            (":timed_out", s("timed_out")),
+            (":hold", s(hold)),
+            (":hold_until", s(hold_until)),
+            (":sweep_pk", s(sweep_pk(execution_id))),
+        ];
+        values.extend(now_values);
         self.update_if(
             execution_key(tenant_id, execution_id),
             "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
@@ -305,20 +322,7 @@ impl ExecutionStore for DynamoStore {
              sweep_pk = :sweep_pk, sweep_at = :hold_until, sweep_count = :zero \
              REMOVE finished_at",
             &format!("attribute_exists(pk) AND #status IN (:failed, :timed_out) AND {free}"),
-            vec![
-                (":queued", s("queued")),
-                (":deadline", s(deadline_at)),
-                (":null", s("null")),
-                (":no", AttributeValue::Bool(false)),
-                (":zero", n(0)),
-                (":one", n(1)),
-                (":failed", s("failed")),
-                (":timed_out", s("timed_out")),
-                (":hold", s(hold)),
-                (":hold_until", s(hold_until)),
-                (":sweep_pk", s(sweep_pk(execution_id))),
-                now_value,
-            ],
+            values,
         )
         .await
     }
@@ -349,6 +353,7 @@ impl ExecutionStore for DynamoStore {
                     deadline_at: get_s(&item, "deadline_at")?,
                     sweep_count: get_opt_n(&item, "sweep_count")?.unwrap_or(0),
                     request_id: get_s(&item, "request_id")?,
+                    lease_expired: item.contains_key("lease_until"),
                 });
             }
         }
@@ -364,13 +369,15 @@ impl ExecutionStore for DynamoStore {
         execution_id: &str,
         next_sweep_at: &str,
         now: &str,
+        counted: bool,
     ) -> Result<bool, StoreError> {
-        let (free, now_value) = lease_condition(LeaseGuard::Free { now });
+        let (due_and_free, mut values) = lease_condition(LeaseGuard::Stranded { now });
+        values.extend([(":next", s(next_sweep_at)), (":zero", n(0)), (":add", n(u32::from(counted)))]);
         self.update_if(
             execution_key(tenant_id, execution_id),
-            "SET sweep_at = :next, sweep_count = if_not_exists(sweep_count, :zero) + :one",
-            &format!("attribute_exists(sweep_pk) AND sweep_at < :now AND {free}"),
-            vec![(":next", s(next_sweep_at)), (":zero", n(0)), (":one", n(1)), (":now", s(now)), now_value],
+            "SET sweep_at = :next, sweep_count = if_not_exists(sweep_count, :zero) + :add",
+            &format!("attribute_exists(sweep_pk) AND {due_and_free}"),
+            values,
         )
         .await
     }
@@ -466,12 +473,16 @@ impl ExecutionStore for DynamoStore {
 /// Reads and conditional writes one acquire may try before it reports the slots contended.
 const RUN_SLOT_ATTEMPTS: usize = 8;
 
-/// The condition a `LeaseGuard` puts on a write, and the value it names.
-fn lease_condition(guard: LeaseGuard<'_>) -> (&'static str, (&'static str, AttributeValue)) {
+/// The condition a `LeaseGuard` puts on a write, and the values it names.
+fn lease_condition(guard: LeaseGuard<'_>) -> (&'static str, Vec<(&'static str, AttributeValue)>) {
     match guard {
-        LeaseGuard::Held(owner) => ("lease_owner = :lease_owner", (":lease_owner", s(owner))),
+        LeaseGuard::Held(owner) => ("lease_owner = :lease_owner", vec![(":lease_owner", s(owner))]),
         LeaseGuard::Free { now } => {
-            ("(attribute_not_exists(lease_until) OR lease_until < :lease_now)", (":lease_now", s(now)))
+            ("(attribute_not_exists(lease_until) OR lease_until < :lease_now)", vec![(":lease_now", s(now))])
         }
+        LeaseGuard::Stranded { now } => (
+            "sweep_at < :lease_now AND (attribute_not_exists(lease_until) OR lease_until < :lease_now)",
+            vec![(":lease_now", s(now))],
+        ),
     }
 }

@@ -14,7 +14,6 @@ pub(super) const CREDENTIAL_PREFIX: &str = "CRED#";
 pub(super) const EXECUTION_PREFIX: &str = "EX#";
 pub(super) const STEP_PREFIX: &str = "STEP#";
 
-/// An item key from its partition and sort key.
 /// Partitions of the sparse sweep index: unfinished executions spread over this many keys, so
 /// no one partition takes every start's write.
 pub(super) const SWEEP_SHARDS: u32 = 4;
@@ -30,6 +29,7 @@ pub(super) fn run_slots_key(tenant_id: &str) -> Item {
     key(tenant_pk(tenant_id), "RUNNING".to_string())
 }
 
+/// An item key from its partition and sort key.
 pub(super) fn key(pk: String, sk: String) -> Item {
     HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
 }

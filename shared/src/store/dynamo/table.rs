@@ -3,7 +3,8 @@
 use super::*;
 
 /// What the sweep index keeps of an execution besides its keys (template.yaml lists the same).
-pub const SWEEP_PROJECTION: &[&str] = &["execution_id", "status", "deadline_at", "sweep_count", "request_id"];
+pub const SWEEP_PROJECTION: &[&str] =
+    &["execution_id", "status", "deadline_at", "sweep_count", "request_id", "lease_until"];
 
 /// Creates the table (local stack and tests; in AWS, template.yaml owns it). Idempotent.
 pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
