@@ -213,18 +213,7 @@ async fn a_worker_killed_at_node_boundaries_never_repeats_a_side_effect() {
     let store = DynamoStore::new(nodeai_tests::dynamo_client().await, env("TABLE_NAME"));
     let (tenant, _) = nodeai::auth::provision_tenant(&store, "crash", "enterprise", None).await.unwrap();
     let definition = nodeai::validation::validate_definition(&workflow(&stub.uri()), 100_000).unwrap();
-    let now = nodeai::model::now_rfc3339();
-    let record = nodeai::model::WorkflowRecord {
-        tenant_id: tenant.tenant_id.clone(),
-        workflow_id: nodeai::model::new_id(),
-        definition,
-        revision: 1,
-        latest_version: 0,
-        deployed_version: None,
-        published_revision: 0,
-        created_at: now.clone(),
-        updated_at: now,
-    };
+    let record = nodeai::model::WorkflowRecord::new_draft(&tenant.tenant_id, definition);
     store.create_workflow(&record).await.unwrap();
     let (queue, queue_url) = nodeai_tests::fresh_queue().await;
     let input = json!({ "n": (0..900).collect::<Vec<u32>>() });

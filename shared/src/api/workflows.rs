@@ -7,7 +7,7 @@ use super::{Call, paging, truncate};
 use crate::api::http::{self, Reply};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
-use crate::model::{VersionRecord, WorkflowRecord, new_id, now_rfc3339};
+use crate::model::{VersionRecord, WorkflowRecord, now_rfc3339};
 use crate::store::{DeployOutcome, VersionSummary, WorkflowSummary};
 use crate::validation::{self, Problem, is_valid_tag};
 
@@ -97,18 +97,7 @@ pub async fn validate(call: &Call<'_>) -> Result<Reply, ApiError> {
 pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     let (document, size) = http::json_body(call.req)?;
     let definition = validation::validate_definition(&document, size).map_err(problems_error)?;
-    let now = now_rfc3339();
-    let record = WorkflowRecord {
-        tenant_id: call.tenant_id.to_string(),
-        workflow_id: new_id(),
-        definition,
-        revision: 1,
-        latest_version: 0,
-        deployed_version: None,
-        published_revision: 0,
-        created_at: now.clone(),
-        updated_at: now,
-    };
+    let record = WorkflowRecord::new_draft(call.tenant_id, definition);
     call.app.store()?.create_workflow(&record).await?;
     Ok(Reply::created(workflow_view(&record), location(&record.workflow_id)).with_header("etag", record.etag()))
 }

@@ -345,17 +345,7 @@ mod tests {
             "nodes": [ { "id": "out", "type": "flow.output", "config": { "value": "{{ input.n }}" } } ]
         }))
         .unwrap();
-        WorkflowRecord {
-            tenant_id: "t1".into(),
-            workflow_id: crate::model::new_id(),
-            definition,
-            revision: 1,
-            latest_version: 0,
-            deployed_version: None,
-            published_revision: 0,
-            created_at: now_rfc3339(),
-            updated_at: now_rfc3339(),
-        }
+        WorkflowRecord::new_draft("t1", definition)
     }
 
     fn command<'a>(workflow: &'a WorkflowRecord, input: Value, key: Option<&'a str>) -> StartCommand<'a> {

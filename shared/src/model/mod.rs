@@ -109,6 +109,22 @@ pub struct WorkflowRecord {
 }
 
 impl WorkflowRecord {
+    /// A new workflow of `tenant_id` (a fresh id): its draft at revision 1, nothing published.
+    pub fn new_draft(tenant_id: &str, definition: WorkflowDefinition) -> WorkflowRecord {
+        let now = now_rfc3339();
+        WorkflowRecord {
+            tenant_id: tenant_id.to_string(),
+            workflow_id: new_id(),
+            definition,
+            revision: 1,
+            latest_version: 0,
+            deployed_version: None,
+            published_revision: 0,
+            created_at: now.clone(),
+            updated_at: now,
+        }
+    }
+
     pub fn etag(&self) -> String {
         format!("\"{}\"", self.revision)
     }

@@ -3,7 +3,6 @@
 use super::{ExecutionMessage, ExecutionQueue};
 use crate::error::StoreError;
 use async_trait::async_trait;
-use aws_sdk_sqs::error::{DisplayErrorContext, SdkError};
 
 pub struct SqsExecutionQueue {
     client: aws_sdk_sqs::Client,
@@ -24,12 +23,7 @@ impl ExecutionQueue for SqsExecutionQueue {
         if !delay.is_zero() {
             request = request.delay_seconds(delay.as_secs().clamp(1, 900) as i32);
         }
-        match request.send().await {
-            Ok(_) => Ok(()),
-            Err(e @ (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_))) => {
-                Err(StoreError::Unavailable(DisplayErrorContext(&e).to_string()))
-            }
-            Err(e) => Err(StoreError::Internal(DisplayErrorContext(&e).to_string())),
-        }
+        // No SQS error code is retried here: only a request that got no answer is Unavailable.
+        request.send().await.map(|_| ()).map_err(|e| crate::store::sdk_error::classify_sdk_error(e, &[]))
     }
 }

@@ -52,18 +52,7 @@ fn definition(name: &str, tags: &[&str]) -> WorkflowDefinition {
 }
 
 fn workflow(tenant_id: &str, name: &str, tags: &[&str]) -> WorkflowRecord {
-    let now = now_rfc3339();
-    WorkflowRecord {
-        tenant_id: tenant_id.into(),
-        workflow_id: new_id(),
-        definition: definition(name, tags),
-        revision: 1,
-        latest_version: 0,
-        deployed_version: None,
-        published_revision: 0,
-        created_at: now.clone(),
-        updated_at: now,
-    }
+    WorkflowRecord::new_draft(tenant_id, definition(name, tags))
 }
 
 fn version_of(record: &WorkflowRecord, version: u32) -> VersionRecord {

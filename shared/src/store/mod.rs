@@ -15,6 +15,7 @@ pub mod dynamo;
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
 pub mod s3;
+pub(crate) mod sdk_error;
 pub mod secrets_manager;
 pub mod values;
 

@@ -5,7 +5,7 @@ use super::ValueStore;
 use crate::error::StoreError;
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
@@ -28,17 +28,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let detail = DisplayErrorContext(&err).to_string();
-    match err.code() {
-        Some("SlowDown" | "ServiceUnavailable" | "InternalError" | "RequestTimeout") => StoreError::Unavailable(detail),
-        Some(_) => StoreError::Internal(detail),
-        None => match err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-                StoreError::Unavailable(detail)
-            }
-            _ => StoreError::Internal(detail),
-        },
-    }
+    super::sdk_error::classify_sdk_error(err, &["SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout"])
 }
 
 /// An S3 client for the value store: path-style addressing, so the local emulator (one host

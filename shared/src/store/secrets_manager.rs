@@ -5,7 +5,7 @@ use super::SecretStore;
 use crate::error::StoreError;
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 #[derive(Clone)]
 pub struct SecretsManagerStore {
@@ -23,17 +23,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let detail = DisplayErrorContext(&err).to_string();
-    match err.code() {
-        Some("ThrottlingException" | "InternalServiceError" | "ServiceUnavailable") => StoreError::Unavailable(detail),
-        Some(_) => StoreError::Internal(detail),
-        None => match err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-                StoreError::Unavailable(detail)
-            }
-            _ => StoreError::Internal(detail),
-        },
-    }
+    super::sdk_error::classify_sdk_error(err, &["ThrottlingException", "InternalServiceError", "ServiceUnavailable"])
 }
 
 #[async_trait]

@@ -133,22 +133,18 @@ where
         Some("TransactionCanceledException") if detail.contains("ConditionalCheckFailed") => {
             StoreError::ConditionFailed
         }
-        Some(
-            "ProvisionedThroughputExceededException"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "InternalServerError"
-            | "ServiceUnavailable"
-            | "TransactionConflictException"
-            | "TransactionCanceledException",
-        ) => StoreError::Unavailable(detail),
-        Some(_) => StoreError::Internal(detail),
-        None => match err {
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => {
-                StoreError::Unavailable(detail)
-            }
-            _ => StoreError::Internal(detail),
-        },
+        _ => super::sdk_error::classify_sdk_error(
+            err,
+            &[
+                "ProvisionedThroughputExceededException",
+                "ThrottlingException",
+                "RequestLimitExceeded",
+                "InternalServerError",
+                "ServiceUnavailable",
+                "TransactionConflictException",
+                "TransactionCanceledException",
+            ],
+        ),
     }
 }
 
