@@ -95,6 +95,9 @@ fn measure(c: &mut Criterion, group_name: &str) {
                         timeout_at: None,
                         checkpoint_at: None,
                         values: None,
+                        waits: &[],
+                        deadline_at: None,
+                        callbacks: None,
                     };
                     let result = runtime.block_on(run(&ctx, &store, &StubNode, &never, 10)).unwrap();
                     assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }));

@@ -44,6 +44,23 @@ pub struct Config {
     /// local runtime sends a fixed `Lambda-Runtime-Deadline-Ms` of 600000 (1970). In AWS the
     /// deadline is always real and this is not used.
     pub worker_timeout: Duration,
+    /// The API's public base URL (`https://api.example.com/prod`), for the callback URLs
+    /// approvals announce and GET shows; None: they are relative paths (`/v1/callbacks/...`).
+    pub public_api_url: Option<String>,
+    /// Where the worker puts wake-ups further away than `wait_sqs_max_delay` (EventBridge
+    /// Scheduler); None: an SQS delay of at most 15 minutes, then the sweeper's backstop.
+    pub wait_scheduler: Option<WaitSchedulerConfig>,
+    /// Wake-ups up to this far away go through an SQS delay (at most 900 s).
+    pub wait_sqs_max_delay: Duration,
+}
+
+/// EventBridge Scheduler's settings for long waits: the schedule group, the role Scheduler
+/// sends to the queue with, and the queue's ARN (the schedules' target).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WaitSchedulerConfig {
+    pub group: String,
+    pub role_arn: String,
+    pub queue_arn: String,
 }
 
 /// How many executions of one tenant may run at once, by the tenant's tier (free, pro,
@@ -122,6 +139,9 @@ impl fmt::Debug for Config {
             .field("model_prices", &self.model_prices)
             .field("running_limits", &self.running_limits)
             .field("worker_timeout", &self.worker_timeout)
+            .field("public_api_url", &self.public_api_url)
+            .field("wait_scheduler", &self.wait_scheduler)
+            .field("wait_sqs_max_delay", &self.wait_sqs_max_delay)
             .finish()
     }
 }
@@ -191,6 +211,23 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "WORKER_TIMEOUT_SECONDS",
         "optional, default 300, 11 to 900; the worker's time per invocation when the runtime gives no real deadline (the local stack: cargo-lambda sends a fixed one in 1970)",
+    ),
+    (
+        "PUBLIC_API_URL",
+        "optional; the API's public base URL (https://abc.execute-api.eu-west-1.amazonaws.com/prod): approval callback URLs start with it; empty: relative paths",
+    ),
+    (
+        "WAIT_SCHEDULE_GROUP",
+        "optional (the worker); EventBridge Scheduler group for wake-ups of long waits; with WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN, or none of the three",
+    ),
+    (
+        "WAIT_SCHEDULE_ROLE_ARN",
+        "optional (the worker); the role EventBridge Scheduler sends wake-ups to the queue with",
+    ),
+    ("EXECUTION_QUEUE_ARN", "optional (the worker); the execution queue's ARN, the wake-up schedules' target"),
+    (
+        "WAIT_SQS_MAX_DELAY_SECONDS",
+        "optional, default 900, 1 to 900; wake-ups up to this far away use an SQS delay, later ones a one-time schedule (the local stack's tests lower it)",
     ),
     ("AWS_ENDPOINT_URL", "optional; points the AWS SDK at an emulator (moto) locally"),
 ];
@@ -330,7 +367,8 @@ impl Config {
                 .map(|days| Duration::from_secs(days * 24 * 3600))
                 .ok_or_else(|| ConfigError {
                     variable: "EXECUTION_RETENTION_DAYS",
-                    // At least 3: a redrive needs 2 days of records left (see REDRIVE_MARGIN).
+                    // At least 3: a redrive needs a day of records left after its new deadline
+                    // (REDRIVE_MARGIN), counted from the first deadline.
                     problem: "must be a whole number of days from 3 to 3650".into(),
                 })?,
         };
@@ -345,7 +383,55 @@ impl Config {
             Some(raw) => RunningLimits::parse(&raw)
                 .map_err(|problem| ConfigError { variable: "RUNNING_EXECUTION_LIMITS", problem })?,
         };
+        let public_api_url = lookup("PUBLIC_API_URL").map(|v| v.trim().trim_end_matches('/').to_string());
+        let public_api_url = public_api_url.filter(|v| !v.is_empty());
+        if let Some(url) = &public_api_url
+            && !((url.starts_with("https://") || url.starts_with("http://")) && url.len() <= 512 && !url.contains(' '))
+        {
+            return Err(ConfigError {
+                variable: "PUBLIC_API_URL",
+                problem: "must be an http(s) URL such as https://api.example.com/prod".into(),
+            });
+        }
+        let wait_scheduler = {
+            let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+            match (get("WAIT_SCHEDULE_GROUP"), get("WAIT_SCHEDULE_ROLE_ARN"), get("EXECUTION_QUEUE_ARN")) {
+                (None, None, None) => None,
+                (Some(group), Some(role_arn), Some(queue_arn)) => {
+                    for (variable, arn) in [("WAIT_SCHEDULE_ROLE_ARN", &role_arn), ("EXECUTION_QUEUE_ARN", &queue_arn)]
+                    {
+                        if !arn.starts_with("arn:") {
+                            return Err(ConfigError { variable, problem: "must be an ARN (arn:aws:...)".into() });
+                        }
+                    }
+                    Some(WaitSchedulerConfig { group, role_arn, queue_arn })
+                }
+                (group, role, _) => {
+                    let variable = if group.is_none() {
+                        "WAIT_SCHEDULE_GROUP"
+                    } else if role.is_none() {
+                        "WAIT_SCHEDULE_ROLE_ARN"
+                    } else {
+                        "EXECUTION_QUEUE_ARN"
+                    };
+                    return Err(ConfigError {
+                        variable,
+                        problem: "is missing: WAIT_SCHEDULE_GROUP, WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN go together".into(),
+                    });
+                }
+            }
+        };
+        let wait_sqs_max_delay = seconds("WAIT_SQS_MAX_DELAY_SECONDS", 900, 900)?;
+        if wait_sqs_max_delay.is_zero() {
+            return Err(ConfigError {
+                variable: "WAIT_SQS_MAX_DELAY_SECONDS",
+                problem: "must be a whole number of seconds from 1 to 900".into(),
+            });
+        }
         Ok(Config {
+            public_api_url,
+            wait_scheduler,
+            wait_sqs_max_delay,
             worker_timeout,
             running_limits,
             model_prices,

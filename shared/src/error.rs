@@ -28,6 +28,9 @@ pub enum ErrorCode {
     NoDeployedVersion,
     ExecutionFinished,
     ExecutionNotRedrivable,
+    CallbackNotFound,
+    ExecutionNotWaiting,
+    CallbackPayloadInvalid,
     PreconditionFailed,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -61,6 +64,9 @@ impl ErrorCode {
         ErrorCode::NoDeployedVersion,
         ErrorCode::ExecutionFinished,
         ErrorCode::ExecutionNotRedrivable,
+        ErrorCode::CallbackNotFound,
+        ErrorCode::ExecutionNotWaiting,
+        ErrorCode::CallbackPayloadInvalid,
         ErrorCode::PreconditionFailed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -89,6 +95,9 @@ impl ErrorCode {
             ErrorCode::NoDeployedVersion => "NO_DEPLOYED_VERSION",
             ErrorCode::ExecutionFinished => "EXECUTION_FINISHED",
             ErrorCode::ExecutionNotRedrivable => "EXECUTION_NOT_REDRIVABLE",
+            ErrorCode::CallbackNotFound => "CALLBACK_NOT_FOUND",
+            ErrorCode::ExecutionNotWaiting => "EXECUTION_NOT_WAITING",
+            ErrorCode::CallbackPayloadInvalid => "CALLBACK_PAYLOAD_INVALID",
             ErrorCode::InputInvalid => "INPUT_INVALID",
             ErrorCode::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             ErrorCode::KeyLimitReached => "KEY_LIMIT_REACHED",
@@ -117,13 +126,17 @@ impl ErrorCode {
             | ErrorCode::ApiKeyNotFound
             | ErrorCode::CredentialNotFound
             | ErrorCode::ExecutionNotFound
+            | ErrorCode::CallbackNotFound
             | ErrorCode::ValueNotFound => StatusCode::NOT_FOUND,
             ErrorCode::KeyLimitReached
             | ErrorCode::ApiKeyNotActive
             | ErrorCode::NoDeployedVersion
             | ErrorCode::ExecutionFinished
-            | ErrorCode::ExecutionNotRedrivable => StatusCode::CONFLICT,
-            ErrorCode::InputInvalid | ErrorCode::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            | ErrorCode::ExecutionNotRedrivable
+            | ErrorCode::ExecutionNotWaiting => StatusCode::CONFLICT,
+            ErrorCode::InputInvalid | ErrorCode::IdempotencyKeyReused | ErrorCode::CallbackPayloadInvalid => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ConcurrentModification | ErrorCode::DraftUnchanged => StatusCode::CONFLICT,
@@ -157,6 +170,15 @@ impl ErrorCode {
             ErrorCode::NoDeployedVersion => "The workflow has no deployed version; deploy one or pass `\"version\"`.",
             ErrorCode::ExecutionFinished => "The execution has already finished, so it cannot be cancelled.",
             ErrorCode::ExecutionNotRedrivable => "Only a failed or timed-out execution can be redriven.",
+            ErrorCode::CallbackNotFound => {
+                "The callback token is unknown, already used, or expired, or its execution has ended."
+            }
+            ErrorCode::ExecutionNotWaiting => {
+                "The execution is not waiting on that node for an answer (not reached yet, or already answered)."
+            }
+            ErrorCode::CallbackPayloadInvalid => {
+                "The callback's body does not match the approval's `payload_schema`; `details` lists why."
+            }
             ErrorCode::IdempotencyKeyReused => {
                 "This `Idempotency-Key` was used on this workflow in the last 24 h with a different body."
             }

@@ -171,6 +171,10 @@ pub mod metric {
     pub const LEASE_LOST: &str = "LeaseLost";
     /// Count: deliveries deferred because the tenant ran its tier's limit of executions.
     pub const TENANT_LIMITED: &str = "TenantLimited";
+    /// Count: runs that parked their execution on a flow.wait or flow.approval.
+    pub const EXECUTIONS_PARKED: &str = "ExecutionsParked";
+    /// Count: wake-up timers that could not be set (the sweeper's backstop moves the execution on).
+    pub const WAKE_UP_FAILURES: &str = "WakeUpFailures";
     /// Count, by `action` (requeued, failed): stranded executions the sweeper found. The
     /// template's StrandedExecutionsAlarm watches it.
     pub const STRANDED_EXECUTIONS: &str = "StrandedExecutions";
@@ -202,6 +206,8 @@ pub fn init_metrics(stage: &str) {
             metric::LEASE_BUSY,
             metric::LEASE_LOST,
             metric::TENANT_LIMITED,
+            metric::EXECUTIONS_PARKED,
+            metric::WAKE_UP_FAILURES,
             metric::STRANDED_EXECUTIONS,
             metric::CIRCUITS_OPENED,
         ] {

@@ -43,6 +43,8 @@ pub mod codes {
     pub const TEMPLATE_UNKNOWN_NODE: &str = "TEMPLATE_UNKNOWN_NODE";
     pub const TEMPLATE_NODE_NOT_UPSTREAM: &str = "TEMPLATE_NODE_NOT_UPSTREAM";
     pub const INVALID_INPUT_SCHEMA: &str = "INVALID_INPUT_SCHEMA";
+    pub const INVALID_PAYLOAD_SCHEMA: &str = "INVALID_PAYLOAD_SCHEMA";
+    pub const EXECUTION_TIMEOUT_TOO_LONG: &str = "EXECUTION_TIMEOUT_TOO_LONG";
 
     /// Every problem code with its meaning, for the README.
     pub const ALL: &[(&str, &str)] = &[
@@ -73,6 +75,11 @@ pub mod codes {
         (TEMPLATE_UNKNOWN_NODE, "a template refers to a node that does not exist"),
         (TEMPLATE_NODE_NOT_UPSTREAM, "a template refers to a node that does not run before this one"),
         (INVALID_INPUT_SCHEMA, "input_schema is not a valid JSON Schema for an object"),
+        (INVALID_PAYLOAD_SCHEMA, "a flow.approval's payload_schema is not a valid JSON Schema"),
+        (
+            EXECUTION_TIMEOUT_TOO_LONG,
+            "timeout_seconds is over 86400 (24 h) in a workflow with no flow.wait or flow.approval (those allow 30 days)",
+        ),
     ];
 }
 
@@ -103,7 +110,7 @@ fn document_validator() -> &'static jsonschema::Validator {
                 "description": { "type": "string", "maxLength": 2000 },
                 "tags": { "type": "array", "items": { "type": "string" } },
                 "input_schema": { "type": "object" },
-                "timeout_seconds": { "type": "integer", "minimum": 1, "maximum": 86400 },
+                "timeout_seconds": { "type": "integer", "minimum": 1, "maximum": crate::model::MAX_WAITING_EXECUTION_TIMEOUT.as_secs() },
                 "nodes": {
                     "type": "array",
                     "items": {
@@ -282,6 +289,7 @@ fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>)
             index.insert(&node.id, i);
         }
         check_node(i, node, problems);
+        check_payload_schema(i, node, problems);
     }
     let outputs: Vec<usize> =
         (0..definition.nodes.len()).filter(|&i| definition.nodes[i].node_type == "flow.output").collect();
@@ -396,6 +404,32 @@ fn check_semantics(definition: &WorkflowDefinition, problems: &mut Vec<Problem>)
 
     if let Some(schema) = &definition.input_schema {
         check_input_schema(schema, problems);
+    }
+    let waits = definition.nodes.iter().any(|n| nodes::parks(&n.node_type).is_some());
+    let max = crate::model::MAX_EXECUTION_TIMEOUT.as_secs();
+    if !waits && definition.timeout_seconds.is_some_and(|t| t > max) {
+        problems.push(Problem::new(
+            "/timeout_seconds",
+            codes::EXECUTION_TIMEOUT_TOO_LONG,
+            format!(
+                "timeout_seconds is at most {max} (24 h) unless the workflow waits (flow.wait, flow.approval: up to 30 days)"
+            ),
+        ));
+    }
+}
+
+/// A flow.approval's `payload_schema` must compile: a callback is checked against it.
+fn check_payload_schema(i: usize, node: &NodeSpec, problems: &mut Vec<Problem>) {
+    let Some(schema) = crate::nodes::flow_approval::payload_schema(node) else { return };
+    let problem = jsonschema::meta::validate(schema)
+        .map_err(|e| e.to_string())
+        .and_then(|()| jsonschema::validator_for(schema).map(|_| ()).map_err(|e| e.to_string()));
+    if let Err(e) = problem {
+        problems.push(Problem::new(
+            format!("/nodes/{i}/config/payload_schema"),
+            codes::INVALID_PAYLOAD_SCHEMA,
+            format!("payload_schema is not a valid JSON Schema: {e}"),
+        ));
     }
 }
 
@@ -513,11 +547,17 @@ fn check_templates(
     upstream: &HashSet<&str>,
     problems: &mut Vec<Problem>,
 ) {
-    let expression_fields = nodes::find(&node.node_type).map(|k| k.expression_fields()).unwrap_or(&[]);
+    let kind = nodes::find(&node.node_type);
+    let expression_fields = kind.map(|k| k.expression_fields()).unwrap_or(&[]);
+    let literal_fields = kind.map(|k| k.literal_fields()).unwrap_or(&[]);
+    let extra_roots = kind.map(|k| k.extra_template_roots()).unwrap_or(&[]);
     let env = crate::template::environment();
     let mut strings = Vec::new();
     collect_strings(&node.config, String::new(), &mut strings);
     for (pointer, source) in strings {
+        if literal_fields.iter().any(|field| pointer == *field || pointer.starts_with(&format!("{field}/"))) {
+            continue;
+        }
         let path = format!("/nodes/{i}/config{pointer}");
         let variables = if expression_fields.contains(&pointer.as_str()) {
             env.compile_expression(source).map(|e| e.undeclared_variables(true))
@@ -536,7 +576,7 @@ fn check_templates(
         for variable in variables {
             let mut parts = variable.split('.');
             let root = parts.next().unwrap_or_default();
-            if !TEMPLATE_ROOTS.contains(&root) {
+            if !TEMPLATE_ROOTS.contains(&root) && !extra_roots.contains(&root) {
                 problems.push(Problem::new(
                     &path,
                     codes::TEMPLATE_UNKNOWN_VARIABLE,
@@ -591,6 +631,18 @@ fn collect_strings<'a>(value: &'a Value, pointer: String, out: &mut Vec<(String,
         }
         _ => {}
     }
+}
+
+/// Where `instance` does not match `schema`: `{"path": "<root><pointer>", "message"}` for each
+/// problem (none: it matches). None when the schema cannot be compiled.
+pub fn instance_problems(schema: &Value, instance: &Value, root: &str) -> Option<Vec<Value>> {
+    let validator = jsonschema::validator_for(schema).ok()?;
+    Some(
+        validator
+            .iter_errors(instance)
+            .map(|e| json!({ "path": format!("{root}{}", e.instance_path().as_str()), "message": e.to_string() }))
+            .collect(),
+    )
 }
 
 fn check_input_schema(schema: &Value, problems: &mut Vec<Problem>) {

@@ -126,9 +126,20 @@ pub async fn serve_worker() -> Result<(), Error> {
     };
     let sdk_config = aws_config::load_from_env().await;
     let store = Arc::new(dynamo_store(&config, &sdk_config).with_values(Arc::new(value_store(&config, &sdk_config))));
-    let queue = Arc::new(SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url));
+    let mut queue = SqsExecutionQueue::new(aws_sdk_sqs::Client::new(&sdk_config), queue_url);
+    if let Some(scheduler) = config.wait_scheduler.clone() {
+        let scheduler = crate::queue::WaitScheduler {
+            client: aws_sdk_scheduler::Client::new(&sdk_config),
+            group: scheduler.group,
+            role_arn: scheduler.role_arn,
+            queue_arn: scheduler.queue_arn,
+        };
+        queue = queue.with_scheduler(scheduler, config.wait_sqs_max_delay);
+    }
+    let queue = Arc::new(queue);
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config)));
     let runtime = crate::nodes::NodeRuntime {
+        public_api_url: config.public_api_url.clone(),
         allowed_private_hosts: config.http_allowed_private_hosts.clone(),
         credentials: Some(Arc::new(crate::secrets::CredentialResolver::new(
             secrets,

@@ -66,6 +66,18 @@ async fn handle_message<S: Store>(
             }
             Processed::Busy => Err("another worker holds the lease".to_string()),
             Processed::Superseded => Ok(()),
+            Processed::Parked(wake_ups) => {
+                for at in wake_ups {
+                    let Ok(at) = chrono::DateTime::parse_from_rfc3339(&at) else { continue };
+                    // A lost timer is not lost work: the sweeper finds the execution
+                    // SWEEP_GRACE after its wake-up and moves it on.
+                    if let Err(e) = queue.send_at(&parsed, at.with_timezone(&chrono::Utc)).await {
+                        tracing::error!(error = %e, wake_up = %at, "wake-up timer not set; the sweeper will resume it");
+                        metrics::counter!(crate::telemetry::metric::WAKE_UP_FAILURES).increment(1);
+                    }
+                }
+                Ok(())
+            }
             Processed::Deferred(wait) => {
                 queue.send_delayed(&parsed, wait).await.map_err(|e| e.to_string())?;
                 tracing::info!(wait_ms = wait.as_millis() as u64, "tenant at its running limit; delivery deferred");

@@ -38,6 +38,21 @@ impl Stack {
         last
     }
 
+    /// Polls an execution until `done` holds for its reading (at most `seconds`), and returns
+    /// that reading; panics with the last one otherwise.
+    pub async fn until(&self, execution_id: &str, seconds: u64, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..seconds * 2 {
+            let (_, _, body) = self.send(Method::GET, &format!("/v1/executions/{execution_id}"), None, true).await;
+            last = body;
+            if done(&last) {
+                return last;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("execution {execution_id} never got there: {last}")
+    }
+
     pub async fn send(
         &self,
         method: Method,

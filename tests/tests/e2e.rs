@@ -155,3 +155,151 @@ async fn the_summarize_example_calls_the_page_and_an_openai_stub_once_each() {
     assert_eq!(last["totals"]["cost_usd"], json!(0.0000069), "gpt-4o-mini: 30 x $0.15/M + 4 x $0.60/M");
     stub.verify().await;
 }
+
+/// Waits parked on: the node ids of `waiting_on`.
+fn parked_on(execution: &Value) -> Vec<String> {
+    execution["waiting_on"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|w| w["node_id"].as_str())
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn waits_and_an_approval_run_through_the_local_stack() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stack = Stack::start().await;
+    // The approval's notification goes to a loopback stub (a Slack webhook stand-in).
+    let notified = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/notify"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&notified)
+        .await;
+    // 2 s rides an SQS delay; 6 s is over the stack's WAIT_SQS_MAX_DELAY_SECONDS (3), so it is
+    // an EventBridge Scheduler one-time schedule that scripts/scheduler.py fires.
+    let definition = json!({
+        "name": "approve a refund",
+        "timeout_seconds": 600,
+        "nodes": [
+            { "id": "short", "type": "flow.wait", "config": { "seconds": 2 } },
+            { "id": "long", "type": "flow.wait", "config": { "seconds": "{{ input.long }}" } },
+            { "id": "approve", "type": "flow.approval", "config": {
+                "timeout_seconds": 600,
+                "payload_schema": { "type": "object", "required": ["approved"],
+                                    "properties": { "approved": { "type": "boolean" }, "comment": { "type": "string" } } },
+                "notify": { "method": "POST", "url": format!("{}/notify", notified.uri()),
+                            "body": { "text": "Refund {{ input.amount }}? {{ callback.url }}" } } } },
+            { "id": "done", "type": "flow.output",
+              "config": { "value": { "approved": "{{ nodes.approve.output.approved }}", "comment": "{{ nodes.approve.output.comment }}" } } }
+        ],
+        "edges": [ { "from": "short", "to": "long" }, { "from": "long", "to": "approve" }, { "from": "approve", "to": "done" } ]
+    });
+    let (status, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let input = json!({ "version": "draft", "input": { "amount": "$40", "long": 6 } });
+    let (status, _, started) =
+        stack.send(Method::POST, &format!("/v1/workflows/{id}/executions"), Some(input), true).await;
+    assert_eq!(status, 202, "{started}");
+    let execution_id = started["execution_id"].as_str().unwrap().to_string();
+
+    // The 2 s wait may pass between two polls; the 6 s one is seen parked.
+    let long = stack.until(&execution_id, 120, |e| parked_on(e) == ["long"]).await;
+    assert_eq!((long["status"].as_str(), long["waiting_on"][0]["kind"].as_str()), (Some("waiting"), Some("timer")));
+    let waiting = stack.until(&execution_id, 60, |e| parked_on(e) == ["approve"]).await;
+    assert_eq!(waiting["status"], "waiting", "{waiting}");
+    let url =
+        waiting["waiting_on"][0]["callback_url"].as_str().expect("an approval shows its callback URL").to_string();
+    assert!(url.starts_with(&format!("{}/v1/callbacks/", stack.base)), "{url}");
+    let announced = &notified.received_requests().await.unwrap()[0];
+    let announced: Value = serde_json::from_slice(&announced.body).unwrap();
+    assert_eq!(announced["text"], format!("Refund $40? {url}"));
+    let (status, _, listed) =
+        stack.send(Method::GET, &format!("/v1/workflows/{id}/executions?status=waiting"), None, true).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["items"][0]["execution_id"], execution_id.as_str(), "listed as waiting");
+
+    // The callback carries no API key; a wrong body is 422 and uses nothing.
+    let path = url.strip_prefix(&stack.base).unwrap();
+    let (status, _, refused) = stack.send(Method::POST, path, Some(json!({ "approved": "yes" })), false).await;
+    assert_eq!(
+        (status.as_u16(), refused["error"]["code"].as_str()),
+        (422, Some("CALLBACK_PAYLOAD_INVALID")),
+        "{refused}"
+    );
+    assert_eq!(refused["error"]["details"][0]["path"], "/approved");
+    let (status, _, accepted) =
+        stack.send(Method::POST, path, Some(json!({ "approved": true, "comment": "ok by Ada" })), false).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["node_id"], "approve");
+    let (status, _, again) = stack.send(Method::POST, path, Some(json!({ "approved": false })), false).await;
+    assert_eq!((status.as_u16(), again["error"]["code"].as_str()), (404, Some("CALLBACK_NOT_FOUND")), "single use");
+    let done = stack.finished(&execution_id).await;
+    let done = if done["status"] == "waiting" {
+        stack.until(&execution_id, 60, |e| e["status"] != "waiting").await
+    } else {
+        done
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!({ "approved": true, "comment": "ok by Ada" }));
+    let step = |name: &str| done["steps"].as_array().unwrap().iter().find(|s| s["node_id"] == name).unwrap().clone();
+    for (name, seconds) in [("short", 2), ("long", 6)] {
+        let output = step(name)["output"].clone();
+        let at = |field: &str| chrono::DateTime::parse_from_rfc3339(output[field].as_str().unwrap()).unwrap();
+        assert_eq!((at("until") - at("since")).num_seconds(), seconds, "{name}: {output}");
+        let finished = chrono::DateTime::parse_from_rfc3339(step(name)["finished_at"].as_str().unwrap()).unwrap();
+        assert!(finished >= at("until"), "{name} ended no sooner than its time");
+    }
+    assert_eq!(step("approve")["output"]["comment"], "ok by Ada");
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn an_unanswered_approval_follows_on_error_and_cancel_ends_a_wait_at_once() {
+    let stack = Stack::start().await;
+    // Expires after 5 s (a scheduled wake-up): on_error branch takes the "escalate" edge.
+    let definition = json!({
+        "name": "expiring approval",
+        "nodes": [
+            { "id": "approve", "type": "flow.approval", "config": { "timeout_seconds": 5 }, "on_error": "branch" },
+            { "id": "escalate", "type": "text.template", "config": { "template": "escalated" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.escalate.output.text }}" } }
+        ],
+        "edges": [ { "from": "approve", "to": "escalate", "when": "error" }, { "from": "escalate", "to": "done" } ]
+    });
+    let (_, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, _, started) = stack
+        .send(Method::POST, &format!("/v1/workflows/{id}/executions"), Some(json!({ "version": "draft" })), true)
+        .await;
+    let execution_id = started["execution_id"].as_str().unwrap().to_string();
+    let expired = stack.until(&execution_id, 120, |e| e["status"] == "succeeded" || e["status"] == "failed").await;
+    assert_eq!((expired["status"].as_str(), &expired["output"]), (Some("succeeded"), &json!("escalated")), "{expired}");
+    let approve = expired["steps"].as_array().unwrap().iter().find(|s| s["node_id"] == "approve").unwrap().clone();
+    assert_eq!(approve["error"]["code"], "APPROVAL_TIMED_OUT", "{approve}");
+
+    // A 10-minute wait, cancelled while it waits: cancelled at once, no worker needed.
+    let definition = json!({
+        "name": "long wait",
+        "nodes": [ { "id": "nap", "type": "flow.wait", "config": { "seconds": 600 } } ]
+    });
+    let (_, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+    let id = created["id"].as_str().unwrap().to_string();
+    let (_, _, started) = stack
+        .send(Method::POST, &format!("/v1/workflows/{id}/executions"), Some(json!({ "version": "draft" })), true)
+        .await;
+    let execution_id = started["execution_id"].as_str().unwrap().to_string();
+    stack.until(&execution_id, 120, |e| e["status"] == "waiting").await;
+    let (status, _, cancelled) =
+        stack.send(Method::POST, &format!("/v1/executions/{execution_id}/cancel"), None, true).await;
+    assert_eq!((status.as_u16(), cancelled["status"].as_str()), (202, Some("cancelled")), "{cancelled}");
+    let (_, _, now) = stack.send(Method::GET, &format!("/v1/executions/{execution_id}"), None, true).await;
+    assert_eq!(now["status"], "cancelled");
+    assert!(now.get("waiting_on").is_none(), "{now}");
+}

@@ -10,6 +10,20 @@ const SAMPLE_WORKFLOW_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W1Y";
 const SAMPLE_KEY: &str = "nk_dev_local_only_not_a_secret_0000000000";
 const SAMPLE_KEY_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W2Z";
 const SAMPLE_EXECUTION_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W3X";
+/// The callback token of events/complete-callback.json (43 characters, as real tokens are).
+const SAMPLE_CALLBACK_TOKEN: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+
+/// The callback routes answer an approval: a workflow whose execution parks on one (`approve`).
+fn approval_definition() -> serde_json::Value {
+    serde_json::json!({
+        "name": "approval for events",
+        "nodes": [
+            { "id": "approve", "type": "flow.approval", "config": {} },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.approve.output }}" } }
+        ],
+        "edges": [ { "from": "approve", "to": "done" } ]
+    })
+}
 
 fn events_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../events")
@@ -17,7 +31,8 @@ fn events_dir() -> PathBuf {
 
 async fn run_event(function: &str, route: Route) -> Reply {
     let t = TestApp::new().await;
-    let id = t.create_workflow(sample_definition("for events")).await;
+    let answers = matches!(route, Route::CompleteCallback | Route::CompleteExecutionCallback);
+    let id = t.create_workflow(if answers { approval_definition() } else { sample_definition("for events") }).await;
     if matches!(route, Route::GetVersion | Route::DeployVersion) {
         assert_eq!(t.call(Route::PublishVersion, &[("workflow_id", &id)], None).await.status, 201);
     }
@@ -36,6 +51,13 @@ async fn run_event(function: &str, route: Route) -> Reply {
     if route == Route::RedriveExecution {
         fail_execution(&t, &execution_id).await;
     }
+    let mut token = String::new();
+    if answers {
+        nodeai_tests::run_worker_for(&t, &Default::default(), std::time::Duration::from_secs(30)).await;
+        let parked = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+        let url = parked.body["waiting_on"][0]["callback_url"].as_str().unwrap_or_else(|| panic!("{}", parked.raw));
+        token = url.rsplit('/').next().unwrap().to_string();
+    }
     let extra = t.call(Route::CreateApiKey, &[], Some(serde_json::json!({ "name": "extra" }))).await;
     let key_id = extra.body["id"].as_str().expect("a key id").to_string();
     let text = std::fs::read_to_string(events_dir().join(format!("{function}.json")))
@@ -43,6 +65,7 @@ async fn run_event(function: &str, route: Route) -> Reply {
         .replace(SAMPLE_WORKFLOW_ID, &id)
         .replace(SAMPLE_KEY_ID, &key_id)
         .replace(SAMPLE_EXECUTION_ID, &execution_id)
+        .replace(SAMPLE_CALLBACK_TOKEN, &token)
         .replace(SAMPLE_KEY, &t.key);
     let request =
         lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("events/{function}.json does not parse: {e}"));
@@ -57,6 +80,7 @@ async fn every_route_event_gets_its_success_status() {
             Route::CreateWorkflow | Route::PublishVersion | Route::CreateApiKey | Route::RotateApiKey => 201,
             Route::PutCredential => 201,
             Route::StartExecution | Route::CancelExecution | Route::RedriveExecution => 202,
+            Route::CompleteCallback | Route::CompleteExecutionCallback => 202,
             Route::DeleteWorkflow | Route::RevokeApiKey | Route::DeleteCredential => 204,
             _ => 200,
         };

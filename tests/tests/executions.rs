@@ -679,7 +679,7 @@ async fn a_worker_that_dies_after_two_checkpoints_is_resumed_without_calling_the
 }
 
 #[tokio::test]
-async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left() {
+async fn every_record_of_an_execution_expires_and_a_redrive_needs_a_day_past_its_new_deadline() {
     use wiremock::matchers::path;
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let t = TestApp::with_settings(&[("EXECUTION_RETENTION_DAYS", "3")]).await;
@@ -701,7 +701,9 @@ async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left(
     run_worker_with(&t, loopback_allowed()).await;
     let failed = execution(&t, &execution_id).await;
     assert_eq!(failed["status"], "failed", "{failed}");
-    let in_three_days = chrono::Utc::now().timestamp() + 3 * 24 * 3600;
+    // Retention counts from the deadline (15 minutes after the start here).
+    let deadline = chrono::DateTime::parse_from_rfc3339(failed["deadline_at"].as_str().unwrap()).unwrap();
+    let in_three_days = deadline.timestamp() + 3 * 24 * 3600;
     let expires_at = chrono::DateTime::parse_from_rfc3339(failed["expires_at"].as_str().unwrap()).unwrap();
     assert!((expires_at.timestamp() - in_three_days).abs() < 120, "{failed}");
 
@@ -748,9 +750,13 @@ async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left(
     for item in &children {
         let expiry = ttl(item).unwrap_or_else(|| panic!("no ttl on {:?}", item.get("sk")));
         assert!(expiry >= expires_at.timestamp(), "{:?} expires before its execution", item.get("sk"));
-        assert!(expiry - in_three_days < 120, "{:?} is kept for the configured 3 days", item.get("sk"));
+        // Steps are kept 30 days (the longest execution timeout) longer, so none can expire
+        // before a waiting execution does.
+        let longest = nodeai::model::MAX_WAITING_EXECUTION_TIMEOUT.as_secs() as i64;
+        assert!(expiry - in_three_days < 120 + longest, "{:?} is kept about as long as its execution", item.get("sk"));
     }
-    // Three days left: redrivable. With a day left, a redrive could outlive its records: refused.
+    // Three days left: redrivable. With a day left, a redrive's new deadline (15 minutes away)
+    // would come less than REDRIVE_MARGIN (a day) before its records expire: refused.
     let redriven = t.call(Route::RedriveExecution, &[("execution_id", &execution_id)], None).await;
     assert_eq!(redriven.status, 202, "{}", redriven.raw);
     let ending = nodeai::model::ExecutionRecord {
@@ -770,8 +776,8 @@ async fn every_record_of_an_execution_expires_and_a_redrive_needs_two_days_left(
     // keeps no order): gone everywhere, a 404 and never a 500 for the missing snapshot.
     let expired = nodeai::model::ExecutionRecord {
         status: nodeai::model::ExecutionStatus::Failed,
+        expires_at: Some(nodeai::model::rfc3339_in(-1)),
         ..nodeai::model::ExecutionRecord::queued(&t.tenant_id, &id, None, json!({}), "r", Duration::from_secs(60))
-            .retained_for(Duration::ZERO)
     };
     nodeai::store::ExecutionStore::create_execution(t.store.as_ref(), &expired, &snapshot).await.unwrap();
     client

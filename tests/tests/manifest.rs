@@ -191,15 +191,27 @@ fn template_policies_are_least_privilege() {
     assert_eq!(s3_of("execution-worker"), 2, "the worker writes and reads values");
     assert_eq!(s3_of("start-execution"), 1, "start-execution writes inputs");
     assert_eq!(s3_of("get-execution-value"), 1, "get-execution-value reads (signs URLs)");
-    for function in all_functions()
-        .iter()
-        .filter(|f| !["execution-worker", "start-execution", "get-execution-value"].contains(&f.as_str()))
-    {
+    let answers = ["complete-callback", "complete-execution-callback"];
+    for function in answers {
+        assert_eq!(s3_of(function), 1, "{function} writes a large answer");
+    }
+    for function in all_functions().iter().filter(|f| {
+        !["execution-worker", "start-execution", "get-execution-value"].contains(&f.as_str())
+            && !answers.contains(&f.as_str())
+    }) {
         assert_eq!(s3_of(function), 0, "{function} has no business with the values bucket");
     }
     assert!(template.contains("aws:SecureTransport: \"false\"") && template.contains("RestrictPublicBuckets: true"));
     assert!(template.contains("ExpirationInDays: !Ref ExecutionRetentionDays"), "values expire with their executions");
     assert!(template.contains("Tracing: Active") && template.contains("LogFormat: JSON"));
+    // Long waits: the worker creates schedules only in the stack's group, and passes only the
+    // role that can do nothing but send to the execution queue.
+    let (_, worker) = resources.iter().find(|(_, t)| t.contains("Binary: execution-worker\n")).unwrap();
+    assert!(worker.contains("- scheduler:CreateSchedule") && worker.contains("schedule/${WaitScheduleGroup}/*"));
+    assert!(worker.contains("iam:PassedToService: scheduler.amazonaws.com"));
+    let (_, role) = resources.iter().find(|(id, _)| id == "WaitSchedulerRole").unwrap();
+    assert!(role.contains("Action: sqs:SendMessage") && role.contains("Resource: !GetAtt ExecutionQueue.Arn"));
+    assert_eq!(role.matches("Action:").count(), 2, "assume-role and SendMessage only");
 }
 
 #[test]
@@ -288,7 +300,7 @@ fn every_function_builds_the_clients_the_architecture_note_lists() {
         assert_eq!(row(&function), listed, "{function}: ARCHITECTURE.md vs main.rs");
     }
     assert_eq!(row("authorizer"), "DynamoDB");
-    assert_eq!(row("execution-worker"), "DynamoDB, S3, SQS, Secrets Manager");
+    assert_eq!(row("execution-worker"), "DynamoDB, S3, SQS, Secrets Manager, EventBridge Scheduler");
     // A client the route does not use is not built: no function without a queue asks for SQS.
     assert_eq!(clients_in_main(&read("functions/health-live/src/main.rs")), Vec::<&str>::new());
     assert_eq!(clients_in_main(&read("functions/get-workflow/src/main.rs")), vec!["DynamoDB"]);

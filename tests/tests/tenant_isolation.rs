@@ -132,13 +132,20 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
         .iter()
         .filter(|s| s.path.contains('{') && !s.path.contains("{workflow_id}") && s.route != Route::PutCredential)
         .collect();
-    assert_eq!(routes.len(), 7, "revoke, rotate, delete credential, get, get value, cancel and redrive execution");
+    assert_eq!(
+        routes.len(),
+        9,
+        "revoke, rotate, delete credential, get, get value, cancel, redrive execution, and both callbacks"
+    );
+    let token = "x".repeat(43);
     for spec in routes {
         let params = [
             ("key_id", key_id.as_str()),
             ("name", "owned"),
             ("execution_id", execution_id.as_str()),
             ("value", "input"),
+            ("node_id", "approve"),
+            ("token", token.as_str()),
         ];
         let reply = t.send(spec.route, RequestSpec::new(&params).key(&intruder)).await;
         assert_eq!(reply.status, 404, "{} {}: {}", spec.method, spec.path, reply.raw);

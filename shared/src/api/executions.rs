@@ -2,13 +2,14 @@
 //! `executions::start`; this module only translates HTTP to and from them.
 
 use super::views::{
-    CancelAccepted, ExecutionLinks, ExecutionStarted, ExecutionSummaryView, ExecutionTotals, ExecutionView, Page,
-    RedriveAccepted, StartExecutionRequest, StepView, ValueLink, VersionRef,
+    CallbackAccepted, CancelAccepted, ExecutionLinks, ExecutionStarted, ExecutionSummaryView, ExecutionTotals,
+    ExecutionView, Page, RedriveAccepted, StartExecutionRequest, StepView, ValueLink, VersionRef, WaitView,
 };
 use super::{Call, paging, truncate, workflows};
 use crate::api::http::{self, Reply};
 use crate::cursor;
 use crate::error::{ApiError, ErrorCode, StoreError};
+use crate::executions::callbacks::{self, Answered, CallbackError};
 use crate::executions::start::{self as lifecycle, LifecycleError, StartCommand, Started, VersionChoice};
 use crate::model::StepStatus;
 use crate::model::values::{ValueRef, execution_prefix, public_name};
@@ -208,6 +209,24 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         _ => None,
     };
     let totals = totals(recorded.values());
+    // What it waits on: the parked nodes without a final step (an answered approval is done).
+    let waiting_on: Vec<WaitView> = if execution.status.is_final() {
+        Vec::new()
+    } else {
+        let public_url = call.app.config.public_api_url.as_deref();
+        execution
+            .waits
+            .iter()
+            .filter(|w| recorded.get(&w.node_id).is_none_or(|s| !s.status.is_final()))
+            .map(|w| WaitView {
+                node_id: w.node_id.clone(),
+                kind: w.kind,
+                since: w.since.clone(),
+                until: w.until.clone(),
+                callback_url: w.callback_token.as_deref().map(|token| crate::model::callback_url(public_url, token)),
+            })
+            .collect()
+    };
     Ok(Reply::ok(ExecutionView {
         execution_id: execution.execution_id,
         workflow_id: execution.workflow_id,
@@ -223,6 +242,7 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         deadline_at: execution.deadline_at,
         cancel_requested: execution.cancel_requested,
         waiting_reason: execution.waiting_reason,
+        waiting_on,
         steps,
         redrive_count: execution.redrive_count,
         expires_at: execution.expires_at,
@@ -274,11 +294,75 @@ pub async fn redrive(call: &Call<'_>) -> Result<Reply, ApiError> {
     }))
 }
 
+/// An approval's answer: the JSON body (an empty body answers `{}`, for links and buttons
+/// that post nothing).
+fn answer_body(call: &Call<'_>) -> Result<Value, ApiError> {
+    if call.req.body().as_ref().is_empty() {
+        return Ok(serde_json::json!({}));
+    }
+    let (body, _) = http::json_body(call.req)?;
+    if crate::model::limits::depth_over(&body, crate::model::limits::MAX_VALUE_DEPTH) {
+        return Err(ApiError::invalid_request(format!(
+            "the body nests deeper than {} levels",
+            crate::model::limits::MAX_VALUE_DEPTH
+        )));
+    }
+    Ok(body)
+}
+
+fn callback_error(error: CallbackError, execution_id: &str) -> ApiError {
+    let message = error.to_string();
+    match error {
+        CallbackError::NotFound => ApiError::new(ErrorCode::CallbackNotFound, message),
+        CallbackError::ExecutionNotFound => execution_not_found(execution_id),
+        CallbackError::NotWaiting(_) => ApiError::new(ErrorCode::ExecutionNotWaiting, message)
+            .suggest(format!("GET {} shows what the execution waits on (`waiting_on`).", link(execution_id))),
+        CallbackError::PayloadInvalid(problems) => {
+            ApiError::new(ErrorCode::CallbackPayloadInvalid, message).with_details(problems)
+        }
+        CallbackError::Store(e) => e.into(),
+    }
+}
+
+fn answered_view(answered: Answered) -> CallbackAccepted {
+    CallbackAccepted {
+        links: ExecutionLinks { self_link: link(&answered.execution_id) },
+        execution_id: answered.execution_id,
+        node_id: answered.node_id,
+        status: "accepted",
+    }
+}
+
+/// POST /v1/callbacks/{token}: answers an approval with its token (no API key: the token is
+/// the credential). 404 for an unknown, used or expired token alike.
+pub async fn complete_callback(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let token = http::path_param(call.req, "token").unwrap_or_default();
+    let body = answer_body(call)?;
+    let answered = callbacks::answer_by_token(call.app.store()?, call.app.queue.as_ref(), &token, body)
+        .await
+        .map_err(|e| callback_error(e, ""))?;
+    Ok(Reply::accepted(answered_view(answered)))
+}
+
+/// POST /v1/executions/{execution_id}/callbacks/{node_id}: answers an approval as the tenant.
+pub async fn complete_execution_callback(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let body = answer_body(call)?;
+    let id = execution_id(call)?;
+    let node_id = http::path_param(call.req, "node_id").unwrap_or_default();
+    let store = call.app.store()?;
+    let answered = callbacks::answer_by_node(store, call.app.queue.as_ref(), call.tenant_id, &id, &node_id, body)
+        .await
+        .map_err(|e| callback_error(e, &id))?;
+    Ok(Reply::accepted(answered_view(answered)))
+}
+
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
     let status = match http::query_param(call.req, "status") {
         None => None,
         Some(raw) => Some(ExecutionStatus::parse(&raw).ok_or_else(|| {
-            ApiError::invalid_request("status must be one of queued, running, succeeded, failed, cancelled, timed_out")
+            ApiError::invalid_request(
+                "status must be one of queued, running, waiting, succeeded, failed, cancelled, timed_out",
+            )
         })?),
     };
     let workflow_id = workflows::workflow_id(call)?;

@@ -130,6 +130,8 @@ pub enum Route {
     GetExecutionValue,
     CancelExecution,
     RedriveExecution,
+    CompleteCallback,
+    CompleteExecutionCallback,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -184,6 +186,14 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::GetExecutionValue, "GET", "/v1/executions/{execution_id}/values/{value}", "get-execution-value", true),
     spec(Route::CancelExecution, "POST", "/v1/executions/{execution_id}/cancel", "cancel-execution", true),
     spec(Route::RedriveExecution, "POST", "/v1/executions/{execution_id}/redrive", "redrive-execution", true),
+    spec(Route::CompleteCallback, "POST", "/v1/callbacks/{token}", "complete-callback", false),
+    spec(
+        Route::CompleteExecutionCallback,
+        "POST",
+        "/v1/executions/{execution_id}/callbacks/{node_id}",
+        "complete-execution-callback",
+        true,
+    ),
 ];
 
 /// The function that answers what no route matches.
@@ -370,6 +380,8 @@ pub fn handler_of(route: Route) -> Handler {
         Route::GetExecutionValue => crate::handler!(executions::get_value),
         Route::CancelExecution => crate::handler!(executions::cancel),
         Route::RedriveExecution => crate::handler!(executions::redrive),
+        Route::CompleteCallback => crate::handler!(executions::complete_callback),
+        Route::CompleteExecutionCallback => crate::handler!(executions::complete_execution_callback),
         Route::Fallback => crate::handler!(fallback::answer),
     }
 }

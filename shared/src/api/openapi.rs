@@ -201,6 +201,23 @@ fn doc(route: Route) -> RouteDoc {
             (202, Some("RedriveAccepted")),
             &[ExecutionNotFound, ExecutionNotRedrivable],
         ),
+        Route::CompleteCallback => RouteDoc {
+            body: Some(("CallbackAnswer", json!({ "approved": true, "comment": "ship it" }))),
+            ..plain(
+                "Answers a flow.approval with its callback token (no API key: the token is the credential, single use). \
+                 The body becomes the node's output and the execution resumes.",
+                (202, Some("CallbackAccepted")),
+                &[CallbackNotFound, CallbackPayloadInvalid, RateLimited],
+            )
+        },
+        Route::CompleteExecutionCallback => RouteDoc {
+            body: Some(("CallbackAnswer", json!({ "approved": false, "comment": "not this week" }))),
+            ..plain(
+                "Answers a flow.approval the execution waits on, as the tenant (for operators and tools).",
+                (202, Some("CallbackAccepted")),
+                &[ExecutionNotFound, ExecutionNotWaiting, CallbackPayloadInvalid],
+            )
+        },
         Route::Fallback => plain("", (404, None), &[RouteNotFound, MethodNotAllowed]),
     }
 }
@@ -221,7 +238,7 @@ fn errors_of(spec: &RouteSpec, doc: &RouteDoc) -> Vec<ErrorCode> {
     codes.extend(doc.errors);
     codes.push(InternalError);
     // Only routes that reach a store can find it throttled or unreachable.
-    if spec.authenticated || spec.route == Route::HealthReady {
+    if spec.authenticated || matches!(spec.route, Route::HealthReady | Route::CompleteCallback) {
         codes.push(ServiceUnavailable);
     }
     let mut unique = Vec::new();
@@ -401,6 +418,8 @@ fn schemas() -> Map<String, Value> {
     add_page::<ExecutionSummaryView>(&mut schemas, "ExecutionPage");
     add_schema::<CancelAccepted>(&mut schemas);
     add_schema::<RedriveAccepted>(&mut schemas);
+    add_schema::<CallbackAnswer>(&mut schemas);
+    add_schema::<CallbackAccepted>(&mut schemas);
     add_schema::<ErrorEnvelope>(&mut schemas);
     schemas
 }

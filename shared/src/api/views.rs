@@ -312,7 +312,7 @@ pub struct ExecutionView {
     pub execution_id: String,
     pub workflow_id: String,
     pub version: VersionRef,
-    /// `queued`, `running`, `succeeded`, `failed`, `cancelled` or `timed_out`.
+    /// `queued`, `running`, `waiting`, `succeeded`, `failed`, `cancelled` or `timed_out`.
     pub status: &'static str,
     pub input: Value,
     pub output: Value,
@@ -328,6 +328,10 @@ pub struct ExecutionView {
     /// executions; absent once a worker runs it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub waiting_reason: Option<String>,
+    /// The parked nodes an unfinished execution waits on (`flow.wait`, `flow.approval`);
+    /// absent when it waits on none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waiting_on: Vec<WaitView>,
     pub steps: Vec<StepView>,
     pub redrive_count: u32,
     /// When retention deletes the execution (RFC 3339).
@@ -356,6 +360,41 @@ pub struct RedriveAccepted {
     pub status: &'static str,
     /// How many times the execution has been redriven, this one included.
     pub redrive_count: u32,
+    pub links: ExecutionLinks,
+}
+
+/// A parked node's wait, as GET /v1/executions/{execution_id} shows it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WaitView {
+    pub node_id: String,
+    /// `timer` (flow.wait) or `approval` (flow.approval).
+    pub kind: crate::model::WaitKind,
+    /// When the wait began (RFC 3339).
+    pub since: String,
+    /// When it ends: the timer's time, or the approval's expiry; absent for an approval with no
+    /// `timeout_seconds` (the execution's deadline ends it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// Approvals: where to POST the answer without an API key (single use). Absolute when
+    /// `PUBLIC_API_URL` is set, else a path. The tenant may also answer with its key at
+    /// `POST /v1/executions/{execution_id}/callbacks/{node_id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+}
+
+/// An approval's answer: any JSON (an empty body is `{}`); it must match the approval's
+/// `payload_schema` when it has one, and becomes the node's output.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = Object)]
+pub struct CallbackAnswer(pub Value);
+
+/// POST /v1/callbacks/{token} and POST /v1/executions/{execution_id}/callbacks/{node_id} (202).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CallbackAccepted {
+    pub execution_id: String,
+    pub node_id: String,
+    /// `accepted`: the answer is the node's output and the execution resumes.
+    pub status: &'static str,
     pub links: ExecutionLinks,
 }
 

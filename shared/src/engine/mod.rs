@@ -8,13 +8,14 @@
 
 use crate::error::StoreError;
 use crate::model::StepErrorCode;
+use crate::model::Wait;
 use crate::model::limits::{
     MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, MAX_VALUE_DEPTH, bounded, depth_over, json_size_over,
 };
 use crate::model::values::MAX_NODE_OUTPUT_BYTES;
 use crate::model::{NodeSpec, OnError, StepError, StepRecord, StepStatus, TokenUsage, WorkflowDefinition, now_rfc3339};
 use crate::store::values::Values;
-use crate::store::{StepStore, ValueStore};
+use crate::store::{ExecutionStore, StepStore, ValueStore};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -25,6 +26,8 @@ use tracing::Instrument;
 pub const DEFAULT_CONCURRENCY: usize = 4;
 /// Longest wait honoured from a `Retry-After`.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+mod parking;
 
 /// What one successful node call produced.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -125,6 +128,11 @@ pub trait NodeExecutor: Send + Sync {
     /// step is written on its own, with a conditional write, before anything depends on it.
     /// Answer true for a type you do not know: never assume a call is free to repeat.
     fn has_side_effects(&self, node_type: &str) -> bool;
+    /// The URL an approval's notification announces for `token`: `POST` the answer there.
+    /// Relative (`/v1/callbacks/{token}`) unless the worker knows the API's public URL.
+    fn callback_url(&self, token: &str) -> String {
+        crate::model::callback_url(None, token)
+    }
 }
 
 /// Why a run stopped before the workflow finished.
@@ -138,9 +146,17 @@ pub enum StopReason {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunOutcome {
-    Succeeded { output: Value },
-    Failed { node_id: String, error: StepError },
+    Succeeded {
+        output: Value,
+    },
+    Failed {
+        node_id: String,
+        error: StepError,
+    },
     Stopped(StopReason),
+    /// Nothing can run until a parked node's wait ends: these are the waits (one per parked
+    /// node, carried-over ones included). The worker parks the execution on them.
+    Parked(Vec<Wait>),
 }
 
 pub struct RunContext<'a> {
@@ -161,6 +177,13 @@ pub struct RunContext<'a> {
     /// back from on resume. None (unit tests): they are stored as truncated previews, while the
     /// run itself still sees them whole.
     pub values: Option<&'a dyn ValueStore>,
+    /// The waits the execution was parked on (when each began; an approval's token).
+    pub waits: &'a [Wait],
+    /// The execution's deadline (RFC 3339): an approval with no timeout expires then.
+    pub deadline_at: Option<&'a str>,
+    /// Where approvals store their callback tokens; None (unit tests of other nodes): an
+    /// approval fails the run with a store error.
+    pub callbacks: Option<&'a dyn ExecutionStore>,
 }
 
 /// Whether an edge carries the run on, given its source's final step. None: not resolved yet.
@@ -375,6 +398,7 @@ pub async fn run(
     }
     let mut pending: Vec<&NodeSpec> = definition.nodes.iter().filter(|n| !state.steps.contains_key(&n.id)).collect();
     let mut unrecorded: Vec<StepRecord> = Vec::new();
+    let mut parked: Vec<Wait> = Vec::new();
     let done = |outcome, unrecorded| Ok(RunResult { outcome, unrecorded });
     loop {
         if let Some((node_id, error)) = state.failed.clone() {
@@ -415,9 +439,31 @@ pub async fn run(
             }
         }
         pending = still_pending;
+        // Parking nodes begin, end or keep their waits; a parked one leaves `pending`, and
+        // what follows it waits with it.
+        let (parking, ready): (Vec<&NodeSpec>, Vec<&NodeSpec>) =
+            ready.into_iter().partition(|n| crate::nodes::parks(&n.node_type).is_some());
+        let mut progressed = skipped;
+        for node in parking {
+            if let Some(reason) = stop() {
+                return done(RunOutcome::Stopped(reason), unrecorded);
+            }
+            match parking::advance(ctx, node, &state.scope, executor).await? {
+                parking::Advance::Parked(wait) => parked.push(wait),
+                parking::Advance::Finished(step) => {
+                    // Recorded alone: an answer posted meanwhile wins over an expiry.
+                    let kept = keep_recorded(steps_store, ctx, values.as_ref(), step).await?;
+                    state.add(kept, node.on_error);
+                    progressed = true;
+                }
+            }
+        }
         if ready.is_empty() {
-            if skipped {
+            if progressed {
                 continue;
+            }
+            if state.failed.is_none() && !parked.is_empty() {
+                return done(RunOutcome::Parked(parked), unrecorded);
             }
             let output = definition
                 .nodes
@@ -443,20 +489,10 @@ pub async fn run(
             let (finished, interrupted) = run_wave(ctx, cutoff, wave, &state.scope, executor, stop).await;
             for (node, step) in finished {
                 // The step as stored (large values as references), and whole for the run.
-                let stored = stored_step(values.as_ref(), step.clone()).await?;
                 let kept = if executor.has_side_effects(&node.node_type) {
-                    match record(steps_store, ctx, stored.clone()).await? {
-                        won if won == stored => step,
-                        // Another worker's record won: continue with its result.
-                        mut other => {
-                            if let Some(values) = &values {
-                                other.output = values.resolve(other.output).await?;
-                            }
-                            other
-                        }
-                    }
+                    keep_recorded(steps_store, ctx, values.as_ref(), step).await?
                 } else {
-                    unrecorded.push(stored);
+                    unrecorded.push(stored_step(values.as_ref(), step.clone()).await?);
                     step
                 };
                 state.add(kept, node.on_error);
@@ -470,6 +506,27 @@ pub async fn run(
                 tracing::warn!(?reason, "nodes not finished at the cutoff or the stop were abandoned");
                 return done(RunOutcome::Stopped(reason), unrecorded);
             }
+        }
+    }
+}
+
+/// Records a side-effecting node's final step (conditionally) and answers the step the run
+/// continues with: its own, or the record that won (another worker's, or a callback's answer),
+/// with its values whole.
+async fn keep_recorded(
+    steps_store: &dyn StepStore,
+    ctx: &RunContext<'_>,
+    values: Option<&Values<'_, dyn ValueStore + '_>>,
+    step: StepRecord,
+) -> Result<StepRecord, StoreError> {
+    let stored = stored_step(values, step.clone()).await?;
+    match record(steps_store, ctx, stored.clone()).await? {
+        won if won == stored => Ok(step),
+        mut other => {
+            if let Some(values) = values {
+                other.output = values.resolve(other.output).await?;
+            }
+            Ok(other)
         }
     }
 }

@@ -83,6 +83,9 @@ fn ctx<'a>(definition: &'a WorkflowDefinition, input: &'a Value, execution_id: &
         timeout_at: None,
         checkpoint_at: None,
         values: None,
+        waits: &[],
+        deadline_at: None,
+        callbacks: None,
     }
 }
 
@@ -736,4 +739,239 @@ async fn a_pure_node_lost_before_a_recorded_side_effect_is_recomputed_before_any
     assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }), "{:?}", result.outcome);
     assert_eq!(outputs["after"], json!({ "text": "p!" }));
     assert_eq!(executor.calls("effect"), 0, "the recorded side effect is not repeated");
+}
+
+/// A workflow that waits: `fetch` (side-effecting) in parallel with `pause`, then `approve`,
+/// then `after`, which reads the answer.
+fn waiting_workflow(approval: Value) -> WorkflowDefinition {
+    definition(json!({
+        "name": "waits",
+        "timeout_seconds": 86400 * 3,
+        "nodes": [
+            { "id": "fetch", "type": "text.template", "config": { "template": "fetched" } },
+            { "id": "pause", "type": "flow.wait", "config": { "seconds": "{{ input.seconds }}" } },
+            { "id": "approve", "type": "flow.approval", "config": approval, "on_error": "branch" },
+            { "id": "after", "type": "text.template",
+              "config": { "template": "{{ nodes.approve.output.decision }} after {{ nodes.fetch.output.text }}" } },
+            { "id": "expired", "type": "text.template", "config": { "template": "expired" } }
+        ],
+        "edges": [
+            { "from": "fetch", "to": "approve" },
+            { "from": "pause", "to": "approve" },
+            { "from": "approve", "to": "after" },
+            { "from": "approve", "to": "expired", "when": "error" }
+        ]
+    }))
+}
+
+fn parked(outcome: &RunOutcome) -> Vec<Wait> {
+    match outcome {
+        RunOutcome::Parked(waits) => waits.clone(),
+        other => panic!("expected the run to park, got {other:?}"),
+    }
+}
+
+/// The wait as it would be seen once its time has come (its end moved into the past).
+fn due(mut wait: Wait) -> Wait {
+    wait.until = Some(crate::model::rfc3339_in(-1));
+    wait
+}
+
+#[tokio::test]
+async fn a_wait_parks_the_run_while_other_branches_run_and_resumes_when_its_time_has_come() {
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let workflow = waiting_workflow(json!({}));
+    let input = json!({ "seconds": "120" });
+    let first = ctx(&workflow, &input, "e1");
+    let outcome = finished(run(&first, &store, &executor, &never, 4).await.unwrap(), &store).await;
+    let waits = parked(&outcome);
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    let wait = &waits[0];
+    assert_eq!((wait.node_id.as_str(), wait.kind), ("pause", crate::model::WaitKind::Timer));
+    let (since, until) = (wait.since.clone(), wait.until.clone().unwrap());
+    let seconds =
+        chrono::DateTime::parse_from_rfc3339(&until).unwrap() - chrono::DateTime::parse_from_rfc3339(&since).unwrap();
+    assert_eq!(seconds.num_seconds(), 120);
+    assert_eq!(executor.calls("fetch"), 1, "the other branch ran while the wait parked");
+    assert!(!steps_of(&store, "e1").await.contains_key("pause"), "a parked node has no step");
+
+    // Resumed early (a duplicate message): the same wait, not a new one, and nothing ran again.
+    let carried = waits.clone();
+    let early = RunContext { waits: &carried, ..ctx(&workflow, &input, "e1") };
+    let again = parked(&finished(run(&early, &store, &executor, &never, 4).await.unwrap(), &store).await);
+    assert_eq!(again, waits, "the wait keeps its start and end");
+    assert_eq!(executor.calls("fetch"), 1);
+
+    // Its time has come: the wait succeeds; the approval begins and parks (no store given for
+    // callbacks here: give it one).
+    let over = vec![due(wait.clone())];
+    let resumed = RunContext { waits: &over, callbacks: Some(&store), ..ctx(&workflow, &input, "e1") };
+    let next = parked(&finished(run(&resumed, &store, &executor, &never, 4).await.unwrap(), &store).await);
+    let steps = steps_of(&store, "e1").await;
+    assert_eq!(steps["pause"].status, StepStatus::Succeeded);
+    assert_eq!(steps["pause"].output["since"], json!(since));
+    assert_eq!(next.len(), 1);
+    assert_eq!((next[0].node_id.as_str(), next[0].kind), ("approve", crate::model::WaitKind::Approval));
+    assert_eq!(next[0].until, None, "no timeout_seconds: only the deadline ends it");
+}
+
+#[tokio::test]
+async fn an_approval_issues_a_single_use_token_and_its_answer_is_the_nodes_output() {
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let workflow = waiting_workflow(json!({ "timeout_seconds": 3600 }));
+    let input = json!({ "seconds": 0 });
+    let base = RunContext {
+        callbacks: Some(&store),
+        deadline_at: Some("2099-01-01T00:00:00.000Z"),
+        ..ctx(&workflow, &input, "e1")
+    };
+    let waits = parked(&finished(run(&base, &store, &executor, &never, 4).await.unwrap(), &store).await);
+    assert_eq!(waits.len(), 1, "a zero-second wait is over at once: {waits:?}");
+    let token = waits[0].callback_token.clone().expect("an approval carries its token");
+    assert_eq!(token.len(), 43);
+    let callback =
+        store.find_callback(&crate::auth::hash_key(&token)).await.unwrap().expect("the token is stored by its hash");
+    assert_eq!(
+        (callback.tenant_id.as_str(), callback.execution_id.as_str(), callback.node_id.as_str()),
+        ("t1", "e1", "approve")
+    );
+    assert_eq!(Some(callback.expires_at.clone()), waits[0].until, "the token expires with the approval");
+    assert!(store.find_callback(&token).await.unwrap().is_none(), "never stored in the clear");
+
+    // The answer, as the callback route records it.
+    let answer = StepRecord {
+        node_id: "approve".into(),
+        status: StepStatus::Succeeded,
+        attempts: 1,
+        output: json!({ "decision": "yes" }),
+        ..StepRecord::default()
+    };
+    store.record_step("t1", "e1", &answer).await.unwrap();
+    let resumed = RunContext { waits: &waits, ..base };
+    let outcome = finished(run(&resumed, &store, &executor, &never, 4).await.unwrap(), &store).await;
+    assert_eq!(outcome, RunOutcome::Succeeded { output: Value::Null });
+    let steps = steps_of(&store, "e1").await;
+    assert_eq!(steps["after"].output["text"], "yes after fetched");
+    assert_eq!(steps["expired"].status, StepStatus::Skipped);
+}
+
+#[tokio::test]
+async fn an_unanswered_approval_expires_into_its_error_branch_unless_the_answer_came_first() {
+    let (store, executor) = (MemoryStore::new(), Counting::default());
+    let workflow = waiting_workflow(json!({ "timeout_seconds": 60 }));
+    let input = json!({ "seconds": 0 });
+    let base = RunContext { callbacks: Some(&store), ..ctx(&workflow, &input, "e1") };
+    let waits = parked(&finished(run(&base, &store, &executor, &never, 4).await.unwrap(), &store).await);
+    let over: Vec<Wait> = waits.into_iter().map(due).collect();
+    let expired = RunContext { waits: &over, ..base };
+    let outcome = finished(run(&expired, &store, &executor, &never, 4).await.unwrap(), &store).await;
+    assert_eq!(outcome, RunOutcome::Succeeded { output: Value::Null });
+    let steps = steps_of(&store, "e1").await;
+    assert_eq!(steps["approve"].error.as_ref().map(|e| e.code.as_str()), Some("APPROVAL_TIMED_OUT"));
+    assert_eq!(steps["expired"].status, StepStatus::Succeeded, "on_error: branch took the error edge");
+    assert_eq!(steps["after"].status, StepStatus::Skipped);
+
+    // On another execution the answer is recorded just before the expiry: the answer wins.
+    let store = MemoryStore::new();
+    let base = RunContext { callbacks: Some(&store), ..ctx(&workflow, &input, "e2") };
+    let waits = parked(&run(&base, &store, &executor, &never, 4).await.unwrap().outcome);
+    let answer = StepRecord {
+        node_id: "approve".into(),
+        status: StepStatus::Succeeded,
+        output: json!({ "decision": "late" }),
+        ..StepRecord::default()
+    };
+    store.record_step("t1", "e2", &answer).await.unwrap();
+    let over: Vec<Wait> = waits.into_iter().map(due).collect();
+    // The run began before the answer was recorded: it reaches the approval with no step.
+    let racing = RacingAnswer { inner: &store, hide: Mutex::new(true) };
+    let expired = RunContext { waits: &over, ..base };
+    let result = run(&expired, &racing, &executor, &never, 4).await.unwrap();
+    assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }), "{:?}", result.outcome);
+    let steps = steps_of(&store, "e2").await;
+    assert_eq!(steps["approve"].output, json!({ "decision": "late" }), "the recorded answer stands");
+    let after = result.unrecorded.iter().find(|s| s.node_id == "after").expect("the answer's branch ran");
+    assert_eq!(after.output["text"], "late after fetched");
+}
+
+/// A step store whose first read misses the approval's answer (recorded meanwhile).
+struct RacingAnswer<'a> {
+    inner: &'a MemoryStore,
+    hide: Mutex<bool>,
+}
+
+#[async_trait]
+impl StepStore for RacingAnswer<'_> {
+    async fn load_steps(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+        let mut steps = self.inner.load_steps(tenant_id, execution_id).await?;
+        if std::mem::replace(&mut *self.hide.lock().unwrap(), false) {
+            steps.retain(|s| s.node_id != "approve");
+        }
+        Ok(steps)
+    }
+    async fn record_step(&self, tenant_id: &str, execution_id: &str, step: &StepRecord) -> Result<(), StoreError> {
+        self.inner.record_step(tenant_id, execution_id, step).await
+    }
+    async fn reset_steps_for_redrive(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError> {
+        self.inner.reset_steps_for_redrive(tenant_id, execution_id).await
+    }
+}
+
+#[tokio::test]
+async fn a_notification_announces_the_callback_and_its_failure_fails_the_approval() {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/notify"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/down"))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(2)
+        .mount(&server)
+        .await;
+    let host = server.address().to_string();
+    let executor = crate::nodes::RegistryExecutor {
+        runtime: crate::nodes::NodeRuntime {
+            allowed_private_hosts: vec![host.clone()],
+            public_api_url: Some("https://api.example.com/prod".into()),
+            ..Default::default()
+        },
+    };
+    let notify = |path: &str| {
+        json!({
+            "notify": { "method": "POST", "url": format!("http://{host}{path}"),
+                        "body": { "text": "Approve? {{ callback.url }}", "fetched": "{{ nodes.fetch.output.text }}" } }
+        })
+    };
+    let store = MemoryStore::new();
+    let workflow = waiting_workflow(notify("/notify"));
+    let input = json!({ "seconds": 0 });
+    let base = RunContext { callbacks: Some(&store), ..ctx(&workflow, &input, "e1") };
+    let waits = parked(&run(&base, &store, &executor, &never, 4).await.unwrap().outcome);
+    let token = waits[0].callback_token.clone().unwrap();
+    let sent = &server.received_requests().await.unwrap()[0];
+    let body: Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(body["text"], format!("Approve? https://api.example.com/prod/v1/callbacks/{token}"));
+    assert_eq!(body["fetched"], "fetched");
+
+    let mut failing = waiting_workflow(notify("/down"));
+    failing.nodes[2].retry = Some(crate::model::RetryPolicy {
+        max_attempts: 2,
+        initial_delay_ms: Some(1),
+        max_delay_ms: None,
+        multiplier: None,
+        jitter: Some(false),
+    });
+    let base = RunContext { callbacks: Some(&store), ..ctx(&failing, &input, "e2") };
+    let outcome = finished(run(&base, &store, &executor, &never, 4).await.unwrap(), &store).await;
+    assert!(matches!(outcome, RunOutcome::Succeeded { .. }), "the error branch ran: {outcome:?}");
+    let steps = steps_of(&store, "e2").await;
+    let error = steps["approve"].error.clone().unwrap();
+    assert_eq!(error.code, "NOTIFICATION_FAILED");
+    assert!(error.message.starts_with("HTTP_500"), "{}", error.message);
 }

@@ -2,6 +2,7 @@
 //! queued execution (lease, engine run, finish or continue). The queue (`queue`), the routes
 //! (`api::executions`) and the worker function (`worker`) wire this up.
 
+pub mod callbacks;
 pub mod start;
 pub mod sweep;
 
@@ -34,6 +35,10 @@ pub enum Processed {
     /// execution, or the API ended it meanwhile. Its recorded steps stand; the message is
     /// done (the holder has its own).
     Superseded,
+    /// Parked (`waiting`): nothing runs until a wait ends. The times are the wake-ups of the
+    /// waits that began in this run (RFC 3339, UTC): send a message for each then. Carried-over
+    /// waits have theirs already.
+    Parked(Vec<String>),
 }
 
 /// The time an invocation may still spend, and how much of it to keep for checkpointing.
@@ -180,6 +185,9 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
         // Half the margin is left to record the steps and send the continuation.
         checkpoint_at: in_from_now(budget.remaining().saturating_sub(budget.margin / 2)),
         values: Some(store),
+        waits: &execution.waits,
+        deadline_at: Some(&execution.deadline_at),
+        callbacks: Some(store),
     };
     let watcher = async {
         // Refresh the cancel flag once a second while the run goes on.
@@ -216,6 +224,11 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
             record_metrics(execution, &Processed::Continue);
             return Ok(Processed::Continue);
         }
+        RunOutcome::Parked(waits) => {
+            let processed = park(store, execution, worker_id, waits, &unrecorded).await?;
+            record_metrics(execution, &processed);
+            return Ok(processed);
+        }
     };
     let end = ExecutionEnd::now(status, output, error);
     let processed = if store.finish_execution(tenant_id, execution_id, end, &unrecorded, guard).await? {
@@ -226,6 +239,41 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
     };
     record_metrics(execution, &processed);
     Ok(processed)
+}
+
+/// Parks the execution on `waits`: the slot goes back, the lease is released with the waits
+/// and the run's pure steps in one write, and the sweeper is told to look at it `SWEEP_GRACE`
+/// after its earliest wake-up (the backstop for a timer message that never came).
+async fn park<S: ExecutionStore + ?Sized>(
+    store: &S,
+    execution: &ExecutionRecord,
+    worker_id: &str,
+    waits: Vec<crate::model::Wait>,
+    unrecorded: &[crate::model::StepRecord],
+) -> Result<Processed, StoreError> {
+    let (tenant_id, execution_id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
+    let deadline = execution.deadline_at.as_str();
+    let earliest = waits.iter().map(|w| w.wake_at(deadline)).min().unwrap_or(deadline).to_string();
+    let next_sweep = chrono::DateTime::parse_from_rfc3339(&earliest)
+        .map(|at| at.with_timezone(&chrono::Utc) + chrono::Duration::from_std(SWEEP_GRACE).unwrap_or_default())
+        .map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|_| crate::model::rfc3339_in(SWEEP_GRACE.as_secs() as i64));
+    // A wait that began in this run needs its timer; one carried over has it already.
+    let mut wake_ups: Vec<String> = waits
+        .iter()
+        .filter(|w| !execution.waits.iter().any(|old| old.node_id == w.node_id && old.since == w.since))
+        .map(|w| w.wake_at(deadline).to_string())
+        .collect();
+    wake_ups.sort();
+    wake_ups.dedup();
+    release_slot(store, tenant_id, execution_id).await;
+    if !store.park_execution(tenant_id, execution_id, worker_id, &waits, unrecorded, &next_sweep).await? {
+        tracing::warn!("the execution was not parked: the lease was lost");
+        return Ok(Processed::Superseded);
+    }
+    let nodes: Vec<&str> = waits.iter().map(|w| w.node_id.as_str()).collect();
+    tracing::info!(?nodes, earliest = %earliest, "execution parked");
+    Ok(Processed::Parked(wake_ups))
 }
 
 /// Counts how a delivery ended (a delivery of an already final execution counts nothing).
@@ -243,6 +291,7 @@ fn record_metrics(execution: &ExecutionRecord, processed: &Processed) {
         Processed::Busy => metrics::counter!(metric::LEASE_BUSY).increment(1),
         Processed::Superseded => metrics::counter!(metric::LEASE_LOST).increment(1),
         Processed::Deferred(_) => metrics::counter!(metric::TENANT_LIMITED).increment(1),
+        Processed::Parked(_) => metrics::counter!(metric::EXECUTIONS_PARKED).increment(1),
     }
 }
 

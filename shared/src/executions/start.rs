@@ -205,11 +205,8 @@ fn check_input(definition: &WorkflowDefinition, input: &Value) -> Result<(), Lif
         return Err(LifecycleError::InputTooLarge { size });
     }
     if let Some(schema) = &definition.input_schema {
-        let validator = jsonschema::validator_for(schema).map_err(|_| LifecycleError::InputSchemaUnusable)?;
-        let problems: Vec<Value> = validator
-            .iter_errors(input)
-            .map(|e| json!({ "path": format!("/input{}", e.instance_path().as_str()), "message": e.to_string() }))
-            .collect();
+        let problems =
+            crate::validation::instance_problems(schema, input, "/input").ok_or(LifecycleError::InputSchemaUnusable)?;
         if !problems.is_empty() {
             return Err(LifecycleError::InputInvalid(problems));
         }
@@ -259,7 +256,9 @@ pub async fn cancel<S: ExecutionStore + ?Sized>(
     if execution.status.is_final() {
         return Err(LifecycleError::AlreadyFinished(execution.status));
     }
-    if execution.status == ExecutionStatus::Queued {
+    // Queued or parked: no worker holds it, so it ends here (a parked execution's wake-up
+    // message later finds it final and does nothing).
+    if matches!(execution.status, ExecutionStatus::Queued | ExecutionStatus::Waiting) {
         let now = now_rfc3339();
         let end = ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None);
         if store.finish_execution(tenant_id, id, end, &[], LeaseGuard::Free { now: &now }).await? {
@@ -300,16 +299,18 @@ where
     if !matches!(execution.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) {
         return Err(LifecycleError::NotRedrivable(execution.status));
     }
-    // Timestamps share one format, so they compare as text (as the lease's do).
-    let margin_from_now = rfc3339_in(REDRIVE_MARGIN.as_secs() as i64);
-    if let Some(expiry) = execution.expires_at.as_deref().filter(|expiry| margin_from_now.as_str() > *expiry) {
-        return Err(LifecycleError::ExpiresTooSoon(expiry.to_string()));
-    }
     let definition = store
         .get_execution_definition(tenant_id, id)
         .await?
         .ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?;
-    let deadline = rfc3339_in(execution_timeout(&definition).as_secs() as i64);
+    let timeout = execution_timeout(&definition);
+    let deadline = rfc3339_in(timeout.as_secs() as i64);
+    // The records must outlive the new deadline by REDRIVE_MARGIN. Timestamps share one
+    // format, so they compare as text (as the lease's do).
+    let needed = rfc3339_in((timeout + REDRIVE_MARGIN).as_secs() as i64);
+    if let Some(expiry) = execution.expires_at.as_deref().filter(|expiry| needed.as_str() > *expiry) {
+        return Err(LifecycleError::ExpiresTooSoon(expiry.to_string()));
+    }
     // The state and the lease are checked, and the execution held, before any step is
     // forgotten: a stale message cannot run it between the reset and the enqueue.
     let hold = format!("redrive/{request_id}");

@@ -17,10 +17,11 @@
 //! meantime is never disturbed.
 
 use crate::error::StoreError;
-use crate::model::{MAX_SWEEPS, SWEEP_GRACE, StepError, StepErrorCode};
+use crate::model::{ExecutionStatus, MAX_SWEEPS, SWEEP_GRACE, StepError, StepErrorCode};
 use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard};
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
 
 /// The most executions one sweep handles; the rest wait for the next one (minutes later).
 pub const SWEEP_BATCH: usize = 200;
@@ -67,11 +68,24 @@ pub async fn sweep<S: ExecutionStore + ?Sized>(
             } else {
                 format!("its worker died {} times without a checkpoint", execution.sweep_count + 1)
             };
-            let error = StepError {
-                code: StepErrorCode::WorkerFailed.into(),
-                message: format!("the execution was stranded: {why}; redrive it to try again"),
+            // A parked execution past its deadline simply timed out while it waited (its
+            // wake-up at the deadline was lost); anything else was stranded.
+            let end = if execution.status == ExecutionStatus::Waiting && past_deadline {
+                let error = StepError {
+                    code: StepErrorCode::ExecutionTimedOut.into(),
+                    message: "the execution timeout passed while it waited".into(),
+                };
+                ExecutionEnd {
+                    at: now_text.clone(),
+                    ..ExecutionEnd::now(ExecutionStatus::TimedOut, Value::Null, Some(error))
+                }
+            } else {
+                let error = StepError {
+                    code: StepErrorCode::WorkerFailed.into(),
+                    message: format!("the execution was stranded: {why}; redrive it to try again"),
+                };
+                ExecutionEnd { at: now_text.clone(), ..ExecutionEnd::failed(error) }
             };
-            let end = ExecutionEnd { at: now_text.clone(), ..ExecutionEnd::failed(error) };
             // Conditional on still being due: a worker that checkpointed since the index was
             // read is left alone.
             let guard = LeaseGuard::Stranded { now: &now_text };
@@ -113,7 +127,7 @@ pub async fn sweep<S: ExecutionStore + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{ExecutionRecord, ExecutionStatus, WorkflowDefinition};
+    use crate::model::{ExecutionRecord, WorkflowDefinition};
     use crate::queue::KeptQueue;
     use crate::store::memory::MemoryStore;
     use serde_json::json;

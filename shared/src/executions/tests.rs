@@ -274,3 +274,149 @@ async fn a_tenant_on_a_higher_tier_gets_its_tiers_limit() {
         process(&store, &Counting::default(), &message(&record.execution_id), "w1", &budget(60), &limits).await;
     assert_eq!(processed.unwrap(), Processed::Finished(ExecutionStatus::Succeeded), "pro: 3 at once");
 }
+
+/// wait (`seconds` from the input) -> approve (schema: {"approved": bool}, 1 h) -> done.
+fn approval_workflow() -> WorkflowDefinition {
+    let document = json!({
+        "name": "approval",
+        "nodes": [
+            { "id": "pause", "type": "flow.wait", "config": { "seconds": "{{ input.seconds }}" } },
+            { "id": "approve", "type": "flow.approval", "config": {
+                "timeout_seconds": 3600,
+                "payload_schema": { "type": "object", "required": ["approved"],
+                                    "properties": { "approved": { "type": "boolean" } } } } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.approve.output.approved }}" } }
+        ],
+        "edges": [ { "from": "pause", "to": "approve" }, { "from": "approve", "to": "done" } ]
+    });
+    validate_definition(&document, 1000).unwrap()
+}
+
+async fn waiting_execution(store: &MemoryStore, seconds: u64) -> ExecutionRecord {
+    let record = ExecutionRecord::queued(
+        "t1",
+        "wf1",
+        Some(1),
+        json!({ "seconds": seconds }),
+        "req-1",
+        DEFAULT_EXECUTION_TIMEOUT,
+    );
+    store.create_execution(&record, &approval_workflow()).await.unwrap();
+    record
+}
+
+async fn deliver(store: &MemoryStore, id: &str) -> Processed {
+    let executor = RegistryExecutor::default();
+    process(store, &executor, &message(id), "w1", &budget(60), &RunningLimits::DEFAULT).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_parked_execution_holds_nothing_and_resumes_once_per_event() {
+    let store = MemoryStore::new();
+    let record = waiting_execution(&store, 600).await;
+    let id = record.execution_id.as_str();
+    let Processed::Parked(wake_ups) = deliver(&store, id).await else { panic!("expected a park") };
+    let parked = store.get_execution("t1", id).await.unwrap().unwrap();
+    assert_eq!(parked.status, ExecutionStatus::Waiting);
+    assert_eq!(parked.waits.len(), 1);
+    assert_eq!(wake_ups, vec![parked.waits[0].until.clone().unwrap()], "one timer, at the wait's end");
+    assert!(
+        store.acquire_run_slot("t1", "other", "2099-01-01T00:00:00Z", &now_rfc3339(), 1).await.unwrap(),
+        "no slot held"
+    );
+    assert!(
+        store.claim_lease("t1", id, "w2", &crate::model::rfc3339_in(60), &now_rfc3339()).await.unwrap(),
+        "no lease held"
+    );
+    store.release_lease("t1", id, "w2", &[]).await.unwrap();
+    store.release_run_slot("t1", "other").await.unwrap();
+
+    // An early (duplicate) wake-up parks it again on the same wait, with no new timer.
+    assert_eq!(deliver(&store, id).await, Processed::Parked(vec![]));
+    assert_eq!(store.get_execution("t1", id).await.unwrap().unwrap().waits, parked.waits);
+}
+
+#[tokio::test]
+async fn an_approval_is_answered_once_through_its_token_and_the_execution_finishes() {
+    let store = MemoryStore::new();
+    let record = waiting_execution(&store, 0).await;
+    let id = record.execution_id.as_str();
+    let Processed::Parked(wake_ups) = deliver(&store, id).await else { panic!("expected a park") };
+    let waiting = store.get_execution("t1", id).await.unwrap().unwrap();
+    let approval = waiting.waits.iter().find(|w| w.node_id == "approve").expect("parked on the approval");
+    // The approval expires in an hour, after the execution's 15-minute deadline: woken then.
+    assert_eq!(wake_ups, vec![waiting.deadline_at.clone()], "the timer is the earlier of expiry and deadline");
+    let token = approval.callback_token.clone().unwrap();
+
+    let queue = crate::queue::KeptQueue::default();
+    let wrong = callbacks::answer_by_token(&store, &queue, &token, json!({ "approved": "yes" })).await;
+    assert!(
+        matches!(&wrong, Err(callbacks::CallbackError::PayloadInvalid(p)) if p[0]["path"] == "/approved"),
+        "{wrong:?}"
+    );
+    let forged = format!("{}A", &token[..42]);
+    assert!(matches!(
+        callbacks::answer_by_token(&store, &queue, &forged, json!({ "approved": true })).await,
+        Err(callbacks::CallbackError::NotFound)
+    ));
+    assert!(queue.messages().is_empty(), "refused answers resume nothing");
+    let answered = callbacks::answer_by_token(&store, &queue, &token, json!({ "approved": true })).await.unwrap();
+    assert_eq!(answered.node_id, "approve");
+    assert_eq!(queue.messages(), vec![message(id)], "one resume message");
+    let again = callbacks::answer_by_token(&store, &queue, &token, json!({ "approved": false })).await;
+    assert!(matches!(again, Err(callbacks::CallbackError::NotFound)), "single use: {again:?}");
+    let by_node = callbacks::answer_by_node(&store, &queue, "t1", id, "approve", json!({ "approved": false })).await;
+    assert!(matches!(by_node, Err(callbacks::CallbackError::NotWaiting(_))), "{by_node:?}");
+
+    assert_eq!(deliver(&store, id).await, Processed::Finished(ExecutionStatus::Succeeded));
+    let done = store.get_execution("t1", id).await.unwrap().unwrap();
+    assert_eq!(done.output, json!(true));
+    assert!(done.waits.is_empty());
+    // A duplicate resume after the end does nothing.
+    assert_eq!(deliver(&store, id).await, Processed::Finished(ExecutionStatus::Succeeded));
+    let late = callbacks::answer_by_token(&store, &queue, &token, json!({ "approved": true })).await;
+    assert!(matches!(late, Err(callbacks::CallbackError::NotFound)));
+}
+
+#[tokio::test]
+async fn the_tenant_answers_by_node_and_other_tenants_cannot() {
+    let store = MemoryStore::new();
+    let record = waiting_execution(&store, 0).await;
+    let id = record.execution_id.as_str();
+    deliver(&store, id).await;
+    let queue = crate::queue::KeptQueue::default();
+    let stranger = callbacks::answer_by_node(&store, &queue, "t2", id, "approve", json!({ "approved": true })).await;
+    assert!(matches!(stranger, Err(callbacks::CallbackError::ExecutionNotFound)));
+    let not_waiting = callbacks::answer_by_node(&store, &queue, "t1", id, "pause", json!({})).await;
+    assert!(matches!(not_waiting, Err(callbacks::CallbackError::NotWaiting(_))));
+    callbacks::answer_by_node(&store, &queue, "t1", id, "approve", json!({ "approved": false })).await.unwrap();
+    assert_eq!(deliver(&store, id).await, Processed::Finished(ExecutionStatus::Succeeded));
+    assert_eq!(store.get_execution("t1", id).await.unwrap().unwrap().output, json!(false));
+}
+
+#[tokio::test]
+async fn cancel_ends_a_wait_at_once_and_the_deadline_ends_it_timed_out() {
+    let store = MemoryStore::new();
+    let record = waiting_execution(&store, 600).await;
+    deliver(&store, &record.execution_id).await;
+    let waiting = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(start::cancel(&store, &waiting).await.unwrap(), start::CancelOutcome::Cancelled);
+    assert_eq!(
+        store.get_execution("t1", &record.execution_id).await.unwrap().unwrap().status,
+        ExecutionStatus::Cancelled
+    );
+    assert_eq!(
+        deliver(&store, &record.execution_id).await,
+        Processed::Finished(ExecutionStatus::Cancelled),
+        "its timer finds it ended"
+    );
+
+    // A wait longer than the execution's timeout: the wake-up at the deadline times it out.
+    let record =
+        ExecutionRecord::queued("t1", "wf1", Some(1), json!({ "seconds": 600 }), "req-1", Duration::from_secs(2));
+    store.create_execution(&record, &approval_workflow()).await.unwrap();
+    let Processed::Parked(wake_ups) = deliver(&store, &record.execution_id).await else { panic!("expected a park") };
+    assert_eq!(wake_ups, vec![record.deadline_at.clone()], "woken at the deadline, not the wait's end");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(deliver(&store, &record.execution_id).await, Processed::Finished(ExecutionStatus::TimedOut));
+}

@@ -38,6 +38,9 @@ pub enum StepErrorCode {
     ExecutionTimedOut,
     QueueUnavailable,
     WorkerFailed,
+    WaitInvalid,
+    ApprovalTimedOut,
+    NotificationFailed,
 }
 
 impl StepErrorCode {
@@ -73,6 +76,9 @@ impl StepErrorCode {
         StepErrorCode::ExecutionTimedOut,
         StepErrorCode::QueueUnavailable,
         StepErrorCode::WorkerFailed,
+        StepErrorCode::WaitInvalid,
+        StepErrorCode::ApprovalTimedOut,
+        StepErrorCode::NotificationFailed,
     ];
 
     /// The code as recorded (`HTTP_<status>` and `LLM_<status>` as patterns).
@@ -108,6 +114,9 @@ impl StepErrorCode {
             StepErrorCode::ExecutionTimedOut => "EXECUTION_TIMED_OUT",
             StepErrorCode::QueueUnavailable => "QUEUE_UNAVAILABLE",
             StepErrorCode::WorkerFailed => "WORKER_FAILED",
+            StepErrorCode::WaitInvalid => "WAIT_INVALID",
+            StepErrorCode::ApprovalTimedOut => "APPROVAL_TIMED_OUT",
+            StepErrorCode::NotificationFailed => "NOTIFICATION_FAILED",
         }
     }
 
@@ -165,6 +174,13 @@ impl StepErrorCode {
             StepErrorCode::QueueUnavailable => "the execution could not be queued; redrive it",
             StepErrorCode::WorkerFailed => {
                 "the worker failed on every delivery of the execution (it is in the dead-letter queue); redrive it"
+            }
+            StepErrorCode::WaitInvalid => {
+                "flow.wait's `seconds` or `until` did not render to a number of seconds or an RFC 3339 time"
+            }
+            StepErrorCode::ApprovalTimedOut => "flow.approval got no answer within its `timeout_seconds`",
+            StepErrorCode::NotificationFailed => {
+                "flow.approval's `notify` request failed (after its retries); no callback was announced"
             }
         }
     }

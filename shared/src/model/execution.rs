@@ -5,16 +5,21 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 
-/// Default execution timeout; a workflow may set its own `timeout_seconds`, up to 24 h.
+/// Default execution timeout; a workflow may set its own `timeout_seconds`, up to 24 h
+/// (`MAX_EXECUTION_TIMEOUT`), or 30 days when it has a node that waits
+/// (`MAX_WAITING_EXECUTION_TIMEOUT`).
 pub const DEFAULT_EXECUTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub const MAX_EXECUTION_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+pub const MAX_WAITING_EXECUTION_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// How long an execution's records are kept unless `EXECUTION_RETENTION_DAYS` says otherwise.
 pub const DEFAULT_EXECUTION_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 
-/// A redrive must start this long before the records expire: the longest execution timeout
-/// (24 h) and a day to spare, so no step it relies on is deleted while it runs (a deleted
-/// succeeded step would be run, and paid for, again).
-pub const REDRIVE_MARGIN: Duration = Duration::from_secs(2 * 24 * 3600);
+/// A redrive's new deadline must fall this long before the records expire, so no step it
+/// relies on is deleted while it runs (a deleted succeeded step would be run, and paid for,
+/// again). Retention counts from the deadline, so a redrive within `retention - REDRIVE_MARGIN`
+/// of the first deadline is always allowed.
+pub const REDRIVE_MARGIN: Duration = Duration::from_secs(24 * 3600);
 
 /// How long an unfinished execution may go without a worker holding it (queued, checkpointed,
 /// or waiting for a tenant slot) before the sweeper looks at it; a leased one is looked at when
@@ -31,6 +36,8 @@ pub const MAX_SWEEPS: u32 = 3;
 pub enum ExecutionStatus {
     Queued,
     Running,
+    /// Parked: a node waits for time, a person or a callback; no worker holds it.
+    Waiting,
     Succeeded,
     Failed,
     Cancelled,
@@ -39,12 +46,13 @@ pub enum ExecutionStatus {
 
 impl ExecutionStatus {
     pub fn is_final(self) -> bool {
-        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running | ExecutionStatus::Waiting)
     }
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutionStatus::Queued => "queued",
             ExecutionStatus::Running => "running",
+            ExecutionStatus::Waiting => "waiting",
             ExecutionStatus::Succeeded => "succeeded",
             ExecutionStatus::Failed => "failed",
             ExecutionStatus::Cancelled => "cancelled",
@@ -82,6 +90,64 @@ pub struct ExecutionRecord {
     /// Why a queued execution is not running yet (its tenant's limit of running executions);
     /// None once a worker runs it.
     pub waiting_reason: Option<String>,
+    /// What a parked execution waits on, one entry per parked node (kept while it runs again,
+    /// so a resumed run knows when each wait began).
+    pub waits: Vec<Wait>,
+}
+
+/// What a parked node waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitKind {
+    /// `flow.wait`: a point in time.
+    Timer,
+    /// `flow.approval`: a callback with a body (a person, or another system).
+    Approval,
+}
+
+/// One parked node's wait, kept on the execution while it is parked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Wait {
+    pub node_id: String,
+    pub kind: WaitKind,
+    /// When the wait began, RFC 3339.
+    pub since: String,
+    /// When it ends: the timer's time, or the approval's expiry (None: at the execution's
+    /// deadline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+    /// The approval's callback token: the credential of `POST /v1/callbacks/{token}`, shown
+    /// to the tenant as a URL (the token's hash is its lookup key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_token: Option<String>,
+}
+
+impl Wait {
+    /// When the worker must look at the execution again for this wait: its end, or the
+    /// execution's deadline, whichever is first (RFC 3339 texts compare as times).
+    pub fn wake_at<'a>(&'a self, deadline_at: &'a str) -> &'a str {
+        match self.until.as_deref() {
+            Some(until) if until < deadline_at => until,
+            _ => deadline_at,
+        }
+    }
+}
+
+/// Where an approval's answer is posted: `<public API URL>/v1/callbacks/<token>`, or the path
+/// alone when the public URL is not configured.
+pub fn callback_url(public_api_url: Option<&str>, token: &str) -> String {
+    format!("{}/v1/callbacks/{token}", public_api_url.unwrap_or_default())
+}
+
+/// An approval's callback token as stored: found by the token's SHA-256, never by the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackRecord {
+    pub token_hash: String,
+    pub tenant_id: String,
+    pub execution_id: String,
+    pub node_id: String,
+    /// After this (RFC 3339) the token answers 404.
+    pub expires_at: String,
 }
 
 impl ExecutionRecord {
@@ -112,6 +178,7 @@ impl ExecutionRecord {
             redrive_count: 0,
             expires_at: Some(rfc3339_in(DEFAULT_EXECUTION_RETENTION.as_secs() as i64)),
             waiting_reason: None,
+            waits: Vec::new(),
         }
     }
 
@@ -121,9 +188,15 @@ impl ExecutionRecord {
         self.expires_at.as_deref().is_some_and(|expiry| now_rfc3339().as_str() >= expiry)
     }
 
-    /// The same execution with its records kept for `retention` from now.
+    /// The same execution with its records kept for `retention` after its deadline: an
+    /// execution that waits (up to 30 days) keeps its records as long after it as one that
+    /// does not.
     pub fn retained_for(self, retention: Duration) -> ExecutionRecord {
-        ExecutionRecord { expires_at: Some(rfc3339_in(retention.as_secs() as i64)), ..self }
+        let deadline = chrono::DateTime::parse_from_rfc3339(&self.deadline_at)
+            .map(|at| at.with_timezone(&chrono::Utc))
+            .unwrap_or_else(|_| chrono::Utc::now());
+        let expiry = deadline + chrono::Duration::from_std(retention).unwrap_or_default();
+        ExecutionRecord { expires_at: Some(expiry.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)), ..self }
     }
 }
 

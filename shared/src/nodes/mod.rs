@@ -12,7 +12,9 @@ use std::sync::OnceLock;
 
 pub mod breaker;
 mod data_json;
+pub mod flow_approval;
 mod flow_output;
+pub mod flow_wait;
 pub mod http_guard;
 mod http_request;
 mod llm_chat;
@@ -51,6 +53,19 @@ pub trait NodeType: Sync {
     fn is_condition(&self) -> bool {
         false
     }
+    /// What the node waits for when it parks the execution (None: it runs like any other).
+    /// Parking nodes have no `NodeRun`: the engine handles them (`engine::parking`).
+    fn parks(&self) -> Option<crate::model::WaitKind> {
+        None
+    }
+    /// JSON pointers (inside `config`) of values that are data, never templates.
+    fn literal_fields(&self) -> &'static [&'static str] {
+        &[]
+    }
+    /// Names its templates see beyond `input`, `nodes` and `execution`.
+    fn extra_template_roots(&self) -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A node type's executor.
@@ -81,10 +96,17 @@ pub static NODE_TYPES: &[&dyn NodeType] = &[
     &logic_condition::LogicCondition,
     &data_json::DataJson,
     &flow_output::FlowOutput,
+    &flow_wait::FlowWait,
+    &flow_approval::FlowApproval,
 ];
 
 pub fn find(name: &str) -> Option<&'static dyn NodeType> {
     NODE_TYPES.iter().copied().find(|kind| kind.name() == name)
+}
+
+/// What a node type waits for when it parks the execution (None: not a parking type).
+pub fn parks(name: &str) -> Option<crate::model::WaitKind> {
+    find(name).and_then(|kind| kind.parks())
 }
 
 /// Unknown types count as side-effecting: never assume a call is free to repeat.
@@ -121,13 +143,14 @@ mod tests {
             assert!(config_validator(kind.name()).is_some());
             assert_eq!(kind.config_schema()["type"], "object", "{} config must be an object", kind.name());
         }
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 8);
     }
 
     #[test]
     fn every_catalogued_type_has_an_executor_and_no_other() {
         for kind in NODE_TYPES {
-            assert!(runner(kind.name()).is_some(), "{} has no executor", kind.name());
+            // Parking types are run by the engine itself.
+            assert_eq!(runner(kind.name()).is_some(), kind.parks().is_none(), "{}", kind.name());
         }
         assert!(runner("no.such").is_none());
     }

@@ -26,6 +26,8 @@ pub struct NodeRuntime {
     pub clients: Arc<outbound::ClientPool>,
     /// Model prices for llm.chat's `cost_usd`: built in, plus `MODEL_PRICES`.
     pub prices: Arc<super::prices::PriceTable>,
+    /// The API's public base URL, for the callback URLs approvals announce.
+    pub public_api_url: Option<String>,
 }
 
 impl Default for NodeRuntime {
@@ -37,6 +39,7 @@ impl Default for NodeRuntime {
             breakers: Arc::new(breaker::CircuitBreakers::default()),
             clients: Arc::new(outbound::ClientPool::default()),
             prices: Arc::new(super::prices::PriceTable::default()),
+            public_api_url: None,
         }
     }
 }
@@ -51,6 +54,10 @@ pub struct RegistryExecutor {
 impl NodeExecutor for RegistryExecutor {
     fn has_side_effects(&self, node_type: &str) -> bool {
         has_side_effects(node_type)
+    }
+
+    fn callback_url(&self, token: &str) -> String {
+        crate::model::callback_url(self.runtime.public_api_url.as_deref(), token)
     }
 
     async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {

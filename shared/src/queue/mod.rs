@@ -6,7 +6,16 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 mod sqs;
-pub use sqs::SqsExecutionQueue;
+pub use sqs::{SqsExecutionQueue, WaitScheduler};
+
+/// SQS's longest `DelaySeconds`.
+pub const MAX_SQS_DELAY: std::time::Duration = std::time::Duration::from_secs(900);
+
+/// From now until `at`, rounded up to a whole second (zero if `at` has passed).
+pub fn delay_until(at: chrono::DateTime<chrono::Utc>) -> std::time::Duration {
+    let millis = (at - chrono::Utc::now()).num_milliseconds().max(0) as u64;
+    std::time::Duration::from_secs(millis.div_ceil(1000))
+}
 
 /// The message body. Small on purpose: everything else is read from the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +35,14 @@ pub trait ExecutionQueue: Send + Sync {
     /// Delivered no sooner than `delay` from now (SQS `DelaySeconds`, whole seconds, at most
     /// 900).
     async fn send_delayed(&self, message: &ExecutionMessage, delay: std::time::Duration) -> Result<(), StoreError>;
+    /// Delivered at `at` or soon after: a parked execution's wake-up. An SQS delay when `at`
+    /// is within 15 minutes; further away, the SQS adapter creates an EventBridge Scheduler
+    /// one-time schedule that sends the message then. Without a scheduler, a longer wake-up
+    /// is sent after 15 minutes: the worker finds the wait not over, and parks it again
+    /// without a new timer, so the sweeper's backstop (`SWEEP_GRACE` after the wake-up) moves it on.
+    async fn send_at(&self, message: &ExecutionMessage, at: chrono::DateTime<chrono::Utc>) -> Result<(), StoreError> {
+        self.send_delayed(message, delay_until(at).min(MAX_SQS_DELAY)).await
+    }
 }
 
 /// For functions that never start executions: sending is a configuration error.

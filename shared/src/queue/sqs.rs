@@ -1,23 +1,52 @@
-//! The execution queue on SQS (the only module that knows the SQS SDK).
+//! The execution queue on SQS, and the one-time EventBridge Scheduler schedules that deliver a
+//! parked execution's wake-up to it when the wait is longer than an SQS delay (the only module
+//! that knows these SDKs).
 
-use super::{ExecutionMessage, ExecutionQueue};
+use super::{ExecutionMessage, ExecutionQueue, MAX_SQS_DELAY};
 use crate::error::StoreError;
 use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use std::time::Duration;
 
 pub struct SqsExecutionQueue {
     client: aws_sdk_sqs::Client,
     queue_url: String,
+    /// Wake-ups further away than this go through `scheduler` (at most `MAX_SQS_DELAY`).
+    max_delay: Duration,
+    scheduler: Option<WaitScheduler>,
+}
+
+/// Where long waits' one-time schedules go: EventBridge Scheduler's group, the role it sends to
+/// the queue with, and the queue's ARN (its target).
+pub struct WaitScheduler {
+    pub client: aws_sdk_scheduler::Client,
+    pub group: String,
+    pub role_arn: String,
+    pub queue_arn: String,
 }
 
 impl SqsExecutionQueue {
     pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
-        SqsExecutionQueue { client, queue_url: queue_url.into() }
+        SqsExecutionQueue { client, queue_url: queue_url.into(), max_delay: MAX_SQS_DELAY, scheduler: None }
     }
+
+    /// The queue with long waits going through EventBridge Scheduler when they are further
+    /// away than `max_delay` (capped at SQS's 15 minutes; the local stack lowers it so that
+    /// its tests take the scheduler's path in seconds).
+    pub fn with_scheduler(self, scheduler: WaitScheduler, max_delay: Duration) -> Self {
+        SqsExecutionQueue { scheduler: Some(scheduler), max_delay: max_delay.min(MAX_SQS_DELAY), ..self }
+    }
+}
+
+/// The schedule's name: one per execution and wake-up time, so a second park on the same
+/// wake-up creates nothing (ConflictException) and two waits never share one.
+fn schedule_name(message: &ExecutionMessage, at: DateTime<Utc>) -> String {
+    format!("nodeai-{}-{}", message.execution_id, at.timestamp())
 }
 
 #[async_trait]
 impl ExecutionQueue for SqsExecutionQueue {
-    async fn send_delayed(&self, message: &ExecutionMessage, delay: std::time::Duration) -> Result<(), StoreError> {
+    async fn send_delayed(&self, message: &ExecutionMessage, delay: Duration) -> Result<(), StoreError> {
         let body = serde_json::to_string(message).map_err(|e| StoreError::Internal(e.to_string()))?;
         let mut request = self.client.send_message().queue_url(&self.queue_url).message_body(body);
         if !delay.is_zero() {
@@ -25,5 +54,46 @@ impl ExecutionQueue for SqsExecutionQueue {
         }
         // No SQS error code is retried here: only a request that got no answer is Unavailable.
         request.send().await.map(|_| ()).map_err(|e| crate::store::sdk_error::classify_sdk_error(e, &[]))
+    }
+
+    async fn send_at(&self, message: &ExecutionMessage, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let delay = super::delay_until(at);
+        let Some(scheduler) = self.scheduler.as_ref().filter(|_| delay > self.max_delay) else {
+            return self.send_delayed(message, delay.min(MAX_SQS_DELAY)).await;
+        };
+        use aws_sdk_scheduler::types::{ActionAfterCompletion, FlexibleTimeWindow, FlexibleTimeWindowMode, Target};
+        let body = serde_json::to_string(message).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let internal = |e: aws_sdk_scheduler::error::BuildError| StoreError::Internal(e.to_string());
+        // `at()` takes whole seconds, no zone suffix; rounded up so it never fires early.
+        let fire_at = at + chrono::Duration::milliseconds(999);
+        let expression = format!("at({})", fire_at.to_rfc3339_opts(SecondsFormat::Secs, true).trim_end_matches('Z'));
+        let created = scheduler
+            .client
+            .create_schedule()
+            .name(schedule_name(message, at))
+            .group_name(&scheduler.group)
+            .schedule_expression(expression)
+            .schedule_expression_timezone("UTC")
+            .flexible_time_window(
+                FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().map_err(internal)?,
+            )
+            .target(
+                Target::builder()
+                    .arn(&scheduler.queue_arn)
+                    .role_arn(&scheduler.role_arn)
+                    .input(body)
+                    .build()
+                    .map_err(internal)?,
+            )
+            // The schedule deletes itself once it has fired: nothing to clean up.
+            .action_after_completion(ActionAfterCompletion::Delete)
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // Already there: the same wake-up of the same execution.
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conflict_exception()) => Ok(()),
+            Err(e) => Err(crate::store::sdk_error::classify_sdk_error(e, &["ThrottlingException"])),
+        }
     }
 }

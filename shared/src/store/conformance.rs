@@ -29,6 +29,8 @@ macro_rules! store_conformance_tests {
             redrive_requeues_only_failed_executions_and_keeps_only_succeeded_steps_recorded_alone,
             executions_list_newest_first_with_status_filter,
             idempotency_keys_hold_for_their_window,
+            parked_executions_hold_no_lease_and_resume_cancel_or_end,
+            callback_tokens_are_found_by_hash_and_never_overwritten,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -754,4 +756,99 @@ pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_st
         redrive(tenant.clone(), leased_id.clone(), "2032-01-01T00:00:00.000Z", now).await,
         "a finish frees the lease"
     );
+}
+
+pub async fn parked_executions_hold_no_lease_and_resume_cancel_or_end(store: &dyn Store) {
+    use crate::model::{ExecutionRecord, ExecutionStatus, StepRecord, StepStatus, Wait, WaitKind};
+    let tenant = new_id();
+    let new_execution =
+        || ExecutionRecord::queued(&tenant, &new_id(), None, json!({}), "req-1", std::time::Duration::from_secs(900));
+    let record = new_execution();
+    store.create_execution(&record, &definition("park", &[])).await.unwrap();
+    let id = record.execution_id.as_str();
+    let (now, later) = ("2030-01-01T00:00:00.000Z", "2030-01-01T00:05:00.000Z");
+    let waits = vec![Wait {
+        node_id: "approve".into(),
+        kind: WaitKind::Approval,
+        since: now.into(),
+        until: Some("2030-01-02T00:00:00.000Z".into()),
+        callback_token: Some("t".repeat(43)),
+    }];
+    let pure = StepRecord {
+        node_id: "fetch".into(),
+        status: StepStatus::Succeeded,
+        output: json!(1),
+        ..StepRecord::default()
+    };
+    // Only the lease holder parks, and only a running execution.
+    assert!(!store.park_execution(&tenant, id, "worker-a", &waits, &[], later).await.unwrap(), "not claimed yet");
+    assert!(store.claim_lease(&tenant, id, "worker-a", later, now).await.unwrap());
+    assert!(!store.park_execution(&tenant, id, "worker-b", &waits, &[], later).await.unwrap(), "not the holder");
+    assert!(
+        store
+            .park_execution(&tenant, id, "worker-a", &waits, std::slice::from_ref(&pure), "2030-01-02T00:05:00.000Z")
+            .await
+            .unwrap()
+    );
+    let parked = store.get_execution(&tenant, id).await.unwrap().unwrap();
+    assert_eq!((parked.status, parked.waits.clone()), (ExecutionStatus::Waiting, waits.clone()));
+    assert!(store.load_steps(&tenant, id).await.unwrap().contains(&pure), "the park keeps the run's pure steps");
+    // Not due for the sweeper until a grace after its wake-up.
+    let due = |at: &'static str| async move {
+        store.stranded_executions(at, 1000).await.unwrap().iter().any(|s| s.execution_id == id)
+    };
+    assert!(!due("2030-01-02T00:04:00.000Z").await);
+    assert!(due("2030-01-02T00:06:00.000Z").await);
+    // No lease is held: any worker resumes it (running again, the waits kept for the run).
+    assert!(store.claim_lease(&tenant, id, "worker-b", later, now).await.unwrap());
+    let resumed = store.get_execution(&tenant, id).await.unwrap().unwrap();
+    assert_eq!((resumed.status, resumed.waits.len()), (ExecutionStatus::Running, 1));
+    let end = ExecutionEnd::now(ExecutionStatus::Succeeded, json!("done"), None);
+    assert!(store.finish_execution(&tenant, id, end, &[], LeaseGuard::Held("worker-b")).await.unwrap());
+    let done = store.get_execution(&tenant, id).await.unwrap().unwrap();
+    assert!(done.waits.is_empty(), "a finished execution waits on nothing");
+
+    // A parked execution can be asked to cancel, and ended with no lease (the API's cancel).
+    let other = new_execution();
+    store.create_execution(&other, &definition("park", &[])).await.unwrap();
+    let other_id = other.execution_id.as_str();
+    assert!(store.claim_lease(&tenant, other_id, "worker-a", later, now).await.unwrap());
+    assert!(store.park_execution(&tenant, other_id, "worker-a", &waits, &[], later).await.unwrap());
+    assert!(store.request_cancel(&tenant, other_id).await.unwrap());
+    let cancelled = ExecutionEnd::now(ExecutionStatus::Cancelled, json!(null), None);
+    assert!(store.finish_execution(&tenant, other_id, cancelled, &[], LeaseGuard::Free { now }).await.unwrap());
+    assert_eq!(store.get_execution(&tenant, other_id).await.unwrap().unwrap().status, ExecutionStatus::Cancelled);
+
+    // A redrive forgets the waits: nodes not yet recorded wait afresh.
+    let failed = new_execution();
+    store.create_execution(&failed, &definition("park", &[])).await.unwrap();
+    let failed_id = failed.execution_id.as_str();
+    assert!(store.claim_lease(&tenant, failed_id, "worker-a", later, now).await.unwrap());
+    assert!(store.park_execution(&tenant, failed_id, "worker-a", &waits, &[], later).await.unwrap());
+    let error = crate::model::StepError { code: "X".into(), message: "x".into() };
+    assert!(
+        store
+            .finish_execution(&tenant, failed_id, ExecutionEnd::failed(error), &[], LeaseGuard::Free { now })
+            .await
+            .unwrap()
+    );
+    assert!(store.redrive_execution(&tenant, failed_id, "2030-01-03T00:00:00.000Z", "hold", later, now).await.unwrap());
+    assert!(store.get_execution(&tenant, failed_id).await.unwrap().unwrap().waits.is_empty());
+}
+
+pub async fn callback_tokens_are_found_by_hash_and_never_overwritten(store: &dyn Store) {
+    use crate::model::CallbackRecord;
+    let record = CallbackRecord {
+        token_hash: crate::auth::hash_key(&new_id()),
+        tenant_id: new_id(),
+        execution_id: new_id(),
+        node_id: "approve".into(),
+        expires_at: "2030-01-01T00:00:00.000Z".into(),
+    };
+    assert_eq!(store.find_callback(&record.token_hash).await.unwrap(), None);
+    store.put_callback(&record).await.unwrap();
+    assert_eq!(store.find_callback(&record.token_hash).await.unwrap(), Some(record.clone()));
+    let hijack = CallbackRecord { tenant_id: new_id(), ..record.clone() };
+    assert!(matches!(store.put_callback(&hijack).await, Err(StoreError::ConditionFailed)));
+    assert_eq!(store.find_callback(&record.token_hash).await.unwrap(), Some(record));
 }

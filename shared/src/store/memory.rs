@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
-use crate::model::{ExecutionRecord, ExecutionStatus, SWEEP_GRACE, rfc3339_in};
+use crate::model::{CallbackRecord, ExecutionRecord, ExecutionStatus, SWEEP_GRACE, Wait, rfc3339_in};
 use crate::model::{StepRecord, StepStatus};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -42,6 +42,8 @@ struct Inner {
     executions: BTreeMap<(String, String), StoredExecution>,
     /// tenant -> execution -> run slot expiry.
     run_slots: BTreeMap<String, BTreeMap<String, String>>,
+    /// token hash -> callback.
+    callbacks: BTreeMap<String, CallbackRecord>,
     /// (tenant, key hash) -> (body hash, execution id, expires_at).
     idempotency: BTreeMap<(String, String), (String, String, String)>,
 }
@@ -538,10 +540,48 @@ impl ExecutionStore for MemoryStore {
         entry.record.error = end.error;
         entry.record.finished_at = Some(end.at);
         entry.record.waiting_reason = None;
+        entry.record.waits.clear();
         entry.lease = None;
         entry.sweep_at = None;
         inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
         Ok(true)
+    }
+
+    async fn park_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        waits: &[Wait],
+        steps: &[StepRecord],
+        next_sweep_at: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let key = (tenant_id.to_string(), execution_id.to_string());
+        let Some(entry) = inner.executions.get_mut(&key) else { return Ok(false) };
+        if entry.record.status != ExecutionStatus::Running || !entry.lease_allows(LeaseGuard::Held(owner)) {
+            return Ok(false);
+        }
+        entry.record.status = ExecutionStatus::Waiting;
+        entry.record.waits = waits.to_vec();
+        entry.lease = None;
+        entry.sweep_at = Some(next_sweep_at.to_string());
+        entry.sweep_count = 0;
+        inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
+        Ok(true)
+    }
+
+    async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if inner.callbacks.contains_key(&record.token_hash) {
+            return Err(StoreError::ConditionFailed);
+        }
+        inner.callbacks.insert(record.token_hash.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn find_callback(&self, token_hash: &str) -> Result<Option<CallbackRecord>, StoreError> {
+        Ok(self.lock().callbacks.get(token_hash).cloned())
     }
 
     async fn claim_idempotency_key(
@@ -616,6 +656,7 @@ impl ExecutionStore for MemoryStore {
                 record.deadline_at = deadline_at.to_string();
                 record.redrive_count += 1;
                 record.cancel_requested = false;
+                record.waits.clear();
                 entry.lease = Some((hold.to_string(), hold_until.to_string()));
                 entry.sweep_at = Some(hold_until.to_string());
                 entry.sweep_count = 0;

@@ -4,7 +4,7 @@
 
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
-use crate::model::{ExecutionRecord, ExecutionStatus};
+use crate::model::{CallbackRecord, ExecutionRecord, ExecutionStatus, Wait};
 use crate::model::{StepError, StepRecord};
 use async_trait::async_trait;
 
@@ -284,8 +284,26 @@ pub trait ExecutionStore: Send + Sync {
         steps: &[StepRecord],
         guard: LeaseGuard<'_>,
     ) -> Result<bool, StoreError>;
-    /// Asks a queued or running execution to stop before its next node; false if it is final or
-    /// does not exist.
+    /// Parks a leased execution: `waiting` with `waits`, the lease released and `steps` kept,
+    /// in one request; the sweeper looks at it at `next_sweep_at` (its earliest wake-up plus
+    /// `SWEEP_GRACE`: the backstop for a lost timer). False (nothing written) if `owner` no
+    /// longer holds the lease.
+    async fn park_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        waits: &[Wait],
+        steps: &[StepRecord],
+        next_sweep_at: &str,
+    ) -> Result<bool, StoreError>;
+    /// Stores an approval's callback token under its hash; never overwrites (ConditionFailed).
+    /// The item expires (TTL) a day after the token.
+    async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError>;
+    /// The callback a token's hash names, expired or not (the caller checks `expires_at`).
+    async fn find_callback(&self, token_hash: &str) -> Result<Option<CallbackRecord>, StoreError>;
+    /// Asks a queued, running or waiting execution to stop before its next node; false if it is
+    /// final or does not exist.
     async fn request_cancel(&self, tenant_id: &str, execution_id: &str) -> Result<bool, StoreError>;
     /// Puts a failed or timed-out execution that no worker holds back to queued with a new
     /// deadline: its end (finished_at, output, error) is cleared, `redrive_count` goes up, and
@@ -332,7 +350,8 @@ pub trait ExecutionStore: Send + Sync {
     /// Frees the execution's run slot (nothing if it holds none).
     async fn release_run_slot(&self, tenant_id: &str, execution_id: &str) -> Result<(), StoreError>;
     /// Records why a queued execution waits (shown by GET; None clears it) and when the sweeper
-    /// should look at it next. No-op on a final execution.
+    /// should look at it next (an answered approval whose resume message could not be sent
+    /// moves this to now). No-op on a final execution.
     async fn set_waiting(
         &self,
         tenant_id: &str,

@@ -34,6 +34,12 @@ pub(super) fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRe
         redrive_count: get_opt_n(item, "redrive_count")?.unwrap_or(0),
         expires_at: get_opt_s(item, "expires_at"),
         waiting_reason: get_opt_s(item, "waiting_reason"),
+        waits: match get_opt_s(item, "waits") {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("execution waits: {e}")))?
+            }
+            None => Vec::new(),
+        },
     })
 }
 
@@ -121,11 +127,12 @@ impl ExecutionStore for DynamoStore {
             "SET lease_owner = :owner, lease_until = :until, #status = :running, sweep_at = :until, \
              sweep_pk = if_not_exists(sweep_pk, :sweep_pk), started_at = if_not_exists(started_at, :now) \
              REMOVE waiting_reason",
-            "attribute_exists(pk) AND #status IN (:queued, :running) \
+            "attribute_exists(pk) AND #status IN (:queued, :running, :waiting) \
              AND (attribute_not_exists(lease_until) OR lease_until < :now OR lease_owner = :owner)",
             vec![
                 (":queued", s("queued")),
                 (":running", s("running")),
+                (":waiting", s("waiting")),
                 (":owner", s(owner)),
                 (":until", s(until)),
                 (":now", s(now)),
@@ -165,10 +172,11 @@ impl ExecutionStore for DynamoStore {
             None => "null".to_string(),
         };
         let finish = "SET #status = :final, #output = :output, #error = :error, finished_at = :at \
-                      REMOVE lease_owner, lease_until, sweep_pk, sweep_at, waiting_reason";
+                      REMOVE lease_owner, lease_until, sweep_pk, sweep_at, waiting_reason, waits";
         let mut values = vec![
             (":queued", s("queued")),
             (":running", s("running")),
+            (":waiting", s("waiting")),
             (":final", s(end.status.as_str())),
             (":output", s(crate::model::limits::bounded_execution_output(end.output).to_string())),
             (":error", s(error)),
@@ -177,8 +185,57 @@ impl ExecutionStore for DynamoStore {
         let (lease_condition, lease_values) = lease_condition(guard);
         values.extend(lease_values);
         let key = execution_key(tenant_id, execution_id);
-        let condition = format!("attribute_exists(pk) AND #status IN (:queued, :running) AND {lease_condition}");
+        let condition =
+            format!("attribute_exists(pk) AND #status IN (:queued, :running, :waiting) AND {lease_condition}");
         self.update_with_steps(key, finish, &condition, values, tenant_id, execution_id, steps).await
+    }
+
+    async fn park_execution(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        waits: &[Wait],
+        steps: &[StepRecord],
+        next_sweep_at: &str,
+    ) -> Result<bool, StoreError> {
+        let waits = serde_json::to_string(waits).map_err(|e| StoreError::Internal(e.to_string()))?;
+        let park = "SET #status = :waiting, waits = :waits, sweep_at = :next, sweep_count = :zero \
+                    REMOVE lease_owner, lease_until";
+        let values = vec![
+            (":waiting", s("waiting")),
+            (":waits", s(waits)),
+            (":next", s(next_sweep_at)),
+            (":zero", n(0)),
+            (":owner", s(owner)),
+            (":running", s("running")),
+        ];
+        let key = execution_key(tenant_id, execution_id);
+        let condition = "lease_owner = :owner AND #status = :running";
+        self.update_with_steps(key, park, condition, values, tenant_id, execution_id, steps).await
+    }
+
+    async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError> {
+        let mut item = callback_key(&record.token_hash);
+        item.insert("entity".into(), s("callback"));
+        item.insert("tenant_id".into(), s(&record.tenant_id));
+        item.insert("execution_id".into(), s(&record.execution_id));
+        item.insert("node_id".into(), s(&record.node_id));
+        item.insert("expires_at".into(), s(&record.expires_at));
+        let ttl = chrono::DateTime::parse_from_rfc3339(&record.expires_at).map(|t| t.timestamp()).unwrap_or_default();
+        item.insert("ttl".into(), n(ttl + 24 * 3600));
+        self.put_new(item).await
+    }
+
+    async fn find_callback(&self, token_hash: &str) -> Result<Option<CallbackRecord>, StoreError> {
+        let Some(item) = self.get(callback_key(token_hash)).await? else { return Ok(None) };
+        Ok(Some(CallbackRecord {
+            token_hash: token_hash.to_string(),
+            tenant_id: get_s(&item, "tenant_id")?,
+            execution_id: get_s(&item, "execution_id")?,
+            node_id: get_s(&item, "node_id")?,
+            expires_at: get_s(&item, "expires_at")?,
+        }))
     }
 
     async fn claim_idempotency_key(
@@ -284,8 +341,13 @@ impl ExecutionStore for DynamoStore {
         self.update_if(
             execution_key(tenant_id, execution_id),
             "SET cancel_requested = :yes",
-            "attribute_exists(pk) AND #status IN (:queued, :running)",
-            vec![(":yes", AttributeValue::Bool(true)), (":queued", s("queued")), (":running", s("running"))],
+            "attribute_exists(pk) AND #status IN (:queued, :running, :waiting)",
+            vec![
+                (":yes", AttributeValue::Bool(true)),
+                (":queued", s("queued")),
+                (":running", s("running")),
+                (":waiting", s("waiting")),
+            ],
         )
         .await
     }
@@ -320,7 +382,7 @@ impl ExecutionStore for DynamoStore {
              cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one, \
              lease_owner = :hold, lease_until = :hold_until, \
              sweep_pk = :sweep_pk, sweep_at = :hold_until, sweep_count = :zero \
-             REMOVE finished_at",
+             REMOVE finished_at, waits",
             &format!("attribute_exists(pk) AND #status IN (:failed, :timed_out) AND {free}"),
             values,
         )

@@ -24,6 +24,12 @@ pub(super) fn sweep_pk(execution_id: &str) -> String {
     format!("SWEEP#{shard}")
 }
 
+/// An approval's callback token, in a partition named by the token's hash (one GetItem per
+/// callback; the tenant comes from the item, never from the caller).
+pub(super) fn callback_key(token_hash: &str) -> Item {
+    key(format!("CB#{token_hash}"), "CB".into())
+}
+
 /// The item holding a tenant's run slots (execution id -> expiry).
 pub(super) fn run_slots_key(tenant_id: &str) -> Item {
     key(tenant_pk(tenant_id), "RUNNING".to_string())

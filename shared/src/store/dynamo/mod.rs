@@ -9,6 +9,7 @@
 //! | credential | `T#<tenant>`          | `CRED#<name>` |
 //! | execution | `T#<tenant>`           | `EX#<ulid>`   | gsi1: `T#<tenant>#WF#<ulid>` / `EX#<ulid>`; while unfinished, sweep: `SWEEP#<0-3>` / `sweep_at`
 //! | running  | `T#<tenant>`            | `RUNNING`     | the tenant's run slots (execution -> lease expiry)
+//! | callback | `CB#<sha256 hex of token>` | `CB`       | an approval's token -> tenant, execution, node
 //! | snapshot | `T#<tenant>#EX#<ulid>`  | `DEF`         |
 //! | step     | `T#<tenant>#EX#<ulid>`  | `STEP#<node>` |
 //!
@@ -21,7 +22,7 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
-use crate::model::{ExecutionRecord, ExecutionStatus};
+use crate::model::{CallbackRecord, ExecutionRecord, ExecutionStatus, Wait};
 use crate::model::{StepError, StepRecord, StepStatus};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -89,10 +90,15 @@ impl DynamoStore {
         DynamoStore { execution_retention: retention, ..self }
     }
 
-    /// The `ttl` attribute of a step written now: DynamoDB deletes the item after it. A step is
-    /// written after its execution was created, so it never expires before the execution.
+    /// The `ttl` attribute of a step written now: DynamoDB deletes the item after it. Its
+    /// execution expires at its deadline plus the retention, and a step is written before that
+    /// deadline, at most the longest timeout (30 days) before it: so a step is kept for the
+    /// retention plus that longest timeout, and never expires before its execution (a redrive
+    /// relies on it). It may outlive its execution by up to 30 days, unreachable: every read
+    /// goes through the execution, which answers 404 from its `expires_at` on.
     fn step_ttl(&self) -> AttributeValue {
-        n(chrono::Utc::now().timestamp() + self.execution_retention.as_secs() as i64)
+        let kept = self.execution_retention + crate::model::MAX_WAITING_EXECUTION_TIMEOUT;
+        n(chrono::Utc::now().timestamp() + kept.as_secs() as i64)
     }
 
     pub fn table(&self) -> &str {

@@ -1,0 +1,195 @@
+//! Parked executions on the emulator: a 20-minute `flow.wait` through an EventBridge Scheduler
+//! one-time schedule (moto serves Scheduler's API), resumed without sleeping 20 minutes: the
+//! test plays the clock by moving the recorded wait's end into the past, then plays Scheduler
+//! by delivering the schedule's target input as the SQS event source would.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use nodeai::api::Route;
+use nodeai::config::RunningLimits;
+use nodeai::queue::{SqsExecutionQueue, WaitScheduler};
+use nodeai::store::ExecutionStore;
+use nodeai_tests::{TestApp, sqs_client, sqs_event};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+async fn scheduler_client() -> aws_sdk_scheduler::Client {
+    nodeai_tests::emulator_endpoint();
+    aws_sdk_scheduler::Client::new(&aws_config::load_from_env().await)
+}
+
+/// The queue with long waits going through a schedule group of its own.
+async fn queue_with_scheduler(t: &TestApp, group: &str) -> SqsExecutionQueue {
+    let scheduler = scheduler_client().await;
+    scheduler.create_schedule_group().name(group).send().await.expect("create the schedule group");
+    let queue_name = t.queue_url.rsplit('/').next().unwrap();
+    let waits = WaitScheduler {
+        client: scheduler,
+        group: group.to_string(),
+        role_arn: "arn:aws:iam::123456789012:role/nodeai-test-waits".into(),
+        queue_arn: format!("arn:aws:sqs:us-east-1:123456789012:{queue_name}"),
+    };
+    SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone()).with_scheduler(waits, Duration::from_secs(900))
+}
+
+/// One worker invocation over what the queue holds now.
+async fn work(t: &TestApp, queue: &SqsExecutionQueue) -> usize {
+    let out =
+        sqs_client().await.receive_message().queue_url(&t.queue_url).max_number_of_messages(10).send().await.unwrap();
+    let messages = out.messages.unwrap_or_default();
+    let executor = nodeai::nodes::RegistryExecutor::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let response = nodeai::worker::handle_batch(
+        t.store.as_ref(),
+        &executor,
+        queue,
+        sqs_event(&messages),
+        "test-worker",
+        deadline,
+        &RunningLimits::DEFAULT,
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty(), "{:?}", response.batch_item_failures);
+    messages.len()
+}
+
+#[tokio::test]
+async fn a_twenty_minute_wait_is_a_one_time_schedule_that_resumes_the_execution() {
+    let t = TestApp::new().await;
+    let group = format!("waits-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let queue = queue_with_scheduler(&t, &group).await;
+    let id = t
+        .create_workflow(json!({
+            "name": "twenty minutes",
+            "timeout_seconds": 3600,
+            "nodes": [
+                { "id": "nap", "type": "flow.wait", "config": { "seconds": 1200 } },
+                { "id": "done", "type": "flow.output", "config": { "value": "woke at {{ nodes.nap.output.until }}" } }
+            ],
+            "edges": [ { "from": "nap", "to": "done" } ]
+        }))
+        .await;
+    let started = t.call(Route::StartExecution, &[("workflow_id", &id)], Some(json!({ "version": "draft" }))).await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    assert_eq!(work(&t, &queue).await, 1);
+    let parked = t.store.get_execution(&t.tenant_id, &execution_id).await.unwrap().unwrap();
+    assert_eq!(parked.status, nodeai::model::ExecutionStatus::Waiting);
+    let until = parked.waits[0].until.clone().unwrap();
+    let until_at = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
+    let scheduler = scheduler_client().await;
+    let schedules = scheduler.list_schedules().group_name(&group).send().await.unwrap().schedules;
+    assert_eq!(schedules.len(), 1, "one schedule for the wake-up: {schedules:?}");
+    let name = schedules[0].name().unwrap().to_string();
+    assert_eq!(name, format!("nodeai-{execution_id}-{}", until_at.timestamp()));
+    let schedule = scheduler.get_schedule().group_name(&group).name(&name).send().await.unwrap();
+    let expression = schedule.schedule_expression().unwrap();
+    let fires =
+        chrono::NaiveDateTime::parse_from_str(&expression[3..expression.len() - 1], "%Y-%m-%dT%H:%M:%S").unwrap();
+    let lateness = fires.and_utc() - until_at.to_utc();
+    assert!((0..=1).contains(&lateness.num_seconds()), "{expression} fires at {until}, not before");
+    assert_eq!(schedule.schedule_expression_timezone(), Some("UTC"));
+    let target = schedule.target().unwrap();
+    assert!(target.arn().ends_with(t.queue_url.rsplit('/').next().unwrap()), "its target is the queue");
+    let message: serde_json::Value = serde_json::from_str(target.input().unwrap()).unwrap();
+    assert_eq!(message["execution_id"], execution_id.as_str());
+    assert_eq!(schedule.action_after_completion().map(|a| a.as_str()), Some("DELETE"), "it deletes itself once fired");
+    // Nothing is in the queue meanwhile: no Lambda runs while it waits.
+    assert_eq!(work(&t, &queue).await, 0);
+
+    // An early delivery of the wake-up (a duplicate) parks it again and creates no schedule.
+    queue_send(&t, target.input().unwrap()).await;
+    assert_eq!(work(&t, &queue).await, 1);
+    assert_eq!(scheduler.list_schedules().group_name(&group).send().await.unwrap().schedules.len(), 1);
+
+    // Twenty minutes pass: the recorded wait's end moves into the past (the clock), and the
+    // schedule fires: its input lands in the queue (Scheduler's part).
+    let mut waits = parked.waits.clone();
+    waits[0].until = Some(nodeai::model::rfc3339_in(-1));
+    nodeai_tests::dynamo_client()
+        .await
+        .update_item()
+        .table_name(t.store.table())
+        .key("pk", AttributeValue::S(format!("T#{}", t.tenant_id)))
+        .key("sk", AttributeValue::S(format!("EX#{execution_id}")))
+        .update_expression("SET waits = :waits")
+        .expression_attribute_values(":waits", AttributeValue::S(serde_json::to_string(&waits).unwrap()))
+        .send()
+        .await
+        .unwrap();
+    queue_send(&t, target.input().unwrap()).await;
+    assert_eq!(work(&t, &queue).await, 1);
+    let done = t.store.get_execution(&t.tenant_id, &execution_id).await.unwrap().unwrap();
+    assert_eq!(done.status, nodeai::model::ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(done.output, json!(format!("woke at {}", waits[0].until.clone().unwrap())));
+}
+
+async fn queue_send(t: &TestApp, body: &str) {
+    sqs_client().await.send_message().queue_url(&t.queue_url).message_body(body).send().await.unwrap();
+}
+
+#[tokio::test]
+async fn validation_knows_the_new_node_types_and_their_limits() {
+    let t = TestApp::new().await;
+    let check = |document: serde_json::Value| {
+        let t = &t;
+        async move { t.call(Route::ValidateWorkflow, &[], Some(document)).await.body }
+    };
+    let codes = |report: &serde_json::Value| -> Vec<(String, String)> {
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["path"].as_str().unwrap().to_string(), p["code"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let bad = check(json!({
+        "name": "bad waits",
+        "timeout_seconds": 172800,
+        "nodes": [
+            { "id": "both", "type": "flow.wait", "config": { "seconds": 5, "until": "2030-01-01T00:00:00Z" } },
+            { "id": "none", "type": "flow.wait", "config": {} },
+            { "id": "ask", "type": "flow.approval", "config": {
+                "payload_schema": { "type": "no-such-type" }, "timeout_seconds": 0,
+                "notify": { "method": "POST", "url": "https://hooks.example.com/{{ callback.url }}", "body": "{{ nope.x }}" } } }
+        ],
+        "edges": [ { "from": "both", "to": "ask" }, { "from": "none", "to": "ask" } ]
+    }))
+    .await;
+    let found = codes(&bad);
+    for expected in [
+        ("/nodes/0/config", "INVALID_NODE_CONFIG"),
+        ("/nodes/1/config", "INVALID_NODE_CONFIG"),
+        ("/nodes/2/config/payload_schema", "INVALID_PAYLOAD_SCHEMA"),
+        ("/nodes/2/config/timeout_seconds", "INVALID_NODE_CONFIG"),
+        ("/nodes/2/config/notify/body", "TEMPLATE_UNKNOWN_VARIABLE"),
+    ] {
+        assert!(found.contains(&(expected.0.to_string(), expected.1.to_string())), "{expected:?} in {found:?}");
+    }
+    assert!(
+        !found.iter().any(|(path, _)| path == "/nodes/2/config/notify/url"),
+        "callback.* is known there: {found:?}"
+    );
+    assert!(!found.iter().any(|(_, code)| code == "EXECUTION_TIMEOUT_TOO_LONG"), "a waiting workflow may run 2 days");
+
+    let too_long = check(json!({
+        "name": "no waits", "timeout_seconds": 172800,
+        "nodes": [ { "id": "a", "type": "text.template", "config": { "template": "x" } } ]
+    }))
+    .await;
+    assert_eq!(codes(&too_long), vec![("/timeout_seconds".to_string(), "EXECUTION_TIMEOUT_TOO_LONG".to_string())]);
+    let thirty_days_and_one = check(json!({
+        "name": "too long", "timeout_seconds": 2_592_001,
+        "nodes": [ { "id": "w", "type": "flow.wait", "config": { "seconds": 1 } } ]
+    }))
+    .await;
+    assert_eq!(codes(&thirty_days_and_one)[0].1, "SCHEMA_VIOLATION");
+    let good = check(json!({
+        "name": "good", "timeout_seconds": 2_592_000,
+        "nodes": [
+            { "id": "w", "type": "flow.wait", "config": { "until": "{{ input.at }}" } },
+            { "id": "ok", "type": "flow.approval", "config": { "payload_schema": { "type": "object", "description": "answer {{ like_this }}" } } }
+        ],
+        "edges": [ { "from": "w", "to": "ok" } ]
+    }))
+    .await;
+    assert_eq!(good["valid"], true, "{good}");
+}
