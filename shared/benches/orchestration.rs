@@ -98,6 +98,7 @@ fn measure(c: &mut Criterion, group_name: &str) {
                         waits: &[],
                         deadline_at: None,
                         callbacks: None,
+                        children: None,
                     };
                     let result = runtime.block_on(run(&ctx, &store, &StubNode, &never, 10)).unwrap();
                     assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }));

@@ -47,7 +47,7 @@ async fn handle_message<S: Store>(
             remaining_ms = deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
             "processing"
         );
-        let processed = match process(store, executor, &parsed, worker_id, &budget, limits).await {
+        let processed = match process(store, executor, queue, &parsed, worker_id, &budget, limits).await {
             Ok(processed) => processed,
             Err(e) => {
                 give_up_if_last_receive(store, message, &parsed).await;

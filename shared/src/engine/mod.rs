@@ -184,6 +184,21 @@ pub struct RunContext<'a> {
     /// Where approvals store their callback tokens; None (unit tests of other nodes): an
     /// approval fails the run with a store error.
     pub callbacks: Option<&'a dyn ExecutionStore>,
+    /// Starts and collects child executions (flow.subworkflow, flow.map); None: such a node
+    /// fails the run with a store error.
+    pub children: Option<&'a dyn Children>,
+}
+
+/// What the engine asks of the worker for `flow.subworkflow` and `flow.map`
+/// (`executions::children`).
+#[async_trait]
+pub trait Children: Send + Sync {
+    /// Starts a node's children with these inputs, or resumes the batch it started before.
+    /// The inner error: they cannot start (no such workflow or version, too deep).
+    async fn begin(&self, node: &NodeSpec, inputs: Vec<Value>) -> Result<Result<(), NodeFailure>, StoreError>;
+    /// How the node's batch ended, once every child has ended or too many failed; None while
+    /// children still run.
+    async fn outcome(&self, node: &NodeSpec) -> Result<Option<crate::executions::children::BatchOutcome>, StoreError>;
 }
 
 /// Whether an edge carries the run on, given its source's final step. None: not resolved yet.

@@ -44,7 +44,7 @@ fn step(node: &NodeSpec, since: &str, status: StepStatus, output: Value, error: 
     }
 }
 
-fn failed(node: &NodeSpec, since: &str, code: StepErrorCode, message: String) -> StepRecord {
+fn failed(node: &NodeSpec, since: &str, code: impl Into<String>, message: String) -> StepRecord {
     step(node, since, StepStatus::Failed, Value::Null, Some(StepError { code: code.into(), message }))
 }
 
@@ -66,6 +66,7 @@ pub async fn advance(
     match crate::nodes::parks(&node.node_type) {
         Some(WaitKind::Timer) => Ok(timer(node, scope, existing, now).await),
         Some(WaitKind::Approval) => approval(ctx, node, scope, executor, existing, now).await,
+        Some(WaitKind::Children) => children(ctx, node, scope, existing, now).await,
         None => Err(StoreError::Internal(format!("node type {} does not park", node.node_type))),
     }
 }
@@ -144,5 +145,89 @@ async fn approval(
         since,
         until,
         callback_token: Some(token),
+    }))
+}
+
+/// flow.subworkflow and flow.map: start the children and park; on resume, end with their
+/// outputs once every child has ended (or too many failed).
+async fn children(
+    ctx: &RunContext<'_>,
+    node: &NodeSpec,
+    scope: &Value,
+    existing: Option<&Wait>,
+    now: DateTime<Utc>,
+) -> Result<Advance, StoreError> {
+    let launcher = ctx.children.ok_or_else(|| StoreError::Internal("this run cannot start child executions".into()))?;
+    let is_map = node.node_type == "flow.map";
+    if let Some(wait) = existing {
+        let Some(outcome) = launcher.outcome(node).await? else { return Ok(Advance::Parked(wait.clone())) };
+        let failures = outcome.failures.len() as u32;
+        let first = outcome.failures.first().map(|(index, e)| (*index, format!("{}: {}", e.code, e.message)));
+        return Ok(Advance::Finished(match (is_map, first) {
+            (false, Some((_, error))) => failed(
+                node,
+                &wait.since,
+                StepErrorCode::SubworkflowFailed,
+                format!("the child execution failed: {error}"),
+            ),
+            (false, None) => {
+                let output = outcome.outputs.into_iter().next().unwrap_or(Value::Null);
+                step(node, &wait.since, StepStatus::Succeeded, output, None)
+            }
+            (true, Some((index, error))) if failures > outcome.tolerated_failures => failed(
+                node,
+                &wait.since,
+                StepErrorCode::MapItemsFailed,
+                format!(
+                    "{failures} of {} items failed (tolerated: {}); item {index}: {error}",
+                    outcome.outputs.len(),
+                    outcome.tolerated_failures
+                ),
+            ),
+            (true, _) => step(node, &wait.since, StepStatus::Succeeded, Value::Array(outcome.outputs), None),
+        }));
+    }
+    let since = stamp(now);
+    // The children's inputs: the rendered `input` (a subworkflow), or one {item, index} per item.
+    let rendered = {
+        let field = if is_map { "items" } else { "input" };
+        let (value, scope) = (node.config.get(field).cloned().unwrap_or_else(|| json!({})), scope.clone());
+        crate::template::off_executor(move || crate::template::render_value(&value, &scope)).await
+    };
+    let rendered = match rendered {
+        Ok(value) => value,
+        Err(e) => return Ok(Advance::Finished(failed(node, &since, e.code, e.message))),
+    };
+    let inputs = match (is_map, rendered) {
+        (false, input @ Value::Object(_)) => vec![input],
+        (false, _) => {
+            let message = "`input` must render to a JSON object".to_string();
+            return Ok(Advance::Finished(failed(node, &since, StepErrorCode::MapItemsInvalid, message)));
+        }
+        (true, Value::Array(items)) if items.len() <= crate::model::MAX_MAP_ITEMS => {
+            items.into_iter().enumerate().map(|(index, item)| json!({ "item": item, "index": index })).collect()
+        }
+        (true, other) => {
+            let message = match other {
+                Value::Array(items) => {
+                    format!("`items` has {} items; the limit is {}", items.len(), crate::model::MAX_MAP_ITEMS)
+                }
+                _ => "`items` must render to a JSON array".to_string(),
+            };
+            return Ok(Advance::Finished(failed(node, &since, StepErrorCode::MapItemsInvalid, message)));
+        }
+    };
+    if inputs.is_empty() {
+        return Ok(Advance::Finished(step(node, &since, StepStatus::Succeeded, json!([]), None)));
+    }
+    if let Err(failure) = launcher.begin(node, inputs).await? {
+        return Ok(Advance::Finished(failed(node, &since, failure.code, failure.message)));
+    }
+    Ok(Advance::Parked(Wait {
+        node_id: node.id.clone(),
+        kind: WaitKind::Children,
+        since,
+        until: None,
+        callback_token: None,
     }))
 }

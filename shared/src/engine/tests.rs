@@ -86,6 +86,7 @@ fn ctx<'a>(definition: &'a WorkflowDefinition, input: &'a Value, execution_id: &
         waits: &[],
         deadline_at: None,
         callbacks: None,
+        children: None,
     }
 }
 

@@ -3,6 +3,7 @@
 //! (`api::executions`) and the worker function (`worker`) wire this up.
 
 pub mod callbacks;
+pub mod children;
 pub mod start;
 pub mod sweep;
 
@@ -12,9 +13,9 @@ use crate::error::StoreError;
 use crate::model::SWEEP_GRACE;
 use crate::model::StepErrorCode;
 use crate::model::{ExecutionRecord, ExecutionStatus, StepError, WorkflowDefinition, now_rfc3339};
-use crate::queue::ExecutionMessage;
+use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::values::Values;
-use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, StepStore, Store, ValueStore};
+use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, Store};
 use serde_json::Value;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -61,6 +62,7 @@ impl Budget {
 pub async fn process<S: Store>(
     store: &S,
     executor: &dyn NodeExecutor,
+    queue: &dyn ExecutionQueue,
     message: &ExecutionMessage,
     worker_id: &str,
     budget: &Budget,
@@ -72,17 +74,31 @@ pub async fn process<S: Store>(
         return Ok(Processed::Finished(ExecutionStatus::Failed));
     };
     if execution.status.is_final() {
+        // A child's end may not have had its after-end work (a crash, an end written by the
+        // API or the sweeper): it is idempotent, so every delivery of a final child does it.
+        children::after_child_end(store, queue, &execution).await?;
         return Ok(Processed::Finished(execution.status));
+    }
+    if children::parent_ended(store, &execution).await? {
+        // The parent was cancelled (or ended otherwise): its children stop too.
+        let now = now_rfc3339();
+        let end =
+            ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None).counted_for(execution.parent.as_ref());
+        if store.finish_execution(tenant_id, execution_id, end, &[], LeaseGuard::Free { now: &now }).await? {
+            return Ok(Processed::Finished(ExecutionStatus::Cancelled));
+        }
     }
     let now = now_rfc3339();
     if now >= execution.deadline_at {
         // Past its deadline before a worker got it (it waited for a slot): no slot needed to end it.
         let error =
             StepError { code: StepErrorCode::ExecutionTimedOut.into(), message: "the execution timeout passed".into() };
-        let end = ExecutionEnd::now(ExecutionStatus::TimedOut, Value::Null, Some(error));
+        let end = ExecutionEnd::now(ExecutionStatus::TimedOut, Value::Null, Some(error))
+            .counted_for(execution.parent.as_ref());
         if store.finish_execution(tenant_id, execution_id, end, &[], LeaseGuard::Free { now: &now }).await? {
             let processed = Processed::Finished(ExecutionStatus::TimedOut);
             record_metrics(&execution, &processed);
+            children::after_child_end(store, queue, &execution).await?;
             return Ok(processed);
         }
     }
@@ -116,7 +132,7 @@ pub async fn process<S: Store>(
             }
         };
     }
-    let result = run_leased(store, executor, &execution, &message.request_id, worker_id, budget).await;
+    let result = run_leased(store, executor, queue, &execution, &message.request_id, worker_id, budget).await;
     match &result {
         // Let a redelivery in at once rather than after the lease expires; the slot first, while
         // the lease still keeps other deliveries out (one taking the slot again is not undone).
@@ -127,7 +143,12 @@ pub async fn process<S: Store>(
         // A checkpoint released the slot before the lease (in `run_leased`).
         Ok(Processed::Continue) => {}
         // Final (or another holder's now): the slot goes to the tenant's next execution.
-        Ok(_) => release_slot(store, tenant_id, execution_id).await,
+        Ok(processed) => {
+            release_slot(store, tenant_id, execution_id).await;
+            if matches!(processed, Processed::Finished(_)) {
+                children::after_child_end(store, queue, &execution).await?;
+            }
+        }
     }
     result
 }
@@ -142,9 +163,10 @@ async fn release_slot<S: ExecutionStore + ?Sized>(store: &S, tenant_id: &str, ex
 
 /// Runs a leased execution; the finish (or the checkpoint) also releases the lease and keeps the
 /// run's pure steps, in one write.
-async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
+async fn run_leased<S: Store>(
     store: &S,
     executor: &dyn NodeExecutor,
+    queue: &dyn ExecutionQueue,
     execution: &ExecutionRecord,
     request_id: &str,
     worker_id: &str,
@@ -174,6 +196,7 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
         .map(|at| (at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or_default());
     let values = Values::new(store, tenant_id, execution_id);
     let input = values.resolve(execution.input.clone()).await?;
+    let launcher = children::ChildLauncher { store, queue, parent: execution };
     let ctx = RunContext {
         request_id,
         tenant_id,
@@ -188,13 +211,16 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
         waits: &execution.waits,
         deadline_at: Some(&execution.deadline_at),
         callbacks: Some(store),
+        children: Some(&launcher),
     };
     let watcher = async {
         // Refresh the cancel flag once a second while the run goes on.
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             if let Ok(Some(current)) = store.get_execution(tenant_id, execution_id).await {
-                *cancel_seen.lock().unwrap_or_else(|p| p.into_inner()) = current.cancel_requested;
+                // A child also stops when its parent has ended (a cancelled parent).
+                let parent_ended = children::parent_ended(store, &current).await.unwrap_or(false);
+                *cancel_seen.lock().unwrap_or_else(|p| p.into_inner()) = current.cancel_requested || parent_ended;
             }
         }
     };
@@ -230,7 +256,7 @@ async fn run_leased<S: ExecutionStore + StepStore + ValueStore>(
             return Ok(processed);
         }
     };
-    let end = ExecutionEnd::now(status, output, error);
+    let end = ExecutionEnd::now(status, output, error).counted_for(execution.parent.as_ref());
     let processed = if store.finish_execution(tenant_id, execution_id, end, &unrecorded, guard).await? {
         Processed::Finished(status)
     } else {

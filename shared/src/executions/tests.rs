@@ -3,8 +3,8 @@ use crate::config::RunningLimits;
 use crate::engine::{NodeCall, NodeFailure, NodeOutput};
 use crate::model::DEFAULT_EXECUTION_TIMEOUT;
 use crate::nodes::RegistryExecutor;
-use crate::store::TenantStore;
 use crate::store::memory::MemoryStore;
+use crate::store::{StepStore, TenantStore};
 use crate::validation::validate_definition;
 use async_trait::async_trait;
 use serde_json::json;
@@ -67,18 +67,33 @@ async fn queued(store: &MemoryStore, timeout: Duration) -> ExecutionRecord {
 async fn a_queued_execution_runs_to_success() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
-    let processed =
-        process(&store, &executor, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
-            .await
-            .unwrap();
+    let processed = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w1",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::Succeeded));
     let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
     assert_eq!((done.status, done.output), (ExecutionStatus::Succeeded, json!("A 1 B")));
     assert!(done.started_at.is_some() && done.finished_at.is_some());
     // Redelivered after it finished: nothing runs again.
-    let again = process(&store, &executor, &message(&record.execution_id), "w2", &budget(60), &RunningLimits::DEFAULT)
-        .await
-        .unwrap();
+    let again = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w2",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(again, Processed::Finished(ExecutionStatus::Succeeded));
     assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
 }
@@ -93,8 +108,8 @@ async fn two_concurrent_deliveries_run_each_node_once() {
     let delivery = message(id);
     let limits = RunningLimits::default();
     let (first, second) = tokio::join!(
-        process(&store, &executor, &delivery, "w1", &budget_1, &limits),
-        process(&store, &executor, &delivery, "w2", &budget_2, &limits),
+        process(&store, &executor, &crate::queue::NoQueue, &delivery, "w1", &budget_1, &limits),
+        process(&store, &executor, &crate::queue::NoQueue, &delivery, "w2", &budget_2, &limits),
     );
     let mut outcomes = vec![first.unwrap(), second.unwrap()];
     outcomes.sort_by_key(|p| format!("{p:?}"));
@@ -107,14 +122,30 @@ async fn a_spent_budget_checkpoints_before_any_node_and_the_continuation_finishe
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let spent = Budget { deadline: Instant::now(), margin: Duration::from_secs(1) };
-    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &spent, &RunningLimits::DEFAULT)
-        .await
-        .unwrap();
+    let processed = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w1",
+        &spent,
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(processed, Processed::Continue);
     assert_eq!(executor.calls.load(Ordering::SeqCst), 0, "no node starts that could outlive the invocation");
-    let last = process(&store, &executor, &message(&record.execution_id), "w2", &budget(60), &RunningLimits::DEFAULT)
-        .await
-        .unwrap();
+    let last = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w2",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(last, Processed::Finished(ExecutionStatus::Succeeded), "the lease was released for the continuation");
     assert_eq!(executor.calls.load(Ordering::SeqCst), 3);
 }
@@ -127,9 +158,17 @@ async fn the_first_wave_is_cut_at_the_checkpoint_time() {
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let short = Budget { deadline: Instant::now() + Duration::from_millis(1500), margin: Duration::from_secs(1) };
     let started = Instant::now();
-    let processed = process(&store, &executor, &message(&record.execution_id), "w1", &short, &RunningLimits::DEFAULT)
-        .await
-        .unwrap();
+    let processed = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w1",
+        &short,
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(processed, Processed::Continue);
     assert!(started.elapsed() < Duration::from_millis(1500), "cut before the deadline: {:?}", started.elapsed());
     assert_eq!(executor.calls.load(Ordering::SeqCst), 1);
@@ -143,18 +182,32 @@ async fn cancelled_and_timed_out_executions_start_no_node() {
     let (store, executor) = (MemoryStore::new(), Counting::default());
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     assert!(store.request_cancel("t1", &record.execution_id).await.unwrap());
-    let processed =
-        process(&store, &executor, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
-            .await
-            .unwrap();
+    let processed = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w1",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::Cancelled));
 
     let expired = queued(&store, Duration::ZERO).await;
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let processed =
-        process(&store, &executor, &message(&expired.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
-            .await
-            .unwrap();
+    let processed = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&expired.execution_id),
+        "w1",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::TimedOut));
     let timed_out = store.get_execution("t1", &expired.execution_id).await.unwrap().unwrap();
     assert_eq!(timed_out.error.unwrap().code, "EXECUTION_TIMED_OUT");
@@ -167,10 +220,17 @@ async fn a_held_lease_leaves_the_message_for_later() {
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
     let until = crate::model::rfc3339_in(300);
     assert!(store.claim_lease("t1", &record.execution_id, "other", &until, &now_rfc3339()).await.unwrap());
-    let processed =
-        process(&store, &executor, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
-            .await
-            .unwrap();
+    let processed = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w1",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(processed, Processed::Busy);
     assert_eq!(executor.calls.load(Ordering::SeqCst), 0);
 }
@@ -183,6 +243,7 @@ async fn a_failing_node_fails_the_execution_with_its_name() {
     let processed = process(
         &store,
         &Counting::default(),
+        &crate::queue::NoQueue,
         &message(&record.execution_id),
         "w1",
         &budget(60),
@@ -202,10 +263,17 @@ async fn a_node_still_running_at_the_execution_timeout_ends_it_as_timed_out() {
     // Every node takes 5 s; the execution may take 1 s (wall clock: deadline_at is a time of day).
     let (store, executor) = (MemoryStore::new(), Counting { delay_ms: 5000, ..Counting::default() });
     let record = queued(&store, Duration::from_secs(1)).await;
-    let processed =
-        process(&store, &executor, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
-            .await
-            .unwrap();
+    let processed = process(
+        &store,
+        &executor,
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w1",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
     assert_eq!(processed, Processed::Finished(ExecutionStatus::TimedOut));
     let steps = store.load_steps("t1", &record.execution_id).await.unwrap();
     assert!(steps.is_empty(), "the first node was abandoned at the timeout, not waited for: {steps:?}");
@@ -227,12 +295,12 @@ async fn over_its_tenants_limit_an_execution_stays_queued_with_a_reason_and_runs
     let (m1, m2, m3) =
         (message(&records[0].execution_id), message(&records[1].execution_id), message(&records[2].execution_id));
     let (first, second, third) = tokio::join!(
-        process(&store, &executor, &m1, "w1", &b1, &limits),
-        process(&store, &executor, &m2, "w2", &b2, &limits),
+        process(&store, &executor, &crate::queue::NoQueue, &m1, "w1", &b1, &limits),
+        process(&store, &executor, &crate::queue::NoQueue, &m2, "w2", &b2, &limits),
         async {
             // Once the first two hold their slots.
             tokio::time::sleep(Duration::from_millis(50)).await;
-            let waiting = process(&store, &executor, &m3, "w3", &b3, &limits).await.unwrap();
+            let waiting = process(&store, &executor, &crate::queue::NoQueue, &m3, "w3", &b3, &limits).await.unwrap();
             let seen = store.get_execution("t1", &records[2].execution_id).await.unwrap().unwrap();
             (waiting, seen)
         }
@@ -244,7 +312,7 @@ async fn over_its_tenants_limit_an_execution_stays_queued_with_a_reason_and_runs
     assert_eq!(seen.status, ExecutionStatus::Queued, "never failed, never running: queued");
     assert!(seen.waiting_reason.as_deref().is_some_and(|r| r.contains("limit")), "{seen:?}");
     // The redelivery after the others ended runs it, and the reason goes.
-    let later = process(&store, &executor, &m3, "w4", &budget(60), &limits).await.unwrap();
+    let later = process(&store, &executor, &crate::queue::NoQueue, &m3, "w4", &budget(60), &limits).await.unwrap();
     assert_eq!(later, Processed::Finished(ExecutionStatus::Succeeded));
     let done = store.get_execution("t1", &records[2].execution_id).await.unwrap().unwrap();
     assert_eq!(done.waiting_reason, None);
@@ -270,8 +338,16 @@ async fn a_tenant_on_a_higher_tier_gets_its_tiers_limit() {
         assert!(store.acquire_run_slot("t1", other, &until, &now, 3).await.unwrap());
     }
     let record = queued(&store, DEFAULT_EXECUTION_TIMEOUT).await;
-    let processed =
-        process(&store, &Counting::default(), &message(&record.execution_id), "w1", &budget(60), &limits).await;
+    let processed = process(
+        &store,
+        &Counting::default(),
+        &crate::queue::NoQueue,
+        &message(&record.execution_id),
+        "w1",
+        &budget(60),
+        &limits,
+    )
+    .await;
     assert_eq!(processed.unwrap(), Processed::Finished(ExecutionStatus::Succeeded), "pro: 3 at once");
 }
 
@@ -307,7 +383,9 @@ async fn waiting_execution(store: &MemoryStore, seconds: u64) -> ExecutionRecord
 
 async fn deliver(store: &MemoryStore, id: &str) -> Processed {
     let executor = RegistryExecutor::default();
-    process(store, &executor, &message(id), "w1", &budget(60), &RunningLimits::DEFAULT).await.unwrap()
+    process(store, &executor, &crate::queue::NoQueue, &message(id), "w1", &budget(60), &RunningLimits::DEFAULT)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -419,4 +497,261 @@ async fn cancel_ends_a_wait_at_once_and_the_deadline_ends_it_timed_out() {
     assert_eq!(wake_ups, vec![record.deadline_at.clone()], "woken at the deadline, not the wait's end");
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(deliver(&store, &record.execution_id).await, Processed::Finished(ExecutionStatus::TimedOut));
+}
+
+/// A deployed workflow of tenant t1 (version 1), for children to run.
+async fn deployed(store: &MemoryStore, document: serde_json::Value) -> String {
+    use crate::store::WorkflowStore;
+    let definition = validate_definition(&document, 1000).unwrap();
+    let record = crate::model::WorkflowRecord::new_draft("t1", definition.clone());
+    store.create_workflow(&record).await.unwrap();
+    let version = crate::model::VersionRecord {
+        tenant_id: "t1".into(),
+        workflow_id: record.workflow_id.clone(),
+        version: 1,
+        definition,
+        source_revision: record.revision,
+        created_at: now_rfc3339(),
+    };
+    store.publish_version(&version).await.unwrap();
+    store.set_deployed_version("t1", &record.workflow_id, 1, &now_rfc3339()).await.unwrap();
+    record.workflow_id
+}
+
+/// Plays the SQS event source: delivers every queued message (in order) until none is left;
+/// answers how many deliveries ran and the most children that were unfinished at once.
+async fn drain(store: &MemoryStore, queue: &crate::queue::KeptQueue, executor: &dyn NodeExecutor) -> usize {
+    let mut deliveries = 0;
+    loop {
+        let batch: Vec<_> = std::mem::take(&mut *queue.0.lock().unwrap()).into_iter().map(|(m, _)| m).collect();
+        if batch.is_empty() {
+            return deliveries;
+        }
+        for message in batch {
+            deliveries += 1;
+            process(store, executor, queue, &message, &format!("w{deliveries}"), &budget(60), &RunningLimits::DEFAULT)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn map_parent(child_workflow: &str, concurrency: u32, tolerated: serde_json::Value) -> WorkflowDefinition {
+    let document = json!({
+        "name": "map parent",
+        "nodes": [
+            { "id": "each", "type": "flow.map", "config": {
+                "workflow_id": child_workflow, "items": "{{ input.items }}",
+                "concurrency": concurrency, "tolerated_failures": tolerated }, "on_error": "continue" },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.each.output }}" } }
+        ],
+        "edges": [ { "from": "each", "to": "done" } ]
+    });
+    validate_definition(&document, 1000).unwrap()
+}
+
+/// A child that renders its item, failing (an undefined variable) for the item "bad".
+fn child_document() -> serde_json::Value {
+    json!({
+        "name": "child",
+        "nodes": [
+            { "id": "check", "type": "logic.condition", "config": { "expression": "input.item == 'bad'" } },
+            { "id": "boom", "type": "text.template", "config": { "template": "{{ input.missing }}" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ input.item }}#{{ input.index }}" } }
+        ],
+        "edges": [ { "from": "check", "to": "boom", "when": "true" }, { "from": "check", "to": "done", "when": "false" } ]
+    })
+}
+
+#[tokio::test]
+async fn a_map_runs_every_item_once_as_its_own_child_with_a_sliding_window() {
+    let store = MemoryStore::new();
+    let child = deployed(&store, child_document()).await;
+    let record = ExecutionRecord::queued(
+        "t1",
+        "parent",
+        None,
+        json!({ "items": ["a", "b", "c", "d", "e"] }),
+        "req-1",
+        DEFAULT_EXECUTION_TIMEOUT,
+    );
+    store.create_execution(&record, &map_parent(&child, 2, json!(0))).await.unwrap();
+    let queue = crate::queue::KeptQueue::default();
+    queue.send(&message(&record.execution_id)).await.unwrap();
+    let executor = Counting::default();
+    // The first delivery parks the parent with the window's first two children queued.
+    let first: Vec<_> = std::mem::take(&mut *queue.0.lock().unwrap()).into_iter().map(|(m, _)| m).collect();
+    let processed =
+        process(&store, &executor, &queue, &first[0], "w0", &budget(60), &RunningLimits::DEFAULT).await.unwrap();
+    assert!(matches!(processed, Processed::Parked(_)), "{processed:?}");
+    let started: Vec<String> = queue.messages().into_iter().map(|m| m.execution_id).collect();
+    let ids: Vec<String> = (0..5).map(|i| crate::model::child_execution_id(&record.execution_id, "each", i)).collect();
+    assert_eq!(started, ids[..2], "two children at once, in item order");
+    drain(&store, &queue, &executor).await;
+    let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(done.output, json!(["a#0", "b#1", "c#2", "d#3", "e#4"]));
+    for (index, id) in ids.iter().enumerate() {
+        let child = store.get_execution("t1", id).await.unwrap().expect("each item is a child execution");
+        assert_eq!(
+            child.parent.as_ref().map(|p| (p.execution_id.as_str(), p.index)),
+            Some((record.execution_id.as_str(), index as u32))
+        );
+        assert_eq!((child.status, child.depth), (ExecutionStatus::Succeeded, 1));
+    }
+    let batch = store.get_child_batch("t1", &record.execution_id, "each").await.unwrap().unwrap();
+    assert_eq!((batch.succeeded, batch.failed), (5, 0), "each end counted once");
+    // A redelivered child (a duplicate) counts nothing again and starts nothing new.
+    queue.send(&message(&ids[4])).await.unwrap();
+    drain(&store, &queue, &executor).await;
+    let batch = store.get_child_batch("t1", &record.execution_id, "each").await.unwrap().unwrap();
+    assert_eq!((batch.succeeded, batch.failed), (5, 0));
+}
+
+#[tokio::test]
+async fn map_failures_within_the_tolerance_are_nulls_beyond_it_the_node_fails() {
+    let store = MemoryStore::new();
+    let child = deployed(&store, child_document()).await;
+    let executor = Counting::default();
+    for (tolerated, succeeds) in [(json!(1), true), (json!("0%"), false)] {
+        let record = ExecutionRecord::queued(
+            "t1",
+            "parent",
+            None,
+            json!({ "items": ["a", "bad", "c"] }),
+            "req-1",
+            DEFAULT_EXECUTION_TIMEOUT,
+        );
+        store.create_execution(&record, &map_parent(&child, 3, tolerated.clone())).await.unwrap();
+        let queue = crate::queue::KeptQueue::default();
+        queue.send(&message(&record.execution_id)).await.unwrap();
+        drain(&store, &queue, &executor).await;
+        let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "on_error: continue");
+        let steps = store.load_steps("t1", &record.execution_id).await.unwrap();
+        let each = steps.iter().find(|s| s.node_id == "each").unwrap();
+        if succeeds {
+            assert_eq!(each.output, json!(["a#0", null, "c#2"]), "{tolerated}");
+        } else {
+            let error = each.error.clone().unwrap();
+            assert_eq!(error.code, "MAP_ITEMS_FAILED", "{tolerated}");
+            assert!(error.message.contains("item 1: TEMPLATE_UNDEFINED_VARIABLE"), "{}", error.message);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_subworkflow_hands_its_output_to_the_parent_and_its_failure_to_the_error_branch() {
+    let store = MemoryStore::new();
+    let child = deployed(&store, child_document()).await;
+    let parent = validate_definition(
+        &json!({
+            "name": "sub parent",
+            "nodes": [
+                { "id": "sub", "type": "flow.subworkflow", "on_error": "branch",
+                  "config": { "workflow_id": child, "input": { "item": "{{ input.word }}", "index": 7 } } },
+                { "id": "ok", "type": "flow.output", "config": { "value": "got {{ nodes.sub.output }}" } },
+                { "id": "handled", "type": "text.template", "config": { "template": "handled {{ nodes.sub.error.code }}" } }
+            ],
+            "edges": [ { "from": "sub", "to": "ok" }, { "from": "sub", "to": "handled", "when": "error" } ]
+        }),
+        1000,
+    )
+    .unwrap();
+    let executor = Counting::default();
+    for (word, status) in [("x", "ok"), ("bad", "handled")] {
+        let record =
+            ExecutionRecord::queued("t1", "parent", None, json!({ "word": word }), "req-1", DEFAULT_EXECUTION_TIMEOUT);
+        store.create_execution(&record, &parent).await.unwrap();
+        let queue = crate::queue::KeptQueue::default();
+        queue.send(&message(&record.execution_id)).await.unwrap();
+        drain(&store, &queue, &executor).await;
+        let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+        assert_eq!(done.status, ExecutionStatus::Succeeded);
+        let steps = store.load_steps("t1", &record.execution_id).await.unwrap();
+        let ran =
+            |node: &str| steps.iter().any(|s| s.node_id == node && s.status == crate::model::StepStatus::Succeeded);
+        assert!(ran(status), "{word}: {steps:?}");
+        if word == "x" {
+            assert_eq!(done.output, json!("got x#7"));
+        } else {
+            let sub = steps.iter().find(|s| s.node_id == "sub").unwrap();
+            assert_eq!(sub.error.as_ref().map(|e| e.code.as_str()), Some("SUBWORKFLOW_FAILED"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn cancelling_a_parent_stops_its_children_and_a_missing_workflow_fails_the_node() {
+    let store = MemoryStore::new();
+    let child = deployed(&store, child_document()).await;
+    let record = ExecutionRecord::queued(
+        "t1",
+        "parent",
+        None,
+        json!({ "items": ["a", "b", "c"] }),
+        "req-1",
+        DEFAULT_EXECUTION_TIMEOUT,
+    );
+    store.create_execution(&record, &map_parent(&child, 1, json!(0))).await.unwrap();
+    let queue = crate::queue::KeptQueue::default();
+    let executor = Counting::default();
+    process(&store, &executor, &queue, &message(&record.execution_id), "w0", &budget(60), &RunningLimits::DEFAULT)
+        .await
+        .unwrap();
+    let parked = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(start::cancel(&store, &parked).await.unwrap(), start::CancelOutcome::Cancelled);
+    drain(&store, &queue, &executor).await;
+    let first = crate::model::child_execution_id(&record.execution_id, "each", 0);
+    assert_eq!(store.get_execution("t1", &first).await.unwrap().unwrap().status, ExecutionStatus::Cancelled);
+    let second = crate::model::child_execution_id(&record.execution_id, "each", 1);
+    assert!(store.get_execution("t1", &second).await.unwrap().is_none(), "no child starts after the parent ended");
+
+    let orphan =
+        ExecutionRecord::queued("t1", "parent", None, json!({ "items": [1] }), "req-1", DEFAULT_EXECUTION_TIMEOUT);
+    store.create_execution(&orphan, &map_parent("01ARZ3NDEKTSV4RRFFQ69G5FAV", 1, json!(0))).await.unwrap();
+    queue.send(&message(&orphan.execution_id)).await.unwrap();
+    drain(&store, &queue, &executor).await;
+    let steps = store.load_steps("t1", &orphan.execution_id).await.unwrap();
+    let each = steps.iter().find(|s| s.node_id == "each").unwrap();
+    assert_eq!(each.error.as_ref().map(|e| e.code.as_str()), Some("CHILD_WORKFLOW_UNAVAILABLE"));
+}
+
+#[tokio::test]
+async fn redriving_a_failed_map_runs_only_its_failed_items_again() {
+    let store = MemoryStore::new();
+    let child = deployed(&store, child_document()).await;
+    let parent = {
+        let mut definition = map_parent(&child, 2, json!(0));
+        definition.nodes[0].on_error = crate::model::OnError::Fail;
+        definition
+    };
+    let record = ExecutionRecord::queued(
+        "t1",
+        "parent",
+        None,
+        json!({ "items": ["a", "bad", "c"] }),
+        "req-1",
+        DEFAULT_EXECUTION_TIMEOUT,
+    );
+    store.create_execution(&record, &parent).await.unwrap();
+    let queue = crate::queue::KeptQueue::default();
+    queue.send(&message(&record.execution_id)).await.unwrap();
+    let executor = Counting::default();
+    drain(&store, &queue, &executor).await;
+    let failed = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    let calls_before = executor.calls.load(Ordering::SeqCst);
+
+    start::redrive(&store, &queue, &failed, "req-2").await.unwrap();
+    drain(&store, &queue, &executor).await;
+    let again = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(again.status, ExecutionStatus::Failed, "the item fails the same way again");
+    assert_eq!(executor.calls.load(Ordering::SeqCst) - calls_before, 2, "only item 1's nodes ran (check, boom)");
+    for (index, redrives) in [(0, 0), (1, 1), (2, 0)] {
+        let id = crate::model::child_execution_id(&record.execution_id, "each", index);
+        assert_eq!(store.get_execution("t1", &id).await.unwrap().unwrap().redrive_count, redrives, "item {index}");
+    }
+    let batch = store.get_child_batch("t1", &record.execution_id, "each").await.unwrap().unwrap();
+    assert_eq!((batch.succeeded, batch.failed, batch.generation), (2, 1, 1), "counted once per end");
 }

@@ -41,6 +41,11 @@ pub enum StepErrorCode {
     WaitInvalid,
     ApprovalTimedOut,
     NotificationFailed,
+    ChildWorkflowUnavailable,
+    ChildDepthExceeded,
+    MapItemsInvalid,
+    SubworkflowFailed,
+    MapItemsFailed,
 }
 
 impl StepErrorCode {
@@ -79,6 +84,11 @@ impl StepErrorCode {
         StepErrorCode::WaitInvalid,
         StepErrorCode::ApprovalTimedOut,
         StepErrorCode::NotificationFailed,
+        StepErrorCode::ChildWorkflowUnavailable,
+        StepErrorCode::ChildDepthExceeded,
+        StepErrorCode::MapItemsInvalid,
+        StepErrorCode::SubworkflowFailed,
+        StepErrorCode::MapItemsFailed,
     ];
 
     /// The code as recorded (`HTTP_<status>` and `LLM_<status>` as patterns).
@@ -117,6 +127,11 @@ impl StepErrorCode {
             StepErrorCode::WaitInvalid => "WAIT_INVALID",
             StepErrorCode::ApprovalTimedOut => "APPROVAL_TIMED_OUT",
             StepErrorCode::NotificationFailed => "NOTIFICATION_FAILED",
+            StepErrorCode::ChildWorkflowUnavailable => "CHILD_WORKFLOW_UNAVAILABLE",
+            StepErrorCode::ChildDepthExceeded => "CHILD_DEPTH_EXCEEDED",
+            StepErrorCode::MapItemsInvalid => "MAP_ITEMS_INVALID",
+            StepErrorCode::SubworkflowFailed => "SUBWORKFLOW_FAILED",
+            StepErrorCode::MapItemsFailed => "MAP_ITEMS_FAILED",
         }
     }
 
@@ -181,6 +196,17 @@ impl StepErrorCode {
             StepErrorCode::ApprovalTimedOut => "flow.approval got no answer within its `timeout_seconds`",
             StepErrorCode::NotificationFailed => {
                 "flow.approval's `notify` request failed (after its retries); no callback was announced"
+            }
+            StepErrorCode::ChildWorkflowUnavailable => {
+                "the workflow a flow.subworkflow or flow.map names does not exist, has no deployed version, or lacks the pinned one"
+            }
+            StepErrorCode::ChildDepthExceeded => "child executions nest more than 5 deep (a cycle of workflows?)",
+            StepErrorCode::MapItemsInvalid => {
+                "flow.map's `items` did not render to a JSON array of at most 10,000 items"
+            }
+            StepErrorCode::SubworkflowFailed => "the child execution did not succeed (the message gives its error)",
+            StepErrorCode::MapItemsFailed => {
+                "more of flow.map's items failed than `tolerated_failures` allows (the message gives the first)"
             }
         }
     }

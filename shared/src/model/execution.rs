@@ -93,6 +93,97 @@ pub struct ExecutionRecord {
     /// What a parked execution waits on, one entry per parked node (kept while it runs again,
     /// so a resumed run knows when each wait began).
     pub waits: Vec<Wait>,
+    /// A child execution's parent (flow.subworkflow, flow.map): where it reports its end.
+    pub parent: Option<ParentLink>,
+    /// How many parents above it (0 for an execution started through the API).
+    pub depth: u32,
+}
+
+/// The deepest a child execution may be (a parent's child's child... counts 1, 2, ...): a
+/// cycle of workflows calling each other ends here at run time.
+pub const MAX_CHILD_DEPTH: u32 = 5;
+
+/// The most items one `flow.map` runs.
+pub const MAX_MAP_ITEMS: usize = 10_000;
+
+/// Where a child execution reports: its parent, the parent's node, and its item's index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentLink {
+    pub execution_id: String,
+    pub node_id: String,
+    pub index: u32,
+}
+
+/// Crockford's base32, as ULIDs use it.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+fn crockford(mut value: u64, chars: usize) -> String {
+    let mut out = vec![b'0'; chars];
+    for slot in out.iter_mut().rev() {
+        *slot = CROCKFORD[(value & 31) as usize];
+        value >>= 5;
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The first 16 characters of every child id of one parent's node: the parent's timestamp
+/// (10) and 6 characters of a hash of parent and node. Children of a node are one key range.
+pub fn child_id_prefix(parent_execution_id: &str, node_id: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(format!("{parent_execution_id}/{node_id}").as_bytes());
+    let bits = u64::from_be_bytes([hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7]]) >> 34;
+    format!("{}{}", parent_execution_id.get(..10).unwrap_or("0000000000"), crockford(bits, 6))
+}
+
+/// A child execution's id, derived from its parent, the parent's node and the item's index, so
+/// creating it twice (a redelivery, a crash) finds the same execution. A valid ULID (the
+/// parent's time, then 80 bits); children of one node sort by index.
+pub fn child_execution_id(parent_execution_id: &str, node_id: &str, index: u32) -> String {
+    format!("{}{}", child_id_prefix(parent_execution_id, node_id), crockford(u64::from(index), 10))
+}
+
+/// One flow.subworkflow's or flow.map's children, kept beside the parent (not on its item):
+/// what to run, how many at once, and how many have ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChildBatch {
+    pub tenant_id: String,
+    pub parent_execution_id: String,
+    pub node_id: String,
+    pub workflow_id: String,
+    pub version: u32,
+    /// The children's inputs, in item order: a JSON array, or (over 64 KB) a reference to it in
+    /// the value store (`store::values`).
+    pub inputs: Value,
+    /// How many children (the array's length).
+    pub total: u32,
+    /// Children running at once: item `i + concurrency` starts when item `i` ends.
+    pub concurrency: u32,
+    /// Failed children the batch accepts before it fails.
+    pub tolerated_failures: u32,
+    /// The children's depth (the parent's plus one).
+    pub depth: u32,
+    /// The parent's request id, carried into the children's log lines.
+    pub request_id: String,
+    /// How long the children's records are kept after their deadline.
+    pub retention_seconds: u64,
+    /// Children that ended `succeeded`, and ended otherwise (counted by each child's finish).
+    pub succeeded: u32,
+    pub failed: u32,
+    /// The parent's `redrive_count` the batch was last set up for: a redriven parent redrives
+    /// the failed children once, and only those.
+    pub generation: u32,
+}
+
+impl ChildBatch {
+    /// Every child has ended.
+    pub fn complete(&self) -> bool {
+        self.succeeded + self.failed >= self.total
+    }
+    /// More children failed than it tolerates: the batch has failed (children still running end
+    /// on their own; no more start).
+    pub fn failed_beyond_tolerance(&self) -> bool {
+        self.failed > self.tolerated_failures
+    }
 }
 
 /// What a parked node waits for.
@@ -103,6 +194,8 @@ pub enum WaitKind {
     Timer,
     /// `flow.approval`: a callback with a body (a person, or another system).
     Approval,
+    /// `flow.subworkflow`, `flow.map`: child executions.
+    Children,
 }
 
 /// One parked node's wait, kept on the execution while it is parked.
@@ -179,6 +272,8 @@ impl ExecutionRecord {
             expires_at: Some(rfc3339_in(DEFAULT_EXECUTION_RETENTION.as_secs() as i64)),
             waiting_reason: None,
             waits: Vec::new(),
+            parent: None,
+            depth: 0,
         }
     }
 

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 pub mod breaker;
 mod data_json;
 pub mod flow_approval;
+mod flow_children;
 mod flow_output;
 pub mod flow_wait;
 pub mod http_guard;
@@ -98,6 +99,8 @@ pub static NODE_TYPES: &[&dyn NodeType] = &[
     &flow_output::FlowOutput,
     &flow_wait::FlowWait,
     &flow_approval::FlowApproval,
+    &flow_children::FlowSubworkflow,
+    &flow_children::FlowMap,
 ];
 
 pub fn find(name: &str) -> Option<&'static dyn NodeType> {
@@ -143,7 +146,7 @@ mod tests {
             assert!(config_validator(kind.name()).is_some());
             assert_eq!(kind.config_schema()["type"], "object", "{} config must be an object", kind.name());
         }
-        assert_eq!(names.len(), 8);
+        assert_eq!(names.len(), 10);
     }
 
     #[test]

@@ -496,7 +496,8 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
     let failed_at = "2030-01-01T00:00:09.000Z";
     let bulk = [pure("q", json!({ "n": 1 })), pure("alone", json!("bulk copy"))];
     store.record_step(&tenant, id, &pure("alone", json!("recorded alone"))).await.unwrap();
-    let end = |status, output, error, at: &str| ExecutionEnd { status, output, error, at: at.to_string() };
+    let end =
+        |status, output, error, at: &str| ExecutionEnd { status, output, error, at: at.to_string(), child_of: None };
     let failed = end(ExecutionStatus::Failed, json!(null), Some(error.clone()), failed_at);
     // Only the lease's holder writes the end: not a worker whose lease was taken, nor the API.
     assert!(!store.finish_execution(&tenant, id, failed.clone(), &bulk, LeaseGuard::Held("worker-b")).await.unwrap());
@@ -720,6 +721,7 @@ pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_st
         output: json!(null),
         error: Some(error),
         at: "2030-01-01T00:00:09.000Z".into(),
+        child_of: None,
     };
     let pure = [StepRecord { node_id: "pure".into(), status: StepStatus::Succeeded, ..StepRecord::default() }];
     assert!(store.finish_execution(&tenant, id, failed, &pure, LeaseGuard::Free { now }).await.unwrap());

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
-use crate::model::{CallbackRecord, ExecutionRecord, ExecutionStatus, SWEEP_GRACE, Wait, rfc3339_in};
+use crate::model::{CallbackRecord, ChildBatch, ExecutionRecord, ExecutionStatus, SWEEP_GRACE, Wait, rfc3339_in};
 use crate::model::{StepRecord, StepStatus};
 use async_trait::async_trait;
 use std::collections::BTreeMap;
@@ -44,6 +44,8 @@ struct Inner {
     run_slots: BTreeMap<String, BTreeMap<String, String>>,
     /// token hash -> callback.
     callbacks: BTreeMap<String, CallbackRecord>,
+    /// (tenant, parent execution, node) -> child batch.
+    batches: BTreeMap<(String, String, String), ChildBatch>,
     /// (tenant, key hash) -> (body hash, execution id, expires_at).
     idempotency: BTreeMap<(String, String), (String, String, String)>,
 }
@@ -544,6 +546,16 @@ impl ExecutionStore for MemoryStore {
         entry.lease = None;
         entry.sweep_at = None;
         inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
+        if let Some(parent) = &end.child_of {
+            let batch_key = (tenant_id.to_string(), parent.execution_id.clone(), parent.node_id.clone());
+            if let Some(batch) = inner.batches.get_mut(&batch_key) {
+                if end.status == ExecutionStatus::Succeeded {
+                    batch.succeeded += 1;
+                } else {
+                    batch.failed += 1;
+                }
+            }
+        }
         Ok(true)
     }
 
@@ -569,6 +581,105 @@ impl ExecutionStore for MemoryStore {
         entry.sweep_count = 0;
         inner.bulk_steps.entry(key).or_default().extend(steps.iter().cloned());
         Ok(true)
+    }
+
+    async fn put_child_batch(&self, batch: &ChildBatch) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let key = (batch.tenant_id.clone(), batch.parent_execution_id.clone(), batch.node_id.clone());
+        if inner.batches.contains_key(&key) {
+            return Ok(false);
+        }
+        inner.batches.insert(key, batch.clone());
+        Ok(true)
+    }
+
+    async fn redrive_child(
+        &self,
+        tenant_id: &str,
+        child_execution_id: &str,
+        parent: &crate::model::ParentLink,
+        deadline_at: &str,
+        hold: &str,
+        hold_until: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        match inner.executions.get_mut(&(tenant_id.to_string(), child_execution_id.to_string())) {
+            Some(entry)
+                if matches!(
+                    entry.record.status,
+                    ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Cancelled
+                ) && entry.lease_allows(LeaseGuard::Free { now }) =>
+            {
+                let record = &mut entry.record;
+                record.status = ExecutionStatus::Queued;
+                record.finished_at = None;
+                record.output = serde_json::Value::Null;
+                record.error = None;
+                record.deadline_at = deadline_at.to_string();
+                record.redrive_count += 1;
+                record.cancel_requested = false;
+                record.waits.clear();
+                entry.lease = Some((hold.to_string(), hold_until.to_string()));
+                entry.sweep_at = Some(hold_until.to_string());
+                entry.sweep_count = 0;
+            }
+            _ => return Ok(false),
+        }
+        let key = (tenant_id.to_string(), parent.execution_id.clone(), parent.node_id.clone());
+        if let Some(batch) = inner.batches.get_mut(&key) {
+            batch.failed = batch.failed.saturating_sub(1);
+        }
+        Ok(true)
+    }
+
+    async fn set_batch_generation(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+        generation: u32,
+    ) -> Result<(), StoreError> {
+        let key = (tenant_id.to_string(), parent_execution_id.to_string(), node_id.to_string());
+        if let Some(batch) = self.lock().batches.get_mut(&key) {
+            batch.generation = generation;
+        }
+        Ok(())
+    }
+
+    async fn get_child_batch(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+    ) -> Result<Option<ChildBatch>, StoreError> {
+        let key = (tenant_id.to_string(), parent_execution_id.to_string(), node_id.to_string());
+        Ok(self.lock().batches.get(&key).cloned())
+    }
+
+    async fn list_children(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+        from_index: u32,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let inner = self.lock();
+        let mut children: Vec<ExecutionRecord> = inner
+            .executions
+            .iter()
+            .filter(|((t, _), e)| {
+                t == tenant_id
+                    && e.record.parent.as_ref().is_some_and(|p| {
+                        p.execution_id == parent_execution_id && p.node_id == node_id && p.index >= from_index
+                    })
+            })
+            .map(|(_, e)| e.record.clone())
+            .collect();
+        children.sort_by_key(|c| c.parent.as_ref().map(|p| p.index));
+        children.truncate(limit);
+        Ok(children)
     }
 
     async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError> {

@@ -4,7 +4,7 @@
 
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
-use crate::model::{CallbackRecord, ExecutionRecord, ExecutionStatus, Wait};
+use crate::model::{CallbackRecord, ChildBatch, ExecutionRecord, ExecutionStatus, ParentLink, Wait};
 use crate::model::{StepError, StepRecord};
 use async_trait::async_trait;
 
@@ -193,12 +193,19 @@ pub struct ExecutionEnd {
     pub error: Option<StepError>,
     /// RFC 3339, UTC, milliseconds.
     pub at: String,
+    /// A child execution's parent: the same write counts this end in the parent's child batch
+    /// (`succeeded`, or `failed` for any other end), so a child's end is counted exactly once.
+    pub child_of: Option<ParentLink>,
 }
 
 impl ExecutionEnd {
     /// Ends now.
     pub fn now(status: ExecutionStatus, output: serde_json::Value, error: Option<StepError>) -> Self {
-        ExecutionEnd { status, output, error, at: crate::model::now_rfc3339() }
+        ExecutionEnd { status, output, error, at: crate::model::now_rfc3339(), child_of: None }
+    }
+    /// The same end, counted in the parent's batch when the execution is a child.
+    pub fn counted_for(self, parent: Option<&ParentLink>) -> Self {
+        ExecutionEnd { child_of: parent.cloned(), ..self }
     }
     /// Failed now with `error`.
     pub fn failed(error: StepError) -> Self {
@@ -297,6 +304,48 @@ pub trait ExecutionStore: Send + Sync {
         steps: &[StepRecord],
         next_sweep_at: &str,
     ) -> Result<bool, StoreError>;
+    /// Creates a node's child batch unless one exists; false then (a resumed or redriven parent
+    /// finds the batch it started).
+    async fn put_child_batch(&self, batch: &ChildBatch) -> Result<bool, StoreError>;
+    /// A node's child batch with its counts (strongly consistent).
+    async fn get_child_batch(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+    ) -> Result<Option<ChildBatch>, StoreError>;
+    /// Redrives a failed (or timed-out, or cancelled) child as `redrive_execution` does and, in
+    /// the same transaction, takes its end back out of the batch's `failed` count: it will be
+    /// counted again when it ends again. False if the child is not in such a state, or leased.
+    #[allow(clippy::too_many_arguments)]
+    async fn redrive_child(
+        &self,
+        tenant_id: &str,
+        child_execution_id: &str,
+        parent: &ParentLink,
+        deadline_at: &str,
+        hold: &str,
+        hold_until: &str,
+        now: &str,
+    ) -> Result<bool, StoreError>;
+    /// Records that the batch was set up for the parent's redrive `generation`.
+    async fn set_batch_generation(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+        generation: u32,
+    ) -> Result<(), StoreError>;
+    /// A node's child executions in item order, from `from_index`, at most `limit`: one key
+    /// range (`model::child_id_prefix`), never a scan.
+    async fn list_children(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+        from_index: u32,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, StoreError>;
     /// Stores an approval's callback token under its hash; never overwrites (ConditionFailed).
     /// The item expires (TTL) a day after the token.
     async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError>;

@@ -34,6 +34,13 @@ pub(super) fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRe
         redrive_count: get_opt_n(item, "redrive_count")?.unwrap_or(0),
         expires_at: get_opt_s(item, "expires_at"),
         waiting_reason: get_opt_s(item, "waiting_reason"),
+        parent: match (get_opt_s(item, "parent_execution_id"), get_opt_s(item, "parent_node_id")) {
+            (Some(execution_id), Some(node_id)) => {
+                Some(ParentLink { execution_id, node_id, index: get_opt_n(item, "parent_index")?.unwrap_or(0) })
+            }
+            _ => None,
+        },
+        depth: get_opt_n(item, "depth")?.unwrap_or(0),
         waits: match get_opt_s(item, "waits") {
             Some(text) => {
                 serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("execution waits: {e}")))?
@@ -65,6 +72,12 @@ impl ExecutionStore for DynamoStore {
         item.insert("created_at".into(), s(&record.created_at));
         item.insert("deadline_at".into(), s(&record.deadline_at));
         item.insert("cancel_requested".into(), AttributeValue::Bool(record.cancel_requested));
+        if let Some(parent) = &record.parent {
+            item.insert("parent_execution_id".into(), s(&parent.execution_id));
+            item.insert("parent_node_id".into(), s(&parent.node_id));
+            item.insert("parent_index".into(), n(parent.index));
+            item.insert("depth".into(), n(record.depth));
+        }
         if !record.status.is_final() {
             item.insert("sweep_pk".into(), s(sweep_pk(&record.execution_id)));
             item.insert("sweep_at".into(), s(rfc3339_in(SWEEP_GRACE.as_secs() as i64)));
@@ -155,7 +168,8 @@ impl ExecutionStore for DynamoStore {
         let key = execution_key(tenant_id, execution_id);
         let values =
             vec![(":owner", s(owner)), (":next", s(rfc3339_in(SWEEP_GRACE.as_secs() as i64))), (":zero", n(0))];
-        self.update_with_steps(key, release, "lease_owner = :owner", values, tenant_id, execution_id, steps).await?;
+        self.update_with_steps(key, release, "lease_owner = :owner", values, tenant_id, execution_id, steps, None)
+            .await?;
         Ok(())
     }
 
@@ -187,7 +201,120 @@ impl ExecutionStore for DynamoStore {
         let key = execution_key(tenant_id, execution_id);
         let condition =
             format!("attribute_exists(pk) AND #status IN (:queued, :running, :waiting) AND {lease_condition}");
-        self.update_with_steps(key, finish, &condition, values, tenant_id, execution_id, steps).await
+        // A child's end is counted in its parent's batch in the same transaction: once, or not
+        // at all (no condition on the batch: a batch gone with its parent takes the count).
+        let counted = match &end.child_of {
+            None => None,
+            Some(parent) => {
+                let counter = if end.status == ExecutionStatus::Succeeded { "succeeded" } else { "failed" };
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(child_batch_key(tenant_id, &parent.execution_id, &parent.node_id)))
+                    .update_expression(format!("ADD {counter} :one"))
+                    .expression_attribute_values(":one", n(1))
+                    .build()
+                    .map_err(|e| StoreError::Internal(e.to_string()))?;
+                Some(update)
+            }
+        };
+        self.update_with_steps(key, finish, &condition, values, tenant_id, execution_id, steps, counted).await
+    }
+
+    async fn put_child_batch(&self, batch: &ChildBatch) -> Result<bool, StoreError> {
+        let mut item = child_batch_key(&batch.tenant_id, &batch.parent_execution_id, &batch.node_id);
+        item.insert("entity".into(), s("child_batch"));
+        item.insert("workflow_id".into(), s(&batch.workflow_id));
+        item.insert("version".into(), n(batch.version));
+        item.insert("inputs".into(), packed(&batch.inputs.to_string())?);
+        item.insert("total".into(), n(batch.total));
+        item.insert("concurrency".into(), n(batch.concurrency));
+        item.insert("tolerated_failures".into(), n(batch.tolerated_failures));
+        item.insert("depth".into(), n(batch.depth));
+        item.insert("request_id".into(), s(&batch.request_id));
+        item.insert("retention_seconds".into(), n(batch.retention_seconds));
+        item.insert("succeeded".into(), n(batch.succeeded));
+        item.insert("failed".into(), n(batch.failed));
+        item.insert("generation".into(), n(batch.generation));
+        // Kept as long as the parent's steps (the parent's records expire with it).
+        item.insert("ttl".into(), self.step_ttl());
+        condition_met(self.put_new(item).await)
+    }
+
+    async fn get_child_batch(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+    ) -> Result<Option<ChildBatch>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(child_batch_key(tenant_id, parent_execution_id, node_id)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(classify)?;
+        let Some(item) = out.item.filter(|item| item.contains_key("workflow_id")) else { return Ok(None) };
+        let inputs = unpacked(&item, "inputs")?.unwrap_or_else(|| "[]".into());
+        Ok(Some(ChildBatch {
+            tenant_id: tenant_id.to_string(),
+            parent_execution_id: parent_execution_id.to_string(),
+            node_id: node_id.to_string(),
+            workflow_id: get_s(&item, "workflow_id")?,
+            version: get_n(&item, "version")?,
+            inputs: serde_json::from_str(&inputs).map_err(|e| StoreError::Internal(format!("batch inputs: {e}")))?,
+            total: get_n(&item, "total")?,
+            concurrency: get_n(&item, "concurrency")?,
+            tolerated_failures: get_n(&item, "tolerated_failures")?,
+            depth: get_n(&item, "depth")?,
+            request_id: get_s(&item, "request_id")?,
+            retention_seconds: get_n(&item, "retention_seconds")?,
+            succeeded: get_opt_n(&item, "succeeded")?.unwrap_or(0),
+            failed: get_opt_n(&item, "failed")?.unwrap_or(0),
+            generation: get_opt_n(&item, "generation")?.unwrap_or(0),
+        }))
+    }
+
+    async fn list_children(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+        from_index: u32,
+        limit: usize,
+    ) -> Result<Vec<ExecutionRecord>, StoreError> {
+        let first = crate::model::child_execution_id(parent_execution_id, node_id, from_index);
+        let last = format!("{}ZZZZZZZZZZ", crate::model::child_id_prefix(parent_execution_id, node_id));
+        let (mut found, mut start) = (Vec::new(), None);
+        while found.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
+                .expression_attribute_values(":first", s(execution_sk(&first)))
+                .expression_attribute_values(":last", s(execution_sk(&last)))
+                .limit((limit - found.len()).clamp(1, 1000) as i32)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                let record = execution_from(&item, tenant_id)?;
+                // The range is this node's children; an unrelated id sharing the prefix is not.
+                if record.parent.as_ref().is_some_and(|p| p.execution_id == parent_execution_id && p.node_id == node_id)
+                {
+                    found.push(record);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(last) => start = Some(last),
+                None => break,
+            }
+        }
+        Ok(found)
     }
 
     async fn park_execution(
@@ -212,7 +339,7 @@ impl ExecutionStore for DynamoStore {
         ];
         let key = execution_key(tenant_id, execution_id);
         let condition = "lease_owner = :owner AND #status = :running";
-        self.update_with_steps(key, park, condition, values, tenant_id, execution_id, steps).await
+        self.update_with_steps(key, park, condition, values, tenant_id, execution_id, steps, None).await
     }
 
     async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError> {
@@ -361,32 +488,48 @@ impl ExecutionStore for DynamoStore {
         hold_until: &str,
         now: &str,
     ) -> Result<bool, StoreError> {
-        let (free, now_values) = lease_condition(LeaseGuard::Free { now });
-        let mut values = vec![
-            (":queued", s("queued")),
-            (":deadline", s(deadline_at)),
-            (":null", s("null")),
-            (":no", AttributeValue::Bool(false)),
-            (":zero", n(0)),
-            (":one", n(1)),
-            (":failed", s("failed")),
-            (":timed_out", s("timed_out")),
-            (":hold", s(hold)),
-            (":hold_until", s(hold_until)),
-            (":sweep_pk", s(sweep_pk(execution_id))),
-        ];
-        values.extend(now_values);
+        let (update, condition, values) = redrive_update(execution_id, deadline_at, hold, hold_until, now, false);
+        self.update_if(execution_key(tenant_id, execution_id), update, &condition, values).await
+    }
+
+    async fn redrive_child(
+        &self,
+        tenant_id: &str,
+        child_execution_id: &str,
+        parent: &ParentLink,
+        deadline_at: &str,
+        hold: &str,
+        hold_until: &str,
+        now: &str,
+    ) -> Result<bool, StoreError> {
+        let (update, condition, values) = redrive_update(child_execution_id, deadline_at, hold, hold_until, now, true);
+        let uncount = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(child_batch_key(tenant_id, &parent.execution_id, &parent.node_id)))
+            .update_expression("ADD failed :minus_one")
+            .expression_attribute_values(":minus_one", n(-1))
+            .build()
+            .map_err(|e| StoreError::Internal(e.to_string()))?;
+        let key = execution_key(tenant_id, child_execution_id);
+        self.update_with_steps(key, update, &condition, values, tenant_id, child_execution_id, &[], Some(uncount)).await
+    }
+
+    async fn set_batch_generation(
+        &self,
+        tenant_id: &str,
+        parent_execution_id: &str,
+        node_id: &str,
+        generation: u32,
+    ) -> Result<(), StoreError> {
+        let key = child_batch_key(tenant_id, parent_execution_id, node_id);
         self.update_if(
-            execution_key(tenant_id, execution_id),
-            "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
-             cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one, \
-             lease_owner = :hold, lease_until = :hold_until, \
-             sweep_pk = :sweep_pk, sweep_at = :hold_until, sweep_count = :zero \
-             REMOVE finished_at, waits",
-            &format!("attribute_exists(pk) AND #status IN (:failed, :timed_out) AND {free}"),
-            values,
+            key,
+            "SET generation = :generation",
+            "attribute_exists(pk)",
+            vec![(":generation", n(generation))],
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     async fn stranded_executions(&self, now: &str, limit: usize) -> Result<Vec<StrandedExecution>, StoreError> {
@@ -530,6 +673,42 @@ impl ExecutionStore for DynamoStore {
         self.update_if(execution_key(tenant_id, execution_id), update, "attribute_exists(sweep_pk)", values).await?;
         Ok(())
     }
+}
+
+/// A redrive's write: back to queued with a new deadline, its end cleared, held by `hold` until
+/// `hold_until`; only from failed or timed out (and cancelled, for a child whose parent is
+/// redriven), with no live lease.
+fn redrive_update(
+    execution_id: &str,
+    deadline_at: &str,
+    hold: &str,
+    hold_until: &str,
+    now: &str,
+    cancelled_too: bool,
+) -> (&'static str, String, Vec<(&'static str, AttributeValue)>) {
+    let (free, now_values) = lease_condition(LeaseGuard::Free { now });
+    let mut values = vec![
+        (":queued", s("queued")),
+        (":deadline", s(deadline_at)),
+        (":null", s("null")),
+        (":no", AttributeValue::Bool(false)),
+        (":zero", n(0)),
+        (":one", n(1)),
+        (":failed", s("failed")),
+        (":timed_out", s("timed_out")),
+        (":cancelled", s(if cancelled_too { "cancelled" } else { "timed_out" })),
+        (":hold", s(hold)),
+        (":hold_until", s(hold_until)),
+        (":sweep_pk", s(sweep_pk(execution_id))),
+    ];
+    values.extend(now_values);
+    let update = "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
+                  cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one, \
+                  lease_owner = :hold, lease_until = :hold_until, \
+                  sweep_pk = :sweep_pk, sweep_at = :hold_until, sweep_count = :zero \
+                  REMOVE finished_at, waits";
+    let condition = format!("attribute_exists(pk) AND #status IN (:failed, :timed_out, :cancelled) AND {free}");
+    (update, condition, values)
 }
 
 /// Reads and conditional writes one acquire may try before it reports the slots contended.

@@ -30,6 +30,11 @@ pub(super) fn callback_key(token_hash: &str) -> Item {
     key(format!("CB#{token_hash}"), "CB".into())
 }
 
+/// A parent node's child batch, beside the parent's steps (never on the parent's item).
+pub(super) fn child_batch_key(tenant_id: &str, parent_execution_id: &str, node_id: &str) -> Item {
+    key(execution_items_pk(tenant_id, parent_execution_id), format!("BATCH#{node_id}"))
+}
+
 /// The item holding a tenant's run slots (execution id -> expiry).
 pub(super) fn run_slots_key(tenant_id: &str) -> Item {
     key(tenant_pk(tenant_id), "RUNNING".to_string())

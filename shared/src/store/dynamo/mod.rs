@@ -22,7 +22,7 @@ use super::{
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
-use crate::model::{CallbackRecord, ExecutionRecord, ExecutionStatus, Wait};
+use crate::model::{CallbackRecord, ChildBatch, ExecutionRecord, ExecutionStatus, ParentLink, Wait};
 use crate::model::{StepError, StepRecord, StepStatus};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -215,7 +215,8 @@ impl DynamoStore {
     /// Applies `update` to the execution item and keeps `steps` in bulk items
     /// (`STEP#~<ulid>`, never a node id) in the same TransactWriteItems, so a checkpoint or a
     /// finish is one request. Bulk items beyond one transaction's limits (huge outputs only)
-    /// are put first, on their own.
+    /// are put first, on their own. `also` joins the same transaction (a child's end counted in
+    /// its parent's batch).
     #[allow(clippy::too_many_arguments)]
     async fn update_with_steps(
         &self,
@@ -226,8 +227,9 @@ impl DynamoStore {
         tenant_id: &str,
         execution_id: &str,
         steps: &[StepRecord],
+        also: Option<Update>,
     ) -> Result<bool, StoreError> {
-        if steps.is_empty() {
+        if steps.is_empty() && also.is_none() {
             return self.update_if(key, update, condition, values).await;
         }
         let mut update = Update::builder()
@@ -253,6 +255,9 @@ impl DynamoStore {
         }
         let mut transaction =
             self.client.transact_write_items().transact_items(TransactWriteItem::builder().update(update).build());
+        if let Some(also) = also {
+            transaction = transaction.transact_items(TransactWriteItem::builder().update(also).build());
+        }
         for item in in_transaction {
             let put = Put::builder()
                 .table_name(&self.table)
