@@ -45,6 +45,9 @@ pub mod codes {
     pub const INVALID_INPUT_SCHEMA: &str = "INVALID_INPUT_SCHEMA";
     pub const INVALID_PAYLOAD_SCHEMA: &str = "INVALID_PAYLOAD_SCHEMA";
     pub const EXECUTION_TIMEOUT_TOO_LONG: &str = "EXECUTION_TIMEOUT_TOO_LONG";
+    pub const WORKFLOW_REFERENCE_NOT_FOUND: &str = "WORKFLOW_REFERENCE_NOT_FOUND";
+    pub const WORKFLOW_REFERENCE_NOT_DEPLOYED: &str = "WORKFLOW_REFERENCE_NOT_DEPLOYED";
+    pub const WORKFLOW_REFERENCE_CYCLE: &str = "WORKFLOW_REFERENCE_CYCLE";
 
     /// Every problem code with its meaning, for the README.
     pub const ALL: &[(&str, &str)] = &[
@@ -80,6 +83,15 @@ pub mod codes {
             EXECUTION_TIMEOUT_TOO_LONG,
             "timeout_seconds is over 86400 (24 h) in a workflow with no flow.wait or flow.approval (those allow 30 days)",
         ),
+        (
+            WORKFLOW_REFERENCE_NOT_FOUND,
+            "a flow.subworkflow or flow.map names a workflow (or a pinned version) your tenant does not have",
+        ),
+        (
+            WORKFLOW_REFERENCE_NOT_DEPLOYED,
+            "a flow.subworkflow or flow.map names a workflow with no deployed version and pins none",
+        ),
+        (WORKFLOW_REFERENCE_CYCLE, "workflows would run each other in a cycle (the message names the path)"),
     ];
 }
 
@@ -671,4 +683,89 @@ fn check_input_schema(schema: &Value, problems: &mut Vec<Problem>) {
             "execution input is a JSON object, so input_schema must have \"type\": \"object\"",
         ));
     }
+}
+
+/// The nodes of a definition that run another workflow: (index, workflow id, pinned version).
+fn child_references(definition: &WorkflowDefinition) -> Vec<(usize, String, Option<u32>)> {
+    definition
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.node_type == "flow.subworkflow" || n.node_type == "flow.map")
+        .filter_map(|(i, n)| {
+            let id = n.config.get("workflow_id")?.as_str()?.to_string();
+            Some((i, id, n.config.get("version").and_then(Value::as_u64).map(|v| v as u32)))
+        })
+        .collect()
+}
+
+/// What a saved definition's flow.subworkflow and flow.map nodes name, checked against the
+/// tenant's workflows (the structural checks cannot see them): the workflow exists, the pinned
+/// version exists or a version is deployed, and, for a workflow saved as `self_id`, no chain of
+/// deployed (or pinned) versions leads back to it. A cycle that appears later (a deploy) is
+/// stopped at run time by the depth limit.
+pub async fn check_references(
+    store: &dyn crate::store::WorkflowStore,
+    tenant_id: &str,
+    self_id: Option<&str>,
+    definition: &WorkflowDefinition,
+) -> Result<Vec<Problem>, crate::error::StoreError> {
+    let mut problems = Vec::new();
+    for (i, workflow_id, pinned) in child_references(definition) {
+        let path = format!("/nodes/{i}/config/workflow_id");
+        if self_id == Some(workflow_id.as_str()) {
+            problems.push(Problem::new(path, codes::WORKFLOW_REFERENCE_CYCLE, "a workflow cannot run itself"));
+            continue;
+        }
+        let Some(workflow) = store.get_workflow(tenant_id, &workflow_id).await? else {
+            problems.push(Problem::new(
+                path,
+                codes::WORKFLOW_REFERENCE_NOT_FOUND,
+                format!("workflow '{workflow_id}' does not exist"),
+            ));
+            continue;
+        };
+        let Some(version) = pinned.or(workflow.deployed_version) else {
+            problems.push(Problem::new(
+                path,
+                codes::WORKFLOW_REFERENCE_NOT_DEPLOYED,
+                format!("workflow '{workflow_id}' has no deployed version; deploy one or pin \"version\""),
+            ));
+            continue;
+        };
+        let Some(runnable) = store.get_version(tenant_id, &workflow_id, version).await? else {
+            problems.push(Problem::new(
+                format!("/nodes/{i}/config/version"),
+                codes::WORKFLOW_REFERENCE_NOT_FOUND,
+                format!("workflow '{workflow_id}' has no version {version}"),
+            ));
+            continue;
+        };
+        let Some(self_id) = self_id else { continue };
+        // Follow what it runs, as deployed today, up to the run-time depth limit.
+        let mut frontier = vec![(runnable.definition, vec![workflow_id.clone()])];
+        for _ in 0..crate::model::MAX_CHILD_DEPTH {
+            let mut next = Vec::new();
+            for (definition, path_so_far) in frontier {
+                for (_, id, pinned) in child_references(&definition) {
+                    let chain = [path_so_far.clone(), vec![id.clone()]].concat();
+                    if id == self_id {
+                        problems.push(Problem::new(
+                            &path,
+                            codes::WORKFLOW_REFERENCE_CYCLE,
+                            format!("{self_id} -> {} runs this workflow again", chain.join(" -> ")),
+                        ));
+                        return Ok(problems);
+                    }
+                    let Some(workflow) = store.get_workflow(tenant_id, &id).await? else { continue };
+                    let Some(version) = pinned.or(workflow.deployed_version) else { continue };
+                    if let Some(found) = store.get_version(tenant_id, &id, version).await? {
+                        next.push((found.definition, chain));
+                    }
+                }
+            }
+            frontier = next;
+        }
+    }
+    Ok(problems)
 }

@@ -9,7 +9,7 @@ use crate::model::StepError;
 use crate::model::StepErrorCode;
 use crate::model::now_rfc3339;
 use crate::queue::{ExecutionMessage, ExecutionQueue};
-use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, Store};
+use crate::store::{ExecutionEnd, LeaseGuard, Store};
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -50,7 +50,7 @@ async fn handle_message<S: Store>(
         let processed = match process(store, executor, queue, &parsed, worker_id, &budget, limits).await {
             Ok(processed) => processed,
             Err(e) => {
-                give_up_if_last_receive(store, message, &parsed).await;
+                give_up_if_last_receive(store, queue, message, &parsed).await;
                 return Err(e.to_string());
             }
         };
@@ -92,7 +92,12 @@ async fn handle_message<S: Store>(
 /// On the last receive before the dead-letter queue, the execution is failed with
 /// `WORKER_FAILED`, so it shows as failed (and can be redriven) instead of running forever; the
 /// message still goes to the DLQ, where the alarm tells the operators.
-async fn give_up_if_last_receive<S: ExecutionStore>(store: &S, message: &SqsMessage, parsed: &ExecutionMessage) {
+async fn give_up_if_last_receive<S: Store>(
+    store: &S,
+    queue: &dyn ExecutionQueue,
+    message: &SqsMessage,
+    parsed: &ExecutionMessage,
+) {
     let receives: u32 = message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
     if receives < MAX_RECEIVES {
         return;
@@ -102,13 +107,21 @@ async fn give_up_if_last_receive<S: ExecutionStore>(store: &S, message: &SqsMess
         message: format!("the worker failed {receives} times on this execution; redrive it to try again"),
     };
     let (tenant_id, execution_id) = (parsed.tenant_id.as_str(), parsed.execution_id.as_str());
+    // A child's end is counted in its parent's batch, and its window moves on.
+    let record = store.get_execution(tenant_id, execution_id).await.ok().flatten();
+    let parent = record.as_ref().and_then(|r| r.parent.as_ref());
     // Only if no worker holds it: a live lease means another delivery is running it.
     let now = now_rfc3339();
-    match store
-        .finish_execution(tenant_id, execution_id, ExecutionEnd::failed(error), &[], LeaseGuard::Free { now: &now })
-        .await
-    {
-        Ok(true) => metrics::counter!(crate::telemetry::metric::EXECUTIONS_FINISHED, "status" => "failed").increment(1),
+    let end = ExecutionEnd::failed(error).counted_for(parent);
+    match store.finish_execution(tenant_id, execution_id, end, &[], LeaseGuard::Free { now: &now }).await {
+        Ok(true) => {
+            metrics::counter!(crate::telemetry::metric::EXECUTIONS_FINISHED, "status" => "failed").increment(1);
+            if let Some(record) = &record
+                && let Err(e) = crate::executions::children::after_child_end(store, queue, record).await
+            {
+                tracing::error!(error = %e, "a failed child's parent was not told; the child's next delivery tells it");
+            }
+        }
         Ok(false) => tracing::warn!("not marked failed after its last receive: final, or another worker holds it"),
         Err(e) => tracing::error!(error = %e, "could not mark the execution failed after its last receive"),
     }
@@ -168,6 +181,7 @@ mod tests {
     use crate::model::ExecutionRecord;
     use crate::model::ExecutionStatus;
     use crate::queue::NoQueue;
+    use crate::store::ExecutionStore;
     use crate::store::memory::MemoryStore;
     use serde_json::json;
 

@@ -410,3 +410,142 @@ pub async fn fail_execution(t: &TestApp, execution_id: &str) {
         .unwrap();
     assert!(ended, "the execution was unfinished and unleased");
 }
+
+/// A loopback HTTP stub that counts, per key (a tenant, a test), the calls in flight at once
+/// (the highest count seen), answers `/work/<tenant>/<execution>` after 300 ms, and holds
+/// `/hang/...` until the caller goes away.
+pub struct InFlight {
+    pub url: String,
+    peaks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize, usize)>>>,
+}
+
+impl InFlight {
+    pub async fn start() -> InFlight {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let peaks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize, usize)>>> =
+            Default::default();
+        let counts = peaks.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else { return };
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 8192];
+                    let Ok(read) = socket.read(&mut buffer).await else { return };
+                    let head = String::from_utf8_lossy(&buffer[..read]).to_string();
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    let mut parts = path.trim_start_matches('/').split('/');
+                    let (kind, tenant) =
+                        (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+                    let change = |delta: isize| {
+                        let mut all = counts.lock().unwrap();
+                        let (now, peak, total) = all.entry(tenant.clone()).or_default();
+                        *now = now.saturating_add_signed(delta);
+                        *peak = (*peak).max(*now);
+                        *total += usize::from(delta > 0);
+                    };
+                    change(1);
+                    if kind == "hang" {
+                        // Until the worker abandons the call (it closes the connection).
+                        let _ = socket.read(&mut buffer).await;
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        let _ = socket
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
+                            .await;
+                    }
+                    change(-1);
+                });
+            }
+        });
+        InFlight { url, peaks }
+    }
+
+    /// How many calls of `key` were made.
+    pub fn calls(&self, key: &str) -> usize {
+        self.peaks.lock().unwrap().get(key).map(|(_, _, total)| *total).unwrap_or(0)
+    }
+
+    /// The most calls of `key` in flight at once.
+    pub fn peak(&self, tenant: &str) -> usize {
+        self.peaks.lock().unwrap().get(tenant).map(|(_, peak, _)| *peak).unwrap_or(0)
+    }
+}
+
+/// The registry executor with loopback allow-listed, for tests whose targets are stubs.
+pub fn loopback_allowed() -> nodeai::nodes::RegistryExecutor {
+    let runtime = nodeai::nodes::NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], ..Default::default() };
+    nodeai::nodes::RegistryExecutor { runtime }
+}
+
+/// Lambda's SQS event source with `workers` instances: each receives up to 5 messages, runs
+/// them with `invocation` of time, and deletes those that did not fail, until `done()` holds
+/// (checked when the queue is empty) or `limit` has passed.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_workers<F, Fut>(
+    t: &TestApp,
+    executor: &dyn nodeai::engine::NodeExecutor,
+    queue: &dyn nodeai::queue::ExecutionQueue,
+    limits: &RunningLimits,
+    workers: usize,
+    invocation: Duration,
+    limit: Duration,
+    done: &F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let client = sqs_client().await;
+    let started = Instant::now();
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    let worker = |n: usize| {
+        let (finished, client) = (&finished, &client);
+        async move {
+            while started.elapsed() < limit && !finished.load(std::sync::atomic::Ordering::SeqCst) {
+                let out = client
+                    .receive_message()
+                    .queue_url(&t.queue_url)
+                    .max_number_of_messages(5)
+                    .visibility_timeout(20)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .unwrap();
+                let messages = out.messages.unwrap_or_default();
+                if messages.is_empty() {
+                    if n == 0 && done().await {
+                        finished.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    continue;
+                }
+                let event = sqs_event(&messages);
+                let deadline = Instant::now() + invocation;
+                let response = nodeai::worker::handle_batch(
+                    t.store.as_ref(),
+                    executor,
+                    queue,
+                    event,
+                    &format!("w{n}"),
+                    deadline,
+                    limits,
+                )
+                .await;
+                let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
+                for message in messages {
+                    if !failed.contains(&message.message_id.clone().unwrap_or_default()) {
+                        client
+                            .delete_message()
+                            .queue_url(&t.queue_url)
+                            .receipt_handle(message.receipt_handle.unwrap())
+                            .send()
+                            .await
+                            .unwrap();
+                    }
+                }
+            }
+        }
+    };
+    futures_util::future::join_all((0..workers).map(worker)).await;
+}

@@ -144,10 +144,7 @@ fn http_workflow(url: &str) -> Value {
     })
 }
 
-fn loopback_allowed() -> nodeai::nodes::RegistryExecutor {
-    let runtime = nodeai::nodes::NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], ..Default::default() };
-    nodeai::nodes::RegistryExecutor { runtime }
-}
+use nodeai_tests::loopback_allowed;
 
 #[tokio::test]
 async fn a_429_with_retry_after_is_retried_and_a_401_is_not() {

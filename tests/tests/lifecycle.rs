@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 use wiremock::matchers::path;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-fn loopback_allowed() -> nodeai::nodes::RegistryExecutor {
-    let runtime = nodeai::nodes::NodeRuntime { allowed_private_hosts: vec!["127.0.0.1".into()], ..Default::default() };
-    nodeai::nodes::RegistryExecutor { runtime }
-}
+use nodeai_tests::loopback_allowed;
 
 async fn start(t: &TestApp, workflow_id: &str) -> String {
     let started =
@@ -312,62 +309,6 @@ async fn over_its_tiers_limit_an_execution_waits_queued_and_runs_later() {
     assert_eq!(delayed.as_deref(), Some("1"), "one delayed message");
 }
 
-/// A loopback HTTP stub that counts, per tenant, the executions whose call is in flight at once
-/// (the highest count seen), answers `/work/<tenant>/<execution>` after 300 ms, and holds
-/// `/hang/...` until the caller goes away.
-struct InFlight {
-    url: String,
-    peaks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>>,
-}
-
-impl InFlight {
-    async fn start() -> InFlight {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let peaks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize)>>> =
-            Default::default();
-        let counts = peaks.clone();
-        tokio::spawn(async move {
-            loop {
-                let Ok((mut socket, _)) = listener.accept().await else { return };
-                let counts = counts.clone();
-                tokio::spawn(async move {
-                    let mut buffer = vec![0u8; 8192];
-                    let Ok(read) = socket.read(&mut buffer).await else { return };
-                    let head = String::from_utf8_lossy(&buffer[..read]).to_string();
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let mut parts = path.trim_start_matches('/').split('/');
-                    let (kind, tenant) =
-                        (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-                    let change = |delta: isize| {
-                        let mut all = counts.lock().unwrap();
-                        let (now, peak) = all.entry(tenant.clone()).or_default();
-                        *now = now.saturating_add_signed(delta);
-                        *peak = (*peak).max(*now);
-                    };
-                    change(1);
-                    if kind == "hang" {
-                        // Until the worker abandons the call (it closes the connection).
-                        let _ = socket.read(&mut buffer).await;
-                    } else {
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        let _ = socket
-                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
-                            .await;
-                    }
-                    change(-1);
-                });
-            }
-        });
-        InFlight { url, peaks }
-    }
-
-    fn peak(&self, tenant: &str) -> usize {
-        self.peaks.lock().unwrap().get(tenant).map(|(_, peak)| *peak).unwrap_or(0)
-    }
-}
-
 /// Issue 10 item 6, the noisy-neighbour test: 10 tenants start 20 executions each at once,
 /// and one of them also starts hostile ones (a host that never answers, a heavy template). A
 /// pool of workers (as Lambda's event source would run them) drains the queue. Every other
@@ -377,7 +318,7 @@ impl InFlight {
 async fn a_noisy_tenant_gets_its_share_and_everyone_else_finishes() {
     let app = TestApp::new().await;
     let t = &app;
-    let stub = InFlight::start().await;
+    let stub = nodeai_tests::InFlight::start().await;
     let limits = RunningLimits { wait: Duration::from_millis(500), ..RunningLimits::DEFAULT };
     let mut tenants = vec![(t.tenant_id.clone(), t.key.clone())];
     for i in 1..10 {
@@ -431,10 +372,8 @@ async fn a_noisy_tenant_gets_its_share_and_everyone_else_finishes() {
             }
         }
     }
-    // Eight Lambda instances draining the queue, each with 12 s per invocation.
     let executor = loopback_allowed();
     let queue = queue(t).await;
-    let started = Instant::now();
     let all_final = || async {
         for (tenant, id) in ordinary.iter().map(|(t, i)| (t, i)).chain(hostile.iter().map(|id| (&noisy, id))) {
             let execution = t.store.get_execution(tenant, id).await.unwrap().unwrap();
@@ -444,50 +383,9 @@ async fn a_noisy_tenant_gets_its_share_and_everyone_else_finishes() {
         }
         true
     };
-    let client = sqs_client().await;
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let worker = |n: usize| {
-        let done = &done;
-        let (executor, queue, client, limits, all_final) = (&executor, &queue, &client, &limits, &all_final);
-        async move {
-            while started.elapsed() < Duration::from_secs(180) && !done.load(std::sync::atomic::Ordering::SeqCst) {
-                let out = client
-                    .receive_message()
-                    .queue_url(&t.queue_url)
-                    .max_number_of_messages(5)
-                    .visibility_timeout(20)
-                    .wait_time_seconds(1)
-                    .send()
-                    .await
-                    .unwrap();
-                let messages = out.messages.unwrap_or_default();
-                if messages.is_empty() {
-                    if n == 0 && all_final().await {
-                        done.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    continue;
-                }
-                let event = nodeai_tests::sqs_event(&messages);
-                let deadline = Instant::now() + CHECKPOINT_MARGIN + Duration::from_secs(2);
-                let response =
-                    handle_batch(t.store.as_ref(), executor, queue, event, &format!("w{n}"), deadline, limits).await;
-                let failed: Vec<String> = response.batch_item_failures.into_iter().map(|f| f.item_identifier).collect();
-                for message in messages {
-                    if !failed.contains(&message.message_id.clone().unwrap_or_default()) {
-                        client
-                            .delete_message()
-                            .queue_url(&t.queue_url)
-                            .receipt_handle(message.receipt_handle.unwrap())
-                            .send()
-                            .await
-                            .unwrap();
-                    }
-                }
-            }
-        }
-    };
-    let workers: Vec<_> = (0..8).map(worker).collect();
-    futures_util::future::join_all(workers).await;
+    // Eight Lambda instances draining the queue, each with 12 s per invocation.
+    let invocation = CHECKPOINT_MARGIN + Duration::from_secs(2);
+    nodeai_tests::run_workers(t, &executor, &queue, &limits, 8, invocation, Duration::from_secs(180), &all_final).await;
     for (tenant, id) in &ordinary {
         let execution = t.store.get_execution(tenant, id).await.unwrap().unwrap();
         assert_eq!(execution.status.as_str(), "succeeded", "{tenant}'s {id}: {execution:?}");

@@ -193,3 +193,167 @@ async fn validation_knows_the_new_node_types_and_their_limits() {
     .await;
     assert_eq!(good["valid"], true, "{good}");
 }
+
+/// A deployed workflow of the test tenant, through the API (create, publish, deploy).
+async fn deployed(t: &TestApp, definition: serde_json::Value) -> String {
+    let id = t.create_workflow(definition).await;
+    assert_eq!(t.call(Route::PublishVersion, &[("workflow_id", &id)], None).await.status, 201);
+    let deployed = t.call(Route::DeployVersion, &[("workflow_id", &id)], Some(json!({ "version": 1 }))).await;
+    assert_eq!(deployed.status, 200, "{}", deployed.raw);
+    id
+}
+
+/// Issue 11's map test: 200 items, `concurrency: 10`, each item a child execution calling a
+/// loopback stub that counts calls in flight; twelve in-process Lambda instances drain the
+/// queue. Every item runs once, never more than 10 at once, and GET shows the children.
+#[tokio::test]
+async fn a_map_over_200_items_runs_each_once_at_most_ten_at_once() {
+    let t = TestApp::new().await;
+    let stub = nodeai_tests::InFlight::start().await;
+    let child = deployed(
+        &t,
+        json!({
+            "name": "item",
+            "nodes": [
+                { "id": "call", "type": "http.request",
+                  "config": { "method": "POST", "url": format!("{}/work/map/{{{{ input.index }}}}", stub.url) } },
+                { "id": "out", "type": "flow.output", "config": { "value": "{{ input.item.name }}" } }
+            ],
+            "edges": [ { "from": "call", "to": "out" } ]
+        }),
+    )
+    .await;
+    let parent = t
+        .create_workflow(json!({
+            "name": "fan out",
+            "timeout_seconds": 900,
+            "nodes": [
+                { "id": "each", "type": "flow.map",
+                  "config": { "workflow_id": child, "items": "{{ input.rows }}", "concurrency": 10 } },
+                { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.each.output | length }}" } }
+            ],
+            "edges": [ { "from": "each", "to": "done" } ]
+        }))
+        .await;
+    let rows: Vec<serde_json::Value> = (0..200).map(|i| json!({ "name": format!("row {i}") })).collect();
+    let started = t
+        .call(
+            Route::StartExecution,
+            &[("workflow_id", &parent)],
+            Some(json!({ "version": "draft", "input": { "rows": rows } })),
+        )
+        .await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    let executor = nodeai_tests::loopback_allowed();
+    let queue = SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone());
+    let limits = RunningLimits { free: 50, wait: Duration::from_millis(500), ..RunningLimits::DEFAULT };
+    let finished =
+        || async { t.store.get_execution(&t.tenant_id, &execution_id).await.unwrap().unwrap().status.is_final() };
+    nodeai_tests::run_workers(
+        &t,
+        &executor,
+        &queue,
+        &limits,
+        12,
+        Duration::from_secs(30),
+        Duration::from_secs(300),
+        &finished,
+    )
+    .await;
+    let done = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(done.body["status"], "succeeded", "{}", done.raw);
+    assert_eq!(done.body["output"], 200);
+    assert_eq!(stub.calls("map"), 200, "every item called once");
+    assert!(stub.peak("map") <= 10, "{} items ran at once; concurrency is 10", stub.peak("map"));
+    assert!(stub.peak("map") >= 2, "items ran in parallel");
+    let children = &done.body["children"][0];
+    assert_eq!((children["total"].as_u64(), children["succeeded"].as_u64()), (Some(200), Some(200)), "{children}");
+    assert_eq!(children["items"].as_array().unwrap().len(), 100, "the first 100 listed");
+    let first_child = children["items"][0]["execution_id"].as_str().unwrap();
+    let child_view = t.call(Route::GetExecution, &[("execution_id", first_child)], None).await;
+    assert_eq!(child_view.body["parent"]["execution_id"], execution_id.as_str());
+    assert_eq!(child_view.body["output"], "row 0");
+}
+
+#[tokio::test]
+async fn a_failed_map_item_is_the_only_one_a_redrive_runs_again() {
+    use wiremock::matchers::{method, path_regex};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let t = TestApp::new().await;
+    let stub = MockServer::start().await;
+    // Item 3's host fails once, then recovers.
+    Mock::given(method("POST"))
+        .and(path_regex("^/item/3$"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .mount(&stub)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex("^/item/[0-9]+$"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&stub)
+        .await;
+    let child = deployed(
+        &t,
+        json!({
+            "name": "item",
+            "nodes": [ { "id": "call", "type": "http.request",
+                         "config": { "method": "POST", "url": format!("{}/item/{{{{ input.index }}}}", stub.uri()) } } ]
+        }),
+    )
+    .await;
+    let parent = t
+        .create_workflow(json!({
+            "name": "fan out",
+            "nodes": [ { "id": "each", "type": "flow.map",
+                         "config": { "workflow_id": child, "items": "{{ input.rows }}", "concurrency": 3 } } ]
+        }))
+        .await;
+    let started = t
+        .call(
+            Route::StartExecution,
+            &[("workflow_id", &parent)],
+            Some(json!({ "version": "draft", "input": { "rows": [0, 1, 2, 3, 4, 5] } })),
+        )
+        .await;
+    let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
+    let executor = nodeai_tests::loopback_allowed();
+    let queue = SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone());
+    let limits = RunningLimits { free: 50, ..RunningLimits::DEFAULT };
+    let finished =
+        || async { t.store.get_execution(&t.tenant_id, &execution_id).await.unwrap().unwrap().status.is_final() };
+    nodeai_tests::run_workers(
+        &t,
+        &executor,
+        &queue,
+        &limits,
+        4,
+        Duration::from_secs(30),
+        Duration::from_secs(120),
+        &finished,
+    )
+    .await;
+    let failed = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(failed.body["status"], "failed", "{}", failed.raw);
+    assert_eq!(failed.body["error"]["code"], "MAP_ITEMS_FAILED");
+    assert_eq!(stub.received_requests().await.unwrap().len(), 6);
+
+    let redriven = t.call(Route::RedriveExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(redriven.status, 202, "{}", redriven.raw);
+    nodeai_tests::run_workers(
+        &t,
+        &executor,
+        &queue,
+        &limits,
+        4,
+        Duration::from_secs(30),
+        Duration::from_secs(120),
+        &finished,
+    )
+    .await;
+    let done = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    assert_eq!(done.body["status"], "succeeded", "{}", done.raw);
+    let calls: Vec<String> = stub.received_requests().await.unwrap().iter().map(|r| r.url.path().to_string()).collect();
+    assert_eq!(calls.len(), 7, "only item 3 ran again: {calls:?}");
+    assert_eq!(calls[6], "/item/3");
+}

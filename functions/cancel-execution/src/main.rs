@@ -7,6 +7,7 @@ use nodeai::{handler, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), wiring::Error> {
-    let app = wiring::builder().dynamodb().build().await;
+    // SQS: a cancelled child execution's own message, so its parent moves on.
+    let app = wiring::builder().dynamodb().sqs().build().await;
     wiring::serve(app, Route::CancelExecution, handler!(api::executions::cancel)).await
 }

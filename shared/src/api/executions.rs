@@ -2,8 +2,9 @@
 //! `executions::start`; this module only translates HTTP to and from them.
 
 use super::views::{
-    CallbackAccepted, CancelAccepted, ExecutionLinks, ExecutionStarted, ExecutionSummaryView, ExecutionTotals,
-    ExecutionView, Page, RedriveAccepted, StartExecutionRequest, StepView, ValueLink, VersionRef, WaitView,
+    CallbackAccepted, CancelAccepted, ChildView, ChildrenView, ExecutionLinks, ExecutionStarted, ExecutionSummaryView,
+    ExecutionTotals, ExecutionView, Page, ParentView, RedriveAccepted, StartExecutionRequest, StepView, ValueLink,
+    VersionRef, WaitView,
 };
 use super::{Call, paging, truncate, workflows};
 use crate::api::http::{self, Reply};
@@ -135,6 +136,9 @@ fn shown(value: Value, tenant_id: &str, execution_id: &str) -> Value {
     }
 }
 
+/// Children a GET shows per node (the rest: GET each child, ids derive from the index).
+const SHOWN_CHILDREN: usize = 100;
+
 /// How long a presigned URL to a value stays valid.
 const VALUE_LINK_TTL: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
@@ -209,6 +213,30 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         _ => None,
     };
     let totals = totals(recorded.values());
+    let mut children = Vec::new();
+    for node in definition.nodes.iter().filter(|n| n.node_type == "flow.map" || n.node_type == "flow.subworkflow") {
+        let store = call.app.store()?;
+        let Some(batch) = store.get_child_batch(call.tenant_id, &id, &node.id).await? else { continue };
+        let items = store
+            .list_children(call.tenant_id, &id, &node.id, 0, SHOWN_CHILDREN)
+            .await?
+            .into_iter()
+            .map(|c| ChildView {
+                index: c.parent.as_ref().map(|p| p.index).unwrap_or_default(),
+                execution_id: c.execution_id,
+                status: c.status.as_str(),
+            })
+            .collect();
+        children.push(ChildrenView {
+            node_id: node.id.clone(),
+            workflow_id: batch.workflow_id,
+            version: batch.version,
+            total: batch.total,
+            succeeded: batch.succeeded,
+            failed: batch.failed,
+            items,
+        });
+    }
     // What it waits on: the parked nodes without a final step (an answered approval is done).
     let waiting_on: Vec<WaitView> = if execution.status.is_final() {
         Vec::new()
@@ -243,6 +271,12 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
         cancel_requested: execution.cancel_requested,
         waiting_reason: execution.waiting_reason,
         waiting_on,
+        parent: execution.parent.map(|p| ParentView {
+            execution_id: p.execution_id,
+            node_id: p.node_id,
+            index: p.index,
+        }),
+        children,
         steps,
         redrive_count: execution.redrive_count,
         expires_at: execution.expires_at,
@@ -272,7 +306,20 @@ pub async fn cancel(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let execution = find_execution(call, &id).await?;
     let status = match lifecycle::cancel(call.app.store()?, &execution).await.map_err(api_error)? {
-        lifecycle::CancelOutcome::Cancelled => ExecutionStatus::Cancelled,
+        lifecycle::CancelOutcome::Cancelled => {
+            // A child cancelled here: its own message lets the worker move its parent on.
+            if execution.parent.is_some() {
+                let message = crate::queue::ExecutionMessage {
+                    tenant_id: execution.tenant_id.clone(),
+                    execution_id: execution.execution_id.clone(),
+                    request_id: execution.request_id.clone(),
+                };
+                if let Err(e) = call.app.queue.send(&message).await {
+                    tracing::error!(error = %e, "a cancelled child's after-end message was not sent");
+                }
+            }
+            ExecutionStatus::Cancelled
+        }
         lifecycle::CancelOutcome::Requested => execution.status,
     };
     Ok(Reply::accepted(CancelAccepted { execution_id: id, status: status.as_str(), cancel_requested: true }))

@@ -419,6 +419,9 @@ fn schemas() -> Map<String, Value> {
     add_schema::<CancelAccepted>(&mut schemas);
     add_schema::<RedriveAccepted>(&mut schemas);
     add_schema::<CallbackAnswer>(&mut schemas);
+    add_schema::<ParentView>(&mut schemas);
+    add_schema::<ChildrenView>(&mut schemas);
+    add_schema::<ChildView>(&mut schemas);
     add_schema::<CallbackAccepted>(&mut schemas);
     add_schema::<ErrorEnvelope>(&mut schemas);
     schemas

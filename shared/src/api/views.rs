@@ -332,6 +332,12 @@ pub struct ExecutionView {
     /// absent when it waits on none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub waiting_on: Vec<WaitView>,
+    /// A child execution's parent (flow.subworkflow, flow.map); absent for others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentView>,
+    /// The child executions its flow.subworkflow and flow.map nodes started, per node.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildrenView>,
     pub steps: Vec<StepView>,
     pub redrive_count: u32,
     /// When retention deletes the execution (RFC 3339).
@@ -361,6 +367,36 @@ pub struct RedriveAccepted {
     /// How many times the execution has been redriven, this one included.
     pub redrive_count: u32,
     pub links: ExecutionLinks,
+}
+
+/// Where a child execution came from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ParentView {
+    pub execution_id: String,
+    pub node_id: String,
+    /// The item's index (0 for a flow.subworkflow).
+    pub index: u32,
+}
+
+/// One flow.subworkflow's or flow.map's children.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChildrenView {
+    pub node_id: String,
+    pub workflow_id: String,
+    pub version: u32,
+    pub total: u32,
+    pub succeeded: u32,
+    /// Ended otherwise (failed, timed out, cancelled).
+    pub failed: u32,
+    /// The first 100 children in item order (each is an execution: GET it for its steps).
+    pub items: Vec<ChildView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChildView {
+    pub execution_id: String,
+    pub index: u32,
+    pub status: &'static str,
 }
 
 /// A parked node's wait, as GET /v1/executions/{execution_id} shows it.

@@ -85,10 +85,20 @@ fn location(workflow_id: &str) -> String {
     format!("/v1/workflows/{workflow_id}")
 }
 
+/// 422 when the workflows its flow.subworkflow and flow.map nodes name cannot run.
+async fn references_resolve(
+    call: &Call<'_>,
+    self_id: Option<&str>,
+    definition: &crate::model::WorkflowDefinition,
+) -> Result<(), ApiError> {
+    let problems = validation::check_references(call.app.store()?, call.tenant_id, self_id, definition).await?;
+    if problems.is_empty() { Ok(()) } else { Err(problems_error(problems)) }
+}
+
 pub async fn validate(call: &Call<'_>) -> Result<Reply, ApiError> {
     let (document, size) = http::json_body(call.req)?;
     let problems = match validation::validate_definition(&document, size) {
-        Ok(_) => Vec::new(),
+        Ok(definition) => validation::check_references(call.app.store()?, call.tenant_id, None, &definition).await?,
         Err(problems) => problems,
     };
     Ok(Reply::ok(ValidationReport { valid: problems.is_empty(), problems }))
@@ -97,6 +107,7 @@ pub async fn validate(call: &Call<'_>) -> Result<Reply, ApiError> {
 pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     let (document, size) = http::json_body(call.req)?;
     let definition = validation::validate_definition(&document, size).map_err(problems_error)?;
+    references_resolve(call, None, &definition).await?;
     let record = WorkflowRecord::new_draft(call.tenant_id, definition);
     call.app.store()?.create_workflow(&record).await?;
     Ok(Reply::created(workflow_view(&record), location(&record.workflow_id)).with_header("etag", record.etag()))
@@ -154,6 +165,7 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
     let expected = if_match(call)?;
     let (document, size) = http::json_body(call.req)?;
     let definition = validation::validate_definition(&document, size).map_err(problems_error)?;
+    references_resolve(call, Some(&id), &definition).await?;
     let current = load(call, &id).await?;
     let stale = || {
         ApiError::new(

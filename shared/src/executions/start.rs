@@ -260,7 +260,8 @@ pub async fn cancel<S: ExecutionStore + ?Sized>(
     // message later finds it final and does nothing).
     if matches!(execution.status, ExecutionStatus::Queued | ExecutionStatus::Waiting) {
         let now = now_rfc3339();
-        let end = ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None);
+        let end =
+            ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None).counted_for(execution.parent.as_ref());
         if store.finish_execution(tenant_id, id, end, &[], LeaseGuard::Free { now: &now }).await? {
             return Ok(CancelOutcome::Cancelled);
         }

@@ -86,10 +86,25 @@ pub async fn sweep<S: ExecutionStore + ?Sized>(
                 };
                 ExecutionEnd { at: now_text.clone(), ..ExecutionEnd::failed(error) }
             };
+            // A child's end counts in its parent's batch; its own message afterwards lets the
+            // worker move the parent's window on (`executions::children`).
+            let record = store.get_execution(tenant_id, execution_id).await?;
+            let parent = record.as_ref().and_then(|r| r.parent.clone());
+            let end = end.counted_for(parent.as_ref());
             // Conditional on still being due: a worker that checkpointed since the index was
             // read is left alone.
             let guard = LeaseGuard::Stranded { now: &now_text };
             if store.finish_execution(tenant_id, execution_id, end, &[], guard).await? {
+                if parent.is_some() {
+                    let message = ExecutionMessage {
+                        tenant_id: tenant_id.to_string(),
+                        execution_id: execution_id.to_string(),
+                        request_id: execution.request_id.clone(),
+                    };
+                    if let Err(e) = queue.send(&message).await {
+                        tracing::error!(error = %e, "a failed child's after-end message was not sent");
+                    }
+                }
                 tracing::warn!(tenant_id, execution_id, why, "stranded execution failed");
                 metrics::counter!(STRANDED_EXECUTIONS, "action" => "failed").increment(1);
                 report.failed += 1;

@@ -31,6 +31,7 @@ macro_rules! store_conformance_tests {
             idempotency_keys_hold_for_their_window,
             parked_executions_hold_no_lease_and_resume_cancel_or_end,
             callback_tokens_are_found_by_hash_and_never_overwritten,
+            child_batches_count_each_end_once_and_list_children_in_item_order,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -853,4 +854,89 @@ pub async fn callback_tokens_are_found_by_hash_and_never_overwritten(store: &dyn
     let hijack = CallbackRecord { tenant_id: new_id(), ..record.clone() };
     assert!(matches!(store.put_callback(&hijack).await, Err(StoreError::ConditionFailed)));
     assert_eq!(store.find_callback(&record.token_hash).await.unwrap(), Some(record));
+}
+
+pub async fn child_batches_count_each_end_once_and_list_children_in_item_order(store: &dyn Store) {
+    use crate::model::{ChildBatch, ExecutionRecord, ExecutionStatus, ParentLink, child_execution_id};
+    let tenant = new_id();
+    let parent = new_id();
+    let batch = ChildBatch {
+        tenant_id: tenant.clone(),
+        parent_execution_id: parent.clone(),
+        node_id: "each".into(),
+        workflow_id: new_id(),
+        version: 2,
+        inputs: json!([{ "item": "a" }, { "item": "b" }, { "item": "c" }]),
+        total: 3,
+        concurrency: 2,
+        tolerated_failures: 1,
+        depth: 1,
+        request_id: "req-1".into(),
+        retention_seconds: 3600,
+        succeeded: 0,
+        failed: 0,
+        generation: 0,
+    };
+    assert_eq!(store.get_child_batch(&tenant, &parent, "each").await.unwrap(), None);
+    assert!(store.put_child_batch(&batch).await.unwrap());
+    assert!(!store.put_child_batch(&ChildBatch { total: 9, ..batch.clone() }).await.unwrap(), "never replaced");
+    assert_eq!(store.get_child_batch(&tenant, &parent, "each").await.unwrap(), Some(batch.clone()));
+    // Children, created out of order; one unrelated execution of the tenant.
+    let (now, later) = ("2030-01-01T00:00:00.000Z", "2030-01-01T00:05:00.000Z");
+    for index in [2u32, 0, 1] {
+        let mut child = ExecutionRecord::queued(
+            &tenant,
+            &batch.workflow_id,
+            Some(2),
+            json!({}),
+            "req-1",
+            std::time::Duration::from_secs(60),
+        );
+        child.execution_id = child_execution_id(&parent, "each", index);
+        child.parent = Some(ParentLink { execution_id: parent.clone(), node_id: "each".into(), index });
+        child.depth = 1;
+        store.create_execution(&child, &definition("child", &[])).await.unwrap();
+    }
+    let unrelated =
+        ExecutionRecord::queued(&tenant, &new_id(), None, json!({}), "r", std::time::Duration::from_secs(60));
+    store.create_execution(&unrelated, &definition("other", &[])).await.unwrap();
+    let listed = store.list_children(&tenant, &parent, "each", 0, 10).await.unwrap();
+    let indices: Vec<u32> = listed.iter().map(|c| c.parent.as_ref().unwrap().index).collect();
+    assert_eq!(indices, vec![0, 1, 2], "item order, only the node's children");
+    assert_eq!(listed[0].depth, 1);
+    assert_eq!(store.list_children(&tenant, &parent, "each", 1, 1).await.unwrap().len(), 1, "from an index, bounded");
+    assert!(store.list_children(&tenant, &parent, "other", 0, 10).await.unwrap().is_empty());
+    // Each end is counted in the batch by the finish itself; a second finish writes nothing.
+    let link = |index| Some(ParentLink { execution_id: parent.clone(), node_id: "each".into(), index });
+    let ends = [(0, ExecutionStatus::Succeeded), (1, ExecutionStatus::Failed), (2, ExecutionStatus::Succeeded)];
+    for (index, status) in ends {
+        let id = child_execution_id(&parent, "each", index);
+        assert!(store.claim_lease(&tenant, &id, "w", later, now).await.unwrap());
+        let end = ExecutionEnd::now(status, json!(index), None).counted_for(link(index).as_ref());
+        assert!(store.finish_execution(&tenant, &id, end.clone(), &[], LeaseGuard::Held("w")).await.unwrap());
+        assert!(!store.finish_execution(&tenant, &id, end, &[], LeaseGuard::Held("w")).await.unwrap());
+    }
+    let counted = store.get_child_batch(&tenant, &parent, "each").await.unwrap().unwrap();
+    assert_eq!((counted.succeeded, counted.failed), (2, 1));
+    assert!(counted.complete());
+    // A redriven child takes its failure back out of the count, in the same write.
+    let failed = child_execution_id(&parent, "each", 1);
+    let link1 = link(1).unwrap();
+    let succeeded = child_execution_id(&parent, "each", 0);
+    let redrive_at = "2030-01-01T00:10:00.000Z";
+    assert!(
+        !store.redrive_child(&tenant, &succeeded, &link(0).unwrap(), redrive_at, "h", later, redrive_at).await.unwrap()
+    );
+    assert!(
+        store
+            .redrive_child(&tenant, &failed, &link1, redrive_at, "h", "2030-01-01T00:11:00.000Z", redrive_at)
+            .await
+            .unwrap()
+    );
+    assert!(!store.redrive_child(&tenant, &failed, &link1, redrive_at, "h", later, redrive_at).await.unwrap(), "once");
+    let after = store.get_child_batch(&tenant, &parent, "each").await.unwrap().unwrap();
+    assert_eq!((after.succeeded, after.failed), (2, 0));
+    assert_eq!(store.get_execution(&tenant, &failed).await.unwrap().unwrap().status, ExecutionStatus::Queued);
+    store.set_batch_generation(&tenant, &parent, "each", 1).await.unwrap();
+    assert_eq!(store.get_child_batch(&tenant, &parent, "each").await.unwrap().unwrap().generation, 1);
 }
