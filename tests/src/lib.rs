@@ -414,9 +414,12 @@ pub async fn fail_execution(t: &TestApp, execution_id: &str) {
 /// A loopback HTTP stub that counts, per key (a tenant, a test), the calls in flight at once
 /// (the highest count seen), answers `/work/<tenant>/<execution>` after 300 ms, and holds
 /// `/hang/...` until the caller goes away.
+/// Per key: calls in flight now, the most in flight at once, and all calls made.
+type CallCounts = (usize, usize, usize);
+
 pub struct InFlight {
     pub url: String,
-    peaks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize, usize)>>>,
+    peaks: std::sync::Arc<std::sync::Mutex<HashMap<String, CallCounts>>>,
 }
 
 impl InFlight {
@@ -424,8 +427,7 @@ impl InFlight {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        let peaks: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, (usize, usize, usize)>>> =
-            Default::default();
+        let peaks: std::sync::Arc<std::sync::Mutex<HashMap<String, CallCounts>>> = Default::default();
         let counts = peaks.clone();
         tokio::spawn(async move {
             loop {

@@ -357,3 +357,58 @@ async fn a_failed_map_item_is_the_only_one_a_redrive_runs_again() {
     assert_eq!(calls.len(), 7, "only item 3 ran again: {calls:?}");
     assert_eq!(calls[6], "/item/3");
 }
+
+#[tokio::test]
+async fn saving_a_workflow_checks_the_workflows_it_runs_and_refuses_cycles() {
+    let t = TestApp::new().await;
+    let node = |kind: &str, workflow_id: &str| {
+        if kind == "flow.map" {
+            json!({ "id": "run", "type": "flow.map", "config": { "workflow_id": workflow_id, "items": "{{ input.rows }}" } })
+        } else {
+            json!({ "id": "run", "type": "flow.subworkflow", "config": { "workflow_id": workflow_id } })
+        }
+    };
+    let runs = |kind: &str, workflow_id: &str| json!({ "name": "runs another", "nodes": [node(kind, workflow_id)] });
+    let problem = |reply: &nodeai_tests::Reply| {
+        let detail = &reply.body["error"]["details"][0];
+        (
+            reply.status,
+            detail["path"].as_str().unwrap_or("").to_string(),
+            detail["code"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    // Missing, and not deployed: 422 with the node's path.
+    let missing = t.call(Route::CreateWorkflow, &[], Some(runs("flow.map", "01ARZ3NDEKTSV4RRFFQ69G5FAV"))).await;
+    assert_eq!(
+        problem(&missing),
+        (422, "/nodes/0/config/workflow_id".to_string(), "WORKFLOW_REFERENCE_NOT_FOUND".to_string()),
+        "{}",
+        missing.raw
+    );
+    let draft_only = t.create_workflow(json!({ "name": "leaf", "nodes": [ { "id": "a", "type": "text.template", "config": { "template": "x" } } ] })).await;
+    let undeployed = t.call(Route::CreateWorkflow, &[], Some(runs("flow.subworkflow", &draft_only))).await;
+    assert_eq!(problem(&undeployed).2, "WORKFLOW_REFERENCE_NOT_DEPLOYED", "{}", undeployed.raw);
+    let report = t.call(Route::ValidateWorkflow, &[], Some(runs("flow.subworkflow", &draft_only))).await;
+    assert_eq!(
+        (report.body["valid"].as_bool(), report.body["problems"][0]["code"].as_str()),
+        (Some(false), Some("WORKFLOW_REFERENCE_NOT_DEPLOYED"))
+    );
+    let mut pinned_missing = runs("flow.subworkflow", &draft_only);
+    pinned_missing["nodes"][0]["config"]["version"] = json!(7);
+    let pinned = t.call(Route::CreateWorkflow, &[], Some(pinned_missing)).await;
+    assert_eq!(problem(&pinned).1, "/nodes/0/config/version", "{}", pinned.raw);
+
+    // A runs B (deployed); saving B to run A would make a cycle: refused, naming the path.
+    let b = deployed(
+        &t,
+        json!({ "name": "b", "nodes": [ { "id": "a", "type": "text.template", "config": { "template": "x" } } ] }),
+    )
+    .await;
+    let a = deployed(&t, runs("flow.subworkflow", &b)).await;
+    let cycle = t.call(Route::UpdateWorkflow, &[("workflow_id", &b)], Some(runs("flow.map", &a))).await;
+    let (status, _, code) = problem(&cycle);
+    assert_eq!((status, code.as_str()), (422, "WORKFLOW_REFERENCE_CYCLE"), "{}", cycle.raw);
+    assert!(cycle.raw.contains(&a), "the message names the path: {}", cycle.raw);
+    let itself = t.call(Route::UpdateWorkflow, &[("workflow_id", &b)], Some(runs("flow.subworkflow", &b))).await;
+    assert_eq!(problem(&itself).2, "WORKFLOW_REFERENCE_CYCLE");
+}
