@@ -351,6 +351,202 @@ async fn main() {
         println!("(API Gateway, $3.50 per million REST calls, is the same for all three and left out; so is the time");
         println!(" a worker waits on the model, which a Lambda bills and Standard's callback pattern does not.)");
     }
+    let bench = Bench {
+        app: &app,
+        store: store.as_ref(),
+        executor: &executor,
+        sqs: &sqs,
+        queue_url: &queue_url,
+        counter: &counter,
+    };
+    bench.approval(&key, &tenant.tenant_id).await;
+    bench.map_over_100(&key, &tenant.tenant_id).await;
+}
+
+/// What issue 11's figures run against: the app, the worker and the counted clients.
+struct Bench<'a> {
+    app: &'a App,
+    store: &'a DynamoStore,
+    executor: &'a RegistryExecutor,
+    sqs: &'a aws_sdk_sqs::Client,
+    queue_url: &'a str,
+    counter: &'a RequestCounter,
+}
+
+/// Requests counted by operation, summed over a scenario's runs.
+type Counts = BTreeMap<String, usize>;
+
+impl Bench<'_> {
+    fn add(&self, into: &mut Counts) {
+        for (operation, n) in self.counter.take() {
+            *into.entry(operation).or_default() += n;
+        }
+    }
+
+    /// The Lambda event source until the queue is empty: batches of up to 5 (the template's
+    /// BatchSize), each one worker invocation. Answers the invocations.
+    async fn drain(&self, counts: &mut Counts) -> usize {
+        let mut invocations = 0;
+        loop {
+            let received =
+                self.sqs.receive_message().queue_url(self.queue_url).max_number_of_messages(5).send().await.unwrap();
+            let messages = received.messages.unwrap_or_default();
+            if messages.is_empty() {
+                self.add(counts);
+                return invocations;
+            }
+            invocations += 1;
+            let mut event = SqsEvent::default();
+            for message in &messages {
+                let mut record = SqsMessage::default();
+                record.message_id = message.message_id.clone();
+                record.body = message.body.clone();
+                event.records.push(record);
+            }
+            let queue = SqsExecutionQueue::new(self.sqs.clone(), self.queue_url.to_string());
+            let limits = nodeai::config::RunningLimits { free: 100, ..Default::default() };
+            let deadline = Instant::now() + Duration::from_secs(300);
+            let response =
+                nodeai::worker::handle_batch(self.store, self.executor, &queue, event, "bench", deadline, &limits)
+                    .await;
+            assert!(response.batch_item_failures.is_empty());
+            for message in messages {
+                self.sqs
+                    .delete_message()
+                    .queue_url(self.queue_url)
+                    .receipt_handle(message.receipt_handle.unwrap_or_default())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    async fn deployed(&self, key: &str, definition: Value) -> String {
+        let created = call(self.app, Route::CreateWorkflow, "/v1/workflows", key, &[], Some(definition)).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        let params = [("workflow_id", id.as_str())];
+        call(self.app, Route::PublishVersion, &format!("/v1/workflows/{id}/versions"), key, &params, None).await;
+        let deploy = Some(json!({ "version": 1 }));
+        call(self.app, Route::DeployVersion, &format!("/v1/workflows/{id}/deployment"), key, &params, deploy).await;
+        id
+    }
+
+    async fn start(&self, key: &str, workflow_id: &str, input: Value, counts: &mut Counts) -> String {
+        self.counter.take();
+        let params = [("workflow_id", workflow_id)];
+        let uri = format!("/v1/workflows/{workflow_id}/executions");
+        let started = call(self.app, Route::StartExecution, &uri, key, &params, Some(json!({ "input": input }))).await;
+        self.add(counts);
+        started["execution_id"].as_str().unwrap().to_string()
+    }
+
+    /// An approval workflow (approve, then output): start, park, the answer through the
+    /// callback URL, resume, finish.
+    async fn approval(&self, key: &str, tenant_id: &str) {
+        let definition = json!({ "name": "approval", "nodes": [
+            { "id": "approve", "type": "flow.approval", "config": {} },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.approve.output.ok }}" } } ],
+            "edges": [ { "from": "approve", "to": "done" } ] });
+        let id = self.deployed(key, definition).await;
+        let (mut counts, mut invocations) = (Counts::new(), 0);
+        for _ in 0..EXECUTIONS {
+            let execution = self.start(key, &id, json!({}), &mut counts).await;
+            invocations += 1 + self.drain(&mut counts).await;
+            let record = self.store.get_execution(tenant_id, &execution).await.unwrap().unwrap();
+            let token = record.waits[0].callback_token.clone().expect("parked on the approval");
+            self.counter.take();
+            let uri = format!("/v1/callbacks/{token}");
+            call(
+                self.app,
+                Route::CompleteCallback,
+                &uri,
+                "",
+                &[("token", token.as_str())],
+                Some(json!({ "ok": true })),
+            )
+            .await;
+            self.add(&mut counts);
+            invocations += 1 + self.drain(&mut counts).await;
+            let done = self.store.get_execution(tenant_id, &execution).await.unwrap().unwrap();
+            assert_eq!(done.status.as_str(), "succeeded");
+            self.counter.take();
+        }
+        // Step Functions Standard: start, a waitForTaskToken task (a Lambda sends the token),
+        // the end: 3 transitions and one Lambda.
+        let sfn = 3.0 * SFN_STANDARD_PER_TRANSITION + LAMBDA_PER_REQUEST;
+        report("an approval workflow (approve, answer, output)", &counts, invocations, EXECUTIONS, sfn);
+        println!(" (plus the wake-up set at the deadline, an SQS delay that outlives the run: one send counted above,");
+        println!("  one receive, one delete and a read when it comes, about $1.00 more per million)");
+    }
+
+    /// A map over 100 items of a one-node workflow, at concurrency 10.
+    async fn map_over_100(&self, key: &str, tenant_id: &str) {
+        let item = self
+            .deployed(
+                key,
+                json!({ "name": "item", "nodes": [
+                    { "id": "loud", "type": "text.template", "config": { "template": "{{ input.item | upper }}" } },
+                    { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.loud.output.text }}" } } ],
+                    "edges": [ { "from": "loud", "to": "done" } ] }),
+            )
+            .await;
+        let parent = self
+            .deployed(
+                key,
+                json!({ "name": "map", "nodes": [ { "id": "each", "type": "flow.map",
+                    "config": { "workflow_id": item, "items": "{{ input.rows }}", "concurrency": 10 } } ] }),
+            )
+            .await;
+        const RUNS: usize = 3;
+        let (mut counts, mut invocations) = (Counts::new(), 0);
+        let rows: Vec<String> = (0..100).map(|i| format!("row {i}")).collect();
+        for _ in 0..RUNS {
+            let execution = self.start(key, &parent, json!({ "rows": rows }), &mut counts).await;
+            invocations += 1 + self.drain(&mut counts).await;
+            let done = self.store.get_execution(tenant_id, &execution).await.unwrap().unwrap();
+            assert_eq!(done.status.as_str(), "succeeded", "{:?}", done.error);
+            self.counter.take();
+        }
+        // Step Functions Standard: a Map state of 100 iterations, each a Lambda task: about 2
+        // transitions per iteration plus the start, the map and the end.
+        let sfn = (3.0 + 200.0) * SFN_STANDARD_PER_TRANSITION + 100.0 * LAMBDA_PER_REQUEST;
+        report("a map over 100 items (concurrency 10, one-node item workflow)", &counts, invocations, RUNS, sfn);
+    }
+}
+
+/// Prints a scenario's requests per execution and its dollars per million beside Step
+/// Functions Standard. Write units are estimated from the requests: 1 per item written (items
+/// here are under 1 KB), a TransactWriteItems 2 per item for its usual 2 to 3 items (5); reads
+/// 1 unit each (an upper bound: most are eventually consistent, half a unit).
+fn report(name: &str, counts: &Counts, invocations: usize, runs: usize, step_functions: f64) {
+    let per = |n: usize| n as f64 / runs as f64;
+    let sum = |ops: &[&str]| -> f64 {
+        counts.iter().filter(|(op, _)| ops.iter().any(|o| op.ends_with(o))).map(|(_, n)| per(*n)).sum::<f64>() + 0.0
+    };
+    println!();
+    println!("AWS requests per execution of {name}, mean of {runs}:");
+    for (operation, n) in counts {
+        println!("  {operation:<44} {:>8.2}", per(*n));
+    }
+    let write_units = sum(&[".PutItem", ".UpdateItem", ".DeleteItem"]) + 5.0 * sum(&[".TransactWriteItems"]);
+    let read_units = sum(&[".GetItem", ".Query"]);
+    let sqs = sum(&[".SendMessage", ".ReceiveMessage", ".DeleteMessage"]);
+    let lambda_invocations = per(invocations);
+    let dynamo = write_units * DYNAMO_PER_WRITE_UNIT + read_units * DYNAMO_PER_READ_UNIT;
+    // Each invocation billed 100 ms at 512 MB (the worker; API functions are 256 MB).
+    let lambda = lambda_invocations * (LAMBDA_PER_REQUEST + 0.512 * 0.1 * LAMBDA_ARM_PER_GB_SECOND);
+    let total = dynamo + sqs * SQS_PER_REQUEST + lambda;
+    println!("{:<52} {:>12}", "dollars per million executions", "USD");
+    println!(
+        "{:<52} {:>12.2}",
+        format!("NodeAI: DynamoDB (~{write_units:.1} WRU, ~{read_units:.1} RRU)"),
+        dynamo * 1e6
+    );
+    println!("{:<52} {:>12.2}", format!("NodeAI: SQS ({sqs:.1} requests)"), sqs * SQS_PER_REQUEST * 1e6);
+    println!("{:<52} {:>12.2}", format!("NodeAI: Lambda ({lambda_invocations:.1} invocations)"), lambda * 1e6);
+    println!("{:<52} {:>12.2}", "NodeAI total", total * 1e6);
+    println!("{:<52} {:>12.2}", "Step Functions Standard", step_functions * 1e6);
 }
 
 struct CapacityUnits {

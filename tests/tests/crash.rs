@@ -272,3 +272,91 @@ async fn a_worker_killed_at_node_boundaries_never_repeats_a_side_effect() {
         }
     }
 }
+
+/// Issue 11: a map whose worker is killed mid-map (SIGKILL, through the local path), twice,
+/// each time just after an item's side effect was recorded. Every item's effect still runs
+/// exactly once, every item is counted once, and the map's output keeps item order.
+#[tokio::test]
+#[ignore = "needs the local stack's emulator and cargo-lambda: run through scripts/test"]
+async fn a_worker_killed_mid_map_still_runs_every_item_once() {
+    let stub = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/item/[0-9]+$"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("done"))
+        .mount(&stub)
+        .await;
+    let store = DynamoStore::new(nodeai_tests::dynamo_client().await, env("TABLE_NAME"));
+    let (tenant, _) = nodeai::auth::provision_tenant(&store, "crash map", "enterprise", None).await.unwrap();
+    let tenant_id = tenant.tenant_id.as_str();
+    // The item: its side effect, then half a second of pure work (where a kill lands), then out.
+    let burn = "{% for i in input.item %}{% for j in input.item %}{% endfor %}{% endfor %}";
+    let item = json!({ "name": "item", "nodes": [
+        { "id": "effect", "type": "http.request",
+          "config": { "method": "POST", "url": format!("{}/item/{{{{ input.index }}}}", stub.uri()) } },
+        { "id": "burn", "type": "text.template", "config": { "template": format!("{burn}{{{{ input.index }}}}") } },
+        { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.burn.output.text }}" } } ],
+        "edges": [ { "from": "effect", "to": "burn" }, { "from": "burn", "to": "done" } ] });
+    let item_definition = nodeai::validation::validate_definition(&item, 100_000).unwrap();
+    let item_record = nodeai::model::WorkflowRecord::new_draft(tenant_id, item_definition.clone());
+    store.create_workflow(&item_record).await.unwrap();
+    let version = nodeai::model::VersionRecord {
+        tenant_id: tenant_id.to_string(),
+        workflow_id: item_record.workflow_id.clone(),
+        version: 1,
+        definition: item_definition,
+        source_revision: item_record.revision,
+        created_at: nodeai::model::now_rfc3339(),
+    };
+    store.publish_version(&version).await.unwrap();
+    store.set_deployed_version(tenant_id, &item_record.workflow_id, 1, &nodeai::model::now_rfc3339()).await.unwrap();
+    let parent = json!({ "name": "map", "nodes": [ { "id": "each", "type": "flow.map",
+        "config": { "workflow_id": item_record.workflow_id, "items": "{{ input.rows }}", "concurrency": 3 } } ] });
+    let parent_definition = nodeai::validation::validate_definition(&parent, 100_000).unwrap();
+    let parent_record = nodeai::model::WorkflowRecord::new_draft(tenant_id, parent_definition);
+    store.create_workflow(&parent_record).await.unwrap();
+    let (queue, queue_url) = nodeai_tests::fresh_queue().await;
+    let burn_size: Vec<u32> = (0..900).collect();
+    let rows: Vec<Value> = (0..12).map(|_| json!(burn_size)).collect();
+    let command = StartCommand {
+        tenant_id,
+        workflow: &parent_record,
+        version: VersionChoice::Draft,
+        input: Some(json!({ "rows": rows })),
+        idempotency_key: None,
+        request_id: "crash-map",
+        retention: Duration::from_secs(3 * 24 * 3600),
+    };
+    let mut host = WorkerHost::start(&queue_url, 100).await;
+    let Started::New(execution) = start(&store, &queue, command).await.unwrap() else { panic!("a new execution") };
+    let id = execution.execution_id.clone();
+    let mut kills = 0;
+    for (run, index) in [1u32, 6].into_iter().enumerate() {
+        let child = nodeai::model::child_execution_id(&id, "each", index);
+        let what = format!("item {index}'s effect");
+        let started = Instant::now();
+        // The child exists once the window reaches it; then its effect is recorded.
+        loop {
+            if store.get_execution(tenant_id, &child).await.unwrap().is_some() {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(180), "the map never reached item {index}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        wait_for(&store, tenant_id, &child, &what, |_, steps| recorded(steps, "effect")).await;
+        kills += host.kill();
+        host = WorkerHost::start(&queue_url, 101 + run).await;
+    }
+    assert!(kills >= 2, "a worker process was killed each time");
+    let (done, _) = wait_for(&store, tenant_id, &id, "the map's end", |e, _| e.status.is_final()).await;
+    host.kill();
+    assert_eq!(done.status.as_str(), "succeeded", "{done:?}");
+    let expected: Vec<Value> = (0..12).map(|i| json!(i.to_string())).collect();
+    assert_eq!(done.output, Value::Array(expected), "every item's output, in item order");
+    let received = stub.received_requests().await.unwrap_or_default();
+    for index in 0..12 {
+        let calls = received.iter().filter(|r| r.url.path() == format!("/item/{index}")).count();
+        assert_eq!(calls, 1, "item {index}'s effect ran once across {kills} kills");
+    }
+    let batch = store.get_child_batch(tenant_id, &id, "each").await.unwrap().unwrap();
+    assert_eq!((batch.succeeded, batch.failed), (12, 0), "each item counted once");
+}

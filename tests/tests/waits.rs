@@ -412,3 +412,75 @@ async fn saving_a_workflow_checks_the_workflows_it_runs_and_refuses_cycles() {
     let itself = t.call(Route::UpdateWorkflow, &[("workflow_id", &b)], Some(runs("flow.subworkflow", &b))).await;
     assert_eq!(problem(&itself).2, "WORKFLOW_REFERENCE_CYCLE");
 }
+
+#[tokio::test]
+async fn a_subworkflow_output_flows_into_its_parent_and_its_failure_into_the_error_branch() {
+    let t = TestApp::new().await;
+    let child = deployed(
+        &t,
+        json!({
+            "name": "greet",
+            "input_schema": { "type": "object" },
+            "nodes": [
+                { "id": "check", "type": "logic.condition", "config": { "expression": "input.name == 'nobody'" } },
+                { "id": "boom", "type": "text.template", "config": { "template": "{{ input.missing }}" } },
+                { "id": "hello", "type": "flow.output", "config": { "value": "Hello {{ input.name }}" } }
+            ],
+            "edges": [ { "from": "check", "to": "boom", "when": "true" }, { "from": "check", "to": "hello", "when": "false" } ]
+        }),
+    )
+    .await;
+    let parent = t
+        .create_workflow(json!({
+            "name": "calls greet",
+            "nodes": [
+                { "id": "sub", "type": "flow.subworkflow", "on_error": "branch",
+                  "config": { "workflow_id": child, "version": 1, "input": { "name": "{{ input.who }}" } } },
+                { "id": "shout", "type": "flow.output", "config": { "value": "{{ nodes.sub.output | upper }}" } },
+                { "id": "sorry", "type": "text.template", "config": { "template": "failed: {{ nodes.sub.error.code }}" } }
+            ],
+            "edges": [ { "from": "sub", "to": "shout" }, { "from": "sub", "to": "sorry", "when": "error" } ]
+        }))
+        .await;
+    let executor = nodeai_tests::loopback_allowed();
+    let queue = SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone());
+    let limits = RunningLimits { free: 50, ..RunningLimits::DEFAULT };
+    for (who, expected) in [("Ada", "HELLO ADA"), ("nobody", "")] {
+        let started = t
+            .call(
+                Route::StartExecution,
+                &[("workflow_id", &parent)],
+                Some(json!({ "version": "draft", "input": { "who": who } })),
+            )
+            .await;
+        let id = started.body["execution_id"].as_str().unwrap().to_string();
+        let finished = || async { t.store.get_execution(&t.tenant_id, &id).await.unwrap().unwrap().status.is_final() };
+        nodeai_tests::run_workers(
+            &t,
+            &executor,
+            &queue,
+            &limits,
+            2,
+            Duration::from_secs(30),
+            Duration::from_secs(60),
+            &finished,
+        )
+        .await;
+        let done = t.call(Route::GetExecution, &[("execution_id", &id)], None).await;
+        assert_eq!(done.body["status"], "succeeded", "{}", done.raw);
+        let step =
+            |node: &str| done.body["steps"].as_array().unwrap().iter().find(|s| s["node_id"] == node).unwrap().clone();
+        if expected.is_empty() {
+            assert_eq!(step("sub")["error"]["code"], "SUBWORKFLOW_FAILED", "{}", done.raw);
+            assert!(step("sub")["error"]["message"].as_str().unwrap().contains("TEMPLATE_UNDEFINED_VARIABLE"));
+            assert_eq!(step("sorry")["output"]["text"], "failed: SUBWORKFLOW_FAILED");
+        } else {
+            assert_eq!(done.body["output"], expected);
+        }
+        let children = &done.body["children"][0];
+        assert_eq!((children["node_id"].as_str(), children["total"].as_u64()), (Some("sub"), Some(1)));
+        let child_id = children["items"][0]["execution_id"].as_str().unwrap();
+        let child_view = t.call(Route::GetExecution, &[("execution_id", child_id)], None).await;
+        assert_eq!(child_view.body["parent"]["node_id"], "sub");
+    }
+}
