@@ -224,6 +224,12 @@ async fn waits_and_an_approval_run_through_the_local_stack() {
         stack.send(Method::GET, &format!("/v1/workflows/{id}/executions?status=waiting"), None, true).await;
     assert_eq!(status, 200, "{listed}");
     assert_eq!(listed["items"][0]["execution_id"], execution_id.as_str(), "listed as waiting");
+    let (status, _, everything) = stack.send(Method::GET, "/v1/executions?status=waiting&limit=100", None, true).await;
+    assert_eq!(status, 200, "{everything}");
+    let waiting: Vec<&str> =
+        everything["items"].as_array().unwrap().iter().filter_map(|e| e["execution_id"].as_str()).collect();
+    assert!(waiting.contains(&execution_id.as_str()), "the tenant-wide listing shows it: {everything}");
+    assert!(everything["items"].as_array().unwrap().iter().all(|e| e["status"] == "waiting"));
 
     // The callback carries no API key; a wrong body is 422 and uses nothing.
     let path = url.strip_prefix(&stack.base).unwrap();

@@ -403,7 +403,20 @@ pub async fn complete_execution_callback(call: &Call<'_>) -> Result<Reply, ApiEr
     Ok(Reply::accepted(answered_view(answered)))
 }
 
+/// GET /v1/workflows/{workflow_id}/executions: one workflow's executions.
 pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
+    let workflow_id = workflows::workflow_id(call)?;
+    workflows::load(call, &workflow_id).await?;
+    list_page(call, Some(&workflow_id)).await
+}
+
+/// GET /v1/executions: every execution of the tenant (children included), e.g.
+/// `?status=waiting` for what waits on people, time or children.
+pub async fn list_all(call: &Call<'_>) -> Result<Reply, ApiError> {
+    list_page(call, None).await
+}
+
+async fn list_page(call: &Call<'_>, workflow_id: Option<&str>) -> Result<Reply, ApiError> {
     let status = match http::query_param(call.req, "status") {
         None => None,
         Some(raw) => Some(ExecutionStatus::parse(&raw).ok_or_else(|| {
@@ -412,11 +425,14 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
             )
         })?),
     };
-    let workflow_id = workflows::workflow_id(call)?;
-    workflows::load(call, &workflow_id).await?;
-    let scope = format!("executions|{}|{workflow_id}|{}", call.tenant_id, status.map(|s| s.as_str()).unwrap_or(""));
+    let scope = format!(
+        "executions|{}|{}|{}",
+        call.tenant_id,
+        workflow_id.unwrap_or("*"),
+        status.map(|s| s.as_str()).unwrap_or("")
+    );
     let (limit, after) = paging(call, &scope)?;
-    let page = call.app.store()?.list_executions(call.tenant_id, &workflow_id, status, after.as_deref(), limit).await?;
+    let page = call.app.store()?.list_executions(call.tenant_id, workflow_id, status, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
     let items = page
         .items
@@ -425,6 +441,7 @@ pub async fn list(call: &Call<'_>) -> Result<Reply, ApiError> {
         .filter(|e| !e.is_expired())
         .map(|e| ExecutionSummaryView {
             execution_id: e.execution_id.clone(),
+            workflow_id: e.workflow_id.clone(),
             status: e.status.as_str(),
             version: VersionRef(e.version),
             created_at: e.created_at.clone(),

@@ -179,6 +179,14 @@ fn doc(route: Route) -> RouteDoc {
             query: &[Query::Paging, Query::Status],
             ..plain("A workflow's executions, newest first.", (200, Some("ExecutionPage")), &[WorkflowNotFound])
         },
+        Route::ListTenantExecutions => RouteDoc {
+            query: &[Query::Paging, Query::Status],
+            ..plain(
+                "Every execution of the tenant, child executions included, newest first; `?status=waiting` lists what waits on people, time or children.",
+                (200, Some("ExecutionPage")),
+                &[],
+            )
+        },
         Route::GetExecution => plain(
             "One execution with every node's step, tokens and cost.",
             (200, Some("ExecutionView")),

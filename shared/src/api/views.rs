@@ -349,6 +349,7 @@ pub struct ExecutionView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ExecutionSummaryView {
     pub execution_id: String,
+    pub workflow_id: String,
     pub status: &'static str,
     pub version: VersionRef,
     pub created_at: String,

@@ -423,7 +423,7 @@ mod tests {
 
         let refused = start(&store, &NoQueue, command(&workflow, json!({ "n": 1 }), None)).await;
         assert!(matches!(refused, Err(LifecycleError::Store(StoreError::Unavailable(_)))), "{refused:?}");
-        let page = store.list_executions("t1", &workflow.workflow_id, None, None, 10).await.unwrap();
+        let page = store.list_executions("t1", Some(&workflow.workflow_id), None, None, 10).await.unwrap();
         let failed = &page.items[0];
         assert_eq!(failed.status, ExecutionStatus::Failed);
         assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some("QUEUE_UNAVAILABLE"));

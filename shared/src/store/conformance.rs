@@ -661,7 +661,7 @@ pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) 
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store.list_executions(&tenant, &workflow, None, after.as_deref(), 2).await.unwrap();
+        let page = store.list_executions(&tenant, Some(&workflow), None, after.as_deref(), 2).await.unwrap();
         seen.extend(page.items.iter().map(|e| e.execution_id.clone()));
         match page.next_after {
             Some(next) => after = Some(next),
@@ -670,14 +670,28 @@ pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) 
     }
     assert_eq!(seen, ids, "newest first, this workflow only");
     let succeeded =
-        store.list_executions(&tenant, &workflow, Some(ExecutionStatus::Succeeded), None, 10).await.unwrap();
+        store.list_executions(&tenant, Some(&workflow), Some(ExecutionStatus::Succeeded), None, 10).await.unwrap();
     assert_eq!(
         succeeded.items.iter().map(|e| e.execution_id.clone()).collect::<Vec<_>>(),
         vec![ids[0].clone(), ids[2].clone(), ids[4].clone()]
     );
     assert!(
-        store.list_executions(&new_id(), &workflow, None, None, 10).await.unwrap().items.is_empty(),
+        store.list_executions(&new_id(), Some(&workflow), None, None, 10).await.unwrap().items.is_empty(),
         "scoped by tenant"
+    );
+    // With no workflow: every execution of the tenant, newest first, the other workflow's too.
+    let all = store.list_executions(&tenant, None, None, None, 100).await.unwrap();
+    let all_ids: Vec<String> = all.items.iter().map(|e| e.execution_id.clone()).collect();
+    assert_eq!(all_ids, [vec![other_workflow.execution_id.clone()], ids.clone()].concat());
+    let first = store.list_executions(&tenant, None, Some(ExecutionStatus::Queued), None, 1).await.unwrap();
+    assert_eq!(first.items[0].execution_id, other_workflow.execution_id);
+    let rest = store
+        .list_executions(&tenant, None, Some(ExecutionStatus::Queued), first.next_after.as_deref(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.items.iter().map(|e| e.execution_id.clone()).collect::<Vec<_>>(),
+        vec![ids[1].clone(), ids[3].clone()]
     );
 }
 

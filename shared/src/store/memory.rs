@@ -718,7 +718,7 @@ impl ExecutionStore for MemoryStore {
     async fn list_executions(
         &self,
         tenant_id: &str,
-        workflow_id: &str,
+        workflow_id: Option<&str>,
         status: Option<ExecutionStatus>,
         after: Option<&str>,
         limit: usize,
@@ -728,7 +728,9 @@ impl ExecutionStore for MemoryStore {
             .executions
             .iter()
             .filter(|((t, _), e)| {
-                t == tenant_id && e.record.workflow_id == workflow_id && status.is_none_or(|s| e.record.status == s)
+                t == tenant_id
+                    && workflow_id.is_none_or(|w| e.record.workflow_id == w)
+                    && status.is_none_or(|s| e.record.status == s)
             })
             .map(|((_, id), e)| (id.clone(), e.record.clone()))
             .collect();

@@ -419,11 +419,12 @@ pub trait ExecutionStore: Send + Sync {
         expires_at: &str,
         now: &str,
     ) -> Result<IdempotencyClaim, StoreError>;
-    /// A workflow's executions, newest first; `status` keeps only that status.
+    /// A workflow's executions (or, with no workflow, all the tenant's: children included),
+    /// newest first; `status` keeps only that status. Queries, never a scan.
     async fn list_executions(
         &self,
         tenant_id: &str,
-        workflow_id: &str,
+        workflow_id: Option<&str>,
         status: Option<ExecutionStatus>,
         after: Option<&str>,
         limit: usize,

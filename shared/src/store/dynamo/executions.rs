@@ -412,16 +412,22 @@ impl ExecutionStore for DynamoStore {
     async fn list_executions(
         &self,
         tenant_id: &str,
-        workflow_id: &str,
+        workflow_id: Option<&str>,
         status: Option<ExecutionStatus>,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<ExecutionRecord>, StoreError> {
-        let gsi1pk = workflow_executions_pk(tenant_id, workflow_id);
+        // A workflow's executions: gsi1. All the tenant's: its own partition (`EX#` sort keys).
+        let (index, pk_name, sk_name, pk) = match workflow_id {
+            Some(workflow_id) => (Some("gsi1"), "gsi1pk", "gsi1sk", workflow_executions_pk(tenant_id, workflow_id)),
+            None => (None, "pk", "sk", tenant_pk(tenant_id)),
+        };
         let mut start = after.map(|a| {
             let mut k = execution_key(tenant_id, a);
-            k.insert("gsi1pk".into(), s(&gsi1pk));
-            k.insert("gsi1sk".into(), s(execution_sk(a)));
+            if index.is_some() {
+                k.insert("gsi1pk".into(), s(&pk));
+                k.insert("gsi1sk".into(), s(execution_sk(a)));
+            }
             k
         });
         let mut items = Vec::new();
@@ -430,9 +436,9 @@ impl ExecutionStore for DynamoStore {
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :pk AND begins_with(gsi1sk, :prefix)")
-                .expression_attribute_values(":pk", s(&gsi1pk))
+                .set_index_name(index.map(str::to_string))
+                .key_condition_expression(format!("{pk_name} = :pk AND begins_with({sk_name}, :prefix)"))
+                .expression_attribute_values(":pk", s(&pk))
                 .expression_attribute_values(":prefix", s(EXECUTION_PREFIX))
                 .scan_index_forward(false)
                 .set_exclusive_start_key(start.take());
