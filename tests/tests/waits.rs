@@ -194,6 +194,20 @@ async fn validation_knows_the_new_node_types_and_their_limits() {
     assert_eq!(good["valid"], true, "{good}");
 }
 
+/// Lambda's event source with `workers` in-process instances until the execution is final (at
+/// most `seconds`); answers its GET.
+async fn run_until_final(t: &TestApp, execution_id: &str, workers: usize, seconds: u64) -> nodeai_tests::Reply {
+    let executor = nodeai_tests::loopback_allowed();
+    let queue = SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone());
+    // The tenant is free (5 at once): room for the map's window and its parent.
+    let limits = RunningLimits { free: 50, wait: Duration::from_millis(500), ..RunningLimits::DEFAULT };
+    let finished =
+        || async { t.store.get_execution(&t.tenant_id, execution_id).await.unwrap().unwrap().status.is_final() };
+    let (invocation, limit) = (Duration::from_secs(30), Duration::from_secs(seconds));
+    nodeai_tests::run_workers(t, &executor, &queue, &limits, workers, invocation, limit, &finished).await;
+    t.call(Route::GetExecution, &[("execution_id", execution_id)], None).await
+}
+
 /// A deployed workflow of the test tenant, through the API (create, publish, deploy).
 async fn deployed(t: &TestApp, definition: serde_json::Value) -> String {
     let id = t.create_workflow(definition).await;
@@ -244,23 +258,8 @@ async fn a_map_over_200_items_runs_each_once_at_most_ten_at_once() {
         )
         .await;
     let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
-    let executor = nodeai_tests::loopback_allowed();
-    let queue = SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone());
-    let limits = RunningLimits { free: 50, wait: Duration::from_millis(500), ..RunningLimits::DEFAULT };
-    let finished =
-        || async { t.store.get_execution(&t.tenant_id, &execution_id).await.unwrap().unwrap().status.is_final() };
-    nodeai_tests::run_workers(
-        &t,
-        &executor,
-        &queue,
-        &limits,
-        12,
-        Duration::from_secs(30),
-        Duration::from_secs(300),
-        &finished,
-    )
-    .await;
-    let done = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    // Twelve Lambda instances draining the queue.
+    let done = run_until_final(&t, &execution_id, 12, 300).await;
     assert_eq!(done.body["status"], "succeeded", "{}", done.raw);
     assert_eq!(done.body["output"], 200);
     assert_eq!(stub.calls("map"), 200, "every item called once");
@@ -317,41 +316,14 @@ async fn a_failed_map_item_is_the_only_one_a_redrive_runs_again() {
         )
         .await;
     let execution_id = started.body["execution_id"].as_str().unwrap().to_string();
-    let executor = nodeai_tests::loopback_allowed();
-    let queue = SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone());
-    let limits = RunningLimits { free: 50, ..RunningLimits::DEFAULT };
-    let finished =
-        || async { t.store.get_execution(&t.tenant_id, &execution_id).await.unwrap().unwrap().status.is_final() };
-    nodeai_tests::run_workers(
-        &t,
-        &executor,
-        &queue,
-        &limits,
-        4,
-        Duration::from_secs(30),
-        Duration::from_secs(120),
-        &finished,
-    )
-    .await;
-    let failed = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    let failed = run_until_final(&t, &execution_id, 4, 120).await;
     assert_eq!(failed.body["status"], "failed", "{}", failed.raw);
     assert_eq!(failed.body["error"]["code"], "MAP_ITEMS_FAILED");
     assert_eq!(stub.received_requests().await.unwrap().len(), 6);
 
     let redriven = t.call(Route::RedriveExecution, &[("execution_id", &execution_id)], None).await;
     assert_eq!(redriven.status, 202, "{}", redriven.raw);
-    nodeai_tests::run_workers(
-        &t,
-        &executor,
-        &queue,
-        &limits,
-        4,
-        Duration::from_secs(30),
-        Duration::from_secs(120),
-        &finished,
-    )
-    .await;
-    let done = t.call(Route::GetExecution, &[("execution_id", &execution_id)], None).await;
+    let done = run_until_final(&t, &execution_id, 4, 120).await;
     assert_eq!(done.body["status"], "succeeded", "{}", done.raw);
     let calls: Vec<String> = stub.received_requests().await.unwrap().iter().map(|r| r.url.path().to_string()).collect();
     assert_eq!(calls.len(), 7, "only item 3 ran again: {calls:?}");
@@ -442,9 +414,6 @@ async fn a_subworkflow_output_flows_into_its_parent_and_its_failure_into_the_err
             "edges": [ { "from": "sub", "to": "shout" }, { "from": "sub", "to": "sorry", "when": "error" } ]
         }))
         .await;
-    let executor = nodeai_tests::loopback_allowed();
-    let queue = SqsExecutionQueue::new(sqs_client().await, t.queue_url.clone());
-    let limits = RunningLimits { free: 50, ..RunningLimits::DEFAULT };
     for (who, expected) in [("Ada", "HELLO ADA"), ("nobody", "")] {
         let started = t
             .call(
@@ -454,19 +423,7 @@ async fn a_subworkflow_output_flows_into_its_parent_and_its_failure_into_the_err
             )
             .await;
         let id = started.body["execution_id"].as_str().unwrap().to_string();
-        let finished = || async { t.store.get_execution(&t.tenant_id, &id).await.unwrap().unwrap().status.is_final() };
-        nodeai_tests::run_workers(
-            &t,
-            &executor,
-            &queue,
-            &limits,
-            2,
-            Duration::from_secs(30),
-            Duration::from_secs(60),
-            &finished,
-        )
-        .await;
-        let done = t.call(Route::GetExecution, &[("execution_id", &id)], None).await;
+        let done = run_until_final(&t, &id, 2, 60).await;
         assert_eq!(done.body["status"], "succeeded", "{}", done.raw);
         let step =
             |node: &str| done.body["steps"].as_array().unwrap().iter().find(|s| s["node_id"] == node).unwrap().clone();

@@ -61,6 +61,22 @@ struct StoredExecution {
 }
 
 impl StoredExecution {
+    /// Back to queued with a new deadline, its end cleared, held by `hold` (a redrive).
+    fn redrive(&mut self, deadline_at: &str, hold: &str, hold_until: &str) {
+        let record = &mut self.record;
+        record.status = ExecutionStatus::Queued;
+        record.finished_at = None;
+        record.output = serde_json::Value::Null;
+        record.error = None;
+        record.deadline_at = deadline_at.to_string();
+        record.redrive_count += 1;
+        record.cancel_requested = false;
+        record.waits.clear();
+        self.lease = Some((hold.to_string(), hold_until.to_string()));
+        self.sweep_at = Some(hold_until.to_string());
+        self.sweep_count = 0;
+    }
+
     fn lease_allows(&self, guard: LeaseGuard<'_>) -> bool {
         match guard {
             LeaseGuard::Held(owner) => self.lease.as_ref().is_some_and(|(holder, _)| holder == owner),
@@ -611,18 +627,7 @@ impl ExecutionStore for MemoryStore {
                     ExecutionStatus::Failed | ExecutionStatus::TimedOut | ExecutionStatus::Cancelled
                 ) && entry.lease_allows(LeaseGuard::Free { now }) =>
             {
-                let record = &mut entry.record;
-                record.status = ExecutionStatus::Queued;
-                record.finished_at = None;
-                record.output = serde_json::Value::Null;
-                record.error = None;
-                record.deadline_at = deadline_at.to_string();
-                record.redrive_count += 1;
-                record.cancel_requested = false;
-                record.waits.clear();
-                entry.lease = Some((hold.to_string(), hold_until.to_string()));
-                entry.sweep_at = Some(hold_until.to_string());
-                entry.sweep_count = 0;
+                entry.redrive(deadline_at, hold, hold_until);
             }
             _ => return Ok(false),
         }
@@ -761,18 +766,7 @@ impl ExecutionStore for MemoryStore {
                 if matches!(entry.record.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut)
                     && entry.lease_allows(LeaseGuard::Free { now }) =>
             {
-                let record = &mut entry.record;
-                record.status = ExecutionStatus::Queued;
-                record.finished_at = None;
-                record.output = serde_json::Value::Null;
-                record.error = None;
-                record.deadline_at = deadline_at.to_string();
-                record.redrive_count += 1;
-                record.cancel_requested = false;
-                record.waits.clear();
-                entry.lease = Some((hold.to_string(), hold_until.to_string()));
-                entry.sweep_at = Some(hold_until.to_string());
-                entry.sweep_count = 0;
+                entry.redrive(deadline_at, hold, hold_until);
                 Ok(true)
             }
             _ => Ok(false),
