@@ -251,7 +251,7 @@ async fn run_leased<S: Store>(
             return Ok(Processed::Continue);
         }
         RunOutcome::Parked(waits) => {
-            let processed = park(store, execution, worker_id, waits, &unrecorded).await?;
+            let processed = park(store, queue, execution, worker_id, waits, &unrecorded).await?;
             record_metrics(execution, &processed);
             return Ok(processed);
         }
@@ -270,8 +270,9 @@ async fn run_leased<S: Store>(
 /// Parks the execution on `waits`: the slot goes back, the lease is released with the waits
 /// and the run's pure steps in one write, and the sweeper is told to look at it `SWEEP_GRACE`
 /// after its earliest wake-up (the backstop for a timer message that never came).
-async fn park<S: ExecutionStore + ?Sized>(
+async fn park<S: Store + ?Sized>(
     store: &S,
+    queue: &dyn ExecutionQueue,
     execution: &ExecutionRecord,
     worker_id: &str,
     waits: Vec<crate::model::Wait>,
@@ -299,7 +300,44 @@ async fn park<S: ExecutionStore + ?Sized>(
     }
     let nodes: Vec<&str> = waits.iter().map(|w| w.node_id.as_str()).collect();
     tracing::info!(?nodes, earliest = %earliest, "execution parked");
+    // An event that came while this run held the lease (an answer, the last child's end) found
+    // the execution busy: its message returns only after the queue's visibility timeout. Look
+    // once more now that the lease is released, and resume at once if one did.
+    if event_came_meanwhile(store, execution, &waits).await? {
+        let message = ExecutionMessage {
+            tenant_id: tenant_id.to_string(),
+            execution_id: execution_id.to_string(),
+            request_id: execution.request_id.clone(),
+        };
+        queue.send(&message).await?;
+        tracing::info!("a wait ended while the run held the lease; resume sent");
+    }
     Ok(Processed::Parked(wake_ups))
+}
+
+/// Whether an approval was answered, or a child batch ended, since the run looked.
+async fn event_came_meanwhile<S: Store + ?Sized>(
+    store: &S,
+    execution: &ExecutionRecord,
+    waits: &[crate::model::Wait],
+) -> Result<bool, StoreError> {
+    use crate::model::WaitKind;
+    let (tenant_id, execution_id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
+    if waits.iter().any(|w| w.kind == WaitKind::Approval) {
+        let steps = store.load_steps(tenant_id, execution_id).await?;
+        let answered = |node: &str| steps.iter().any(|s| s.node_id == node && s.status.is_final());
+        if waits.iter().any(|w| w.kind == WaitKind::Approval && answered(&w.node_id)) {
+            return Ok(true);
+        }
+    }
+    for wait in waits.iter().filter(|w| w.kind == WaitKind::Children) {
+        if let Some(batch) = store.get_child_batch(tenant_id, execution_id, &wait.node_id).await?
+            && (batch.complete() || batch.failed_beyond_tolerance())
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Counts how a delivery ended (a delivery of an already final execution counts nothing).

@@ -757,3 +757,64 @@ async fn redriving_a_failed_map_runs_only_its_failed_items_again() {
     let batch = store.get_child_batch("t1", &record.execution_id, "each").await.unwrap().unwrap();
     assert_eq!((batch.succeeded, batch.failed, batch.generation), (2, 1, 1), "counted once per end");
 }
+
+/// An executor that answers the approval while another node runs: an answer that arrives while
+/// the run holds the lease.
+struct AnswersMidRun<'a>(&'a MemoryStore, String);
+
+#[async_trait]
+impl NodeExecutor for AnswersMidRun<'_> {
+    fn has_side_effects(&self, node_type: &str) -> bool {
+        crate::nodes::has_side_effects(node_type)
+    }
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
+        let answer = crate::model::StepRecord {
+            node_id: "approve".into(),
+            status: crate::model::StepStatus::Succeeded,
+            output: json!({ "ok": true }),
+            ..Default::default()
+        };
+        self.0.record_step("t1", &self.1, &answer).await.unwrap();
+        RegistryExecutor::default().execute(call).await
+    }
+}
+
+#[tokio::test]
+async fn an_answer_that_came_while_the_run_held_the_lease_resumes_it_at_once() {
+    let store = MemoryStore::new();
+    let document = json!({
+        "name": "race",
+        "nodes": [
+            { "id": "approve", "type": "flow.approval", "config": {} },
+            { "id": "work", "type": "text.template", "config": { "template": "busy" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.approve.output.ok }}" } }
+        ],
+        "edges": [ { "from": "approve", "to": "done" }, { "from": "work", "to": "done" } ]
+    });
+    let record = ExecutionRecord::queued("t1", "wf1", None, json!({}), "req-1", DEFAULT_EXECUTION_TIMEOUT);
+    store.create_execution(&record, &validate_definition(&document, 1000).unwrap()).await.unwrap();
+    let queue = crate::queue::KeptQueue::default();
+    let executor = AnswersMidRun(&store, record.execution_id.clone());
+    let processed =
+        process(&store, &executor, &queue, &message(&record.execution_id), "w1", &budget(60), &RunningLimits::DEFAULT)
+            .await
+            .unwrap();
+    assert!(matches!(processed, Processed::Parked(_)), "{processed:?}");
+    assert_eq!(
+        queue.messages(),
+        vec![message(&record.execution_id)],
+        "resumed at once, not after the visibility timeout"
+    );
+    let resumed = process(
+        &store,
+        &RegistryExecutor::default(),
+        &queue,
+        &message(&record.execution_id),
+        "w2",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed, Processed::Finished(ExecutionStatus::Succeeded));
+}
