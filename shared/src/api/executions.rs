@@ -100,6 +100,8 @@ fn api_error(error: LifecycleError) -> ApiError {
         LifecycleError::NotRedrivable(_) | LifecycleError::ExpiresTooSoon(_) => {
             ApiError::new(ErrorCode::ExecutionNotRedrivable, message).suggest("Start a new execution instead.")
         }
+        LifecycleError::ChildOfParent(parent) => ApiError::new(ErrorCode::ExecutionNotRedrivable, message)
+            .suggest(format!("POST /v1/executions/{parent}/redrive")),
         LifecycleError::StillLeased => ApiError::new(ErrorCode::ExecutionNotRedrivable, message)
             .suggest("Retry after the worker's lease expires (at most the worker's timeout, 5 minutes)."),
         LifecycleError::Store(e) => e.into(),

@@ -373,6 +373,9 @@ fn record_node_metrics(node_type: &str, step: &StepRecord, elapsed: Duration) {
 pub struct RunResult {
     pub outcome: RunOutcome,
     pub unrecorded: Vec<StepRecord>,
+    /// The waits of nodes parked in this run, whatever the outcome: a checkpoint keeps them, so
+    /// the next invocation does not begin them again (a second token, a second notification).
+    pub waits: Vec<Wait>,
 }
 
 /// Runs the workflow from its recorded steps until it finishes, fails, or `stop` says to stop
@@ -414,10 +417,10 @@ pub async fn run(
     let mut pending: Vec<&NodeSpec> = definition.nodes.iter().filter(|n| !state.steps.contains_key(&n.id)).collect();
     let mut unrecorded: Vec<StepRecord> = Vec::new();
     let mut parked: Vec<Wait> = Vec::new();
-    let done = |outcome, unrecorded| Ok(RunResult { outcome, unrecorded });
+    let done = |outcome, unrecorded, waits| Ok(RunResult { outcome, unrecorded, waits });
     loop {
         if let Some((node_id, error)) = state.failed.clone() {
-            return done(RunOutcome::Failed { node_id, error }, unrecorded);
+            return done(RunOutcome::Failed { node_id, error }, unrecorded, parked);
         }
         // Resolve what can be resolved: ready to run, or skipped because no incoming edge carries the run.
         let mut ready: Vec<&NodeSpec> = Vec::new();
@@ -461,7 +464,7 @@ pub async fn run(
         let mut progressed = skipped;
         for node in parking {
             if let Some(reason) = stop() {
-                return done(RunOutcome::Stopped(reason), unrecorded);
+                return done(RunOutcome::Stopped(reason), unrecorded, parked);
             }
             match parking::advance(ctx, node, &state.scope, executor).await? {
                 parking::Advance::Parked(wait) => parked.push(wait),
@@ -478,7 +481,7 @@ pub async fn run(
                 continue;
             }
             if state.failed.is_none() && !parked.is_empty() {
-                return done(RunOutcome::Parked(parked), unrecorded);
+                return done(RunOutcome::Parked(parked.clone()), unrecorded, parked);
             }
             let output = definition
                 .nodes
@@ -487,16 +490,16 @@ pub async fn run(
                 .and_then(|n| state.steps.get(&n.id))
                 .map(|s| s.output.clone())
                 .unwrap_or(Value::Null);
-            return done(RunOutcome::Succeeded { output }, unrecorded);
+            return done(RunOutcome::Succeeded { output }, unrecorded, parked);
         }
         for wave in ready.chunks(max_concurrency.clamp(1, 64)) {
             // Checked before every wave (and, in `run_node`, before every attempt): a cancel or
             // a failed node stops a fan-out before its next call, not after the whole ready set.
             if let Some((node_id, error)) = state.failed.clone() {
-                return done(RunOutcome::Failed { node_id, error }, unrecorded);
+                return done(RunOutcome::Failed { node_id, error }, unrecorded, parked);
             }
             if let Some(reason) = stop() {
-                return done(RunOutcome::Stopped(reason), unrecorded);
+                return done(RunOutcome::Stopped(reason), unrecorded, parked);
             }
             // Every wave, the first included, ends at the checkpoint time: a call that never
             // answers is abandoned there and runs again in the next invocation.
@@ -513,13 +516,13 @@ pub async fn run(
                 state.add(kept, node.on_error);
             }
             if let Some((node_id, error)) = state.failed.clone() {
-                return done(RunOutcome::Failed { node_id, error }, unrecorded);
+                return done(RunOutcome::Failed { node_id, error }, unrecorded, parked);
             }
             if interrupted {
                 // The abandoned nodes have no step: they run again when the execution resumes.
                 let reason = stop().unwrap_or(StopReason::Deadline);
                 tracing::warn!(?reason, "nodes not finished at the cutoff or the stop were abandoned");
-                return done(RunOutcome::Stopped(reason), unrecorded);
+                return done(RunOutcome::Stopped(reason), unrecorded, parked);
             }
         }
     }

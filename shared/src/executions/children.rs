@@ -151,8 +151,13 @@ impl<S: Store + ?Sized> Children for ChildLauncher<'_, S> {
             }
         };
         if parent.redrive_count > batch.generation {
-            // The parent was redriven: its failed children run again, and only those.
+            // The parent was redriven: its failed children run again, and only those; every
+            // window chain that stopped (at a failure beyond the tolerance) goes on from where
+            // it stopped.
             redrive_failed_children(self.store, self.queue, &batch).await?;
+            for chain in 0..batch.concurrency.min(batch.total) {
+                continue_chain(self.store, self.queue, &batch, chain).await?;
+            }
             self.store.set_batch_generation(tenant_id, parent_id, &node.id, parent.redrive_count).await?;
         }
         let inputs = batch_inputs(self.store, &batch).await?;
@@ -192,6 +197,9 @@ impl<S: Store + ?Sized> Children for ChildLauncher<'_, S> {
                         });
                         failures.push((index, error));
                     }
+                    // Counted as ended but not read as ended: look again at the next wake-up
+                    // rather than report a null for it (only a complete batch must be whole).
+                    _ if batch.complete() && !batch.failed_beyond_tolerance() => return Ok(None),
                     _ => {}
                 }
             }
@@ -236,6 +244,31 @@ async fn redrive_failed_children<S: Store + ?Sized>(
         }
         from = last + 1;
     }
+}
+
+/// Starts the first item of a window chain (`from`, `from + concurrency`, ...) that has no
+/// execution yet. Items that exist are skipped: normally only `from` is looked at (it is new);
+/// after a redrive a chain may have stopped at a failed item whose successors never started.
+async fn continue_chain<S: Store + ?Sized>(
+    store: &S,
+    queue: &dyn ExecutionQueue,
+    batch: &ChildBatch,
+    from: u32,
+) -> Result<(), StoreError> {
+    let mut index = from;
+    while index < batch.total {
+        let id = child_execution_id(&batch.parent_execution_id, &batch.node_id, index);
+        match store.get_execution(&batch.tenant_id, &id).await? {
+            None => {
+                let inputs = batch_inputs(store, batch).await?;
+                return start_child(store, queue, batch, &inputs, index).await;
+            }
+            // Running (or queued, or redriven): its own end moves the chain on.
+            Some(child) if !child.status.is_final() => return Ok(()),
+            Some(_) => index += batch.concurrency,
+        }
+    }
+    Ok(())
 }
 
 /// The batch's inputs, whole.
@@ -311,10 +344,8 @@ pub async fn after_child_end<S: Store + ?Sized>(
     if parent.status.is_final() {
         return Ok(());
     }
-    let next = link.index + batch.concurrency;
-    if !batch.failed_beyond_tolerance() && next < batch.total {
-        let inputs = batch_inputs(store, &batch).await?;
-        start_child(store, queue, &batch, &inputs, next).await?;
+    if !batch.failed_beyond_tolerance() {
+        continue_chain(store, queue, &batch, link.index + batch.concurrency).await?;
     }
     if batch.complete() || batch.failed_beyond_tolerance() {
         let message = ExecutionMessage {
@@ -331,6 +362,14 @@ pub async fn after_child_end<S: Store + ?Sized>(
 /// parent's cancel reaches its children this way, at their next delivery or within a second of
 /// a running child's cancel check.
 pub async fn parent_ended<S: Store + ?Sized>(store: &S, child: &ExecutionRecord) -> Result<bool, StoreError> {
-    let Some(link) = &child.parent else { return Ok(false) };
-    Ok(store.get_execution(&child.tenant_id, &link.execution_id).await?.is_none_or(|p| p.status.is_final()))
+    // Any ancestor: a cancelled grandparent stops a map its parked child started.
+    let mut link = child.parent.clone();
+    for _ in 0..=MAX_CHILD_DEPTH {
+        let Some(current) = link else { return Ok(false) };
+        match store.get_execution(&child.tenant_id, &current.execution_id).await? {
+            Some(ancestor) if !ancestor.status.is_final() => link = ancestor.parent,
+            _ => return Ok(true),
+        }
+    }
+    Ok(false)
 }

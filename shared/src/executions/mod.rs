@@ -145,7 +145,16 @@ pub async fn process<S: Store>(
         // Final (or another holder's now): the slot goes to the tenant's next execution.
         Ok(processed) => {
             release_slot(store, tenant_id, execution_id).await;
-            if matches!(processed, Processed::Finished(_)) {
+            // A child's end moves its parent's window on. A superseded run may have ended it
+            // all the same (a retried finish whose first answer was lost): look, then do it.
+            let ended = match processed {
+                Processed::Finished(_) => true,
+                Processed::Superseded if execution.parent.is_some() => {
+                    store.get_execution(tenant_id, execution_id).await?.is_some_and(|e| e.status.is_final())
+                }
+                _ => false,
+            };
+            if ended {
                 children::after_child_end(store, queue, &execution).await?;
             }
         }
@@ -224,7 +233,7 @@ async fn run_leased<S: Store>(
             }
         }
     };
-    let RunResult { outcome, unrecorded } = tokio::select! {
+    let RunResult { outcome, unrecorded, waits: begun } = tokio::select! {
         result = engine::run(&ctx, store, executor, &stop, engine::DEFAULT_CONCURRENCY) => result?,
         _ = watcher => unreachable!("the watcher never ends"),
     };
@@ -244,6 +253,16 @@ async fn run_leased<S: Store>(
             (ExecutionStatus::TimedOut, Value::Null, Some(error))
         }
         RunOutcome::Stopped(StopReason::Deadline) => {
+            // Waits begun in this run are kept, so the next invocation does not begin them again.
+            // (Merged with those it carried and did not reach before the checkpoint.)
+            let mut kept = execution.waits.clone();
+            for wait in begun {
+                kept.retain(|w| w.node_id != wait.node_id);
+                kept.push(wait);
+            }
+            if kept != execution.waits {
+                store.keep_waits(tenant_id, execution_id, worker_id, &kept).await?;
+            }
             // The slot before the lease: once the lease is free a continuation may take both.
             release_slot(store, tenant_id, execution_id).await;
             store.release_lease(tenant_id, execution_id, worker_id, &unrecorded).await?;

@@ -80,6 +80,8 @@ pub enum LifecycleError {
     NotRedrivable(ExecutionStatus),
     #[error("a worker still holds the execution; redrive it once its lease has expired")]
     StillLeased,
+    #[error("this is a child execution of {0}: redrive the parent, which reruns its failed children")]
+    ChildOfParent(String),
     /// Retention would delete its records during the redrive.
     #[error("the execution's records expire at {0}; a redrive must start at least 2 days before")]
     ExpiresTooSoon(String),
@@ -297,6 +299,10 @@ where
     S: ExecutionStore + StepStore + ?Sized,
 {
     let (tenant_id, id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
+    if let Some(parent) = &execution.parent {
+        // Its end is counted in its parent's batch: redriving it alone would count it twice.
+        return Err(LifecycleError::ChildOfParent(parent.execution_id.clone()));
+    }
     if !matches!(execution.status, ExecutionStatus::Failed | ExecutionStatus::TimedOut) {
         return Err(LifecycleError::NotRedrivable(execution.status));
     }

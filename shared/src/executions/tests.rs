@@ -818,3 +818,124 @@ async fn an_answer_that_came_while_the_run_held_the_lease_resumes_it_at_once() {
     .unwrap();
     assert_eq!(resumed, Processed::Finished(ExecutionStatus::Succeeded));
 }
+
+/// Fails the node `work` of item 0 the first time it runs: a transient failure a redrive fixes.
+#[derive(Default)]
+struct FailsItemZeroOnce(std::sync::atomic::AtomicBool);
+
+#[async_trait]
+impl NodeExecutor for FailsItemZeroOnce {
+    fn has_side_effects(&self, node_type: &str) -> bool {
+        crate::nodes::has_side_effects(node_type)
+    }
+    async fn execute(&self, call: &NodeCall<'_>) -> Result<NodeOutput, NodeFailure> {
+        if call.node.id == "work" && call.scope["input"]["index"] == json!(0) && !self.0.swap(true, Ordering::SeqCst) {
+            return Err(NodeFailure::permanent(crate::model::StepErrorCode::NodeFailed, "first try fails"));
+        }
+        RegistryExecutor::default().execute(call).await
+    }
+}
+
+#[tokio::test]
+async fn a_redriven_map_finishes_the_items_its_failure_kept_from_starting() {
+    let store = MemoryStore::new();
+    let child = deployed(
+        &store,
+        json!({ "name": "item", "nodes": [
+            { "id": "work", "type": "text.template", "config": { "template": "{{ input.item }}" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.work.output.text }}" } } ],
+            "edges": [ { "from": "work", "to": "done" } ] }),
+    )
+    .await;
+    let mut parent = map_parent(&child, 2, json!(0));
+    parent.nodes[0].on_error = crate::model::OnError::Fail;
+    let items = json!({ "items": ["a", "b", "c", "d", "e", "f"] });
+    let record = ExecutionRecord::queued("t1", "parent", None, items, "req-1", DEFAULT_EXECUTION_TIMEOUT);
+    store.create_execution(&record, &parent).await.unwrap();
+    let queue = crate::queue::KeptQueue::default();
+    queue.send(&message(&record.execution_id)).await.unwrap();
+    let executor = FailsItemZeroOnce::default();
+    drain(&store, &queue, &executor).await;
+    let failed = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(failed.status, ExecutionStatus::Failed, "item 0 failed beyond the tolerance");
+    let never = crate::model::child_execution_id(&record.execution_id, "each", 5);
+    assert!(store.get_execution("t1", &never).await.unwrap().is_none(), "the failure stopped the window");
+
+    start::redrive(&store, &queue, &failed, "req-2").await.unwrap();
+    drain(&store, &queue, &executor).await;
+    let done = store.get_execution("t1", &record.execution_id).await.unwrap().unwrap();
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(done.output, json!(["a#0", "b#1", "c#2", "d#3", "e#4", "f#5"].map(|s| s.split('#').next().unwrap())));
+    let batch = store.get_child_batch("t1", &record.execution_id, "each").await.unwrap().unwrap();
+    assert_eq!((batch.succeeded, batch.failed), (6, 0));
+
+    // A child is never redriven on its own: its parent counts it.
+    let child_record = store
+        .get_execution("t1", &crate::model::child_execution_id(&record.execution_id, "each", 0))
+        .await
+        .unwrap()
+        .unwrap();
+    let refused = start::redrive(&store, &queue, &child_record, "req-3").await;
+    assert!(matches!(refused, Err(start::LifecycleError::ChildOfParent(_))), "{refused:?}");
+}
+
+#[tokio::test]
+async fn waits_begun_before_a_checkpoint_are_kept_so_the_next_invocation_does_not_begin_them_again() {
+    let store = MemoryStore::new();
+    let document = json!({
+        "name": "approval beside slow work",
+        "nodes": [
+            { "id": "approve", "type": "flow.approval", "config": {} },
+            { "id": "slow", "type": "text.template", "config": { "template": "slow" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.approve.output }}" } }
+        ],
+        "edges": [ { "from": "approve", "to": "done" }, { "from": "slow", "to": "done" } ]
+    });
+    let record = ExecutionRecord::queued("t1", "wf1", None, json!({}), "req-1", DEFAULT_EXECUTION_TIMEOUT);
+    store.create_execution(&record, &validate_definition(&document, 1000).unwrap()).await.unwrap();
+    let id = record.execution_id.as_str();
+    // The slow node outlives the invocation: the run checkpoints after the approval began.
+    let slow = Counting { delay_ms: 2000, ..Default::default() };
+    let short = Budget { deadline: Instant::now() + Duration::from_millis(600), margin: Duration::from_millis(100) };
+    let first = process(&store, &slow, &crate::queue::NoQueue, &message(id), "w1", &short, &RunningLimits::DEFAULT)
+        .await
+        .unwrap();
+    assert_eq!(first, Processed::Continue);
+    let kept = store.get_execution("t1", id).await.unwrap().unwrap().waits;
+    assert_eq!(kept.len(), 1, "the approval's wait is kept: {kept:?}");
+    let token = kept[0].callback_token.clone().unwrap();
+    let second = process(
+        &store,
+        &Counting::default(),
+        &crate::queue::NoQueue,
+        &message(id),
+        "w2",
+        &budget(60),
+        &RunningLimits::DEFAULT,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(second, Processed::Parked(_)), "{second:?}");
+    let parked = store.get_execution("t1", id).await.unwrap().unwrap();
+    assert_eq!(parked.waits[0].callback_token.as_deref(), Some(token.as_str()), "the same token, not a second one");
+}
+
+#[tokio::test]
+async fn a_child_stops_when_any_ancestor_has_ended() {
+    let store = MemoryStore::new();
+    let mut grandparent = ExecutionRecord::queued("t1", "wf", None, json!({}), "r", DEFAULT_EXECUTION_TIMEOUT);
+    grandparent.execution_id = crate::model::new_id();
+    let link = |parent: &ExecutionRecord| {
+        Some(crate::model::ParentLink { execution_id: parent.execution_id.clone(), node_id: "n".into(), index: 0 })
+    };
+    let mut parent = ExecutionRecord::queued("t1", "wf", None, json!({}), "r", DEFAULT_EXECUTION_TIMEOUT);
+    parent.parent = link(&grandparent);
+    let mut child = ExecutionRecord::queued("t1", "wf", None, json!({}), "r", DEFAULT_EXECUTION_TIMEOUT);
+    child.parent = link(&parent);
+    for record in [&grandparent, &parent, &child] {
+        store.create_execution(record, &workflow()).await.unwrap();
+    }
+    assert!(!children::parent_ended(&store, &child).await.unwrap(), "every ancestor runs");
+    assert_eq!(start::cancel(&store, &grandparent).await.unwrap(), start::CancelOutcome::Cancelled);
+    assert!(children::parent_ended(&store, &child).await.unwrap(), "the grandparent's cancel reaches the grandchild");
+}

@@ -687,6 +687,22 @@ impl ExecutionStore for MemoryStore {
         Ok(children)
     }
 
+    async fn keep_waits(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        waits: &[Wait],
+    ) -> Result<bool, StoreError> {
+        match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
+            Some(entry) if entry.lease_allows(LeaseGuard::Held(owner)) => {
+                entry.record.waits = waits.to_vec();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError> {
         let mut inner = self.lock();
         if inner.callbacks.contains_key(&record.token_hash) {

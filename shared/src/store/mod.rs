@@ -346,6 +346,15 @@ pub trait ExecutionStore: Send + Sync {
         from_index: u32,
         limit: usize,
     ) -> Result<Vec<ExecutionRecord>, StoreError>;
+    /// Keeps the waits of a run that checkpoints (the lease holder's, `owner`): the next
+    /// invocation finds them begun. False if `owner` no longer holds the lease.
+    async fn keep_waits(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        waits: &[Wait],
+    ) -> Result<bool, StoreError>;
     /// Stores an approval's callback token under its hash; never overwrites (ConditionFailed).
     /// The item expires (TTL) a day after the token.
     async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError>;

@@ -217,7 +217,32 @@ impl ExecutionStore for DynamoStore {
                 Some(update)
             }
         };
-        self.update_with_steps(key, finish, &condition, values, tenant_id, execution_id, steps, counted).await
+        // Children of one batch finishing together update the same batch item, and DynamoDB
+        // cancels transactions that overlap on an item (TransactionConflict): retried here with
+        // jitter, rather than left for the queue's visibility timeout.
+        let attempts = if counted.is_some() { 4 } else { 1 };
+        for attempt in 1..=attempts {
+            let result = self
+                .update_with_steps(
+                    key.clone(),
+                    finish,
+                    &condition,
+                    values.clone(),
+                    tenant_id,
+                    execution_id,
+                    steps,
+                    counted.clone(),
+                )
+                .await;
+            match result {
+                Err(StoreError::Unavailable(_)) if attempt < attempts => {
+                    let jitter = 20 + rand::random::<u64>() % 180;
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
     async fn put_child_batch(&self, batch: &ChildBatch) -> Result<bool, StoreError> {
@@ -296,6 +321,8 @@ impl ExecutionStore for DynamoStore {
                 .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
                 .expression_attribute_values(":first", s(execution_sk(&first)))
                 .expression_attribute_values(":last", s(execution_sk(&last)))
+                // Strongly consistent: the batch's counters said these ended; their records must say so too.
+                .consistent_read(true)
                 .limit((limit - found.len()).clamp(1, 1000) as i32)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -340,6 +367,23 @@ impl ExecutionStore for DynamoStore {
         let key = execution_key(tenant_id, execution_id);
         let condition = "lease_owner = :owner AND #status = :running";
         self.update_with_steps(key, park, condition, values, tenant_id, execution_id, steps, None).await
+    }
+
+    async fn keep_waits(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        owner: &str,
+        waits: &[Wait],
+    ) -> Result<bool, StoreError> {
+        let waits = serde_json::to_string(waits).map_err(|e| StoreError::Internal(e.to_string()))?;
+        self.update_if(
+            execution_key(tenant_id, execution_id),
+            "SET waits = :waits",
+            "lease_owner = :owner",
+            vec![(":waits", s(waits)), (":owner", s(owner))],
+        )
+        .await
     }
 
     async fn put_callback(&self, record: &CallbackRecord) -> Result<(), StoreError> {
