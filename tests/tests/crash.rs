@@ -311,8 +311,11 @@ async fn a_worker_killed_mid_map_still_runs_every_item_once() {
     };
     store.publish_version(&version).await.unwrap();
     store.set_deployed_version(tenant_id, &item_record.workflow_id, 1, &nodeai::model::now_rfc3339()).await.unwrap();
-    let parent = json!({ "name": "map", "nodes": [ { "id": "each", "type": "flow.map",
-        "config": { "workflow_id": item_record.workflow_id, "items": "{{ input.rows }}", "concurrency": 1 } } ] });
+    let parent = json!({ "name": "map", "nodes": [
+        { "id": "each", "type": "flow.map",
+          "config": { "workflow_id": item_record.workflow_id, "items": "{{ input.rows }}", "concurrency": 1 } },
+        { "id": "out", "type": "flow.output", "config": { "value": "{{ nodes.each.output }}" } } ],
+        "edges": [ { "from": "each", "to": "out" } ] });
     let parent_definition = nodeai::validation::validate_definition(&parent, 100_000).unwrap();
     let parent_record = nodeai::model::WorkflowRecord::new_draft(tenant_id, parent_definition);
     store.create_workflow(&parent_record).await.unwrap();
