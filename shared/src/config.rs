@@ -50,6 +50,9 @@ pub struct Config {
     /// Where the worker puts wake-ups further away than `wait_sqs_max_delay` (EventBridge
     /// Scheduler); None: an SQS delay of at most 15 minutes, then the sweeper's backstop.
     pub wait_scheduler: Option<WaitSchedulerConfig>,
+    /// Where schedule triggers' recurring schedules go (the trigger routes); None: a schedule
+    /// trigger cannot be saved (503).
+    pub trigger_scheduler: Option<WaitSchedulerConfig>,
     /// Wake-ups up to this far away go through an SQS delay (at most 900 s).
     pub wait_sqs_max_delay: Duration,
 }
@@ -141,6 +144,7 @@ impl fmt::Debug for Config {
             .field("worker_timeout", &self.worker_timeout)
             .field("public_api_url", &self.public_api_url)
             .field("wait_scheduler", &self.wait_scheduler)
+            .field("trigger_scheduler", &self.trigger_scheduler)
             .field("wait_sqs_max_delay", &self.wait_sqs_max_delay)
             .finish()
     }
@@ -218,13 +222,20 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "WAIT_SCHEDULE_GROUP",
-        "optional (the worker); EventBridge Scheduler group for wake-ups of long waits; with WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN, or none of the three",
+        "optional (the worker); EventBridge Scheduler group for wake-ups of long waits; needs WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN",
+    ),
+    (
+        "TRIGGER_SCHEDULE_GROUP",
+        "optional (the trigger routes); EventBridge Scheduler group for schedule triggers; needs WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN",
     ),
     (
         "WAIT_SCHEDULE_ROLE_ARN",
-        "optional (the worker); the role EventBridge Scheduler sends wake-ups to the queue with",
+        "optional (the worker, the trigger routes); the role EventBridge Scheduler sends wake-ups and schedule triggers' messages to the queue with",
     ),
-    ("EXECUTION_QUEUE_ARN", "optional (the worker); the execution queue's ARN, the wake-up schedules' target"),
+    (
+        "EXECUTION_QUEUE_ARN",
+        "optional (the worker, the trigger routes); the execution queue's ARN, the schedules' target",
+    ),
     (
         "WAIT_SQS_MAX_DELAY_SECONDS",
         "optional, default 900, 1 to 900; wake-ups up to this far away use an SQS delay, later ones a one-time schedule (the local stack's tests lower it)",
@@ -393,34 +404,46 @@ impl Config {
                 problem: "must be an http(s) URL such as https://api.example.com/prod".into(),
             });
         }
-        let wait_scheduler = {
-            let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
-            match (get("WAIT_SCHEDULE_GROUP"), get("WAIT_SCHEDULE_ROLE_ARN"), get("EXECUTION_QUEUE_ARN")) {
-                (None, None, None) => None,
-                (Some(group), Some(role_arn), Some(queue_arn)) => {
-                    for (variable, arn) in [("WAIT_SCHEDULE_ROLE_ARN", &role_arn), ("EXECUTION_QUEUE_ARN", &queue_arn)]
-                    {
-                        if !arn.starts_with("arn:") {
-                            return Err(ConfigError { variable, problem: "must be an ARN (arn:aws:...)".into() });
-                        }
+        // Scheduler's target (the role it sends with, and the queue) serves both schedule
+        // groups: a group needs both; the two go together.
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let target = match (get("WAIT_SCHEDULE_ROLE_ARN"), get("EXECUTION_QUEUE_ARN")) {
+            (None, None) => None,
+            (Some(role_arn), Some(queue_arn)) => {
+                for (variable, arn) in [("WAIT_SCHEDULE_ROLE_ARN", &role_arn), ("EXECUTION_QUEUE_ARN", &queue_arn)] {
+                    if !arn.starts_with("arn:") {
+                        return Err(ConfigError { variable, problem: "must be an ARN (arn:aws:...)".into() });
                     }
-                    Some(WaitSchedulerConfig { group, role_arn, queue_arn })
                 }
-                (group, role, _) => {
-                    let variable = if group.is_none() {
-                        "WAIT_SCHEDULE_GROUP"
-                    } else if role.is_none() {
-                        "WAIT_SCHEDULE_ROLE_ARN"
-                    } else {
-                        "EXECUTION_QUEUE_ARN"
-                    };
-                    return Err(ConfigError {
-                        variable,
-                        problem: "is missing: WAIT_SCHEDULE_GROUP, WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN go together".into(),
-                    });
-                }
+                Some((role_arn, queue_arn))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError {
+                    variable: "WAIT_SCHEDULE_ROLE_ARN",
+                    problem: "is missing: WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN go together".into(),
+                });
+            }
+            (Some(_), None) => {
+                return Err(ConfigError {
+                    variable: "EXECUTION_QUEUE_ARN",
+                    problem: "is missing: WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN go together".into(),
+                });
             }
         };
+        let group_with_target = |variable: &'static str| -> Result<Option<WaitSchedulerConfig>, ConfigError> {
+            let Some(group) = get(variable) else { return Ok(None) };
+            match &target {
+                Some((role_arn, queue_arn)) => {
+                    Ok(Some(WaitSchedulerConfig { group, role_arn: role_arn.clone(), queue_arn: queue_arn.clone() }))
+                }
+                None => Err(ConfigError {
+                    variable: "WAIT_SCHEDULE_ROLE_ARN",
+                    problem: format!("is missing: {variable} needs WAIT_SCHEDULE_ROLE_ARN and EXECUTION_QUEUE_ARN"),
+                }),
+            }
+        };
+        let wait_scheduler = group_with_target("WAIT_SCHEDULE_GROUP")?;
+        let trigger_scheduler = group_with_target("TRIGGER_SCHEDULE_GROUP")?;
         let wait_sqs_max_delay = seconds("WAIT_SQS_MAX_DELAY_SECONDS", 900, 900)?;
         if wait_sqs_max_delay.is_zero() {
             return Err(ConfigError {
@@ -431,6 +454,7 @@ impl Config {
         Ok(Config {
             public_api_url,
             wait_scheduler,
+            trigger_scheduler,
             wait_sqs_max_delay,
             worker_timeout,
             running_limits,

@@ -40,6 +40,13 @@ pub enum ErrorCode {
     RateLimited,
     QuotaExceeded,
     InternalError,
+    TriggerNotFound,
+    HookNotFound,
+    TriggerInvalid,
+    TriggerLimitReached,
+    WebhookSignatureInvalid,
+    WebhookTimestampStale,
+    ExecutionFailed,
     ServiceUnavailable,
 }
 
@@ -76,6 +83,13 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
         ErrorCode::InternalError,
+        ErrorCode::TriggerNotFound,
+        ErrorCode::HookNotFound,
+        ErrorCode::TriggerInvalid,
+        ErrorCode::TriggerLimitReached,
+        ErrorCode::WebhookSignatureInvalid,
+        ErrorCode::WebhookTimestampStale,
+        ErrorCode::ExecutionFailed,
         ErrorCode::ServiceUnavailable,
     ];
 
@@ -112,6 +126,13 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
             ErrorCode::ValidationFailed => "VALIDATION_FAILED",
             ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::TriggerNotFound => "TRIGGER_NOT_FOUND",
+            ErrorCode::HookNotFound => "HOOK_NOT_FOUND",
+            ErrorCode::TriggerInvalid => "TRIGGER_INVALID",
+            ErrorCode::TriggerLimitReached => "TRIGGER_LIMIT_REACHED",
+            ErrorCode::WebhookSignatureInvalid => "WEBHOOK_SIGNATURE_INVALID",
+            ErrorCode::WebhookTimestampStale => "WEBHOOK_TIMESTAMP_STALE",
+            ErrorCode::ExecutionFailed => "EXECUTION_FAILED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
         }
     }
@@ -145,6 +166,13 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TriggerNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::HookNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::TriggerInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::TriggerLimitReached => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::WebhookSignatureInvalid => StatusCode::UNAUTHORIZED,
+            ErrorCode::WebhookTimestampStale => StatusCode::UNAUTHORIZED,
+            ErrorCode::ExecutionFailed => StatusCode::BAD_GATEWAY,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -166,6 +194,23 @@ impl ErrorCode {
             ErrorCode::ExecutionNotFound => "No execution with this id exists for your tenant.",
             ErrorCode::ValueNotFound => {
                 "The execution has no such value: use input, output, <node_id>.output or <node_id>.input of a node that ran."
+            }
+            ErrorCode::TriggerNotFound => "The trigger does not exist on this workflow (or belongs to another tenant).",
+            ErrorCode::HookNotFound => "No enabled webhook trigger has this URL (unknown, disabled or deleted).",
+            ErrorCode::TriggerInvalid => {
+                "The trigger has problems (expression, time zone, scheme, limits); `details` lists each with its path."
+            }
+            ErrorCode::TriggerLimitReached => {
+                "The workflow or the tenant already has the most triggers allowed (see Limits)."
+            }
+            ErrorCode::WebhookSignatureInvalid => {
+                "The webhook's signature header is missing, malformed or does not match the body; nothing was started."
+            }
+            ErrorCode::WebhookTimestampStale => {
+                "The webhook's signed timestamp is outside the scheme's tolerance (5 minutes); nothing was started."
+            }
+            ErrorCode::ExecutionFailed => {
+                "A `sync` webhook's run ended failed, cancelled or timed out; the `NodeAI-Execution-Id` header names it."
             }
             ErrorCode::NoDeployedVersion => "The workflow has no deployed version; deploy one or pass `\"version\"`.",
             ErrorCode::ExecutionFinished => "The execution has already finished, so it cannot be cancelled.",

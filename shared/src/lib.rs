@@ -17,6 +17,7 @@ pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod template;
+pub mod triggers;
 pub mod validation;
 pub mod wiring;
 pub mod worker;

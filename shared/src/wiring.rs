@@ -57,6 +57,10 @@ impl Builder {
     pub fn secrets_manager(self) -> AwsBuilder {
         self.aws(add_secrets_manager)
     }
+    /// EventBridge Scheduler for schedule triggers (`TRIGGER_SCHEDULE_GROUP`).
+    pub fn scheduler(self) -> AwsBuilder {
+        self.aws(add_scheduler)
+    }
     pub async fn build(self) -> App {
         App::new(self.config)
     }
@@ -73,6 +77,10 @@ impl AwsBuilder {
     }
     pub fn secrets_manager(mut self) -> Self {
         self.clients.push(add_secrets_manager);
+        self
+    }
+    pub fn scheduler(mut self) -> Self {
+        self.clients.push(add_scheduler);
         self
     }
     pub async fn build(self) -> App {
@@ -106,6 +114,18 @@ fn add_sqs(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App
 
 fn add_secrets_manager(_: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
     app.with_secrets(Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk_config))))
+}
+
+fn add_scheduler(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
+    let Some(target) = config.trigger_scheduler.clone() else {
+        exit_with_config_error("TRIGGER_SCHEDULE_GROUP is not set")
+    };
+    app.with_schedules(Arc::new(crate::queue::TriggerScheduler {
+        client: aws_sdk_scheduler::Client::new(sdk_config),
+        group: target.group,
+        role_arn: target.role_arn,
+        queue_arn: target.queue_arn,
+    }))
 }
 
 fn exit_with_config_error(message: &str) -> ! {

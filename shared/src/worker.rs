@@ -30,6 +30,12 @@ async fn handle_message<S: Store>(
     limits: &RunningLimits,
 ) -> Result<(), String> {
     let body = message.body.as_deref().unwrap_or_default();
+    if let Ok(fire) = serde_json::from_str::<crate::triggers::fire::TriggerFire>(body) {
+        // A schedule trigger's fire time (sent by EventBridge Scheduler): starts its run.
+        let span =
+            tracing::info_span!("trigger", tenant_id = %fire.trigger.tenant_id, trigger_id = %fire.trigger.trigger_id);
+        return crate::triggers::fire::scheduled(store, queue, &fire).instrument(span).await;
+    }
     let Ok(parsed) = serde_json::from_str::<ExecutionMessage>(body) else {
         // A body no producer of ours writes: retrying cannot help; drop it loudly.
         tracing::error!(message_id = ?message.message_id, "unreadable execution message dropped");

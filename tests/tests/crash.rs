@@ -236,6 +236,7 @@ async fn a_worker_killed_at_node_boundaries_never_repeats_a_side_effect() {
             idempotency_key: None,
             request_id: "crash-test",
             retention: Duration::from_secs(3 * 24 * 3600),
+            trigger: None,
         };
         let Started::New(execution) = start(&store, &queue, command).await.unwrap() else { panic!("a new execution") };
         let id = execution.execution_id.clone();
@@ -330,6 +331,7 @@ async fn a_worker_killed_mid_map_still_runs_every_item_once() {
         idempotency_key: None,
         request_id: "crash-map",
         retention: Duration::from_secs(3 * 24 * 3600),
+        trigger: None,
     };
     let mut host = WorkerHost::start(&queue_url, 100).await;
     let Started::New(execution) = start(&store, &queue, command).await.unwrap() else { panic!("a new execution") };

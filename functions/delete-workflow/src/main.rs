@@ -7,6 +7,7 @@ use nodeai::{handler, wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), wiring::Error> {
-    let app = wiring::builder().dynamodb().build().await;
+    // DynamoDB; Secrets Manager and Scheduler remove the workflow's triggers' secrets and schedules.
+    let app = wiring::builder().dynamodb().secrets_manager().scheduler().build().await;
     wiring::serve(app, Route::DeleteWorkflow, handler!(api::workflows::delete)).await
 }

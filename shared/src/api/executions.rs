@@ -61,6 +61,7 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
         idempotency_key: http::header(call.req, "idempotency-key"),
         request_id: &request_id,
         retention: call.app.config.execution_retention,
+        trigger: None,
     };
     let started = lifecycle::start(call.app.store()?, call.app.queue.as_ref(), command).await.map_err(|e| match e {
         // Named with the workflow, as the other version routes do.
@@ -81,7 +82,7 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
 }
 
 /// The envelope for a lifecycle rule that refused.
-fn api_error(error: LifecycleError) -> ApiError {
+pub(super) fn api_error(error: LifecycleError) -> ApiError {
     let message = error.to_string();
     match error {
         LifecycleError::NoDeployedVersion => ApiError::new(ErrorCode::NoDeployedVersion, message),
@@ -278,6 +279,7 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
             node_id: p.node_id,
             index: p.index,
         }),
+        trigger_id: execution.trigger_id,
         children,
         steps,
         redrive_count: execution.redrive_count,
@@ -427,14 +429,23 @@ async fn list_page(call: &Call<'_>, workflow_id: Option<&str>) -> Result<Reply, 
             )
         })?),
     };
+    let trigger_id = match http::query_param(call.req, "trigger_id") {
+        None => None,
+        Some(raw) => match ulid::Ulid::from_string(&raw) {
+            Ok(id) if id.to_string() == raw => Some(raw),
+            _ => return Err(ApiError::invalid_request("trigger_id must be a trigger's id (a ULID)")),
+        },
+    };
     let scope = format!(
-        "executions|{}|{}|{}",
+        "executions|{}|{}|{}|{}",
         call.tenant_id,
         workflow_id.unwrap_or("*"),
-        status.map(|s| s.as_str()).unwrap_or("")
+        status.map(|s| s.as_str()).unwrap_or(""),
+        trigger_id.as_deref().unwrap_or("")
     );
     let (limit, after) = paging(call, &scope)?;
-    let page = call.app.store()?.list_executions(call.tenant_id, workflow_id, status, after.as_deref(), limit).await?;
+    let filter = crate::store::ExecutionFilter { status, trigger_id };
+    let page = call.app.store()?.list_executions(call.tenant_id, workflow_id, &filter, after.as_deref(), limit).await?;
     let key = &call.app.config.cursor_signing_key;
     let items = page
         .items
@@ -450,6 +461,7 @@ async fn list_page(call: &Call<'_>, workflow_id: Option<&str>) -> Result<Reply, 
             started_at: e.started_at.clone(),
             finished_at: e.finished_at.clone(),
             error: e.error.clone(),
+            trigger_id: e.trigger_id.clone(),
             links: ExecutionLinks { self_link: link(&e.execution_id) },
         })
         .collect();

@@ -25,6 +25,7 @@ pub mod health;
 pub mod http;
 pub mod node_types;
 pub mod openapi;
+pub mod triggers;
 pub mod views;
 pub mod workflows;
 
@@ -38,13 +39,36 @@ pub struct App {
     pub secrets: Option<Arc<dyn SecretStore>>,
     pub keys: Arc<KeyCache>,
     pub queue: Arc<dyn ExecutionQueue>,
+    /// EventBridge Scheduler for schedule triggers (the trigger routes).
+    pub schedules: Option<Arc<dyn crate::triggers::TriggerSchedules>>,
+    /// Webhook signing secrets read by this instance (the hooks route).
+    pub hook_secrets: Arc<crate::triggers::HookSecretCache>,
 }
 
 impl App {
     /// An app with no clients: add them with `with_store`, `with_secrets`, `with_queue`.
     pub fn new(config: Config) -> Self {
         let keys = Arc::new(KeyCache::new(config.key_cache_ttl));
-        App { config: Arc::new(config), store: None, secrets: None, keys, queue: Arc::new(NoQueue) }
+        App {
+            config: Arc::new(config),
+            store: None,
+            secrets: None,
+            keys,
+            queue: Arc::new(NoQueue),
+            schedules: None,
+            hook_secrets: Arc::new(crate::triggers::HookSecretCache::new()),
+        }
+    }
+
+    /// EventBridge Scheduler for schedule triggers (the trigger routes).
+    pub fn with_schedules(mut self, schedules: Arc<dyn crate::triggers::TriggerSchedules>) -> Self {
+        self.schedules = Some(schedules);
+        self
+    }
+
+    /// The trigger schedules, or a 500 naming the wiring fault (see `store`).
+    pub fn schedules(&self) -> Result<&dyn crate::triggers::TriggerSchedules, ApiError> {
+        self.schedules.as_deref().ok_or_else(|| not_wired("EventBridge Scheduler"))
     }
 
     /// The DynamoDB-backed store (every route that reads or writes tenant data, and key checks).
@@ -133,6 +157,13 @@ pub enum Route {
     RedriveExecution,
     CompleteCallback,
     CompleteExecutionCallback,
+    CreateTrigger,
+    ListTriggers,
+    GetTrigger,
+    UpdateTrigger,
+    DeleteTrigger,
+    RotateTriggerSecret,
+    ReceiveWebhook,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -196,6 +227,19 @@ pub const ROUTES: &[RouteSpec] = &[
         "complete-execution-callback",
         true,
     ),
+    spec(Route::CreateTrigger, "POST", "/v1/workflows/{workflow_id}/triggers", "create-trigger", true),
+    spec(Route::ListTriggers, "GET", "/v1/workflows/{workflow_id}/triggers", "list-triggers", true),
+    spec(Route::GetTrigger, "GET", "/v1/workflows/{workflow_id}/triggers/{trigger_id}", "get-trigger", true),
+    spec(Route::UpdateTrigger, "PATCH", "/v1/workflows/{workflow_id}/triggers/{trigger_id}", "update-trigger", true),
+    spec(Route::DeleteTrigger, "DELETE", "/v1/workflows/{workflow_id}/triggers/{trigger_id}", "delete-trigger", true),
+    spec(
+        Route::RotateTriggerSecret,
+        "POST",
+        "/v1/workflows/{workflow_id}/triggers/{trigger_id}/rotate-secret",
+        "rotate-trigger-secret",
+        true,
+    ),
+    spec(Route::ReceiveWebhook, "POST", "/hooks/{hook_id}", "receive-webhook", false),
 ];
 
 /// The function that answers what no route matches.
@@ -385,6 +429,13 @@ pub fn handler_of(route: Route) -> Handler {
         Route::RedriveExecution => crate::handler!(executions::redrive),
         Route::CompleteCallback => crate::handler!(executions::complete_callback),
         Route::CompleteExecutionCallback => crate::handler!(executions::complete_execution_callback),
+        Route::CreateTrigger => crate::handler!(triggers::create),
+        Route::ListTriggers => crate::handler!(triggers::list),
+        Route::GetTrigger => crate::handler!(triggers::get),
+        Route::UpdateTrigger => crate::handler!(triggers::update),
+        Route::DeleteTrigger => crate::handler!(triggers::delete),
+        Route::RotateTriggerSecret => crate::handler!(triggers::rotate_secret),
+        Route::ReceiveWebhook => crate::handler!(triggers::receive),
         Route::Fallback => crate::handler!(fallback::answer),
     }
 }

@@ -38,6 +38,7 @@ enum Query {
     Paging,
     Tag,
     Status,
+    TriggerId,
 }
 
 #[derive(Clone, Copy)]
@@ -176,11 +177,11 @@ fn doc(route: Route) -> RouteDoc {
             )
         },
         Route::ListExecutions => RouteDoc {
-            query: &[Query::Paging, Query::Status],
+            query: &[Query::Paging, Query::Status, Query::TriggerId],
             ..plain("A workflow's executions, newest first.", (200, Some("ExecutionPage")), &[WorkflowNotFound])
         },
         Route::ListTenantExecutions => RouteDoc {
-            query: &[Query::Paging, Query::Status],
+            query: &[Query::Paging, Query::Status, Query::TriggerId],
             ..plain(
                 "Every execution of the tenant, child executions included, newest first; `?status=waiting` lists what waits on people, time or children.",
                 (200, Some("ExecutionPage")),
@@ -226,6 +227,64 @@ fn doc(route: Route) -> RouteDoc {
                 &[ExecutionNotFound, ExecutionNotWaiting, CallbackPayloadInvalid],
             )
         },
+        Route::CreateTrigger => RouteDoc {
+            body: Some((
+                "TriggerRequest",
+                json!({ "type": "schedule", "cron": "0 9 * * MON-FRI", "timezone": "Europe/Berlin", "input": { "report": "daily" } }),
+            )),
+            ..plain(
+                "Adds a trigger that runs the workflow's deployed version: a webhook (its URL, and once its generated signing secret) or a schedule on EventBridge Scheduler.",
+                (201, Some("NewTriggerView")),
+                &[WorkflowNotFound, TriggerInvalid, TriggerLimitReached, NoDeployedVersion],
+            )
+        },
+        Route::ListTriggers => RouteDoc {
+            query: &[Query::Paging],
+            ..plain("A workflow's triggers, oldest first.", (200, Some("TriggerPage")), &[WorkflowNotFound])
+        },
+        Route::GetTrigger => plain(
+            "One trigger: a schedule's next 5 fire times in its time zone, and the last run with its status.",
+            (200, Some("TriggerView")),
+            &[WorkflowNotFound, TriggerNotFound],
+        ),
+        Route::UpdateTrigger => RouteDoc {
+            body: Some(("TriggerRequest", json!({ "enabled": false }))),
+            ..plain(
+                "Changes a trigger's fields (null clears an optional one); its type and URL stay.",
+                (200, Some("TriggerView")),
+                &[WorkflowNotFound, TriggerNotFound, TriggerInvalid, NoDeployedVersion, ConcurrentModification],
+            )
+        },
+        Route::DeleteTrigger => plain(
+            "Deletes a trigger with its schedule and secret; its URL answers 404 at once.",
+            (204, None),
+            &[WorkflowNotFound, TriggerNotFound],
+        ),
+        Route::RotateTriggerSecret => RouteDoc {
+            body: Some(("RotateSecretRequest", json!({}))),
+            ..plain(
+                "A new signing secret for a webhook (shown once); the previous one verifies for the key-rotation grace period.",
+                (200, Some("NewTriggerView")),
+                &[WorkflowNotFound, TriggerNotFound, TriggerInvalid],
+            )
+        },
+        Route::ReceiveWebhook => RouteDoc {
+            body: Some(("WebhookDelivery", json!({ "event": "order.paid", "order": 42 }))),
+            ..plain(
+                "A webhook delivery (no API key: the signature is the credential, checked over the raw body). \
+                 `async` triggers answer 202 with the execution id; `sync` ones 200 with the run's output when it succeeds in time.",
+                (202, Some("HookAccepted")),
+                &[
+                    HookNotFound,
+                    WebhookSignatureInvalid,
+                    WebhookTimestampStale,
+                    NoDeployedVersion,
+                    InputInvalid,
+                    ExecutionFailed,
+                    RateLimited,
+                ],
+            )
+        },
         Route::Fallback => plain("", (404, None), &[RouteNotFound, MethodNotAllowed]),
     }
 }
@@ -246,7 +305,8 @@ fn errors_of(spec: &RouteSpec, doc: &RouteDoc) -> Vec<ErrorCode> {
     codes.extend(doc.errors);
     codes.push(InternalError);
     // Only routes that reach a store can find it throttled or unreachable.
-    if spec.authenticated || matches!(spec.route, Route::HealthReady | Route::CompleteCallback) {
+    if spec.authenticated || matches!(spec.route, Route::HealthReady | Route::CompleteCallback | Route::ReceiveWebhook)
+    {
         codes.push(ServiceUnavailable);
     }
     let mut unique = Vec::new();
@@ -282,7 +342,9 @@ fn query_parameters(query: Query) -> Vec<Value> {
         Query::Tag => vec![json!({ "name": "tag", "in": "query", "required": false,
                                    "description": "Only workflows with this tag.", "schema": { "type": "string" } })],
         Query::Status => vec![json!({ "name": "status", "in": "query", "required": false,
-            "schema": { "enum": ["queued", "running", "succeeded", "failed", "cancelled", "timed_out"] } })],
+            "schema": { "enum": ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"] } })],
+        Query::TriggerId => vec![json!({ "name": "trigger_id", "in": "query", "required": false,
+            "description": "Only the runs this trigger started.", "schema": { "type": "string" } })],
     }
 }
 
@@ -431,6 +493,13 @@ fn schemas() -> Map<String, Value> {
     add_schema::<ChildrenView>(&mut schemas);
     add_schema::<ChildView>(&mut schemas);
     add_schema::<CallbackAccepted>(&mut schemas);
+    add_schema::<TriggerRequest>(&mut schemas);
+    add_schema::<RotateSecretRequest>(&mut schemas);
+    add_schema::<NewTriggerView>(&mut schemas);
+    add_schema::<TriggerView>(&mut schemas);
+    add_page::<TriggerView>(&mut schemas, "TriggerPage");
+    add_schema::<HookAccepted>(&mut schemas);
+    add_schema::<WebhookDelivery>(&mut schemas);
     add_schema::<ErrorEnvelope>(&mut schemas);
     schemas
 }

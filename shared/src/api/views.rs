@@ -335,6 +335,9 @@ pub struct ExecutionView {
     /// A child execution's parent (flow.subworkflow, flow.map); absent for others.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentView>,
+    /// The trigger (webhook or schedule) that started it; absent when a client did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<String>,
     /// The child executions its flow.subworkflow and flow.map nodes started, per node.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<ChildrenView>,
@@ -356,6 +359,9 @@ pub struct ExecutionSummaryView {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub error: Option<StepError>,
+    /// The trigger that started it; absent when a client did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<String>,
     pub links: ExecutionLinks,
 }
 
@@ -474,3 +480,148 @@ pub struct ErrorBody {
     /// RFC 3339.
     pub timestamp: String,
 }
+
+/// A trigger: what starts its workflow's deployed version from outside (GET, list, PATCH).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerView {
+    pub id: String,
+    pub workflow_id: String,
+    /// `webhook` or `schedule`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub enabled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// A webhook's settings; absent for a schedule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookView>,
+    /// A schedule's settings; absent for a webhook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleView>,
+    /// The last run it started (or why it could not); absent before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_run: Option<TriggerRunView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WebhookView {
+    /// Where senders POST: `<API>/hooks/{hook_id}`.
+    pub url: String,
+    /// `nodeai`, `github`, `stripe`, `slack` or `none`.
+    pub scheme: &'static str,
+    /// True when the scheme is `none`: anyone with the URL can start runs.
+    pub unsigned: bool,
+    /// `async` (202 at once) or `sync` (waits for the output).
+    pub mode: &'static str,
+    /// How long a `sync` hook waits for the run, seconds (1-25).
+    pub sync_timeout_seconds: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ScheduleView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    pub timezone: String,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_at: Option<String>,
+    /// EventBridge Scheduler's expression for it, e.g. `cron(0 9 ? * MON-FRI *)`.
+    pub expression: String,
+    /// The next 5 fire times (RFC 3339, UTC) in its time zone, daylight saving as Scheduler
+    /// applies it; empty when disabled or past `end_at`.
+    pub next_fire_times: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TriggerRunView {
+    pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+    /// The execution's status as it is now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    /// Why no run started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A new webhook trigger or a rotated secret: the one time a generated signing secret appears.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewTriggerView {
+    #[serde(flatten)]
+    pub view: TriggerView,
+    /// The signing secret NodeAI generated (absent when the body gave one, and for schedules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// On rotation: until when the previous secret still verifies (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_secret_expires_at: Option<String>,
+}
+
+/// POST /hooks/{hook_id} answered before the run finished (202).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookAccepted {
+    pub execution_id: String,
+    /// The execution's status when the answer was sent.
+    pub status: &'static str,
+}
+
+/// Slack's `url_verification` handshake, answered.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SlackChallenge {
+    pub challenge: String,
+}
+
+/// POST /v1/workflows/{workflow_id}/triggers body (PATCH takes any of its fields but `type` and
+/// `secret`). Webhook fields: `scheme`, `mode`, `sync_timeout_seconds`, `secret`; schedule
+/// fields: `cron` or `rate`, `timezone`, `input`, `start_at`, `end_at`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the body; the route checks it field by field, with paths
+pub struct TriggerRequest {
+    /// `webhook` or `schedule`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Default true; an enabled trigger needs a deployed version.
+    pub enabled: Option<bool>,
+    /// At most 200 characters.
+    pub description: Option<String>,
+    /// `nodeai` (default), `github`, `stripe`, `slack`, or `none` (unsigned, only when asked for).
+    pub scheme: Option<String>,
+    /// `async` (default) or `sync`.
+    pub mode: Option<String>,
+    /// 1 to 25, default 10.
+    pub sync_timeout_seconds: Option<u64>,
+    /// The provider's signing secret (required for `stripe` and `slack`; NodeAI generates one
+    /// for `nodeai` and `github` when absent and shows it once).
+    pub secret: Option<String>,
+    /// Five-field cron, e.g. `0 9 * * MON-FRI`.
+    pub cron: Option<String>,
+    /// `<n> minutes|hours|days`, e.g. `5 minutes`.
+    pub rate: Option<String>,
+    /// IANA time zone, default `UTC`.
+    pub timezone: Option<String>,
+    /// Each scheduled run's input (an object of at most 64 KiB).
+    pub input: Option<Value>,
+    /// RFC 3339: no fire before.
+    pub start_at: Option<String>,
+    /// RFC 3339: no fire after.
+    pub end_at: Option<String>,
+}
+
+/// POST .../rotate-secret body (optional): the new secret Stripe or Slack issued.
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)]
+pub struct RotateSecretRequest {
+    pub secret: Option<String>,
+}
+
+/// A webhook delivery's body: any JSON (parsed into the run's `input.body`) or any text.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = Object)]
+pub struct WebhookDelivery(pub Value);

@@ -185,9 +185,21 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
     }
 }
 
+/// Deletes the workflow, its versions and its triggers (each with its schedule and secret, so
+/// none fires or answers again).
 pub async fn delete(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = workflow_id(call)?;
-    if call.app.store()?.delete_workflow(call.tenant_id, &id).await? {
+    let store = call.app.store()?;
+    loop {
+        let page = store.list_triggers(call.tenant_id, &id, None, super::MAX_PAGE_SIZE).await?;
+        for trigger in &page.items {
+            super::triggers::remove(call.app, trigger).await?;
+        }
+        if page.next_after.is_none() {
+            break;
+        }
+    }
+    if store.delete_workflow(call.tenant_id, &id).await? {
         Ok(Reply::no_content())
     } else {
         Err(ApiError::workflow_not_found(&id))

@@ -43,6 +43,18 @@ pub struct StartCommand<'a> {
     pub request_id: &'a str,
     /// How long the execution's records are kept.
     pub retention: Duration,
+    /// The trigger starting it (a webhook delivery or a schedule's fire time); None for a
+    /// client's call.
+    pub trigger: Option<TriggerStart<'a>>,
+}
+
+/// A start by a trigger. `delivery_id` names the delivery (a provider's delivery or event id,
+/// a signature, a schedule's fire time): a second start with the same one within 24 h answers
+/// with the first execution, whatever its body (a provider's retry carries new headers).
+#[derive(Debug, Clone, Copy)]
+pub struct TriggerStart<'a> {
+    pub trigger_id: &'a str,
+    pub delivery_id: Option<&'a str>,
 }
 
 /// A started execution: a new one, or the one an Idempotency-Key already started.
@@ -126,7 +138,7 @@ where
         VersionChoice::Draft => json!("draft"),
         VersionChoice::Number(n) => json!(n),
     };
-    let body_hash = crate::auth::hash_key(&json!({ "input": input, "version": version_text }).to_string());
+    let mut body_hash = crate::auth::hash_key(&json!({ "input": input, "version": version_text }).to_string());
     let mut record = ExecutionRecord::queued(
         command.tenant_id,
         &workflow.workflow_id,
@@ -136,15 +148,25 @@ where
         execution_timeout(&definition),
     )
     .retained_for(command.retention);
-    if let Some(key) = command.idempotency_key {
-        // A key names one request to one workflow: the same key sent to another workflow is
-        // another request and starts that workflow (Stripe scopes keys per account and
-        // endpoint the same way).
-        let scoped_key = format!("POST /v1/workflows/{}/executions\n{key}", workflow.workflow_id);
+    record.trigger_id = command.trigger.map(|t| t.trigger_id.to_string());
+    // A key names one request to one workflow: the same key sent to another workflow is
+    // another request and starts that workflow (Stripe scopes keys per account and endpoint
+    // the same way). A trigger's delivery id names one delivery to that trigger.
+    let scoped_key = match (command.trigger, command.idempotency_key) {
+        (Some(TriggerStart { trigger_id, delivery_id: Some(delivery) }), _) => {
+            let scoped = format!("trigger {trigger_id}\n{delivery}");
+            body_hash = crate::auth::hash_key(&scoped);
+            Some(scoped)
+        }
+        (Some(_), _) => None,
+        (None, Some(key)) => Some(format!("POST /v1/workflows/{}/executions\n{key}", workflow.workflow_id)),
+        (None, None) => None,
+    };
+    if let Some(scoped_key) = &scoped_key {
         let claim = store
             .claim_idempotency_key(
                 command.tenant_id,
-                &crate::auth::hash_key(&scoped_key),
+                &crate::auth::hash_key(scoped_key),
                 &body_hash,
                 &record.execution_id,
                 &rfc3339_in(IDEMPOTENCY_WINDOW_SECONDS),
@@ -172,7 +194,7 @@ where
         Ok(()) => {}
         // A replay racing the first request (which created the execution, or is creating it
         // under another definition): the first one's records stand, never rewritten.
-        Err(StoreError::ConditionFailed) if command.idempotency_key.is_some() => {
+        Err(StoreError::ConditionFailed) if scoped_key.is_some() => {
             return match store.get_execution(command.tenant_id, &record.execution_id).await? {
                 Some(existing) => Ok(Started::Replayed(existing)),
                 None => Err(StoreError::ConditionFailed.into()),
@@ -365,6 +387,7 @@ mod tests {
             idempotency_key: key,
             request_id: "r1",
             retention: Duration::from_secs(3 * 24 * 3600),
+            trigger: None,
         }
     }
 
@@ -429,7 +452,8 @@ mod tests {
 
         let refused = start(&store, &NoQueue, command(&workflow, json!({ "n": 1 }), None)).await;
         assert!(matches!(refused, Err(LifecycleError::Store(StoreError::Unavailable(_)))), "{refused:?}");
-        let page = store.list_executions("t1", Some(&workflow.workflow_id), None, None, 10).await.unwrap();
+        let page =
+            store.list_executions("t1", Some(&workflow.workflow_id), &Default::default(), None, 10).await.unwrap();
         let failed = &page.items[0];
         assert_eq!(failed.status, ExecutionStatus::Failed);
         assert_eq!(failed.error.as_ref().map(|e| e.code.as_str()), Some("QUEUE_UNAVAILABLE"));

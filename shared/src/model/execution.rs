@@ -97,6 +97,8 @@ pub struct ExecutionRecord {
     pub parent: Option<ParentLink>,
     /// How many parents above it (0 for an execution started through the API).
     pub depth: u32,
+    /// The trigger that started it (a webhook or a schedule); None when a client started it.
+    pub trigger_id: Option<String>,
 }
 
 /// The deepest a child execution may be (a parent's child's child... counts 1, 2, ...): a
@@ -274,6 +276,7 @@ impl ExecutionRecord {
             waits: Vec::new(),
             parent: None,
             depth: 0,
+            trigger_id: None,
         }
     }
 

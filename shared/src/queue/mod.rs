@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 mod sqs;
-pub use sqs::{SqsExecutionQueue, WaitScheduler};
+pub use sqs::{SqsExecutionQueue, TriggerScheduler, WaitScheduler};
 
 /// SQS's longest `DelaySeconds`.
 pub const MAX_SQS_DELAY: std::time::Duration = std::time::Duration::from_secs(900);

@@ -97,3 +97,77 @@ impl ExecutionQueue for SqsExecutionQueue {
         }
     }
 }
+
+/// Schedule triggers' recurring schedules in EventBridge Scheduler: the stack's trigger group,
+/// the role Scheduler sends with, and the execution queue as their target.
+pub struct TriggerScheduler {
+    pub client: aws_sdk_scheduler::Client,
+    pub group: String,
+    pub role_arn: String,
+    pub queue_arn: String,
+}
+
+fn scheduler_time(text: &Option<String>) -> Option<aws_sdk_scheduler::primitives::DateTime> {
+    let at = chrono::DateTime::parse_from_rfc3339(text.as_deref()?).ok()?;
+    Some(aws_sdk_scheduler::primitives::DateTime::from_secs(at.timestamp()))
+}
+
+#[async_trait]
+impl crate::triggers::TriggerSchedules for TriggerScheduler {
+    async fn put_schedule(&self, spec: &crate::triggers::ScheduleSpec) -> Result<(), StoreError> {
+        use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Target};
+        let internal = |e: aws_sdk_scheduler::error::BuildError| StoreError::Internal(e.to_string());
+        let window = FlexibleTimeWindow::builder().mode(FlexibleTimeWindowMode::Off).build().map_err(internal)?;
+        let target = Target::builder()
+            .arn(&self.queue_arn)
+            .role_arn(&self.role_arn)
+            .input(&spec.message)
+            .build()
+            .map_err(internal)?;
+        let state = if spec.enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
+        const TRANSIENT: &[&str] = &["ThrottlingException", "InternalServerException"];
+        let created = self
+            .client
+            .create_schedule()
+            .name(&spec.name)
+            .group_name(&self.group)
+            .schedule_expression(&spec.expression)
+            .schedule_expression_timezone(&spec.timezone)
+            .set_start_date(scheduler_time(&spec.start_at))
+            .set_end_date(scheduler_time(&spec.end_at))
+            .state(state.clone())
+            .flexible_time_window(window.clone())
+            .target(target.clone())
+            .send()
+            .await;
+        match created {
+            Ok(_) => Ok(()),
+            // There already (a change): UpdateSchedule replaces every field.
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_conflict_exception()) => self
+                .client
+                .update_schedule()
+                .name(&spec.name)
+                .group_name(&self.group)
+                .schedule_expression(&spec.expression)
+                .schedule_expression_timezone(&spec.timezone)
+                .set_start_date(scheduler_time(&spec.start_at))
+                .set_end_date(scheduler_time(&spec.end_at))
+                .state(state)
+                .flexible_time_window(window)
+                .target(target)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| crate::store::sdk_error::classify_sdk_error(e, TRANSIENT)),
+            Err(e) => Err(crate::store::sdk_error::classify_sdk_error(e, TRANSIENT)),
+        }
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<(), StoreError> {
+        match self.client.delete_schedule().name(name).group_name(&self.group).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => Ok(()),
+            Err(e) => Err(crate::store::sdk_error::classify_sdk_error(e, &["ThrottlingException"])),
+        }
+    }
+}

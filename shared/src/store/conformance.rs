@@ -32,6 +32,7 @@ macro_rules! store_conformance_tests {
             parked_executions_hold_no_lease_and_resume_cancel_or_end,
             callback_tokens_are_found_by_hash_and_never_overwritten,
             child_batches_count_each_end_once_and_list_children_in_item_order,
+            triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revision,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -661,7 +662,8 @@ pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) 
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
-        let page = store.list_executions(&tenant, Some(&workflow), None, after.as_deref(), 2).await.unwrap();
+        let page =
+            store.list_executions(&tenant, Some(&workflow), &Default::default(), after.as_deref(), 2).await.unwrap();
         seen.extend(page.items.iter().map(|e| e.execution_id.clone()));
         match page.next_after {
             Some(next) => after = Some(next),
@@ -670,29 +672,53 @@ pub async fn executions_list_newest_first_with_status_filter(store: &dyn Store) 
     }
     assert_eq!(seen, ids, "newest first, this workflow only");
     let succeeded =
-        store.list_executions(&tenant, Some(&workflow), Some(ExecutionStatus::Succeeded), None, 10).await.unwrap();
+        store.list_executions(&tenant, Some(&workflow), &status(ExecutionStatus::Succeeded), None, 10).await.unwrap();
     assert_eq!(
         succeeded.items.iter().map(|e| e.execution_id.clone()).collect::<Vec<_>>(),
         vec![ids[0].clone(), ids[2].clone(), ids[4].clone()]
     );
     assert!(
-        store.list_executions(&new_id(), Some(&workflow), None, None, 10).await.unwrap().items.is_empty(),
+        store
+            .list_executions(&new_id(), Some(&workflow), &Default::default(), None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
         "scoped by tenant"
     );
     // With no workflow: every execution of the tenant, newest first, the other workflow's too.
-    let all = store.list_executions(&tenant, None, None, None, 100).await.unwrap();
+    let all = store.list_executions(&tenant, None, &Default::default(), None, 100).await.unwrap();
     let all_ids: Vec<String> = all.items.iter().map(|e| e.execution_id.clone()).collect();
     assert_eq!(all_ids, [vec![other_workflow.execution_id.clone()], ids.clone()].concat());
-    let first = store.list_executions(&tenant, None, Some(ExecutionStatus::Queued), None, 1).await.unwrap();
+    let first = store.list_executions(&tenant, None, &status(ExecutionStatus::Queued), None, 1).await.unwrap();
     assert_eq!(first.items[0].execution_id, other_workflow.execution_id);
     let rest = store
-        .list_executions(&tenant, None, Some(ExecutionStatus::Queued), first.next_after.as_deref(), 10)
+        .list_executions(&tenant, None, &status(ExecutionStatus::Queued), first.next_after.as_deref(), 10)
         .await
         .unwrap();
     assert_eq!(
         rest.items.iter().map(|e| e.execution_id.clone()).collect::<Vec<_>>(),
         vec![ids[1].clone(), ids[3].clone()]
     );
+    // A trigger's runs: only the executions it started, in a workflow's listing and the tenant's.
+    let triggered = ExecutionRecord {
+        trigger_id: Some("01TRIGGER".into()),
+        ..ExecutionRecord::queued(&tenant, &workflow, Some(1), json!({}), "r", std::time::Duration::from_secs(60))
+    };
+    store.create_execution(&triggered, &definition("d", &[])).await.unwrap();
+    let by_trigger = super::ExecutionFilter { trigger_id: Some("01TRIGGER".into()), ..Default::default() };
+    for workflow_id in [Some(workflow.as_str()), None] {
+        let page = store.list_executions(&tenant, workflow_id, &by_trigger, None, 10).await.unwrap();
+        assert_eq!(page.items.len(), 1, "{workflow_id:?}");
+        assert_eq!(page.items[0].execution_id, triggered.execution_id);
+        assert_eq!(page.items[0].trigger_id.as_deref(), Some("01TRIGGER"), "the trigger is stored");
+    }
+    let queued_of_trigger = super::ExecutionFilter { status: Some(ExecutionStatus::Succeeded), ..by_trigger };
+    assert!(store.list_executions(&tenant, None, &queued_of_trigger, None, 10).await.unwrap().items.is_empty());
+}
+
+fn status(status: crate::model::ExecutionStatus) -> super::ExecutionFilter {
+    super::ExecutionFilter { status: Some(status), ..Default::default() }
 }
 
 pub async fn idempotency_keys_hold_for_their_window(store: &dyn Store) {
@@ -953,4 +979,78 @@ pub async fn child_batches_count_each_end_once_and_list_children_in_item_order(s
     assert_eq!(store.get_execution(&tenant, &failed).await.unwrap().unwrap().status, ExecutionStatus::Queued);
     store.set_batch_generation(&tenant, &parent, "each", 1).await.unwrap();
     assert_eq!(store.get_child_batch(&tenant, &parent, "each").await.unwrap().unwrap().generation, 1);
+}
+
+pub async fn triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revision(store: &dyn Store) {
+    use crate::triggers::{TriggerRecord, TriggerRun, TriggerSource, WebhookSettings};
+    let (tenant, workflow) = (new_id(), new_id());
+    let trigger = |hook: Option<&str>| TriggerRecord {
+        tenant_id: tenant.clone(),
+        workflow_id: workflow.clone(),
+        trigger_id: new_id(),
+        enabled: true,
+        description: None,
+        source: match hook {
+            Some(hook_id) => TriggerSource::Webhook(WebhookSettings {
+                hook_id: hook_id.to_string(),
+                scheme: crate::triggers::SignatureScheme::Github,
+                mode: crate::triggers::ResponseMode::Async,
+                sync_timeout_seconds: 10,
+            }),
+            None => TriggerSource::Schedule(crate::triggers::ScheduleSettings {
+                cron: None,
+                rate: Some("5 minutes".into()),
+                timezone: "UTC".into(),
+                input: json!({ "n": 1 }),
+                start_at: None,
+                end_at: None,
+            }),
+        },
+        created_at: now_rfc3339(),
+        updated_at: now_rfc3339(),
+        revision: 1,
+        retention_seconds: 86_400,
+        last_run: None,
+    };
+    let hook_id = crate::triggers::new_hook_id();
+    let webhook = trigger(Some(&hook_id));
+    assert!(store.create_trigger(&webhook, 2).await.unwrap());
+    next_millisecond().await;
+    let schedule = trigger(None);
+    assert!(store.create_trigger(&schedule, 2).await.unwrap());
+    // The tenant's limit holds, whatever the workflow.
+    let mut elsewhere = trigger(None);
+    elsewhere.workflow_id = new_id();
+    assert!(!store.create_trigger(&elsewhere, 2).await.unwrap(), "a third trigger over a limit of 2");
+    assert!(store.get_trigger(&tenant, &elsewhere.workflow_id, &elsewhere.trigger_id).await.unwrap().is_none());
+    assert_eq!(store.count_triggers(&tenant, &workflow).await.unwrap(), 2);
+    assert_eq!(store.count_triggers(&new_id(), &workflow).await.unwrap(), 0, "scoped by tenant");
+
+    // Found by its hook id, one read; another hook id finds nothing.
+    assert_eq!(store.find_hook(&hook_id).await.unwrap().as_ref(), Some(&webhook));
+    assert!(store.find_hook(&crate::triggers::new_hook_id()).await.unwrap().is_none());
+
+    // Listed oldest first, a page at a time.
+    let first = store.list_triggers(&tenant, &workflow, None, 1).await.unwrap();
+    assert_eq!(first.items, vec![webhook.clone()]);
+    let rest = store.list_triggers(&tenant, &workflow, first.next_after.as_deref(), 10).await.unwrap();
+    assert_eq!((rest.items, rest.next_after), (vec![schedule.clone()], None));
+
+    // A change needs the revision it read; the hook's copy follows it.
+    let disabled = TriggerRecord { enabled: false, revision: 2, ..webhook.clone() };
+    assert!(store.replace_trigger(&disabled, 1).await.unwrap());
+    assert!(!store.replace_trigger(&TriggerRecord { revision: 3, ..webhook.clone() }, 1).await.unwrap(), "stale");
+    assert!(!store.find_hook(&hook_id).await.unwrap().unwrap().enabled);
+
+    // The last run is kept on the trigger.
+    let run = TriggerRun { at: now_rfc3339(), execution_id: Some(new_id()), error: None };
+    store.record_trigger_run(&disabled, &run).await.unwrap();
+    let read = store.get_trigger(&tenant, &workflow, &webhook.trigger_id).await.unwrap().unwrap();
+    assert_eq!(read.last_run, Some(run));
+
+    // Deleting frees the tenant's count and the hook id.
+    assert!(store.delete_trigger(&read).await.unwrap());
+    assert!(!store.delete_trigger(&read).await.unwrap(), "already gone");
+    assert!(store.find_hook(&hook_id).await.unwrap().is_none());
+    assert!(store.create_trigger(&elsewhere, 2).await.unwrap(), "room again after a delete");
 }

@@ -48,6 +48,8 @@ struct Inner {
     batches: BTreeMap<(String, String, String), ChildBatch>,
     /// (tenant, key hash) -> (body hash, execution id, expires_at).
     idempotency: BTreeMap<(String, String), (String, String, String)>,
+    /// (tenant, workflow, trigger id) -> trigger.
+    triggers: BTreeMap<(String, String, String), crate::triggers::TriggerRecord>,
 }
 
 struct StoredExecution {
@@ -740,7 +742,7 @@ impl ExecutionStore for MemoryStore {
         &self,
         tenant_id: &str,
         workflow_id: Option<&str>,
-        status: Option<ExecutionStatus>,
+        filter: &super::ExecutionFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<ExecutionRecord>, StoreError> {
@@ -751,7 +753,8 @@ impl ExecutionStore for MemoryStore {
             .filter(|((t, _), e)| {
                 t == tenant_id
                     && workflow_id.is_none_or(|w| e.record.workflow_id == w)
-                    && status.is_none_or(|s| e.record.status == s)
+                    && filter.status.is_none_or(|s| e.record.status == s)
+                    && filter.trigger_id.as_ref().is_none_or(|t| e.record.trigger_id.as_ref() == Some(t))
             })
             .map(|((_, id), e)| (id.clone(), e.record.clone()))
             .collect();
@@ -881,6 +884,97 @@ impl super::ValueStore for MemoryStore {
     }
     async fn value_url(&self, key: &str, _expires_in: std::time::Duration) -> Result<String, StoreError> {
         Ok(format!("memory:///{key}"))
+    }
+}
+
+#[async_trait]
+impl crate::triggers::TriggerStore for MemoryStore {
+    async fn create_trigger(
+        &self,
+        record: &crate::triggers::TriggerRecord,
+        max_for_tenant: usize,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        if inner.triggers.keys().filter(|(t, _, _)| *t == record.tenant_id).count() >= max_for_tenant {
+            return Ok(false);
+        }
+        let key = (record.tenant_id.clone(), record.workflow_id.clone(), record.trigger_id.clone());
+        inner.triggers.insert(key, record.clone());
+        Ok(true)
+    }
+
+    async fn get_trigger(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        trigger_id: &str,
+    ) -> Result<Option<crate::triggers::TriggerRecord>, StoreError> {
+        let key = (tenant_id.to_string(), workflow_id.to_string(), trigger_id.to_string());
+        Ok(self.lock().triggers.get(&key).cloned())
+    }
+
+    async fn list_triggers(
+        &self,
+        tenant_id: &str,
+        workflow_id: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<crate::triggers::TriggerRecord>, StoreError> {
+        let inner = self.lock();
+        let mut items: Vec<_> = inner
+            .triggers
+            .iter()
+            .filter(|((t, w, id), _)| t == tenant_id && w == workflow_id && after.is_none_or(|a| id.as_str() > a))
+            .map(|(_, record)| record.clone())
+            .take(limit + 1)
+            .collect();
+        let more = items.len() > limit;
+        items.truncate(limit);
+        let next_after = if more { items.last().map(|t| t.trigger_id.clone()) } else { None };
+        Ok(Page { items, next_after })
+    }
+
+    async fn count_triggers(&self, tenant_id: &str, workflow_id: &str) -> Result<usize, StoreError> {
+        Ok(self.lock().triggers.keys().filter(|(t, w, _)| t == tenant_id && w == workflow_id).count())
+    }
+
+    async fn replace_trigger(
+        &self,
+        record: &crate::triggers::TriggerRecord,
+        expected_revision: u64,
+    ) -> Result<bool, StoreError> {
+        let key = (record.tenant_id.clone(), record.workflow_id.clone(), record.trigger_id.clone());
+        match self.lock().triggers.get_mut(&key) {
+            Some(stored) if stored.revision == expected_revision => {
+                *stored = record.clone();
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_trigger(&self, record: &crate::triggers::TriggerRecord) -> Result<bool, StoreError> {
+        let key = (record.tenant_id.clone(), record.workflow_id.clone(), record.trigger_id.clone());
+        Ok(self.lock().triggers.remove(&key).is_some())
+    }
+
+    async fn find_hook(&self, hook_id: &str) -> Result<Option<crate::triggers::TriggerRecord>, StoreError> {
+        let inner = self.lock();
+        Ok(inner.triggers.values().find(|t| t.webhook().is_some_and(|w| w.hook_id == hook_id)).cloned())
+    }
+
+    async fn record_trigger_run(
+        &self,
+        record: &crate::triggers::TriggerRecord,
+        run: &crate::triggers::TriggerRun,
+    ) -> Result<(), StoreError> {
+        let key = (record.tenant_id.clone(), record.workflow_id.clone(), record.trigger_id.clone());
+        if let Some(stored) = self.lock().triggers.get_mut(&key)
+            && stored.revision == record.revision
+        {
+            stored.last_run = Some(run.clone());
+        }
+        Ok(())
     }
 }
 

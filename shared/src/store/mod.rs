@@ -429,15 +429,23 @@ pub trait ExecutionStore: Send + Sync {
         now: &str,
     ) -> Result<IdempotencyClaim, StoreError>;
     /// A workflow's executions (or, with no workflow, all the tenant's: children included),
-    /// newest first; `status` keeps only that status. Queries, never a scan.
+    /// newest first; `filter` keeps only those of a status and/or a trigger. Queries, never a
+    /// scan (the filter applies to what the query reads).
     async fn list_executions(
         &self,
         tenant_id: &str,
         workflow_id: Option<&str>,
-        status: Option<ExecutionStatus>,
+        filter: &ExecutionFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<ExecutionRecord>, StoreError>;
+}
+
+/// What an execution listing keeps: a status, the trigger that started it, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecutionFilter {
+    pub status: Option<ExecutionStatus>,
+    pub trigger_id: Option<String>,
 }
 
 /// The durable per-node results of executions.
@@ -474,11 +482,26 @@ pub trait ValueStore: Send + Sync {
 }
 
 pub trait Store:
-    WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepStore + ValueStore + HealthProbe
+    WorkflowStore
+    + TenantStore
+    + CredentialStore
+    + ExecutionStore
+    + StepStore
+    + ValueStore
+    + HealthProbe
+    + crate::triggers::TriggerStore
 {
 }
-impl<T: WorkflowStore + TenantStore + CredentialStore + ExecutionStore + StepStore + ValueStore + HealthProbe> Store
-    for T
+impl<
+    T: WorkflowStore
+        + TenantStore
+        + CredentialStore
+        + ExecutionStore
+        + StepStore
+        + ValueStore
+        + HealthProbe
+        + crate::triggers::TriggerStore,
+> Store for T
 {
 }
 

@@ -41,6 +41,7 @@ pub(super) fn execution_from(item: &Item, tenant_id: &str) -> Result<ExecutionRe
             _ => None,
         },
         depth: get_opt_n(item, "depth")?.unwrap_or(0),
+        trigger_id: get_opt_s(item, "trigger_id"),
         waits: match get_opt_s(item, "waits") {
             Some(text) => {
                 serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("execution waits: {e}")))?
@@ -77,6 +78,9 @@ impl ExecutionStore for DynamoStore {
             item.insert("parent_node_id".into(), s(&parent.node_id));
             item.insert("parent_index".into(), n(parent.index));
             item.insert("depth".into(), n(record.depth));
+        }
+        if let Some(trigger_id) = &record.trigger_id {
+            item.insert("trigger_id".into(), s(trigger_id));
         }
         if !record.status.is_final() {
             item.insert("sweep_pk".into(), s(sweep_pk(&record.execution_id)));
@@ -457,7 +461,7 @@ impl ExecutionStore for DynamoStore {
         &self,
         tenant_id: &str,
         workflow_id: Option<&str>,
-        status: Option<ExecutionStatus>,
+        filter: &ExecutionFilter,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page<ExecutionRecord>, StoreError> {
@@ -486,13 +490,21 @@ impl ExecutionStore for DynamoStore {
                 .expression_attribute_values(":prefix", s(EXECUTION_PREFIX))
                 .scan_index_forward(false)
                 .set_exclusive_start_key(start.take());
-            query = match status {
-                None => query.limit((limit + 1) as i32),
-                Some(status) => query
-                    .filter_expression("#status = :status")
+            let mut conditions = Vec::new();
+            if let Some(status) = filter.status {
+                conditions.push("#status = :status");
+                query = query
                     .expression_attribute_names("#status", "status")
-                    .expression_attribute_values(":status", s(status.as_str()))
-                    .limit(((limit + 1) * 4).min(500) as i32),
+                    .expression_attribute_values(":status", s(status.as_str()));
+            }
+            if let Some(trigger_id) = &filter.trigger_id {
+                conditions.push("trigger_id = :trigger_id");
+                query = query.expression_attribute_values(":trigger_id", s(trigger_id));
+            }
+            query = if conditions.is_empty() {
+                query.limit((limit + 1) as i32)
+            } else {
+                query.filter_expression(conditions.join(" AND ")).limit(((limit + 1) * 4).min(500) as i32)
             };
             let out = query.send().await.map_err(classify)?;
             for item in out.items.unwrap_or_default() {

@@ -13,6 +13,7 @@ pub(super) const API_KEY_GSI_PREFIX: &str = "APIKEY#";
 pub(super) const CREDENTIAL_PREFIX: &str = "CRED#";
 pub(super) const EXECUTION_PREFIX: &str = "EX#";
 pub(super) const STEP_PREFIX: &str = "STEP#";
+pub(super) const TRIGGER_PREFIX: &str = "TRG#";
 
 /// Partitions of the sparse sweep index: unfinished executions spread over this many keys, so
 /// no one partition takes every start's write.
@@ -38,6 +39,27 @@ pub(super) fn child_batch_key(tenant_id: &str, parent_execution_id: &str, node_i
 /// The item holding a tenant's run slots (execution id -> expiry).
 pub(super) fn run_slots_key(tenant_id: &str) -> Item {
     key(tenant_pk(tenant_id), "RUNNING".to_string())
+}
+
+/// A workflow's triggers: their own partition, so a workflow's raw delete never removes one
+/// behind the trigger routes' back (its hook item and schedule go with it, there).
+pub(super) fn triggers_pk(tenant_id: &str, workflow_id: &str) -> String {
+    format!("T#{tenant_id}#TRG#{workflow_id}")
+}
+pub(super) fn trigger_sk(trigger_id: &str) -> String {
+    format!("{TRIGGER_PREFIX}{trigger_id}")
+}
+pub(super) fn trigger_key(tenant_id: &str, workflow_id: &str, trigger_id: &str) -> Item {
+    key(triggers_pk(tenant_id, workflow_id), trigger_sk(trigger_id))
+}
+/// A webhook's hook id, in a partition named by it (one GetItem per delivery; the tenant comes
+/// from the item, never from the caller).
+pub(super) fn hook_key(hook_id: &str) -> Item {
+    key(format!("HOOK#{hook_id}"), "HOOK".into())
+}
+/// The tenant's trigger count (checked against the tenant limit in each create).
+pub(super) fn trigger_count_key(tenant_id: &str) -> Item {
+    key(tenant_pk(tenant_id), "TRIGGERS".into())
 }
 
 /// An item key from its partition and sort key.

@@ -10,6 +10,9 @@
 //! | execution | `T#<tenant>`           | `EX#<ulid>`   | gsi1: `T#<tenant>#WF#<ulid>` / `EX#<ulid>`; while unfinished, sweep: `SWEEP#<0-3>` / `sweep_at`
 //! | running  | `T#<tenant>`            | `RUNNING`     | the tenant's run slots (execution -> lease expiry)
 //! | callback | `CB#<sha256 hex of token>` | `CB`       | an approval's token -> tenant, execution, node
+//! | trigger  | `T#<tenant>#TRG#<workflow>` | `TRG#<ulid>` | the trigger as JSON (`doc`), `revision`
+//! | hook     | `HOOK#<hook id>`        | `HOOK`        | a webhook trigger's copy, found by its URL's id
+//! | trigger count | `T#<tenant>`       | `TRIGGERS`    | the tenant's triggers (limit check)
 //! | snapshot | `T#<tenant>#EX#<ulid>`  | `DEF`         |
 //! | step     | `T#<tenant>#EX#<ulid>`  | `STEP#<node>` |
 //!
@@ -17,8 +20,9 @@
 //! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
 
 use super::{
-    CredentialStore, DeployOutcome, ExecutionEnd, ExecutionStore, HealthProbe, IdempotencyClaim, LeaseGuard, Page,
-    StepStore, StrandedExecution, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary, version_sort_key,
+    CredentialStore, DeployOutcome, ExecutionEnd, ExecutionFilter, ExecutionStore, HealthProbe, IdempotencyClaim,
+    LeaseGuard, Page, StepStore, StrandedExecution, TenantStore, VersionSummary, WorkflowStore, WorkflowSummary,
+    version_sort_key,
 };
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
@@ -40,6 +44,7 @@ mod keys;
 mod steps;
 mod table;
 mod tenants;
+mod triggers;
 mod workflows;
 
 use item::*;

@@ -1,0 +1,13 @@
+//! DELETE /v1/workflows/{workflow_id}/triggers/{trigger_id}: removes a trigger, its schedule and secret.
+//! Wiring only: configuration and the clients this route uses, once per cold start; each request
+//! then goes to its one handler.
+
+use nodeai::api::{self, Route};
+use nodeai::{handler, wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), wiring::Error> {
+    // DynamoDB, Secrets Manager (a webhook's secret), Scheduler (a schedule).
+    let app = wiring::builder().dynamodb().secrets_manager().scheduler().build().await;
+    wiring::serve(app, Route::DeleteTrigger, handler!(api::triggers::delete)).await
+}
