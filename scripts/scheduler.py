@@ -6,10 +6,16 @@ Two parts, both against the emulator:
 - wake-ups of parked executions: with --waits GROUP, every second it reads the one-time
   schedules (`at(YYYY-MM-DDTHH:MM:SS)`, UTC) the worker created in that schedule group, and for
   each one that is due sends its target's input to its target queue (an SQS ARN), then deletes
-  it, as EventBridge Scheduler does with ActionAfterCompletion DELETE.
+  it, as EventBridge Scheduler does with ActionAfterCompletion DELETE;
+- schedule triggers: with --triggers GROUP, every second it reads the group's enabled
+  recurring schedules (`cron(m h dom mon dow year)` in their time zone, `rate(n unit)`) and
+  sends each fire time's input to the target queue, `<aws.scheduler.scheduled-time>` replaced
+  by the fire time, as Scheduler does. A rate fires when first seen (Scheduler starts a rate
+  with no start date at once), then every interval; a cron fires at each matching minute after
+  it was first seen. Disabled schedules build no backlog.
 
 Usage:
-  python scheduler.py INTERVAL_SECONDS INVOKE_URL [--waits GROUP]
+  python scheduler.py INTERVAL_SECONDS INVOKE_URL [--waits GROUP] [--triggers GROUP]
   python scheduler.py create-group GROUP      (creates the schedule group, as the template does)
 """
 
@@ -67,6 +73,94 @@ def fire_due_wake_ups(group):
         time.sleep(1)
 
 
+DAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())}
+
+
+def field_matches(field, value, names, low):
+    """Whether `value` matches one cron field (`*`, `?`, n, a-b, lists, steps, names)."""
+    for part in field.split(","):
+        step = 1
+        if "/" in part:
+            part, step = part.split("/")
+            step = int(step)
+        if part in ("*", "?"):
+            start, end = low, 10_000
+        elif "-" in part:
+            a, b = part.split("-")
+            start, end = int(names.get(a, a)), int(names.get(b, b))
+        else:
+            start = end = int(names.get(part, part))
+            if step > 1:
+                end = 10_000
+        if start <= value <= end and (value - start) % step == 0:
+            return True
+    return False
+
+
+def cron_matches(expression, local):
+    """Scheduler's `cron(m h dom mon dow year)` at a local minute (dow here is 0-6 from Sunday,
+    named: NodeAI writes names)."""
+    m, h, dom, mon, dow, _year = expression[5:-1].split()
+    return (
+        field_matches(m, local.minute, {}, 0)
+        and field_matches(h, local.hour, {}, 0)
+        and field_matches(dom, local.day, {}, 1)
+        and field_matches(mon, local.month, MONTHS, 1)
+        and field_matches(dow, (local.weekday() + 1) % 7, DAYS, 0)
+    )
+
+
+def rate_seconds(expression):
+    n, unit = expression[5:-1].split()
+    return int(n) * {"minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]
+
+
+def fire_due_triggers(group):
+    import zoneinfo
+
+    scheduler, sqs = clients()
+    queue_urls, last_seen, rate_next = {}, {}, {}
+    while True:
+        try:
+            now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+            for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
+                name = summary["Name"]
+                schedule = scheduler.get_schedule(GroupName=group, Name=name)
+                expression = schedule["ScheduleExpression"]
+                since = last_seen.get(name)
+                last_seen[name] = now
+                if schedule.get("State", "ENABLED") != "ENABLED":
+                    rate_next.pop(name, None)
+                    continue
+                due = []
+                if expression.startswith("rate("):
+                    at = rate_next.get(name, now)
+                    while at <= now:
+                        due.append(at)
+                        at += datetime.timedelta(seconds=rate_seconds(expression))
+                    rate_next[name] = at
+                elif expression.startswith("cron(") and since is not None:
+                    zone = zoneinfo.ZoneInfo(schedule.get("ScheduleExpressionTimezone") or "UTC")
+                    minute = since.replace(second=0) + datetime.timedelta(minutes=1)
+                    while minute <= now:
+                        if cron_matches(expression, minute.astimezone(zone)):
+                            due.append(minute)
+                        minute += datetime.timedelta(minutes=1)
+                target = schedule["Target"]
+                queue_name = target["Arn"].split(":")[-1]
+                for at in due:
+                    if queue_name not in queue_urls:
+                        queue_urls[queue_name] = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+                    fire_time = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+                    body = target["Input"].replace("<aws.scheduler.scheduled-time>", fire_time)
+                    sqs.send_message(QueueUrl=queue_urls[queue_name], MessageBody=body)
+                    print(f"[scheduler] fired {name} for {fire_time}", flush=True)
+        except Exception as error:  # the emulator restarting: try again next second
+            print(f"[scheduler] triggers: {error}", flush=True)
+        time.sleep(1)
+
+
 def main():
     if sys.argv[1] == "create-group":
         create_group(sys.argv[2])
@@ -77,6 +171,11 @@ def main():
         create_group(group)
         threading.Thread(target=fire_due_wake_ups, args=(group,), daemon=True).start()
         print(f"[scheduler] firing wake-ups of group {group}", flush=True)
+    if "--triggers" in sys.argv:
+        group = sys.argv[sys.argv.index("--triggers") + 1]
+        create_group(group)
+        threading.Thread(target=fire_due_triggers, args=(group,), daemon=True).start()
+        print(f"[scheduler] firing schedule triggers of group {group}", flush=True)
     print(f"[scheduler] every {interval:g} s -> {invoke_url}", flush=True)
     while True:
         time.sleep(interval)

@@ -176,8 +176,35 @@ fn template_policies_are_least_privilege() {
     assert_eq!(secrets_of("put-credential"), 2);
     assert_eq!(secrets_of("delete-credential"), 1);
     assert_eq!(secrets_of("execution-worker"), 1, "the worker only reads credentials (llm.chat)");
-    for function in all_functions().iter().filter(|f| !f.contains("credential") && *f != "execution-worker") {
+    // Webhook signing secrets: only under the triggers/ folder of the stage's prefix.
+    let trigger_secrets = [
+        ("create-trigger", 3),
+        ("rotate-trigger-secret", 3),
+        ("delete-trigger", 1),
+        ("delete-workflow", 1),
+        ("receive-webhook", 1),
+    ];
+    for (function, count) in trigger_secrets {
+        assert_eq!(secrets_of(function), count, "{function}'s Secrets Manager actions");
+        let (_, text) = resources.iter().find(|(_, t)| t.contains(&format!("Binary: {function}\n"))).unwrap();
+        assert!(text.contains("secret:nodeai/${Stage}/*/triggers/*"), "{function}: webhook secrets only");
+    }
+    for function in all_functions().iter().filter(|f| {
+        !f.contains("credential")
+            && *f != "execution-worker"
+            && !trigger_secrets.iter().any(|(name, _)| name == &f.as_str())
+    }) {
         assert_eq!(secrets_of(function), 0, "{function} has no business with Secrets Manager");
+    }
+    // Schedule triggers: schedules only in the stack's trigger group, sent with the role that
+    // can only send to the queue.
+    for function in ["create-trigger", "update-trigger", "delete-trigger", "delete-workflow"] {
+        let (_, text) = resources.iter().find(|(_, t)| t.contains(&format!("Binary: {function}\n"))).unwrap();
+        assert!(text.contains("schedule/${TriggerScheduleGroup}/*"), "{function}: the trigger group only");
+        assert!(!text.contains("scheduler:*"), "{function}: no wildcard");
+        if text.contains("iam:PassRole") {
+            assert!(text.contains("iam:PassedToService: scheduler.amazonaws.com"), "{function}");
+        }
     }
     let template = read("template.yaml");
     assert!(template.contains("secret:nodeai/${Stage}/*"), "secrets are scoped to the stage's prefix");
@@ -191,12 +218,13 @@ fn template_policies_are_least_privilege() {
     assert_eq!(s3_of("execution-worker"), 2, "the worker writes and reads values");
     assert_eq!(s3_of("start-execution"), 1, "start-execution writes inputs");
     assert_eq!(s3_of("get-execution-value"), 1, "get-execution-value reads (signs URLs)");
+    assert_eq!(s3_of("receive-webhook"), 2, "receive-webhook writes a large input and reads a sync output");
     let answers = ["complete-callback", "complete-execution-callback"];
     for function in answers {
         assert_eq!(s3_of(function), 1, "{function} writes a large answer");
     }
     for function in all_functions().iter().filter(|f| {
-        !["execution-worker", "start-execution", "get-execution-value"].contains(&f.as_str())
+        !["execution-worker", "start-execution", "get-execution-value", "receive-webhook"].contains(&f.as_str())
             && !answers.contains(&f.as_str())
     }) {
         assert_eq!(s3_of(function), 0, "{function} has no business with the values bucket");
@@ -270,6 +298,7 @@ fn clients_in_main(main: &str) -> Vec<&'static str> {
         (".dynamodb_with_values()", "DynamoDB, S3"),
         (".sqs()", "SQS"),
         (".secrets_manager()", "Secrets Manager"),
+        (".scheduler()", "Scheduler"),
     ]
     .into_iter()
     .filter(|(call, _)| chain.contains(call))

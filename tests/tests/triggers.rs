@@ -253,8 +253,8 @@ async fn sync_mode_answers_with_the_output_of_a_quick_run_and_202_for_a_slow_one
     // A run that waits a minute does not end within a 1-second sync timeout: 202 with its id.
     let slow = json!({ "name": "slow", "nodes": [
         { "id": "pause", "type": "flow.wait", "config": { "seconds": 60 } },
-        { "id": "out", "type": "flow.output", "depends_on": ["pause"], "config": { "value": "late" } }
-    ] });
+        { "id": "out", "type": "flow.output", "config": { "value": "late" } }
+    ], "edges": [ { "from": "pause", "to": "out" } ] });
     let (t2, slow_id, _) = setup(slow).await;
     let trigger = create_trigger(
         &t2,
