@@ -309,3 +309,42 @@ async fn an_unanswered_approval_follows_on_error_and_cancel_ends_a_wait_at_once(
     assert_eq!(now["status"], "cancelled");
     assert!(now.get("waiting_on").is_none(), "{now}");
 }
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn a_schedule_trigger_fires_through_the_local_scheduler_and_the_queue() {
+    let stack = Stack::start().await;
+    let definition = json!({ "name": "tick", "nodes": [
+        { "id": "out", "type": "flow.output", "config": { "value": "tick {{ input.n }}" } } ] });
+    let (status, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let (status, _, _) = stack.send(Method::POST, &format!("/v1/workflows/{id}/versions"), None, true).await;
+    assert_eq!(status, 201);
+    let deploy = Some(json!({ "version": 1 }));
+    assert_eq!(stack.send(Method::PUT, &format!("/v1/workflows/{id}/deployment"), deploy, true).await.0, 200);
+    // A rate starts at once in Scheduler (no start_at), then every minute.
+    let body = json!({ "type": "schedule", "rate": "1 minute", "input": { "n": 7 } });
+    let (status, _, trigger) =
+        stack.send(Method::POST, &format!("/v1/workflows/{id}/triggers"), Some(body), true).await;
+    assert_eq!(status, 201, "{trigger}");
+    let trigger_id = trigger["id"].as_str().unwrap();
+    let mut runs = Vec::new();
+    for _ in 0..60 {
+        let path = format!("/v1/workflows/{id}/executions?trigger_id={trigger_id}&status=succeeded");
+        let (_, _, page) = stack.send(Method::GET, &path, None, true).await;
+        runs = page["items"].as_array().cloned().unwrap_or_default();
+        if !runs.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    assert!(!runs.is_empty(), "the schedule fired within a minute");
+    let run = stack.finished(runs[0]["execution_id"].as_str().unwrap()).await;
+    assert_eq!(run["output"], "tick 7", "{run}");
+    assert_eq!(run["trigger_id"], json!(trigger_id));
+    // Disabled, then deleted: it stops.
+    let path = format!("/v1/workflows/{id}/triggers/{trigger_id}");
+    let (status, _, _) = stack.send(Method::DELETE, &path, None, true).await;
+    assert_eq!(status, 204);
+}
