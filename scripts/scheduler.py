@@ -78,7 +78,10 @@ MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OC
 
 
 def field_matches(field, value, names, low):
-    """Whether `value` matches one cron field (`*`, `?`, n, a-b, lists, steps, names)."""
+    """Whether `value` matches one cron field (`*`, `?`, n, a-b, lists, steps, names). The `L`,
+    `W` and `#` forms never match here: the local scheduler does not fire them."""
+    if any(c in field for c in "LW#"):
+        return False
     for part in field.split(","):
         step = 1
         if "/" in part:
@@ -120,44 +123,66 @@ def fire_due_triggers(group):
     import zoneinfo
 
     scheduler, sqs = clients()
-    queue_urls, last_seen, rate_next = {}, {}, {}
+    queue_urls, last_seen, rate_next, last_local = {}, {}, {}, {}
+
+    def names():
+        token = None
+        while True:
+            page = scheduler.list_schedules(GroupName=group, **({"NextToken": token} if token else {}))
+            yield from (s["Name"] for s in page.get("Schedules", []))
+            token = page.get("NextToken")
+            if not token:
+                return
+
+    def fire(name, now):
+        schedule = scheduler.get_schedule(GroupName=group, Name=name)
+        expression = schedule["ScheduleExpression"]
+        since = last_seen.get(name)
+        last_seen[name] = now
+        start, end = schedule.get("StartDate"), schedule.get("EndDate")
+        if schedule.get("State", "ENABLED") != "ENABLED":
+            rate_next.pop(name, None)
+            return
+        due = []
+        if expression.startswith("rate("):
+            at = rate_next.get(name, max(now, start) if start else now)
+            while at <= now:
+                due.append(at)
+                at += datetime.timedelta(seconds=rate_seconds(expression))
+            rate_next[name] = at
+        elif expression.startswith("cron(") and since is not None:
+            zone = zoneinfo.ZoneInfo(schedule.get("ScheduleExpressionTimezone") or "UTC")
+            minute = since.replace(second=0) + datetime.timedelta(minutes=1)
+            while minute <= now:
+                local = minute.astimezone(zone)
+                # A wall-clock minute that comes twice (autumn) fires once, as in Scheduler.
+                if cron_matches(expression, local) and last_local.get(name) != local.replace(tzinfo=None):
+                    due.append(minute)
+                    last_local[name] = local.replace(tzinfo=None)
+                minute += datetime.timedelta(minutes=1)
+        due = [at for at in due if (not start or at >= start) and (not end or at <= end)]
+        target = schedule["Target"]
+        queue_name = target["Arn"].split(":")[-1]
+        for at in due:
+            if queue_name not in queue_urls:
+                queue_urls[queue_name] = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+            fire_time = at.strftime("%Y-%m-%dT%H:%M:%SZ")
+            body = target["Input"].replace("<aws.scheduler.scheduled-time>", fire_time)
+            sqs.send_message(QueueUrl=queue_urls[queue_name], MessageBody=body)
+            print(f"[scheduler] fired {name} for {fire_time}", flush=True)
+
     while True:
+        now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
         try:
-            now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
-            for summary in scheduler.list_schedules(GroupName=group).get("Schedules", []):
-                name = summary["Name"]
-                schedule = scheduler.get_schedule(GroupName=group, Name=name)
-                expression = schedule["ScheduleExpression"]
-                since = last_seen.get(name)
-                last_seen[name] = now
-                if schedule.get("State", "ENABLED") != "ENABLED":
-                    rate_next.pop(name, None)
-                    continue
-                due = []
-                if expression.startswith("rate("):
-                    at = rate_next.get(name, now)
-                    while at <= now:
-                        due.append(at)
-                        at += datetime.timedelta(seconds=rate_seconds(expression))
-                    rate_next[name] = at
-                elif expression.startswith("cron(") and since is not None:
-                    zone = zoneinfo.ZoneInfo(schedule.get("ScheduleExpressionTimezone") or "UTC")
-                    minute = since.replace(second=0) + datetime.timedelta(minutes=1)
-                    while minute <= now:
-                        if cron_matches(expression, minute.astimezone(zone)):
-                            due.append(minute)
-                        minute += datetime.timedelta(minutes=1)
-                target = schedule["Target"]
-                queue_name = target["Arn"].split(":")[-1]
-                for at in due:
-                    if queue_name not in queue_urls:
-                        queue_urls[queue_name] = sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
-                    fire_time = at.strftime("%Y-%m-%dT%H:%M:%SZ")
-                    body = target["Input"].replace("<aws.scheduler.scheduled-time>", fire_time)
-                    sqs.send_message(QueueUrl=queue_urls[queue_name], MessageBody=body)
-                    print(f"[scheduler] fired {name} for {fire_time}", flush=True)
+            listed = list(names())
         except Exception as error:  # the emulator restarting: try again next second
             print(f"[scheduler] triggers: {error}", flush=True)
+            listed = []
+        for name in listed:
+            try:
+                fire(name, now)
+            except Exception as error:  # one schedule's fault never stops the others
+                print(f"[scheduler] trigger {name}: {error}", flush=True)
         time.sleep(1)
 
 

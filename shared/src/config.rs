@@ -50,8 +50,8 @@ pub struct Config {
     /// Where the worker puts wake-ups further away than `wait_sqs_max_delay` (EventBridge
     /// Scheduler); None: an SQS delay of at most 15 minutes, then the sweeper's backstop.
     pub wait_scheduler: Option<WaitSchedulerConfig>,
-    /// Where schedule triggers' recurring schedules go (the trigger routes); None: a schedule
-    /// trigger cannot be saved (503).
+    /// Where schedule triggers' recurring schedules go (the trigger routes, delete-workflow);
+    /// their functions stop at cold start without it.
     pub trigger_scheduler: Option<WaitSchedulerConfig>,
     /// Wake-ups up to this far away go through an SQS delay (at most 900 s).
     pub wait_sqs_max_delay: Duration,

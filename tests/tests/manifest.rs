@@ -176,6 +176,14 @@ fn template_policies_are_least_privilege() {
     assert_eq!(secrets_of("put-credential"), 2);
     assert_eq!(secrets_of("delete-credential"), 1);
     assert_eq!(secrets_of("execution-worker"), 1, "the worker only reads credentials (llm.chat)");
+    // The functions that reach the stage's whole secret prefix are denied webhook secrets.
+    for function in ["execution-worker", "put-credential", "delete-credential"] {
+        let (_, text) = resources.iter().find(|(_, t)| t.contains(&format!("Binary: {function}\n"))).unwrap();
+        assert!(
+            text.contains("Effect: Deny") && text.contains("secret:nodeai/${Stage}/*/triggers/*"),
+            "{function}: no webhook secrets"
+        );
+    }
     // Webhook signing secrets: only under the triggers/ folder of the stage's prefix.
     let trigger_secrets = [
         ("create-trigger", 3),

@@ -173,6 +173,17 @@ async fn each_scheme_starts_one_run_for_a_good_signature_and_none_for_a_bad_one(
         assert_eq!(again.body["execution_id"], json!(execution_id), "{scheme}: the first run answers");
         let runs = runs_of(&t, &workflow_id, &trigger_id).await;
         assert_eq!(runs.len(), 1, "{scheme}: one run for one delivery");
+        // The very same signed request under another (unsigned) delivery id is a replay: refused.
+        if matches!(scheme, "github" | "nodeai") {
+            let mut replay = headers.clone();
+            for (name, value) in replay.iter_mut() {
+                if *name == "x-github-delivery" || *name == "idempotency-key" {
+                    *value = format!("{scheme}-forged-delivery");
+                }
+            }
+            deliver(&t, &hook, &body, &replay).await.assert_error(401, "WEBHOOK_SIGNATURE_INVALID");
+            assert_eq!(runs_of(&t, &workflow_id, &trigger_id).await.len(), 1, "{scheme}: the replay started nothing");
+        }
 
         // The run's input: the parsed body, lower-cased headers without credentials or
         // signatures, the query, the method.
@@ -288,6 +299,7 @@ async fn a_schedule_is_a_scheduler_schedule_and_a_repeated_fire_starts_one_run()
         trigger["schedule"]["next_fire_times"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
     assert_eq!(next.len(), 5);
     for at in &next {
+        assert!(!at.ends_with('Z'), "{at} is written in the trigger's time zone");
         let local = chrono::DateTime::parse_from_rfc3339(at).unwrap().with_timezone(&chrono_tz::Europe::Berlin);
         assert_eq!(local.format("%H:%M").to_string(), "09:00", "{at} is 09:00 in Berlin");
     }
@@ -447,4 +459,55 @@ async fn another_tenant_cannot_read_change_or_delete_a_trigger_and_deleting_the_
         .assert_error(404, "HOOK_NOT_FOUND");
     let name = format!("nodeai-trigger-{}", schedule_trigger["id"].as_str().unwrap());
     assert!(scheduler_client().await.get_schedule().group_name(&group).name(&name).send().await.is_err());
+}
+
+#[tokio::test]
+async fn slack_handshakes_are_answered_failed_sync_runs_are_502_and_schedule_inputs_are_checked() {
+    let definition = json!({ "name": "strict", "input_schema": { "type": "object", "required": ["body"] },
+        "nodes": [
+            { "id": "pause", "type": "flow.wait", "config": { "seconds": "{{ input.body.wait }}" } },
+            { "id": "out", "type": "flow.output", "config": { "value": "done" } }
+        ],
+        "edges": [ { "from": "pause", "to": "out" } ] });
+    let (t, workflow_id, _) = setup(definition).await;
+
+    // Slack's url_verification, signed: answered with its challenge; nothing starts.
+    let secret = "slack-signing-secret-0123456789";
+    let slack =
+        create_trigger(&t, &workflow_id, json!({ "type": "webhook", "scheme": "slack", "secret": secret })).await;
+    let body = br#"{"type":"url_verification","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}"#;
+    let answer = deliver(&t, &hook_id(&slack), body, &signed("slack", secret, now(), body, "")).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(answer.body, json!({ "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" }));
+    assert!(runs_of(&t, &workflow_id, slack["id"].as_str().unwrap()).await.is_empty());
+    // Unsigned, the handshake is refused like any delivery.
+    deliver(&t, &hook_id(&slack), body, &[]).await.assert_error(401, "WEBHOOK_SIGNATURE_INVALID");
+
+    // A sync run that fails (its wait is not a number): 502 with the execution's id, not its error.
+    let sync = create_trigger(&t, &workflow_id, json!({ "type": "webhook", "scheme": "none", "mode": "sync" })).await;
+    let executor = nodeai_tests::deployed_like(&t, nodeai::nodes::breaker::CircuitBreakers::default()).await;
+    let worker = async {
+        for _ in 0..50 {
+            if nodeai_tests::run_worker_for(&t, &executor, Duration::from_secs(30)).await > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let sync_hook = hook_id(&sync);
+    let (answer, ()) = tokio::join!(deliver(&t, &sync_hook, br#"{"wait":"soon"}"#, &[]), worker);
+    let error = answer.assert_error(502, "EXECUTION_FAILED");
+    assert!(!error["message"].as_str().unwrap().contains("WAIT_INVALID"), "the step's error stays with the tenant");
+    let id = answer.header("nodeai-execution-id").expect("names the execution").to_string();
+    let failed = t.store.get_execution(&t.tenant_id, &id).await.unwrap().unwrap();
+    assert_eq!(failed.status, nodeai::model::ExecutionStatus::Failed);
+
+    // A schedule's input must match the deployed version's input_schema when it is saved.
+    let wf = [("workflow_id", workflow_id.as_str())];
+    let refused =
+        t.call(Route::CreateTrigger, &wf, Some(json!({ "type": "schedule", "rate": "1 hour", "input": {} }))).await;
+    let error = refused.assert_error(422, "TRIGGER_INVALID");
+    assert!(error["details"][0]["path"].as_str().unwrap().starts_with("/input"), "{error}");
+    let fine = json!({ "type": "schedule", "rate": "1 hour", "input": { "body": { "wait": 1 } } });
+    assert_eq!(t.call(Route::CreateTrigger, &wf, Some(fine)).await.status, 201);
 }

@@ -59,12 +59,13 @@ fn view(call: &Call<'_>, record: &TriggerRecord, last_status: Option<&'static st
             let parse = |t: &Option<String>| {
                 t.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
             };
-            let anchor = parse(&Some(record.created_at.clone())).unwrap_or(now);
+            // A rate counts from when its schedule was last put (each change puts it again).
+            let anchor = parse(&Some(record.updated_at.clone())).unwrap_or(now);
             let next = match (&expression, rules::schedule::parse_timezone(&s.timezone)) {
                 (Ok(expression), Ok(tz)) if record.enabled => expression
                     .next_fire_times(tz, now, anchor, parse(&s.start_at), parse(&s.end_at), rules::NEXT_FIRE_TIMES)
                     .iter()
-                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .map(|t| t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .collect(),
                 _ => Vec::new(),
             };
@@ -124,6 +125,34 @@ fn check_deployed(workflow: &WorkflowRecord, settings: &TriggerSettings) -> Resu
     Ok(())
 }
 
+/// A schedule's input is checked against the deployed version's `input_schema` when it is
+/// saved, not only at each fire (where a refusal shows only as the last run's error).
+async fn check_schedule_input(
+    call: &Call<'_>,
+    workflow: &WorkflowRecord,
+    settings: &TriggerSettings,
+) -> Result<(), ApiError> {
+    let (TriggerSource::Schedule(schedule), Some(version)) = (&settings.source, workflow.deployed_version) else {
+        return Ok(());
+    };
+    if !settings.enabled {
+        // Checked when it is enabled: disabling is never refused.
+        return Ok(());
+    }
+    let Some(deployed) = call.app.store()?.get_version(call.tenant_id, &workflow.workflow_id, version).await? else {
+        return Ok(());
+    };
+    match crate::executions::start::check_input(&deployed.definition, &schedule.input) {
+        Ok(()) => Ok(()),
+        Err(LifecycleError::InputInvalid(problems)) => Err(ApiError::new(
+            ErrorCode::TriggerInvalid,
+            format!("input does not match the input_schema of deployed version {version}"),
+        )
+        .with_details(problems)),
+        Err(e) => Err(invalid(vec![rules::problem("/input", e.to_string())])),
+    }
+}
+
 fn secret_problem(settings: &TriggerSettings) -> Option<Value> {
     let TriggerSource::Webhook(w) = &settings.source else { return None };
     match (&settings.secret, w.scheme) {
@@ -142,11 +171,12 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     let workflow = workflows::load(call, &workflow_id).await?;
     let body = body_object(call)?;
     let hook_id = rules::new_hook_id();
-    let settings = rules::parse(&body, &hook_id, Utc::now()).map_err(invalid)?;
+    let settings = rules::parse(&body, &hook_id, Utc::now(), None).map_err(invalid)?;
     if let Some(problem) = secret_problem(&settings) {
         return Err(invalid(vec![problem]));
     }
     check_deployed(&workflow, &settings)?;
+    check_schedule_input(call, &workflow, &settings).await?;
     let store = call.app.store()?;
     let schedules = match settings.source {
         TriggerSource::Schedule(_) => Some(call.app.schedules()?),
@@ -184,9 +214,16 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
         let text = serde_json::to_string(&stored).map_err(|e| StoreError::Internal(e.to_string()))?;
         call.app.secrets()?.put_secret(&secret_name, &text).await?;
     }
-    if !store.create_trigger(&record, MAX_TRIGGERS_PER_TENANT).await? {
-        let _ = call.app.secrets()?.delete_secret(&secret_name).await;
-        return Err(limit_reached(format!("the tenant already has {MAX_TRIGGERS_PER_TENANT} triggers")));
+    let created = store.create_trigger(&record, MAX_TRIGGERS_PER_WORKFLOW, MAX_TRIGGERS_PER_TENANT).await;
+    if !matches!(created, Ok(true)) {
+        // Not saved: its secret goes too (a leftover would verify nothing, but costs).
+        if generated.is_some() || settings.secret.is_some() {
+            let _ = call.app.secrets()?.delete_secret(&secret_name).await;
+        }
+        created?;
+        return Err(limit_reached(format!(
+            "the workflow has {MAX_TRIGGERS_PER_WORKFLOW} triggers or the tenant {MAX_TRIGGERS_PER_TENANT}"
+        )));
     }
     if let (Some(schedules), Some(spec)) = (schedules, rules::schedule_spec(&record))
         && let Err(e) = schedules.put_schedule(&spec).await
@@ -247,11 +284,22 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
     if patch.get("type").is_some_and(|t| t.as_str() != Some(old.kind())) {
         return Err(invalid(vec![rules::problem("/type", "a trigger's type cannot change; create another trigger")]));
     }
+    // The scheme decides which secret exists (none, generated, or the provider's): a new
+    // scheme is a new trigger.
+    if let Some(w) = old.webhook()
+        && patch.get("scheme").is_some_and(|s| s.as_str() != Some(w.scheme.as_str()))
+    {
+        return Err(invalid(vec![rules::problem(
+            "/scheme",
+            "a webhook's scheme cannot change (its secret depends on it); create another trigger",
+        )]));
+    }
     let mut merged = old.settable();
     merged.extend(patch);
     let hook_id = old.webhook().map(|w| w.hook_id.clone()).unwrap_or_default();
-    let settings = rules::parse(&merged, &hook_id, Utc::now()).map_err(invalid)?;
+    let settings = rules::parse(&merged, &hook_id, Utc::now(), old.schedule()).map_err(invalid)?;
     check_deployed(&workflow, &settings)?;
+    check_schedule_input(call, &workflow, &settings).await?;
     let new = TriggerRecord {
         enabled: settings.enabled,
         description: settings.description,
@@ -265,11 +313,20 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
     if let (Some(schedules), Some(spec)) = (schedules, rules::schedule_spec(&new)) {
         schedules.put_schedule(&spec).await?;
     }
-    if !store.replace_trigger(&new, old.revision).await? {
-        // Another change came first: its schedule stands, not this one.
-        if let (Some(schedules), Some(spec)) = (schedules, rules::schedule_spec(&old)) {
-            let _ = schedules.put_schedule(&spec).await;
+    let replaced = store.replace_trigger(&new, old.revision).await;
+    if !matches!(replaced, Ok(true)) {
+        // Not saved (another change came first, or the store failed): Scheduler gets the
+        // stored trigger's schedule back, whichever change that is.
+        if let Some(schedules) = schedules {
+            let current = store.get_trigger(call.tenant_id, &old.workflow_id, &old.trigger_id).await;
+            if let Ok(Some(current)) = current
+                && let Some(spec) = rules::schedule_spec(&current)
+                && let Err(e) = schedules.put_schedule(&spec).await
+            {
+                tracing::error!(error = %e, "a trigger's schedule may differ from its stored settings");
+            }
         }
+        replaced?;
         return Err(ApiError::new(ErrorCode::ConcurrentModification, "the trigger changed while this change was made")
             .suggest("GET the trigger and send the change again."));
     }
@@ -416,9 +473,12 @@ pub async fn receive(call: &Call<'_>) -> Result<Reply, ApiError> {
         SignatureScheme::Nodeai | SignatureScheme::None => None,
     }
     .or_else(|| header("idempotency-key").map(|key| format!("key {key}")))
-    .or(verified.map(|signature| format!("signature {signature}")));
-    if delivery.as_ref().is_some_and(|d| d.len() > 300) {
+    .or(verified.as_ref().map(|signature| format!("signature {signature}")));
+    if delivery.as_ref().is_some_and(|d| d.len() > 264) {
         return Err(ApiError::invalid_request("the delivery id or Idempotency-Key is longer than 255 characters"));
+    }
+    if let (Some(signature), Some(delivery)) = (&verified, &delivery) {
+        refuse_replay_under_another_id(call, &trigger, signature, delivery).await?;
     }
 
     let headers: Map<String, Value> = call
@@ -454,6 +514,42 @@ pub async fn receive(call: &Call<'_>) -> Result<Reply, ApiError> {
         ResponseMode::Sync => wait_for_end(call, execution, Duration::from_secs(webhook.sync_timeout_seconds)).await?,
     };
     answer(call, execution, webhook.mode).await
+}
+
+/// A signed delivery sent again under another delivery id (an unsigned header: GitHub's
+/// delivery id, an Idempotency-Key) is a replay, not a new delivery: each signature is claimed
+/// for 24 h with the delivery id it first came with, and comes again only with that one.
+async fn refuse_replay_under_another_id(
+    call: &Call<'_>,
+    trigger: &TriggerRecord,
+    signature: &str,
+    delivery: &str,
+) -> Result<(), ApiError> {
+    if delivery == format!("signature {signature}") {
+        return Ok(()); // the signature is the delivery id: start() claims it
+    }
+    let key = crate::auth::hash_key(&format!("trigger {}\nseen {signature}", trigger.trigger_id));
+    let claim = call
+        .app
+        .store()?
+        .claim_idempotency_key(
+            &trigger.tenant_id,
+            &key,
+            &crate::auth::hash_key(delivery),
+            "-",
+            &rfc3339_in(crate::executions::start::IDEMPOTENCY_WINDOW_SECONDS),
+            &now_rfc3339(),
+        )
+        .await?;
+    match claim {
+        crate::store::IdempotencyClaim::Existing { body_hash, .. } if body_hash != crate::auth::hash_key(delivery) => {
+            Err(ApiError::new(
+                ErrorCode::WebhookSignatureInvalid,
+                "this signed delivery was already received under another delivery id",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Verifies a delivery against the trigger's secrets: a cached copy first, a fresh read when

@@ -217,7 +217,7 @@ async fn published<S: WorkflowStore + ?Sized>(
 
 /// An input is an object of at most `MAX_EXECUTION_INPUT_BYTES` that matches the definition's
 /// `input_schema` (every problem at once).
-fn check_input(definition: &WorkflowDefinition, input: &Value) -> Result<(), LifecycleError> {
+pub fn check_input(definition: &WorkflowDefinition, input: &Value) -> Result<(), LifecycleError> {
     if !input.is_object() {
         return Err(LifecycleError::InputNotObject);
     }

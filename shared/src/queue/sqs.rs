@@ -107,9 +107,12 @@ pub struct TriggerScheduler {
     pub queue_arn: String,
 }
 
-fn scheduler_time(text: &Option<String>) -> Option<aws_sdk_scheduler::primitives::DateTime> {
+/// A start or end date as Scheduler takes it; None once it is no later than `not_before`
+/// (Scheduler refuses a StartDate over 5 minutes old, and a start that has come is no start:
+/// a trigger whose `start_at` passed is changed without it).
+fn scheduler_time(text: &Option<String>, not_before: DateTime<Utc>) -> Option<aws_sdk_scheduler::primitives::DateTime> {
     let at = chrono::DateTime::parse_from_rfc3339(text.as_deref()?).ok()?;
-    Some(aws_sdk_scheduler::primitives::DateTime::from_secs(at.timestamp()))
+    (at > not_before).then(|| aws_sdk_scheduler::primitives::DateTime::from_secs(at.timestamp()))
 }
 
 #[async_trait]
@@ -125,6 +128,7 @@ impl crate::triggers::TriggerSchedules for TriggerScheduler {
             .build()
             .map_err(internal)?;
         let state = if spec.enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
+        let start_floor = Utc::now() + chrono::Duration::seconds(60);
         const TRANSIENT: &[&str] = &["ThrottlingException", "InternalServerException"];
         let created = self
             .client
@@ -133,8 +137,8 @@ impl crate::triggers::TriggerSchedules for TriggerScheduler {
             .group_name(&self.group)
             .schedule_expression(&spec.expression)
             .schedule_expression_timezone(&spec.timezone)
-            .set_start_date(scheduler_time(&spec.start_at))
-            .set_end_date(scheduler_time(&spec.end_at))
+            .set_start_date(scheduler_time(&spec.start_at, start_floor))
+            .set_end_date(scheduler_time(&spec.end_at, Utc::now()))
             .state(state.clone())
             .flexible_time_window(window.clone())
             .target(target.clone())
@@ -150,8 +154,8 @@ impl crate::triggers::TriggerSchedules for TriggerScheduler {
                 .group_name(&self.group)
                 .schedule_expression(&spec.expression)
                 .schedule_expression_timezone(&spec.timezone)
-                .set_start_date(scheduler_time(&spec.start_at))
-                .set_end_date(scheduler_time(&spec.end_at))
+                .set_start_date(scheduler_time(&spec.start_at, start_floor))
+                .set_end_date(scheduler_time(&spec.end_at, Utc::now()))
                 .state(state)
                 .flexible_time_window(window)
                 .target(target)

@@ -1014,14 +1014,14 @@ pub async fn triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revisi
     };
     let hook_id = crate::triggers::new_hook_id();
     let webhook = trigger(Some(&hook_id));
-    assert!(store.create_trigger(&webhook, 2).await.unwrap());
+    assert!(store.create_trigger(&webhook, 5, 2).await.unwrap());
     next_millisecond().await;
     let schedule = trigger(None);
-    assert!(store.create_trigger(&schedule, 2).await.unwrap());
+    assert!(store.create_trigger(&schedule, 5, 2).await.unwrap());
     // The tenant's limit holds, whatever the workflow.
     let mut elsewhere = trigger(None);
     elsewhere.workflow_id = new_id();
-    assert!(!store.create_trigger(&elsewhere, 2).await.unwrap(), "a third trigger over a limit of 2");
+    assert!(!store.create_trigger(&elsewhere, 5, 2).await.unwrap(), "a third trigger over a limit of 2");
     assert!(store.get_trigger(&tenant, &elsewhere.workflow_id, &elsewhere.trigger_id).await.unwrap().is_none());
     assert_eq!(store.count_triggers(&tenant, &workflow).await.unwrap(), 2);
     assert_eq!(store.count_triggers(&new_id(), &workflow).await.unwrap(), 0, "scoped by tenant");
@@ -1042,15 +1042,24 @@ pub async fn triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revisi
     assert!(!store.replace_trigger(&TriggerRecord { revision: 3, ..webhook.clone() }, 1).await.unwrap(), "stale");
     assert!(!store.find_hook(&hook_id).await.unwrap().unwrap().enabled);
 
-    // The last run is kept on the trigger.
+    // The last run is kept on the trigger, and a change made from an older read keeps it.
     let run = TriggerRun { at: now_rfc3339(), execution_id: Some(new_id()), error: None };
-    store.record_trigger_run(&disabled, &run).await.unwrap();
+    store.record_trigger_run(&webhook, &run).await.unwrap();
     let read = store.get_trigger(&tenant, &workflow, &webhook.trigger_id).await.unwrap().unwrap();
-    assert_eq!(read.last_run, Some(run));
+    assert_eq!(read.last_run, Some(run.clone()));
+    let described = TriggerRecord { description: Some("nightly".into()), revision: 3, ..disabled.clone() };
+    assert!(store.replace_trigger(&described, 2).await.unwrap());
+    let read = store.get_trigger(&tenant, &workflow, &webhook.trigger_id).await.unwrap().unwrap();
+    assert_eq!((read.description.as_deref(), read.last_run.clone()), (Some("nightly"), Some(run)));
 
     // Deleting frees the tenant's count and the hook id.
     assert!(store.delete_trigger(&read).await.unwrap());
     assert!(!store.delete_trigger(&read).await.unwrap(), "already gone");
     assert!(store.find_hook(&hook_id).await.unwrap().is_none());
-    assert!(store.create_trigger(&elsewhere, 2).await.unwrap(), "room again after a delete");
+    assert!(store.create_trigger(&elsewhere, 5, 2).await.unwrap(), "room again after a delete");
+    // The workflow's own limit, whatever the tenant's.
+    let mut third = trigger(None);
+    third.trigger_id = new_id();
+    assert!(!store.create_trigger(&third, 1, 10).await.unwrap(), "the workflow has 1 already");
+    assert_eq!(store.count_triggers(&tenant, &workflow).await.unwrap(), 1);
 }

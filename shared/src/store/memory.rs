@@ -892,10 +892,13 @@ impl crate::triggers::TriggerStore for MemoryStore {
     async fn create_trigger(
         &self,
         record: &crate::triggers::TriggerRecord,
+        max_for_workflow: usize,
         max_for_tenant: usize,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        if inner.triggers.keys().filter(|(t, _, _)| *t == record.tenant_id).count() >= max_for_tenant {
+        let of_tenant = inner.triggers.keys().filter(|(t, _, _)| *t == record.tenant_id);
+        let of_workflow = of_tenant.clone().filter(|(_, w, _)| *w == record.workflow_id).count();
+        if of_tenant.count() >= max_for_tenant || of_workflow >= max_for_workflow {
             return Ok(false);
         }
         let key = (record.tenant_id.clone(), record.workflow_id.clone(), record.trigger_id.clone());
@@ -946,7 +949,8 @@ impl crate::triggers::TriggerStore for MemoryStore {
         let key = (record.tenant_id.clone(), record.workflow_id.clone(), record.trigger_id.clone());
         match self.lock().triggers.get_mut(&key) {
             Some(stored) if stored.revision == expected_revision => {
-                *stored = record.clone();
+                let last_run = stored.last_run.take();
+                *stored = crate::triggers::TriggerRecord { last_run, ..record.clone() };
                 Ok(true)
             }
             _ => Ok(false),
@@ -969,9 +973,7 @@ impl crate::triggers::TriggerStore for MemoryStore {
         run: &crate::triggers::TriggerRun,
     ) -> Result<(), StoreError> {
         let key = (record.tenant_id.clone(), record.workflow_id.clone(), record.trigger_id.clone());
-        if let Some(stored) = self.lock().triggers.get_mut(&key)
-            && stored.revision == record.revision
-        {
+        if let Some(stored) = self.lock().triggers.get_mut(&key) {
             stored.last_run = Some(run.clone());
         }
         Ok(())

@@ -193,11 +193,14 @@ pub struct TriggerSettings {
 }
 
 /// Checks a trigger body: every problem at once, each with its path. `hook_id` is the
-/// webhook's id (kept on a PATCH, new on a create). `now` bounds `end_at`.
+/// webhook's id (kept on a PATCH, new on a create). `now` bounds a new `start_at` and, for an
+/// enabled schedule, `end_at`; `stored` is the schedule a PATCH changes (its `start_at` may have
+/// passed since).
 pub fn parse(
     body: &Map<String, Value>,
     hook_id: &str,
     now: chrono::DateTime<chrono::Utc>,
+    stored: Option<&ScheduleSettings>,
 ) -> Result<TriggerSettings, Vec<Value>> {
     let mut problems = Vec::new();
     let kind = body.get("type").and_then(Value::as_str);
@@ -325,11 +328,18 @@ pub fn parse(
             }
         };
         let (start_at, end_at) = (instant("start_at", &mut problems), instant("end_at", &mut problems));
+        let now_text = now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        if let Some(start) = &start_at
+            && stored.is_none_or(|s| s.start_at.as_ref() != Some(start))
+            && start.as_str() <= now_text.as_str()
+        {
+            problems.push(problem("/start_at", "start_at must be in the future (leave it out to start now)"));
+        }
         if let Some(end) = &end_at {
             if start_at.as_ref().is_some_and(|start| start >= end) {
                 problems.push(problem("/end_at", "end_at must be after start_at"));
-            } else if end.as_str() <= now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true).as_str() {
-                problems.push(problem("/end_at", "end_at must be in the future"));
+            } else if enabled && end.as_str() <= now_text.as_str() {
+                problems.push(problem("/end_at", "end_at has passed: an enabled schedule would never fire"));
             }
         }
         TriggerSource::Schedule(ScheduleSettings { cron, rate, timezone, input, start_at, end_at })
@@ -433,10 +443,15 @@ impl Default for HookSecretCache {
 /// `triggers_*` tests for both.
 #[async_trait]
 pub trait TriggerStore: Send + Sync {
-    /// Writes a new trigger (and its hook id's item), counting it in the tenant's triggers in
-    /// the same transaction: false, writing nothing, when the tenant already has
-    /// `max_for_tenant`.
-    async fn create_trigger(&self, record: &TriggerRecord, max_for_tenant: usize) -> Result<bool, StoreError>;
+    /// Writes a new trigger (and its hook id's item), counting it in its workflow's and its
+    /// tenant's triggers in the same transaction: false, writing nothing, when the workflow
+    /// already has `max_for_workflow` or the tenant `max_for_tenant`.
+    async fn create_trigger(
+        &self,
+        record: &TriggerRecord,
+        max_for_workflow: usize,
+        max_for_tenant: usize,
+    ) -> Result<bool, StoreError>;
     async fn get_trigger(
         &self,
         tenant_id: &str,
@@ -453,13 +468,15 @@ pub trait TriggerStore: Send + Sync {
     ) -> Result<crate::store::Page<TriggerRecord>, StoreError>;
     async fn count_triggers(&self, tenant_id: &str, workflow_id: &str) -> Result<usize, StoreError>;
     /// Writes `record` over the stored one if its revision is still `expected_revision`:
-    /// false when another change came first (or it was deleted).
+    /// false when another change came first (or it was deleted). The last run is not part of
+    /// a change: the stored one stays.
     async fn replace_trigger(&self, record: &TriggerRecord, expected_revision: u64) -> Result<bool, StoreError>;
     /// Deletes the trigger and its hook id's item, uncounting it: false if it was not there.
     async fn delete_trigger(&self, record: &TriggerRecord) -> Result<bool, StoreError>;
     /// The webhook trigger a hook id names (one read).
     async fn find_hook(&self, hook_id: &str) -> Result<Option<TriggerRecord>, StoreError>;
-    /// Records the last run on the trigger's item (not a new revision).
+    /// Records the last run on the trigger's item, beside its settings (not a new revision, and
+    /// never lost to a change made meanwhile).
     async fn record_trigger_run(&self, record: &TriggerRecord, run: &TriggerRun) -> Result<(), StoreError>;
 }
 
@@ -541,7 +558,7 @@ mod tests {
 
     #[test]
     fn a_webhook_defaults_to_a_signed_async_hook() {
-        let settings = parse(&body(json!({ "type": "webhook" })), "h", chrono::Utc::now()).unwrap();
+        let settings = parse(&body(json!({ "type": "webhook" })), "h", chrono::Utc::now(), None).unwrap();
         let TriggerSource::Webhook(w) = settings.source else { panic!("a webhook") };
         assert_eq!((w.scheme, w.mode, w.sync_timeout_seconds), (SignatureScheme::Nodeai, ResponseMode::Async, 10));
         assert!(settings.enabled);
@@ -556,6 +573,7 @@ mod tests {
             ),
             "h",
             now,
+            None,
         ));
         assert_eq!(found, vec!["/colour", "/scheme", "/mode", "/sync_timeout_seconds"]);
         let found = paths(parse(
@@ -563,18 +581,36 @@ mod tests {
                            "start_at": "2030-01-02T00:00:00Z", "end_at": "2030-01-01T00:00:00Z" })),
             "h",
             now,
+            None,
         ));
         assert_eq!(found, vec!["/cron", "/timezone", "/input", "/end_at"]);
-        assert_eq!(paths(parse(&body(json!({ "type": "schedule" })), "h", now)), vec!["/cron"]);
-        assert_eq!(paths(parse(&body(json!({ "type": "cron" })), "h", now)), vec!["/type"]);
+        assert_eq!(paths(parse(&body(json!({ "type": "schedule" })), "h", now, None)), vec!["/cron"]);
+        assert_eq!(paths(parse(&body(json!({ "type": "cron" })), "h", now, None)), vec!["/type"]);
         assert_eq!(
             paths(parse(
                 &body(json!({ "type": "schedule", "rate": "5 minutes", "end_at": "2020-01-01T00:00:00Z" })),
                 "h",
-                now
+                now,
+                None
             )),
             vec!["/end_at"]
         );
+        // A past start_at is refused when given, not when a PATCH keeps the stored one; a past
+        // end_at only matters while the schedule is enabled.
+        let past = json!({ "type": "schedule", "rate": "5 minutes", "start_at": "2020-01-01T00:00:00Z" });
+        assert_eq!(paths(parse(&body(past.clone()), "h", now, None)), vec!["/start_at"]);
+        let stored = ScheduleSettings {
+            cron: None,
+            rate: Some("5 minutes".into()),
+            timezone: "UTC".into(),
+            input: json!({}),
+            start_at: Some("2020-01-01T00:00:00.000Z".into()),
+            end_at: None,
+        };
+        assert!(parse(&body(past), "h", now, Some(&stored)).is_ok());
+        let ended =
+            json!({ "type": "schedule", "rate": "5 minutes", "end_at": "2020-01-01T00:00:00Z", "enabled": false });
+        assert!(parse(&body(ended), "h", now, None).is_ok());
     }
 
     #[test]
@@ -582,7 +618,7 @@ mod tests {
         let now = chrono::Utc::now();
         let given = json!({ "type": "schedule", "cron": "0 9 * * MON-FRI", "timezone": "Europe/Berlin",
                             "input": { "report": "daily" }, "enabled": false, "description": "weekday report" });
-        let settings = parse(&body(given), "h", now).unwrap();
+        let settings = parse(&body(given), "h", now, None).unwrap();
         let record = TriggerRecord {
             tenant_id: "t".into(),
             workflow_id: "w".into(),
@@ -596,7 +632,7 @@ mod tests {
             retention_seconds: 1,
             last_run: None,
         };
-        assert_eq!(parse(&record.settable(), "h", now).unwrap(), settings);
+        assert_eq!(parse(&record.settable(), "h", now, None).unwrap(), settings);
         assert_eq!(schedule_spec(&record).unwrap().expression, "cron(0 9 ? * MON-FRI *)");
     }
 

@@ -21,11 +21,13 @@ pub enum Expression {
 
 const WEEKDAYS: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
 
-/// A five-field cron pattern (minute hour day-of-month month day-of-week; names, ranges, lists,
-/// steps; `L`, `#` and `W` as croner reads them), or Err(why). Both day fields restricted at
-/// once is refused: Scheduler's cron needs `?` in one of them.
+/// A five-field cron pattern (minute hour day-of-month month day-of-week): numbers, names,
+/// ranges, lists and steps; `L` and `W` in day-of-month; one `#` (nth weekday) in day-of-week.
+/// Err(why) for anything EventBridge Scheduler cannot run: both day fields restricted at once
+/// (its cron needs `?` in one), a step or `L` in day-of-week, more than one `#`.
 pub fn parse_cron(pattern: &str) -> Result<Expression, String> {
-    let fields: Vec<&str> = pattern.split_whitespace().collect();
+    let upper = pattern.to_ascii_uppercase();
+    let fields: Vec<&str> = upper.split_whitespace().collect();
     if fields.len() != 5 {
         return Err(format!(
             "a cron expression has 5 fields (minute hour day-of-month month day-of-week), not {}",
@@ -33,17 +35,41 @@ pub fn parse_cron(pattern: &str) -> Result<Expression, String> {
         ));
     }
     let parser = CronParser::builder().seconds(Seconds::Disallowed).year(Year::Disallowed).build();
-    let cron = parser.parse(pattern).map_err(|e| format!("not a valid cron expression: {e}"))?;
+    if fields.iter().any(|f| f.contains('+')) {
+        return Err("a cron field cannot contain '+'".into());
+    }
+    let cron = parser.parse(&upper).map_err(|e| format!("not a valid cron expression: {e}"))?;
     let (dom, dow) = (fields[2], fields[4]);
     let any = |f: &str| f == "*" || f == "?";
     let (dom, dow) = match (any(dom), any(dow)) {
         (_, true) => (dom.replace('?', "*"), "?".to_string()),
-        (true, false) => ("?".to_string(), aws_weekdays(dow)?),
+        (true, false) => {
+            if dow.contains('/') || dow.contains('L') || dow.matches('#').count() > 1 {
+                return Err(
+                    "day-of-week takes days, ranges, lists or one nth weekday (FRI#2); list the days instead of a step"
+                        .into(),
+                );
+            }
+            ("?".to_string(), aws_weekdays(dow)?)
+        }
         (false, false) => {
             return Err("day-of-month and day-of-week cannot both be restricted; use * in one of them".into());
         }
     };
-    let aws = format!("cron({} {} {} {} {} *)", fields[0], fields[1], dom, fields[3], dow);
+    // Scheduler writes a step from a start value (0/5, 1/2); `*/n` is the same from the
+    // field's first value.
+    let from_start = |field: &str, first: &str| match field.strip_prefix("*/") {
+        Some(step) => format!("{first}/{step}"),
+        None => field.to_string(),
+    };
+    let aws = format!(
+        "cron({} {} {} {} {} *)",
+        from_start(fields[0], "0"),
+        from_start(fields[1], "0"),
+        from_start(&dom, "1"),
+        from_start(fields[3], "1"),
+        dow
+    );
     Ok(Expression::Cron { cron: Box::new(cron), aws })
 }
 
@@ -132,8 +158,9 @@ impl Expression {
             Expression::Cron { cron, .. } => {
                 let mut seen: Option<NaiveDateTime> = None;
                 let mut cursor = from.with_timezone(&tz);
-                // Bounded: a pattern matching nothing real (30 FEB) ends after a few steps.
-                for _ in 0..(count * 4 + 8) {
+                // Bounded: a per-minute pattern skips up to 60 repeated minutes each autumn;
+                // one matching nothing real (30 FEB) ends when croner finds no occurrence.
+                for _ in 0..(count * 4 + 128) {
                     let Ok(next) = cron.find_next_occurrence(&cursor, false) else { break };
                     cursor = next;
                     let local = next.naive_local();
@@ -180,12 +207,27 @@ mod tests {
     #[test]
     fn cron_becomes_schedulers_six_field_form() {
         assert_eq!(parse_cron("0 9 * * MON-FRI").unwrap().aws(), "cron(0 9 ? * MON-FRI *)");
-        assert_eq!(parse_cron("*/5 * * * *").unwrap().aws(), "cron(*/5 * * * ? *)");
+        assert_eq!(parse_cron("*/5 * * * *").unwrap().aws(), "cron(0/5 * * * ? *)");
+        assert_eq!(parse_cron("0 */2 */3 * *").unwrap().aws(), "cron(0 0/2 1/3 * ? *)");
+        assert_eq!(parse_cron("0 9 * * mon-fri").unwrap().aws(), "cron(0 9 ? * MON-FRI *)");
         assert_eq!(parse_cron("0 0 1 * *").unwrap().aws(), "cron(0 0 1 * ? *)");
         assert_eq!(parse_cron("30 6 * * 1-5").unwrap().aws(), "cron(30 6 ? * MON-FRI *)");
         assert_eq!(parse_cron("0 12 * * 0,7").unwrap().aws(), "cron(0 12 ? * SUN,SUN *)");
         assert_eq!(parse_cron("0 12 * * 5#2").unwrap().aws(), "cron(0 12 ? * FRI#2 *)");
-        for bad in ["", "* * * *", "0 9 * * * *", "61 * * * *", "0 25 * * *", "0 9 * * FUNDAY", "0 9 1 * MON"] {
+        for bad in [
+            "",
+            "* * * *",
+            "0 9 * * * *",
+            "61 * * * *",
+            "0 25 * * *",
+            "0 9 * * FUNDAY",
+            "0 9 1 * MON",
+            "0 9 * * */2",
+            "0 9 * * 1-5/2",
+            "0 9 * * 5#1,5#3",
+            "0 9 * * 5#L",
+            "0 9 * * +MON",
+        ] {
             assert!(parse_cron(bad).is_err(), "{bad:?} is refused");
         }
     }
@@ -244,6 +286,19 @@ mod tests {
             3,
         );
         assert_eq!(next, vec![utc("2026-10-23T07:00:00Z"), utc("2026-10-26T08:00:00Z"), utc("2026-10-27T08:00:00Z")]);
+        // Every minute through the autumn repeat: the repeated hour is skipped, 5 times still come.
+        let every_minute = parse_cron("* * * * *").unwrap();
+        let around = times(&every_minute, "Europe/Berlin", "2026-10-25T00:58:00Z", 5);
+        assert_eq!(
+            around,
+            vec![
+                "2026-10-25T02:59:00+02:00",
+                "2026-10-25T03:00:00+01:00",
+                "2026-10-25T03:01:00+01:00",
+                "2026-10-25T03:02:00+01:00",
+                "2026-10-25T03:03:00+01:00"
+            ]
+        );
         // Hourly through the spring change: 02:00 local does not exist, 5 fire times still come.
         let hourly = parse_cron("0 * * * *").unwrap();
         assert_eq!(

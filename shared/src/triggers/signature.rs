@@ -99,8 +99,9 @@ pub fn verify(
             let value = header("x-hub-signature-256").ok_or(SignatureError::Missing(HEADER))?;
             let hex_sig = value.trim().strip_prefix("sha256=").ok_or(SignatureError::Malformed(HEADER))?;
             let given = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed(HEADER))?;
-            matches_any(secrets, &[body], &[given])?;
-            Ok(Verified { signature_id: None })
+            let matched = matches_any(secrets, &[body], &[given])?;
+            // No timestamp: the body's signature names the delivery for replays.
+            Ok(Verified { signature_id: Some(hex::encode(matched)) })
         }
         SignatureScheme::Nodeai | SignatureScheme::Stripe => {
             let (name, header_name) = if scheme == SignatureScheme::Nodeai {
@@ -110,9 +111,12 @@ pub fn verify(
             };
             let value = header(name).ok_or(SignatureError::Missing(header_name))?;
             let (t, signatures) = parse_t_v1(&value).ok_or(SignatureError::Malformed(header_name))?;
-            // Stripe's libraries refuse only an old timestamp; NodeAI refuses either way.
-            let age = now - t;
-            if age > TOLERANCE_SECONDS || (scheme == SignatureScheme::Nodeai && age < -TOLERANCE_SECONDS) {
+            // Stripe's libraries refuse only an old timestamp; NodeAI refuses either way. A
+            // timestamp too far off to subtract is stale.
+            let age = now.checked_sub(t).unwrap_or(i64::MIN);
+            if age > TOLERANCE_SECONDS
+                || ((scheme == SignatureScheme::Nodeai || age == i64::MIN) && age < -TOLERANCE_SECONDS)
+            {
                 return Err(SignatureError::Stale { age });
             }
             let prefix = format!("{t}.");
@@ -127,8 +131,8 @@ pub fn verify(
             let t: i64 = ts.trim().parse().map_err(|_| SignatureError::Malformed(TIMESTAMP))?;
             let hex_sig = value.trim().strip_prefix("v0=").ok_or(SignatureError::Malformed(HEADER))?;
             let given = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed(HEADER))?;
-            let age = now - t;
-            if age.abs() > TOLERANCE_SECONDS {
+            let age = now.checked_sub(t).unwrap_or(i64::MIN);
+            if age.checked_abs().is_none_or(|abs| abs > TOLERANCE_SECONDS) {
                 return Err(SignatureError::Stale { age });
             }
             let prefix = format!("v0:{t}:");
@@ -262,6 +266,20 @@ mod tests {
             Err(SignatureError::Stale { age: -400 })
         );
         assert!(check(SignatureScheme::Stripe, &[("stripe-signature", future)], body).is_ok());
+        // Timestamps chosen to overflow are stale, never a panic.
+        for t in [i64::MIN, i64::MAX, -1] {
+            for (scheme, header) in
+                [(SignatureScheme::Nodeai, "nodeai-signature"), (SignatureScheme::Stripe, "stripe-signature")]
+            {
+                if scheme == SignatureScheme::Stripe && t == i64::MAX {
+                    continue; // Stripe's rule looks at age only: a future time is not stale.
+                }
+                let result = check(scheme, &[(header, t_v1(secret, t, body))], body);
+                assert!(matches!(result, Err(SignatureError::Stale { .. })), "{scheme:?} t={t}: {result:?}");
+            }
+            let slack = [("x-slack-signature", "v0=00".to_string()), ("x-slack-request-timestamp", t.to_string())];
+            assert!(matches!(check(SignatureScheme::Slack, &slack, body), Err(SignatureError::Stale { .. })));
+        }
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub(super) fn trigger_key(tenant_id: &str, workflow_id: &str, trigger_id: &str) 
 pub(super) fn hook_key(hook_id: &str) -> Item {
     key(format!("HOOK#{hook_id}"), "HOOK".into())
 }
+/// A workflow's trigger count, beside its triggers (`TRG#` listings never see it).
+pub(super) fn workflow_trigger_count_key(tenant_id: &str, workflow_id: &str) -> Item {
+    key(triggers_pk(tenant_id, workflow_id), "COUNT".into())
+}
 /// The tenant's trigger count (checked against the tenant limit in each create).
 pub(super) fn trigger_count_key(tenant_id: &str) -> Item {
     key(tenant_pk(tenant_id), "TRIGGERS".into())

@@ -7,11 +7,18 @@ use crate::triggers::{TriggerRecord, TriggerRun, TriggerStore};
 
 fn trigger_from(item: &Item) -> Result<TriggerRecord, StoreError> {
     let doc = get_s(item, "doc")?;
-    serde_json::from_str(&doc).map_err(|e| StoreError::Internal(format!("stored trigger does not parse: {e}")))
+    let mut record: TriggerRecord =
+        serde_json::from_str(&doc).map_err(|e| StoreError::Internal(format!("stored trigger does not parse: {e}")))?;
+    if let Some(run) = get_opt_s(item, "last_run") {
+        record.last_run = serde_json::from_str(&run).ok();
+    }
+    Ok(record)
 }
 
+/// The settings as stored: the last run lives in its own attribute.
 fn doc(record: &TriggerRecord) -> Result<AttributeValue, StoreError> {
-    serde_json::to_string(record).map(s).map_err(|e| StoreError::Internal(e.to_string()))
+    let settings = TriggerRecord { last_run: None, ..record.clone() };
+    serde_json::to_string(&settings).map(s).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
 impl DynamoStore {
@@ -41,10 +48,10 @@ impl DynamoStore {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    fn count_change(&self, tenant_id: &str, change: i64, max: Option<usize>) -> Result<TransactWriteItem, StoreError> {
+    fn count_change(&self, key: Item, change: i64, max: Option<usize>) -> Result<TransactWriteItem, StoreError> {
         let mut update = Update::builder()
             .table_name(&self.table)
-            .set_key(Some(trigger_count_key(tenant_id)))
+            .set_key(Some(key))
             .update_expression("ADD trigger_count :change")
             .expression_attribute_values(":change", n(change));
         if let Some(max) = max {
@@ -59,15 +66,22 @@ impl DynamoStore {
 
 #[async_trait]
 impl TriggerStore for DynamoStore {
-    async fn create_trigger(&self, record: &TriggerRecord, max_for_tenant: usize) -> Result<bool, StoreError> {
+    async fn create_trigger(
+        &self,
+        record: &TriggerRecord,
+        max_for_workflow: usize,
+        max_for_tenant: usize,
+    ) -> Result<bool, StoreError> {
+        let (tenant, workflow) = (&record.tenant_id, &record.workflow_id);
         let mut items = vec![
             self.put(self.trigger_item(record)?, Some("attribute_not_exists(pk)"))?,
-            self.count_change(&record.tenant_id, 1, Some(max_for_tenant))?,
+            self.count_change(trigger_count_key(tenant), 1, Some(max_for_tenant))?,
+            self.count_change(workflow_trigger_count_key(tenant, workflow), 1, Some(max_for_workflow))?,
         ];
         if let Some(hook) = self.hook_item(record)? {
             items.push(self.put(hook, Some("attribute_not_exists(pk)"))?);
         }
-        // New ids never collide: a failed condition is the tenant's count at its limit.
+        // New ids never collide: a failed condition is a count at its limit.
         condition_met(self.client.transact_write_items().set_transact_items(Some(items)).send().await.map_err(classify))
     }
 
@@ -109,32 +123,23 @@ impl TriggerStore for DynamoStore {
     }
 
     async fn count_triggers(&self, tenant_id: &str, workflow_id: &str) -> Result<usize, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(triggers_pk(tenant_id, workflow_id)))
-            .expression_attribute_values(":prefix", s(TRIGGER_PREFIX))
-            .select(aws_sdk_dynamodb::types::Select::Count)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(classify)?;
-        // At most MAX_TRIGGERS_PER_WORKFLOW small items: one page.
-        Ok(out.count.max(0) as usize)
+        let item = self.get(workflow_trigger_count_key(tenant_id, workflow_id)).await?;
+        Ok(item.map(|i| get_opt_n::<i64>(&i, "trigger_count")).transpose()?.flatten().unwrap_or(0).max(0) as usize)
     }
 
     async fn replace_trigger(&self, record: &TriggerRecord, expected_revision: u64) -> Result<bool, StoreError> {
-        let trigger = self.trigger_item(record)?;
-        let put = Put::builder()
+        // An update, not a put: the last run's own attribute stays.
+        let update = Update::builder()
             .table_name(&self.table)
-            .set_item(Some(trigger))
+            .set_key(Some(trigger_key(&record.tenant_id, &record.workflow_id, &record.trigger_id)))
+            .update_expression("SET doc = :doc, revision = :revision")
             .condition_expression("revision = :expected")
+            .expression_attribute_values(":doc", doc(record)?)
+            .expression_attribute_values(":revision", n(record.revision))
             .expression_attribute_values(":expected", n(expected_revision))
             .build()
             .map_err(|e| StoreError::Internal(e.to_string()))?;
-        let mut items = vec![TransactWriteItem::builder().put(put).build()];
+        let mut items = vec![TransactWriteItem::builder().update(update).build()];
         if let Some(hook) = self.hook_item(record)? {
             items.push(self.put(hook, None)?);
         }
@@ -156,7 +161,8 @@ impl TriggerStore for DynamoStore {
                 trigger_key(&record.tenant_id, &record.workflow_id, &record.trigger_id),
                 Some("attribute_exists(pk)"),
             )?,
-            self.count_change(&record.tenant_id, -1, None)?,
+            self.count_change(trigger_count_key(&record.tenant_id), -1, None)?,
+            self.count_change(workflow_trigger_count_key(&record.tenant_id, &record.workflow_id), -1, None)?,
         ];
         if let Some(webhook) = record.webhook() {
             items.push(delete(hook_key(&webhook.hook_id), None)?);
@@ -169,15 +175,13 @@ impl TriggerStore for DynamoStore {
     }
 
     async fn record_trigger_run(&self, record: &TriggerRecord, run: &TriggerRun) -> Result<(), StoreError> {
-        // The run goes into the stored JSON of the revision read; a change in between keeps
-        // its own (and this run is then not shown).
-        let mut updated = record.clone();
-        updated.last_run = Some(run.clone());
+        let run = serde_json::to_string(run).map_err(|e| StoreError::Internal(e.to_string()))?;
+        // Only on a trigger still there (a run that raced its delete is not recorded).
         self.update_if(
             trigger_key(&record.tenant_id, &record.workflow_id, &record.trigger_id),
-            "SET doc = :doc",
-            "revision = :revision",
-            vec![(":doc", doc(&updated)?), (":revision", n(record.revision))],
+            "SET last_run = :run",
+            "attribute_exists(pk)",
+            vec![(":run", s(run))],
         )
         .await?;
         Ok(())
