@@ -361,6 +361,8 @@ async fn main() {
     };
     bench.approval(&key, &tenant.tenant_id).await;
     bench.map_over_100(&key, &tenant.tenant_id).await;
+    bench.webhook(&key).await;
+    bench.schedule_fire(&key).await;
 }
 
 /// What issue 11's figures run against: the app, the worker and the counted clients.
@@ -513,6 +515,96 @@ impl Bench<'_> {
         let sfn = (3.0 + 200.0) * SFN_STANDARD_PER_TRANSITION + 100.0 * LAMBDA_PER_REQUEST;
         report("a map over 100 items (concurrency 10, one-node item workflow)", &counts, invocations, RUNS, sfn);
     }
+}
+
+impl Bench<'_> {
+    /// A signed webhook (GitHub's scheme, async) of a one-node workflow: each delivery
+    /// verified (the secret read once per warm instance), started, run.
+    async fn webhook(&self, key: &str) {
+        let id = self.deployed(key, one_node("hooked")).await;
+        let params = [("workflow_id", id.as_str())];
+        let body = Some(json!({ "type": "webhook", "scheme": "github" }));
+        let trigger =
+            call(self.app, Route::CreateTrigger, &format!("/v1/workflows/{id}/triggers"), key, &params, body).await;
+        let secret = trigger["secret"].as_str().unwrap().to_string();
+        let hook = trigger["webhook"]["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+        self.counter.take();
+        let (mut counts, mut invocations) = (Counts::new(), 0);
+        for n in 0..EXECUTIONS {
+            let payload = json!({ "order": n }).to_string();
+            let signature = format!("sha256={}", nodeai::triggers::signature::hmac_hex(&secret, payload.as_bytes()));
+            let request = lambda_http::http::Request::builder()
+                .method("POST")
+                .uri(format!("/hooks/{hook}"))
+                .header("content-type", "application/json")
+                .header("x-hub-signature-256", signature)
+                .header("x-github-delivery", format!("delivery-{n}"))
+                .body(Body::Text(payload))
+                .unwrap()
+                .with_path_parameters(HashMap::from([("hook_id".to_string(), hook.clone())]));
+            let response = handle(self.app, Route::ReceiveWebhook, request).await;
+            assert_eq!(response.status().as_u16(), 202);
+            self.add(&mut counts);
+            invocations += 1 + self.drain(&mut counts).await;
+        }
+        // Step Functions Standard behind an API Gateway service integration: start, one
+        // Lambda task, the end.
+        let sfn = 3.0 * SFN_STANDARD_PER_TRANSITION + LAMBDA_PER_REQUEST;
+        report("a signed webhook delivery (async) of a one-node workflow", &counts, invocations, EXECUTIONS, sfn);
+        println!(" (the delivery's secret read is one per warm receive-webhook instance, not per delivery)");
+    }
+
+    /// A schedule trigger's fire: Scheduler sends the message (its invocation is $1.00 per
+    /// million, added below), the worker starts the run and runs it.
+    async fn schedule_fire(&self, key: &str) {
+        let id = self.deployed(key, one_node("scheduled")).await;
+        let now = nodeai::model::now_rfc3339();
+        let trigger = nodeai::triggers::TriggerRecord {
+            tenant_id: self.store_tenant(key).await,
+            workflow_id: id,
+            trigger_id: nodeai::model::new_id(),
+            enabled: true,
+            description: None,
+            source: nodeai::triggers::TriggerSource::Schedule(nodeai::triggers::ScheduleSettings {
+                cron: None,
+                rate: Some("5 minutes".into()),
+                timezone: "UTC".into(),
+                input: json!({}),
+                start_at: None,
+                end_at: None,
+            }),
+            created_at: now.clone(),
+            updated_at: now,
+            revision: 1,
+            retention_seconds: 30 * 86_400,
+            last_run: None,
+        };
+        use nodeai::triggers::TriggerStore;
+        assert!(self.store.create_trigger(&trigger, 20, 200).await.unwrap());
+        let message = nodeai::triggers::fire::TriggerFire::for_schedule(&trigger).to_json();
+        self.counter.take();
+        let (mut counts, mut invocations) = (Counts::new(), 0);
+        for n in 0..EXECUTIONS {
+            let fired =
+                message.replace(nodeai::triggers::fire::SCHEDULED_TIME, &format!("2026-12-01T{:02}:00:00Z", n % 24));
+            self.sqs.send_message().queue_url(self.queue_url).message_body(fired).send().await.unwrap();
+            self.counter.take(); // Scheduler's send, priced below as its invocation
+            invocations += self.drain(&mut counts).await;
+        }
+        let sfn = 3.0 * SFN_STANDARD_PER_TRANSITION + LAMBDA_PER_REQUEST;
+        report("a schedule trigger's fire of a one-node workflow", &counts, invocations, EXECUTIONS, sfn);
+        println!(" (both plus EventBridge Scheduler: $1.00 per million fires, whichever the target)");
+    }
+
+    async fn store_tenant(&self, key: &str) -> String {
+        let record = nodeai::store::TenantStore::find_api_key(self.store, &nodeai::auth::hash_key(key)).await;
+        record.unwrap().unwrap().tenant_id
+    }
+}
+
+fn one_node(name: &str) -> Value {
+    json!({ "name": name, "nodes": [
+        { "id": "done", "type": "flow.output", "config": { "value": "{{ input }}" } } ] })
 }
 
 /// Prints a scenario's requests per execution and its dollars per million beside Step
