@@ -143,6 +143,15 @@ fn template_has_a_function_and_an_api_event_for_every_route() {
         );
     }
     assert!(template.contains("ApiKeySourceType: AUTHORIZER") && template.contains("FunctionPayloadType: REQUEST"));
+    // Routes with no API key are throttled by the stage, per method.
+    for (resource, rate) in
+        [("/~1v1~1callbacks~1{token}", "CallbackRatePerSecond"), ("/~1hooks~1{hook_id}", "WebhookRatePerSecond")]
+    {
+        let setting = format!(
+            "- ResourcePath: \"{resource}\"\n          HttpMethod: POST\n          ThrottlingRateLimit: !Ref {rate}"
+        );
+        assert!(template.contains(&setting), "stage throttle for {resource}");
+    }
     for response in ["THROTTLED", "QUOTA_EXCEEDED", "UNAUTHORIZED", "ACCESS_DENIED", "DEFAULT_4XX", "DEFAULT_5XX"] {
         assert!(template.contains(&format!("        {response}:\n")), "gateway response {response}");
     }

@@ -400,6 +400,10 @@ async fn bad_triggers_are_422_with_paths_and_an_undeployed_workflow_is_409() {
         off.assert_error(404, "HOOK_NOT_FOUND")["message"]
     );
     deliver(&t, "not-a-hook", b"{}", &[]).await.assert_error(404, "HOOK_NOT_FOUND");
+    // Over the API's body limit: 413, before anything is read.
+    let live = create_trigger(&t, &workflow_id, json!({ "type": "webhook", "scheme": "none" })).await;
+    let huge = vec![b' '; nodeai::api::http::MAX_BODY_BYTES + 1];
+    deliver(&t, &hook_id(&live), &huge, &[]).await.assert_error(413, "PAYLOAD_TOO_LARGE");
 
     // The most triggers per workflow.
     for _ in 0..nodeai::triggers::MAX_TRIGGERS_PER_WORKFLOW - 1 {
