@@ -266,18 +266,25 @@ async fn every_route_that_reads_a_body_refuses_bad_bodies() {
     let t = TestApp::new().await;
     let id = t.create_workflow(sample_definition("x")).await;
     let params = [("workflow_id", id.as_str()), ("name", "openai-main")];
-    // Publish, rotate, cancel and redrive take no body; every other POST/PUT reads one.
+    // Publish, rotate, cancel and redrive take no body; a trigger's secret rotation takes an
+    // optional one and webhooks any (tests/triggers.rs checks theirs); every other POST/PUT
+    // reads one.
     let readers: Vec<_> = ROUTES
         .iter()
         .filter(|s| {
             (s.method == "POST" || s.method == "PUT")
                 && !matches!(
                     s.route,
-                    Route::PublishVersion | Route::RotateApiKey | Route::CancelExecution | Route::RedriveExecution
+                    Route::PublishVersion
+                        | Route::RotateApiKey
+                        | Route::CancelExecution
+                        | Route::RedriveExecution
+                        | Route::RotateTriggerSecret
+                        | Route::ReceiveWebhook
                 )
         })
         .collect();
-    assert_eq!(readers.len(), 9);
+    assert_eq!(readers.len(), 10);
     for spec in readers {
         let bad_json = t
             .send(

@@ -12,6 +12,10 @@ const SAMPLE_KEY_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W2Z";
 const SAMPLE_EXECUTION_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W3X";
 /// The callback token of events/complete-callback.json (43 characters, as real tokens are).
 const SAMPLE_CALLBACK_TOKEN: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+/// The trigger routes' placeholders, and the secret events/receive-webhook.json is signed with.
+const SAMPLE_TRIGGER_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W4V";
+const SAMPLE_HOOK_ID: &str = "9f86d081884c7d659a2feaa0c55ad015";
+const SAMPLE_HOOK_SECRET: &str = "whsec_sample";
 
 /// The callback routes answer an approval: a workflow whose execution parks on one (`approve`).
 fn approval_definition() -> serde_json::Value {
@@ -32,9 +36,42 @@ fn events_dir() -> PathBuf {
 async fn run_event(function: &str, route: Route) -> Reply {
     let t = TestApp::new().await;
     let answers = matches!(route, Route::CompleteCallback | Route::CompleteExecutionCallback);
-    let id = t.create_workflow(if answers { approval_definition() } else { sample_definition("for events") }).await;
+    let trigger_routes = [
+        Route::CreateTrigger,
+        Route::ListTriggers,
+        Route::GetTrigger,
+        Route::UpdateTrigger,
+        Route::DeleteTrigger,
+        Route::RotateTriggerSecret,
+        Route::ReceiveWebhook,
+    ];
+    let definition = if answers {
+        approval_definition()
+    } else if trigger_routes.contains(&route) {
+        // A webhook's input is {body, headers, query, method}: no input_schema to meet.
+        serde_json::json!({ "name": "hooked", "nodes": [
+            { "id": "out", "type": "flow.output", "config": { "value": "{{ input.body }}" } } ] })
+    } else {
+        sample_definition("for events")
+    };
+    let id = t.create_workflow(definition).await;
     if matches!(route, Route::GetVersion | Route::DeployVersion) {
         assert_eq!(t.call(Route::PublishVersion, &[("workflow_id", &id)], None).await.status, 201);
+    }
+    // Trigger routes: a deployed version, and (but to create one) a GitHub webhook trigger
+    // signed with the sample's secret.
+    let (mut trigger_id, mut hook_id) = (String::new(), String::new());
+    if trigger_routes.contains(&route) {
+        assert_eq!(t.call(Route::PublishVersion, &[("workflow_id", &id)], None).await.status, 201);
+        let deploy = Some(serde_json::json!({ "version": 1 }));
+        assert_eq!(t.call(Route::DeployVersion, &[("workflow_id", &id)], deploy).await.status, 200);
+        if route != Route::CreateTrigger {
+            let body = serde_json::json!({ "type": "webhook", "scheme": "github", "secret": SAMPLE_HOOK_SECRET });
+            let trigger = t.call(Route::CreateTrigger, &[("workflow_id", &id)], Some(body)).await;
+            assert_eq!(trigger.status, 201, "{}", trigger.raw);
+            trigger_id = trigger.body["id"].as_str().unwrap().to_string();
+            hook_id = trigger.body["webhook"]["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string();
+        }
     }
     if route == Route::DeleteCredential {
         let body = serde_json::json!({ "provider": "openai", "api_key": "sk-events-test-0000" });
@@ -66,6 +103,8 @@ async fn run_event(function: &str, route: Route) -> Reply {
         .replace(SAMPLE_KEY_ID, &key_id)
         .replace(SAMPLE_EXECUTION_ID, &execution_id)
         .replace(SAMPLE_CALLBACK_TOKEN, &token)
+        .replace(SAMPLE_TRIGGER_ID, &trigger_id)
+        .replace(SAMPLE_HOOK_ID, &hook_id)
         .replace(SAMPLE_KEY, &t.key);
     let request =
         lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("events/{function}.json does not parse: {e}"));
@@ -78,6 +117,9 @@ async fn every_route_event_gets_its_success_status() {
         let reply = run_event(spec.function, spec.route).await;
         let expected = match spec.route {
             Route::CreateWorkflow | Route::PublishVersion | Route::CreateApiKey | Route::RotateApiKey => 201,
+            Route::CreateTrigger => 201,
+            Route::ReceiveWebhook => 202,
+            Route::DeleteTrigger => 204,
             Route::PutCredential => 201,
             Route::StartExecution | Route::CancelExecution | Route::RedriveExecution => 202,
             Route::CompleteCallback | Route::CompleteExecutionCallback => 202,

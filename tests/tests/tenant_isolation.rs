@@ -134,9 +134,10 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
         .collect();
     assert_eq!(
         routes.len(),
-        9,
-        "revoke, rotate, delete credential, get, get value, cancel, redrive execution, and both callbacks"
+        10,
+        "revoke, rotate, delete credential, get, get value, cancel, redrive execution, both callbacks, and hooks"
     );
+    let hook_id = nodeai::triggers::new_hook_id();
     let token = "x".repeat(43);
     for spec in routes {
         let params = [
@@ -146,6 +147,7 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
             ("value", "input"),
             ("node_id", "approve"),
             ("token", token.as_str()),
+            ("hook_id", hook_id.as_str()),
         ];
         let reply = t.send(spec.route, RequestSpec::new(&params).key(&intruder)).await;
         assert_eq!(reply.status, 404, "{} {}: {}", spec.method, spec.path, reply.raw);

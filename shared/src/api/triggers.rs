@@ -96,8 +96,9 @@ fn trigger_id(call: &Call<'_>) -> Result<String, ApiError> {
 /// The caller's workflow and one of its triggers, or 404 (another tenant's is missing too).
 async fn load(call: &Call<'_>) -> Result<(WorkflowRecord, TriggerRecord), ApiError> {
     let workflow_id = workflows::workflow_id(call)?;
-    let trigger_id = trigger_id(call)?;
+    // The workflow first: another tenant's answers as a missing one, whatever the trigger id.
     let workflow = workflows::load(call, &workflow_id).await?;
+    let trigger_id = trigger_id(call)?;
     let trigger = call.app.store()?.get_trigger(call.tenant_id, &workflow_id, &trigger_id).await?;
     Ok((workflow, trigger.ok_or_else(|| trigger_not_found(&trigger_id))?))
 }
