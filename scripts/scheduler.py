@@ -80,7 +80,10 @@ MONTHS = {m: i + 1 for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OC
 def field_matches(field, value, names, low):
     """Whether `value` matches one cron field (`*`, `?`, n, a-b, lists, steps, names). The `L`,
     `W` and `#` forms never match here: the local scheduler does not fire them."""
-    if any(c in field for c in "LW#"):
+    bare = field
+    for name in list(names) + ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"]:
+        bare = bare.replace(name, "")
+    if any(c in bare for c in "LW#"):
         return False
     for part in field.split(","):
         step = 1
@@ -123,7 +126,7 @@ def fire_due_triggers(group):
     import zoneinfo
 
     scheduler, sqs = clients()
-    queue_urls, last_seen, rate_next, last_local = {}, {}, {}, {}
+    queue_urls, last_seen, rate_next = {}, {}, {}
 
     def names():
         token = None
@@ -155,10 +158,10 @@ def fire_due_triggers(group):
             minute = since.replace(second=0) + datetime.timedelta(minutes=1)
             while minute <= now:
                 local = minute.astimezone(zone)
-                # A wall-clock minute that comes twice (autumn) fires once, as in Scheduler.
-                if cron_matches(expression, local) and last_local.get(name) != local.replace(tzinfo=None):
+                # A wall-clock minute that comes twice (autumn) fires once, at its first, as
+                # in Scheduler: the second (fold 1) never does.
+                if local.fold == 0 and cron_matches(expression, local):
                     due.append(minute)
-                    last_local[name] = local.replace(tzinfo=None)
                 minute += datetime.timedelta(minutes=1)
         due = [at for at in due if (not start or at >= start) and (not end or at <= end)]
         target = schedule["Target"]

@@ -182,6 +182,13 @@ async fn each_scheme_starts_one_run_for_a_good_signature_and_none_for_a_bad_one(
                 }
             }
             deliver(&t, &hook, &body, &replay).await.assert_error(401, "WEBHOOK_SIGNATURE_INVALID");
+            // ... and with the delivery id removed.
+            let stripped: Vec<_> = headers
+                .iter()
+                .filter(|(name, _)| *name != "x-github-delivery" && *name != "idempotency-key")
+                .cloned()
+                .collect();
+            deliver(&t, &hook, &body, &stripped).await.assert_error(401, "WEBHOOK_SIGNATURE_INVALID");
             assert_eq!(runs_of(&t, &workflow_id, &trigger_id).await.len(), 1, "{scheme}: the replay started nothing");
         }
 
@@ -222,6 +229,13 @@ async fn a_replayed_nodeai_delivery_without_a_key_starts_nothing_new_and_text_bo
     // The same signed request again (a replay inside the 5-minute tolerance): the same run.
     let replay = send().await;
     assert_eq!(replay.body["execution_id"], first.body["execution_id"]);
+    // The same signed request with an Idempotency-Key added is a replay too.
+    let added = RequestSpec::new(&[("hook_id", hook.as_str())])
+        .raw(body.clone())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("nodeai-signature", &signature)
+        .header("idempotency-key", "a-new-key");
+    t.send(Route::ReceiveWebhook, added).await.assert_error(401, "WEBHOOK_SIGNATURE_INVALID");
     let id = first.body["execution_id"].as_str().unwrap();
     let input = t.store.get_execution(&t.tenant_id, id).await.unwrap().unwrap().input;
     assert_eq!(input["body"], "name=Ada&plan=pro", "a non-JSON body is text");

@@ -59,11 +59,13 @@ fn view(call: &Call<'_>, record: &TriggerRecord, last_status: Option<&'static st
             let parse = |t: &Option<String>| {
                 t.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&Utc))
             };
-            // A rate counts from when its schedule was last put (each change puts it again).
+            // A rate counts from when its schedule was last put (each change puts it again), or
+            // from start_at when Scheduler was given it (see TriggerScheduler).
             let anchor = parse(&Some(record.updated_at.clone())).unwrap_or(now);
+            let start = parse(&s.start_at).filter(|start| *start > anchor - chrono::Duration::seconds(240));
             let next = match (&expression, rules::schedule::parse_timezone(&s.timezone)) {
                 (Ok(expression), Ok(tz)) if record.enabled => expression
-                    .next_fire_times(tz, now, anchor, parse(&s.start_at), parse(&s.end_at), rules::NEXT_FIRE_TIMES)
+                    .next_fire_times(tz, now, anchor, start, parse(&s.end_at), rules::NEXT_FIRE_TIMES)
                     .iter()
                     .map(|t| t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .collect(),
@@ -319,11 +321,16 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
         // Not saved (another change came first, or the store failed): Scheduler gets the
         // stored trigger's schedule back, whichever change that is.
         if let Some(schedules) = schedules {
-            let current = store.get_trigger(call.tenant_id, &old.workflow_id, &old.trigger_id).await;
-            if let Ok(Some(current)) = current
-                && let Some(spec) = rules::schedule_spec(&current)
-                && let Err(e) = schedules.put_schedule(&spec).await
-            {
+            let restored = match store.get_trigger(call.tenant_id, &old.workflow_id, &old.trigger_id).await {
+                Ok(Some(current)) => match rules::schedule_spec(&current) {
+                    Some(spec) => schedules.put_schedule(&spec).await,
+                    None => Ok(()),
+                },
+                // Deleted meanwhile: the schedule this change put must not outlive it.
+                Ok(None) => schedules.delete_schedule(&rules::schedule_name(&old.trigger_id)).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = restored {
                 tracing::error!(error = %e, "a trigger's schedule may differ from its stored settings");
             }
         }
@@ -467,17 +474,19 @@ pub async fn receive(call: &Call<'_>) -> Result<Reply, ApiError> {
         let challenge = parsed["challenge"].as_str().unwrap_or_default().to_string();
         return Ok(Reply::ok(SlackChallenge { challenge }));
     }
-    let delivery = match webhook.scheme {
-        SignatureScheme::Github => header("x-github-delivery").map(|id| format!("github {id}")),
-        SignatureScheme::Stripe => parsed["id"].as_str().map(|id| format!("stripe {id}")),
-        SignatureScheme::Slack => parsed["event_id"].as_str().map(|id| format!("slack {id}")),
+    let given = match webhook.scheme {
+        SignatureScheme::Github => header("x-github-delivery").map(|id| ("github", id)),
+        SignatureScheme::Stripe => parsed["id"].as_str().map(|id| ("stripe", id.to_string())),
+        SignatureScheme::Slack => parsed["event_id"].as_str().map(|id| ("slack", id.to_string())),
         SignatureScheme::Nodeai | SignatureScheme::None => None,
     }
-    .or_else(|| header("idempotency-key").map(|key| format!("key {key}")))
-    .or(verified.as_ref().map(|signature| format!("signature {signature}")));
-    if delivery.as_ref().is_some_and(|d| d.len() > 264) {
-        return Err(ApiError::invalid_request("the delivery id or Idempotency-Key is longer than 255 characters"));
+    .or_else(|| header("idempotency-key").map(|key| ("key", key)));
+    if given.as_ref().is_some_and(|(_, id)| id.is_empty() || id.len() > 255) {
+        return Err(ApiError::invalid_request("the delivery id or Idempotency-Key must be 1 to 255 characters"));
     }
+    let delivery = given
+        .map(|(kind, id)| format!("{kind} {id}"))
+        .or(verified.as_ref().map(|signature| format!("signature {signature}")));
     if let (Some(signature), Some(delivery)) = (&verified, &delivery) {
         refuse_replay_under_another_id(call, &trigger, signature, delivery).await?;
     }
@@ -526,9 +535,8 @@ async fn refuse_replay_under_another_id(
     signature: &str,
     delivery: &str,
 ) -> Result<(), ApiError> {
-    if delivery == format!("signature {signature}") {
-        return Ok(()); // the signature is the delivery id: start() claims it
-    }
+    // Claimed whatever the delivery id, the signature's own included: a replay with the id
+    // removed, or one added, is refused as well as one with the id changed.
     let key = crate::auth::hash_key(&format!("trigger {}\nseen {signature}", trigger.trigger_id));
     let claim = call
         .app

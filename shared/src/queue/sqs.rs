@@ -108,8 +108,8 @@ pub struct TriggerScheduler {
 }
 
 /// A start or end date as Scheduler takes it; None once it is no later than `not_before`
-/// (Scheduler refuses a StartDate over 5 minutes old, and a start that has come is no start:
-/// a trigger whose `start_at` passed is changed without it).
+/// (Scheduler refuses a StartDate over 5 minutes old: a trigger whose `start_at` has long
+/// passed is changed without it, and a rate then counts from the change).
 fn scheduler_time(text: &Option<String>, not_before: DateTime<Utc>) -> Option<aws_sdk_scheduler::primitives::DateTime> {
     let at = chrono::DateTime::parse_from_rfc3339(text.as_deref()?).ok()?;
     (at > not_before).then(|| aws_sdk_scheduler::primitives::DateTime::from_secs(at.timestamp()))
@@ -127,8 +127,12 @@ impl crate::triggers::TriggerSchedules for TriggerScheduler {
             .input(&spec.message)
             .build()
             .map_err(internal)?;
-        let state = if spec.enabled { ScheduleState::Enabled } else { ScheduleState::Disabled };
-        let start_floor = Utc::now() + chrono::Duration::seconds(60);
+        let now = Utc::now();
+        // Past its end, a schedule is disabled (an EndDate in the past is refused, and without
+        // one it would fire on).
+        let ended = spec.end_at.as_deref().and_then(|e| DateTime::parse_from_rfc3339(e).ok()).is_some_and(|e| e <= now);
+        let state = if spec.enabled && !ended { ScheduleState::Enabled } else { ScheduleState::Disabled };
+        let start_floor = now - chrono::Duration::seconds(240);
         const TRANSIENT: &[&str] = &["ThrottlingException", "InternalServerException"];
         let created = self
             .client
@@ -138,7 +142,7 @@ impl crate::triggers::TriggerSchedules for TriggerScheduler {
             .schedule_expression(&spec.expression)
             .schedule_expression_timezone(&spec.timezone)
             .set_start_date(scheduler_time(&spec.start_at, start_floor))
-            .set_end_date(scheduler_time(&spec.end_at, Utc::now()))
+            .set_end_date(scheduler_time(&spec.end_at, now))
             .state(state.clone())
             .flexible_time_window(window.clone())
             .target(target.clone())
@@ -155,7 +159,7 @@ impl crate::triggers::TriggerSchedules for TriggerScheduler {
                 .schedule_expression(&spec.expression)
                 .schedule_expression_timezone(&spec.timezone)
                 .set_start_date(scheduler_time(&spec.start_at, start_floor))
-                .set_end_date(scheduler_time(&spec.end_at, Utc::now()))
+                .set_end_date(scheduler_time(&spec.end_at, now))
                 .state(state)
                 .flexible_time_window(window)
                 .target(target)

@@ -38,7 +38,14 @@ pub fn parse_cron(pattern: &str) -> Result<Expression, String> {
     if fields.iter().any(|f| f.contains('+')) {
         return Err("a cron field cannot contain '+'".into());
     }
-    let cron = parser.parse(&upper).map_err(|e| format!("not a valid cron expression: {e}"))?;
+    for (index, field) in fields.iter().enumerate() {
+        check_names(index, field)?;
+    }
+    // A day-of-week range ending on Sunday as 7 (cron's second Sunday) is the days up to
+    // Saturday and Sunday: Scheduler's week starts on Sunday, so `MON-SUN` would be empty there.
+    let dow_field = ends_on_sunday(fields[4]);
+    let fields = [fields[0], fields[1], fields[2], fields[3], dow_field.as_str()];
+    let cron = parser.parse(&fields.join(" ")).map_err(|e| format!("not a valid cron expression: {e}"))?;
     let (dom, dow) = (fields[2], fields[4]);
     let any = |f: &str| f == "*" || f == "?";
     let (dom, dow) = match (any(dom), any(dow)) {
@@ -71,6 +78,38 @@ pub fn parse_cron(pattern: &str) -> Result<Expression, String> {
         dow
     );
     Ok(Expression::Cron { cron: Box::new(cron), aws })
+}
+
+/// Letters only where names belong: months in month, days in day-of-week, `L` and `W` in
+/// day-of-month (croner would read a day name anywhere, Scheduler would refuse it).
+fn check_names(index: usize, field: &str) -> Result<(), String> {
+    const NAMES: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+    const MONTHS: [&str; 12] = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
+    for token in field.split(|c: char| !c.is_ascii_alphabetic()).filter(|t| !t.is_empty()) {
+        let fits = match index {
+            2 => matches!(token, "L" | "W" | "LW"),
+            3 => MONTHS.contains(&token),
+            4 => WEEKDAYS.contains(&token),
+            _ => false,
+        };
+        if !fits {
+            return Err(format!("the {} field cannot contain {token:?}", NAMES[index]));
+        }
+    }
+    Ok(())
+}
+
+/// Each `X-7` / `X-SUN` range of a day-of-week field as `X-6,0` (all days when X is Sunday).
+fn ends_on_sunday(field: &str) -> String {
+    field
+        .split(',')
+        .map(|part| match part.split_once('-') {
+            Some(("0" | "SUN" | "7", "7" | "SUN")) => "0-6".to_string(),
+            Some((from, "7" | "SUN")) => format!("{from}-6,0"),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A day-of-week field with numbers as names (cron's 0-7 with 0 and 7 Sunday; Scheduler's
@@ -214,6 +253,11 @@ mod tests {
         assert_eq!(parse_cron("30 6 * * 1-5").unwrap().aws(), "cron(30 6 ? * MON-FRI *)");
         assert_eq!(parse_cron("0 12 * * 0,7").unwrap().aws(), "cron(0 12 ? * SUN,SUN *)");
         assert_eq!(parse_cron("0 12 * * 5#2").unwrap().aws(), "cron(0 12 ? * FRI#2 *)");
+        assert_eq!(parse_cron("0 9 * * 1-7").unwrap().aws(), "cron(0 9 ? * MON-SAT,SUN *)");
+        assert_eq!(parse_cron("0 9 * * SAT-SUN").unwrap().aws(), "cron(0 9 ? * SAT-SAT,SUN *)");
+        assert_eq!(parse_cron("0 9 * * 0-7").unwrap().aws(), "cron(0 9 ? * SUN-SAT *)");
+        assert_eq!(parse_cron("0 9 L * *").unwrap().aws(), "cron(0 9 L * ? *)");
+        assert_eq!(parse_cron("0 9 15W JAN-MAR *").unwrap().aws(), "cron(0 9 15W JAN-MAR ? *)");
         for bad in [
             "",
             "* * * *",
@@ -227,6 +271,10 @@ mod tests {
             "0 9 * * 5#1,5#3",
             "0 9 * * 5#L",
             "0 9 * * +MON",
+            "0 MON * * *",
+            "0 9 * * JAN",
+            "0 9 * MON *",
+            "0 9 MON * *",
         ] {
             assert!(parse_cron(bad).is_err(), "{bad:?} is refused");
         }
