@@ -201,7 +201,7 @@ impl ErrorCode {
                 "The trigger has problems (expression, time zone, scheme, limits); `details` lists each with its path."
             }
             ErrorCode::TriggerLimitReached => {
-                "The workflow or the tenant already has the most triggers allowed (see Limits)."
+                "The workflow already has 20 triggers, or the tenant 200: delete one first."
             }
             ErrorCode::WebhookSignatureInvalid => {
                 "The webhook's signature header is missing, malformed or does not match the body; nothing was started."

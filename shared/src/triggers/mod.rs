@@ -637,6 +637,13 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_limits_are_the_enforced_ones() {
+        let meaning = crate::error::ErrorCode::TriggerLimitReached.meaning();
+        assert!(meaning.contains(&format!(" {MAX_TRIGGERS_PER_WORKFLOW} ")), "{meaning}");
+        assert!(meaning.contains(&format!(" {MAX_TRIGGERS_PER_TENANT}:")), "{meaning}");
+    }
+
+    #[test]
     fn hook_ids_are_random_and_shaped() {
         let (a, b) = (new_hook_id(), new_hook_id());
         assert!(is_hook_id(&a) && is_hook_id(&b) && a != b);
