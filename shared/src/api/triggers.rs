@@ -6,7 +6,7 @@ use super::views::{
 };
 use super::{Call, paging, truncate, workflows};
 use crate::api::http::{self, Reply};
-use crate::error::{ApiError, ErrorCode, StoreError};
+use crate::error::{ApiError, ErrorCode};
 use crate::executions::start::{LifecycleError, Started};
 use crate::model::{ExecutionRecord, WorkflowRecord, now_rfc3339, rfc3339_in};
 use crate::triggers::signature::{self, SignatureError};
@@ -214,8 +214,7 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
             new
         });
         let stored = WebhookSecrets { current: secret, previous: None, previous_until: None };
-        let text = serde_json::to_string(&stored).map_err(|e| StoreError::Internal(e.to_string()))?;
-        call.app.secrets()?.put_secret(&secret_name, &text).await?;
+        call.app.hook_secrets.store(call.app.secrets()?, &secret_name, &stored).await?;
     }
     let created = store.create_trigger(&record, MAX_TRIGGERS_PER_WORKFLOW, MAX_TRIGGERS_PER_TENANT).await;
     if !matches!(created, Ok(true)) {
@@ -402,9 +401,7 @@ pub async fn rotate_secret(call: &Call<'_>) -> Result<Reply, ApiError> {
         previous: old.map(|o| o.current),
         previous_until: Some(grace_ends.clone()),
     };
-    let text = serde_json::to_string(&stored).map_err(|e| StoreError::Internal(e.to_string()))?;
-    secrets.put_secret(&name, &text).await?;
-    call.app.hook_secrets.forget(&name);
+    call.app.hook_secrets.store(secrets, &name, &stored).await?;
     let view = NewTriggerView {
         view: view(call, &record, None),
         secret: generated,

@@ -422,6 +422,20 @@ impl HookSecretCache {
         Ok(secrets)
     }
 
+    /// Writes the secrets under `name` (JSON, as `load` reads them) and drops this instance's
+    /// copy.
+    pub async fn store(
+        &self,
+        store: &dyn crate::store::SecretStore,
+        name: &str,
+        secrets: &WebhookSecrets,
+    ) -> Result<(), StoreError> {
+        let text = serde_json::to_string(secrets).map_err(|e| StoreError::Internal(e.to_string()))?;
+        store.put_secret(name, &text).await?;
+        self.forget(name);
+        Ok(())
+    }
+
     /// Whether the copy of `name` is older than `REFRESH_AFTER` (or absent).
     pub fn is_stale(&self, name: &str) -> bool {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
