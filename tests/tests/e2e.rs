@@ -157,6 +157,11 @@ async fn the_summarize_example_calls_the_page_and_an_openai_stub_once_each() {
 }
 
 /// Waits parked on: the node ids of `waiting_on`.
+/// Whether an execution reading has a final status (succeeded, failed, cancelled, timed_out).
+fn is_final(execution: &Value) -> bool {
+    matches!(execution["status"].as_str(), Some("succeeded" | "failed" | "cancelled" | "timed_out"))
+}
+
 fn parked_on(execution: &Value) -> Vec<String> {
     execution["waiting_on"]
         .as_array()
@@ -246,12 +251,9 @@ async fn waits_and_an_approval_run_through_the_local_stack() {
     assert_eq!(accepted["node_id"], "approve");
     let (status, _, again) = stack.send(Method::POST, path, Some(json!({ "approved": false })), false).await;
     assert_eq!((status.as_u16(), again["error"]["code"].as_str()), (404, Some("CALLBACK_NOT_FOUND")), "single use");
-    let done = stack.finished(&execution_id).await;
-    let done = if done["status"] == "waiting" {
-        stack.until(&execution_id, 60, |e| e["status"] != "waiting").await
-    } else {
-        done
-    };
+    // After the callback the run is queued, then running, and only then final: wait for final
+    // (an earlier version stopped at the first non-waiting reading and caught it running).
+    let done = stack.until(&execution_id, 60, is_final).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["output"], json!({ "approved": true, "comment": "ok by Ada" }));
     let step = |name: &str| done["steps"].as_array().unwrap().iter().find(|s| s["node_id"] == name).unwrap().clone();
