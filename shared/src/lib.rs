@@ -8,6 +8,7 @@ pub mod config;
 pub mod cursor;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod executions;
 pub mod model;
 pub mod nodes;

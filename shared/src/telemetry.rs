@@ -178,6 +178,9 @@ pub mod metric {
     /// Count, by `action` (requeued, failed): stranded executions the sweeper found. The
     /// template's StrandedExecutionsAlarm watches it.
     pub const STRANDED_EXECUTIONS: &str = "StrandedExecutions";
+    /// Count: execution event batches that could not be written (watchers miss them; the run
+    /// itself is unaffected).
+    pub const EVENTS_DROPPED: &str = "EventsDropped";
     /// Count: circuits that opened for a tenant and host.
     pub const CIRCUITS_OPENED: &str = "CircuitsOpened";
 }
@@ -208,6 +211,7 @@ pub fn init_metrics(stage: &str) {
             metric::TENANT_LIMITED,
             metric::EXECUTIONS_PARKED,
             metric::WAKE_UP_FAILURES,
+            metric::EVENTS_DROPPED,
             metric::STRANDED_EXECUTIONS,
             metric::CIRCUITS_OPENED,
         ] {

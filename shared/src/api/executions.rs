@@ -129,7 +129,7 @@ async fn snapshot(call: &Call<'_>, id: &str) -> Result<crate::model::WorkflowDef
 /// A stored value as responses show it: itself when inline; for a value kept in S3,
 /// `{"ref": "/v1/executions/{id}/values/{name}", "size_bytes": N}` (no response carries more
 /// than it can: Lambda answers at most 6 MB).
-fn shown(value: Value, tenant_id: &str, execution_id: &str) -> Value {
+pub(crate) fn shown(value: Value, tenant_id: &str, execution_id: &str) -> Value {
     let own = ValueRef::of(&value).filter(|r| r.key.starts_with(&execution_prefix(tenant_id, execution_id)));
     match own.and_then(|r| Some((public_name(&r.key)?, r.size_bytes))) {
         Some((name, size_bytes)) => {

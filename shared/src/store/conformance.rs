@@ -33,6 +33,7 @@ macro_rules! store_conformance_tests {
             callback_tokens_are_found_by_hash_and_never_overwritten,
             child_batches_count_each_end_once_and_list_children_in_item_order,
             triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revision,
+            execution_events_append_once_per_seq_and_read_in_order,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -1062,4 +1063,35 @@ pub async fn triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revisi
     third.trigger_id = new_id();
     assert!(!store.create_trigger(&third, 1, 10).await.unwrap(), "the workflow has 1 already");
     assert_eq!(store.count_triggers(&tenant, &workflow).await.unwrap(), 1);
+}
+
+pub async fn execution_events_append_once_per_seq_and_read_in_order(store: &dyn Store) {
+    use crate::events::{EventBatch, ExecutionEvent};
+    let (tenant, execution) = (format!("t-{}", new_id()), new_id());
+    assert_eq!(store.last_event_seq(&tenant, &execution).await.unwrap(), 0, "none yet");
+    let batch = |seq: u64, n: usize| EventBatch {
+        seq,
+        events: (0..n)
+            .map(|i| ExecutionEvent::now("step.started", json!({ "node_id": format!("n{seq}-{i}") })))
+            .collect(),
+    };
+    // 9 and 10 must read in number order; 11's events are large enough to be stored deflated.
+    for (seq, n) in [(1, 2), (9, 1), (10, 1), (11, 40)] {
+        store.append_events(&tenant, &execution, &batch(seq, n)).await.unwrap();
+    }
+    assert!(
+        matches!(store.append_events(&tenant, &execution, &batch(10, 1)).await, Err(StoreError::ConditionFailed)),
+        "a seq is written once"
+    );
+    let all = store.read_events(&tenant, &execution, 1, 100).await.unwrap();
+    assert_eq!(all.iter().map(|b| b.seq).collect::<Vec<_>>(), [1, 9, 10, 11]);
+    let data = |b: &EventBatch| b.events.iter().map(|e| (e.kind.clone(), e.data.clone())).collect::<Vec<_>>();
+    assert_eq!(data(&all[0]), data(&batch(1, 2)));
+    assert_eq!(all[3].events.len(), 40);
+    assert_eq!(all[3].events[39].data["node_id"], "n11-39");
+    let from = store.read_events(&tenant, &execution, 10, 1).await.unwrap();
+    assert_eq!(from.iter().map(|b| b.seq).collect::<Vec<_>>(), [10], "from a seq, at most the limit");
+    assert_eq!(store.last_event_seq(&tenant, &execution).await.unwrap(), 11);
+    assert!(store.read_events("another", &execution, 1, 100).await.unwrap().is_empty(), "tenant-scoped");
+    assert_eq!(store.last_event_seq("another", &execution).await.unwrap(), 0);
 }

@@ -50,6 +50,8 @@ struct Inner {
     idempotency: BTreeMap<(String, String), (String, String, String)>,
     /// (tenant, workflow, trigger id) -> trigger.
     triggers: BTreeMap<(String, String, String), crate::triggers::TriggerRecord>,
+    /// (tenant, execution, seq) -> an event batch.
+    events: BTreeMap<(String, String, u64), Vec<crate::events::ExecutionEvent>>,
 }
 
 struct StoredExecution {
@@ -984,4 +986,50 @@ impl crate::triggers::TriggerStore for MemoryStore {
 mod tests {
     crate::store_conformance_tests!(async { super::MemoryStore::new() });
     crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
+}
+
+#[async_trait]
+impl crate::events::EventStore for MemoryStore {
+    async fn append_events(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        batch: &crate::events::EventBatch,
+    ) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        let key = (tenant_id.to_string(), execution_id.to_string(), batch.seq);
+        if inner.events.contains_key(&key) {
+            return Err(StoreError::ConditionFailed);
+        }
+        inner.events.insert(key, batch.events.clone());
+        Ok(())
+    }
+
+    async fn read_events(
+        &self,
+        tenant_id: &str,
+        execution_id: &str,
+        from_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<crate::events::EventBatch>, StoreError> {
+        let inner = self.lock();
+        let (t, e) = (tenant_id.to_string(), execution_id.to_string());
+        Ok(inner
+            .events
+            .range((t.clone(), e.clone(), from_seq)..=(t, e, u64::MAX))
+            .take(limit.max(1))
+            .map(|((_, _, seq), events)| crate::events::EventBatch { seq: *seq, events: events.clone() })
+            .collect())
+    }
+
+    async fn last_event_seq(&self, tenant_id: &str, execution_id: &str) -> Result<u64, StoreError> {
+        let inner = self.lock();
+        let (t, e) = (tenant_id.to_string(), execution_id.to_string());
+        Ok(inner
+            .events
+            .range((t.clone(), e.clone(), 0)..=(t, e, u64::MAX))
+            .next_back()
+            .map(|((_, _, s), _)| *s)
+            .unwrap_or(0))
+    }
 }

@@ -490,6 +490,7 @@ pub trait Store:
     + ValueStore
     + HealthProbe
     + crate::triggers::TriggerStore
+    + crate::events::EventStore
 {
 }
 impl<
@@ -500,7 +501,8 @@ impl<
         + StepStore
         + ValueStore
         + HealthProbe
-        + crate::triggers::TriggerStore,
+        + crate::triggers::TriggerStore
+        + crate::events::EventStore,
 > Store for T
 {
 }

@@ -14,6 +14,9 @@ pub(super) const CREDENTIAL_PREFIX: &str = "CRED#";
 pub(super) const EXECUTION_PREFIX: &str = "EX#";
 pub(super) const STEP_PREFIX: &str = "STEP#";
 pub(super) const TRIGGER_PREFIX: &str = "TRG#";
+pub(super) const EVENT_PREFIX: &str = "EV#";
+/// The largest event batch seq (10 digits, as keys hold it).
+pub(super) const MAX_EVENT_SEQ: u64 = 9_999_999_999;
 
 /// Partitions of the sparse sweep index: unfinished executions spread over this many keys, so
 /// no one partition takes every start's write.
@@ -120,6 +123,10 @@ pub(super) fn snapshot_key(tenant_id: &str, execution_id: &str) -> Item {
 pub(super) fn step_sk(node_id: &str) -> String {
     format!("{STEP_PREFIX}{node_id}")
 }
+/// An execution event batch, beside its steps: the 10-digit seq sorts as a number.
+pub(super) fn event_sk(seq: u64) -> String {
+    format!("{EVENT_PREFIX}{:010}", seq.min(MAX_EVENT_SEQ))
+}
 /// Bulk steps: `~` cannot start a node id, so these never collide with a step's key.
 pub(super) fn bulk_step_sk(id: &str) -> String {
     format!("{STEP_PREFIX}~{id}")
@@ -142,5 +149,7 @@ mod tests {
         assert_eq!(bulk_step_sk("01X"), "STEP#~01X");
         assert!(bulk_step_sk("01X").starts_with(STEP_PREFIX) && step_sk("a").starts_with(STEP_PREFIX));
         assert_eq!(idempotency_key("t1", "h")["pk"], s("T#t1#IDEM#h"));
+        assert_eq!(event_sk(12), "EV#0000000012");
+        assert!(event_sk(9) < event_sk(10), "seqs sort as numbers");
     }
 }

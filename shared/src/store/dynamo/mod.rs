@@ -15,6 +15,7 @@
 //! | trigger count | `T#<tenant>`       | `TRIGGERS`    | the tenant's triggers (limit check)
 //! | snapshot | `T#<tenant>#EX#<ulid>`  | `DEF`         |
 //! | step     | `T#<tenant>#EX#<ulid>`  | `STEP#<node>` |
+//! | events   | `T#<tenant>#EX#<ulid>`  | `EV#<10-digit seq>` | a batch of execution events (`events`)
 //!
 //! Every tenant-owned key starts with the tenant id, so no request can name another tenant's
 //! item. Listings are Queries on one partition, newest first (ULIDs sort by time).
@@ -38,6 +39,7 @@ use aws_sdk_dynamodb::types::{
 use std::collections::HashMap;
 
 mod credentials;
+mod events;
 mod executions;
 mod item;
 mod keys;
