@@ -123,6 +123,7 @@ fn document_validator() -> &'static jsonschema::Validator {
                 "tags": { "type": "array", "items": { "type": "string" } },
                 "input_schema": { "type": "object" },
                 "timeout_seconds": { "type": "integer", "minimum": 1, "maximum": crate::model::MAX_WAITING_EXECUTION_TIMEOUT.as_secs() },
+                "events": { "type": "boolean" },
                 "nodes": {
                     "type": "array",
                     "items": {

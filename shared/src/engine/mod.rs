@@ -7,6 +7,7 @@
 //! Executions, leases and continuations live in `executions`; node types in `nodes`.
 
 use crate::error::StoreError;
+use crate::events::EventLog;
 use crate::model::StepErrorCode;
 use crate::model::Wait;
 use crate::model::limits::{
@@ -52,6 +53,8 @@ pub struct NodeCall<'a> {
     pub tenant_id: &'a str,
     pub node: &'a NodeSpec,
     pub scope: &'a Value,
+    /// Where a node publishes what it has so far (`step.delta`: a streamed model answer).
+    pub events: &'a EventLog,
 }
 
 /// Why a node did not produce an output.
@@ -187,6 +190,8 @@ pub struct RunContext<'a> {
     /// Starts and collects child executions (flow.subworkflow, flow.map); None: such a node
     /// fails the run with a store error.
     pub children: Option<&'a dyn Children>,
+    /// Where step transitions go as they happen (`events::EVENTS_OFF`: nowhere).
+    pub events: &'a EventLog,
 }
 
 /// What the engine asks of the worker for `flow.subworkflow` and `flow.map`
@@ -278,9 +283,10 @@ async fn run_node(
     scope: &Value,
     executor: &dyn NodeExecutor,
     halt: &(dyn Fn() -> bool + Sync),
+    events: &EventLog,
 ) -> Option<StepRecord> {
     let started_at = now_rfc3339();
-    let call = NodeCall { tenant_id, node, scope };
+    let call = NodeCall { tenant_id, node, scope, events };
     let max_attempts = node.retry.as_ref().map(|r| r.max_attempts).unwrap_or(1).max(1);
     let mut attempt = 0;
     let mut spent = Spent::default();
@@ -338,7 +344,9 @@ async fn run_node(
                 }
                 if failure.retryable && attempt < max_attempts {
                     tracing::info!(attempt, code = %failure.code, "node failed; retrying");
-                    tokio::time::sleep(backoff(node, attempt, &failure)).await;
+                    let wait = backoff(node, attempt, &failure);
+                    events.step_retrying(&node.id, attempt, wait, &failure.code, &failure.message);
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
                 // Bounded and redacted: a message can quote a huge or secret-bearing value.
@@ -452,6 +460,7 @@ pub async fn run(
                     ..StepRecord::default()
                 };
                 unrecorded.push(step.clone());
+                ctx.events.step_finished(ctx.tenant_id, ctx.execution_id, &node.node_type, &step);
                 state.add(step, node.on_error);
                 skipped = true;
             }
@@ -466,11 +475,21 @@ pub async fn run(
             if let Some(reason) = stop() {
                 return done(RunOutcome::Stopped(reason), unrecorded, parked);
             }
+            let begins = !ctx.waits.iter().any(|w| w.node_id == node.id);
             match parking::advance(ctx, node, &state.scope, executor).await? {
-                parking::Advance::Parked(wait) => parked.push(wait),
+                parking::Advance::Parked(wait) => {
+                    if begins {
+                        ctx.events.step_started(&node.id, &node.node_type);
+                    }
+                    parked.push(wait)
+                }
                 parking::Advance::Finished(step) => {
+                    if begins {
+                        ctx.events.step_started(&node.id, &node.node_type);
+                    }
                     // Recorded alone: an answer posted meanwhile wins over an expiry.
                     let kept = keep_recorded(steps_store, ctx, values.as_ref(), step).await?;
+                    ctx.events.step_finished(ctx.tenant_id, ctx.execution_id, &node.node_type, &kept);
                     state.add(kept, node.on_error);
                     progressed = true;
                 }
@@ -508,9 +527,13 @@ pub async fn run(
             for (node, step) in finished {
                 // The step as stored (large values as references), and whole for the run.
                 let kept = if executor.has_side_effects(&node.node_type) {
-                    keep_recorded(steps_store, ctx, values.as_ref(), step).await?
+                    let kept = keep_recorded(steps_store, ctx, values.as_ref(), step).await?;
+                    ctx.events.step_finished(ctx.tenant_id, ctx.execution_id, &node.node_type, &kept);
+                    kept
                 } else {
-                    unrecorded.push(stored_step(values.as_ref(), step.clone()).await?);
+                    let stored = stored_step(values.as_ref(), step.clone()).await?;
+                    ctx.events.step_finished(ctx.tenant_id, ctx.execution_id, &node.node_type, &stored);
+                    unrecorded.push(stored);
                     step
                 };
                 state.add(kept, node.on_error);
@@ -606,24 +629,29 @@ async fn run_wave<'n>(
     use futures_util::StreamExt;
     use std::sync::atomic::{AtomicBool, Ordering};
     let failing = AtomicBool::new(false);
+    for node in wave {
+        ctx.events.step_started(&node.id, &node.node_type);
+    }
     let halt = || failing.load(Ordering::SeqCst) || stop().is_some();
     let halt = &halt;
-    let mut running: futures_util::stream::FuturesUnordered<_> = wave
-        .iter()
-        .map(|node| {
-            // Every log line of the node's run (retries, breaker, outbound) carries the
-            // correlation fields; the JSON format shows the innermost span's fields only.
-            let span = tracing::info_span!(
-                "node",
-                request_id = %ctx.request_id,
-                tenant_id = %ctx.tenant_id,
-                execution_id = %ctx.execution_id,
-                node_id = %node.id,
-                node_type = %node.node_type
-            );
-            async move { (*node, run_node(ctx.tenant_id, node, scope, executor, halt).instrument(span).await) }
-        })
-        .collect();
+    let mut running: futures_util::stream::FuturesUnordered<_> =
+        wave.iter()
+            .map(|node| {
+                // Every log line of the node's run (retries, breaker, outbound) carries the
+                // correlation fields; the JSON format shows the innermost span's fields only.
+                let span = tracing::info_span!(
+                    "node",
+                    request_id = %ctx.request_id,
+                    tenant_id = %ctx.tenant_id,
+                    execution_id = %ctx.execution_id,
+                    node_id = %node.id,
+                    node_type = %node.node_type
+                );
+                async move {
+                    (*node, run_node(ctx.tenant_id, node, scope, executor, halt, ctx.events).instrument(span).await)
+                }
+            })
+            .collect();
     let mut finished = Vec::with_capacity(wave.len());
     let mut interrupted = false;
     loop {

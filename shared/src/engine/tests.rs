@@ -87,6 +87,7 @@ fn ctx<'a>(definition: &'a WorkflowDefinition, input: &'a Value, execution_id: &
         deadline_at: None,
         callbacks: None,
         children: None,
+        events: &crate::events::EVENTS_OFF,
     }
 }
 

@@ -117,6 +117,10 @@ pub trait EventStore: Send + Sync {
     async fn last_event_seq(&self, tenant_id: &str, execution_id: &str) -> Result<u64, StoreError>;
 }
 
+/// A log that records nothing, for runs that hold a reference (unit tests).
+pub static EVENTS_OFF: EventLog = EventLog::off();
+
+#[derive(Debug)]
 enum Entry {
     Event(ExecutionEvent),
     /// Answered once every event sent before it is written.
@@ -125,14 +129,14 @@ enum Entry {
 
 /// The run's side of the record: emits events to the writer (`EventLog::open`). Cheap to clone;
 /// `EventLog::off()` drops everything (events off, unit tests).
-#[derive(Clone, Default)]
+#[derive(Clone, Default, Debug)]
 pub struct EventLog {
     sender: Option<mpsc::UnboundedSender<Entry>>,
 }
 
 impl EventLog {
     /// A log that records nothing.
-    pub fn off() -> Self {
+    pub const fn off() -> Self {
         EventLog { sender: None }
     }
 
@@ -219,8 +223,8 @@ impl EventLog {
         }
         if step.status == StepStatus::Succeeded {
             let shown = crate::api::executions::shown(step.output.clone(), tenant_id, execution_id);
-            let size = serde_json::to_vec(&shown).map(|b| b.len()).unwrap_or(usize::MAX);
-            if shown != step.output || size > EVENT_INLINE_OUTPUT_BYTES {
+            if shown != step.output || crate::model::limits::json_size_over(&shown, EVENT_INLINE_OUTPUT_BYTES) {
+                let size = serde_json::to_vec(&shown).map(|b| b.len()).unwrap_or(0);
                 // Kept in S3 (`shown` made a link), or too large to repeat here: the execution has it.
                 let link = shown.get("ref").and_then(Value::as_str).map(str::to_string);
                 let size_bytes = shown.get("size_bytes").and_then(Value::as_u64).unwrap_or(size as u64);

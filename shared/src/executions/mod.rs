@@ -10,13 +10,14 @@ pub mod sweep;
 use crate::config::RunningLimits;
 use crate::engine::{self, NodeExecutor, RunContext, RunOutcome, RunResult, StopReason};
 use crate::error::StoreError;
+use crate::events::{self, EventLog};
 use crate::model::SWEEP_GRACE;
 use crate::model::StepErrorCode;
 use crate::model::{ExecutionRecord, ExecutionStatus, StepError, WorkflowDefinition, now_rfc3339};
 use crate::queue::{ExecutionMessage, ExecutionQueue};
 use crate::store::values::Values;
 use crate::store::{ExecutionEnd, ExecutionStore, LeaseGuard, Store};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -171,7 +172,8 @@ async fn release_slot<S: ExecutionStore + ?Sized>(store: &S, tenant_id: &str, ex
 }
 
 /// Runs a leased execution; the finish (or the checkpoint) also releases the lease and keeps the
-/// run's pure steps, in one write.
+/// run's pure steps, in one write. Its events are written beside it (unless the workflow turned
+/// them off) and are all written before it returns.
 async fn run_leased<S: Store>(
     store: &S,
     executor: &dyn NodeExecutor,
@@ -186,6 +188,48 @@ async fn run_leased<S: Store>(
         .get_execution_definition(tenant_id, execution_id)
         .await?
         .ok_or_else(|| StoreError::Internal("the execution's definition is missing".into()))?;
+    let (log, writer) = EventLog::open(store, tenant_id, execution_id);
+    // Off: the opened log is dropped at once, so its writer ends having written nothing (a
+    // shadowed binding would live on, and the writer with it).
+    let log = if definition.events == Some(false) {
+        drop(log);
+        EventLog::off()
+    } else {
+        log
+    };
+    match execution.status {
+        ExecutionStatus::Queued => {
+            log.emit(events::kind::EXECUTION_STARTED, json!({ "redrive_count": execution.redrive_count }))
+        }
+        ExecutionStatus::Waiting => {
+            let nodes: Vec<&str> = execution.waits.iter().map(|w| w.node_id.as_str()).collect();
+            log.emit(events::kind::EXECUTION_RESUMED, json!({ "waited_on": nodes }))
+        }
+        // A continuation after a checkpoint, or a crashed run taken over: nothing to tell.
+        _ => {}
+    }
+    let run = async move {
+        let result =
+            run_with_log(store, executor, queue, execution, &definition, request_id, worker_id, budget, &log).await;
+        drop(log);
+        result
+    };
+    tokio::join!(run, writer).0
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_with_log<S: Store>(
+    store: &S,
+    executor: &dyn NodeExecutor,
+    queue: &dyn ExecutionQueue,
+    execution: &ExecutionRecord,
+    definition: &WorkflowDefinition,
+    request_id: &str,
+    worker_id: &str,
+    budget: &Budget,
+    log: &EventLog,
+) -> Result<Processed, StoreError> {
+    let (tenant_id, execution_id) = (execution.tenant_id.as_str(), execution.execution_id.as_str());
     // Cancellation is read from the store once a second; the engine asks before every wave and
     // every attempt.
     let cancel_seen = Mutex::new(execution.cancel_requested);
@@ -212,7 +256,7 @@ async fn run_leased<S: Store>(
         execution_id,
         workflow_id: &execution.workflow_id,
         input: &input,
-        definition: &definition,
+        definition,
         timeout_at: timeout_left.and_then(in_from_now),
         // Half the margin is left to record the steps and send the continuation.
         checkpoint_at: in_from_now(budget.remaining().saturating_sub(budget.margin / 2)),
@@ -221,6 +265,7 @@ async fn run_leased<S: Store>(
         deadline_at: Some(&execution.deadline_at),
         callbacks: Some(store),
         children: Some(&launcher),
+        events: log,
     };
     let watcher = async {
         // Refresh the cancel flag once a second while the run goes on.
@@ -237,6 +282,21 @@ async fn run_leased<S: Store>(
         result = engine::run(&ctx, store, executor, &stop, engine::DEFAULT_CONCURRENCY) => result?,
         _ = watcher => unreachable!("the watcher never ends"),
     };
+    if let RunOutcome::Parked(waits) = &outcome {
+        let waiting_on: Vec<Value> = waits
+            .iter()
+            .map(|w| {
+                let mut shown = json!({ "node_id": w.node_id, "kind": w.kind, "since": w.since, "until": w.until });
+                if let Some(token) = &w.callback_token {
+                    shown["callback_url"] = json!(executor.callback_url(token));
+                }
+                shown
+            })
+            .collect();
+        log.emit(events::kind::EXECUTION_WAITING, json!({ "waiting_on": waiting_on }));
+    }
+    // Every event before the status changes: a reader that sees the new status has them all.
+    log.flush().await;
     let guard = LeaseGuard::Held(worker_id);
     let (status, output, error) = match outcome {
         RunOutcome::Succeeded { output } => (ExecutionStatus::Succeeded, values.keep("output", output).await?, None),

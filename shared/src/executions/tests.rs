@@ -939,3 +939,78 @@ async fn a_child_stops_when_any_ancestor_has_ended() {
     assert_eq!(start::cancel(&store, &grandparent).await.unwrap(), start::CancelOutcome::Cancelled);
     assert!(children::parent_ended(&store, &child).await.unwrap(), "the grandparent's cancel reaches the grandchild");
 }
+
+/// Every event recorded for an execution, as (type, node id).
+async fn recorded_events(store: &MemoryStore, execution_id: &str) -> Vec<(String, String)> {
+    use crate::events::EventStore;
+    let batches = store.read_events("t1", execution_id, 1, 100).await.unwrap();
+    batches
+        .iter()
+        .flat_map(|b| b.events.iter())
+        .map(|e| (e.kind.clone(), e.data["node_id"].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_run_records_its_step_transitions_in_order_and_none_when_events_are_off() {
+    let document = json!({
+        "name": "branch",
+        "nodes": [
+            { "id": "a", "type": "text.template", "config": { "template": "{{ input.x }}" } },
+            { "id": "check", "type": "logic.condition", "config": { "expression": "input.x == 1" } },
+            { "id": "yes", "type": "text.template", "config": { "template": "yes" } },
+            { "id": "no", "type": "text.template", "config": { "template": "no" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.yes.output.text }}" } }
+        ],
+        "edges": [
+            { "from": "a", "to": "check" },
+            { "from": "check", "to": "yes", "when": "true" },
+            { "from": "check", "to": "no", "when": "false" },
+            { "from": "yes", "to": "done" }
+        ]
+    });
+    for events_on in [true, false] {
+        let mut document = document.clone();
+        if !events_on {
+            document["events"] = json!(false);
+        }
+        let definition = validate_definition(&document, 10_000).unwrap();
+        let store = MemoryStore::new();
+        let record =
+            ExecutionRecord::queued("t1", "wf1", Some(1), json!({ "x": 1 }), "req-1", DEFAULT_EXECUTION_TIMEOUT);
+        store.create_execution(&record, &definition).await.unwrap();
+        let processed = process(
+            &store,
+            &Counting::default(),
+            &crate::queue::NoQueue,
+            &message(&record.execution_id),
+            "w1",
+            &budget(60),
+            &RunningLimits::DEFAULT,
+        )
+        .await
+        .unwrap();
+        assert_eq!(processed, Processed::Finished(ExecutionStatus::Succeeded));
+        let events = recorded_events(&store, &record.execution_id).await;
+        if !events_on {
+            assert!(events.is_empty(), "events off: nothing written: {events:?}");
+            continue;
+        }
+        let seen: Vec<(&str, &str)> = events.iter().map(|(k, n)| (k.as_str(), n.as_str())).collect();
+        assert_eq!(
+            seen,
+            [
+                ("execution.started", ""),
+                ("step.started", "a"),
+                ("step.succeeded", "a"),
+                ("step.started", "check"),
+                ("step.succeeded", "check"),
+                ("step.skipped", "no"),
+                ("step.started", "yes"),
+                ("step.succeeded", "yes"),
+                ("step.started", "done"),
+                ("step.succeeded", "done"),
+            ]
+        );
+    }
+}

@@ -33,6 +33,10 @@ pub struct WorkflowDefinition {
     /// How long one execution may take, 1 s to 24 h; default 15 min.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<u64>,
+    /// Whether runs record events for `GET /v1/executions/{id}/events` (default true); false
+    /// for bulk jobs nobody watches: no event writes (the stream then only tells the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

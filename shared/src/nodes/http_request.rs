@@ -147,7 +147,10 @@ mod tests {
     }
 
     async fn run(node: &NodeSpec, scope: &Value, runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
-        HttpRequest.execute(&NodeCall { tenant_id: "t1", node, scope }, runtime).await.map(|produced| produced.output)
+        HttpRequest
+            .execute(&NodeCall { tenant_id: "t1", node, scope, events: &crate::events::EVENTS_OFF }, runtime)
+            .await
+            .map(|produced| produced.output)
     }
 
     fn node(config: Value) -> NodeSpec {
@@ -171,7 +174,10 @@ mod tests {
                              "headers": { "x-api": "{{ input.key }}", "Authorization": "Bearer {{ input.key }}" },
                              "body": { "name": "{{ input.name }}" } });
         let produced = HttpRequest
-            .execute(&NodeCall { tenant_id: "t1", node: &node(config), scope: &scope }, &runtime())
+            .execute(
+                &NodeCall { tenant_id: "t1", node: &node(config), scope: &scope, events: &crate::events::EVENTS_OFF },
+                &runtime(),
+            )
             .await
             .unwrap();
         assert_eq!(produced.input["url"], format!("{}/items/7", server.uri()), "the step shows the rendered request");
@@ -305,7 +311,7 @@ mod breaker_tests {
             "config": { "method": "GET", "url": format!("{}/down", server.uri()) } }))
         .unwrap();
         let scope = json!({});
-        let call = |tenant_id| NodeCall { tenant_id, node: &node, scope: &scope };
+        let call = |tenant_id| NodeCall { tenant_id, node: &node, scope: &scope, events: &crate::events::EVENTS_OFF };
         for _ in 0..2 {
             assert_eq!(HttpRequest.execute(&call("t1"), &runtime).await.unwrap_err().code, "HTTP_503");
         }
@@ -332,7 +338,7 @@ mod breaker_tests {
             "config": { "method": "GET", "url": format!("{}/slow", server.uri()) } }))
         .unwrap();
         let scope = json!({});
-        let call = NodeCall { tenant_id: "t1", node: &node, scope: &scope };
+        let call = NodeCall { tenant_id: "t1", node: &node, scope: &scope, events: &crate::events::EVENTS_OFF };
         // The request's own time limit (90 % of the node's timeout_ms) ends a hung call as a
         // timeout, which the breaker counts.
         let hung = HttpRequest.execute(&call, &runtime).await.unwrap_err();

@@ -447,7 +447,9 @@ mod tests {
 
     async fn run(node: &NodeSpec, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let scope = json!({ "input": { "text": "a long story" } });
-        LlmChat.execute(&NodeCall { tenant_id: "t1", node, scope: &scope }, runtime).await
+        LlmChat
+            .execute(&NodeCall { tenant_id: "t1", node, scope: &scope, events: &crate::events::EVENTS_OFF }, runtime)
+            .await
     }
 
     #[tokio::test]
