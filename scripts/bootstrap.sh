@@ -10,6 +10,11 @@ NODEAI_VENV="$NODEAI_LOCAL/venv"
 # Pinned so a fresh machine gets exactly what was checked here.
 NODEAI_PY_PACKAGES=("moto[server]==5.2.5" "cargo-lambda==1.9.2" "cfn-lint==1.58.0" "openapi-spec-validator==0.9.0" "schemathesis==4.32.5")
 
+# The SAM CLI, for `sam validate --lint` in scripts/test: a venv of its own, since it pins its
+# own cfn-lint and moto's dependencies need not agree with it.
+NODEAI_SAM_VENV="$NODEAI_LOCAL/sam-venv"
+NODEAI_SAM_PACKAGE="aws-sam-cli==1.170.0"
+
 log() { printf '\033[1m[nodeai]\033[0m %s\n' "$*" >&2; }
 
 ensure_tools() {
@@ -26,6 +31,17 @@ ensure_tools() {
   if ! cargo nextest --version >/dev/null 2>&1; then
     log "cargo-nextest missing: installing it with cargo (first run only)"
     cargo install --locked cargo-nextest
+  fi
+}
+
+ensure_sam() {
+  local stamp="$NODEAI_SAM_VENV/.installed-$NODEAI_SAM_PACKAGE"
+  if [ ! -f "$stamp" ]; then
+    log "installing $NODEAI_SAM_PACKAGE into .local/sam-venv (first run only)"
+    [ -x "$NODEAI_SAM_VENV/bin/python" ] || python3 -m venv "$NODEAI_SAM_VENV"
+    "$NODEAI_SAM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$NODEAI_SAM_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$NODEAI_SAM_PACKAGE"
+    touch "$stamp"
   fi
 }
 

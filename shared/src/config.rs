@@ -18,6 +18,9 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     /// How long a rotated key keeps working after `POST /v1/api-keys/{key_id}/rotate`.
     pub key_rotation_grace: Duration,
+    /// How long one events stream stays open before it ends and the client reconnects
+    /// (API Gateway ends a streamed response at 15 minutes).
+    pub events_stream_max: Duration,
     /// Browser origins allowed by CORS (exact matches); empty means no CORS headers at all.
     pub cors_allowed_origins: Vec<String>,
     /// The SQS queue executions go through (start-execution and the worker need it).
@@ -132,6 +135,7 @@ impl fmt::Debug for Config {
             .field("log_level", &self.log_level)
             .field("key_cache_ttl", &self.key_cache_ttl)
             .field("key_rotation_grace", &self.key_rotation_grace)
+            .field("events_stream_max", &self.events_stream_max)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("execution_queue_url", &self.execution_queue_url)
             .field("http_allowed_private_hosts", &self.http_allowed_private_hosts)
@@ -175,6 +179,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
         "optional, default 30, at most 60; how long a warm function trusts a key lookup (a revoked key stops within this)",
     ),
     ("KEY_ROTATION_GRACE_SECONDS", "optional, default 3600; how long a rotated key keeps working"),
+    (
+        "EVENTS_STREAM_MAX_SECONDS",
+        "optional, default 840, at most 900; how long one `GET /v1/executions/{id}/events` stream stays open before it ends cleanly and the client reconnects with `Last-Event-ID`",
+    ),
     (
         "CORS_ALLOWED_ORIGINS",
         "optional; comma-separated exact origins (https://app.example.com) allowed by CORS; empty: no CORS",
@@ -307,6 +315,7 @@ impl Config {
         };
         let key_cache_ttl = seconds("KEY_CACHE_TTL_SECONDS", 30, 60)?;
         let key_rotation_grace = seconds("KEY_ROTATION_GRACE_SECONDS", 3600, 30 * 24 * 3600)?;
+        let events_stream_max = seconds("EVENTS_STREAM_MAX_SECONDS", 840, 900)?;
         let cors_allowed_origins: Vec<String> = lookup("CORS_ALLOWED_ORIGINS")
             .unwrap_or_default()
             .split(',')
@@ -472,6 +481,7 @@ impl Config {
             log_level,
             key_cache_ttl,
             key_rotation_grace,
+            events_stream_max,
             cors_allowed_origins,
         })
     }
@@ -596,6 +606,7 @@ mod tests {
         assert_eq!(with(("KEY_CACHE_TTL_SECONDS", "ten")).unwrap_err().variable, "KEY_CACHE_TTL_SECONDS");
         assert_eq!(with(("KEY_CACHE_TTL_SECONDS", "5")).unwrap().key_cache_ttl, Duration::from_secs(5));
         assert_eq!(with(("KEY_ROTATION_GRACE_SECONDS", "-1")).unwrap_err().variable, "KEY_ROTATION_GRACE_SECONDS");
+        assert_eq!(with(("EVENTS_STREAM_MAX_SECONDS", "901")).unwrap_err().variable, "EVENTS_STREAM_MAX_SECONDS");
         assert_eq!(with(("CORS_ALLOWED_ORIGINS", "*")).unwrap_err().variable, "CORS_ALLOWED_ORIGINS");
         assert_eq!(
             with(("CORS_ALLOWED_ORIGINS", "https://*.example.com")).unwrap_err().variable,
@@ -651,6 +662,7 @@ mod tests {
         assert_eq!(config.log_level, "info");
         assert_eq!(config.key_cache_ttl, Duration::from_secs(30));
         assert_eq!(config.key_rotation_grace, Duration::from_secs(3600));
+        assert_eq!(config.events_stream_max, Duration::from_secs(840));
         assert!(config.cors_allowed_origins.is_empty());
         assert_eq!(config.credential_cache_ttl, Duration::from_secs(60));
         assert_eq!((config.circuit_breaker_threshold, config.circuit_breaker_cool_down), (5, Duration::from_secs(30)));

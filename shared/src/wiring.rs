@@ -271,6 +271,48 @@ pub async fn serve(app: App, route: Route, handler: Handler) -> Result<(), Error
     .await
 }
 
+/// Serves `route` with a streamed response (Lambda response streaming; API Gateway's
+/// `ResponseTransferMode: STREAM`): the head as `respond` makes it, then the reply's event
+/// stream as it comes. A reply with no stream (an error, a 204) is sent whole.
+pub async fn serve_event_stream(app: App, route: Route, handler: Handler) -> Result<(), Error> {
+    use lambda_http::lambda_runtime::streaming::{Body as StreamBody, channel};
+    use lambda_http::request::RequestContext;
+    use lambda_http::{RequestExt, Response};
+    lambda_http::run_with_streaming_response(service_fn(move |req: Request| {
+        let app = app.clone();
+        async move {
+            if matches!(req.request_context_ref(), Some(RequestContext::PassThrough)) {
+                // Not an API request: API Gateway's invocation after a streamed response ends.
+                tracing::debug!("non-HTTP invocation acknowledged");
+                return Ok::<_, Infallible>(Response::new(StreamBody::from(Vec::<u8>::new())));
+            }
+            let (response, subscription) = api::respond_with_stream(&app, route, handler, req).await;
+            let (head, body) = response.into_parts();
+            let Some(subscription) = subscription else {
+                return Ok(Response::from_parts(head, StreamBody::from(body.to_vec())));
+            };
+            let (mut sender, streamed) = channel();
+            let (frames, mut pending) = tokio::sync::mpsc::channel::<String>(64);
+            let execution_id = subscription.execution_id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::events::stream::pump(subscription, frames).await {
+                    tracing::warn!(error = %e, execution_id, "event stream ended by a store error");
+                }
+            });
+            tokio::spawn(async move {
+                while let Some(frame) = pending.recv().await {
+                    if sender.send_data(frame.into()).await.is_err() {
+                        // The client went away: dropping `pending` stops the pump.
+                        break;
+                    }
+                }
+            });
+            Ok(Response::from_parts(head, streamed))
+        }
+    }))
+    .await
+}
+
 /// Serves the REQUEST authorizer. A refusal is the error message "Unauthorized", which API
 /// Gateway turns into its 401 gateway response.
 pub async fn serve_authorizer() -> Result<(), Error> {

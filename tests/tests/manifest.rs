@@ -110,6 +110,17 @@ fn template_has_a_function_and_an_api_event_for_every_route() {
         all_functions().len(),
         "one function per route plus the fallback, authorizer, worker, sweeper"
     );
+    // The events route streams (SAM's spelling; `STREAM` there would silently buffer), may run
+    // to API Gateway's 15-minute streaming limit, and routes that hold `?wait=` get 29 s.
+    let function = |binary: &str| {
+        resources.iter().find(|(_, t)| t.contains(&format!("Binary: {binary}\n"))).map(|(_, t)| t.clone()).unwrap()
+    };
+    let events = function("stream-execution-events");
+    assert!(events.contains("ResponseTransferMode: RESPONSE_STREAM\n"), "the events route streams");
+    assert!(events.contains("Timeout: 900\n") && events.contains("TimeoutInMillis: 900000\n"));
+    for binary in ["get-execution", "start-execution"] {
+        assert!(function(binary).contains("Timeout: 29\n"), "{binary} holds ?wait=25 with room to answer");
+    }
     let (_, worker) = resources.iter().find(|(_, t)| t.contains("Binary: execution-worker\n")).unwrap();
     assert!(worker.contains("ReportBatchItemFailures"), "partial batch failures are reported");
     assert!(worker.contains("MaximumConcurrency: !Ref WorkerMaximumConcurrency"), "the event source is capped");

@@ -134,8 +134,8 @@ async fn another_tenants_keys_credentials_and_executions_answer_404_on_every_rou
         .collect();
     assert_eq!(
         routes.len(),
-        10,
-        "revoke, rotate, delete credential, get, get value, cancel, redrive execution, both callbacks, and hooks"
+        11,
+        "revoke, rotate, delete credential, get, get value, events, cancel, redrive execution, both callbacks, and hooks"
     );
     let hook_id = nodeai::triggers::new_hook_id();
     let token = "x".repeat(43);

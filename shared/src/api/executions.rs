@@ -42,6 +42,7 @@ fn link(id: &str) -> String {
 
 pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
     let request: StartExecutionRequest = http::typed_body(call.req)?;
+    let wait = wait_param(call)?;
     let workflow_id = workflows::workflow_id(call)?;
     let workflow = workflows::load(call, &workflow_id).await?;
     let version = match &request.version {
@@ -74,7 +75,16 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
     match started {
         Started::Replayed(existing) => Ok(Reply::ok(started_view(&existing))),
         Started::New(record) => {
-            let mut reply = Reply::created(started_view(&record), link(&record.execution_id));
+            let location = link(&record.execution_id);
+            let record = match wait {
+                Some(wait) => crate::executions::wait_for_end(call.app.store()?, record, wait).await?,
+                None => record,
+            };
+            if record.status.is_final() {
+                // Ended within the wait: the whole execution, as GET shows it.
+                return Ok(execution_reply(call, record).await?.with_header("location", location));
+            }
+            let mut reply = Reply::created(started_view(&record), location);
             reply.status = StatusCode::ACCEPTED;
             Ok(reply)
         }
@@ -179,9 +189,33 @@ pub async fn get_value(call: &Call<'_>) -> Result<Reply, ApiError> {
     Ok(Reply::see_other(body, url))
 }
 
+/// GET /v1/executions/{execution_id}; with `?wait=N`, once it is final or N seconds passed.
 pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
-    let execution = find_execution(call, &id).await?;
+    let wait = wait_param(call)?;
+    let mut execution = find_execution(call, &id).await?;
+    if let Some(wait) = wait {
+        execution = crate::executions::wait_for_end(call.app.store()?, execution, wait).await?;
+    }
+    execution_reply(call, execution).await
+}
+
+/// `?wait=N`: whole seconds from 0 to `executions::MAX_WAIT`.
+fn wait_param(call: &Call<'_>) -> Result<Option<std::time::Duration>, ApiError> {
+    let max = crate::executions::MAX_WAIT.as_secs();
+    let Some(raw) = http::query_param(call.req, "wait") else { return Ok(None) };
+    match raw.parse::<u64>() {
+        Ok(seconds) if seconds <= max => Ok(Some(std::time::Duration::from_secs(seconds))),
+        _ => Err(ApiError::invalid_request(format!(
+            "wait must be a whole number of seconds from 0 to {max}, not '{}'",
+            truncate(&raw, 16)
+        ))),
+    }
+}
+
+/// 200 with the execution as GET shows it: every node's step, children, waits.
+async fn execution_reply(call: &Call<'_>, execution: ExecutionRecord) -> Result<Reply, ApiError> {
+    let id = execution.execution_id.clone();
     let definition = snapshot(call, &id).await?;
     let recorded: std::collections::HashMap<String, crate::model::StepRecord> =
         call.app.store()?.load_steps(call.tenant_id, &id).await?.into_iter().map(|s| (s.node_id.clone(), s)).collect();
@@ -466,4 +500,39 @@ async fn list_page(call: &Call<'_>, workflow_id: Option<&str>) -> Result<Reply, 
         })
         .collect();
     Ok(Reply::ok(Page { items, next_token: page.next_after.map(|after| cursor::encode(key, &scope, &after)) }))
+}
+
+/// GET /v1/executions/{execution_id}/events: the execution's events as server-sent events,
+/// from after `Last-Event-ID` (header, or `?last_event_id=` for clients that cannot set it).
+/// 204 when that id is the final event's: the client has everything (an EventSource stops
+/// reconnecting on 204).
+pub async fn events(call: &Call<'_>) -> Result<Reply, ApiError> {
+    use crate::events::EventId;
+    use crate::events::stream::{StreamSettings, Subscription, already_complete};
+    let id = execution_id(call)?;
+    let execution = find_execution(call, &id).await?;
+    let raw = http::header(call.req, "last-event-id")
+        .map(str::to_string)
+        .or_else(|| http::query_param(call.req, "last_event_id"));
+    let after = match raw.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        None => None,
+        Some(raw) => Some(raw.parse::<EventId>().map_err(|_| {
+            ApiError::invalid_request(format!(
+                "Last-Event-ID '{}' is not an event id of this stream (<seq>-<index>, as the stream's `id:` lines)",
+                truncate(raw, 32)
+            ))
+        })?),
+    };
+    let store = call.app.store.clone().ok_or_else(|| StoreError::Internal("no store wired".into()))?;
+    if already_complete(store.as_ref(), &execution, after).await? {
+        return Ok(Reply::no_content());
+    }
+    let settings = StreamSettings { max_duration: call.app.config.events_stream_max, ..StreamSettings::default() };
+    Ok(Reply::event_stream(Subscription {
+        store,
+        tenant_id: call.tenant_id.to_string(),
+        execution_id: id,
+        after,
+        settings,
+    }))
 }

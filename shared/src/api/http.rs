@@ -17,31 +17,58 @@ pub struct Reply {
     pub status: StatusCode,
     pub body: Option<Value>,
     pub headers: Vec<(&'static str, String)>,
+    /// A server-sent event stream to send after the head (`Reply::event_stream`); only the
+    /// streaming function (`wiring::serve_event_stream`) sends it.
+    pub stream: Option<crate::events::stream::Subscription>,
 }
 
 impl Reply {
     /// 200 with `body` (a typed view from `api::views`).
     pub fn ok(body: impl serde::Serialize) -> Self {
-        Reply { status: StatusCode::OK, body: Some(to_json(body)), headers: Vec::new() }
+        Reply { status: StatusCode::OK, body: Some(to_json(body)), headers: Vec::new(), stream: None }
     }
     /// 202 with `body`.
     pub fn accepted(body: impl serde::Serialize) -> Self {
-        Reply { status: StatusCode::ACCEPTED, body: Some(to_json(body)), headers: Vec::new() }
+        Reply { status: StatusCode::ACCEPTED, body: Some(to_json(body)), headers: Vec::new(), stream: None }
     }
     /// 201 with `body` and `Location`.
     pub fn created(body: impl serde::Serialize, location: String) -> Self {
-        Reply { status: StatusCode::CREATED, body: Some(to_json(body)), headers: vec![("location", location)] }
+        Reply {
+            status: StatusCode::CREATED,
+            body: Some(to_json(body)),
+            headers: vec![("location", location)],
+            stream: None,
+        }
     }
     /// 200 with a JSON value as it is (a stored value, not a view).
     pub fn raw(body: Value) -> Self {
-        Reply { status: StatusCode::OK, body: Some(body), headers: Vec::new() }
+        Reply { status: StatusCode::OK, body: Some(body), headers: Vec::new(), stream: None }
     }
     /// 303 See Other to `location`, with `body` saying where and why.
     pub fn see_other(body: impl serde::Serialize, location: String) -> Self {
-        Reply { status: StatusCode::SEE_OTHER, body: Some(to_json(body)), headers: vec![("location", location)] }
+        Reply {
+            status: StatusCode::SEE_OTHER,
+            body: Some(to_json(body)),
+            headers: vec![("location", location)],
+            stream: None,
+        }
     }
     pub fn no_content() -> Self {
-        Reply { status: StatusCode::NO_CONTENT, body: None, headers: Vec::new() }
+        Reply { status: StatusCode::NO_CONTENT, body: None, headers: Vec::new(), stream: None }
+    }
+    /// 200 `text/event-stream`: the subscription's events follow the head.
+    pub fn event_stream(subscription: crate::events::stream::Subscription) -> Self {
+        Reply {
+            status: StatusCode::OK,
+            body: None,
+            headers: vec![
+                ("content-type", "text/event-stream".into()),
+                ("cache-control", "no-cache".into()),
+                // Proxies that buffer (nginx) pass each event on at once.
+                ("x-accel-buffering", "no".into()),
+            ],
+            stream: Some(subscription),
+        }
     }
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));

@@ -153,6 +153,7 @@ pub enum Route {
     ListTenantExecutions,
     GetExecution,
     GetExecutionValue,
+    StreamExecutionEvents,
     CancelExecution,
     RedriveExecution,
     CompleteCallback,
@@ -217,6 +218,7 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::ListTenantExecutions, "GET", "/v1/executions", "list-tenant-executions", true),
     spec(Route::GetExecution, "GET", "/v1/executions/{execution_id}", "get-execution", true),
     spec(Route::GetExecutionValue, "GET", "/v1/executions/{execution_id}/values/{value}", "get-execution-value", true),
+    spec(Route::StreamExecutionEvents, "GET", "/v1/executions/{execution_id}/events", "stream-execution-events", true),
     spec(Route::CancelExecution, "POST", "/v1/executions/{execution_id}/cancel", "cancel-execution", true),
     spec(Route::RedriveExecution, "POST", "/v1/executions/{execution_id}/redrive", "redrive-execution", true),
     spec(Route::CompleteCallback, "POST", "/v1/callbacks/{token}", "complete-callback", false),
@@ -301,6 +303,17 @@ pub(crate) fn paging(call: &Call, scope: &str) -> Result<(usize, Option<String>)
 /// (when `route` needs a key), the handler, the envelope on errors, security headers, CORS and one
 /// log line. Never panics outward: a panic becomes a 500 envelope.
 pub async fn respond(app: &App, route: Route, handler: Handler, req: Request) -> Response<Body> {
+    respond_with_stream(app, route, handler, req).await.0
+}
+
+/// As `respond`, and the event stream a reply carries (`Reply::event_stream`): the streaming
+/// function sends its events after the head.
+pub async fn respond_with_stream(
+    app: &App,
+    route: Route,
+    handler: Handler,
+    req: Request,
+) -> (Response<Body>, Option<crate::events::stream::Subscription>) {
     let started = Instant::now();
     let request_id = http::request_id(&req);
     let method = req.method().to_string();
@@ -322,6 +335,13 @@ pub async fn respond(app: &App, route: Route, handler: Handler, req: Request) ->
             Err(ApiError::new(ErrorCode::InternalError, "an internal error occurred"))
         }
     };
+    let (result, stream) = match result {
+        Ok(mut reply) => {
+            let stream = reply.stream.take();
+            (Ok(reply), stream)
+        }
+        Err(e) => (Err(e), None),
+    };
     let mut response = http::respond(result, &request_id);
     http::apply_cors(&mut response, origin.as_deref(), &app.config.cors_allowed_origins);
     let status = response.status().as_u16();
@@ -329,7 +349,7 @@ pub async fn respond(app: &App, route: Route, handler: Handler, req: Request) ->
     span.in_scope(|| {
         tracing::info!(method = %method, route = route_name, path = %path, status, latency_ms, "request completed");
     });
-    response
+    (response, stream)
 }
 
 async fn dispatch(
@@ -425,6 +445,7 @@ pub fn handler_of(route: Route) -> Handler {
         Route::ListTenantExecutions => crate::handler!(executions::list_all),
         Route::GetExecution => crate::handler!(executions::get),
         Route::GetExecutionValue => crate::handler!(executions::get_value),
+        Route::StreamExecutionEvents => crate::handler!(executions::events),
         Route::CancelExecution => crate::handler!(executions::cancel),
         Route::RedriveExecution => crate::handler!(executions::redrive),
         Route::CompleteCallback => crate::handler!(executions::complete_callback),

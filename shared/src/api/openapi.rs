@@ -39,12 +39,16 @@ enum Query {
     Tag,
     Status,
     TriggerId,
+    /// `?wait=N`: answer once the execution is final or N seconds have passed.
+    Wait,
+    LastEventId,
 }
 
 #[derive(Clone, Copy)]
 enum Header {
     IfMatch,
     IdempotencyKey,
+    LastEventId,
 }
 
 const GREETING: &str = include_str!("../../../events/fixtures/greeting-workflow.json");
@@ -161,8 +165,10 @@ fn doc(route: Route) -> RouteDoc {
         Route::StartExecution => RouteDoc {
             body: Some(("StartExecutionRequest", json!({ "input": { "name": "Ada", "vip": true } }))),
             headers: &[Header::IdempotencyKey],
+            query: &[Query::Wait],
             ..plain(
-                "Starts an execution (202); the same Idempotency-Key and body within 24 h answers 200 with the first.",
+                "Starts an execution (202); the same Idempotency-Key and body within 24 h answers 200 with the first. \
+                 With `?wait=N` it answers 200 with the finished execution when it ends within N seconds, else 202.",
                 (202, Some("ExecutionStarted")),
                 &[
                     InvalidRequest,
@@ -188,11 +194,24 @@ fn doc(route: Route) -> RouteDoc {
                 &[],
             )
         },
-        Route::GetExecution => plain(
-            "One execution with every node's step, tokens and cost.",
-            (200, Some("ExecutionView")),
-            &[ExecutionNotFound],
-        ),
+        Route::GetExecution => RouteDoc {
+            query: &[Query::Wait],
+            ..plain(
+                "One execution with every node's step, tokens and cost; `?wait=N` answers as soon as it is final, or after N seconds as it then is.",
+                (200, Some("ExecutionView")),
+                &[ExecutionNotFound],
+            )
+        },
+        Route::StreamExecutionEvents => RouteDoc {
+            query: &[Query::LastEventId],
+            headers: &[Header::LastEventId],
+            ..plain(
+                "The execution's events as server-sent events (`text/event-stream`), in order, ending with its final event; \
+                 resumes after `Last-Event-ID`. 204 when that id is already the final event's.",
+                (200, None),
+                &[ExecutionNotFound],
+            )
+        },
         Route::GetExecutionValue => plain(
             "One whole value of an execution (`input`, `output`, `<node_id>.output`, `<node_id>.input`): \
              200 with the value itself when it is stored inline, 303 to a presigned URL valid 15 minutes \
@@ -345,6 +364,12 @@ fn query_parameters(query: Query) -> Vec<Value> {
             "schema": { "enum": ["queued", "running", "waiting", "succeeded", "failed", "cancelled", "timed_out"] } })],
         Query::TriggerId => vec![json!({ "name": "trigger_id", "in": "query", "required": false,
             "description": "Only the runs this trigger started.", "schema": { "type": "string" } })],
+        Query::Wait => vec![json!({ "name": "wait", "in": "query", "required": false,
+            "description": "Seconds (0 to 25) to wait for the execution to end before answering; it answers as soon as it ends.",
+            "schema": { "type": "integer", "minimum": 0, "maximum": crate::executions::MAX_WAIT.as_secs() } })],
+        Query::LastEventId => vec![json!({ "name": "last_event_id", "in": "query", "required": false,
+            "description": "As the Last-Event-ID header, for clients that cannot set it.",
+            "schema": { "type": "string", "pattern": "^[0-9]{1,10}-[0-9]{1,5}$" } })],
     }
 }
 
@@ -354,6 +379,9 @@ fn header_parameter(header: Header) -> Value {
             "description": "The ETag read (e.g. \"3\"); a stale one answers 412.", "schema": { "type": "string" } }),
         Header::IdempotencyKey => json!({ "name": "Idempotency-Key", "in": "header", "required": false,
             "description": "1 to 255 printable characters; remembered 24 h.", "schema": { "type": "string", "maxLength": 255 } }),
+        Header::LastEventId => json!({ "name": "Last-Event-ID", "in": "header", "required": false,
+            "description": "The id of the last event received (`<seq>-<index>`): the stream resumes after it.",
+            "schema": { "type": "string", "pattern": "^[0-9]{1,10}-[0-9]{1,5}$" } }),
     }
 }
 
@@ -416,8 +444,28 @@ fn operation(spec: &RouteSpec) -> Value {
     if spec.route == Route::StartExecution {
         responses.insert(
             "200".into(),
-            json!({ "description": "The execution this Idempotency-Key started.",
-                    "content": { "application/json": { "schema": schema_ref("ExecutionStarted") } } }),
+            json!({ "description": "The execution this Idempotency-Key started; with `?wait=N`, the execution that ended within N seconds.",
+                    "content": { "application/json": { "schema": { "oneOf": [schema_ref("ExecutionStarted"), schema_ref("ExecutionView")] } } } }),
+        );
+    }
+    if spec.route == Route::StreamExecutionEvents {
+        responses.insert(
+            "200".into(),
+            json!({
+                "description": "One SSE frame per event: `id: <seq>-<index>`, `event: <type>`, `data: <one JSON line>` with `type`, `at` and the \
+                    event's fields. Types: execution.started, step.started, step.retrying, step.delta, step.succeeded, step.failed, \
+                    step.skipped, execution.waiting, execution.resumed, then one of execution.succeeded|failed|cancelled|timed_out, \
+                    after which the stream ends. Lines starting with `:` are heartbeats. The stream also ends on its own before \
+                    15 minutes; reconnect with Last-Event-ID.",
+                "content": { "text/event-stream": {
+                    "schema": { "type": "string" },
+                    "example": "retry: 1000\n\nid: 1-0\nevent: execution.started\ndata: {\"type\":\"execution.started\",\"at\":\"2026-11-30T09:00:00.000Z\",\"redrive_count\":0}\n\n"
+                } },
+            }),
+        );
+        responses.insert(
+            "204".into(),
+            json!({ "description": "Last-Event-ID is the final event's: nothing more will come." }),
         );
     }
     responses.extend(error_responses(&errors_of(spec, &doc)));

@@ -18,7 +18,7 @@ use chrono::Utc;
 use lambda_http::RequestExt;
 use lambda_http::http::StatusCode;
 use serde_json::{Map, Value, json};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn trigger_not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::TriggerNotFound, format!("trigger '{}' was not found", truncate(id, 64)))
@@ -518,7 +518,14 @@ pub async fn receive(call: &Call<'_>) -> Result<Reply, ApiError> {
     };
     let execution = match webhook.mode {
         ResponseMode::Async => execution,
-        ResponseMode::Sync => wait_for_end(call, execution, Duration::from_secs(webhook.sync_timeout_seconds)).await?,
+        ResponseMode::Sync => {
+            crate::executions::wait_for_end(
+                call.app.store()?,
+                execution,
+                Duration::from_secs(webhook.sync_timeout_seconds),
+            )
+            .await?
+        }
     };
     answer(call, execution, webhook.mode).await
 }
@@ -586,30 +593,6 @@ async fn verify(
         other => other,
     };
     result.map(|v| v.signature_id).map_err(signature_refused)
-}
-
-/// Reads the execution until it is final or `timeout` has passed, backing off from 100 ms to
-/// 1 s (about 15 reads in 10 s).
-async fn wait_for_end(
-    call: &Call<'_>,
-    mut execution: ExecutionRecord,
-    timeout: Duration,
-) -> Result<ExecutionRecord, ApiError> {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(100);
-    while !execution.status.is_final() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        tokio::time::sleep(pause.min(left)).await;
-        pause = (pause * 3 / 2).min(Duration::from_secs(1));
-        match call.app.store()?.get_execution(&execution.tenant_id, &execution.execution_id).await? {
-            Some(read) => execution = read,
-            None => break,
-        }
-    }
-    Ok(execution)
 }
 
 /// 202 with the execution id; in `sync` mode, 200 with the output of a run that succeeded, or

@@ -163,6 +163,52 @@ pub async fn process<S: Store>(
     result
 }
 
+/// The longest wait for an execution's end in one request (`?wait=`, sync webhooks): API
+/// Gateway answers within 29 s.
+pub const MAX_WAIT: Duration = Duration::from_secs(25);
+
+/// The first pause of `wait_for_end`; each next one is 1.5 times longer, up to `WAIT_POLL_MAX`.
+pub const WAIT_POLL_FIRST: Duration = Duration::from_millis(100);
+pub const WAIT_POLL_MAX: Duration = Duration::from_secs(1);
+
+/// Reads the execution until it is final or `timeout` has passed, and answers the last reading
+/// (the one given, if it is final already). Backs off from `WAIT_POLL_FIRST` to
+/// `WAIT_POLL_MAX`: one strongly consistent GetItem per pause, 29 for a 25 s wait that never
+/// ends (`wait_reads`), and an end is seen at most 1 s late. A record that disappears (expired)
+/// ends the wait with the last reading.
+pub async fn wait_for_end<S: ExecutionStore + ?Sized>(
+    store: &S,
+    mut execution: ExecutionRecord,
+    timeout: Duration,
+) -> Result<ExecutionRecord, StoreError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = WAIT_POLL_FIRST;
+    while !execution.status.is_final() {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 3 / 2).min(WAIT_POLL_MAX);
+        match store.get_execution(&execution.tenant_id, &execution.execution_id).await? {
+            Some(read) => execution = read,
+            None => break,
+        }
+    }
+    Ok(execution)
+}
+
+/// How many reads `wait_for_end` makes in a wait of `timeout` that never sees an end.
+pub fn wait_reads(timeout: Duration) -> u32 {
+    let (mut spent, mut pause, mut reads) = (Duration::ZERO, WAIT_POLL_FIRST, 0);
+    while spent < timeout {
+        spent += pause.min(timeout - spent);
+        pause = (pause * 3 / 2).min(WAIT_POLL_MAX);
+        reads += 1;
+    }
+    reads
+}
+
 /// Gives the execution's run slot back. A failure only logs: the slot expires with the lease,
 /// and the run's outcome (already written) must not turn into an error for it.
 async fn release_slot<S: ExecutionStore + ?Sized>(store: &S, tenant_id: &str, execution_id: &str) {
