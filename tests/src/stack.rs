@@ -75,4 +75,67 @@ impl Stack {
             if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         (status, headers, body)
     }
+
+    /// Opens an execution's events stream (`Last-Event-ID: after` when given).
+    pub async fn events(&self, execution_id: &str, after: Option<&str>) -> EventStream {
+        let mut request =
+            self.http.get(format!("{}/v1/executions/{execution_id}/events", self.base)).bearer_auth(&self.key);
+        if let Some(after) = after {
+            request = request.header("last-event-id", after);
+        }
+        let response = request.send().await.expect("the local stack answers");
+        EventStream { response, buffer: Vec::new() }
+    }
+}
+
+/// One server-sent event as a client reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: String,
+    pub kind: String,
+    pub data: Value,
+}
+
+/// An open `text/event-stream` response, read frame by frame as it arrives.
+pub struct EventStream {
+    pub response: reqwest::Response,
+    /// Bytes read and not yet a whole frame (a chunk may end inside a character).
+    buffer: Vec<u8>,
+}
+
+impl EventStream {
+    /// The next event (comments and `retry:` skipped); None once the stream has ended.
+    pub async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            while let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                let frame: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                let frame = String::from_utf8(frame).expect("UTF-8 events");
+                let (mut id, mut kind, mut data) = (String::new(), String::new(), String::new());
+                for line in frame.lines() {
+                    if let Some(v) = line.strip_prefix("id: ") {
+                        id = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        kind = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+                if !data.is_empty() {
+                    let data = serde_json::from_str(&data).expect("event data is one JSON line");
+                    return Some(SseEvent { id, kind, data });
+                }
+            }
+            let chunk = self.response.chunk().await.expect("the stream reads")?;
+            self.buffer.extend_from_slice(&chunk);
+        }
+    }
+
+    /// Every remaining event until the stream ends.
+    pub async fn rest(&mut self) -> Vec<SseEvent> {
+        let mut all = Vec::new();
+        while let Some(event) = self.next().await {
+            all.push(event);
+        }
+        all
+    }
 }

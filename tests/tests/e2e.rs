@@ -265,6 +265,27 @@ async fn waits_and_an_approval_run_through_the_local_stack() {
         assert!(finished >= at("until"), "{name} ended no sooner than its time");
     }
     assert_eq!(step("approve")["output"]["comment"], "ok by Ada");
+
+    // Its events, read afterwards from the start: each park is `execution.waiting`, each wake-up
+    // `execution.resumed`; the approval's wait shows its callback URL.
+    let events = stack.events(&execution_id, None).await.rest().await;
+    let lifecycle: Vec<&str> = events.iter().map(|e| e.kind.as_str()).filter(|k| k.starts_with("execution.")).collect();
+    assert_eq!(lifecycle.first(), Some(&"execution.started"), "{lifecycle:?}");
+    assert_eq!(lifecycle.last(), Some(&"execution.succeeded"), "{lifecycle:?}");
+    assert_eq!(lifecycle[lifecycle.len() - 2], "execution.resumed", "the answer resumed it: {lifecycle:?}");
+    let on_approval = events
+        .iter()
+        .position(|e| e.kind == "execution.waiting" && e.data["waiting_on"][0]["node_id"] == "approve")
+        .expect("waiting on the approval");
+    assert_eq!(events[on_approval].data["waiting_on"][0]["callback_url"], url.as_str());
+    let resumed = events.iter().rposition(|e| e.kind == "execution.resumed").unwrap();
+    assert!(resumed > on_approval, "resumed after it waited");
+    let after: Vec<String> = kinds(&events[resumed..]);
+    assert_eq!(
+        after[1..],
+        ["step.succeeded approve", "step.started done", "step.succeeded done", "execution.succeeded"],
+        "the answer recorded while parked, then the rest of the run: {after:?}"
+    );
 }
 
 #[tokio::test]
@@ -349,4 +370,164 @@ async fn a_schedule_trigger_fires_through_the_local_scheduler_and_the_queue() {
     let path = format!("/v1/workflows/{id}/triggers/{trigger_id}");
     let (status, _, _) = stack.send(Method::DELETE, &path, None, true).await;
     assert_eq!(status, 204);
+}
+
+/// The types of a run's events, in order.
+fn kinds(events: &[nodeai_tests::stack::SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e.data["node_id"].as_str() {
+            Some(node) => format!("{} {node}", e.kind),
+            None => e.kind.clone(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn the_events_stream_sends_a_branching_run_in_order_and_resumes_after_last_event_id() {
+    use std::time::{Duration, Instant};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let stack = Stack::start().await;
+    // The first node waits on a slow loopback page, so the stream is seen delivering events
+    // while the run goes on (cargo lambda watch streams the response; nothing is buffered).
+    let page = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/slow"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "n": 7 })).set_delay(Duration::from_secs(3)))
+        .mount(&page)
+        .await;
+    let definition = json!({
+        "name": "six nodes, one branch",
+        "nodes": [
+            { "id": "fetch", "type": "http.request", "config": { "method": "GET", "url": format!("{}/slow", page.uri()) } },
+            { "id": "check", "type": "logic.condition", "config": { "expression": "nodes.fetch.output.body.n > 5" } },
+            { "id": "big", "type": "text.template", "config": { "template": "{{ nodes.fetch.output.body.n }} is big" } },
+            { "id": "small", "type": "text.template", "config": { "template": "small" } },
+            { "id": "shape", "type": "text.template", "config": { "template": "verdict: {{ nodes.big.output.text }}" } },
+            { "id": "done", "type": "flow.output", "config": { "value": { "verdict": "{{ nodes.shape.output.text }}" } } }
+        ],
+        "edges": [
+            { "from": "fetch", "to": "check" },
+            { "from": "check", "to": "big", "when": "true" },
+            { "from": "check", "to": "small", "when": "false" },
+            { "from": "big", "to": "shape" },
+            { "from": "shape", "to": "done" }
+        ]
+    });
+    let (status, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let (status, _, started) = stack
+        .send(
+            Method::POST,
+            &format!("/v1/workflows/{id}/executions"),
+            Some(json!({ "version": "draft", "input": {} })),
+            true,
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let execution_id = started["execution_id"].as_str().unwrap().to_string();
+
+    // A client connected before the run gets anywhere: every event, in order, then the end.
+    let mut stream = stack.events(&execution_id, None).await;
+    assert_eq!(stream.response.status(), 200);
+    assert_eq!(stream.response.headers()["content-type"], "text/event-stream");
+    let first = stream.next().await.expect("a first event");
+    let first_at = Instant::now();
+    let mut all = vec![first];
+    all.extend(stream.rest().await);
+    let last_at = Instant::now();
+    assert_eq!(
+        kinds(&all),
+        [
+            "execution.started",
+            "step.started fetch",
+            "step.succeeded fetch",
+            "step.started check",
+            "step.succeeded check",
+            "step.skipped small",
+            "step.started big",
+            "step.succeeded big",
+            "step.started shape",
+            "step.succeeded shape",
+            "step.started done",
+            "step.succeeded done",
+            "execution.succeeded",
+        ],
+        "{all:#?}"
+    );
+    assert!(
+        last_at - first_at >= Duration::from_secs(2),
+        "the first event came while the 3 s call ran, not with the rest at the end"
+    );
+    let end = all.last().unwrap();
+    assert_eq!(end.data["output"], json!({ "verdict": "verdict: 7 is big" }));
+    assert_eq!(all[2].data["output"]["body"], json!({ "n": 7 }), "a small output is inline");
+    let ids: Vec<&str> = all.iter().map(|e| e.id.as_str()).collect();
+    let mut unique = ids.clone();
+    unique.dedup();
+    assert_eq!(unique.len(), ids.len(), "every event has its own id: {ids:?}");
+
+    // A client that leaves after the third event and comes back gets the rest, once.
+    let mut early = stack.events(&execution_id, None).await;
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        seen.push(early.next().await.unwrap());
+    }
+    drop(early);
+    let mut resumed = stack.events(&execution_id, Some(&seen[2].id)).await;
+    seen.extend(resumed.rest().await);
+    assert_eq!(seen, all, "the reconnected client saw every event exactly once");
+    // Resuming after the final event: 204, nothing more will come.
+    let done = stack.events(&execution_id, Some(&end.id)).await;
+    assert_eq!(done.response.status(), 204);
+    let bad = stack.events(&execution_id, Some("not-an-id")).await;
+    assert_eq!(bad.response.status(), 400);
+}
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn wait_answers_when_the_run_ends_or_when_the_wait_is_over() {
+    use std::time::{Duration, Instant};
+    let stack = Stack::start().await;
+    let quick = json!({ "name": "quick", "nodes": [ { "id": "out", "type": "flow.output", "config": { "value": "{{ input.n }}" } } ] });
+    let (_, _, created) = stack.send(Method::POST, "/v1/workflows", Some(quick), true).await;
+    let quick_id = created["id"].as_str().unwrap().to_string();
+    let start = json!({ "version": "draft", "input": { "n": 5 } });
+    let began = Instant::now();
+    let (status, headers, finished) =
+        stack.send(Method::POST, &format!("/v1/workflows/{quick_id}/executions?wait=20"), Some(start), true).await;
+    let took = began.elapsed();
+    assert_eq!((status.as_u16(), finished["status"].as_str()), (200, Some("succeeded")), "{finished}");
+    assert_eq!(finished["output"], 5);
+    assert!(headers["location"].to_str().unwrap().starts_with("/v1/executions/"));
+    assert!(took < Duration::from_secs(20), "answered when the run ended, not at the wait's end: {took:?}");
+
+    // A run that waits on a person: both waits end at N with the run as it then is.
+    let approval = json!({ "name": "held", "nodes": [ { "id": "ask", "type": "flow.approval", "config": { "timeout_seconds": 600 } } ] });
+    let (_, _, created) = stack.send(Method::POST, "/v1/workflows", Some(approval), true).await;
+    let held_id = created["id"].as_str().unwrap().to_string();
+    let began = Instant::now();
+    let (status, _, started) = stack
+        .send(
+            Method::POST,
+            &format!("/v1/workflows/{held_id}/executions?wait=3"),
+            Some(json!({ "version": "draft" })),
+            true,
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    assert!(began.elapsed() >= Duration::from_secs(3), "it waited the 3 s asked for");
+    let execution_id = started["execution_id"].as_str().unwrap();
+    let began = Instant::now();
+    let (status, _, read) = stack.send(Method::GET, &format!("/v1/executions/{execution_id}?wait=2"), None, true).await;
+    assert_eq!((status.as_u16(), read["status"].as_str()), (200, Some("waiting")), "{read}");
+    assert!(began.elapsed() >= Duration::from_secs(2));
+    let (status, _, refused) =
+        stack.send(Method::GET, &format!("/v1/executions/{execution_id}?wait=26"), None, true).await;
+    assert_eq!((status.as_u16(), refused["error"]["code"].as_str()), (400, Some("INVALID_REQUEST")), "{refused}");
+    let (status, _, _) = stack.send(Method::POST, &format!("/v1/executions/{execution_id}/cancel"), None, true).await;
+    assert_eq!(status, 202);
 }

@@ -192,6 +192,9 @@ pub struct RunContext<'a> {
     pub children: Option<&'a dyn Children>,
     /// Where step transitions go as they happen (`events::EVENTS_OFF`: nowhere).
     pub events: &'a EventLog,
+    /// The run resumes a parked execution: the waits that ended while it was parked (an
+    /// answered approval, recorded by the callback) are told as their steps' events.
+    pub resumed: bool,
 }
 
 /// What the engine asks of the worker for `flow.subworkflow` and `flow.map`
@@ -415,6 +418,9 @@ pub async fn run(
     let values = ctx.values.map(|store| Values::new(store, ctx.tenant_id, ctx.execution_id));
     for node in &definition.nodes {
         if let Some(mut step) = recorded.remove(&node.id) {
+            if ctx.resumed && ctx.waits.iter().any(|w| w.node_id == node.id) {
+                ctx.events.step_finished(ctx.tenant_id, ctx.execution_id, &node.node_type, &step);
+            }
             // Templates see whole values, however large.
             if let Some(values) = &values {
                 step.output = values.resolve(step.output).await?;

@@ -88,6 +88,7 @@ fn ctx<'a>(definition: &'a WorkflowDefinition, input: &'a Value, execution_id: &
         callbacks: None,
         children: None,
         events: &crate::events::EVENTS_OFF,
+        resumed: false,
     }
 }
 

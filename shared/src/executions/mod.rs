@@ -312,6 +312,7 @@ async fn run_with_log<S: Store>(
         callbacks: Some(store),
         children: Some(&launcher),
         events: log,
+        resumed: execution.status == ExecutionStatus::Waiting,
     };
     let watcher = async {
         // Refresh the cancel flag once a second while the run goes on.
