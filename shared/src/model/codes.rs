@@ -19,6 +19,7 @@ pub enum StepErrorCode {
     CircuitOpen,
     LlmStatus,
     LlmBadResponse,
+    LlmStreamCut,
     LlmInvalidJson,
     LlmProviderError,
     LlmRefused,
@@ -62,6 +63,7 @@ impl StepErrorCode {
         StepErrorCode::CircuitOpen,
         StepErrorCode::LlmStatus,
         StepErrorCode::LlmBadResponse,
+        StepErrorCode::LlmStreamCut,
         StepErrorCode::LlmInvalidJson,
         StepErrorCode::LlmProviderError,
         StepErrorCode::LlmRefused,
@@ -105,6 +107,7 @@ impl StepErrorCode {
             StepErrorCode::CircuitOpen => "CIRCUIT_OPEN",
             StepErrorCode::LlmStatus => "LLM_<status>",
             StepErrorCode::LlmBadResponse => "LLM_BAD_RESPONSE",
+            StepErrorCode::LlmStreamCut => "LLM_STREAM_CUT",
             StepErrorCode::LlmInvalidJson => "LLM_INVALID_JSON",
             StepErrorCode::LlmProviderError => "LLM_PROVIDER_ERROR",
             StepErrorCode::LlmRefused => "LLM_REFUSED",
@@ -157,6 +160,9 @@ impl StepErrorCode {
                 "the model provider answered that status (its message is included); 408, 429 and 5xx are retried"
             }
             StepErrorCode::LlmBadResponse => "the provider's answer is not a chat reply NodeAI can read",
+            StepErrorCode::LlmStreamCut => {
+                "a streamed answer (`stream: true`) ended before the provider's end event; retried under the retry policy"
+            }
             StepErrorCode::LlmInvalidJson => "`response_format` is `json` and the reply is not JSON",
             StepErrorCode::LlmProviderError => {
                 "the provider answered 2xx with an error object (its message is included); overloaded, rate limit and server kinds are retried"

@@ -7,7 +7,8 @@ use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, with_sent_input};
 use crate::model::StepErrorCode;
 use crate::model::TokenUsage;
 use crate::nodes::NodeRuntime;
-use crate::nodes::outbound::{OutboundBody, OutboundRequest, send};
+use crate::nodes::outbound::{OutboundBody, OutboundRequest, send_observed};
+use crate::nodes::sse::SseParser;
 use crate::secrets::ProviderCredential;
 use crate::template::{off_executor, render_value};
 use serde_json::{Value, json};
@@ -52,7 +53,8 @@ impl NodeType for LlmChat {
                 },
                 "temperature": { "type": "number", "minimum": 0, "maximum": 2 },
                 "max_tokens": { "type": "integer", "minimum": 1, "maximum": 200000 },
-                "response_format": { "enum": ["text", "json"], "description": "json: the reply is parsed into the node output." }
+                "response_format": { "enum": ["text", "json"], "description": "json: the reply is parsed into the node output." },
+                "stream": { "type": "boolean", "description": "Call the provider's streaming API and publish the text as it arrives (step.delta events, at most every 250 ms); the output, usage and cost are the same." }
             }
         })
     }
@@ -85,10 +87,33 @@ impl NodeRun for LlmChat {
             }
         };
         request.timeout = crate::nodes::outbound::request_timeout(call.node.timeout_ms);
+        let anthropic = credential.provider == "anthropic";
         let answered = async {
-            let response = send(runtime, call.tenant_id, request).await?;
-            let reply: Value = response.json().unwrap_or(Value::Null);
-            let anthropic = credential.provider == "anthropic";
+            let mut assembly = StreamAssembly { anthropic, ..StreamAssembly::default() };
+            let mut deltas = DeltaPublisher::new(call);
+            let sent = if chat.stream {
+                let mut observe = |chunk: &[u8]| {
+                    for text in assembly.feed(chunk) {
+                        deltas.push(&text);
+                    }
+                };
+                send_observed(runtime, call.tenant_id, request, Some(&mut observe)).await
+            } else {
+                send_observed(runtime, call.tenant_id, request, None).await
+            };
+            // What came is published before the step ends, whatever the outcome.
+            deltas.flush();
+            let response = sent.map_err(|failure| assembly.billed(failure, &runtime.prices, &chat.model))?;
+            // Some OpenAI-compatible servers label their stream otherwise: its events tell.
+            let streamed = chat.stream && response.status < 400 && (response.is_event_stream() || assembly.seen);
+            if streamed && !assembly.complete() {
+                let failure = NodeFailure::retryable(
+                    StepErrorCode::LlmStreamCut,
+                    format!("'{}' ended the streamed answer before its end event", response.host),
+                );
+                return Err(assembly.billed(failure, &runtime.prices, &chat.model));
+            }
+            let reply: Value = if streamed { assembly.reply() } else { response.json().unwrap_or(Value::Null) };
             let usage = if anthropic { anthropic_usage(&reply) } else { openai_usage(&reply) };
             let model = reply["model"].as_str().map(str::to_string).unwrap_or_else(|| chat.model.clone());
             let cost_usd = runtime.prices.cost_usd(&model, usage.input_tokens, usage.output_tokens);
@@ -137,6 +162,7 @@ struct Chat {
     temperature: Option<f64>,
     max_tokens: Option<u64>,
     wants_json: bool,
+    stream: bool,
 }
 
 impl Chat {
@@ -157,6 +183,7 @@ impl Chat {
             temperature: config.get("temperature").and_then(Value::as_f64),
             max_tokens: config.get("max_tokens").and_then(Value::as_u64),
             wants_json: config.get("response_format").and_then(Value::as_str) == Some("json"),
+            stream: config.get("stream").and_then(Value::as_bool) == Some(true),
         }
     }
 
@@ -168,6 +195,7 @@ impl Chat {
             "provider": provider, "model": self.model, "system": self.system, "messages": messages,
             "temperature": self.temperature, "max_tokens": self.max_tokens,
             "response_format": if self.wants_json { "json" } else { "text" },
+            "stream": self.stream,
         })
     }
 
@@ -186,6 +214,11 @@ impl Chat {
         }
         if self.wants_json {
             body["response_format"] = json!({ "type": "json_object" });
+        }
+        if self.stream {
+            // The usage comes in a last chunk only when asked for.
+            body["stream"] = json!(true);
+            body["stream_options"] = json!({ "include_usage": true });
         }
         let url = endpoint(credential.base_url.as_deref().unwrap_or(OPENAI_BASE_URL), "chat/completions")?;
         let headers = vec![("authorization".to_string(), format!("Bearer {}", credential.api_key))];
@@ -223,6 +256,9 @@ impl Chat {
         }
         if let Some(t) = self.temperature {
             body["temperature"] = json!(t.min(1.0));
+        }
+        if self.stream {
+            body["stream"] = json!(true);
         }
         let url = endpoint(credential.base_url.as_deref().unwrap_or(ANTHROPIC_BASE_URL), "v1/messages")?;
         let headers = vec![
@@ -392,6 +428,195 @@ impl Answer {
             return Err(ReplyProblem::ToolCalls);
         }
         Err(ReplyProblem::Unreadable("with no text"))
+    }
+}
+
+/// How often a streamed answer's text is published (`step.delta`): a 30 s answer is at most
+/// about 120 events.
+pub const DELTA_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Publishes a streamed answer's text as `step.delta` events, at most every `DELTA_INTERVAL`
+/// (the first piece at once); `flush` sends what is left.
+struct DeltaPublisher<'a> {
+    call: &'a NodeCall<'a>,
+    pending: String,
+    last: Option<std::time::Instant>,
+}
+
+impl<'a> DeltaPublisher<'a> {
+    fn new(call: &'a NodeCall<'a>) -> Self {
+        DeltaPublisher { call, pending: String::new(), last: None }
+    }
+    fn push(&mut self, text: &str) {
+        self.pending.push_str(text);
+        if self.last.is_none_or(|at| at.elapsed() >= DELTA_INTERVAL) {
+            self.flush();
+        }
+    }
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let text = std::mem::take(&mut self.pending);
+        self.call.events.emit(crate::events::kind::STEP_DELTA, json!({ "node_id": self.call.node.id, "text": text }));
+        self.last = Some(std::time::Instant::now());
+    }
+}
+
+/// A streamed answer read as it comes, turned back into the provider's whole reply so the same
+/// readers (`Answer`, `*_usage`) apply. Wire formats: OpenAI Chat Completions chunks
+/// (`choices[0].delta`, a last chunk with `usage` when `stream_options.include_usage`, then
+/// `data: [DONE]`; platform.openai.com/docs/api-reference/chat-streaming) and Anthropic
+/// Messages events (`message_start` with input usage, `content_block_delta` text,
+/// `message_delta` with the stop reason and output usage, `message_stop`, `error`;
+/// docs.anthropic.com/en/api/messages-streaming).
+#[derive(Default)]
+struct StreamAssembly {
+    anthropic: bool,
+    parser: SseParser,
+    model: Option<String>,
+    text: String,
+    refusal: String,
+    tool_calls: bool,
+    finish_reason: Option<String>,
+    /// The usage object as the provider reports it (Anthropic's is merged over its events).
+    usage: serde_json::Map<String, Value>,
+    error: Option<Value>,
+    /// The provider's end (`[DONE]`, `message_stop`) or an error event came.
+    ended: bool,
+    /// Some event with JSON data came.
+    seen: bool,
+}
+
+impl StreamAssembly {
+    /// Reads a chunk; answers the text pieces it held.
+    fn feed(&mut self, chunk: &[u8]) -> Vec<String> {
+        let mut pieces = Vec::new();
+        for message in self.parser.feed(chunk) {
+            if message.data == "[DONE]" {
+                self.ended = true;
+                continue;
+            }
+            let Ok(event) = serde_json::from_str::<Value>(&message.data) else { continue };
+            self.seen = true;
+            let piece = if self.anthropic { self.anthropic_event(&event) } else { self.openai_chunk(&event) };
+            if let Some(piece) = piece.filter(|p| !p.is_empty()) {
+                self.text.push_str(&piece);
+                pieces.push(piece);
+            }
+        }
+        pieces
+    }
+
+    fn openai_chunk(&mut self, chunk: &Value) -> Option<String> {
+        if chunk.get("error").is_some_and(Value::is_object) {
+            self.error = Some(chunk.clone());
+            self.ended = true;
+            return None;
+        }
+        if let Some(model) = chunk["model"].as_str() {
+            self.model = Some(model.to_string());
+        }
+        if let Some(usage) = chunk.get("usage").and_then(Value::as_object) {
+            self.usage = usage.clone();
+        }
+        let choice = chunk["choices"].get(0)?;
+        if let Some(reason) = choice["finish_reason"].as_str() {
+            self.finish_reason = Some(reason.to_string());
+        }
+        let delta = &choice["delta"];
+        if let Some(refusal) = delta["refusal"].as_str() {
+            self.refusal.push_str(refusal);
+        }
+        if delta["tool_calls"].as_array().is_some_and(|calls| !calls.is_empty()) {
+            self.tool_calls = true;
+        }
+        delta["content"].as_str().map(str::to_string)
+    }
+
+    fn anthropic_event(&mut self, event: &Value) -> Option<String> {
+        let merge = |usage: &mut serde_json::Map<String, Value>, from: &Value| {
+            for (name, value) in from.as_object().into_iter().flatten() {
+                if value.is_number() {
+                    usage.insert(name.clone(), value.clone());
+                }
+            }
+        };
+        match event["type"].as_str()? {
+            "message_start" => {
+                self.model = event["message"]["model"].as_str().map(str::to_string);
+                merge(&mut self.usage, &event["message"]["usage"]);
+                None
+            }
+            "content_block_start" => {
+                let block = &event["content_block"];
+                if block["type"] == "tool_use" {
+                    self.tool_calls = true;
+                }
+                (block["type"] == "text").then(|| block["text"].as_str().unwrap_or_default().to_string())
+            }
+            "content_block_delta" if event["delta"]["type"] == "text_delta" => {
+                event["delta"]["text"].as_str().map(str::to_string)
+            }
+            "message_delta" => {
+                if let Some(reason) = event["delta"]["stop_reason"].as_str() {
+                    self.finish_reason = Some(reason.to_string());
+                }
+                // Cumulative counts: the last one wins.
+                merge(&mut self.usage, &event["usage"]);
+                None
+            }
+            "message_stop" => {
+                self.ended = true;
+                None
+            }
+            "error" => {
+                self.error = Some(event.clone());
+                self.ended = true;
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.ended
+    }
+
+    /// The whole reply the provider would have sent unstreamed.
+    fn reply(&self) -> Value {
+        if let Some(error) = &self.error {
+            return error.clone();
+        }
+        let (model, usage) = (json!(self.model), Value::Object(self.usage.clone()));
+        if self.anthropic {
+            let mut content = vec![json!({ "type": "text", "text": self.text })];
+            if self.tool_calls {
+                content.push(json!({ "type": "tool_use" }));
+            }
+            return json!({ "model": model, "content": content, "stop_reason": self.finish_reason, "usage": usage });
+        }
+        let mut message = json!({ "role": "assistant", "content": self.text });
+        if !self.refusal.is_empty() {
+            message["refusal"] = json!(self.refusal);
+        }
+        if self.tool_calls {
+            message["tool_calls"] = json!([{}]);
+        }
+        json!({ "model": model, "choices": [{ "message": message, "finish_reason": self.finish_reason }], "usage": usage })
+    }
+
+    /// A failed streamed call still counts the tokens the provider reported before it failed
+    /// (Anthropic's input tokens arrive first).
+    fn billed(&self, failure: NodeFailure, prices: &crate::nodes::prices::PriceTable, model: &str) -> NodeFailure {
+        let reply = json!({ "usage": Value::Object(self.usage.clone()) });
+        let usage = if self.anthropic { anthropic_usage(&reply) } else { openai_usage(&reply) };
+        if usage == TokenUsage::default() || failure.billed.is_some() {
+            return failure;
+        }
+        let model = self.model.as_deref().unwrap_or(model);
+        let cost_usd = prices.cost_usd(model, usage.input_tokens, usage.output_tokens);
+        NodeFailure { billed: Some(Box::new(Billed { usage, cost_usd })), ..failure }
     }
 }
 
@@ -707,5 +932,157 @@ mod tests {
         let runtime = runtime_with("openai", &format!("{}/v1", server.uri())).await;
         let failure = run(&node(json!({})), &runtime).await.unwrap_err();
         assert_eq!((failure.code.to_string().as_str(), failure.retryable), ("LLM_PROVIDER_ERROR", false));
+    }
+
+    /// OpenAI Chat Completions streaming chunks for `words`, with the usage chunk and [DONE].
+    pub(crate) fn openai_stream(words: &[&str], usage: (u64, u64), done: bool) -> String {
+        let mut body = String::new();
+        let chunk = |delta: Value, finish: Value| {
+            format!(
+                "data: {}\n\n",
+                json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                        "choices": [ { "index": 0, "delta": delta, "finish_reason": finish } ], "usage": null })
+            )
+        };
+        body.push_str(&chunk(json!({ "role": "assistant", "content": "" }), Value::Null));
+        for word in words {
+            body.push_str(&chunk(json!({ "content": word }), Value::Null));
+        }
+        body.push_str(&chunk(json!({}), json!("stop")));
+        if done {
+            let usage =
+                json!({ "prompt_tokens": usage.0, "completion_tokens": usage.1, "total_tokens": usage.0 + usage.1 });
+            body.push_str(&format!(
+                "data: {}\n\ndata: [DONE]\n\n",
+                json!({ "id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "gpt-4o-mini", "choices": [], "usage": usage })
+            ));
+        }
+        body
+    }
+
+    /// Anthropic Messages stream events for `words`.
+    pub(crate) fn anthropic_stream(words: &[&str], usage: (u64, u64)) -> String {
+        let event = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut body = event(
+            "message_start",
+            json!({ "type": "message_start", "message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "content": [], "model": "claude-next",
+            "stop_reason": null, "usage": { "input_tokens": usage.0, "output_tokens": 1 } } }),
+        );
+        body.push_str(&event(
+            "content_block_start",
+            json!({ "type": "content_block_start", "index": 0, "content_block": { "type": "text", "text": "" } }),
+        ));
+        body.push_str(&event("ping", json!({ "type": "ping" })));
+        for word in words {
+            body.push_str(&event(
+                "content_block_delta",
+                json!({ "type": "content_block_delta", "index": 0, "delta": { "type": "text_delta", "text": word } }),
+            ));
+        }
+        body.push_str(&event("content_block_stop", json!({ "type": "content_block_stop", "index": 0 })));
+        body.push_str(&event("message_delta", json!({ "type": "message_delta", "delta": { "stop_reason": "end_turn", "stop_sequence": null }, "usage": { "output_tokens": usage.1 } })));
+        body.push_str(&event("message_stop", json!({ "type": "message_stop" })));
+        body
+    }
+
+    /// Runs the node with a recorded event log; answers its result and the events it emitted.
+    async fn run_recorded(node: &NodeSpec, runtime: &NodeRuntime) -> (Result<NodeOutput, NodeFailure>, Vec<Value>) {
+        use crate::events::{EventLog, EventStore};
+        let store = MemoryStore::new();
+        let (log, writer) = EventLog::open(&store, "t1", "e1");
+        let scope = json!({ "input": { "text": "a long story" } });
+        let run = async move {
+            let result =
+                LlmChat.execute(&NodeCall { tenant_id: "t1", node, scope: &scope, events: &log }, runtime).await;
+            drop(log);
+            result
+        };
+        let (result, ()) = tokio::join!(run, writer);
+        let batches = store.read_events("t1", "e1", 1, 100).await.unwrap();
+        let events =
+            batches.into_iter().flat_map(|b| b.events).map(|e| json!({ "type": e.kind, "data": e.data })).collect();
+        (result, events)
+    }
+
+    fn delta_text(events: &[Value]) -> String {
+        events
+            .iter()
+            .filter(|e| e["type"] == "step.delta")
+            .map(|e| e["data"]["text"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_streamed_answer_publishes_deltas_and_ends_with_the_same_output_usage_and_cost() {
+        let words = ["Once", " upon", " a", " time", ", é", " the end."];
+        let server = MockServer::start().await;
+        Mock::given(path("/v1/chat/completions"))
+            .and(body_partial_json(json!({ "stream": true, "stream_options": { "include_usage": true } })))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "text/event-stream")
+                    .set_body_string(openai_stream(&words, (1000, 500), true)),
+            )
+            .mount(&server)
+            .await;
+        Mock::given(path("/v1/messages"))
+            .and(body_partial_json(json!({ "stream": true })))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .insert_header("content-type", "text/event-stream")
+                    .set_body_string(anthropic_stream(&words, (20, 7))),
+            )
+            .mount(&server)
+            .await;
+        let whole = words.concat();
+        let openai = runtime_with("openai", &format!("{}/v1", server.uri())).await;
+        let (result, events) = run_recorded(&node(json!({ "stream": true })), &openai).await;
+        let produced = result.unwrap();
+        assert_eq!(produced.output["text"], whole.as_str());
+        assert_eq!(produced.output["finish_reason"], "stop");
+        assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 1000, output_tokens: 500 }));
+        assert_eq!(produced.cost_usd, Some(0.00045), "priced as the unstreamed call");
+        assert_eq!(delta_text(&events), whole, "the deltas add up to the answer");
+        assert!(events.iter().all(|e| e["data"]["node_id"] == "ask"), "{events:?}");
+        assert_eq!(produced.input["stream"], true);
+
+        let anthropic = runtime_with("anthropic", &server.uri()).await;
+        let (result, events) = run_recorded(&node(json!({ "model": "claude-next", "stream": true })), &anthropic).await;
+        let produced = result.unwrap();
+        assert_eq!(produced.output["text"], whole.as_str());
+        assert_eq!(produced.output["finish_reason"], "end_turn");
+        assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 20, output_tokens: 7 }));
+        assert_eq!(delta_text(&events), whole);
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_before_its_end_is_a_retryable_failure_that_counts_what_was_billed() {
+        let server = MockServer::start().await;
+        let cut = anthropic_stream(&["half"], (20, 7));
+        let cut = cut[..cut.find("event: message_delta").unwrap()].to_string();
+        Mock::given(path("/v1/messages"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(cut, "text/event-stream"))
+            .mount(&server)
+            .await;
+        let runtime = runtime_with("anthropic", &server.uri()).await;
+        let (result, events) = run_recorded(&node(json!({ "model": "claude-next", "stream": true })), &runtime).await;
+        let failure = result.unwrap_err();
+        assert_eq!((failure.code.as_str(), failure.retryable), ("LLM_STREAM_CUT", true));
+        assert_eq!(failure.billed.unwrap().usage.input_tokens, 20, "the input tokens were billed at the start");
+        assert_eq!(delta_text(&events), "half", "what came was published");
+        // An error event mid-stream is the provider's error, transient when overloaded.
+        let server = MockServer::start().await;
+        let mut errored = anthropic_stream(&["half"], (20, 7));
+        errored = errored[..errored.find("event: message_delta").unwrap()].to_string();
+        errored.push_str("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+        Mock::given(path("/v1/messages"))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(errored, "text/event-stream"))
+            .mount(&server)
+            .await;
+        let runtime = runtime_with("anthropic", &server.uri()).await;
+        let (result, _) = run_recorded(&node(json!({ "model": "claude-next", "stream": true })), &runtime).await;
+        let failure = result.unwrap_err();
+        assert_eq!((failure.code.as_str(), failure.retryable), ("LLM_PROVIDER_ERROR", true), "{}", failure.message);
     }
 }

@@ -23,6 +23,7 @@ mod logic_condition;
 pub mod outbound;
 pub mod prices;
 mod runtime;
+pub mod sse;
 mod text_template;
 
 /// A template that failed to render fails its node, permanently: the same template over the same

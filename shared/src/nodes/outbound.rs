@@ -41,6 +41,10 @@ pub struct OutboundResponse {
 }
 
 impl OutboundResponse {
+    pub fn is_event_stream(&self) -> bool {
+        self.headers.get("content-type").and_then(Value::as_str).is_some_and(|ct| ct.contains("text/event-stream"))
+    }
+
     pub fn is_json(&self) -> bool {
         self.headers.get("content-type").and_then(Value::as_str).is_some_and(|ct| ct.contains("json"))
     }
@@ -92,9 +96,20 @@ pub async fn send(
     tenant_id: &str,
     request: OutboundRequest,
 ) -> Result<OutboundResponse, NodeFailure> {
+    send_observed(runtime, tenant_id, request, None).await
+}
+
+/// `send`, handing each chunk of the body to `on_chunk` as it arrives (a streamed model answer)
+/// while still collecting the whole body under the same limits.
+pub async fn send_observed(
+    runtime: &NodeRuntime,
+    tenant_id: &str,
+    request: OutboundRequest,
+    on_chunk: Option<&mut (dyn FnMut(&[u8]) + Send)>,
+) -> Result<OutboundResponse, NodeFailure> {
     let (host, address) = vet(&request.url, &runtime.allowed_private_hosts).await?;
     let permit = runtime.breakers.admit(tenant_id, &host)?;
-    let result = call(runtime, &host, address, request).await;
+    let result = call(runtime, &host, address, request, on_chunk).await;
     let provider_failed = match &result {
         Ok(response) => is_provider_trouble(response.status),
         Err(failure) => failure.retryable,
@@ -162,6 +177,7 @@ async fn call(
     host: &str,
     address: SocketAddr,
     request: OutboundRequest,
+    mut on_chunk: Option<&mut (dyn FnMut(&[u8]) + Send)>,
 ) -> Result<OutboundResponse, NodeFailure> {
     let client = runtime.clients.client(host, address)?;
     let mut builder = client.request(request.method, request.url);
@@ -208,6 +224,9 @@ async fn call(
                 StepErrorCode::HttpResponseTooLarge,
                 format!("the response is over {} bytes", runtime.max_response_bytes),
             ));
+        }
+        if let Some(observe) = on_chunk.as_deref_mut() {
+            observe(&chunk);
         }
         body.extend_from_slice(&chunk);
     }
