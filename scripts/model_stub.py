@@ -5,12 +5,19 @@ Anthropic `POST /v1/messages`. The reply quotes the start of the last user messa
 counts are words, so usage and cost show up in the execution's steps. It also serves a small
 page at `GET /page` for the README's summarize example. Never used in AWS.
 
+With `"stream": true` it streams the answer a word at a time (STREAM_WORD_SECONDS apart) in
+each provider's streaming format: OpenAI chunks with a usage chunk and `data: [DONE]`,
+Anthropic's message_start ... message_stop events.
+
 Usage: python model_stub.py PORT
 """
 
 import json
 import sys
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+STREAM_WORD_SECONDS = 0.15
 
 PAGE = "NodeAI runs AI workflows durably on AWS Lambda: every node's result is kept, so a retry never pays twice."
 
@@ -35,6 +42,19 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def stream(self, events):
+        """Sends (event name or None, data) pairs as server-sent events, one every STREAM_WORD_SECONDS."""
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("cache-control", "no-cache")
+        self.end_headers()
+        for name, data in events:
+            frame = (f"event: {name}\n" if name else "") + f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+            self.wfile.write(frame.encode())
+            self.wfile.flush()
+            time.sleep(STREAM_WORD_SECONDS)
+        self.close_connection = True
+
     def do_GET(self):
         if self.path == "/page":
             self.reply(200, PAGE, "text/plain")
@@ -56,6 +76,17 @@ class Handler(BaseHTTPRequestHandler):
             if not (self.headers.get("authorization") or "").startswith("Bearer "):
                 self.reply(401, {"error": {"message": "missing bearer key"}})
                 return
+            if request.get("stream"):
+                words = answer.split(" ")
+                chunk = lambda delta, finish=None, usage=None, choices=True: {
+                    "id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}] if choices else [], "usage": usage}
+                usage = {"prompt_tokens": input_tokens, "completion_tokens": output_tokens,
+                         "total_tokens": input_tokens + output_tokens}
+                self.stream([(None, chunk({"role": "assistant", "content": ""}))]
+                            + [(None, chunk({"content": (" " if i else "") + w})) for i, w in enumerate(words)]
+                            + [(None, chunk({}, "stop")), (None, chunk(None, usage=usage, choices=False)), (None, "[DONE]")])
+                return
             self.reply(200, {
                 "id": "chatcmpl-stub", "object": "chat.completion", "model": model,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
@@ -65,6 +96,22 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/v1/messages":
             if not self.headers.get("x-api-key"):
                 self.reply(401, {"type": "error", "error": {"type": "authentication_error", "message": "missing x-api-key"}})
+                return
+            if request.get("stream"):
+                words = answer.split(" ")
+                self.stream(
+                    [("message_start", {"type": "message_start", "message": {
+                        "id": "msg_stub", "type": "message", "role": "assistant", "model": model, "content": [],
+                        "stop_reason": None, "usage": {"input_tokens": input_tokens, "output_tokens": 1}}}),
+                     ("content_block_start", {"type": "content_block_start", "index": 0,
+                                              "content_block": {"type": "text", "text": ""}})]
+                    + [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                "delta": {"type": "text_delta", "text": (" " if i else "") + w}})
+                       for i, w in enumerate(words)]
+                    + [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                       ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                          "usage": {"output_tokens": output_tokens}}),
+                       ("message_stop", {"type": "message_stop"})])
                 return
             self.reply(200, {
                 "id": "msg_stub", "type": "message", "role": "assistant", "model": model,

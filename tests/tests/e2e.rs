@@ -531,3 +531,48 @@ async fn wait_answers_when_the_run_ends_or_when_the_wait_is_over() {
     let (status, _, _) = stack.send(Method::POST, &format!("/v1/executions/{execution_id}/cancel"), None, true).await;
     assert_eq!(status, 202);
 }
+
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn streamed_model_tokens_reach_the_events_stream_before_the_step_ends() {
+    let stack = Stack::start().await;
+    let stub = std::env::var("NODEAI_MODEL_STUB").expect("NODEAI_MODEL_STUB: scripts/test starts the model stub");
+    assert!(stub.starts_with("http://127.0.0.1:"), "{stub}");
+    for (provider, base_url) in [("openai", format!("{stub}/v1")), ("anthropic", stub.clone())] {
+        let credential = json!({ "provider": provider, "api_key": "sk-stub-streaming", "base_url": base_url });
+        let (status, _, body) =
+            stack.send(Method::PUT, &format!("/v1/credentials/stream-{provider}"), Some(credential), true).await;
+        assert!(status.is_success(), "{body}");
+        let definition = json!({
+            "name": format!("streamed {provider}"),
+            "nodes": [
+                { "id": "ask", "type": "llm.chat", "config": {
+                    "credential": format!("stream-{provider}"), "model": "stub-model", "stream": true,
+                    "messages": [ { "role": "user", "content": "{{ input.words }}" } ] } },
+                { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.ask.output.text }}" } }
+            ],
+            "edges": [ { "from": "ask", "to": "done" } ]
+        });
+        let (_, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        let input = json!({ "version": "draft", "input": { "words": "one two three four five six seven eight nine" } });
+        let (status, _, started) =
+            stack.send(Method::POST, &format!("/v1/workflows/{id}/executions"), Some(input), true).await;
+        assert_eq!(status, 202, "{started}");
+        let events = stack.events(started["execution_id"].as_str().unwrap(), None).await.rest().await;
+        let deltas: Vec<usize> = (0..events.len()).filter(|&i| events[i].kind == "step.delta").collect();
+        let succeeded = events
+            .iter()
+            .position(|e| e.kind == "step.succeeded" && e.data["node_id"] == "ask")
+            .unwrap_or_else(|| panic!("{provider}: no step.succeeded: {events:#?}"));
+        assert!(deltas.len() >= 2, "{provider}: the answer came in pieces: {events:#?}");
+        assert!(deltas.iter().all(|&i| i < succeeded), "{provider}: every delta before the step ends");
+        let text: String = deltas.iter().map(|&i| events[i].data["text"].as_str().unwrap()).collect();
+        let answer = "Stub summary: one two three four five six seven eight";
+        assert_eq!(text, answer, "{provider}: the deltas add up to the answer");
+        assert_eq!(events[succeeded].data["output"]["text"], answer);
+        // The stub counts words: 9 in, 10 out, as the provider reported them.
+        assert_eq!(events[succeeded].data["usage"], json!({ "input_tokens": 9, "output_tokens": 10 }), "{provider}");
+        assert_eq!(events.last().unwrap().data["output"], answer);
+    }
+}
