@@ -61,10 +61,12 @@ impl RequestCounter {
     }
 }
 
-/// The 10-node workflow; `page` is the path its http.request fetches.
-fn workflow(stub: &str, page: &str) -> Value {
+/// The 10-node workflow; `page` is the path its http.request fetches; `events`: whether its
+/// runs record execution events.
+fn workflow(stub: &str, page: &str, events: bool) -> Value {
     json!({
         "name": "ten nodes",
+        "events": events,
         "input_schema": { "type": "object", "required": ["topic"] },
         "nodes": [
             { "id": "fetch", "type": "http.request", "config": { "method": "GET", "url": format!("{stub}{page}") } },
@@ -206,9 +208,14 @@ async fn main() {
     let credential =
         json!({ "provider": "openai", "api_key": "sk-bench-0000", "base_url": format!("{}/v1", stub.uri()) });
     call(&app, Route::PutCredential, "/v1/credentials/main", &key, &[("name", "main")], Some(credential)).await;
-    for (label, page) in [("", "/page"), (" with one large output (200 KB)", "/large")] {
-        let created =
-            call(&app, Route::CreateWorkflow, "/v1/workflows", &key, &[], Some(workflow(&stub.uri(), page))).await;
+    let cases = [
+        (" (events on, the default)", "/page", true),
+        (" with events off", "/page", false),
+        (" with one large output (200 KB)", "/large", true),
+    ];
+    for (label, page, events) in cases {
+        let definition = workflow(&stub.uri(), page, events);
+        let created = call(&app, Route::CreateWorkflow, "/v1/workflows", &key, &[], Some(definition)).await;
         let id = created["id"].as_str().unwrap().to_string();
         let params = [("workflow_id", id.as_str())];
         call(&app, Route::PublishVersion, &format!("/v1/workflows/{id}/versions"), &key, &params, None).await;
@@ -363,6 +370,7 @@ async fn main() {
     bench.map_over_100(&key, &tenant.tenant_id).await;
     bench.webhook(&key).await;
     bench.schedule_fire(&key).await;
+    bench.wait_reads(&key).await;
 }
 
 /// What issue 11's figures run against: the app, the worker and the counted clients.
@@ -373,6 +381,46 @@ struct Bench<'a> {
     sqs: &'a aws_sdk_sqs::Client,
     queue_url: &'a str,
     counter: &'a RequestCounter,
+}
+
+impl Bench<'_> {
+    /// `GET /v1/executions/{id}?wait=N` on an execution that does not end meanwhile (queued,
+    /// no worker): the reads one wait costs, counted, beside `executions::wait_reads`.
+    async fn wait_reads(&self, key: &str) {
+        let definition = json!({ "name": "never run", "nodes": [ { "id": "out", "type": "flow.output", "config": { "value": 1 } } ] });
+        let created = call(self.app, Route::CreateWorkflow, "/v1/workflows", key, &[], Some(definition)).await;
+        let id = created["id"].as_str().unwrap().to_string();
+        let body = Some(json!({ "version": "draft", "input": {} }));
+        let params = [("workflow_id", id.as_str())];
+        let started =
+            call(self.app, Route::StartExecution, &format!("/v1/workflows/{id}/executions"), key, &params, body).await;
+        let execution_id = started["execution_id"].as_str().unwrap().to_string();
+        let seconds = 3;
+        self.counter.take();
+        let uri = format!("/v1/executions/{execution_id}?wait={seconds}");
+        let mut req = request("GET", &uri, key, &[("execution_id", execution_id.as_str())], None);
+        req = req.with_query_string_parameters(HashMap::from([("wait".to_string(), seconds.to_string())]));
+        let response = handle(self.app, Route::GetExecution, req).await;
+        assert_eq!(response.status(), 200);
+        let counts = self.counter.take();
+        let reads: usize = counts.iter().filter(|(op, _)| op.ends_with(".GetItem")).map(|(_, n)| n).sum();
+        let queries: usize = counts.iter().filter(|(op, _)| op.ends_with(".Query")).map(|(_, n)| n).sum();
+        // The wait's own reads: the route's lookup, snapshot and steps are there without a wait.
+        let waited = reads.saturating_sub(1);
+        println!();
+        println!(
+            "GET /v1/executions/{{id}}?wait={seconds} on a run that does not end: {reads} GetItem ({waited} for the wait, \
+                  wait_reads({seconds} s) = {}), {queries} Query",
+            nodeai::executions::wait_reads(Duration::from_secs(seconds))
+        );
+        let worst = nodeai::executions::wait_reads(nodeai::executions::MAX_WAIT);
+        println!(
+            "a 25 s wait that sees no end: {worst} strongly consistent reads of a record under 4 KB = {worst} RRU = ${:.2} per million waits",
+            worst as f64 * DYNAMO_PER_READ_UNIT * 1e6
+        );
+        let cancel = format!("/v1/executions/{execution_id}/cancel");
+        call(self.app, Route::CancelExecution, &cancel, key, &[("execution_id", execution_id.as_str())], None).await;
+    }
 }
 
 /// Requests counted by operation, summed over a scenario's runs.
@@ -708,6 +756,8 @@ async fn capacity_units(
         partition.iter().filter(|item| sk(item).starts_with(prefix)).map(item_size).collect()
     };
     let snapshot = sized("DEF")[0];
+    // Event batches: one item each, written once (a run's first write reads the last seq).
+    let events = sized("EV#");
     let bulk = sized("STEP#~");
     let steps: Vec<usize> = partition
         .iter()
@@ -725,7 +775,8 @@ async fn capacity_units(
         + 2 * kb(run_slots + 64)
         + kb(execution)
         + steps.iter().map(|s| kb(*s)).sum::<u64>()
-        + 2 * (kb(execution) + bulk.iter().map(|s| kb(*s)).sum::<u64>());
+        + 2 * (kb(execution) + bulk.iter().map(|s| kb(*s)).sum::<u64>())
+        + events.iter().map(|s| kb(*s)).sum::<u64>();
     // start reads the workflow and the version; the worker the execution, the tenant (its
     // tier), the run slots, the snapshot and the (still empty) steps.
     let read = four_kb(workflow)
@@ -734,10 +785,11 @@ async fn capacity_units(
         + four_kb(tenant)
         + four_kb(run_slots)
         + four_kb(snapshot)
-        + 1;
+        + 1
+        + u64::from(!events.is_empty());
     let sizes = format!(
         "execution {execution} B, snapshot {snapshot} B, side-effecting steps {steps:?} B, bulk steps {bulk:?} B, \
-         workflow {workflow} B, version {version} B, run slots {run_slots} B"
+         workflow {workflow} B, version {version} B, run slots {run_slots} B, event batches {events:?} B"
     );
     CapacityUnits { write, read, sizes }
 }

@@ -53,6 +53,7 @@ fn layered(n: usize, side_effect_every: usize) -> WorkflowDefinition {
         nodes,
         edges,
         timeout_seconds: None,
+        events: None,
     }
 }
 
@@ -99,6 +100,9 @@ fn measure(c: &mut Criterion, group_name: &str) {
                         deadline_at: None,
                         callbacks: None,
                         children: None,
+                        // The engine's own time; event writes are the store's (aws_requests).
+                        events: &nodeai::events::EVENTS_OFF,
+                        resumed: false,
                     };
                     let result = runtime.block_on(run(&ctx, &store, &StubNode, &never, 10)).unwrap();
                     assert!(matches!(result.outcome, RunOutcome::Succeeded { .. }));

@@ -99,13 +99,16 @@ pub async fn send(
     send_observed(runtime, tenant_id, request, None).await
 }
 
+/// Sees each chunk of a response body as it arrives.
+pub type ChunkObserver<'a> = dyn FnMut(&[u8]) + Send + 'a;
+
 /// `send`, handing each chunk of the body to `on_chunk` as it arrives (a streamed model answer)
 /// while still collecting the whole body under the same limits.
 pub async fn send_observed(
     runtime: &NodeRuntime,
     tenant_id: &str,
     request: OutboundRequest,
-    on_chunk: Option<&mut (dyn FnMut(&[u8]) + Send)>,
+    on_chunk: Option<&mut ChunkObserver<'_>>,
 ) -> Result<OutboundResponse, NodeFailure> {
     let (host, address) = vet(&request.url, &runtime.allowed_private_hosts).await?;
     let permit = runtime.breakers.admit(tenant_id, &host)?;
@@ -177,7 +180,7 @@ async fn call(
     host: &str,
     address: SocketAddr,
     request: OutboundRequest,
-    mut on_chunk: Option<&mut (dyn FnMut(&[u8]) + Send)>,
+    mut on_chunk: Option<&mut ChunkObserver<'_>>,
 ) -> Result<OutboundResponse, NodeFailure> {
     let client = runtime.clients.client(host, address)?;
     let mut builder = client.request(request.method, request.url);

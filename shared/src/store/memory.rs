@@ -982,12 +982,6 @@ impl crate::triggers::TriggerStore for MemoryStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    crate::store_conformance_tests!(async { super::MemoryStore::new() });
-    crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
-}
-
 #[async_trait]
 impl crate::events::EventStore for MemoryStore {
     async fn append_events(
@@ -1032,4 +1026,10 @@ impl crate::events::EventStore for MemoryStore {
             .map(|((_, _, s), _)| *s)
             .unwrap_or(0))
     }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store_conformance_tests!(async { super::MemoryStore::new() });
+    crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
 }
