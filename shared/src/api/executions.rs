@@ -73,7 +73,17 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
         other => api_error(other),
     })?;
     match started {
-        Started::Replayed(existing) => Ok(Reply::ok(started_view(&existing))),
+        Started::Replayed(existing) => {
+            // A client retrying a `?wait` request that timed out gets the end it waited for.
+            let existing = match wait {
+                Some(wait) => crate::executions::wait_for_end(call.app.store()?, existing, wait).await?,
+                None => existing,
+            };
+            if existing.status.is_final() && wait.is_some() {
+                return execution_reply(call, existing).await;
+            }
+            Ok(Reply::ok(started_view(&existing)))
+        }
         Started::New(record) => {
             let location = link(&record.execution_id);
             let record = match wait {
