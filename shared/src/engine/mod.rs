@@ -55,6 +55,8 @@ pub struct NodeCall<'a> {
     pub scope: &'a Value,
     /// Where a node publishes what it has so far (`step.delta`: a streamed model answer).
     pub events: &'a EventLog,
+    /// Which attempt this is, from 1.
+    pub attempt: u32,
 }
 
 /// Why a node did not produce an output.
@@ -289,7 +291,6 @@ async fn run_node(
     events: &EventLog,
 ) -> Option<StepRecord> {
     let started_at = now_rfc3339();
-    let call = NodeCall { tenant_id, node, scope, events };
     let max_attempts = node.retry.as_ref().map(|r| r.max_attempts).unwrap_or(1).max(1);
     let mut attempt = 0;
     let mut spent = Spent::default();
@@ -299,6 +300,7 @@ async fn run_node(
             return None;
         }
         attempt += 1;
+        let call = NodeCall { tenant_id, node, scope, events, attempt };
         let attempt_result = executor.execute(&call);
         let result = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt_result).await {
@@ -481,18 +483,14 @@ pub async fn run(
             if let Some(reason) = stop() {
                 return done(RunOutcome::Stopped(reason), unrecorded, parked);
             }
-            let begins = !ctx.waits.iter().any(|w| w.node_id == node.id);
+            // A wait that begins here starts its step (before an approval's notification, whose
+            // retries are its own).
+            if !ctx.waits.iter().any(|w| w.node_id == node.id) {
+                ctx.events.step_started(&node.id, &node.node_type);
+            }
             match parking::advance(ctx, node, &state.scope, executor).await? {
-                parking::Advance::Parked(wait) => {
-                    if begins {
-                        ctx.events.step_started(&node.id, &node.node_type);
-                    }
-                    parked.push(wait)
-                }
+                parking::Advance::Parked(wait) => parked.push(wait),
                 parking::Advance::Finished(step) => {
-                    if begins {
-                        ctx.events.step_started(&node.id, &node.node_type);
-                    }
                     // Recorded alone: an answer posted meanwhile wins over an expiry.
                     let kept = keep_recorded(steps_store, ctx, values.as_ref(), step).await?;
                     ctx.events.step_finished(ctx.tenant_id, ctx.execution_id, &node.node_type, &kept);

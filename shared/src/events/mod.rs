@@ -13,7 +13,8 @@
 //! (`execution.succeeded|failed|cancelled|timed_out`) is not written: the stream makes it from
 //! the execution record once the record is final and every batch is read, so an end written by
 //! the API (a cancel) or the sweeper (a timeout) ends the stream too. Its id is
-//! `<last seq + 1>-0`.
+//! `<last seq>-99999` (`FINAL_INDEX`, an index no batch reaches): it names no stored event, and
+//! a reconnect after it on a run that was redriven since continues with the redrive's events.
 //!
 //! **Off.** A workflow with `"events": false` records none (bulk jobs); its stream only says how
 //! the run ended.
@@ -70,7 +71,15 @@ impl ExecutionEvent {
 pub struct EventBatch {
     pub seq: u64,
     pub events: Vec<ExecutionEvent>,
+    /// Which log wrote it (random per run): a put whose first attempt succeeded unseen and whose
+    /// retry found the seq taken recognises its own batch instead of writing it again.
+    #[serde(default)]
+    pub writer: String,
 }
+
+/// The index of the final event's id (`<last seq>-99999`): a batch holds at most
+/// `MAX_BATCH_BYTES` of events, a few thousand, so no stored event has it.
+pub const FINAL_INDEX: u32 = 99_999;
 
 /// An event's id: its batch and its index in the batch; shown as `<seq>-<index>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,9 +112,11 @@ impl std::str::FromStr for EventId {
 /// Where event batches are kept (the execution's own partition in DynamoDB).
 #[async_trait]
 pub trait EventStore: Send + Sync {
-    /// Writes a batch unless its seq is taken (ConditionFailed then: another writer got there).
+    /// Writes a batch unless its seq is taken (ConditionFailed then: another writer got there,
+    /// or this one, in an attempt whose answer was lost).
     async fn append_events(&self, tenant_id: &str, execution_id: &str, batch: &EventBatch) -> Result<(), StoreError>;
-    /// Batches with seq >= `from_seq`, in order, at most `limit` (strongly consistent).
+    /// Batches with seq >= `from_seq`, in order, at most `limit` (strongly consistent; fewer
+    /// than `limit` only when there are no more).
     async fn read_events(
         &self,
         tenant_id: &str,
@@ -132,12 +143,14 @@ enum Entry {
 #[derive(Clone, Default, Debug)]
 pub struct EventLog {
     sender: Option<mpsc::UnboundedSender<Entry>>,
+    /// An event held back until the run emits another (`hold`).
+    held: Option<std::sync::Arc<std::sync::Mutex<Option<ExecutionEvent>>>>,
 }
 
 impl EventLog {
     /// A log that records nothing.
     pub const fn off() -> Self {
-        EventLog { sender: None }
+        EventLog { sender: None, held: None }
     }
 
     /// Whether events are recorded (a node skips building what nobody reads).
@@ -153,14 +166,37 @@ impl EventLog {
         execution_id: &'s str,
     ) -> (EventLog, impl std::future::Future<Output = ()> + 's) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        (EventLog { sender: Some(sender) }, write_batches(store, tenant_id, execution_id, receiver))
+        let target = Target { store, tenant_id, execution_id, writer: crate::model::new_id() };
+        let held = Some(std::sync::Arc::new(std::sync::Mutex::new(None)));
+        (EventLog { sender: Some(sender), held }, write_batches(target, receiver))
     }
 
     pub fn emit(&self, kind: &str, data: Value) {
         if let Some(sender) = &self.sender {
+            if let Some(held) = self.take_held() {
+                let _ = sender.send(Entry::Event(held));
+            }
             // The writer outlives every sender: a send cannot fail while the run goes on.
             let _ = sender.send(Entry::Event(ExecutionEvent::now(kind, data)));
         }
+    }
+
+    /// Holds an event back until the run emits another, which it then precedes: a resume that
+    /// changes nothing (an early wake-up, the sweeper's backstop) writes no `resumed`/`waiting`
+    /// pair.
+    pub fn hold(&self, kind: &str, data: Value) {
+        if let Some(held) = &self.held {
+            *held.lock().unwrap_or_else(|p| p.into_inner()) = Some(ExecutionEvent::now(kind, data));
+        }
+    }
+
+    /// Drops the held event; true if it was still held (the run emitted nothing since).
+    pub fn drop_held(&self) -> bool {
+        self.take_held().is_some()
+    }
+
+    fn take_held(&self) -> Option<ExecutionEvent> {
+        self.held.as_ref().and_then(|held| held.lock().unwrap_or_else(|p| p.into_inner()).take())
     }
 
     /// Waits until every event emitted before is written (or given up): called before an
@@ -243,12 +279,15 @@ impl EventLog {
 /// Writes what the log receives, one batch at a time: all that came while the previous batch
 /// was written goes into the next. A batch that cannot be written is logged and dropped (the
 /// run's own records are unaffected; a watcher misses those events).
-async fn write_batches(
-    store: &dyn EventStore,
-    tenant_id: &str,
-    execution_id: &str,
-    mut receiver: mpsc::UnboundedReceiver<Entry>,
-) {
+/// Where a log writes: the execution's batches, as this writer.
+struct Target<'s> {
+    store: &'s dyn EventStore,
+    tenant_id: &'s str,
+    execution_id: &'s str,
+    writer: String,
+}
+
+async fn write_batches(target: Target<'_>, mut receiver: mpsc::UnboundedReceiver<Entry>) {
     // Read on the first write, so a run that emits nothing costs no read.
     let mut next_seq: Option<u64> = None;
     while let Some(first) = receiver.recv().await {
@@ -265,7 +304,7 @@ async fn write_batches(
             }
         }
         for chunk in split_by_size(events) {
-            if let Err(e) = append(store, tenant_id, execution_id, &mut next_seq, chunk).await {
+            if let Err(e) = append(&target, &mut next_seq, chunk).await {
                 tracing::warn!(error = %e, "execution events not recorded");
                 metrics::counter!(crate::telemetry::metric::EVENTS_DROPPED).increment(1);
             }
@@ -279,24 +318,31 @@ async fn write_batches(
 /// Appends one batch at the next free seq; a seq taken meanwhile (a writer whose lease this
 /// run took over) moves to the one after the last.
 async fn append(
-    store: &dyn EventStore,
-    tenant_id: &str,
-    execution_id: &str,
+    target: &Target<'_>,
     next_seq: &mut Option<u64>,
     events: Vec<ExecutionEvent>,
 ) -> Result<(), StoreError> {
+    let Target { store, tenant_id, execution_id, writer } = target;
     for _ in 0..3 {
         let seq = match *next_seq {
             Some(seq) => seq,
             None => store.last_event_seq(tenant_id, execution_id).await? + 1,
         };
-        let batch = EventBatch { seq, events: events.clone() };
+        let batch = EventBatch { seq, events: events.clone(), writer: writer.clone() };
         match store.append_events(tenant_id, execution_id, &batch).await {
             Ok(()) => {
                 *next_seq = Some(seq + 1);
                 return Ok(());
             }
-            Err(StoreError::ConditionFailed) => *next_seq = None,
+            Err(StoreError::ConditionFailed) => {
+                // Ours already (an attempt that succeeded unseen, then retried by the SDK)?
+                let there = store.read_events(tenant_id, execution_id, seq, 1).await?;
+                if there.first().is_some_and(|b| b.seq == seq && b.writer == *writer) {
+                    *next_seq = Some(seq + 1);
+                    return Ok(());
+                }
+                *next_seq = None;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -372,6 +418,30 @@ mod tests {
         }
         let batches = store.read_events("t1", "e1", 2, 10).await.unwrap();
         assert_eq!((batches.len(), batches[0].seq, batches[0].events[0].data["node_id"].as_str()), (1, 2, Some("b")));
+    }
+
+    #[tokio::test]
+    async fn a_held_event_goes_before_the_next_one_or_not_at_all() {
+        let store = MemoryStore::new();
+        let (log, writer) = EventLog::open(&store, "t1", "e1");
+        let run = async move {
+            log.hold(kind::EXECUTION_RESUMED, json!({}));
+            log.step_started("a", "x");
+            log.hold(kind::EXECUTION_RESUMED, json!({}));
+            assert!(log.drop_held(), "nothing came after the second: dropped");
+            assert!(!log.drop_held());
+            drop(log);
+        };
+        tokio::join!(run, writer);
+        let kinds: Vec<String> = store
+            .read_events("t1", "e1", 1, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .flat_map(|b| b.events)
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [kind::EXECUTION_RESUMED, kind::STEP_STARTED]);
     }
 
     #[test]

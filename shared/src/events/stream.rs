@@ -10,7 +10,7 @@
 //! before `max_duration` (API Gateway ends streams at 15 minutes): the client reconnects with
 //! `Last-Event-ID` and loses nothing.
 
-use super::{EventId, ExecutionEvent};
+use super::{EventId, ExecutionEvent, FINAL_INDEX};
 use crate::error::StoreError;
 use crate::model::ExecutionRecord;
 use crate::store::Store;
@@ -103,6 +103,14 @@ pub fn final_event(record: &ExecutionRecord) -> ExecutionEvent {
 /// stream's maximum duration, or the client going away (`out` closed). A store error ends the
 /// stream with a comment (the client reconnects); it is returned for the log.
 pub async fn pump(subscription: Subscription, out: mpsc::Sender<String>) -> Result<(), StoreError> {
+    let result = pump_events(subscription, out.clone()).await;
+    if result.is_err() {
+        let _ = out.send(": the events could not be read just now; reconnect with Last-Event-ID\n\n".into()).await;
+    }
+    result
+}
+
+async fn pump_events(subscription: Subscription, out: mpsc::Sender<String>) -> Result<(), StoreError> {
     let Subscription { store, tenant_id, execution_id, after, settings } = subscription;
     let opened = Instant::now();
     let mut cursor = after;
@@ -154,7 +162,7 @@ pub async fn pump(subscription: Subscription, out: mpsc::Sender<String>) -> Resu
             }
         }
         if let Some(record) = record {
-            let id = EventId { seq: last_seq + 1, index: 0 };
+            let id = EventId { seq: last_seq, index: FINAL_INDEX };
             send(frame(id, &final_event(&record))).await;
             return Ok(());
         }
@@ -185,8 +193,9 @@ pub async fn pump(subscription: Subscription, out: mpsc::Sender<String>) -> Resu
 const PAGE: usize = 100;
 
 /// Whether a client that already has `after` has everything: the execution is final and `after`
-/// is its final event's id (or later). Such a reconnect is answered 204, which tells an
-/// EventSource to stop reconnecting.
+/// is its final event's id, `<last seq>-FINAL_INDEX` (or later). Such a reconnect is answered
+/// 204, which tells an EventSource to stop reconnecting. (A run redriven since is not final: the
+/// reconnect gets the redrive's events.)
 pub async fn already_complete(
     store: &dyn Store,
     record: &ExecutionRecord,
@@ -197,7 +206,7 @@ pub async fn already_complete(
         return Ok(false);
     }
     let last = store.last_event_seq(&record.tenant_id, &record.execution_id).await?;
-    Ok(after.seq > last)
+    Ok(after >= EventId { seq: last, index: FINAL_INDEX })
 }
 
 #[cfg(test)]
@@ -274,16 +283,28 @@ mod tests {
         };
         let (frames, _, _) = tokio::join!(read_all(subscription(None)), run, writer);
         assert!(frames[0].starts_with("retry: 1000"), "{frames:?}");
-        assert_eq!(ids(&frames), ["1-0", "2-0", "2-1", "3-0", "4-0"], "{frames:?}");
+        assert_eq!(ids(&frames), ["1-0", "2-0", "2-1", "3-0", "3-99999"], "{frames:?}");
         let last = frames.last().unwrap();
         assert!(last.contains("event: execution.succeeded") && last.contains(r#""output":{"ok":true}"#), "{last}");
         assert!(frames[3].contains(r#"line one\nline two"#), "data stays one line: {}", frames[3]);
         // A reconnect after 2-0 gets the rest, once.
         let rest = read_all(subscription(Some("2-0".parse().unwrap()))).await;
-        assert_eq!(ids(&rest), ["2-1", "3-0", "4-0"]);
+        assert_eq!(ids(&rest), ["2-1", "3-0", "3-99999"]);
         let done = store.get_execution("t1", &id).await.unwrap().unwrap();
-        assert!(already_complete(store.as_ref(), &done, Some("4-0".parse().unwrap())).await.unwrap());
+        assert!(already_complete(store.as_ref(), &done, Some("3-99999".parse().unwrap())).await.unwrap());
         assert!(!already_complete(store.as_ref(), &done, Some("3-0".parse().unwrap())).await.unwrap());
+        // Redriven (not final any more): a reconnect after the final id gets what comes next.
+        let (log, writer) = EventLog::open(store.as_ref(), "t1", &id);
+        let rerun = async move {
+            log.emit(kind::EXECUTION_STARTED, json!({ "redrive_count": 1 }));
+            drop(log);
+        };
+        tokio::join!(rerun, writer);
+        let mut running = done.clone();
+        running.status = ExecutionStatus::Running;
+        assert!(!already_complete(store.as_ref(), &running, Some("3-99999".parse().unwrap())).await.unwrap());
+        let again = read_all(subscription(Some("3-99999".parse().unwrap()))).await;
+        assert_eq!(ids(&again)[0], "4-0", "the redrive's start, not skipped: {again:?}");
     }
 
     #[tokio::test]

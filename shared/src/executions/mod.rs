@@ -249,7 +249,7 @@ async fn run_leased<S: Store>(
         }
         ExecutionStatus::Waiting => {
             let nodes: Vec<&str> = execution.waits.iter().map(|w| w.node_id.as_str()).collect();
-            log.emit(events::kind::EXECUTION_RESUMED, json!({ "waited_on": nodes }))
+            log.hold(events::kind::EXECUTION_RESUMED, json!({ "waited_on": nodes }))
         }
         // A continuation after a checkpoint, or a crashed run taken over: nothing to tell.
         _ => {}
@@ -329,7 +329,11 @@ async fn run_with_log<S: Store>(
         result = engine::run(&ctx, store, executor, &stop, engine::DEFAULT_CONCURRENCY) => result?,
         _ = watcher => unreachable!("the watcher never ends"),
     };
-    if let RunOutcome::Parked(waits) = &outcome {
+    // A resume that parks again having done nothing (an early or repeated wake-up) tells nothing.
+    let nothing_happened = log.drop_held();
+    if let RunOutcome::Parked(waits) = &outcome
+        && !nothing_happened
+    {
         let waiting_on: Vec<Value> = waits
             .iter()
             .map(|w| {

@@ -148,7 +148,10 @@ mod tests {
 
     async fn run(node: &NodeSpec, scope: &Value, runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
         HttpRequest
-            .execute(&NodeCall { tenant_id: "t1", node, scope, events: &crate::events::EVENTS_OFF }, runtime)
+            .execute(
+                &NodeCall { tenant_id: "t1", node, scope, events: &crate::events::EVENTS_OFF, attempt: 1 },
+                runtime,
+            )
             .await
             .map(|produced| produced.output)
     }
@@ -175,7 +178,13 @@ mod tests {
                              "body": { "name": "{{ input.name }}" } });
         let produced = HttpRequest
             .execute(
-                &NodeCall { tenant_id: "t1", node: &node(config), scope: &scope, events: &crate::events::EVENTS_OFF },
+                &NodeCall {
+                    tenant_id: "t1",
+                    node: &node(config),
+                    scope: &scope,
+                    events: &crate::events::EVENTS_OFF,
+                    attempt: 1,
+                },
                 &runtime(),
             )
             .await
@@ -311,7 +320,13 @@ mod breaker_tests {
             "config": { "method": "GET", "url": format!("{}/down", server.uri()) } }))
         .unwrap();
         let scope = json!({});
-        let call = |tenant_id| NodeCall { tenant_id, node: &node, scope: &scope, events: &crate::events::EVENTS_OFF };
+        let call = |tenant_id| NodeCall {
+            tenant_id,
+            node: &node,
+            scope: &scope,
+            events: &crate::events::EVENTS_OFF,
+            attempt: 1,
+        };
         for _ in 0..2 {
             assert_eq!(HttpRequest.execute(&call("t1"), &runtime).await.unwrap_err().code, "HTTP_503");
         }
@@ -338,7 +353,8 @@ mod breaker_tests {
             "config": { "method": "GET", "url": format!("{}/slow", server.uri()) } }))
         .unwrap();
         let scope = json!({});
-        let call = NodeCall { tenant_id: "t1", node: &node, scope: &scope, events: &crate::events::EVENTS_OFF };
+        let call =
+            NodeCall { tenant_id: "t1", node: &node, scope: &scope, events: &crate::events::EVENTS_OFF, attempt: 1 };
         // The request's own time limit (90 % of the node's timeout_ms) ends a hung call as a
         // timeout, which the breaker counts.
         let hung = HttpRequest.execute(&call, &runtime).await.unwrap_err();

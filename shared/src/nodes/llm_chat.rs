@@ -458,7 +458,9 @@ impl<'a> DeltaPublisher<'a> {
             return;
         }
         let text = std::mem::take(&mut self.pending);
-        self.call.events.emit(crate::events::kind::STEP_DELTA, json!({ "node_id": self.call.node.id, "text": text }));
+        // The attempt tells a client to start over when a retried call streams again.
+        let data = json!({ "node_id": self.call.node.id, "attempt": self.call.attempt, "text": text });
+        self.call.events.emit(crate::events::kind::STEP_DELTA, data);
         self.last = Some(std::time::Instant::now());
     }
 }
@@ -586,7 +588,10 @@ impl StreamAssembly {
     /// The whole reply the provider would have sent unstreamed.
     fn reply(&self) -> Value {
         if let Some(error) = &self.error {
-            return error.clone();
+            // With what was billed before it: the failure counts those tokens.
+            let mut error = error.clone();
+            error["usage"] = Value::Object(self.usage.clone());
+            return error;
         }
         let (model, usage) = (json!(self.model), Value::Object(self.usage.clone()));
         if self.anthropic {
@@ -673,7 +678,10 @@ mod tests {
     async fn run(node: &NodeSpec, runtime: &NodeRuntime) -> Result<NodeOutput, NodeFailure> {
         let scope = json!({ "input": { "text": "a long story" } });
         LlmChat
-            .execute(&NodeCall { tenant_id: "t1", node, scope: &scope, events: &crate::events::EVENTS_OFF }, runtime)
+            .execute(
+                &NodeCall { tenant_id: "t1", node, scope: &scope, events: &crate::events::EVENTS_OFF, attempt: 1 },
+                runtime,
+            )
             .await
     }
 
@@ -993,8 +1001,9 @@ mod tests {
         let (log, writer) = EventLog::open(&store, "t1", "e1");
         let scope = json!({ "input": { "text": "a long story" } });
         let run = async move {
-            let result =
-                LlmChat.execute(&NodeCall { tenant_id: "t1", node, scope: &scope, events: &log }, runtime).await;
+            let result = LlmChat
+                .execute(&NodeCall { tenant_id: "t1", node, scope: &scope, events: &log, attempt: 1 }, runtime)
+                .await;
             drop(log);
             result
         };
@@ -1084,5 +1093,6 @@ mod tests {
         let (result, _) = run_recorded(&node(json!({ "model": "claude-next", "stream": true })), &runtime).await;
         let failure = result.unwrap_err();
         assert_eq!((failure.code.as_str(), failure.retryable), ("LLM_PROVIDER_ERROR", true), "{}", failure.message);
+        assert_eq!(failure.billed.unwrap().usage.input_tokens, 20, "an error event keeps what was billed before it");
     }
 }

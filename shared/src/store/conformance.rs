@@ -1071,6 +1071,7 @@ pub async fn execution_events_append_once_per_seq_and_read_in_order(store: &dyn 
     assert_eq!(store.last_event_seq(&tenant, &execution).await.unwrap(), 0, "none yet");
     let batch = |seq: u64, n: usize| EventBatch {
         seq,
+        writer: format!("w{seq}"),
         events: (0..n)
             .map(|i| ExecutionEvent::now("step.started", json!({ "node_id": format!("n{seq}-{i}") })))
             .collect(),
@@ -1087,6 +1088,7 @@ pub async fn execution_events_append_once_per_seq_and_read_in_order(store: &dyn 
     assert_eq!(all.iter().map(|b| b.seq).collect::<Vec<_>>(), [1, 9, 10, 11]);
     let data = |b: &EventBatch| b.events.iter().map(|e| (e.kind.clone(), e.data.clone())).collect::<Vec<_>>();
     assert_eq!(data(&all[0]), data(&batch(1, 2)));
+    assert_eq!(all[1].writer, "w9", "the writer is kept");
     assert_eq!(all[3].events.len(), 40);
     assert_eq!(all[3].events[39].data["node_id"], "n11-39");
     let from = store.read_events(&tenant, &execution, 10, 1).await.unwrap();

@@ -51,7 +51,7 @@ struct Inner {
     /// (tenant, workflow, trigger id) -> trigger.
     triggers: BTreeMap<(String, String, String), crate::triggers::TriggerRecord>,
     /// (tenant, execution, seq) -> an event batch.
-    events: BTreeMap<(String, String, u64), Vec<crate::events::ExecutionEvent>>,
+    events: BTreeMap<(String, String, u64), crate::events::EventBatch>,
 }
 
 struct StoredExecution {
@@ -995,7 +995,7 @@ impl crate::events::EventStore for MemoryStore {
         if inner.events.contains_key(&key) {
             return Err(StoreError::ConditionFailed);
         }
-        inner.events.insert(key, batch.events.clone());
+        inner.events.insert(key, batch.clone());
         Ok(())
     }
 
@@ -1012,7 +1012,7 @@ impl crate::events::EventStore for MemoryStore {
             .events
             .range((t.clone(), e.clone(), from_seq)..=(t, e, u64::MAX))
             .take(limit.max(1))
-            .map(|((_, _, seq), events)| crate::events::EventBatch { seq: *seq, events: events.clone() })
+            .map(|(_, batch)| batch.clone())
             .collect())
     }
 

@@ -12,7 +12,7 @@ fn batch_from(item: &Item) -> Result<EventBatch, StoreError> {
     let text = unpacked(item, "events")?.ok_or_else(|| StoreError::Internal("event batch without events".into()))?;
     let events: Vec<ExecutionEvent> =
         serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("stored events do not parse: {e}")))?;
-    Ok(EventBatch { seq, events })
+    Ok(EventBatch { seq, events, writer: get_opt_s(item, "writer").unwrap_or_default() })
 }
 
 #[async_trait]
@@ -21,6 +21,7 @@ impl EventStore for DynamoStore {
         let text = serde_json::to_string(&batch.events).map_err(|e| StoreError::Internal(e.to_string()))?;
         let mut item = key(execution_items_pk(tenant_id, execution_id), event_sk(batch.seq));
         item.insert("entity".into(), s("events"));
+        item.insert("writer".into(), s(&batch.writer));
         item.insert("ttl".into(), self.step_ttl());
         // Write units go by size (1 per KB): a batch of more than a few events is deflated.
         item.insert("events".into(), if text.len() > 1024 { packed(&text)? } else { s(text) });
@@ -34,20 +35,32 @@ impl EventStore for DynamoStore {
         from_seq: u64,
         limit: usize,
     ) -> Result<Vec<EventBatch>, StoreError> {
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
-            .expression_attribute_values(":pk", s(execution_items_pk(tenant_id, execution_id)))
-            .expression_attribute_values(":from", s(event_sk(from_seq)))
-            .expression_attribute_values(":to", s(event_sk(MAX_EVENT_SEQ)))
-            .consistent_read(true)
-            .limit(limit.clamp(1, 1000) as i32)
-            .send()
-            .await
-            .map_err(classify)?;
-        out.items.unwrap_or_default().iter().map(batch_from).collect()
+        let limit = limit.clamp(1, 1000);
+        let (mut batches, mut start) = (Vec::new(), None);
+        // A Query page stops at 1 MB: follow the pages, so fewer than `limit` means no more.
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :from AND :to")
+                .expression_attribute_values(":pk", s(execution_items_pk(tenant_id, execution_id)))
+                .expression_attribute_values(":from", s(event_sk(from_seq)))
+                .expression_attribute_values(":to", s(event_sk(MAX_EVENT_SEQ)))
+                .consistent_read(true)
+                .limit((limit - batches.len()) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(classify)?;
+            for item in out.items.unwrap_or_default() {
+                batches.push(batch_from(&item)?);
+            }
+            match out.last_evaluated_key {
+                Some(last) if batches.len() < limit => start = Some(last),
+                _ => return Ok(batches),
+            }
+        }
     }
 
     async fn last_event_seq(&self, tenant_id: &str, execution_id: &str) -> Result<u64, StoreError> {
