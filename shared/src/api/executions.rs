@@ -13,7 +13,7 @@ use crate::error::{ApiError, ErrorCode, StoreError};
 use crate::executions::callbacks::{self, Answered, CallbackError};
 use crate::executions::start::{self as lifecycle, LifecycleError, StartCommand, Started, VersionChoice};
 use crate::model::StepStatus;
-use crate::model::values::{ValueRef, execution_prefix, public_name};
+use crate::model::values::{ValueRef, execution_prefix, shown};
 use crate::model::{ExecutionRecord, ExecutionStatus};
 use lambda_http::http::StatusCode;
 
@@ -37,7 +37,7 @@ fn execution_id(call: &Call<'_>) -> Result<String, ApiError> {
 }
 
 fn link(id: &str) -> String {
-    format!("/v1/executions/{id}")
+    crate::model::values::execution_link(id)
 }
 
 pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
@@ -75,10 +75,7 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
     match started {
         Started::Replayed(existing) => {
             // A client retrying a `?wait` request that timed out gets the end it waited for.
-            let existing = match wait {
-                Some(wait) => crate::executions::wait_for_end(call.app.store()?, existing, wait.left()).await?,
-                None => existing,
-            };
+            let existing = waited(call, existing, wait).await?;
             if existing.status.is_final() && wait.is_some() {
                 return execution_reply(call, existing).await;
             }
@@ -86,10 +83,7 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
         }
         Started::New(record) => {
             let location = link(&record.execution_id);
-            let record = match wait {
-                Some(wait) => crate::executions::wait_for_end(call.app.store()?, record, wait.left()).await?,
-                None => record,
-            };
+            let record = waited(call, record, wait).await?;
             if record.status.is_final() {
                 // Ended within the wait: the whole execution, as GET shows it.
                 return Ok(execution_reply(call, record).await?.with_header("location", location));
@@ -146,19 +140,6 @@ async fn snapshot(call: &Call<'_>, id: &str) -> Result<crate::model::WorkflowDef
     Ok(definition.ok_or_else(|| StoreError::Internal(format!("execution {id} has no definition snapshot")))?)
 }
 
-/// A stored value as responses show it: itself when inline; for a value kept in S3,
-/// `{"ref": "/v1/executions/{id}/values/{name}", "size_bytes": N}` (no response carries more
-/// than it can: Lambda answers at most 6 MB).
-pub(crate) fn shown(value: Value, tenant_id: &str, execution_id: &str) -> Value {
-    let own = ValueRef::of(&value).filter(|r| r.key.starts_with(&execution_prefix(tenant_id, execution_id)));
-    match own.and_then(|r| Some((public_name(&r.key)?, r.size_bytes))) {
-        Some((name, size_bytes)) => {
-            serde_json::json!({ "ref": format!("{}/values/{name}", link(execution_id)), "size_bytes": size_bytes })
-        }
-        None => value,
-    }
-}
-
 /// Children a GET shows per node (the rest: GET each child, ids derive from the index).
 const SHOWN_CHILDREN: usize = 100;
 
@@ -203,10 +184,8 @@ pub async fn get_value(call: &Call<'_>) -> Result<Reply, ApiError> {
 pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
     let id = execution_id(call)?;
     let wait = wait_param(call)?;
-    let mut execution = find_execution(call, &id).await?;
-    if let Some(wait) = wait {
-        execution = crate::executions::wait_for_end(call.app.store()?, execution, wait.left()).await?;
-    }
+    let execution = find_execution(call, &id).await?;
+    let execution = waited(call, execution, wait).await?;
     execution_reply(call, execution).await
 }
 
@@ -223,6 +202,14 @@ const ANSWER_BY: std::time::Duration = std::time::Duration::from_secs(27);
 impl Wait {
     fn left(self) -> std::time::Duration {
         self.asked.min(ANSWER_BY.saturating_sub(self.since.elapsed()))
+    }
+}
+
+/// The execution once it is final or the asked wait is over (as it is, with no wait).
+async fn waited(call: &Call<'_>, execution: ExecutionRecord, wait: Option<Wait>) -> Result<ExecutionRecord, ApiError> {
+    match wait {
+        Some(wait) => Ok(crate::executions::wait_for_end(call.app.store()?, execution, wait.left()).await?),
+        None => Ok(execution),
     }
 }
 
@@ -550,7 +537,7 @@ pub async fn events(call: &Call<'_>) -> Result<Reply, ApiError> {
             ))
         })?),
     };
-    let store = call.app.store.clone().ok_or_else(|| StoreError::Internal("no store wired".into()))?;
+    let store = call.app.shared_store()?;
     if already_complete(store.as_ref(), &execution, after).await? {
         return Ok(Reply::no_content());
     }

@@ -95,6 +95,12 @@ impl App {
         self.store.as_deref().ok_or_else(|| not_wired("DynamoDB"))
     }
 
+    /// The store as a shared handle, for work that outlives the request's borrow (an event
+    /// stream), or a 500 naming the wiring fault (see `store`).
+    pub fn shared_store(&self) -> Result<Arc<dyn Store>, ApiError> {
+        self.store.clone().ok_or_else(|| not_wired("DynamoDB"))
+    }
+
     /// The secret store, or a 500 naming the wiring fault (see `store`).
     pub fn secrets(&self) -> Result<&dyn SecretStore, ApiError> {
         self.secrets.as_deref().ok_or_else(|| not_wired("Secrets Manager"))

@@ -258,22 +258,28 @@ impl EventLog {
             data["cost_usd"] = json!(cost);
         }
         if step.status == StepStatus::Succeeded {
-            let shown = crate::api::executions::shown(step.output.clone(), tenant_id, execution_id);
-            if shown != step.output || crate::model::limits::json_size_over(&shown, EVENT_INLINE_OUTPUT_BYTES) {
-                let size = serde_json::to_vec(&shown).map(|b| b.len()).unwrap_or(0);
-                // Kept in S3 (`shown` made a link), or too large to repeat here: the execution has it.
-                let link = shown.get("ref").and_then(Value::as_str).map(str::to_string);
-                let size_bytes = shown.get("size_bytes").and_then(Value::as_u64).unwrap_or(size as u64);
-                data["output_ref"] = json!({
-                    "href": link.unwrap_or_else(|| format!("/v1/executions/{execution_id}")),
-                    "size_bytes": size_bytes,
-                });
-            } else {
-                data["output"] = shown;
-            }
+            put_output(&mut data, &step.output, tenant_id, execution_id);
         }
         self.emit(kind, data);
     }
+}
+
+/// An output as events carry it (a step's, the execution's): `output` inline up to
+/// `EVENT_INLINE_OUTPUT_BYTES` of JSON, else `output_ref {href, size_bytes}`: the value's own
+/// link when it is kept in S3, the execution's when it is only too large to repeat here.
+pub(crate) fn put_output(data: &mut Value, output: &Value, tenant_id: &str, execution_id: &str) {
+    use crate::model::values::{execution_link, shown};
+    let shown = shown(output.clone(), tenant_id, execution_id);
+    if shown == *output && !crate::model::limits::json_size_over(&shown, EVENT_INLINE_OUTPUT_BYTES) {
+        data["output"] = shown;
+        return;
+    }
+    let size = || serde_json::to_vec(&shown).map(|b| b.len() as u64).unwrap_or(0);
+    let href = shown.get("ref").and_then(Value::as_str).map(str::to_string);
+    data["output_ref"] = json!({
+        "href": href.unwrap_or_else(|| execution_link(execution_id)),
+        "size_bytes": shown.get("size_bytes").and_then(Value::as_u64).unwrap_or_else(size),
+    });
 }
 
 /// Writes what the log receives, one batch at a time: all that came while the previous batch

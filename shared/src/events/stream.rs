@@ -83,14 +83,7 @@ pub fn final_event(record: &ExecutionRecord) -> ExecutionEvent {
         data["error"] = json!(error);
     }
     if !record.output.is_null() {
-        let shown = crate::api::executions::shown(record.output.clone(), &record.tenant_id, &record.execution_id);
-        let size = serde_json::to_vec(&shown).map(|b| b.len()).unwrap_or(usize::MAX);
-        if shown == record.output && size <= super::EVENT_INLINE_OUTPUT_BYTES {
-            data["output"] = shown;
-        } else {
-            data["output_ref"] =
-                json!({ "href": format!("/v1/executions/{}", record.execution_id), "size_bytes": size });
-        }
+        super::put_output(&mut data, &record.output, &record.tenant_id, &record.execution_id);
     }
     ExecutionEvent {
         kind: format!("execution.{}", record.status.as_str()),

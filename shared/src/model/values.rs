@@ -61,6 +61,24 @@ pub fn public_name(key: &str) -> Option<String> {
     }
 }
 
+/// An execution's resource path, `/v1/executions/{execution_id}`.
+pub fn execution_link(execution_id: &str) -> String {
+    format!("/v1/executions/{execution_id}")
+}
+
+/// A stored value as responses and events show it: itself when inline; for a value of this
+/// execution kept in S3, `{"ref": "/v1/executions/{id}/values/{name}", "size_bytes": N}` (no
+/// response carries more than it can: Lambda answers at most 6 MB).
+pub fn shown(value: Value, tenant_id: &str, execution_id: &str) -> Value {
+    let own = ValueRef::of(&value).filter(|r| r.key.starts_with(&execution_prefix(tenant_id, execution_id)));
+    match own.and_then(|r| Some((public_name(&r.key)?, r.size_bytes))) {
+        Some((name, size_bytes)) => {
+            json!({ "ref": format!("{}/values/{name}", execution_link(execution_id)), "size_bytes": size_bytes })
+        }
+        None => value,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
