@@ -189,7 +189,7 @@ pub async fn wait_for_end<S: ExecutionStore + ?Sized>(
             break;
         }
         tokio::time::sleep(pause.min(left)).await;
-        pause = (pause * 3 / 2).min(WAIT_POLL_MAX);
+        pause = next_pause(pause);
         match store.get_execution(&execution.tenant_id, &execution.execution_id).await? {
             Some(read) => execution = read,
             None => break,
@@ -198,12 +198,17 @@ pub async fn wait_for_end<S: ExecutionStore + ?Sized>(
     Ok(execution)
 }
 
+/// The pause after `pause` in `wait_for_end`'s backoff.
+fn next_pause(pause: Duration) -> Duration {
+    (pause * 3 / 2).min(WAIT_POLL_MAX)
+}
+
 /// How many reads `wait_for_end` makes in a wait of `timeout` that never sees an end.
 pub fn wait_reads(timeout: Duration) -> u32 {
     let (mut spent, mut pause, mut reads) = (Duration::ZERO, WAIT_POLL_FIRST, 0);
     while spent < timeout {
         spent += pause.min(timeout - spent);
-        pause = (pause * 3 / 2).min(WAIT_POLL_MAX);
+        pause = next_pause(pause);
         reads += 1;
     }
     reads

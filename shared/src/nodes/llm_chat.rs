@@ -7,7 +7,7 @@ use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, with_sent_input};
 use crate::model::StepErrorCode;
 use crate::model::TokenUsage;
 use crate::nodes::NodeRuntime;
-use crate::nodes::outbound::{OutboundBody, OutboundRequest, send_observed};
+use crate::nodes::outbound::{ChunkObserver, OutboundBody, OutboundRequest, send_observed};
 use crate::nodes::sse::SseParser;
 use crate::secrets::ProviderCredential;
 use crate::template::{off_executor, render_value};
@@ -91,22 +91,19 @@ impl NodeRun for LlmChat {
         let answered = async {
             let mut assembly = StreamAssembly { anthropic, ..StreamAssembly::default() };
             let mut deltas = DeltaPublisher::new(call);
-            let sent = if chat.stream {
-                let mut observe = |chunk: &[u8]| {
-                    for text in assembly.feed(chunk) {
-                        deltas.push(&text);
-                    }
-                };
-                send_observed(runtime, call.tenant_id, request, Some(&mut observe)).await
-            } else {
-                send_observed(runtime, call.tenant_id, request, None).await
+            let mut observe = |chunk: &[u8]| {
+                for text in assembly.feed(chunk) {
+                    deltas.push(&text);
+                }
             };
+            let on_chunk = chat.stream.then_some(&mut observe as &mut ChunkObserver<'_>);
+            let sent = send_observed(runtime, call.tenant_id, request, on_chunk).await;
             // What came is published before the step ends, whatever the outcome.
             deltas.flush();
             let response = sent.map_err(|failure| assembly.billed(failure, &runtime.prices, &chat.model))?;
             // Some OpenAI-compatible servers label their stream otherwise: its events tell.
             let streamed = chat.stream && response.status < 400 && (response.is_event_stream() || assembly.seen);
-            if streamed && !assembly.complete() {
+            if streamed && !assembly.ended {
                 let failure = NodeFailure::retryable(
                     StepErrorCode::LlmStreamCut,
                     format!("'{}' ended the streamed answer before its end event", response.host),
@@ -114,7 +111,7 @@ impl NodeRun for LlmChat {
                 return Err(assembly.billed(failure, &runtime.prices, &chat.model));
             }
             let reply: Value = if streamed { assembly.reply() } else { response.json().unwrap_or(Value::Null) };
-            let usage = if anthropic { anthropic_usage(&reply) } else { openai_usage(&reply) };
+            let usage = usage_of(anthropic, &reply);
             let model = reply["model"].as_str().map(str::to_string).unwrap_or_else(|| chat.model.clone());
             let cost_usd = runtime.prices.cost_usd(&model, usage.input_tokens, usage.output_tokens);
             // Every token a provider reports is counted, whatever the outcome.
@@ -355,6 +352,11 @@ fn openai_usage(reply: &Value) -> TokenUsage {
     }
 }
 
+/// The usage a provider's reply reports, by its format.
+fn usage_of(anthropic: bool, reply: &Value) -> TokenUsage {
+    if anthropic { anthropic_usage(reply) } else { openai_usage(reply) }
+}
+
 /// Anthropic Messages `usage`: input counts fresh, cache-write and cache-read input tokens
 /// (each is billed); output is `output_tokens`.
 fn anthropic_usage(reply: &Value) -> TokenUsage {
@@ -581,10 +583,6 @@ impl StreamAssembly {
         }
     }
 
-    fn complete(&self) -> bool {
-        self.ended
-    }
-
     /// The whole reply the provider would have sent unstreamed.
     fn reply(&self) -> Value {
         if let Some(error) = &self.error {
@@ -614,8 +612,7 @@ impl StreamAssembly {
     /// A failed streamed call still counts the tokens the provider reported before it failed
     /// (Anthropic's input tokens arrive first).
     fn billed(&self, failure: NodeFailure, prices: &crate::nodes::prices::PriceTable, model: &str) -> NodeFailure {
-        let reply = json!({ "usage": Value::Object(self.usage.clone()) });
-        let usage = if self.anthropic { anthropic_usage(&reply) } else { openai_usage(&reply) };
+        let usage = usage_of(self.anthropic, &json!({ "usage": Value::Object(self.usage.clone()) }));
         if usage == TokenUsage::default() || failure.billed.is_some() {
             return failure;
         }

@@ -41,12 +41,16 @@ pub struct OutboundResponse {
 }
 
 impl OutboundResponse {
+    fn content_type_has(&self, part: &str) -> bool {
+        self.headers.get("content-type").and_then(Value::as_str).is_some_and(|ct| ct.contains(part))
+    }
+
     pub fn is_event_stream(&self) -> bool {
-        self.headers.get("content-type").and_then(Value::as_str).is_some_and(|ct| ct.contains("text/event-stream"))
+        self.content_type_has("text/event-stream")
     }
 
     pub fn is_json(&self) -> bool {
-        self.headers.get("content-type").and_then(Value::as_str).is_some_and(|ct| ct.contains("json"))
+        self.content_type_has("json")
     }
 
     /// The body as text, decoded per the `charset` its Content-Type declares (WHATWG Encoding

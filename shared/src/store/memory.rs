@@ -982,6 +982,12 @@ impl crate::triggers::TriggerStore for MemoryStore {
     }
 }
 
+/// An execution's event batches from `from_seq` on, as keys of `Inner::events`.
+fn event_range(tenant_id: &str, execution_id: &str, from_seq: u64) -> std::ops::RangeInclusive<(String, String, u64)> {
+    let (t, e) = (tenant_id.to_string(), execution_id.to_string());
+    (t.clone(), e.clone(), from_seq)..=(t, e, u64::MAX)
+}
+
 #[async_trait]
 impl crate::events::EventStore for MemoryStore {
     async fn append_events(
@@ -1007,10 +1013,9 @@ impl crate::events::EventStore for MemoryStore {
         limit: usize,
     ) -> Result<Vec<crate::events::EventBatch>, StoreError> {
         let inner = self.lock();
-        let (t, e) = (tenant_id.to_string(), execution_id.to_string());
         Ok(inner
             .events
-            .range((t.clone(), e.clone(), from_seq)..=(t, e, u64::MAX))
+            .range(event_range(tenant_id, execution_id, from_seq))
             .take(limit.max(1))
             .map(|(_, batch)| batch.clone())
             .collect())
@@ -1018,10 +1023,9 @@ impl crate::events::EventStore for MemoryStore {
 
     async fn last_event_seq(&self, tenant_id: &str, execution_id: &str) -> Result<u64, StoreError> {
         let inner = self.lock();
-        let (t, e) = (tenant_id.to_string(), execution_id.to_string());
         Ok(inner
             .events
-            .range((t.clone(), e.clone(), 0)..=(t, e, u64::MAX))
+            .range(event_range(tenant_id, execution_id, 0))
             .next_back()
             .map(|((_, _, s), _)| *s)
             .unwrap_or(0))

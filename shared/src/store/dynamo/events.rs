@@ -5,10 +5,8 @@ use super::*;
 use crate::events::{EventBatch, EventStore, ExecutionEvent};
 
 fn batch_from(item: &Item) -> Result<EventBatch, StoreError> {
-    let seq = get_s(item, "sk")?
-        .strip_prefix(EVENT_PREFIX)
-        .and_then(|digits| digits.parse().ok())
-        .ok_or_else(|| StoreError::Internal("event batch key without a seq".into()))?;
+    let seq =
+        event_seq(&get_s(item, "sk")?).ok_or_else(|| StoreError::Internal("event batch key without a seq".into()))?;
     let text = unpacked(item, "events")?.ok_or_else(|| StoreError::Internal("event batch without events".into()))?;
     let events: Vec<ExecutionEvent> =
         serde_json::from_str(&text).map_err(|e| StoreError::Internal(format!("stored events do not parse: {e}")))?;
@@ -79,6 +77,6 @@ impl EventStore for DynamoStore {
             .await
             .map_err(classify)?;
         let last = out.items.unwrap_or_default().first().and_then(|item| get_opt_s(item, "sk"));
-        Ok(last.and_then(|sk| sk.strip_prefix(EVENT_PREFIX).and_then(|d| d.parse().ok())).unwrap_or(0))
+        Ok(last.and_then(|sk| event_seq(&sk)).unwrap_or(0))
     }
 }

@@ -127,6 +127,10 @@ pub(super) fn step_sk(node_id: &str) -> String {
 pub(super) fn event_sk(seq: u64) -> String {
     format!("{EVENT_PREFIX}{:010}", seq.min(MAX_EVENT_SEQ))
 }
+/// The seq an event batch's sort key holds (`event_sk`'s inverse).
+pub(super) fn event_seq(sk: &str) -> Option<u64> {
+    sk.strip_prefix(EVENT_PREFIX)?.parse().ok()
+}
 /// Bulk steps: `~` cannot start a node id, so these never collide with a step's key.
 pub(super) fn bulk_step_sk(id: &str) -> String {
     format!("{STEP_PREFIX}~{id}")
@@ -150,6 +154,7 @@ mod tests {
         assert!(bulk_step_sk("01X").starts_with(STEP_PREFIX) && step_sk("a").starts_with(STEP_PREFIX));
         assert_eq!(idempotency_key("t1", "h")["pk"], s("T#t1#IDEM#h"));
         assert_eq!(event_sk(12), "EV#0000000012");
+        assert_eq!((event_seq(&event_sk(12)), event_seq("STEP#a")), (Some(12), None));
         assert!(event_sk(9) < event_sk(10), "seqs sort as numbers");
     }
 }
