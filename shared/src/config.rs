@@ -40,7 +40,7 @@ pub struct Config {
     pub execution_retention: Duration,
     /// Model prices added to (or overriding) the built-in table: (name prefix, input $/M,
     /// output $/M).
-    pub model_prices: Vec<(String, f64, f64)>,
+    pub model_prices: Vec<crate::nodes::prices::ModelPrice>,
     /// How many executions of one tenant run at once, by tier.
     pub running_limits: RunningLimits,
     /// The worker's invocation budget when the runtime's deadline is unusable: cargo-lambda's
@@ -524,8 +524,10 @@ fn checked_table_name(table_name: String) -> Result<String, ConfigError> {
 
 /// `{"llama3": [0, 0], "my-finetune": [0.3, 1.2]}`: name prefix to [input, output] dollars per
 /// million tokens, each a number from 0 to 1,000.
-fn parse_model_prices(raw: &str) -> Result<Vec<(String, f64, f64)>, String> {
-    let shape = "must be a JSON object like {\"llama3\": [0, 0]}: model name prefix to [input, output] dollars per million tokens";
+use crate::nodes::prices::configured_price;
+
+fn parse_model_prices(raw: &str) -> Result<Vec<crate::nodes::prices::ModelPrice>, String> {
+    let shape = "must be a JSON object like {\"llama3\": [0, 0]}: model name prefix to [input, output] or [input, output, cached input] dollars per million tokens";
     let object: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(raw).map_err(|_| shape.to_string())?;
     if object.len() > 200 {
@@ -535,10 +537,14 @@ fn parse_model_prices(raw: &str) -> Result<Vec<(String, f64, f64)>, String> {
     object
         .iter()
         .map(|(model, prices)| match prices.as_array().map(Vec::as_slice) {
-            Some([input, output]) if !model.is_empty() && model.len() <= 200 => match (price(input), price(output)) {
-                (Some(input), Some(output)) => Ok((model.clone(), input, output)),
-                _ => Err(format!("{model:?}: prices must be numbers from 0 to 1000 (dollars per million tokens)")),
-            },
+            Some(listed @ ([_, _] | [_, _, _])) if !model.is_empty() && model.len() <= 200 => {
+                let read: Option<Vec<f64>> = listed.iter().map(price).collect();
+                match read.as_deref() {
+                    Some([input, output]) => Ok(configured_price(model, *input, *output, None)),
+                    Some([input, output, cached]) => Ok(configured_price(model, *input, *output, Some(*cached))),
+                    _ => Err(format!("{model:?}: prices must be numbers from 0 to 1000 (dollars per million tokens)")),
+                }
+            }
             _ => Err(format!("{model:?}: {shape}")),
         })
         .collect()
@@ -631,6 +637,8 @@ mod tests {
             r#"{"llama3": 0}"#,
             r#"{"llama3": [0]}"#,
             r#"{"llama3": [-1, 0]}"#,
+            r#"{"llama3": [1, 2, 3, 4]}"#,
+            r#"{"llama3": [1, 2, "x"]}"#,
             r#"{"": [0, 0]}"#,
         ] {
             let err = with(("MODEL_PRICES", bad)).unwrap_err();
@@ -647,10 +655,13 @@ mod tests {
         let limits = with(("RUNNING_EXECUTION_LIMITS", "free=2, pro=20, enterprise=2000")).unwrap().running_limits;
         assert_eq!((limits.for_tier("free"), limits.for_tier("pro"), limits.for_tier("enterprise")), (2, 20, 2000));
         assert_eq!(limits.for_tier("unknown"), 2, "an unknown tier gets the free limit");
-        let configured = with(("MODEL_PRICES", r#"{"llama3": [0, 0], "ft:gpt-4o-mini": [0.3, 1.2]}"#)).unwrap();
+        let configured = with(("MODEL_PRICES", r#"{"llama3": [0, 0], "ft:gpt-4o-mini": [0.3, 1.2, 0.15]}"#)).unwrap();
         let mut prices = configured.model_prices;
-        prices.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(prices, vec![("ft:gpt-4o-mini".to_string(), 0.3, 1.2), ("llama3".to_string(), 0.0, 0.0)]);
+        prices.sort_by(|a, b| a.model.cmp(&b.model));
+        assert_eq!(
+            prices,
+            vec![configured_price("ft:gpt-4o-mini", 0.3, 1.2, Some(0.15)), configured_price("llama3", 0.0, 0.0, None)]
+        );
         let config = with(("CORS_ALLOWED_ORIGINS", "https://a.example.com, http://localhost:3000/")).unwrap();
         assert_eq!(config.cors_allowed_origins, vec!["https://a.example.com", "http://localhost:3000"]);
     }

@@ -118,7 +118,9 @@ async fn give_up_if_last_receive<S: Store>(
     let parent = record.as_ref().and_then(|r| r.parent.as_ref());
     // Only if no worker holds it: a live lease means another delivery is running it.
     let now = now_rfc3339();
-    let end = ExecutionEnd::failed(error).counted_for(parent);
+    // Its calls count in the usage counters; a failed read of the steps must not keep it running.
+    let spent = crate::executions::recorded_spend(store, tenant_id, execution_id).await.unwrap_or_default();
+    let end = ExecutionEnd::failed(error).counted_for(parent).spent(spent);
     match store.finish_execution(tenant_id, execution_id, end, &[], LeaseGuard::Free { now: &now }).await {
         Ok(true) => {
             metrics::counter!(crate::telemetry::metric::EXECUTIONS_FINISHED, "status" => "failed").increment(1);

@@ -14,7 +14,9 @@ use crate::model::limits::{
     MAX_STORED_INPUT_BYTES, MAX_STORED_OUTPUT_BYTES, MAX_VALUE_DEPTH, bounded, depth_over, json_size_over,
 };
 use crate::model::values::MAX_NODE_OUTPUT_BYTES;
-use crate::model::{NodeSpec, OnError, StepError, StepRecord, StepStatus, TokenUsage, WorkflowDefinition, now_rfc3339};
+use crate::model::{
+    ExecutionUsage, NodeSpec, OnError, StepError, StepRecord, StepStatus, TokenUsage, WorkflowDefinition, now_rfc3339,
+};
 use crate::store::values::Values;
 use crate::store::{ExecutionStore, StepStore, ValueStore};
 use async_trait::async_trait;
@@ -38,6 +40,8 @@ pub struct NodeOutput {
     pub input: Value,
     pub usage: Option<TokenUsage>,
     pub cost_usd: Option<f64>,
+    /// The model that billed `usage`, as the node names it.
+    pub model: Option<String>,
 }
 
 impl From<Value> for NodeOutput {
@@ -75,11 +79,13 @@ pub struct NodeFailure {
     pub billed: Option<Box<Billed>>,
 }
 
-/// Tokens a provider billed for one call, and their price (None: the model is not priced).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Tokens a provider billed for one call, their price (None: the model is not priced) and the
+/// model, as the node names it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Billed {
     pub usage: TokenUsage,
     pub cost_usd: Option<f64>,
+    pub model: String,
 }
 
 impl NodeFailure {
@@ -105,18 +111,20 @@ pub fn with_sent_input(input: Value, result: Result<NodeOutput, NodeFailure>) ->
 }
 
 /// Usage and cost summed over a node's attempts: every attempt a provider billed counts.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Spent {
     usage: Option<TokenUsage>,
     cost_usd: Option<f64>,
+    model: Option<String>,
 }
 
 impl Spent {
-    fn add(&mut self, usage: Option<TokenUsage>, cost_usd: Option<f64>) {
+    fn add(&mut self, usage: Option<TokenUsage>, cost_usd: Option<f64>, model: Option<&str>) {
         if let Some(more) = usage {
-            let total = self.usage.get_or_insert_with(TokenUsage::default);
-            total.input_tokens += more.input_tokens;
-            total.output_tokens += more.output_tokens;
+            self.usage = Some(self.usage.unwrap_or_default().plus(more));
+        }
+        if let Some(model) = model {
+            self.model = Some(model.to_string());
         }
         if let Some(more) = cost_usd {
             self.cost_usd = Some(crate::model::round_usd(self.cost_usd.unwrap_or(0.0) + more));
@@ -320,6 +328,7 @@ async fn run_node(
             input,
             usage: spent.usage,
             cost_usd: spent.cost_usd,
+            model: spent.model,
         };
         // A value nested past MAX_VALUE_DEPTH could be stored but never read back (serde_json
         // reads 128 levels): the node fails instead, before anything keeps it.
@@ -340,12 +349,12 @@ async fn run_node(
         });
         match result {
             Ok(produced) => {
-                spent.add(produced.usage, produced.cost_usd);
+                spent.add(produced.usage, produced.cost_usd, produced.model.as_deref());
                 break step(StepStatus::Succeeded, produced.output, None, produced.input, spent);
             }
             Err(failure) => {
                 if let Some(billed) = failure.billed.as_deref() {
-                    spent.add(Some(billed.usage), billed.cost_usd);
+                    spent.add(Some(billed.usage), billed.cost_usd, Some(&billed.model));
                 }
                 if failure.retryable && attempt < max_attempts {
                     tracing::info!(attempt, code = %failure.code, "node failed; retrying");
@@ -386,6 +395,9 @@ fn record_node_metrics(node_type: &str, step: &StepRecord, elapsed: Duration) {
 pub struct RunResult {
     pub outcome: RunOutcome,
     pub unrecorded: Vec<StepRecord>,
+    /// What every step of the execution so far spent (its final write keeps it for the usage
+    /// counters).
+    pub usage: ExecutionUsage,
     /// The waits of nodes parked in this run, whatever the outcome: a checkpoint keeps them, so
     /// the next invocation does not begin them again (a second token, a second notification).
     pub waits: Vec<Wait>,
@@ -433,10 +445,13 @@ pub async fn run(
     let mut pending: Vec<&NodeSpec> = definition.nodes.iter().filter(|n| !state.steps.contains_key(&n.id)).collect();
     let mut unrecorded: Vec<StepRecord> = Vec::new();
     let mut parked: Vec<Wait> = Vec::new();
-    let done = |outcome, unrecorded, waits| Ok(RunResult { outcome, unrecorded, waits });
+    // What the run spent so far, over every step it knows (recorded before or in this run).
+    let done = |outcome, unrecorded, waits, steps: &HashMap<String, StepRecord>| {
+        Ok(RunResult { outcome, unrecorded, waits, usage: ExecutionUsage::of(steps.values()) })
+    };
     loop {
         if let Some((node_id, error)) = state.failed.clone() {
-            return done(RunOutcome::Failed { node_id, error }, unrecorded, parked);
+            return done(RunOutcome::Failed { node_id, error }, unrecorded, parked, &state.steps);
         }
         // Resolve what can be resolved: ready to run, or skipped because no incoming edge carries the run.
         let mut ready: Vec<&NodeSpec> = Vec::new();
@@ -481,7 +496,7 @@ pub async fn run(
         let mut progressed = skipped;
         for node in parking {
             if let Some(reason) = stop() {
-                return done(RunOutcome::Stopped(reason), unrecorded, parked);
+                return done(RunOutcome::Stopped(reason), unrecorded, parked, &state.steps);
             }
             // A wait that begins here starts its step (before an approval's notification, whose
             // retries are its own).
@@ -504,7 +519,7 @@ pub async fn run(
                 continue;
             }
             if state.failed.is_none() && !parked.is_empty() {
-                return done(RunOutcome::Parked(parked.clone()), unrecorded, parked);
+                return done(RunOutcome::Parked(parked.clone()), unrecorded, parked, &state.steps);
             }
             let output = definition
                 .nodes
@@ -513,16 +528,16 @@ pub async fn run(
                 .and_then(|n| state.steps.get(&n.id))
                 .map(|s| s.output.clone())
                 .unwrap_or(Value::Null);
-            return done(RunOutcome::Succeeded { output }, unrecorded, parked);
+            return done(RunOutcome::Succeeded { output }, unrecorded, parked, &state.steps);
         }
         for wave in ready.chunks(max_concurrency.clamp(1, 64)) {
             // Checked before every wave (and, in `run_node`, before every attempt): a cancel or
             // a failed node stops a fan-out before its next call, not after the whole ready set.
             if let Some((node_id, error)) = state.failed.clone() {
-                return done(RunOutcome::Failed { node_id, error }, unrecorded, parked);
+                return done(RunOutcome::Failed { node_id, error }, unrecorded, parked, &state.steps);
             }
             if let Some(reason) = stop() {
-                return done(RunOutcome::Stopped(reason), unrecorded, parked);
+                return done(RunOutcome::Stopped(reason), unrecorded, parked, &state.steps);
             }
             // Every wave, the first included, ends at the checkpoint time: a call that never
             // answers is abandoned there and runs again in the next invocation.
@@ -543,13 +558,13 @@ pub async fn run(
                 state.add(kept, node.on_error);
             }
             if let Some((node_id, error)) = state.failed.clone() {
-                return done(RunOutcome::Failed { node_id, error }, unrecorded, parked);
+                return done(RunOutcome::Failed { node_id, error }, unrecorded, parked, &state.steps);
             }
             if interrupted {
                 // The abandoned nodes have no step: they run again when the execution resumes.
                 let reason = stop().unwrap_or(StopReason::Deadline);
                 tracing::warn!(?reason, "nodes not finished at the cutoff or the stop were abandoned");
-                return done(RunOutcome::Stopped(reason), unrecorded, parked);
+                return done(RunOutcome::Stopped(reason), unrecorded, parked, &state.steps);
             }
         }
     }

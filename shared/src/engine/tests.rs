@@ -262,8 +262,9 @@ async fn every_billed_attempt_counts_and_a_failed_step_keeps_what_it_sent() {
     let billed = |retryable| NodeFailure {
         retryable,
         billed: Some(Box::new(Billed {
-            usage: TokenUsage { input_tokens: 100, output_tokens: 20 },
+            usage: TokenUsage::new(100, 20),
             cost_usd: Some(0.0003),
+            model: "gpt-4o-mini".into(),
         })),
         ..NodeFailure::permanent(StepErrorCode::LlmInvalidJson, "not json")
     };
@@ -274,10 +275,7 @@ async fn every_billed_attempt_counts_and_a_failed_step_keeps_what_it_sent() {
         finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     assert_eq!(outcome, RunOutcome::Succeeded { output: json!("ok") });
     let work = &steps_of(&store, "e1").await["work"];
-    assert_eq!(
-        (work.attempts, work.usage, work.cost_usd),
-        (2, Some(TokenUsage { input_tokens: 100, output_tokens: 20 }), Some(0.0003))
-    );
+    assert_eq!((work.attempts, work.usage, work.cost_usd), (2, Some(TokenUsage::new(100, 20)), Some(0.0003)));
 
     // Two billed failures: both are counted, and the failed step shows the input it sent.
     let (store, executor) = (MemoryStore::new(), Counting::default());
@@ -285,7 +283,7 @@ async fn every_billed_attempt_counts_and_a_failed_step_keeps_what_it_sent() {
     finished(run(&ctx(&workflow, &json!({}), "e1"), &store, &executor, &never, 4).await.unwrap(), &store).await;
     let work = &steps_of(&store, "e1").await["work"];
     assert_eq!(work.status, StepStatus::Failed);
-    assert_eq!(work.usage, Some(TokenUsage { input_tokens: 200, output_tokens: 40 }));
+    assert_eq!(work.usage, Some(TokenUsage::new(200, 40)));
     assert_eq!((work.cost_usd, &work.input), (Some(0.0006), &sent));
 }
 

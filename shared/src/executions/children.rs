@@ -230,7 +230,11 @@ async fn redrive_failed_children<S: Store + ?Sized>(
             let hold = format!("redrive/{}", batch.parent_execution_id);
             let (now, hold_until) =
                 (crate::model::now_rfc3339(), crate::model::rfc3339_in(super::start::REDRIVE_HOLD.as_secs() as i64));
-            if !store.redrive_child(tenant_id, &child.execution_id, link, &deadline, &hold, &hold_until, &now).await? {
+            let kept = super::start::kept_spend(&store.load_steps(tenant_id, &child.execution_id).await?);
+            if !store
+                .redrive_child(tenant_id, &child.execution_id, link, &deadline, &hold, &hold_until, &now, &kept)
+                .await?
+            {
                 continue;
             }
             store.reset_steps_for_redrive(tenant_id, &child.execution_id).await?;

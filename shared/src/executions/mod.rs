@@ -83,8 +83,9 @@ pub async fn process<S: Store>(
     if children::parent_ended(store, &execution).await? {
         // The parent was cancelled (or ended otherwise): its children stop too.
         let now = now_rfc3339();
-        let end =
-            ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None).counted_for(execution.parent.as_ref());
+        let end = ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None)
+            .counted_for(execution.parent.as_ref())
+            .spent(recorded_spend(store, tenant_id, execution_id).await?);
         if store.finish_execution(tenant_id, execution_id, end, &[], LeaseGuard::Free { now: &now }).await? {
             return Ok(Processed::Finished(ExecutionStatus::Cancelled));
         }
@@ -95,7 +96,8 @@ pub async fn process<S: Store>(
         let error =
             StepError { code: StepErrorCode::ExecutionTimedOut.into(), message: "the execution timeout passed".into() };
         let end = ExecutionEnd::now(ExecutionStatus::TimedOut, Value::Null, Some(error))
-            .counted_for(execution.parent.as_ref());
+            .counted_for(execution.parent.as_ref())
+            .spent(recorded_spend(store, tenant_id, execution_id).await?);
         if store.finish_execution(tenant_id, execution_id, end, &[], LeaseGuard::Free { now: &now }).await? {
             let processed = Processed::Finished(ExecutionStatus::TimedOut);
             record_metrics(&execution, &processed);
@@ -330,7 +332,7 @@ async fn run_with_log<S: Store>(
             }
         }
     };
-    let RunResult { outcome, unrecorded, waits: begun } = tokio::select! {
+    let RunResult { outcome, unrecorded, waits: begun, usage } = tokio::select! {
         result = engine::run(&ctx, store, executor, &stop, engine::DEFAULT_CONCURRENCY) => result?,
         _ = watcher => unreachable!("the watcher never ends"),
     };
@@ -391,7 +393,7 @@ async fn run_with_log<S: Store>(
             return Ok(processed);
         }
     };
-    let end = ExecutionEnd::now(status, output, error).counted_for(execution.parent.as_ref());
+    let end = ExecutionEnd::now(status, output, error).counted_for(execution.parent.as_ref()).spent(usage);
     let processed = if store.finish_execution(tenant_id, execution_id, end, &unrecorded, guard).await? {
         Processed::Finished(status)
     } else {
@@ -492,6 +494,16 @@ fn record_metrics(execution: &ExecutionRecord, processed: &Processed) {
         Processed::Deferred(_) => metrics::counter!(metric::TENANT_LIMITED).increment(1),
         Processed::Parked(_) => metrics::counter!(metric::EXECUTIONS_PARKED).increment(1),
     }
+}
+
+/// What an execution's recorded steps spent, for an end written outside a run (a cancel, a
+/// timeout, a worker giving up, the sweeper): the usage counters count its calls all the same.
+pub(crate) async fn recorded_spend<S: crate::store::StepStore + ?Sized>(
+    store: &S,
+    tenant_id: &str,
+    execution_id: &str,
+) -> Result<crate::model::ExecutionUsage, StoreError> {
+    Ok(crate::model::ExecutionUsage::of(&store.load_steps(tenant_id, execution_id).await?))
 }
 
 #[cfg(test)]

@@ -272,7 +272,12 @@ async fn enqueue<S: ExecutionStore + ?Sized>(
 /// Stops an execution. A queued one that no worker holds ends `cancelled` at once (returns
 /// `Cancelled`); a running one is asked to stop, and its worker sees the flag within a second,
 /// before its next node or attempt (returns `Requested`).
-pub async fn cancel<S: ExecutionStore + ?Sized>(
+/// What a redrive's kept steps (the succeeded ones) spent.
+pub(crate) fn kept_spend(steps: &[crate::model::StepRecord]) -> crate::model::ExecutionUsage {
+    crate::model::ExecutionUsage::of(steps.iter().filter(|s| s.status == crate::model::StepStatus::Succeeded))
+}
+
+pub async fn cancel<S: ExecutionStore + StepStore + ?Sized>(
     store: &S,
     execution: &ExecutionRecord,
 ) -> Result<CancelOutcome, LifecycleError> {
@@ -284,8 +289,9 @@ pub async fn cancel<S: ExecutionStore + ?Sized>(
     // message later finds it final and does nothing).
     if matches!(execution.status, ExecutionStatus::Queued | ExecutionStatus::Waiting) {
         let now = now_rfc3339();
-        let end =
-            ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None).counted_for(execution.parent.as_ref());
+        let end = ExecutionEnd::now(ExecutionStatus::Cancelled, Value::Null, None)
+            .counted_for(execution.parent.as_ref())
+            .spent(super::recorded_spend(store, tenant_id, id).await?);
         if store.finish_execution(tenant_id, id, end, &[], LeaseGuard::Free { now: &now }).await? {
             return Ok(CancelOutcome::Cancelled);
         }
@@ -344,7 +350,9 @@ where
     // forgotten: a stale message cannot run it between the reset and the enqueue.
     let hold = format!("redrive/{request_id}");
     let (now, hold_until) = (now_rfc3339(), rfc3339_in(REDRIVE_HOLD.as_secs() as i64));
-    if !store.redrive_execution(tenant_id, id, &deadline, &hold, &hold_until, &now).await? {
+    // The kept steps were counted when it ended: its next end counts from them.
+    let kept = kept_spend(&store.load_steps(tenant_id, id).await?);
+    if !store.redrive_execution(tenant_id, id, &deadline, &hold, &hold_until, &now, &kept).await? {
         // Another redrive got there first, or a worker still holds it.
         return Err(match store.get_execution(tenant_id, id).await? {
             Some(now) if now.status != execution.status => LifecycleError::NotRedrivable(now.status),

@@ -45,7 +45,7 @@ fn stamp(at: DateTime<Utc>) -> String {
 
 /// Sweeps once, as of `now` (the scheduled invocation passes the clock; tests pass a later
 /// time instead of waiting). A queue refusal is logged and the execution found again next time.
-pub async fn sweep<S: ExecutionStore + ?Sized>(
+pub async fn sweep<S: ExecutionStore + crate::store::StepStore + ?Sized>(
     store: &S,
     queue: &dyn ExecutionQueue,
     now: DateTime<Utc>,
@@ -90,7 +90,8 @@ pub async fn sweep<S: ExecutionStore + ?Sized>(
             // worker move the parent's window on (`executions::children`).
             let record = store.get_execution(tenant_id, execution_id).await?;
             let parent = record.as_ref().and_then(|r| r.parent.clone());
-            let end = end.counted_for(parent.as_ref());
+            let end =
+                end.counted_for(parent.as_ref()).spent(super::recorded_spend(store, tenant_id, execution_id).await?);
             // Conditional on still being due: a worker that checkpointed since the index was
             // read is left alone.
             let guard = LeaseGuard::Stranded { now: &now_text };

@@ -350,13 +350,45 @@ pub struct StepRecord {
     /// None when the node used no priced model (unknown model: None, never 0).
     #[serde(default)]
     pub cost_usd: Option<f64>,
+    /// The model that billed `usage` (llm.chat's `model`, as sent); None for nodes that call none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
-/// Tokens a model call used.
+/// Tokens a model call used. `input_tokens` counts every input token, the cached ones too;
+/// the cache counts say how many of them the provider billed at its cache prices.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TokenUsage {
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Input tokens read from the provider's prompt cache (OpenAI `cached_tokens`, Anthropic
+    /// `cache_read_input_tokens`), billed at the cached-input price.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_input_tokens: u64,
+    /// Input tokens written to the prompt cache (Anthropic `cache_creation_input_tokens`),
+    /// billed at the cache-write price.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_input_tokens: u64,
+}
+
+impl TokenUsage {
+    /// Input and output counts alone (no cache).
+    pub fn new(input_tokens: u64, output_tokens: u64) -> TokenUsage {
+        TokenUsage { input_tokens, output_tokens, ..TokenUsage::default() }
+    }
+    /// Both calls' tokens.
+    pub fn plus(self, more: TokenUsage) -> TokenUsage {
+        TokenUsage {
+            input_tokens: self.input_tokens + more.input_tokens,
+            output_tokens: self.output_tokens + more.output_tokens,
+            cached_input_tokens: self.cached_input_tokens + more.cached_input_tokens,
+            cache_write_input_tokens: self.cache_write_input_tokens + more.cache_write_input_tokens,
+        }
+    }
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Whole nano-dollars: costs and their sums stay readable (no 0.30000000000000004).

@@ -6,10 +6,12 @@
 mod codes;
 mod execution;
 pub mod limits;
+mod usage;
 pub mod values;
 
 pub use codes::StepErrorCode;
 pub use execution::*;
+pub use usage::{ExecutionUsage, ModelUsage, UNNAMED_MODEL, nano_usd};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -113,12 +113,13 @@ impl NodeRun for LlmChat {
             let reply: Value = if streamed { assembly.reply() } else { response.json().unwrap_or(Value::Null) };
             let usage = usage_of(anthropic, &reply);
             let model = reply["model"].as_str().map(str::to_string).unwrap_or_else(|| chat.model.clone());
-            let cost_usd = runtime.prices.cost_usd(&model, usage.input_tokens, usage.output_tokens);
+            let cost_usd = runtime.prices.cost_usd(&model, &usage);
+            // Usage is counted under the model as the node names it (a provider's dated
+            // snapshot name would split one model's counters).
+            let bill = || Box::new(Billed { usage, cost_usd, model: chat.model.clone() });
             // Every token a provider reports is counted, whatever the outcome.
-            let billed = |failure: NodeFailure| NodeFailure {
-                billed: (usage != TokenUsage::default()).then(|| Box::new(Billed { usage, cost_usd })),
-                ..failure
-            };
+            let billed =
+                |failure: NodeFailure| NodeFailure { billed: (usage != TokenUsage::default()).then(bill), ..failure };
             // The provider's own words, bounded; providers sometimes echo the key they were given.
             let detail = |text: &str| {
                 text.replace(credential.api_key.as_str(), "<redacted>").chars().take(300).collect::<String>()
@@ -138,14 +139,17 @@ impl NodeRun for LlmChat {
                     // The call was paid for: its tokens count although the node failed.
                     let message = "the model was asked for JSON and answered something else";
                     let failure = NodeFailure::permanent(StepErrorCode::LlmInvalidJson, message);
-                    return Err(NodeFailure {
-                        billed: Some(Box::new(Billed { usage: answer.usage, cost_usd })),
-                        ..failure
-                    });
+                    return Err(NodeFailure { billed: Some(bill()), ..failure });
                 };
                 output["json"] = parsed;
             }
-            Ok(NodeOutput { output, input: Value::Null, usage: Some(answer.usage), cost_usd })
+            Ok(NodeOutput {
+                output,
+                input: Value::Null,
+                usage: Some(answer.usage),
+                cost_usd,
+                model: Some(chat.model.clone()),
+            })
         };
         with_sent_input(rendered_input, answered.await)
     }
@@ -341,14 +345,19 @@ fn error_object(reply: &Value) -> Option<ReplyProblem> {
     Some(ReplyProblem::ProviderError { message, transient: transient_kind(&kind.to_ascii_lowercase()) })
 }
 
-/// OpenAI Chat Completions `usage`: `prompt_tokens` (cached ones included) and
-/// `completion_tokens` (reasoning ones included); `total_tokens` fills a missing side.
+/// OpenAI Chat Completions `usage`: `prompt_tokens` (cached ones included, counted in
+/// `prompt_tokens_details.cached_tokens`) and `completion_tokens` (reasoning ones included);
+/// `total_tokens` fills a missing side.
 fn openai_usage(reply: &Value) -> TokenUsage {
     let count = |name: &str| reply.pointer(&format!("/usage/{name}")).and_then(Value::as_u64);
     let (input, output, total) = (count("prompt_tokens"), count("completion_tokens"), count("total_tokens"));
+    let input_tokens = input.or_else(|| Some(total?.saturating_sub(output.unwrap_or(0)))).unwrap_or(0);
     TokenUsage {
-        input_tokens: input.or_else(|| Some(total?.saturating_sub(output.unwrap_or(0)))).unwrap_or(0),
+        input_tokens,
         output_tokens: output.or_else(|| Some(total?.saturating_sub(input.unwrap_or(0)))).unwrap_or(0),
+        // Never more than the input it is part of (a server's inconsistent report).
+        cached_input_tokens: count("prompt_tokens_details/cached_tokens").unwrap_or(0).min(input_tokens),
+        cache_write_input_tokens: 0,
     }
 }
 
@@ -361,9 +370,12 @@ fn usage_of(anthropic: bool, reply: &Value) -> TokenUsage {
 /// (each is billed); output is `output_tokens`.
 fn anthropic_usage(reply: &Value) -> TokenUsage {
     let count = |name: &str| reply.pointer(&format!("/usage/{name}")).and_then(Value::as_u64).unwrap_or(0);
+    let (cache_write, cache_read) = (count("cache_creation_input_tokens"), count("cache_read_input_tokens"));
     TokenUsage {
-        input_tokens: count("input_tokens") + count("cache_creation_input_tokens") + count("cache_read_input_tokens"),
+        input_tokens: count("input_tokens") + cache_write + cache_read,
         output_tokens: count("output_tokens"),
+        cached_input_tokens: cache_read,
+        cache_write_input_tokens: cache_write,
     }
 }
 
@@ -616,9 +628,9 @@ impl StreamAssembly {
         if usage == TokenUsage::default() || failure.billed.is_some() {
             return failure;
         }
-        let model = self.model.as_deref().unwrap_or(model);
-        let cost_usd = prices.cost_usd(model, usage.input_tokens, usage.output_tokens);
-        NodeFailure { billed: Some(Box::new(Billed { usage, cost_usd })), ..failure }
+        let priced = self.model.as_deref().unwrap_or(model);
+        let cost_usd = prices.cost_usd(priced, &usage);
+        NodeFailure { billed: Some(Box::new(Billed { usage, cost_usd, model: model.to_string() })), ..failure }
     }
 }
 
@@ -695,7 +707,8 @@ mod tests {
             .respond_with(ResponseTemplate::new(200).set_body_json(json!({
                 "id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini-2024-07-18",
                 "choices": [ { "index": 0, "message": { "role": "assistant", "content": "A story." }, "finish_reason": "stop" } ],
-                "usage": { "prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500 } })))
+                "usage": { "prompt_tokens": 1000, "completion_tokens": 500, "total_tokens": 1500,
+                           "prompt_tokens_details": { "cached_tokens": 600 } } })))
             .expect(1)
             .mount(&server)
             .await;
@@ -703,8 +716,13 @@ mod tests {
         let produced = run(&node(json!({ "temperature": 0.2 })), &runtime).await.unwrap();
         assert_eq!(produced.output["text"], "A story.");
         assert_eq!(produced.output["finish_reason"], "stop");
-        assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 1000, output_tokens: 500 }));
-        assert_eq!(produced.cost_usd, Some(0.00045), "gpt-4o-mini: 1000 x 0.15/M + 500 x 0.60/M");
+        assert_eq!(produced.usage, Some(TokenUsage { cached_input_tokens: 600, ..TokenUsage::new(1000, 500) }));
+        assert_eq!(
+            produced.cost_usd,
+            Some(0.000405),
+            "gpt-4o-mini: 400 x 0.15/M + 600 cached x 0.075/M + 500 x 0.60/M"
+        );
+        assert_eq!(produced.model.as_deref(), Some("gpt-4o-mini"), "counted under the model the node names");
         assert_eq!(produced.input["messages"][0]["content"], "Summarize: a long story");
         assert!(!produced.input.to_string().contains("sk-test-secret"), "the key never reaches the step");
     }
@@ -729,10 +747,15 @@ mod tests {
         let produced =
             run(&node(json!({ "model": "claude-next", "response_format": "json" })), &runtime).await.unwrap();
         assert_eq!(produced.output["json"], json!({ "summary": "short" }));
-        assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 20, output_tokens: 7 }));
+        assert_eq!(produced.usage, Some(TokenUsage::new(20, 7)));
         assert_eq!(produced.cost_usd, None, "an unknown model is unpriced, not free");
         // Priced once the deployment lists it (MODEL_PRICES): 20 in at $1/M + 7 out at $5/M.
-        let prices = super::super::prices::PriceTable::with_configured(vec![("claude-next".into(), 1.0, 5.0)]);
+        let prices = super::super::prices::PriceTable::with_configured(vec![super::super::prices::configured_price(
+            "claude-next",
+            1.0,
+            5.0,
+            None,
+        )]);
         let priced = NodeRuntime { prices: Arc::new(prices), ..runtime };
         let produced = run(&node(json!({ "model": "claude-next", "response_format": "json" })), &priced).await.unwrap();
         assert_eq!(produced.cost_usd, Some(0.000055));
@@ -780,7 +803,7 @@ mod tests {
             run(&node(json!({ "model": "gpt-4o-mini", "response_format": "json" })), &runtime).await.unwrap_err();
         assert_eq!(prose.code, "LLM_INVALID_JSON");
         // A reply that does not parse was still billed: 1000 in at $0.15/M + 100 out at $0.60/M.
-        let billed = Billed { usage: TokenUsage { input_tokens: 1000, output_tokens: 100 }, cost_usd: Some(0.00021) };
+        let billed = Billed { usage: TokenUsage::new(1000, 100), cost_usd: Some(0.00021), model: "gpt-4o-mini".into() };
         assert_eq!(prose.billed.as_deref(), Some(&billed));
     }
 
@@ -1047,7 +1070,7 @@ mod tests {
         let produced = result.unwrap();
         assert_eq!(produced.output["text"], whole.as_str());
         assert_eq!(produced.output["finish_reason"], "stop");
-        assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 1000, output_tokens: 500 }));
+        assert_eq!(produced.usage, Some(TokenUsage::new(1000, 500)));
         assert_eq!(produced.cost_usd, Some(0.00045), "priced as the unstreamed call");
         assert_eq!(delta_text(&events), whole, "the deltas add up to the answer");
         assert!(events.iter().all(|e| e["data"]["node_id"] == "ask"), "{events:?}");
@@ -1058,7 +1081,7 @@ mod tests {
         let produced = result.unwrap();
         assert_eq!(produced.output["text"], whole.as_str());
         assert_eq!(produced.output["finish_reason"], "end_turn");
-        assert_eq!(produced.usage, Some(TokenUsage { input_tokens: 20, output_tokens: 7 }));
+        assert_eq!(produced.usage, Some(TokenUsage::new(20, 7)));
         assert_eq!(delta_text(&events), whole);
     }
 

@@ -397,8 +397,9 @@ pub async fn steps_are_recorded_once_per_node(store: &dyn Store) {
         output: json!({ "status": 200, "body": { "items": [1, 2, 3] } }),
         error: None,
         input: json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": "Hi" }] }),
-        usage: Some(TokenUsage { input_tokens: 12, output_tokens: 30 }),
+        usage: Some(TokenUsage { cached_input_tokens: 4, ..TokenUsage::new(12, 30) }),
         cost_usd: Some(0.0000198),
+        model: Some("gpt-4o-mini".into()),
     };
     let failed = StepRecord {
         node_id: "summarize".into(),
@@ -754,7 +755,7 @@ pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_st
     store.create_execution(&record, &definition("snap", &["a", "b"])).await.unwrap();
     let (hold, now, hold_until) = ("redrive/r", "2030-01-01T00:00:10.000Z", "2030-01-01T00:01:10.000Z");
     let redrive = |tenant: String, id: String, deadline: &'static str, now: &'static str| async move {
-        store.redrive_execution(&tenant, &id, deadline, hold, hold_until, now).await.unwrap()
+        store.redrive_execution(&tenant, &id, deadline, hold, hold_until, now, &Default::default()).await.unwrap()
     };
     assert!(!redrive(tenant.clone(), id.into(), "2031-01-01T00:00:00.000Z", now).await, "queued: no redrive");
     let error = StepError { code: "HTTP_500".into(), message: "down".into() };
@@ -876,7 +877,12 @@ pub async fn parked_executions_hold_no_lease_and_resume_cancel_or_end(store: &dy
             .await
             .unwrap()
     );
-    assert!(store.redrive_execution(&tenant, failed_id, "2030-01-03T00:00:00.000Z", "hold", later, now).await.unwrap());
+    assert!(
+        store
+            .redrive_execution(&tenant, failed_id, "2030-01-03T00:00:00.000Z", "hold", later, now, &Default::default())
+            .await
+            .unwrap()
+    );
     assert!(store.get_execution(&tenant, failed_id).await.unwrap().unwrap().waits.is_empty());
 }
 
@@ -966,15 +972,42 @@ pub async fn child_batches_count_each_end_once_and_list_children_in_item_order(s
     let succeeded = child_execution_id(&parent, "each", 0);
     let redrive_at = "2030-01-01T00:10:00.000Z";
     assert!(
-        !store.redrive_child(&tenant, &succeeded, &link(0).unwrap(), redrive_at, "h", later, redrive_at).await.unwrap()
-    );
-    assert!(
-        store
-            .redrive_child(&tenant, &failed, &link1, redrive_at, "h", "2030-01-01T00:11:00.000Z", redrive_at)
+        !store
+            .redrive_child(
+                &tenant,
+                &succeeded,
+                &link(0).unwrap(),
+                redrive_at,
+                "h",
+                later,
+                redrive_at,
+                &Default::default()
+            )
             .await
             .unwrap()
     );
-    assert!(!store.redrive_child(&tenant, &failed, &link1, redrive_at, "h", later, redrive_at).await.unwrap(), "once");
+    assert!(
+        store
+            .redrive_child(
+                &tenant,
+                &failed,
+                &link1,
+                redrive_at,
+                "h",
+                "2030-01-01T00:11:00.000Z",
+                redrive_at,
+                &Default::default()
+            )
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .redrive_child(&tenant, &failed, &link1, redrive_at, "h", later, redrive_at, &Default::default())
+            .await
+            .unwrap(),
+        "once"
+    );
     let after = store.get_child_batch(&tenant, &parent, "each").await.unwrap().unwrap();
     assert_eq!((after.succeeded, after.failed), (2, 0));
     assert_eq!(store.get_execution(&tenant, &failed).await.unwrap().unwrap().status, ExecutionStatus::Queued);

@@ -622,6 +622,7 @@ impl ExecutionStore for MemoryStore {
         hold: &str,
         hold_until: &str,
         now: &str,
+        _kept: &crate::model::ExecutionUsage,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
         match inner.executions.get_mut(&(tenant_id.to_string(), child_execution_id.to_string())) {
@@ -781,6 +782,7 @@ impl ExecutionStore for MemoryStore {
         hold: &str,
         hold_until: &str,
         now: &str,
+        _kept: &crate::model::ExecutionUsage,
     ) -> Result<bool, StoreError> {
         match self.lock().executions.get_mut(&(tenant_id.to_string(), execution_id.to_string())) {
             Some(entry)

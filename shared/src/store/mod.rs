@@ -5,7 +5,7 @@
 use crate::error::StoreError;
 use crate::model::{ApiKeyRecord, CredentialRecord, Tenant, VersionRecord, WorkflowDefinition, WorkflowRecord};
 use crate::model::{CallbackRecord, ChildBatch, ExecutionRecord, ExecutionStatus, ParentLink, Wait};
-use crate::model::{StepError, StepRecord};
+use crate::model::{ExecutionUsage, StepError, StepRecord};
 use async_trait::async_trait;
 
 // Test support: compiled only for tests and for crates that enable `test-util`.
@@ -196,12 +196,26 @@ pub struct ExecutionEnd {
     /// A child execution's parent: the same write counts this end in the parent's child batch
     /// (`succeeded`, or `failed` for any other end), so a child's end is counted exactly once.
     pub child_of: Option<ParentLink>,
+    /// What the execution's steps spent: kept on the execution by the same write, where the
+    /// usage counters read it from the table's change stream (`crate::usage`).
+    pub usage: ExecutionUsage,
 }
 
 impl ExecutionEnd {
     /// Ends now.
     pub fn now(status: ExecutionStatus, output: serde_json::Value, error: Option<StepError>) -> Self {
-        ExecutionEnd { status, output, error, at: crate::model::now_rfc3339(), child_of: None }
+        ExecutionEnd {
+            status,
+            output,
+            error,
+            at: crate::model::now_rfc3339(),
+            child_of: None,
+            usage: ExecutionUsage::default(),
+        }
+    }
+    /// The same end, with what the steps spent.
+    pub fn spent(self, usage: ExecutionUsage) -> Self {
+        ExecutionEnd { usage, ..self }
     }
     /// The same end, counted in the parent's batch when the execution is a child.
     pub fn counted_for(self, parent: Option<&ParentLink>) -> Self {
@@ -327,6 +341,7 @@ pub trait ExecutionStore: Send + Sync {
         hold: &str,
         hold_until: &str,
         now: &str,
+        kept: &ExecutionUsage,
     ) -> Result<bool, StoreError>;
     /// Records that the batch was set up for the parent's redrive `generation`.
     async fn set_batch_generation(
@@ -366,8 +381,10 @@ pub trait ExecutionStore: Send + Sync {
     /// Puts a failed or timed-out execution that no worker holds back to queued with a new
     /// deadline: its end (finished_at, output, error) is cleared, `redrive_count` goes up, and
     /// `hold` takes the lease until `hold_until` (so no stale message runs it while its steps are
-    /// reset; release it after). One conditional write; false if the execution is not failed or
-    /// timed out, or a live lease is held on it.
+    /// reset; release it after). `kept` is what the steps the redrive keeps spent: the usage
+    /// counters count the next end's spend from there. One conditional write; false if the
+    /// execution is not failed or timed out, or a live lease is held on it.
+    #[allow(clippy::too_many_arguments)]
     async fn redrive_execution(
         &self,
         tenant_id: &str,
@@ -376,6 +393,7 @@ pub trait ExecutionStore: Send + Sync {
         hold: &str,
         hold_until: &str,
         now: &str,
+        kept: &ExecutionUsage,
     ) -> Result<bool, StoreError>;
     /// Unfinished executions whose `sweep_at` passed before `now` (their lease expired, or they
     /// were queued or checkpointed that long ago with no worker picking them up), oldest first,

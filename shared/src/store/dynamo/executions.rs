@@ -189,7 +189,7 @@ impl ExecutionStore for DynamoStore {
             Some(error) => serde_json::to_string(&error).map_err(|e| StoreError::Internal(e.to_string()))?,
             None => "null".to_string(),
         };
-        let finish = "SET #status = :final, #output = :output, #error = :error, finished_at = :at \
+        let finish = "SET #status = :final, #output = :output, #error = :error, finished_at = :at, #usage = :usage \
                       REMOVE lease_owner, lease_until, sweep_pk, sweep_at, waiting_reason, waits";
         let mut values = vec![
             (":queued", s("queued")),
@@ -199,6 +199,7 @@ impl ExecutionStore for DynamoStore {
             (":output", s(crate::model::limits::bounded_execution_output(end.output).to_string())),
             (":error", s(error)),
             (":at", s(end.at)),
+            (":usage", s(usage_json(&end.usage)?)),
         ];
         let (lease_condition, lease_values) = lease_condition(guard);
         values.extend(lease_values);
@@ -549,8 +550,10 @@ impl ExecutionStore for DynamoStore {
         hold: &str,
         hold_until: &str,
         now: &str,
+        kept: &crate::model::ExecutionUsage,
     ) -> Result<bool, StoreError> {
-        let (update, condition, values) = redrive_update(execution_id, deadline_at, hold, hold_until, now, false);
+        let (update, condition, values) =
+            redrive_update(execution_id, deadline_at, hold, hold_until, now, false, kept)?;
         self.update_if(execution_key(tenant_id, execution_id), update, &condition, values).await
     }
 
@@ -563,8 +566,10 @@ impl ExecutionStore for DynamoStore {
         hold: &str,
         hold_until: &str,
         now: &str,
+        kept: &crate::model::ExecutionUsage,
     ) -> Result<bool, StoreError> {
-        let (update, condition, values) = redrive_update(child_execution_id, deadline_at, hold, hold_until, now, true);
+        let (update, condition, values) =
+            redrive_update(child_execution_id, deadline_at, hold, hold_until, now, true, kept)?;
         let uncount = Update::builder()
             .table_name(&self.table)
             .set_key(Some(child_batch_key(tenant_id, &parent.execution_id, &parent.node_id)))
@@ -740,6 +745,12 @@ impl ExecutionStore for DynamoStore {
 /// A redrive's write: back to queued with a new deadline, its end cleared, held by `hold` until
 /// `hold_until`; only from failed or timed out (and cancelled, for a child whose parent is
 /// redriven), with no live lease.
+/// An execution's spend as its `usage` attribute holds it: compact JSON (ExecutionUsage), read
+/// from the change stream by the usage counters (`store::dynamo::usage`).
+pub(super) fn usage_json(usage: &crate::model::ExecutionUsage) -> Result<String, StoreError> {
+    serde_json::to_string(usage).map_err(|e| StoreError::Internal(e.to_string()))
+}
+
 fn redrive_update(
     execution_id: &str,
     deadline_at: &str,
@@ -747,7 +758,8 @@ fn redrive_update(
     hold_until: &str,
     now: &str,
     cancelled_too: bool,
-) -> (&'static str, String, Vec<(&'static str, AttributeValue)>) {
+    kept: &crate::model::ExecutionUsage,
+) -> Result<(&'static str, String, Vec<(&'static str, AttributeValue)>), StoreError> {
     let (free, now_values) = lease_condition(LeaseGuard::Free { now });
     let mut values = vec![
         (":queued", s("queued")),
@@ -762,15 +774,16 @@ fn redrive_update(
         (":hold", s(hold)),
         (":hold_until", s(hold_until)),
         (":sweep_pk", s(sweep_pk(execution_id))),
+        (":usage", s(usage_json(kept)?)),
     ];
     values.extend(now_values);
     let update = "SET #status = :queued, deadline_at = :deadline, #output = :null, #error = :null, \
                   cancel_requested = :no, redrive_count = if_not_exists(redrive_count, :zero) + :one, \
                   lease_owner = :hold, lease_until = :hold_until, \
-                  sweep_pk = :sweep_pk, sweep_at = :hold_until, sweep_count = :zero \
+                  sweep_pk = :sweep_pk, sweep_at = :hold_until, sweep_count = :zero, #usage = :usage \
                   REMOVE finished_at, waits";
     let condition = format!("attribute_exists(pk) AND #status IN (:failed, :timed_out, :cancelled) AND {free}");
-    (update, condition, values)
+    Ok((update, condition, values))
 }
 
 /// Reads and conditional writes one acquire may try before it reports the slots contended.

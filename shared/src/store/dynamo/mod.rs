@@ -325,14 +325,15 @@ impl DynamoStore {
     }
 }
 
-/// Names for the reserved words `#status`, `#output` and `#error` the expressions use; None when
+/// Names for the reserved words `#status`, `#output`, `#error` and `#usage` the expressions use; None when
 /// they use none (DynamoDB refuses an empty map).
 fn reserved_names(update: &str, condition: &str) -> Option<HashMap<String, String>> {
-    let names: HashMap<String, String> = [("#status", "status"), ("#output", "output"), ("#error", "error")]
-        .into_iter()
-        .filter(|(placeholder, _)| update.contains(placeholder) || condition.contains(placeholder))
-        .map(|(placeholder, name)| (placeholder.to_string(), name.to_string()))
-        .collect();
+    let names: HashMap<String, String> =
+        [("#status", "status"), ("#output", "output"), ("#error", "error"), ("#usage", "usage")]
+            .into_iter()
+            .filter(|(placeholder, _)| update.contains(placeholder) || condition.contains(placeholder))
+            .map(|(placeholder, name)| (placeholder.to_string(), name.to_string()))
+            .collect();
     (!names.is_empty()).then_some(names)
 }
 

@@ -74,6 +74,7 @@ pub(super) fn step_from(item: &Item) -> Result<StepRecord, StoreError> {
             Some(AttributeValue::N(number)) => number.parse().ok(),
             _ => None,
         },
+        model: get_opt_s(item, "model"),
     })
 }
 
@@ -123,6 +124,9 @@ impl StepStore for DynamoStore {
         }
         if let Some(cost) = step.cost_usd {
             item.insert("cost_usd".into(), n(cost));
+        }
+        if let Some(model) = &step.model {
+            item.insert("model".into(), s(model));
         }
         self.put_new(item).await
     }
