@@ -19,6 +19,7 @@ pub mod store;
 pub mod telemetry;
 pub mod template;
 pub mod triggers;
+pub mod usage;
 pub mod validation;
 pub mod wiring;
 pub mod worker;

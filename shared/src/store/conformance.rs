@@ -34,6 +34,7 @@ macro_rules! store_conformance_tests {
             child_batches_count_each_end_once_and_list_children_in_item_order,
             triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revision,
             execution_events_append_once_per_seq_and_read_in_order,
+            usage_rows_add_once_per_batch_and_list_by_day_range,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -500,8 +501,14 @@ pub async fn executions_lifecycle_and_lease(store: &dyn Store) {
     let failed_at = "2030-01-01T00:00:09.000Z";
     let bulk = [pure("q", json!({ "n": 1 })), pure("alone", json!("bulk copy"))];
     store.record_step(&tenant, id, &pure("alone", json!("recorded alone"))).await.unwrap();
-    let end =
-        |status, output, error, at: &str| ExecutionEnd { status, output, error, at: at.to_string(), child_of: None };
+    let end = |status, output, error, at: &str| ExecutionEnd {
+        status,
+        output,
+        error,
+        at: at.to_string(),
+        child_of: None,
+        usage: Default::default(),
+    };
     let failed = end(ExecutionStatus::Failed, json!(null), Some(error.clone()), failed_at);
     // Only the lease's holder writes the end: not a worker whose lease was taken, nor the API.
     assert!(!store.finish_execution(&tenant, id, failed.clone(), &bulk, LeaseGuard::Held("worker-b")).await.unwrap());
@@ -765,6 +772,7 @@ pub async fn redrive_requeues_only_failed_executions_and_keeps_only_succeeded_st
         error: Some(error),
         at: "2030-01-01T00:00:09.000Z".into(),
         child_of: None,
+        usage: Default::default(),
     };
     let pure = [StepRecord { node_id: "pure".into(), status: StepStatus::Succeeded, ..StepRecord::default() }];
     assert!(store.finish_execution(&tenant, id, failed, &pure, LeaseGuard::Free { now }).await.unwrap());
@@ -1129,4 +1137,57 @@ pub async fn execution_events_append_once_per_seq_and_read_in_order(store: &dyn 
     assert_eq!(store.last_event_seq(&tenant, &execution).await.unwrap(), 11);
     assert!(store.read_events("another", &execution, 1, 100).await.unwrap().is_empty(), "tenant-scoped");
     assert_eq!(store.last_event_seq("another", &execution).await.unwrap(), 0);
+}
+
+/// Usage rows: a batch adds once however often it is retried (more than one transaction's worth
+/// of rows too), rows list by day range and page, and another tenant's rows stay apart.
+pub async fn usage_rows_add_once_per_batch_and_list_by_day_range(store: &dyn Store) {
+    use crate::usage::{UsageCounters, UsageGroup, UsageRow};
+    let (tenant, other) = (new_id(), new_id());
+    let row = |tenant: &str, group, day: &str, name: Option<String>, calls| UsageRow {
+        tenant_id: tenant.to_string(),
+        day: day.to_string(),
+        group,
+        name,
+        counters: UsageCounters { llm_calls: calls, input_tokens: 10 * calls, ..UsageCounters::default() },
+    };
+    // 150 workflow rows on one day: two transactions' worth.
+    let mut rows: Vec<UsageRow> =
+        (0..150).map(|i| row(&tenant, UsageGroup::Workflow, "2030-02-01", Some(format!("wf-{i:03}")), 1)).collect();
+    rows.push(row(&tenant, UsageGroup::Day, "2030-01-31", None, 2));
+    rows.push(row(&tenant, UsageGroup::Day, "2030-02-01", None, 3));
+    rows.push(row(&other, UsageGroup::Day, "2030-02-01", None, 7));
+    rows.sort_by_key(|r| (r.tenant_id.clone(), r.group, crate::usage::row_key(r)));
+    let batch = format!("batch-{tenant}");
+    store.add_usage(&batch, &rows).await.unwrap();
+    store.add_usage(&batch, &rows).await.unwrap();
+    let days = store.list_usage(&tenant, UsageGroup::Day, "2030-01-01", "2030-12-31", None, 10).await.unwrap();
+    let seen: Vec<_> =
+        days.items.iter().map(|r| (r.day.as_str(), r.counters.llm_calls, r.counters.input_tokens)).collect();
+    assert_eq!(seen, [("2030-01-31", 2, 20), ("2030-02-01", 3, 30)], "a retried batch adds nothing");
+    // Another batch adds to the same rows.
+    let again = [row(&tenant, UsageGroup::Day, "2030-02-01", None, 1)];
+    store.add_usage(&format!("{batch}-2"), &again).await.unwrap();
+    let one = store.list_usage(&tenant, UsageGroup::Day, "2030-02-01", "2030-02-01", None, 10).await.unwrap();
+    assert_eq!(one.items.iter().map(|r| r.counters.llm_calls).collect::<Vec<_>>(), [4]);
+    // 150 named rows, paged by 100.
+    let first = store.list_usage(&tenant, UsageGroup::Workflow, "2030-02-01", "2030-02-01", None, 100).await.unwrap();
+    assert_eq!(first.items.len(), 100);
+    let after = first.next_after.clone().expect("a second page");
+    let second =
+        store.list_usage(&tenant, UsageGroup::Workflow, "2030-02-01", "2030-02-01", Some(&after), 100).await.unwrap();
+    assert_eq!(second.items.len(), 50);
+    assert!(second.next_after.is_none());
+    assert_eq!(second.items.last().and_then(|r| r.name.as_deref()), Some("wf-149"));
+    assert!(second.items.iter().all(|r| r.counters.llm_calls == 1), "every row added once");
+    assert!(
+        store
+            .list_usage(&tenant, UsageGroup::Workflow, "2030-02-02", "2030-03-01", None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    let theirs = store.list_usage(&other, UsageGroup::Day, "2030-01-01", "2030-12-31", None, 10).await.unwrap();
+    assert_eq!(theirs.items.iter().map(|r| r.counters.llm_calls).collect::<Vec<_>>(), [7]);
 }

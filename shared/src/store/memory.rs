@@ -23,6 +23,10 @@ pub struct MemoryStore {
 struct Inner {
     /// Fault injection for tests: every step read fails as a store outage would.
     step_reads_fail: bool,
+    /// (tenant, group, row key) -> usage row.
+    usage: BTreeMap<(String, crate::usage::UsageGroup, String), crate::usage::UsageRow>,
+    /// Batch ids already counted.
+    usage_batches: std::collections::BTreeSet<String>,
     /// (tenant, workflow id) -> record; BTreeMap keeps ULID order.
     workflows: BTreeMap<(String, String), WorkflowRecord>,
     /// (tenant, workflow id, version sort key) -> record.
@@ -1038,4 +1042,47 @@ impl crate::events::EventStore for MemoryStore {
 mod tests {
     crate::store_conformance_tests!(async { super::MemoryStore::new() });
     crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
+}
+
+#[async_trait]
+impl crate::usage::UsageStore for MemoryStore {
+    async fn add_usage(&self, batch_id: &str, rows: &[crate::usage::UsageRow]) -> Result<(), StoreError> {
+        let mut inner = self.lock();
+        if !inner.usage_batches.insert(batch_id.to_string()) {
+            return Ok(());
+        }
+        for row in rows {
+            let key = (row.tenant_id.clone(), row.group, crate::usage::row_key(row));
+            let stored = inner
+                .usage
+                .entry(key)
+                .or_insert_with(|| crate::usage::UsageRow { counters: Default::default(), ..row.clone() });
+            stored.counters = stored.counters.plus(&row.counters);
+        }
+        Ok(())
+    }
+
+    async fn list_usage(
+        &self,
+        tenant_id: &str,
+        group: crate::usage::UsageGroup,
+        from: &str,
+        to: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<crate::usage::UsageRow>, StoreError> {
+        let inner = self.lock();
+        let end = format!("{to}~");
+        let mut rows: Vec<crate::usage::UsageRow> = inner
+            .usage
+            .range((tenant_id.to_string(), group, from.to_string())..=(tenant_id.to_string(), group, end))
+            .filter(|((_, _, key), _)| after.is_none_or(|after| key.as_str() > after))
+            .map(|(_, row)| row.clone())
+            .take(limit + 1)
+            .collect();
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next_after = if more { rows.last().map(crate::usage::row_key) } else { None };
+        Ok(Page { items: rows, next_after })
+    }
 }

@@ -509,6 +509,7 @@ pub trait Store:
     + HealthProbe
     + crate::triggers::TriggerStore
     + crate::events::EventStore
+    + crate::usage::UsageStore
 {
 }
 impl<
@@ -520,7 +521,8 @@ impl<
         + ValueStore
         + HealthProbe
         + crate::triggers::TriggerStore
-        + crate::events::EventStore,
+        + crate::events::EventStore
+        + crate::usage::UsageStore,
 > Store for T
 {
 }

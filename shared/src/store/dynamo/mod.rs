@@ -47,12 +47,14 @@ mod steps;
 mod table;
 mod tenants;
 mod triggers;
+mod usage;
 mod workflows;
 
 use item::*;
 use keys::*;
 use steps::{TRANSACTION_BYTES, TRANSACTION_ITEMS, bulk_step_items};
 pub use table::{SWEEP_PROJECTION, create_table};
+pub use usage::finishes_from_stream;
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -17,6 +17,14 @@ pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError
         .create_table()
         .table_name(table)
         .billing_mode(BillingMode::PayPerRequest)
+        // The usage counters read executions' final writes from the change stream.
+        .stream_specification(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(internal)?,
+        )
         .attribute_definitions(attribute("pk").map_err(internal)?)
         .attribute_definitions(attribute("sk").map_err(internal)?)
         .attribute_definitions(attribute("gsi1pk").map_err(internal)?)

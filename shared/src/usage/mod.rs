@@ -1,0 +1,252 @@
+//! Usage counters: what each tenant's finished executions spent, per UTC day, in total, by
+//! workflow and by model.
+//!
+//! Counting adds no write to a run. An execution's final write keeps what its steps spent
+//! (`ExecutionUsage`, the `usage` attribute); the table's change stream delivers that write to
+//! the `count-usage` function (a Lambda event source on DynamoDB Streams, filtered to changes
+//! into a final status), which adds a whole batch of finishes to the counters at once: one
+//! update per (tenant, day) row touched, however many executions the batch holds. So a busy
+//! tenant's day row takes one write per batch, not one per execution (no hot item).
+//!
+//! Nothing counts twice:
+//! - A finish is counted on the change *into* a final status; a finish that was already final
+//!   (a redelivered message, a second worker) writes nothing, so the stream has nothing.
+//! - A redriven execution counts again when it ends again (executions by final status count
+//!   ends), but only what it spent since: its redrive keeps what its kept steps spent, and the
+//!   next end counts the difference.
+//! - A batch that Lambda retries is recognised: each transaction of counter updates carries a
+//!   marker item named after the batch (`batch_id`, from its first and last stream record) and
+//!   its chunk, written only if absent; a chunk already applied is skipped whole.
+
+use crate::error::StoreError;
+use crate::model::{ExecutionStatus, ExecutionUsage};
+use crate::store::Page;
+use async_trait::async_trait;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// NodeAI's own AWS cost of one execution, nano-dollars: the 10-node workflow of
+/// `scripts/bench aws_requests` (docs/benchmarks.md: $10.46 per million with Lambda, DynamoDB,
+/// SQS and Secrets Manager, plus $2.50 of sweep-index writes), rounded up with its share of
+/// the usage counting itself. An estimate, not a bill: a run's real cost grows with its
+/// side-effecting nodes, values kept in S3, events and waits.
+pub const AWS_COST_PER_EXECUTION_NANO_USD: u64 = 13_000;
+
+/// Which rows a listing reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageGroup {
+    /// One row per day: every counter.
+    Day,
+    /// One row per day and workflow: every counter.
+    Workflow,
+    /// One row per day and model: the model counters (calls, tokens, cost).
+    Model,
+}
+
+impl UsageGroup {
+    pub fn parse(text: &str) -> Option<UsageGroup> {
+        match text {
+            "day" => Some(UsageGroup::Day),
+            "workflow" => Some(UsageGroup::Workflow),
+            "model" => Some(UsageGroup::Model),
+            _ => None,
+        }
+    }
+}
+
+/// The counters of one row. Costs in nano-dollars (USD x 10^9), so sums are exact integers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UsageCounters {
+    pub executions_succeeded: u64,
+    pub executions_failed: u64,
+    pub executions_cancelled: u64,
+    pub executions_timed_out: u64,
+    pub node_runs: u64,
+    /// Steps that called a model.
+    pub llm_calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cached_input_tokens: u64,
+    /// Priced model calls' cost.
+    pub model_cost_nano_usd: u64,
+    /// Model calls with no known price (their cost is not in `model_cost_nano_usd`).
+    pub unpriced_calls: u64,
+    /// NodeAI's AWS cost estimate (`AWS_COST_PER_EXECUTION_NANO_USD` per finish).
+    pub aws_cost_nano_usd: u64,
+}
+
+/// Counter names as stored, with their values: one place for both stores.
+impl UsageCounters {
+    pub const NAMES: [&'static str; 12] = [
+        "executions_succeeded",
+        "executions_failed",
+        "executions_cancelled",
+        "executions_timed_out",
+        "node_runs",
+        "llm_calls",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "model_cost_nano_usd",
+        "unpriced_calls",
+        "aws_cost_nano_usd",
+    ];
+
+    pub fn values(&self) -> [u64; 12] {
+        [
+            self.executions_succeeded,
+            self.executions_failed,
+            self.executions_cancelled,
+            self.executions_timed_out,
+            self.node_runs,
+            self.llm_calls,
+            self.input_tokens,
+            self.output_tokens,
+            self.cached_input_tokens,
+            self.model_cost_nano_usd,
+            self.unpriced_calls,
+            self.aws_cost_nano_usd,
+        ]
+    }
+
+    /// From values in `NAMES` order.
+    pub fn from_values(v: [u64; 12]) -> UsageCounters {
+        UsageCounters {
+            executions_succeeded: v[0],
+            executions_failed: v[1],
+            executions_cancelled: v[2],
+            executions_timed_out: v[3],
+            node_runs: v[4],
+            llm_calls: v[5],
+            input_tokens: v[6],
+            output_tokens: v[7],
+            cached_input_tokens: v[8],
+            model_cost_nano_usd: v[9],
+            unpriced_calls: v[10],
+            aws_cost_nano_usd: v[11],
+        }
+    }
+
+    pub fn plus(&self, more: &UsageCounters) -> UsageCounters {
+        let (a, b) = (self.values(), more.values());
+        UsageCounters::from_values(std::array::from_fn(|i| a[i] + b[i]))
+    }
+
+    pub fn executions(&self) -> u64 {
+        self.executions_succeeded + self.executions_failed + self.executions_cancelled + self.executions_timed_out
+    }
+}
+
+/// One counter row: a tenant's day, in total or for one workflow or model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub tenant_id: String,
+    /// The UTC day, YYYY-MM-DD.
+    pub day: String,
+    pub group: UsageGroup,
+    /// The workflow id or the model name; None for a day row.
+    pub name: Option<String>,
+    pub counters: UsageCounters,
+}
+
+/// One execution's change into a final status, as the change stream shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedExecution {
+    pub tenant_id: String,
+    pub workflow_id: String,
+    pub status: ExecutionStatus,
+    /// RFC 3339, UTC: its day is the counters' day.
+    pub finished_at: String,
+    /// What it spent since it was last counted (everything, unless it was redriven).
+    pub spent: ExecutionUsage,
+}
+
+/// The counter store: rows added once per batch, read by range.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    /// Adds every row's counters (one update per row), once per `batch_id`: rows already added
+    /// under it are not added again. Rows come sorted (as `aggregate` gives them), so a retried
+    /// batch splits into the same transactions.
+    async fn add_usage(&self, batch_id: &str, rows: &[UsageRow]) -> Result<(), StoreError>;
+    /// A tenant's rows of `group` from day `from` to day `to` (YYYY-MM-DD, both included), in
+    /// day order (then by name), after the row key `after`, at most `limit`. A Query, never a
+    /// Scan. `next_after` continues the listing.
+    async fn list_usage(
+        &self,
+        tenant_id: &str,
+        group: UsageGroup,
+        from: &str,
+        to: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<UsageRow>, StoreError>;
+}
+
+/// A row's position in its listing: day, then name.
+pub fn row_key(row: &UsageRow) -> String {
+    match &row.name {
+        Some(name) => format!("{}#{name}", row.day),
+        None => row.day.clone(),
+    }
+}
+
+/// The counter rows a batch of finishes adds up to, sorted by (tenant, group, day, name).
+pub fn aggregate(finishes: &[FinishedExecution]) -> Vec<UsageRow> {
+    let mut rows: BTreeMap<(String, UsageGroup, String, Option<String>), UsageCounters> = BTreeMap::new();
+    for finish in finishes {
+        let day = finish.finished_at.get(..10).unwrap_or("1970-01-01").to_string();
+        let models = finish.spent.models.values();
+        let model_total = models.fold(UsageCounters::default(), |sum, m| sum.plus(&model_counters(m)));
+        let status = |s: ExecutionStatus| u64::from(finish.status == s);
+        let execution = UsageCounters {
+            executions_succeeded: status(ExecutionStatus::Succeeded),
+            executions_failed: status(ExecutionStatus::Failed),
+            executions_cancelled: status(ExecutionStatus::Cancelled),
+            executions_timed_out: status(ExecutionStatus::TimedOut),
+            node_runs: finish.spent.node_runs,
+            aws_cost_nano_usd: AWS_COST_PER_EXECUTION_NANO_USD,
+            ..model_total
+        };
+        let mut add = |group, name: Option<String>, counters: UsageCounters| {
+            let row = rows.entry((finish.tenant_id.clone(), group, day.clone(), name)).or_default();
+            *row = row.plus(&counters);
+        };
+        add(UsageGroup::Day, None, execution);
+        add(UsageGroup::Workflow, Some(finish.workflow_id.clone()), execution);
+        for (model, used) in &finish.spent.models {
+            add(UsageGroup::Model, Some(model.clone()), model_counters(used));
+        }
+    }
+    rows.into_iter()
+        .map(|((tenant_id, group, day, name), counters)| UsageRow { tenant_id, day, group, name, counters })
+        .collect()
+}
+
+fn model_counters(used: &crate::model::ModelUsage) -> UsageCounters {
+    UsageCounters {
+        llm_calls: used.calls,
+        input_tokens: used.input_tokens,
+        output_tokens: used.output_tokens,
+        cached_input_tokens: used.cached_input_tokens,
+        model_cost_nano_usd: used.cost_nano_usd,
+        unpriced_calls: used.unpriced_calls,
+        ..UsageCounters::default()
+    }
+}
+
+/// Counts one stream batch's finishes: returns how many rows it touched.
+pub async fn count_finishes(
+    store: &dyn UsageStore,
+    batch_id: &str,
+    finishes: &[FinishedExecution],
+) -> Result<usize, StoreError> {
+    let rows = aggregate(finishes);
+    if !rows.is_empty() {
+        store.add_usage(batch_id, &rows).await?;
+    }
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests;
