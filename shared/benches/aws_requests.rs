@@ -151,7 +151,7 @@ async fn main() {
         aws_sdk_secretsmanager::config::Builder::from(&sdk).interceptor(counter.clone()).build(),
     );
     let table = format!("nodeai-bench-{}", ulid::Ulid::new().to_string().to_lowercase());
-    create_table(&dynamo, &table).await.expect("create the bench table");
+    create_table(&dynamo, &table, nodeai::store::dynamo::ChangeStream::Off).await.expect("create the bench table");
     let queue_url =
         sqs.create_queue().queue_name(format!("{table}-executions")).send().await.unwrap().queue_url.unwrap();
     let s3 = aws_sdk_s3::Client::from_conf(
@@ -226,6 +226,7 @@ async fn main() {
         let (mut start_time, mut worker_time) = (Duration::ZERO, Duration::ZERO);
         let mut last_execution = String::new();
         let mut by_phase: BTreeMap<(&str, String), usize> = BTreeMap::new();
+        let mut finished_ids = Vec::new();
         for i in 0..EXECUTIONS {
             let began = Instant::now();
             let body = Some(json!({ "input": { "topic": format!("run {i}") } }));
@@ -275,6 +276,7 @@ async fn main() {
             }
             let execution_id = started["execution_id"].as_str().unwrap();
             last_execution = execution_id.to_string();
+            finished_ids.push(execution_id.to_string());
             let done = store.get_execution(&tenant.tenant_id, execution_id).await.unwrap().unwrap();
             assert_eq!(done.status.as_str(), "succeeded", "{:?}", done.error);
             counter.take(); // the check above is not part of an execution
@@ -357,6 +359,7 @@ async fn main() {
         println!("{:<44} {:>14.2}", "Step Functions Express (+ 2 task Lambdas)", express * 1e6);
         println!("(API Gateway, $3.50 per million REST calls, is the same for all three and left out; so is the time");
         println!(" a worker waits on the model, which a Lambda bills and Standard's callback pattern does not.)");
+        usage_counting_cost(store.as_ref(), &counter, &tenant.tenant_id, &id, &finished_ids).await;
     }
     let bench = Bench {
         app: &app,
@@ -792,4 +795,51 @@ async fn capacity_units(
          workflow {workflow} B, version {version} B, run slots {run_slots} B, event batches {events:?} B"
     );
     CapacityUnits { write, read, sizes }
+}
+
+/// What the usage counters add per execution: the finishes of this run counted as the stream
+/// consumer counts them (`usage::count_finishes`, the same code), once as one batch of all of
+/// them (a busy tenant) and once a batch per execution (a quiet one). Every item a counter
+/// transaction writes is under 1 KB: 2 WRU each (transactional).
+async fn usage_counting_cost(
+    store: &DynamoStore,
+    counter: &RequestCounter,
+    tenant_id: &str,
+    workflow_id: &str,
+    execution_ids: &[String],
+) {
+    use nodeai::store::StepStore;
+    let mut finishes = Vec::new();
+    for id in execution_ids {
+        let steps = store.load_steps(tenant_id, id).await.unwrap();
+        finishes.push(nodeai::usage::FinishedExecution {
+            tenant_id: tenant_id.to_string(),
+            workflow_id: workflow_id.to_string(),
+            status: nodeai::model::ExecutionStatus::Succeeded,
+            finished_at: nodeai::model::now_rfc3339(),
+            spent: nodeai::model::ExecutionUsage::of(&steps),
+        });
+    }
+    counter.take();
+    let batch_id = format!("bench-{}", ulid::Ulid::new());
+    let rows = nodeai::usage::count_finishes(store, &batch_id, &finishes).await.unwrap();
+    let transactions: usize =
+        counter.take().into_iter().filter(|(op, _)| op.ends_with(".TransactWriteItems")).map(|(_, n)| n).sum();
+    let per_batch_units = 2 * (rows + 1);
+    let n = finishes.len() as f64;
+    println!();
+    println!("usage counting (count-usage, one stream batch of {} finishes):", finishes.len());
+    println!(
+        "  one batch: {transactions} TransactWriteItems, {rows} counter rows + 1 marker = {per_batch_units} WRU: {:.2} WRU, ${:.3} per million executions",
+        per_batch_units as f64 / n,
+        per_batch_units as f64 / n * DYNAMO_PER_WRITE_UNIT * 1e6
+    );
+    let single = nodeai::usage::aggregate(&finishes[..1]).len();
+    let single_units = 2 * (single + 1);
+    println!(
+        "  a batch per execution: {single} rows + 1 marker = {single_units} WRU: ${:.2} per million, plus one count-usage invocation each (${:.2})",
+        single_units as f64 * DYNAMO_PER_WRITE_UNIT * 1e6,
+        LAMBDA_PER_REQUEST * 1e6
+    );
+    println!("  the execution's final write grows by its usage attribute (about 200 B), inside the same write");
 }

@@ -214,7 +214,7 @@ pub const VARIABLES: &[(&str, &str)] = &[
     ),
     (
         "MODEL_PRICES",
-        "optional; JSON object of model name prefix to [input, output] dollars per million tokens, e.g. {\"llama3\": [0, 0]}; adds to and overrides the built-in price table",
+        "optional; JSON object of model name prefix to [input, output] or [input, output, cached input] dollars per million tokens, e.g. {\"llama3\": [0, 0]}; adds to and overrides the built-in price table (GET /v1/models/prices shows the result)",
     ),
     (
         "RUNNING_EXECUTION_LIMITS",

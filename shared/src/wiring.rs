@@ -243,6 +243,40 @@ pub async fn serve_sweeper() -> Result<(), Error> {
     .await
 }
 
+/// Cold start of the usage counter (`usage`): DynamoDB only. Each invocation is a batch of the
+/// table's change stream (the Lambda event source, filtered to executions changing into a final
+/// status); it adds the batch's finishes to the counters. An error fails the invocation, and
+/// the event source retries the same batch, which counts once.
+pub async fn serve_usage_counter() -> Result<(), Error> {
+    use aws_lambda_events::event::dynamodb::Event;
+    use lambda_http::lambda_runtime::{self, LambdaEvent};
+    let config = config_and_tracing();
+    crate::telemetry::init_metrics(&config.stage);
+    let sdk_config = aws_config::load_from_env().await;
+    let store = Arc::new(dynamo_store(&config, &sdk_config));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
+        let store = store.clone();
+        async move {
+            let (batch_id, finishes) = crate::store::dynamo::finishes_from_stream(&event.payload);
+            let counted = crate::usage::count_finishes(store.as_ref(), &batch_id, &finishes).await;
+            crate::telemetry::flush_metrics(std::io::stdout());
+            match counted {
+                Ok(rows) => {
+                    tracing::info!(
+                        records = event.payload.records.len(),
+                        finishes = finishes.len(),
+                        rows,
+                        "usage counted"
+                    );
+                    Ok(serde_json::json!({ "finishes": finishes.len(), "rows": rows }))
+                }
+                Err(e) => Err(Error::from(format!("the usage counters could not be written: {e}"))),
+            }
+        }
+    }))
+    .await
+}
+
 /// The DynamoDB adapter as every function uses it: the configured table and retention.
 fn dynamo_store(config: &Config, sdk_config: &aws_config::SdkConfig) -> DynamoStore {
     DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk_config), config.table_name.clone())

@@ -41,7 +41,7 @@ pub async fn dynamo_client() -> aws_sdk_dynamodb::Client {
 pub async fn fresh_store() -> DynamoStore {
     let client = dynamo_client().await;
     let table = format!("nodeai-test-{}", ulid::Ulid::new().to_string().to_lowercase());
-    create_table(&client, &table).await.expect("create the test table");
+    create_table(&client, &table, nodeai::store::dynamo::ChangeStream::Off).await.expect("create the test table");
     let values = fresh_value_store().await;
     DynamoStore::new(client, table).with_values(Arc::new(values))
 }

@@ -576,3 +576,114 @@ async fn streamed_model_tokens_reach_the_events_stream_before_the_step_ends() {
         assert_eq!(events.last().unwrap().data["output"], answer);
     }
 }
+
+/// Finished executions reach the usage counters through the table's change stream (the local
+/// stream poller plays the Lambda event source): five runs over two workflows and two models
+/// give exactly the tokens, calls and costs their steps recorded, by day, workflow and model.
+#[tokio::test]
+#[ignore = "needs the local stack: run through scripts/test"]
+async fn usage_counts_finished_executions_by_workflow_and_model_through_the_stream() {
+    let stack = Stack::start().await;
+    let stub = std::env::var("NODEAI_MODEL_STUB").expect("NODEAI_MODEL_STUB: scripts/test starts the model stub");
+    let credential = json!({ "provider": "openai", "api_key": "sk-stub-usage", "base_url": format!("{stub}/v1") });
+    let (status, _, body) = stack.send(Method::PUT, "/v1/credentials/usage-stub", Some(credential), true).await;
+    assert!(status.is_success(), "{body}");
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let mut workflows = Vec::new();
+    for model in ["gpt-4o-mini", "claude-haiku-4-5"] {
+        let definition = json!({
+            "name": format!("usage {model}"),
+            "nodes": [
+                { "id": "ask", "type": "llm.chat", "config": { "credential": "usage-stub", "model": model,
+                  "messages": [ { "role": "user", "content": "{{ input.words }}" } ] } },
+                { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.ask.output.text }}" } }
+            ],
+            "edges": [ { "from": "ask", "to": "done" } ]
+        });
+        let (_, _, created) = stack.send(Method::POST, "/v1/workflows", Some(definition), true).await;
+        workflows.push((created["id"].as_str().unwrap().to_string(), model));
+    }
+    // 3 runs of the first, 2 of the second, with inputs of different lengths.
+    let mut expected: std::collections::BTreeMap<&str, (u64, u64, u64, f64)> = Default::default();
+    for (i, (workflow, model)) in
+        [&workflows[0], &workflows[0], &workflows[0], &workflows[1], &workflows[1]].into_iter().enumerate()
+    {
+        let words = "alpha beta gamma delta epsilon zeta".split(' ').take(i + 1).collect::<Vec<_>>().join(" ");
+        let input = json!({ "version": "draft", "input": { "words": words } });
+        let (status, _, started) =
+            stack.send(Method::POST, &format!("/v1/workflows/{workflow}/executions?wait=20"), Some(input), true).await;
+        assert_eq!((status.as_u16(), started["status"].as_str()), (200, Some("succeeded")), "{started}");
+        let step = &started["steps"].as_array().unwrap().iter().find(|s| s["node_id"] == "ask").unwrap().clone();
+        let entry = expected.entry(*model).or_default();
+        entry.0 += 1;
+        entry.1 += step["usage"]["input_tokens"].as_u64().unwrap();
+        entry.2 += step["usage"]["output_tokens"].as_u64().unwrap();
+        entry.3 += step["cost_usd"].as_f64().expect("both models are priced");
+    }
+    // The stream poller counts within a second or two of each end.
+    let usage = |group: &'static str| {
+        let stack = &stack;
+        let path = format!("/v1/usage?from={today}&to={today}&group_by={group}");
+        async move { stack.send(Method::GET, &path, None, true).await }
+    };
+    let mut report = Value::Null;
+    for _ in 0..60 {
+        let (status, _, body) = usage("workflow").await;
+        assert_eq!(status, 200, "{body}");
+        report = body;
+        if report["totals"]["executions"]["total"] == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let totals = &report["totals"];
+    assert_eq!(
+        totals["executions"],
+        json!({ "total": 5, "succeeded": 5, "failed": 0, "cancelled": 0, "timed_out": 0 }),
+        "{report}"
+    );
+    assert_eq!((totals["node_runs"].as_u64(), totals["llm_calls"].as_u64()), (Some(10), Some(5)), "{report}");
+    let sum = |field: usize| expected.values().map(|e| [e.1, e.2][field]).sum::<u64>();
+    assert_eq!(totals["input_tokens"].as_u64(), Some(sum(0)), "{report}");
+    assert_eq!(totals["output_tokens"].as_u64(), Some(sum(1)), "{report}");
+    let cost: f64 = expected.values().map(|e| e.3).sum();
+    assert!((totals["model_cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9, "{report} vs {cost}");
+    assert!(totals["aws_cost_usd"].as_f64().unwrap() > 0.0);
+    let rows = report["items"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{report}");
+    for (workflow, model) in &workflows {
+        let row = rows.iter().find(|r| r["workflow_id"] == workflow.as_str()).unwrap_or_else(|| panic!("{report}"));
+        let (runs, input, output, _) = expected[model];
+        assert_eq!(row["day"], today.as_str());
+        assert_eq!(row["executions"]["succeeded"].as_u64(), Some(runs), "{row}");
+        assert_eq!((row["input_tokens"].as_u64(), row["output_tokens"].as_u64()), (Some(input), Some(output)), "{row}");
+    }
+    let (_, _, by_model) = usage("model").await;
+    let models = by_model["items"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "{by_model}");
+    for (model, (runs, input, _, cost)) in &expected {
+        let row = models.iter().find(|r| r["model"] == *model).unwrap_or_else(|| panic!("{by_model}"));
+        assert_eq!((row["llm_calls"].as_u64(), row["input_tokens"].as_u64()), (Some(*runs), Some(*input)), "{row}");
+        assert!((row["model_cost_usd"].as_f64().unwrap() - cost).abs() < 1e-9, "{row}");
+        assert!(row.get("executions").is_none(), "model rows count calls: {row}");
+    }
+    // Bad ranges are 400s in the envelope.
+    for query in
+        ["from=2026-13-01", "from=2026-01-02&to=2026-01-01", "from=2024-01-01&to=2025-12-31", "group_by=tenant"]
+    {
+        let (status, _, body) = stack.send(Method::GET, &format!("/v1/usage?{query}"), None, true).await;
+        assert_eq!(
+            (status.as_u16(), body["error"]["code"].as_str()),
+            (400, Some("INVALID_REQUEST")),
+            "{query}: {body}"
+        );
+    }
+    // The price table the costs came from.
+    let (status, _, prices) = stack.send(Method::GET, "/v1/models/prices", None, true).await;
+    assert_eq!(status, 200);
+    let mini = prices["items"].as_array().unwrap().iter().find(|p| p["model"] == "gpt-4o-mini").unwrap().clone();
+    assert_eq!(
+        (mini["input_usd_per_mtok"].as_f64(), mini["cached_input_usd_per_mtok"].as_f64()),
+        (Some(0.15), Some(0.075))
+    );
+}

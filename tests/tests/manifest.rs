@@ -15,7 +15,8 @@ fn read(path: impl AsRef<Path>) -> String {
 }
 
 /// Functions that serve no route of their own.
-const NON_ROUTE_FUNCTIONS: &[&str] = &[FALLBACK_FUNCTION, "authorizer", "execution-worker", "execution-sweeper"];
+const NON_ROUTE_FUNCTIONS: &[&str] =
+    &[FALLBACK_FUNCTION, "authorizer", "execution-worker", "execution-sweeper", "count-usage"];
 
 fn all_functions() -> BTreeSet<String> {
     ROUTES.iter().map(|s| s.function.to_string()).chain(NON_ROUTE_FUNCTIONS.iter().map(|f| f.to_string())).collect()
@@ -277,6 +278,12 @@ fn every_function_has_a_sample_event() {
         let event: serde_json::Value = serde_json::from_str(&text).unwrap();
         if function == "execution-worker" {
             assert!(event["Records"][0]["eventSource"] == "aws:sqs", "events/{function}.json is an SQS event");
+        } else if function == "count-usage" {
+            assert!(event["Records"][0]["eventSource"] == "aws:dynamodb", "events/{function}.json is a stream event");
+            let parsed: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event).unwrap();
+            let (_, finishes) = nodeai::store::dynamo::finishes_from_stream(&parsed);
+            assert_eq!(finishes.len(), 1, "the sample is an execution's end, counted");
+            assert_eq!(finishes[0].spent.models["gpt-4o-mini"].input_tokens, 1000);
         } else if function == "execution-sweeper" {
             assert!(event.is_object(), "events/{function}.json is the schedule's payload");
         } else {

@@ -12,7 +12,7 @@
 
 use nodeai::config::{table_name_from_env, usage_plan_prefix_from_env};
 use nodeai::model::TIERS;
-use nodeai::store::dynamo::{DynamoStore, create_table};
+use nodeai::store::dynamo::{ChangeStream, DynamoStore, create_table};
 use nodeai_admin::provisioning::{ApiGatewayUsagePlans, UsagePlans, create_tenant, set_tier};
 use std::process::ExitCode;
 
@@ -45,7 +45,9 @@ async fn main() -> ExitCode {
         return usage_error(&format!("--tier must be one of {}", TIERS.join(", ")));
     }
     let result = match args.first().map(String::as_str) {
-        Some("create-table") => create_table(&dynamo, &table).await.map(|()| println!("table {table} is ready")),
+        Some("create-table") => {
+            create_table(&dynamo, &table, ChangeStream::On).await.map(|()| println!("table {table} is ready"))
+        }
         Some("create-usage-plans") => plans
             .ensure_plans(&prefix)
             .await

@@ -26,6 +26,7 @@ pub mod http;
 pub mod node_types;
 pub mod openapi;
 pub mod triggers;
+pub mod usage;
 pub mod views;
 pub mod workflows;
 
@@ -171,6 +172,8 @@ pub enum Route {
     DeleteTrigger,
     RotateTriggerSecret,
     ReceiveWebhook,
+    GetUsage,
+    ListModelPrices,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -248,6 +251,8 @@ pub const ROUTES: &[RouteSpec] = &[
         true,
     ),
     spec(Route::ReceiveWebhook, "POST", "/hooks/{hook_id}", "receive-webhook", false),
+    spec(Route::GetUsage, "GET", "/v1/usage", "get-usage", true),
+    spec(Route::ListModelPrices, "GET", "/v1/models/prices", "list-model-prices", true),
 ];
 
 /// The function that answers what no route matches.
@@ -463,6 +468,8 @@ pub fn handler_of(route: Route) -> Handler {
         Route::DeleteTrigger => crate::handler!(triggers::delete),
         Route::RotateTriggerSecret => crate::handler!(triggers::rotate_secret),
         Route::ReceiveWebhook => crate::handler!(triggers::receive),
+        Route::GetUsage => crate::handler!(usage::report),
+        Route::ListModelPrices => crate::handler!(usage::prices),
         Route::Fallback => crate::handler!(fallback::answer),
     }
 }

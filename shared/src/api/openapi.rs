@@ -42,6 +42,8 @@ enum Query {
     /// `?wait=N`: answer once the execution is final or N seconds have passed.
     Wait,
     LastEventId,
+    /// `from`, `to` and `group_by` of GET /v1/usage.
+    UsageRange,
 }
 
 #[derive(Clone, Copy)]
@@ -304,6 +306,20 @@ fn doc(route: Route) -> RouteDoc {
                 ],
             )
         },
+        Route::GetUsage => RouteDoc {
+            query: &[Query::UsageRange, Query::Paging],
+            ..plain(
+                "The tenant's usage counters over a range of UTC days (at most 366): totals, and rows by day, workflow or model. \
+                 Finished executions are counted within seconds of their end.",
+                (200, Some("UsageReport")),
+                &[],
+            )
+        },
+        Route::ListModelPrices => plain(
+            "The model prices costs are computed with (USD per million tokens), with the deployment's MODEL_PRICES applied.",
+            (200, Some("ModelPriceList")),
+            &[],
+        ),
         Route::Fallback => plain("", (404, None), &[RouteNotFound, MethodNotAllowed]),
     }
 }
@@ -370,6 +386,16 @@ fn query_parameters(query: Query) -> Vec<Value> {
         Query::LastEventId => vec![json!({ "name": "last_event_id", "in": "query", "required": false,
             "description": "As the Last-Event-ID header, for clients that cannot set it.",
             "schema": { "type": "string", "pattern": "^[0-9]{1,10}-[0-9]{1,5}$" } })],
+        Query::UsageRange => vec![
+            json!({ "name": "from", "in": "query", "required": false,
+                    "description": "The first UTC day (YYYY-MM-DD); the first day of this month by default.",
+                    "schema": { "type": "string", "format": "date" } }),
+            json!({ "name": "to", "in": "query", "required": false,
+                    "description": "The last UTC day (YYYY-MM-DD), included; today by default. At most 366 days from `from`.",
+                    "schema": { "type": "string", "format": "date" } }),
+            json!({ "name": "group_by", "in": "query", "required": false,
+                    "schema": { "enum": ["day", "workflow", "model"], "default": "day" } }),
+        ],
     }
 }
 
@@ -517,6 +543,8 @@ fn schemas() -> Map<String, Value> {
     add_schema::<LiveView>(&mut schemas);
     add_schema::<ReadyView>(&mut schemas);
     add_schema::<NodeTypeList>(&mut schemas);
+    add_schema::<UsageReport>(&mut schemas);
+    add_schema::<ModelPriceList>(&mut schemas);
     add_schema::<ValidationReport>(&mut schemas);
     add_schema::<WorkflowDefinition>(&mut schemas);
     add_schema::<WorkflowView>(&mut schemas);

@@ -625,3 +625,67 @@ pub struct RotateSecretRequest {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(value_type = Object)]
 pub struct WebhookDelivery(pub Value);
+
+/// Executions by final status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionCounts {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub timed_out: u64,
+}
+
+/// One usage row (a day, or a day of one workflow or model), or the totals over a range.
+/// Dollars are US dollars, exact to the nano-dollar.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageRowView {
+    /// The UTC day, YYYY-MM-DD; absent on the totals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Executions that ended that day, by final status (a redriven one counts each time it
+    /// ends); absent on model rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executions: Option<ExecutionCounts>,
+    /// Steps that ran (succeeded or failed); absent on model rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_runs: Option<u64>,
+    /// Steps that called a model.
+    pub llm_calls: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Input tokens read from the provider's prompt cache (part of `input_tokens`).
+    pub cached_input_tokens: u64,
+    /// The priced calls' cost.
+    pub model_cost_usd: f64,
+    /// Model calls with no known price: their tokens count, their cost is not in `model_cost_usd`.
+    pub unpriced_calls: u64,
+    /// NodeAI's own AWS cost, estimated per execution (README "Costs"); absent on model rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_cost_usd: Option<f64>,
+}
+
+/// GET /v1/usage.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UsageReport {
+    pub from: String,
+    pub to: String,
+    pub group_by: crate::usage::UsageGroup,
+    /// Over the whole range (every page shows them).
+    pub totals: UsageRowView,
+    /// In day order, then by workflow id or model.
+    pub items: Vec<UsageRowView>,
+    pub next_token: Option<String>,
+}
+
+/// GET /v1/models/prices.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelPriceList {
+    /// By model name prefix; a model takes the longest prefix its name starts with, and a model
+    /// that matches none is unpriced (its cost is null, never 0).
+    pub items: Vec<crate::nodes::prices::ModelPrice>,
+}

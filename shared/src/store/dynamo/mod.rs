@@ -53,7 +53,7 @@ mod workflows;
 use item::*;
 use keys::*;
 use steps::{TRANSACTION_BYTES, TRANSACTION_ITEMS, bulk_step_items};
-pub use table::{SWEEP_PROJECTION, create_table};
+pub use table::{ChangeStream, SWEEP_PROJECTION, create_table};
 pub use usage::finishes_from_stream;
 
 type Item = HashMap<String, AttributeValue>;

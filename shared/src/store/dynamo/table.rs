@@ -6,25 +6,38 @@ use super::*;
 pub const SWEEP_PROJECTION: &[&str] =
     &["execution_id", "status", "deadline_at", "sweep_count", "request_id", "lease_until"];
 
+/// Whether a table created locally has a change stream: the local stack's does (the usage
+/// counters read it), in-process tests' do not (the emulator keeps every stream record in
+/// memory, which slows it down over a whole test run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeStream {
+    On,
+    Off,
+}
+
 /// Creates the table (local stack and tests; in AWS, template.yaml owns it). Idempotent.
-pub async fn create_table(client: &Client, table: &str) -> Result<(), StoreError> {
+pub async fn create_table(client: &Client, table: &str, stream: ChangeStream) -> Result<(), StoreError> {
     let attribute =
         |name: &str| AttributeDefinition::builder().attribute_name(name).attribute_type(ScalarAttributeType::S).build();
     let key_element =
         |name: &str, kind: KeyType| KeySchemaElement::builder().attribute_name(name).key_type(kind).build();
     let internal = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Internal(e.to_string());
-    let result = client
-        .create_table()
-        .table_name(table)
-        .billing_mode(BillingMode::PayPerRequest)
-        // The usage counters read executions' final writes from the change stream.
-        .stream_specification(
+    // The usage counters read executions' final writes from the change stream.
+    let stream = match stream {
+        ChangeStream::Off => None,
+        ChangeStream::On => Some(
             aws_sdk_dynamodb::types::StreamSpecification::builder()
                 .stream_enabled(true)
                 .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
                 .build()
                 .map_err(internal)?,
-        )
+        ),
+    };
+    let result = client
+        .create_table()
+        .table_name(table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .set_stream_specification(stream)
         .attribute_definitions(attribute("pk").map_err(internal)?)
         .attribute_definitions(attribute("sk").map_err(internal)?)
         .attribute_definitions(attribute("gsi1pk").map_err(internal)?)

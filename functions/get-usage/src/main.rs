@@ -1,0 +1,12 @@
+//! GET /v1/usage: the tenant's usage counters by day, workflow or model.
+//! Wiring only: configuration and the clients this route uses, once per cold start; each request
+//! then goes to its one handler.
+
+use nodeai::api::{self, Route};
+use nodeai::{handler, wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), wiring::Error> {
+    let app = wiring::builder().dynamodb().build().await;
+    wiring::serve(app, Route::GetUsage, handler!(api::usage::report)).await
+}

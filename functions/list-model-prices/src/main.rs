@@ -1,0 +1,12 @@
+//! GET /v1/models/prices: the model price table, with the deployment's MODEL_PRICES applied.
+//! Wiring only: configuration and the clients this route uses, once per cold start; each request
+//! then goes to its one handler.
+
+use nodeai::api::{self, Route};
+use nodeai::{handler, wiring};
+
+#[tokio::main]
+async fn main() -> Result<(), wiring::Error> {
+    let app = wiring::builder().dynamodb().build().await;
+    wiring::serve(app, Route::ListModelPrices, handler!(api::usage::prices)).await
+}
