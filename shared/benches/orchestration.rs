@@ -54,6 +54,7 @@ fn layered(n: usize, side_effect_every: usize) -> WorkflowDefinition {
         edges,
         timeout_seconds: None,
         events: None,
+        max_cost_usd: None,
     }
 }
 

@@ -39,6 +39,7 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     RateLimited,
     QuotaExceeded,
+    BudgetExceeded,
     InternalError,
     TriggerNotFound,
     HookNotFound,
@@ -82,6 +83,7 @@ impl ErrorCode {
         ErrorCode::IdempotencyKeyReused,
         ErrorCode::RateLimited,
         ErrorCode::QuotaExceeded,
+        ErrorCode::BudgetExceeded,
         ErrorCode::InternalError,
         ErrorCode::TriggerNotFound,
         ErrorCode::HookNotFound,
@@ -118,6 +120,7 @@ impl ErrorCode {
             ErrorCode::ApiKeyNotActive => "API_KEY_NOT_ACTIVE",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
+            ErrorCode::BudgetExceeded => "BUDGET_EXCEEDED",
             ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::ConcurrentModification => "CONCURRENT_MODIFICATION",
             ErrorCode::DraftUnchanged => "DRAFT_UNCHANGED",
@@ -159,6 +162,7 @@ impl ErrorCode {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ErrorCode::RateLimited | ErrorCode::QuotaExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::BudgetExceeded => StatusCode::PAYMENT_REQUIRED,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ConcurrentModification | ErrorCode::DraftUnchanged => StatusCode::CONFLICT,
             ErrorCode::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
@@ -236,6 +240,9 @@ impl ErrorCode {
                 "Too many requests for your tier (API Gateway throttle); retry after `Retry-After` seconds."
             }
             ErrorCode::QuotaExceeded => "Your tier's daily request quota is used up; it resets at 00:00 UTC.",
+            ErrorCode::BudgetExceeded => {
+                "The month's model spend reached the budget and it blocks new runs (`on_exceed: block_new_runs`) until the month turns (UTC) or the budget is raised."
+            }
             ErrorCode::MethodNotAllowed => "The path exists but not with this method; see the `Allow` header.",
             ErrorCode::ConcurrentModification => {
                 "Another request changed the workflow at the same time; read it again and retry."

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod authorizer;
+pub mod budgets;
 pub mod config;
 pub mod cursor;
 pub mod engine;

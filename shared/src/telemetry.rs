@@ -163,6 +163,9 @@ pub mod metric {
     pub const LLM_OUTPUT_TOKENS: &str = "LlmOutputTokens";
     /// Millionths of a dollar of priced model calls (a sum, for the same reason).
     pub const LLM_COST_MICRO_USD: &str = "LlmCostMicroUsd";
+    /// Count, by `tier` and `percent`: budget alert thresholds crossed (once per tenant, threshold
+    /// and month; the log line beside it names the tenant).
+    pub const BUDGET_ALERTS: &str = "BudgetAlerts";
     /// Count: checkpoints near the Lambda deadline that sent a continuation message.
     pub const CONTINUATIONS: &str = "Continuations";
     /// Count: deliveries that found another worker holding the lease.

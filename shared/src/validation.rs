@@ -124,6 +124,7 @@ fn document_validator() -> &'static jsonschema::Validator {
                 "input_schema": { "type": "object" },
                 "timeout_seconds": { "type": "integer", "minimum": 1, "maximum": crate::model::MAX_WAITING_EXECUTION_TIMEOUT.as_secs() },
                 "events": { "type": "boolean" },
+                "max_cost_usd": { "type": "number", "exclusiveMinimum": 0, "maximum": 100000 },
                 "nodes": {
                     "type": "array",
                     "items": {

@@ -171,6 +171,7 @@ pub async fn serve_worker() -> Result<(), Error> {
             config.circuit_breaker_cool_down,
         )),
         prices: Arc::new(crate::nodes::prices::PriceTable::with_configured(config.model_prices.clone())),
+        budgets: Some(store.clone() as Arc<dyn crate::store::Store>),
         ..Default::default()
     };
     let executor = Arc::new(crate::nodes::RegistryExecutor { runtime });

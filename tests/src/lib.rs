@@ -354,7 +354,8 @@ pub async fn run_worker_for(t: &TestApp, executor: &nodeai::nodes::RegistryExecu
 }
 
 /// The worker as deployed: loopback stubs allow-listed, credentials read from Secrets Manager on
-/// the emulator (where PUT /v1/credentials put them), the given circuit breakers.
+/// the emulator (where PUT /v1/credentials put them), the given circuit breakers, the app's
+/// prices (`MODEL_PRICES`) and budgets kept in its table.
 pub async fn deployed_like(
     t: &TestApp,
     breakers: nodeai::nodes::breaker::CircuitBreakers,
@@ -365,6 +366,10 @@ pub async fn deployed_like(
         allowed_private_hosts: vec!["127.0.0.1".into()],
         credentials: Some(std::sync::Arc::new(resolver)),
         breakers: std::sync::Arc::new(breakers),
+        prices: std::sync::Arc::new(nodeai::nodes::prices::PriceTable::with_configured(
+            t.app.config.model_prices.clone(),
+        )),
+        budgets: Some(t.store.clone() as std::sync::Arc<dyn nodeai::store::Store>),
         ..Default::default()
     };
     nodeai::nodes::RegistryExecutor { runtime }

@@ -119,6 +119,8 @@ pub(super) fn api_error(error: LifecycleError) -> ApiError {
             .suggest(format!("POST /v1/executions/{parent}/redrive")),
         LifecycleError::StillLeased => ApiError::new(ErrorCode::ExecutionNotRedrivable, message)
             .suggest("Retry after the worker's lease expires (at most the worker's timeout, 5 minutes)."),
+        LifecycleError::BudgetExceeded { .. } => ApiError::new(ErrorCode::BudgetExceeded, message)
+            .suggest("Raise the budget (PUT /v1/budget) or wait for the month to turn (UTC)."),
         LifecycleError::Store(e) => e.into(),
     }
 }

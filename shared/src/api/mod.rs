@@ -18,6 +18,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 pub mod api_keys;
+pub mod budgets;
 pub mod credentials;
 pub mod executions;
 pub mod fallback;
@@ -174,6 +175,8 @@ pub enum Route {
     ReceiveWebhook,
     GetUsage,
     ListModelPrices,
+    PutBudget,
+    GetBudget,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -253,6 +256,8 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::ReceiveWebhook, "POST", "/hooks/{hook_id}", "receive-webhook", false),
     spec(Route::GetUsage, "GET", "/v1/usage", "get-usage", true),
     spec(Route::ListModelPrices, "GET", "/v1/models/prices", "list-model-prices", true),
+    spec(Route::PutBudget, "PUT", "/v1/budget", "put-budget", true),
+    spec(Route::GetBudget, "GET", "/v1/budget", "get-budget", true),
 ];
 
 /// The function that answers what no route matches.
@@ -470,6 +475,8 @@ pub fn handler_of(route: Route) -> Handler {
         Route::ReceiveWebhook => crate::handler!(triggers::receive),
         Route::GetUsage => crate::handler!(usage::report),
         Route::ListModelPrices => crate::handler!(usage::prices),
+        Route::PutBudget => crate::handler!(budgets::put),
+        Route::GetBudget => crate::handler!(budgets::get),
         Route::Fallback => crate::handler!(fallback::answer),
     }
 }

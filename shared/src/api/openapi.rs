@@ -181,6 +181,7 @@ fn doc(route: Route) -> RouteDoc {
                     IdempotencyKeyReused,
                     // Two first requests with one key racing to create the execution.
                     ConcurrentModification,
+                    BudgetExceeded,
                 ],
             )
         },
@@ -318,6 +319,22 @@ fn doc(route: Route) -> RouteDoc {
         Route::ListModelPrices => plain(
             "The model prices costs are computed with (USD per million tokens), with the deployment's MODEL_PRICES applied.",
             (200, Some("ModelPriceList")),
+            &[],
+        ),
+        Route::PutBudget => RouteDoc {
+            body: Some((
+                "BudgetRequest",
+                json!({ "monthly_usd": 50, "alert_at_percent": [50, 80, 100], "on_exceed": "block_new_runs" }),
+            )),
+            ..plain(
+                "Sets the tenant's monthly model budget: each model call reserves its worst case against it first, and a call that would cross it is not made.",
+                (200, Some("BudgetView")),
+                &[],
+            )
+        },
+        Route::GetBudget => plain(
+            "The budget and this month's model spend: settled, reserved by calls in flight, remaining.",
+            (200, Some("BudgetView")),
             &[],
         ),
         Route::Fallback => plain("", (404, None), &[RouteNotFound, MethodNotAllowed]),
@@ -545,6 +562,8 @@ fn schemas() -> Map<String, Value> {
     add_schema::<NodeTypeList>(&mut schemas);
     add_schema::<UsageReport>(&mut schemas);
     add_schema::<ModelPriceList>(&mut schemas);
+    add_schema::<BudgetRequest>(&mut schemas);
+    add_schema::<BudgetView>(&mut schemas);
     add_schema::<ValidationReport>(&mut schemas);
     add_schema::<WorkflowDefinition>(&mut schemas);
     add_schema::<WorkflowView>(&mut schemas);

@@ -689,3 +689,34 @@ pub struct ModelPriceList {
     /// that matches none is unpriced (its cost is null, never 0).
     pub items: Vec<crate::nodes::prices::ModelPrice>,
 }
+
+/// PUT /v1/budget body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetRequest {
+    /// US dollars of model calls per UTC calendar month, above 0.
+    pub monthly_usd: f64,
+    /// Whole percentages (1 to 1000) that raise an alert once each per month; default [50, 80, 100].
+    pub alert_at_percent: Option<Vec<u32>>,
+    /// Default `stop_model_calls`.
+    pub on_exceed: Option<crate::budgets::OnExceed>,
+}
+
+/// GET and PUT /v1/budget: the budget (null when none is set) and the month's spend, US dollars.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BudgetView {
+    pub monthly_usd: Option<f64>,
+    pub alert_at_percent: Vec<u32>,
+    pub on_exceed: Option<crate::budgets::OnExceed>,
+    pub updated_at: Option<String>,
+    /// The UTC month the spend is for, YYYY-MM.
+    pub month: String,
+    /// What this month's settled model calls cost.
+    pub spent_usd: f64,
+    /// Held by model calls in flight (their worst case until they answer).
+    pub reserved_usd: f64,
+    /// What new calls may still reserve; null without a budget.
+    pub remaining_usd: Option<f64>,
+    /// Alert thresholds already crossed this month.
+    pub alerts_sent: Vec<u32>,
+}

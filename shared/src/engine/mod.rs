@@ -61,6 +61,50 @@ pub struct NodeCall<'a> {
     pub events: &'a EventLog,
     /// Which attempt this is, from 1.
     pub attempt: u32,
+    /// The execution's own cost limit (`max_cost_usd`) and what it has committed so far.
+    pub spend: &'a RunSpend,
+}
+
+/// An execution's own cost limit (`max_cost_usd` in its definition), checked before each model
+/// call (`budgets`): what its steps cost so far plus calls in flight plus the call's worst case
+/// must stay within it. In memory: one worker holds the run's lease.
+#[derive(Debug)]
+pub struct RunSpend {
+    /// Nano-dollars; None: no limit.
+    limit_nano: Option<u64>,
+    committed_nano: std::sync::Mutex<u64>,
+}
+
+/// No limit (nodes run outside an execution's run: tests, notifications).
+pub static NO_RUN_LIMIT: RunSpend = RunSpend { limit_nano: None, committed_nano: std::sync::Mutex::new(0) };
+
+impl RunSpend {
+    /// A run with `max_cost_usd`, whose recorded steps already cost `spent_nano`.
+    pub fn new(max_cost_usd: Option<f64>, spent_nano: u64) -> RunSpend {
+        RunSpend {
+            limit_nano: max_cost_usd.map(crate::model::nano_usd),
+            committed_nano: std::sync::Mutex::new(spent_nano),
+        }
+    }
+    pub fn limit_nano(&self) -> Option<u64> {
+        self.limit_nano
+    }
+    /// Commits `amount_nano` if it stays within the limit (always, without one).
+    pub fn reserve(&self, amount_nano: u64) -> bool {
+        let mut committed = self.committed_nano.lock().unwrap_or_else(|p| p.into_inner());
+        match self.limit_nano {
+            Some(limit) if committed.saturating_add(amount_nano) > limit => false,
+            _ => {
+                *committed += amount_nano;
+                true
+            }
+        }
+    }
+    /// Replaces a reservation by what the call cost.
+    pub fn settle(&self, reserved_nano: u64, actual_nano: u64) {
+        let mut committed = self.committed_nano.lock().unwrap_or_else(|p| p.into_inner());
+        *committed = (*committed + actual_nano).saturating_sub(reserved_nano);
+    }
 }
 
 /// Why a node did not produce an output.
@@ -297,6 +341,7 @@ async fn run_node(
     executor: &dyn NodeExecutor,
     halt: &(dyn Fn() -> bool + Sync),
     events: &EventLog,
+    spend: &RunSpend,
 ) -> Option<StepRecord> {
     let started_at = now_rfc3339();
     let max_attempts = node.retry.as_ref().map(|r| r.max_attempts).unwrap_or(1).max(1);
@@ -308,7 +353,7 @@ async fn run_node(
             return None;
         }
         attempt += 1;
-        let call = NodeCall { tenant_id, node, scope, events, attempt };
+        let call = NodeCall { tenant_id, node, scope, events, attempt, spend };
         let attempt_result = executor.execute(&call);
         let result = match node.timeout_ms {
             Some(ms) => match tokio::time::timeout(Duration::from_millis(ms), attempt_result).await {
@@ -430,6 +475,9 @@ pub async fn run(
         .map(|s| (s.node_id.clone(), s))
         .collect();
     let values = ctx.values.map(|store| Values::new(store, ctx.tenant_id, ctx.execution_id));
+    // What the recorded steps cost counts against the execution's own limit.
+    let recorded_cost = recorded.values().filter_map(|s| s.cost_usd).map(crate::model::nano_usd).sum();
+    let spend = RunSpend::new(definition.max_cost_usd, recorded_cost);
     for node in &definition.nodes {
         if let Some(mut step) = recorded.remove(&node.id) {
             if ctx.resumed && ctx.waits.iter().any(|w| w.node_id == node.id) {
@@ -542,7 +590,7 @@ pub async fn run(
             // Every wave, the first included, ends at the checkpoint time: a call that never
             // answers is abandoned there and runs again in the next invocation.
             let cutoff = [ctx.timeout_at, ctx.checkpoint_at].into_iter().flatten().min();
-            let (finished, interrupted) = run_wave(ctx, cutoff, wave, &state.scope, executor, stop).await;
+            let (finished, interrupted) = run_wave(ctx, &spend, cutoff, wave, &state.scope, executor, stop).await;
             for (node, step) in finished {
                 // The step as stored (large values as references), and whole for the run.
                 let kept = if executor.has_side_effects(&node.node_type) {
@@ -637,8 +685,10 @@ async fn stored_step(
 /// Runs one wave's nodes concurrently; returns those that finished (in any order) and whether
 /// some did not: the cutoff came first, or a node stopped before an attempt because `stop`
 /// said so or a sibling failed with `on_error: fail`.
+#[allow(clippy::too_many_arguments)]
 async fn run_wave<'n>(
     ctx: &RunContext<'_>,
+    spend: &RunSpend,
     cutoff: Option<tokio::time::Instant>,
     wave: &[&'n NodeSpec],
     scope: &Value,
@@ -653,24 +703,24 @@ async fn run_wave<'n>(
     }
     let halt = || failing.load(Ordering::SeqCst) || stop().is_some();
     let halt = &halt;
-    let mut running: futures_util::stream::FuturesUnordered<_> =
-        wave.iter()
-            .map(|node| {
-                // Every log line of the node's run (retries, breaker, outbound) carries the
-                // correlation fields; the JSON format shows the innermost span's fields only.
-                let span = tracing::info_span!(
-                    "node",
-                    request_id = %ctx.request_id,
-                    tenant_id = %ctx.tenant_id,
-                    execution_id = %ctx.execution_id,
-                    node_id = %node.id,
-                    node_type = %node.node_type
-                );
-                async move {
-                    (*node, run_node(ctx.tenant_id, node, scope, executor, halt, ctx.events).instrument(span).await)
-                }
-            })
-            .collect();
+    let mut running: futures_util::stream::FuturesUnordered<_> = wave
+        .iter()
+        .map(|node| {
+            // Every log line of the node's run (retries, breaker, outbound) carries the
+            // correlation fields; the JSON format shows the innermost span's fields only.
+            let span = tracing::info_span!(
+                "node",
+                request_id = %ctx.request_id,
+                tenant_id = %ctx.tenant_id,
+                execution_id = %ctx.execution_id,
+                node_id = %node.id,
+                node_type = %node.node_type
+            );
+            async move {
+                (*node, run_node(ctx.tenant_id, node, scope, executor, halt, ctx.events, spend).instrument(span).await)
+            }
+        })
+        .collect();
     let mut finished = Vec::with_capacity(wave.len());
     let mut interrupted = false;
     loop {

@@ -133,7 +133,8 @@ async fn approval(
         let mut scope = scope.clone();
         scope["callback"] = json!({ "url": executor.callback_url(&token), "token": token, "expires_at": expires_at });
         // Retried under the approval's own retry policy; never halted half-way (it is one call).
-        let sent = run_node(ctx.tenant_id, &notification, &scope, executor, &|| false, ctx.events).await;
+        let sent =
+            run_node(ctx.tenant_id, &notification, &scope, executor, &|| false, ctx.events, &super::NO_RUN_LIMIT).await;
         if let Some(error) = sent.and_then(|s| s.error) {
             let message = format!("{}: {}", error.code, error.message);
             return Ok(Advance::Finished(failed(node, &since, StepErrorCode::NotificationFailed, message)));

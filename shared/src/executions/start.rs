@@ -97,8 +97,31 @@ pub enum LifecycleError {
     /// Retention would delete its records during the redrive.
     #[error("the execution's records expire at {0}; a redrive must start at least 2 days before")]
     ExpiresTooSoon(String),
+    #[error("the month's model spend (${spent:.2}) reached the budget of ${monthly_usd:.2}, which blocks new runs")]
+    BudgetExceeded { spent: f64, monthly_usd: f64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A budget that blocks new runs refuses them once the month's committed spend (settled plus
+/// reserved) reached it: one read of the budget, and one of the month when there is one.
+async fn check_budget<S: crate::budgets::BudgetStore + ?Sized>(
+    store: &S,
+    tenant_id: &str,
+) -> Result<(), LifecycleError> {
+    let Some(budget) = store.get_budget(tenant_id).await? else { return Ok(()) };
+    if budget.on_exceed != crate::budgets::OnExceed::BlockNewRuns {
+        return Ok(());
+    }
+    let month = crate::budgets::month_of(chrono::Utc::now());
+    let spend = store.month_spend(tenant_id, &month).await?;
+    if spend.committed_nano >= budget.limit_nano() {
+        return Err(LifecycleError::BudgetExceeded {
+            spent: spend.committed_nano as f64 / 1e9,
+            monthly_usd: budget.monthly_usd,
+        });
+    }
+    Ok(())
 }
 
 /// The workflow's own execution timeout, else the default.
@@ -114,7 +137,7 @@ pub async fn start<S>(
     command: StartCommand<'_>,
 ) -> Result<Started, LifecycleError>
 where
-    S: WorkflowStore + ExecutionStore + ValueStore + ?Sized,
+    S: WorkflowStore + ExecutionStore + ValueStore + crate::budgets::BudgetStore + ?Sized,
 {
     let workflow = command.workflow;
     let (version, definition) = match command.version {
@@ -127,6 +150,7 @@ where
     };
     let input = command.input.unwrap_or_else(|| json!({}));
     check_input(&definition, &input)?;
+    check_budget(store, &workflow.tenant_id).await?;
     if let Some(key) = command.idempotency_key
         && !((1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
     {

@@ -20,6 +20,9 @@ pub enum StepErrorCode {
     LlmStatus,
     LlmBadResponse,
     LlmStreamCut,
+    BudgetExceeded,
+    ModelUnpriced,
+    BudgetUnavailable,
     LlmInvalidJson,
     LlmProviderError,
     LlmRefused,
@@ -64,6 +67,9 @@ impl StepErrorCode {
         StepErrorCode::LlmStatus,
         StepErrorCode::LlmBadResponse,
         StepErrorCode::LlmStreamCut,
+        StepErrorCode::BudgetExceeded,
+        StepErrorCode::ModelUnpriced,
+        StepErrorCode::BudgetUnavailable,
         StepErrorCode::LlmInvalidJson,
         StepErrorCode::LlmProviderError,
         StepErrorCode::LlmRefused,
@@ -108,6 +114,9 @@ impl StepErrorCode {
             StepErrorCode::LlmStatus => "LLM_<status>",
             StepErrorCode::LlmBadResponse => "LLM_BAD_RESPONSE",
             StepErrorCode::LlmStreamCut => "LLM_STREAM_CUT",
+            StepErrorCode::BudgetExceeded => "BUDGET_EXCEEDED",
+            StepErrorCode::ModelUnpriced => "MODEL_UNPRICED",
+            StepErrorCode::BudgetUnavailable => "BUDGET_UNAVAILABLE",
             StepErrorCode::LlmInvalidJson => "LLM_INVALID_JSON",
             StepErrorCode::LlmProviderError => "LLM_PROVIDER_ERROR",
             StepErrorCode::LlmRefused => "LLM_REFUSED",
@@ -160,6 +169,15 @@ impl StepErrorCode {
                 "the model provider answered that status (its message is included); 408, 429 and 5xx are retried"
             }
             StepErrorCode::LlmBadResponse => "the provider's answer is not a chat reply NodeAI can read",
+            StepErrorCode::BudgetExceeded => {
+                "the call's worst case (every prompt byte a token plus max_tokens) would cross the tenant's monthly budget or the execution's max_cost_usd; the call was not made"
+            }
+            StepErrorCode::ModelUnpriced => {
+                "a budget or max_cost_usd applies and the model has no price, so the call cannot be reserved; give it one with MODEL_PRICES"
+            }
+            StepErrorCode::BudgetUnavailable => {
+                "the budget could not be read or reserved (the table did not answer); retried under the retry policy"
+            }
             StepErrorCode::LlmStreamCut => {
                 "a streamed answer (`stream: true`) ended before the provider's end event; retried under the retry policy"
             }

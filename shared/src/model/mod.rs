@@ -39,6 +39,10 @@ pub struct WorkflowDefinition {
     /// for bulk jobs nobody watches: no event writes (the stream then only tells the end).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub events: Option<bool>,
+    /// The most one execution may spend on model calls, US dollars (0.000001 to 100000): a
+    /// call whose worst case would cross it is not made (`BUDGET_EXCEEDED`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

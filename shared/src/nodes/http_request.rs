@@ -149,7 +149,14 @@ mod tests {
     async fn run(node: &NodeSpec, scope: &Value, runtime: &NodeRuntime) -> Result<Value, NodeFailure> {
         HttpRequest
             .execute(
-                &NodeCall { tenant_id: "t1", node, scope, events: &crate::events::EVENTS_OFF, attempt: 1 },
+                &NodeCall {
+                    tenant_id: "t1",
+                    node,
+                    scope,
+                    events: &crate::events::EVENTS_OFF,
+                    attempt: 1,
+                    spend: &crate::engine::NO_RUN_LIMIT,
+                },
                 runtime,
             )
             .await
@@ -184,6 +191,7 @@ mod tests {
                     scope: &scope,
                     events: &crate::events::EVENTS_OFF,
                     attempt: 1,
+                    spend: &crate::engine::NO_RUN_LIMIT,
                 },
                 &runtime(),
             )
@@ -326,6 +334,7 @@ mod breaker_tests {
             scope: &scope,
             events: &crate::events::EVENTS_OFF,
             attempt: 1,
+            spend: &crate::engine::NO_RUN_LIMIT,
         };
         for _ in 0..2 {
             assert_eq!(HttpRequest.execute(&call("t1"), &runtime).await.unwrap_err().code, "HTTP_503");
@@ -353,8 +362,14 @@ mod breaker_tests {
             "config": { "method": "GET", "url": format!("{}/slow", server.uri()) } }))
         .unwrap();
         let scope = json!({});
-        let call =
-            NodeCall { tenant_id: "t1", node: &node, scope: &scope, events: &crate::events::EVENTS_OFF, attempt: 1 };
+        let call = NodeCall {
+            tenant_id: "t1",
+            node: &node,
+            scope: &scope,
+            events: &crate::events::EVENTS_OFF,
+            attempt: 1,
+            spend: &crate::engine::NO_RUN_LIMIT,
+        };
         // The request's own time limit (90 % of the node's timeout_ms) ends a hung call as a
         // timeout, which the breaker counts.
         let hung = HttpRequest.execute(&call, &runtime).await.unwrap_err();

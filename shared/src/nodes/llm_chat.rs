@@ -88,6 +88,22 @@ impl NodeRun for LlmChat {
         };
         request.timeout = crate::nodes::outbound::request_timeout(call.node.timeout_ms);
         let anthropic = credential.provider == "anthropic";
+        // Before the money is spent: the call's worst case against the budgets.
+        let prompt_bytes = match &request.body {
+            crate::nodes::outbound::OutboundBody::Json(body) => serde_json::to_vec(body).map(|b| b.len()).unwrap_or(0),
+            _ => 0,
+        } as u64;
+        let max_output = chat.max_tokens.or(anthropic.then_some(ANTHROPIC_DEFAULT_MAX_TOKENS));
+        let reservation = crate::budgets::reserve_call(
+            call,
+            runtime.budgets.as_ref(),
+            &runtime.prices,
+            &chat.model,
+            prompt_bytes,
+            max_output,
+        )
+        .await
+        .map_err(|failure| failure.with_input(&rendered_input))?;
         let answered = async {
             let mut assembly = StreamAssembly { anthropic, ..StreamAssembly::default() };
             let mut deltas = DeltaPublisher::new(call);
@@ -151,7 +167,13 @@ impl NodeRun for LlmChat {
                 model: Some(chat.model.clone()),
             })
         };
-        with_sent_input(rendered_input, answered.await)
+        let result = answered.await;
+        let cost = match &result {
+            Ok(produced) => produced.cost_usd,
+            Err(failure) => failure.billed.as_ref().and_then(|b| b.cost_usd),
+        };
+        reservation.settle(cost).await;
+        with_sent_input(rendered_input, result)
     }
 }
 
@@ -688,7 +710,14 @@ mod tests {
         let scope = json!({ "input": { "text": "a long story" } });
         LlmChat
             .execute(
-                &NodeCall { tenant_id: "t1", node, scope: &scope, events: &crate::events::EVENTS_OFF, attempt: 1 },
+                &NodeCall {
+                    tenant_id: "t1",
+                    node,
+                    scope: &scope,
+                    events: &crate::events::EVENTS_OFF,
+                    attempt: 1,
+                    spend: &crate::engine::NO_RUN_LIMIT,
+                },
                 runtime,
             )
             .await
@@ -1022,7 +1051,17 @@ mod tests {
         let scope = json!({ "input": { "text": "a long story" } });
         let run = async move {
             let result = LlmChat
-                .execute(&NodeCall { tenant_id: "t1", node, scope: &scope, events: &log, attempt: 1 }, runtime)
+                .execute(
+                    &NodeCall {
+                        tenant_id: "t1",
+                        node,
+                        scope: &scope,
+                        events: &log,
+                        attempt: 1,
+                        spend: &crate::engine::NO_RUN_LIMIT,
+                    },
+                    runtime,
+                )
                 .await;
             drop(log);
             result

@@ -28,6 +28,8 @@ pub struct NodeRuntime {
     pub prices: Arc<super::prices::PriceTable>,
     /// The API's public base URL, for the callback URLs approvals announce.
     pub public_api_url: Option<String>,
+    /// Where budgets and month spend are kept (`budgets`); None: no budget is enforced (tests).
+    pub budgets: Option<Arc<dyn crate::store::Store>>,
 }
 
 impl Default for NodeRuntime {
@@ -40,6 +42,7 @@ impl Default for NodeRuntime {
             clients: Arc::new(outbound::ClientPool::default()),
             prices: Arc::new(super::prices::PriceTable::default()),
             public_api_url: None,
+            budgets: None,
         }
     }
 }

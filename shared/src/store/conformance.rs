@@ -35,6 +35,7 @@ macro_rules! store_conformance_tests {
             triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revision,
             execution_events_append_once_per_seq_and_read_in_order,
             usage_rows_add_once_per_batch_and_list_by_day_range,
+            budget_reservations_never_overspend_and_settle_to_the_real_cost,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -1190,4 +1191,40 @@ pub async fn usage_rows_add_once_per_batch_and_list_by_day_range(store: &dyn Sto
     );
     let theirs = store.list_usage(&other, UsageGroup::Day, "2030-01-01", "2030-12-31", None, 10).await.unwrap();
     assert_eq!(theirs.items.iter().map(|r| r.counters.llm_calls).collect::<Vec<_>>(), [7]);
+}
+
+/// Budgets: two reservations that do not both fit, made at once, get exactly one through;
+/// settling returns the unspent part; alerts are marked once; the budget reads back.
+pub async fn budget_reservations_never_overspend_and_settle_to_the_real_cost(store: &dyn Store) {
+    use crate::budgets::{Budget, OnExceed};
+    let tenant = new_id();
+    let month = "2030-05";
+    let limit = 10_000_000; // $0.01
+    let (a, b) =
+        tokio::join!(store.reserve(&tenant, month, 8_000_000, limit), store.reserve(&tenant, month, 8_000_000, limit));
+    assert_eq!([a.unwrap(), b.unwrap()].iter().filter(|x| **x).count(), 1, "exactly one $0.008 fits in $0.01");
+    assert_eq!(store.month_spend(&tenant, month).await.unwrap().committed_nano, 8_000_000);
+    // The call cost $0.003: $0.005 returns to the budget, and now another $0.007 fits.
+    let settled = store.settle(&tenant, month, 8_000_000, 3_000_000).await.unwrap();
+    assert_eq!((settled.spent_nano, settled.committed_nano, settled.reserved_nano()), (3_000_000, 3_000_000, 0));
+    assert!(store.reserve(&tenant, month, 7_000_000, limit).await.unwrap());
+    assert!(!store.reserve(&tenant, month, 1, limit).await.unwrap(), "full to the nano-dollar");
+    assert!(!store.reserve(&tenant, month, limit + 1, limit).await.unwrap(), "larger than the budget");
+    assert!(store.reserve(&tenant, "2030-06", 8_000_000, limit).await.unwrap(), "a new month starts empty");
+    assert!(store.mark_alert(&tenant, month, 50).await.unwrap());
+    assert!(!store.mark_alert(&tenant, month, 50).await.unwrap(), "once per month");
+    assert!(store.mark_alert(&tenant, month, 80).await.unwrap());
+    let mut sent = store.month_spend(&tenant, month).await.unwrap().alerts_sent;
+    sent.sort();
+    assert_eq!(sent, [50, 80]);
+    assert!(store.get_budget(&tenant).await.unwrap().is_none());
+    let budget = Budget {
+        monthly_usd: 50.0,
+        alert_at_percent: vec![50, 80, 100],
+        on_exceed: OnExceed::BlockNewRuns,
+        updated_at: "2030-05-01T00:00:00.000Z".into(),
+    };
+    store.put_budget(&tenant, &budget).await.unwrap();
+    assert_eq!(store.get_budget(&tenant).await.unwrap(), Some(budget));
+    assert!(store.get_budget(&new_id()).await.unwrap().is_none(), "another tenant has none");
 }

@@ -27,6 +27,10 @@ struct Inner {
     usage: BTreeMap<(String, crate::usage::UsageGroup, String), crate::usage::UsageRow>,
     /// Batch ids already counted.
     usage_batches: std::collections::BTreeSet<String>,
+    /// tenant -> budget.
+    budgets: BTreeMap<String, crate::budgets::Budget>,
+    /// (tenant, month) -> spend.
+    month_spend: BTreeMap<(String, String), crate::budgets::MonthSpend>,
     /// (tenant, workflow id) -> record; BTreeMap keeps ULID order.
     workflows: BTreeMap<(String, String), WorkflowRecord>,
     /// (tenant, workflow id, version sort key) -> record.
@@ -1084,5 +1088,61 @@ impl crate::usage::UsageStore for MemoryStore {
         rows.truncate(limit);
         let next_after = if more { rows.last().map(crate::usage::row_key) } else { None };
         Ok(Page { items: rows, next_after })
+    }
+}
+
+#[async_trait]
+impl crate::budgets::BudgetStore for MemoryStore {
+    async fn get_budget(&self, tenant_id: &str) -> Result<Option<crate::budgets::Budget>, StoreError> {
+        Ok(self.lock().budgets.get(tenant_id).cloned())
+    }
+
+    async fn put_budget(&self, tenant_id: &str, budget: &crate::budgets::Budget) -> Result<(), StoreError> {
+        self.lock().budgets.insert(tenant_id.to_string(), budget.clone());
+        Ok(())
+    }
+
+    async fn month_spend(&self, tenant_id: &str, month: &str) -> Result<crate::budgets::MonthSpend, StoreError> {
+        Ok(self.lock().month_spend.get(&(tenant_id.to_string(), month.to_string())).cloned().unwrap_or_default())
+    }
+
+    async fn reserve(
+        &self,
+        tenant_id: &str,
+        month: &str,
+        amount_nano: u64,
+        limit_nano: u64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let spend = inner.month_spend.entry((tenant_id.to_string(), month.to_string())).or_default();
+        if spend.committed_nano.saturating_add(amount_nano) > limit_nano {
+            return Ok(false);
+        }
+        spend.committed_nano += amount_nano;
+        Ok(true)
+    }
+
+    async fn settle(
+        &self,
+        tenant_id: &str,
+        month: &str,
+        reserved_nano: u64,
+        actual_nano: u64,
+    ) -> Result<crate::budgets::MonthSpend, StoreError> {
+        let mut inner = self.lock();
+        let spend = inner.month_spend.entry((tenant_id.to_string(), month.to_string())).or_default();
+        spend.committed_nano = (spend.committed_nano + actual_nano).saturating_sub(reserved_nano);
+        spend.spent_nano += actual_nano;
+        Ok(spend.clone())
+    }
+
+    async fn mark_alert(&self, tenant_id: &str, month: &str, percent: u32) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let spend = inner.month_spend.entry((tenant_id.to_string(), month.to_string())).or_default();
+        if spend.alerts_sent.contains(&percent) {
+            return Ok(false);
+        }
+        spend.alerts_sent.push(percent);
+        Ok(true)
     }
 }

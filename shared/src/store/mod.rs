@@ -510,6 +510,7 @@ pub trait Store:
     + crate::triggers::TriggerStore
     + crate::events::EventStore
     + crate::usage::UsageStore
+    + crate::budgets::BudgetStore
 {
 }
 impl<
@@ -522,7 +523,8 @@ impl<
         + HealthProbe
         + crate::triggers::TriggerStore
         + crate::events::EventStore
-        + crate::usage::UsageStore,
+        + crate::usage::UsageStore
+        + crate::budgets::BudgetStore,
 > Store for T
 {
 }
