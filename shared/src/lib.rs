@@ -11,6 +11,7 @@ pub mod engine;
 pub mod error;
 pub mod events;
 pub mod executions;
+pub mod forecast;
 pub mod model;
 pub mod nodes;
 pub mod queue;

@@ -284,7 +284,7 @@ async fn every_route_that_reads_a_body_refuses_bad_bodies() {
                 )
         })
         .collect();
-    assert_eq!(readers.len(), 11, "PUT /v1/budget included");
+    assert_eq!(readers.len(), 12, "PUT /v1/budget and the forecast included");
     for spec in readers {
         let bad_json = t
             .send(

@@ -140,3 +140,52 @@ async fn under_a_budget_a_model_with_no_price_is_refused_and_bad_budgets_are_400
     let theirs = t.send(Route::GetBudget, nodeai_tests::RequestSpec::new(&[]).key(&other_key)).await;
     assert_eq!((theirs.status, &theirs.body["monthly_usd"]), (200, &Value::Null), "another tenant has no budget");
 }
+
+/// The forecast route reads the workflow's past executions: after three runs whose model
+/// answered 100, 300 and 200 tokens, the median is 200 and the 95th percentile 300; no model is
+/// called by the forecast itself.
+#[tokio::test]
+async fn the_forecast_takes_its_history_from_the_recorded_executions() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let t = TestApp::with_settings(&[("MODEL_PRICES", PRICES)]).await;
+    let provider = MockServer::start().await;
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = served.clone();
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(move |_: &wiremock::Request| {
+            let tokens = [100, 300, 200][counter.fetch_add(1, Ordering::SeqCst) % 3];
+            ResponseTemplate::new(200).set_body_json(json!({
+                "id": "c", "object": "chat.completion", "model": "budget-model",
+                "choices": [ { "index": 0, "message": { "role": "assistant", "content": "ok" }, "finish_reason": "stop" } ],
+                "usage": { "prompt_tokens": 12, "completion_tokens": tokens } }))
+        })
+        .mount(&provider)
+        .await;
+    let credential =
+        json!({ "provider": "openai", "api_key": "sk-forecast", "base_url": format!("{}/v1", provider.uri()) });
+    assert_eq!(t.call(Route::PutCredential, &[("name", "main")], Some(credential)).await.status, 201);
+    let workflow = t.create_workflow(json!({ "name": "forecast me", "nodes": [ask("ask", "budget-model")] })).await;
+    for _ in 0..3 {
+        assert_eq!(start(&t, &workflow).await.status, 202);
+        run_worker_for(&t, &deployed_like(&t, Default::default()).await, Duration::from_secs(60)).await;
+    }
+    let body = json!({ "input": {}, "version": "draft" });
+    let answer = t.call(Route::ForecastWorkflow, &[("workflow_id", workflow.as_str())], Some(body)).await;
+    assert_eq!(answer.status, 200, "{}", answer.raw);
+    assert_eq!(calls(&provider).await, 3, "the forecast called no model");
+    let node = &answer.body["nodes"][0];
+    assert_eq!(
+        node["observed"],
+        json!({ "executions": 3, "ran": 3, "output_tokens_min": 100,
+                                         "output_tokens_median": 200, "output_tokens_p95": 300 }),
+        "{}",
+        answer.raw
+    );
+    // budget-model: output at $8/M, input free: low 100, expected 200, high 1000 (max_tokens) output tokens.
+    assert_eq!(node["cost_usd"], json!({ "low": 0.0008, "expected": 0.0016, "high": 0.008 }), "{}", answer.raw);
+    assert_eq!(answer.body["history_executions"], 3);
+    let unknown =
+        t.call(Route::ForecastWorkflow, &[("workflow_id", "01JDX7Q5ZK3V4M8N2P6R9T0W1Y")], Some(json!({}))).await;
+    unknown.assert_error(404, "WORKFLOW_NOT_FOUND");
+}

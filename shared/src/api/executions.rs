@@ -40,19 +40,35 @@ fn link(id: &str) -> String {
     crate::model::values::execution_link(id)
 }
 
+/// A request's `version`: absent (the deployed one), `"draft"`, or a version number.
+pub(super) fn version_choice(version: Option<&Value>) -> Result<VersionChoice, ApiError> {
+    match version {
+        None => Ok(VersionChoice::Deployed),
+        Some(Value::String(s)) if s == "draft" => Ok(VersionChoice::Draft),
+        Some(v) => match v.as_u64().filter(|n| (1..=u32::MAX as u64).contains(n)) {
+            Some(n) => Ok(VersionChoice::Number(n as u32)),
+            None => Err(ApiError::invalid_request("version must be a positive integer or \"draft\"")),
+        },
+    }
+}
+
+/// The error a start's or a forecast's version choice gets: named with the workflow.
+pub(super) fn version_error(workflow_id: &str, e: LifecycleError) -> ApiError {
+    match e {
+        LifecycleError::VersionNotFound(n) => ApiError::version_not_found(workflow_id, n),
+        LifecycleError::NoDeployedVersion => ApiError::new(ErrorCode::NoDeployedVersion, e.to_string()).suggest(format!(
+            "Deploy one with PUT /v1/workflows/{workflow_id}/deployment, or pass \"version\": \"draft\" or a version number."
+        )),
+        other => api_error(other),
+    }
+}
+
 pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
     let request: StartExecutionRequest = http::typed_body(call.req)?;
     let wait = wait_param(call)?;
     let workflow_id = workflows::workflow_id(call)?;
     let workflow = workflows::load(call, &workflow_id).await?;
-    let version = match &request.version {
-        None => VersionChoice::Deployed,
-        Some(Value::String(s)) if s == "draft" => VersionChoice::Draft,
-        Some(v) => match v.as_u64().filter(|n| (1..=u32::MAX as u64).contains(n)) {
-            Some(n) => VersionChoice::Number(n as u32),
-            None => return Err(ApiError::invalid_request("version must be a positive integer or \"draft\"")),
-        },
-    };
+    let version = version_choice(request.version.as_ref())?;
     let request_id = http::request_id(call.req);
     let command = StartCommand {
         tenant_id: call.tenant_id,
@@ -64,14 +80,10 @@ pub async fn start(call: &Call<'_>) -> Result<Reply, ApiError> {
         retention: call.app.config.execution_retention,
         trigger: None,
     };
-    let started = lifecycle::start(call.app.store()?, call.app.queue.as_ref(), command).await.map_err(|e| match e {
-        // Named with the workflow, as the other version routes do.
-        LifecycleError::VersionNotFound(n) => ApiError::version_not_found(&workflow_id, n),
-        LifecycleError::NoDeployedVersion => ApiError::new(ErrorCode::NoDeployedVersion, e.to_string()).suggest(format!(
-            "Deploy one with PUT /v1/workflows/{workflow_id}/deployment, or pass \"version\": \"draft\" or a version number."
-        )),
-        other => api_error(other),
-    })?;
+    // Named with the workflow, as the other version routes do.
+    let started = lifecycle::start(call.app.store()?, call.app.queue.as_ref(), command)
+        .await
+        .map_err(|e| version_error(&workflow_id, e))?;
     match started {
         Started::Replayed(existing) => {
             // A client retrying a `?wait` request that timed out gets the end it waited for.

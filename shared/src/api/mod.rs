@@ -22,6 +22,7 @@ pub mod budgets;
 pub mod credentials;
 pub mod executions;
 pub mod fallback;
+pub mod forecast;
 pub mod health;
 pub mod http;
 pub mod node_types;
@@ -177,6 +178,7 @@ pub enum Route {
     ListModelPrices,
     PutBudget,
     GetBudget,
+    ForecastWorkflow,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -258,6 +260,7 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::ListModelPrices, "GET", "/v1/models/prices", "list-model-prices", true),
     spec(Route::PutBudget, "PUT", "/v1/budget", "put-budget", true),
     spec(Route::GetBudget, "GET", "/v1/budget", "get-budget", true),
+    spec(Route::ForecastWorkflow, "POST", "/v1/workflows/{workflow_id}/forecast", "forecast-workflow", true),
 ];
 
 /// The function that answers what no route matches.
@@ -477,6 +480,7 @@ pub fn handler_of(route: Route) -> Handler {
         Route::ListModelPrices => crate::handler!(usage::prices),
         Route::PutBudget => crate::handler!(budgets::put),
         Route::GetBudget => crate::handler!(budgets::get),
+        Route::ForecastWorkflow => crate::handler!(forecast::workflow),
         Route::Fallback => crate::handler!(fallback::answer),
     }
 }

@@ -337,6 +337,15 @@ fn doc(route: Route) -> RouteDoc {
             (200, Some("BudgetView")),
             &[],
         ),
+        Route::ForecastWorkflow => RouteDoc {
+            body: Some(("StartExecutionRequest", json!({ "input": { "name": "Ada" }, "version": "draft" }))),
+            ..plain(
+                "What one execution with this input will cost, before it runs: per llm.chat node its prompt tokens (counted with the model family's tokenizer), \
+                 its output bound and observed median and p95, and a low / expected / high dollar range; no model is called and nothing is written.",
+                (200, Some("ForecastView")),
+                &[WorkflowNotFound, VersionNotFound, NoDeployedVersion, InputInvalid],
+            )
+        },
         Route::Fallback => plain("", (404, None), &[RouteNotFound, MethodNotAllowed]),
     }
 }
@@ -564,6 +573,7 @@ fn schemas() -> Map<String, Value> {
     add_schema::<ModelPriceList>(&mut schemas);
     add_schema::<BudgetRequest>(&mut schemas);
     add_schema::<BudgetView>(&mut schemas);
+    add_schema::<ForecastView>(&mut schemas);
     add_schema::<ValidationReport>(&mut schemas);
     add_schema::<WorkflowDefinition>(&mut schemas);
     add_schema::<WorkflowView>(&mut schemas);

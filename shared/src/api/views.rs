@@ -720,3 +720,13 @@ pub struct BudgetView {
     /// Alert thresholds already crossed this month.
     pub alerts_sent: Vec<u32>,
 }
+
+/// POST /v1/workflows/{workflow_id}/forecast.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ForecastView {
+    pub workflow_id: String,
+    #[schema(value_type = VersionRef)]
+    pub version: VersionRef,
+    #[serde(flatten)]
+    pub forecast: crate::forecast::Forecast,
+}

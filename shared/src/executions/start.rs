@@ -140,14 +140,7 @@ where
     S: WorkflowStore + ExecutionStore + ValueStore + crate::budgets::BudgetStore + ?Sized,
 {
     let workflow = command.workflow;
-    let (version, definition) = match command.version {
-        VersionChoice::Draft => (None, workflow.definition.clone()),
-        VersionChoice::Deployed => {
-            let n = workflow.deployed_version.ok_or(LifecycleError::NoDeployedVersion)?;
-            (Some(n), published(store, workflow, n).await?)
-        }
-        VersionChoice::Number(n) => (Some(n), published(store, workflow, n).await?),
-    };
+    let (version, definition) = definition_of(store, workflow, command.version).await?;
     let input = command.input.unwrap_or_else(|| json!({}));
     check_input(&definition, &input)?;
     check_budget(store, &workflow.tenant_id).await?;
@@ -228,6 +221,22 @@ where
     }
     enqueue(store, queue, command.tenant_id, &record.execution_id, command.request_id).await?;
     Ok(Started::New(record))
+}
+
+/// The version a choice names (None: the draft) and its definition.
+pub async fn definition_of<S: WorkflowStore + ?Sized>(
+    store: &S,
+    workflow: &WorkflowRecord,
+    choice: VersionChoice,
+) -> Result<(Option<u32>, WorkflowDefinition), LifecycleError> {
+    Ok(match choice {
+        VersionChoice::Draft => (None, workflow.definition.clone()),
+        VersionChoice::Deployed => {
+            let n = workflow.deployed_version.ok_or(LifecycleError::NoDeployedVersion)?;
+            (Some(n), published(store, workflow, n).await?)
+        }
+        VersionChoice::Number(n) => (Some(n), published(store, workflow, n).await?),
+    })
 }
 
 async fn published<S: WorkflowStore + ?Sized>(
