@@ -1042,12 +1042,6 @@ impl crate::events::EventStore for MemoryStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    crate::store_conformance_tests!(async { super::MemoryStore::new() });
-    crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
-}
-
 #[async_trait]
 impl crate::usage::UsageStore for MemoryStore {
     async fn add_usage(&self, batch_id: &str, rows: &[crate::usage::UsageRow]) -> Result<(), StoreError> {
@@ -1145,4 +1139,10 @@ impl crate::budgets::BudgetStore for MemoryStore {
         spend.alerts_sent.push(percent);
         Ok(true)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store_conformance_tests!(async { super::MemoryStore::new() });
+    crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
 }

@@ -751,6 +751,9 @@ pub(super) fn usage_json(usage: &crate::model::ExecutionUsage) -> Result<String,
     serde_json::to_string(usage).map_err(|e| StoreError::Internal(e.to_string()))
 }
 
+/// An update expression, its condition and their values.
+type ConditionalUpdate = (&'static str, String, Vec<(&'static str, AttributeValue)>);
+
 fn redrive_update(
     execution_id: &str,
     deadline_at: &str,
@@ -759,7 +762,7 @@ fn redrive_update(
     now: &str,
     cancelled_too: bool,
     kept: &crate::model::ExecutionUsage,
-) -> Result<(&'static str, String, Vec<(&'static str, AttributeValue)>), StoreError> {
+) -> Result<ConditionalUpdate, StoreError> {
     let (free, now_values) = lease_condition(LeaseGuard::Free { now });
     let mut values = vec![
         (":queued", s("queued")),
