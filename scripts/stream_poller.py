@@ -90,9 +90,10 @@ def main():
             if iterator is None:
                 continue
             read = streams.get_records(ShardIterator=iterator, Limit=BATCH_SIZE)
+            # Most records are not ends (steps, events, leases): keep reading while there are any.
+            idle = idle and not read.get("Records")
             records = [r for r in read.get("Records", []) if ends_an_execution(r)]
             if records:
-                idle = False
                 try:
                     result = invoke(invoke_url, to_event(stream_arn, records))
                 except Exception as error:  # retried: the same batch, as the event source does

@@ -258,18 +258,14 @@ pub async fn serve_usage_counter() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| {
         let store = store.clone();
         async move {
-            let (batch_id, finishes) = crate::store::dynamo::finishes_from_stream(&event.payload);
-            let counted = crate::usage::count_finishes(store.as_ref(), &batch_id, &finishes).await;
+            let finishes = crate::store::dynamo::finishes_from_stream(&event.payload);
+            let counted = crate::usage::count_finishes(store.as_ref(), &finishes).await;
             crate::telemetry::flush_metrics(std::io::stdout());
             match counted {
-                Ok(rows) => {
-                    tracing::info!(
-                        records = event.payload.records.len(),
-                        finishes = finishes.len(),
-                        rows,
-                        "usage counted"
-                    );
-                    Ok(serde_json::json!({ "finishes": finishes.len(), "rows": rows }))
+                Ok(counted) => {
+                    let records = event.payload.records.len();
+                    tracing::info!(records, finishes = finishes.len(), counted, "usage counted");
+                    Ok(serde_json::json!({ "finishes": finishes.len(), "counted": counted }))
                 }
                 Err(e) => Err(Error::from(format!("the usage counters could not be written: {e}"))),
             }

@@ -281,7 +281,7 @@ fn every_function_has_a_sample_event() {
         } else if function == "count-usage" {
             assert!(event["Records"][0]["eventSource"] == "aws:dynamodb", "events/{function}.json is a stream event");
             let parsed: aws_lambda_events::event::dynamodb::Event = serde_json::from_value(event).unwrap();
-            let (_, finishes) = nodeai::store::dynamo::finishes_from_stream(&parsed);
+            let finishes = nodeai::store::dynamo::finishes_from_stream(&parsed);
             assert_eq!(finishes.len(), 1, "the sample is an execution's end, counted");
             assert_eq!(finishes[0].spent.models["gpt-4o-mini"].input_tokens, 1000);
         } else if function == "execution-sweeper" {

@@ -34,7 +34,7 @@ macro_rules! store_conformance_tests {
             child_batches_count_each_end_once_and_list_children_in_item_order,
             triggers_are_counted_per_tenant_found_by_hook_and_changed_by_revision,
             execution_events_append_once_per_seq_and_read_in_order,
-            usage_rows_add_once_per_batch_and_list_by_day_range,
+            usage_rows_add_once_per_finish_and_list_by_day_range,
             budget_reservations_never_overspend_and_settle_to_the_real_cost,
         );
     };
@@ -1140,9 +1140,9 @@ pub async fn execution_events_append_once_per_seq_and_read_in_order(store: &dyn 
     assert_eq!(store.last_event_seq("another", &execution).await.unwrap(), 0);
 }
 
-/// Usage rows: a batch adds once however often it is retried (more than one transaction's worth
-/// of rows too), rows list by day range and page, and another tenant's rows stay apart.
-pub async fn usage_rows_add_once_per_batch_and_list_by_day_range(store: &dyn Store) {
+/// Usage rows: a transaction that marks a finish already counted writes nothing (however its
+/// batch was cut), rows list by day range and page, and another tenant's rows stay apart.
+pub async fn usage_rows_add_once_per_finish_and_list_by_day_range(store: &dyn Store) {
     use crate::usage::{UsageCounters, UsageGroup, UsageRow};
     let (tenant, other) = (new_id(), new_id());
     let row = |tenant: &str, group, day: &str, name: Option<String>, calls| UsageRow {
@@ -1159,16 +1159,21 @@ pub async fn usage_rows_add_once_per_batch_and_list_by_day_range(store: &dyn Sto
     rows.push(row(&tenant, UsageGroup::Day, "2030-02-01", None, 3));
     rows.push(row(&other, UsageGroup::Day, "2030-02-01", None, 7));
     rows.sort_by_key(|r| (r.tenant_id.clone(), r.group, crate::usage::row_key(r)));
-    let batch = format!("batch-{tenant}");
-    store.add_usage(&batch, &rows).await.unwrap();
-    store.add_usage(&batch, &rows).await.unwrap();
+    // One finish marker with each transaction's worth of rows (at most 100 items in all).
+    let marked = |n: usize| vec![format!("{tenant}#EX{n}#2030-02-01T00:00:00.000Z")];
+    for (n, chunk) in rows.chunks(99).enumerate() {
+        assert!(store.add_usage(&marked(n), chunk).await.unwrap());
+        assert!(!store.add_usage(&marked(n), chunk).await.unwrap(), "a finish counted again is refused whole");
+    }
     let days = store.list_usage(&tenant, UsageGroup::Day, "2030-01-01", "2030-12-31", None, 10).await.unwrap();
     let seen: Vec<_> =
         days.items.iter().map(|r| (r.day.as_str(), r.counters.llm_calls, r.counters.input_tokens)).collect();
     assert_eq!(seen, [("2030-01-31", 2, 20), ("2030-02-01", 3, 30)], "a retried batch adds nothing");
     // Another batch adds to the same rows.
     let again = [row(&tenant, UsageGroup::Day, "2030-02-01", None, 1)];
-    store.add_usage(&format!("{batch}-2"), &again).await.unwrap();
+    assert!(store.add_usage(&marked(7), &again).await.unwrap());
+    let both = [marked(7)[0].clone(), marked(8)[0].clone()];
+    assert!(!store.add_usage(&both, &again).await.unwrap(), "one counted finish cancels the others too");
     let one = store.list_usage(&tenant, UsageGroup::Day, "2030-02-01", "2030-02-01", None, 10).await.unwrap();
     assert_eq!(one.items.iter().map(|r| r.counters.llm_calls).collect::<Vec<_>>(), [4]);
     // 150 named rows, paged by 100.

@@ -25,7 +25,7 @@ struct Inner {
     step_reads_fail: bool,
     /// (tenant, group, row key) -> usage row.
     usage: BTreeMap<(String, crate::usage::UsageGroup, String), crate::usage::UsageRow>,
-    /// Batch ids already counted.
+    /// Finishes already counted (`FinishedExecution::finish_id`).
     usage_batches: std::collections::BTreeSet<String>,
     /// tenant -> budget.
     budgets: BTreeMap<String, crate::budgets::Budget>,
@@ -1044,11 +1044,12 @@ impl crate::events::EventStore for MemoryStore {
 
 #[async_trait]
 impl crate::usage::UsageStore for MemoryStore {
-    async fn add_usage(&self, batch_id: &str, rows: &[crate::usage::UsageRow]) -> Result<(), StoreError> {
+    async fn add_usage(&self, finishes: &[String], rows: &[crate::usage::UsageRow]) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        if !inner.usage_batches.insert(batch_id.to_string()) {
-            return Ok(());
+        if finishes.iter().any(|f| inner.usage_batches.contains(f)) {
+            return Ok(false);
         }
+        inner.usage_batches.extend(finishes.iter().cloned());
         for row in rows {
             let key = (row.tenant_id.clone(), row.group, crate::usage::row_key(row));
             let stored = inner
@@ -1057,7 +1058,7 @@ impl crate::usage::UsageStore for MemoryStore {
                 .or_insert_with(|| crate::usage::UsageRow { counters: Default::default(), ..row.clone() });
             stored.counters = stored.counters.plus(&row.counters);
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn list_usage(

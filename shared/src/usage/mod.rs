@@ -14,9 +14,11 @@
 //! - A redriven execution counts again when it ends again (executions by final status count
 //!   ends), but only what it spent since: its redrive keeps what its kept steps spent, and the
 //!   next end counts the difference.
-//! - A batch that Lambda retries is recognised: each transaction of counter updates carries a
-//!   marker item named after the batch (`batch_id`, from its first and last stream record) and
-//!   its chunk, written only if absent; a chunk already applied is skipped whole.
+//! - A finish delivered again (Lambda retrying a batch, whatever records it then holds) is
+//!   recognised: each finish's counter updates go in one transaction with a marker item named
+//!   after the finish (its execution and end time), written only if absent. A transaction
+//!   whose marker exists is cancelled whole, and its finishes are then counted one by one,
+//!   skipping those already counted.
 
 use crate::error::StoreError;
 use crate::model::{ExecutionStatus, ExecutionUsage};
@@ -150,10 +152,14 @@ pub struct UsageRow {
     pub counters: UsageCounters,
 }
 
+/// Finish markers and counter rows one `add_usage` may write (DynamoDB's 100 per transaction).
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+
 /// One execution's change into a final status, as the change stream shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FinishedExecution {
     pub tenant_id: String,
+    pub execution_id: String,
     pub workflow_id: String,
     pub status: ExecutionStatus,
     /// RFC 3339, UTC: its day is the counters' day.
@@ -162,13 +168,22 @@ pub struct FinishedExecution {
     pub spent: ExecutionUsage,
 }
 
+impl FinishedExecution {
+    /// The finish's identity: its execution and end time (a redriven execution's next end is
+    /// another finish).
+    pub fn finish_id(&self) -> String {
+        format!("{}#{}#{}", self.tenant_id, self.execution_id, self.finished_at)
+    }
+}
+
 /// The counter store: rows added once per batch, read by range.
 #[async_trait]
 pub trait UsageStore: Send + Sync {
-    /// Adds every row's counters (one update per row), once per `batch_id`: rows already added
-    /// under it are not added again. Rows come sorted (as `aggregate` gives them), so a retried
-    /// batch splits into the same transactions.
-    async fn add_usage(&self, batch_id: &str, rows: &[UsageRow]) -> Result<(), StoreError>;
+    /// Adds every row's counters (one update per row) and marks every finish in `finishes`
+    /// (`FinishedExecution::finish_id`) as counted, in one transaction: false (nothing written)
+    /// when one of them was counted already. At most `MAX_TRANSACTION_ITEMS` finishes and rows
+    /// together.
+    async fn add_usage(&self, finishes: &[String], rows: &[UsageRow]) -> Result<bool, StoreError>;
     /// A tenant's rows of `group` from day `from` to day `to` (YYYY-MM-DD, both included), in
     /// day order (then by name), after the row key `after`, at most `limit`. A Query, never a
     /// Scan. `next_after` continues the listing.
@@ -235,17 +250,42 @@ fn model_counters(used: &crate::model::ModelUsage) -> UsageCounters {
     }
 }
 
-/// Counts one stream batch's finishes: returns how many rows it touched.
-pub async fn count_finishes(
-    store: &dyn UsageStore,
-    batch_id: &str,
-    finishes: &[FinishedExecution],
-) -> Result<usize, StoreError> {
-    let rows = aggregate(finishes);
-    if !rows.is_empty() {
-        store.add_usage(batch_id, &rows).await?;
+/// Counts a stream batch's finishes: as few transactions as fit (each finish marked with its
+/// rows), and, when one holds a finish already counted, its finishes one by one. Returns how
+/// many finishes it counted (the others were counted before).
+pub async fn count_finishes(store: &dyn UsageStore, finishes: &[FinishedExecution]) -> Result<usize, StoreError> {
+    let mut counted = 0;
+    for chunk in chunks(finishes) {
+        let ids: Vec<String> = chunk.iter().map(FinishedExecution::finish_id).collect();
+        if store.add_usage(&ids, &aggregate(chunk)).await? {
+            counted += chunk.len();
+            continue;
+        }
+        for finish in chunk {
+            let one = std::slice::from_ref(finish);
+            if store.add_usage(&[finish.finish_id()], &aggregate(one)).await? {
+                counted += 1;
+            }
+        }
     }
-    Ok(rows.len())
+    Ok(counted)
+}
+
+/// Consecutive finishes whose markers and rows fit one transaction.
+fn chunks(finishes: &[FinishedExecution]) -> Vec<&[FinishedExecution]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < finishes.len() {
+        let mut end = start + 1;
+        while end < finishes.len()
+            && (end + 1 - start) + aggregate(&finishes[start..=end]).len() <= MAX_TRANSACTION_ITEMS
+        {
+            end += 1;
+        }
+        out.push(&finishes[start..end]);
+        start = end;
+    }
+    out
 }
 
 #[cfg(test)]

@@ -22,7 +22,14 @@ fn spent(node_runs: u64, calls: &[(&str, u64, u64, u64)]) -> ExecutionUsage {
 }
 
 fn finish(tenant: &str, workflow: &str, status: ExecutionStatus, at: &str, spent: ExecutionUsage) -> FinishedExecution {
-    FinishedExecution { tenant_id: tenant.into(), workflow_id: workflow.into(), status, finished_at: at.into(), spent }
+    FinishedExecution {
+        tenant_id: tenant.into(),
+        execution_id: ulid::Ulid::new().to_string(),
+        workflow_id: workflow.into(),
+        status,
+        finished_at: at.into(),
+        spent,
+    }
 }
 
 async fn rows(store: &MemoryStore, group: UsageGroup, from: &str, to: &str) -> Vec<UsageRow> {
@@ -42,8 +49,8 @@ async fn ten_executions_over_two_workflows_and_two_models_give_exact_counters() 
         finishes.push(finish("t1", workflow, status, at, spent(3, &[(model, 100 + i, 10, 1_000 * (i + 1))])));
     }
     // One batch of 4 and one of 6, as the stream may cut them.
-    count_finishes(&store, "batch-1", &finishes[..4]).await.unwrap();
-    count_finishes(&store, "batch-2", &finishes[4..]).await.unwrap();
+    assert_eq!(count_finishes(&store, &finishes[..4]).await.unwrap(), 4);
+    assert_eq!(count_finishes(&store, &finishes[4..]).await.unwrap(), 6);
     let day = rows(&store, UsageGroup::Day, "2030-03-04", "2030-03-04").await;
     assert_eq!(day.len(), 1);
     let total = day[0].counters;
@@ -69,13 +76,15 @@ async fn a_redelivered_batch_counts_once_and_a_finish_is_counted_on_its_day() {
     let store = MemoryStore::default();
     let late = finish("t1", "wf", ExecutionStatus::Succeeded, "2030-03-04T23:59:59.999Z", spent(1, &[("m", 5, 5, 7)]));
     let early = finish("t1", "wf", ExecutionStatus::Cancelled, "2030-03-05T00:00:00.000Z", spent(2, &[]));
-    let batch = [late, early];
-    count_finishes(&store, "b", &batch).await.unwrap();
-    // Lambda retries a batch whose invocation failed: the same records, the same batch id.
-    count_finishes(&store, "b", &batch).await.unwrap();
+    let batch = [late.clone(), early];
+    assert_eq!(count_finishes(&store, &batch).await.unwrap(), 2);
+    // Lambda retries a batch whose invocation failed: the same records, or more of them.
+    assert_eq!(count_finishes(&store, &batch).await.unwrap(), 0, "both were counted");
+    let later = finish("t1", "wf", ExecutionStatus::Failed, "2030-03-05T00:00:01.000Z", spent(1, &[]));
+    assert_eq!(count_finishes(&store, &[later, late]).await.unwrap(), 1, "only the new one counts");
     let days = rows(&store, UsageGroup::Day, "2030-03-01", "2030-03-31").await;
     let split: Vec<_> = days.iter().map(|r| (r.day.as_str(), r.counters.executions(), r.counters.node_runs)).collect();
-    assert_eq!(split, [("2030-03-04", 1, 1), ("2030-03-05", 1, 2)], "once each, on the day it ended");
+    assert_eq!(split, [("2030-03-04", 1, 1), ("2030-03-05", 2, 3)], "once each, on the day it ended");
     assert_eq!(days[1].counters.executions_cancelled, 1);
     assert_eq!(rows(&store, UsageGroup::Day, "2030-03-05", "2030-03-05").await.len(), 1, "the range is by day");
     assert!(
@@ -100,4 +109,23 @@ fn a_redriven_finish_counts_only_what_it_spent_since() {
     let day = rows.iter().find(|r| r.group == UsageGroup::Day).unwrap();
     assert_eq!((day.counters.node_runs, day.counters.llm_calls, day.counters.input_tokens), (1, 1, 60));
     assert_eq!(day.counters.model_cost_nano_usd, 600);
+}
+
+#[tokio::test]
+async fn a_large_batch_splits_into_transactions_that_fit() {
+    let store = MemoryStore::default();
+    // 300 finishes over 150 workflows: more markers and rows than one transaction holds.
+    let finishes: Vec<_> = (0..300)
+        .map(|i| {
+            let workflow = format!("wf-{:03}", i % 150);
+            finish("t1", &workflow, ExecutionStatus::Succeeded, "2030-04-01T12:00:00Z", spent(1, &[("m", 1, 1, 1)]))
+        })
+        .collect();
+    for chunk in chunks(&finishes) {
+        assert!(chunk.len() + aggregate(chunk).len() <= MAX_TRANSACTION_ITEMS);
+    }
+    assert_eq!(count_finishes(&store, &finishes).await.unwrap(), 300);
+    let day = rows(&store, UsageGroup::Day, "2030-04-01", "2030-04-01").await;
+    assert_eq!((day[0].counters.executions(), day[0].counters.llm_calls), (300, 300));
+    assert_eq!(rows(&store, UsageGroup::Workflow, "2030-04-01", "2030-04-01").await.len(), 150);
 }

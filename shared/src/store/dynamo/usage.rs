@@ -2,19 +2,17 @@
 //!
 //! Rows: partition `T#<tenant>#USAGE#DAY|WF|MODEL`, sort key `<YYYY-MM-DD>` or
 //! `<YYYY-MM-DD>#<workflow id or model>`, one Number attribute per counter (added with ADD).
-//! A batch's rows go in transactions of at most 99 updates, each with a marker item
-//! `USAGEBATCH#<batch id>` / `<chunk>` written only if absent (kept 3 days by TTL, longer
-//! than a stream keeps records): a retried batch's applied chunks fail their marker's
-//! condition and are skipped whole.
+//! Each `add_usage` is one transaction: a marker item per finish (`USAGEFIN#<tenant>#<execution>`
+//! / `<finished_at>`, written only if absent, kept 3 days by TTL: longer than a stream keeps
+//! records) and an update per row. A finish counted before fails its marker's condition and
+//! cancels the whole transaction.
 
 use super::*;
 use crate::usage::{FinishedExecution, UsageCounters, UsageGroup, UsageRow, UsageStore};
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 
-/// Rows per transaction: 100 actions, one of them the batch marker.
-const ROWS_PER_TRANSACTION: usize = 99;
-/// How long a batch marker is kept: past the stream's 24-hour retention, with a margin.
-const BATCH_MARKER_SECONDS: i64 = 3 * 24 * 3600;
+/// How long a finish marker is kept: past the stream's 24-hour retention, with a margin.
+const FINISH_MARKER_SECONDS: i64 = 3 * 24 * 3600;
 
 fn usage_pk(tenant_id: &str, group: UsageGroup) -> String {
     let group = match group {
@@ -60,10 +58,15 @@ impl DynamoStore {
 
 #[async_trait]
 impl UsageStore for DynamoStore {
-    async fn add_usage(&self, batch_id: &str, rows: &[UsageRow]) -> Result<(), StoreError> {
-        let expires = chrono::Utc::now().timestamp() + BATCH_MARKER_SECONDS;
-        for (chunk, rows) in rows.chunks(ROWS_PER_TRANSACTION).enumerate() {
-            let mut marker = key(format!("USAGEBATCH#{batch_id}"), chunk.to_string());
+    async fn add_usage(&self, finishes: &[String], rows: &[UsageRow]) -> Result<bool, StoreError> {
+        if finishes.len() + rows.len() > crate::usage::MAX_TRANSACTION_ITEMS {
+            return Err(StoreError::Internal("more finishes and rows than one transaction holds".into()));
+        }
+        let expires = chrono::Utc::now().timestamp() + FINISH_MARKER_SECONDS;
+        let mut items = Vec::new();
+        for finish in finishes {
+            let (execution, finished_at) = finish.rsplit_once('#').unwrap_or((finish.as_str(), ""));
+            let mut marker = key(format!("USAGEFIN#{execution}"), finished_at.to_string());
             marker.insert("ttl".into(), n(expires));
             let put = Put::builder()
                 .table_name(&self.table)
@@ -71,29 +74,29 @@ impl UsageStore for DynamoStore {
                 .condition_expression("attribute_not_exists(pk)")
                 .build()
                 .map_err(|e| StoreError::Internal(e.to_string()))?;
-            let mut items = vec![TransactWriteItem::builder().put(put).build()];
-            for row in rows {
-                if let Some(update) = self.usage_update(row)? {
-                    items.push(TransactWriteItem::builder().update(update).build());
-                }
-            }
-            // Two batches (two shards) touching one tenant's day together conflict now and
-            // then (TransactionConflict): retried with jitter here, then left to the stream's
-            // retry of the whole batch, which skips the chunks already counted.
-            let attempts = 4;
-            for attempt in 1..=attempts {
-                let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
-                match sent.map_err(classify) {
-                    Ok(_) | Err(StoreError::ConditionFailed) => break,
-                    Err(StoreError::Unavailable(_)) if attempt < attempts => {
-                        let jitter = 20 + rand::random::<u64>() % 180;
-                        tokio::time::sleep(std::time::Duration::from_millis(jitter * attempt)).await;
-                    }
-                    Err(e) => return Err(e),
-                }
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for row in rows {
+            if let Some(update) = self.usage_update(row)? {
+                items.push(TransactWriteItem::builder().update(update).build());
             }
         }
-        Ok(())
+        // Two batches (two shards) touching one tenant's day together conflict now and then
+        // (TransactionConflict): retried with jitter here, then left to the stream's retry.
+        let attempts = 4;
+        for attempt in 1..=attempts {
+            let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
+            match sent.map_err(classify) {
+                Ok(_) => return Ok(true),
+                Err(StoreError::ConditionFailed) => return Ok(false),
+                Err(StoreError::Unavailable(_)) if attempt < attempts => {
+                    let jitter = 20 + rand::random::<u64>() % 180;
+                    tokio::time::sleep(std::time::Duration::from_millis(jitter * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        unreachable!("the last attempt returns")
     }
 
     async fn list_usage(
@@ -133,14 +136,10 @@ impl UsageStore for DynamoStore {
     }
 }
 
-/// A stream batch's identity (its first and last record's event ids and its size) and the
-/// executions it shows changing into a final status. Records of other items, and changes that
-/// do not end an execution, are left out.
-pub fn finishes_from_stream(event: &StreamEvent) -> (String, Vec<FinishedExecution>) {
-    let ids = |record: Option<&EventRecord>| record.map(|r| r.event_id.clone()).unwrap_or_default();
-    let batch_id = format!("{}:{}:{}", ids(event.records.first()), ids(event.records.last()), event.records.len());
-    let finishes = event.records.iter().filter_map(finish_from).collect();
-    (batch_id, finishes)
+/// The executions a stream batch shows changing into a final status. Records of other items,
+/// and changes that do not end an execution, are left out.
+pub fn finishes_from_stream(event: &StreamEvent) -> Vec<FinishedExecution> {
+    event.records.iter().filter_map(finish_from).collect()
 }
 
 fn text<'a>(item: &'a serde_dynamo::Item, name: &str) -> Option<&'a str> {
@@ -169,6 +168,7 @@ fn finish_from(record: &EventRecord) -> Option<FinishedExecution> {
     };
     Some(FinishedExecution {
         tenant_id: tenant_id.to_string(),
+        execution_id: text(new, "execution_id").unwrap_or_default().to_string(),
         workflow_id: text(new, "workflow_id").unwrap_or_default().to_string(),
         status,
         finished_at: text(new, "finished_at").map(str::to_string).unwrap_or_else(crate::model::now_rfc3339),
