@@ -77,34 +77,33 @@ def main():
         if stream_arn is None:
             time.sleep(1)
     print(f"[streams] {stream_arn} -> {invoke_url}", flush=True)
-    iterators = {}
+    # The last sequence number handed over, per shard: each round reads after it with a fresh
+    # iterator (the event source's checkpoint), so a stale iterator never stalls the reading.
+    done = {}
     while True:
+        idle = True
         for shard in streams.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]:
             shard_id = shard["ShardId"]
-            if shard_id not in iterators:
-                iterators[shard_id] = streams.get_shard_iterator(
-                    StreamArn=stream_arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-        idle = True
-        for shard_id, iterator in list(iterators.items()):
-            if iterator is None:
+            after = done.get(shard_id)
+            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after} if after else {
+                "ShardIteratorType": "TRIM_HORIZON"}
+            iterator = streams.get_shard_iterator(StreamArn=stream_arn, ShardId=shard_id, **position)["ShardIterator"]
+            read = streams.get_records(ShardIterator=iterator, Limit=BATCH_SIZE).get("Records", [])
+            if not read:
                 continue
-            read = streams.get_records(ShardIterator=iterator, Limit=BATCH_SIZE)
-            # Most records are not ends (steps, events, leases): keep reading while there are any.
-            idle = idle and not read.get("Records")
-            records = [r for r in read.get("Records", []) if ends_an_execution(r)]
+            idle = False
+            records = [r for r in read if ends_an_execution(r)]
             if records:
                 try:
                     result = invoke(invoke_url, to_event(stream_arn, records))
-                except Exception as error:  # retried: the same batch, as the event source does
+                except Exception as error:  # retried: the same records, as the event source does
                     print(f"[streams] batch of {len(records)} failed, retrying: {error}", flush=True)
                     time.sleep(1)
                     continue
                 print(f"[streams] batch of {len(records)}: {result}", flush=True)
-            iterators[shard_id] = read.get("NextShardIterator")
+            done[shard_id] = read[-1]["dynamodb"]["SequenceNumber"]
         if idle:
             time.sleep(0.5)
-
 
 if __name__ == "__main__":
     main()

@@ -306,6 +306,18 @@ pub async fn serve(app: App, route: Route, handler: Handler) -> Result<(), Error
 /// `ResponseTransferMode: STREAM`): the head as `respond` makes it, then the reply's event
 /// stream as it comes. A reply with no stream (an error, a 204) is sent whole.
 pub async fn serve_event_stream(app: App, route: Route, handler: Handler) -> Result<(), Error> {
+    loop {
+        // A client that goes away mid-stream can make the runtime client fail to finish the
+        // response (hyper's IncompleteMessage), which ends the runtime loop: the instance
+        // serves on instead of exiting (the next request would pay a cold start).
+        if let Err(e) = serve_event_stream_once(app.clone(), route, handler).await {
+            tracing::warn!(error = %e, "the runtime loop ended with an error; serving on");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn serve_event_stream_once(app: App, route: Route, handler: Handler) -> Result<(), Error> {
     use lambda_http::lambda_runtime::streaming::{Body as StreamBody, channel};
     use lambda_http::request::RequestContext;
     use lambda_http::{RequestExt, Response};
