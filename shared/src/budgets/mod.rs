@@ -163,10 +163,28 @@ pub async fn announce_alerts(
 mod tests;
 
 /// A model call's reservations (the run's and the tenant's month's), settled once it answered.
+/// One dropped unsettled (its node cut off by a timeout or a checkpoint while the call was in
+/// flight, when the provider may have billed it) counts as spent at its worst case.
 pub struct CallReservation<'a> {
     run: &'a crate::engine::RunSpend,
     amount_nano: u64,
     tenant: Option<TenantReservation>,
+    open: bool,
+}
+
+impl Drop for CallReservation<'_> {
+    fn drop(&mut self) {
+        // The run's share stays committed as it is; the month's moves from reserved to spent.
+        let (Some(t), true) = (self.tenant.take(), self.open) else { return };
+        let amount = self.amount_nano;
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        runtime.spawn(async move {
+            tracing::warn!(tenant_id = %t.tenant_id, reserved_nano = amount, "a cut-off model call counts at its worst case");
+            if let Err(e) = t.store.settle(&t.tenant_id, &t.month, amount, amount).await {
+                tracing::error!(error = %e, "a cut-off call's reservation was not settled");
+            }
+        });
+    }
 }
 
 struct TenantReservation {
@@ -198,7 +216,7 @@ pub async fn reserve_call<'a>(
         None => None,
     };
     if budget.is_none() && call.spend.limit_nano().is_none() {
-        return Ok(CallReservation { run: call.spend, amount_nano: 0, tenant: None });
+        return Ok(CallReservation { run: call.spend, amount_nano: 0, tenant: None, open: false });
     }
     let Some(amount_nano) = worst_case_nano(prices, model, prompt_bytes, max_output_tokens) else {
         return Err(NodeFailure::permanent(
@@ -218,7 +236,7 @@ pub async fn reserve_call<'a>(
             ),
         ));
     }
-    let mut reservation = CallReservation { run: call.spend, amount_nano, tenant: None };
+    let mut reservation = CallReservation { run: call.spend, amount_nano, tenant: None, open: true };
     let (Some(store), Some(budget)) = (store, budget) else { return Ok(reservation) };
     let month = month_of(chrono::Utc::now());
     match store.reserve(call.tenant_id, &month, amount_nano, budget.limit_nano()).await {
@@ -251,10 +269,11 @@ impl CallReservation<'_> {
     /// Settles to what the call cost (`cost_usd`; None: nothing was billed, or the price is
     /// unknown) and announces budget alerts it crossed. A settle that fails is logged: the
     /// reservation then stays counted this month (the budget errs on the safe side).
-    pub async fn settle(self, cost_usd: Option<f64>) {
+    pub async fn settle(mut self, cost_usd: Option<f64>) {
+        self.open = false;
         let actual = cost_usd.map(nano_usd).unwrap_or(0);
         self.run.settle(self.amount_nano, actual);
-        let Some(t) = self.tenant else { return };
+        let Some(t) = self.tenant.take() else { return };
         match t.store.settle(&t.tenant_id, &t.month, self.amount_nano, actual).await {
             Ok(spend) => {
                 if let Err(e) = announce_alerts(t.store.as_ref(), &t.tenant_id, &t.month, &t.budget, &spend).await {

@@ -38,3 +38,40 @@ fn months_are_utc_calendar_months() {
     assert_eq!(month_of(at("2030-01-31T23:59:59.999Z")), "2030-01");
     assert_eq!(month_of(at("2030-01-31T23:30:00-01:00")), "2030-02");
 }
+
+#[tokio::test]
+async fn a_reservation_settles_to_the_cost_and_one_dropped_unsettled_counts_at_its_worst_case() {
+    let store: std::sync::Arc<dyn crate::store::Store> = std::sync::Arc::new(MemoryStore::default());
+    let budget = Budget {
+        monthly_usd: 1.0,
+        alert_at_percent: vec![],
+        on_exceed: OnExceed::StopModelCalls,
+        updated_at: String::new(),
+    };
+    store.put_budget("t1", &budget).await.unwrap();
+    let node: crate::model::NodeSpec =
+        serde_json::from_value(serde_json::json!({ "id": "a", "type": "llm.chat", "config": {} })).unwrap();
+    let scope = serde_json::json!({});
+    let call = crate::engine::NodeCall {
+        tenant_id: "t1",
+        node: &node,
+        scope: &scope,
+        events: &crate::events::EVENTS_OFF,
+        attempt: 1,
+        spend: &crate::engine::NO_RUN_LIMIT,
+    };
+    let prices = PriceTable::with_configured(vec![configured_price("m", 1.0, 2.0, None)]);
+    let month = month_of(chrono::Utc::now());
+    // Worst case: 1,000 bytes at $1/M + 500 tokens at $2/M = $0.002; the call cost $0.0005.
+    let settled = reserve_call(&call, Some(&store), &prices, "m", 1000, Some(500)).await.unwrap();
+    assert_eq!(store.month_spend("t1", &month).await.unwrap().reserved_nano(), 2_000_000);
+    settled.settle(Some(0.0005)).await;
+    let spend = store.month_spend("t1", &month).await.unwrap();
+    assert_eq!((spend.spent_nano, spend.reserved_nano()), (500_000, 0));
+    // A node cut off mid-call drops its reservation: the call may have been billed.
+    let cut = reserve_call(&call, Some(&store), &prices, "m", 1000, Some(500)).await.unwrap();
+    drop(cut);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let spend = store.month_spend("t1", &month).await.unwrap();
+    assert_eq!((spend.spent_nano, spend.reserved_nano()), (2_500_000, 0));
+}

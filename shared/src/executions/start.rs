@@ -143,7 +143,6 @@ where
     let (version, definition) = definition_of(store, workflow, command.version).await?;
     let input = command.input.unwrap_or_else(|| json!({}));
     check_input(&definition, &input)?;
-    check_budget(store, &workflow.tenant_id).await?;
     if let Some(key) = command.idempotency_key
         && !((1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
     {
@@ -205,6 +204,8 @@ where
             }
         }
     }
+    // After the replay check: a start that already happened answers as it did, budget or not.
+    check_budget(store, &workflow.tenant_id).await?;
     // A large input is kept in the value store (S3); the item holds its reference.
     record.input = Values::new(store, command.tenant_id, &record.execution_id).keep("input", record.input).await?;
     match store.create_execution(&record, &definition).await {

@@ -129,7 +129,10 @@ impl NodeRun for LlmChat {
             let reply: Value = if streamed { assembly.reply() } else { response.json().unwrap_or(Value::Null) };
             let usage = usage_of(anthropic, &reply);
             let model = reply["model"].as_str().map(str::to_string).unwrap_or_else(|| chat.model.clone());
-            let cost_usd = runtime.prices.cost_usd(&model, &usage);
+            // The provider's model name (a dated snapshot) first, else the node's: a proxy's
+            // or fine-tune's name the table does not know still costs what the node's model does.
+            let cost_usd =
+                runtime.prices.cost_usd(&model, &usage).or_else(|| runtime.prices.cost_usd(&chat.model, &usage));
             // Usage is counted under the model as the node names it (a provider's dated
             // snapshot name would split one model's counters).
             let bill = || Box::new(Billed { usage, cost_usd, model: chat.model.clone() });
@@ -651,7 +654,7 @@ impl StreamAssembly {
             return failure;
         }
         let priced = self.model.as_deref().unwrap_or(model);
-        let cost_usd = prices.cost_usd(priced, &usage);
+        let cost_usd = prices.cost_usd(priced, &usage).or_else(|| prices.cost_usd(model, &usage));
         NodeFailure { billed: Some(Box::new(Billed { usage, cost_usd, model: model.to_string() })), ..failure }
     }
 }

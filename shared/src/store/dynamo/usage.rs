@@ -171,7 +171,11 @@ fn finish_from(record: &EventRecord) -> Option<FinishedExecution> {
         execution_id: text(new, "execution_id").unwrap_or_default().to_string(),
         workflow_id: text(new, "workflow_id").unwrap_or_default().to_string(),
         status,
-        finished_at: text(new, "finished_at").map(str::to_string).unwrap_or_else(crate::model::now_rfc3339),
+        // Every final write sets finished_at; were one missing, the record's own time (the same
+        // on every delivery) keeps the finish's identity stable.
+        finished_at: text(new, "finished_at")
+            .map(str::to_string)
+            .unwrap_or_else(|| record.change.approximate_creation_date_time.to_rfc3339()),
         // What it spent since it was last counted: a redrive left the kept steps' spend.
         spent: spent(new).minus(&spent(old)),
     })
