@@ -11,7 +11,9 @@ fn body_for(route: Route) -> Option<serde_json::Value> {
     match route {
         Route::UpdateWorkflow => Some(sample_definition("hijacked")),
         Route::DeployVersion => Some(json!({ "version": 1 })),
-        Route::StartExecution => Some(json!({ "version": "draft", "input": { "url": "https://example.com" } })),
+        Route::StartExecution | Route::ForecastWorkflow => {
+            Some(json!({ "version": "draft", "input": { "url": "https://example.com" } }))
+        }
         _ => None,
     }
 }
