@@ -314,7 +314,12 @@ async fn over_its_tiers_limit_an_execution_waits_queued_and_runs_later() {
 /// pool of workers (as Lambda's event source would run them) drains the queue. Every other
 /// tenant's execution finishes, none is stranded, and the noisy tenant never has more than its
 /// limit (free: 5) running at once.
+///
+/// Ignored in the main run: 210 executions through the one single-threaded emulator take 1-2
+/// minutes alone, and over three while the rest of the suite shares it. `scripts/test` runs it
+/// by itself right after the suite (`--run-ignored only`).
 #[tokio::test]
+#[ignore = "load test: scripts/test runs it alone on the emulator"]
 async fn a_noisy_tenant_gets_its_share_and_everyone_else_finishes() {
     let app = TestApp::new().await;
     let t = &app;
@@ -387,7 +392,7 @@ async fn a_noisy_tenant_gets_its_share_and_everyone_else_finishes() {
     };
     // Eight Lambda instances draining the queue, each with 12 s per invocation.
     let invocation = CHECKPOINT_MARGIN + Duration::from_secs(2);
-    nodeai_tests::run_workers(t, &executor, &queue, &limits, 8, invocation, Duration::from_secs(180), &all_final).await;
+    nodeai_tests::run_workers(t, &executor, &queue, &limits, 8, invocation, Duration::from_secs(300), &all_final).await;
     for (tenant, id) in &ordinary {
         let execution = t.store.get_execution(tenant, id).await.unwrap().unwrap();
         assert_eq!(execution.status.as_str(), "succeeded", "{tenant}'s {id}: {execution:?}");
