@@ -58,6 +58,9 @@ pub struct Config {
     pub trigger_scheduler: Option<WaitSchedulerConfig>,
     /// Wake-ups up to this far away go through an SQS delay (at most 900 s).
     pub wait_sqs_max_delay: Duration,
+    /// The whole time an assistant turn may take, its model calls included (at most 25 s:
+    /// inside API Gateway's 29 s integration limit).
+    pub assistant_turn_timeout: Duration,
 }
 
 /// EventBridge Scheduler's settings for long waits: the schedule group, the role Scheduler
@@ -182,6 +185,10 @@ pub const VARIABLES: &[(&str, &str)] = &[
     (
         "EVENTS_STREAM_MAX_SECONDS",
         "optional, default 840, at most 900; how long one `GET /v1/executions/{id}/events` stream stays open before it ends cleanly and the client reconnects with `Last-Event-ID`",
+    ),
+    (
+        "ASSISTANT_TURN_TIMEOUT_MS",
+        "optional, default 25000, 100 to 25000; the whole time one assistant message may take, its model calls and repair rounds included (504 `ASSISTANT_TIMEOUT` past it)",
     ),
     (
         "CORS_ALLOWED_ORIGINS",
@@ -460,7 +467,23 @@ impl Config {
                 problem: "must be a whole number of seconds from 1 to 900".into(),
             });
         }
+        let assistant_turn_timeout = match lookup("ASSISTANT_TURN_TIMEOUT_MS").filter(|v| !v.is_empty()) {
+            None => Duration::from_millis(crate::assistant::MAX_TURN_MS),
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| (100..=crate::assistant::MAX_TURN_MS).contains(ms))
+                .map(Duration::from_millis)
+                .ok_or_else(|| ConfigError {
+                    variable: "ASSISTANT_TURN_TIMEOUT_MS",
+                    problem: format!(
+                        "must be a whole number of milliseconds from 100 to {}",
+                        crate::assistant::MAX_TURN_MS
+                    ),
+                })?,
+        };
         Ok(Config {
+            assistant_turn_timeout,
             public_api_url,
             wait_scheduler,
             trigger_scheduler,
@@ -613,6 +636,11 @@ mod tests {
         assert_eq!(with(("KEY_CACHE_TTL_SECONDS", "5")).unwrap().key_cache_ttl, Duration::from_secs(5));
         assert_eq!(with(("KEY_ROTATION_GRACE_SECONDS", "-1")).unwrap_err().variable, "KEY_ROTATION_GRACE_SECONDS");
         assert_eq!(with(("EVENTS_STREAM_MAX_SECONDS", "901")).unwrap_err().variable, "EVENTS_STREAM_MAX_SECONDS");
+        assert_eq!(with(("ASSISTANT_TURN_TIMEOUT_MS", "25001")).unwrap_err().variable, "ASSISTANT_TURN_TIMEOUT_MS");
+        assert_eq!(
+            with(("ASSISTANT_TURN_TIMEOUT_MS", "2000")).unwrap().assistant_turn_timeout,
+            Duration::from_millis(2000)
+        );
         assert_eq!(with(("CORS_ALLOWED_ORIGINS", "*")).unwrap_err().variable, "CORS_ALLOWED_ORIGINS");
         assert_eq!(
             with(("CORS_ALLOWED_ORIGINS", "https://*.example.com")).unwrap_err().variable,

@@ -49,6 +49,15 @@ pub enum ErrorCode {
     WebhookTimestampStale,
     ExecutionFailed,
     ServiceUnavailable,
+    AssistantSessionNotFound,
+    AssistantLimitReached,
+    AssistantMessageInvalid,
+    NoValidProposal,
+    AssistantTimeout,
+    AssistantNoDefinition,
+    ModelCallFailed,
+    CredentialInvalid,
+    ModelUnpriced,
 }
 
 impl ErrorCode {
@@ -93,6 +102,15 @@ impl ErrorCode {
         ErrorCode::WebhookTimestampStale,
         ErrorCode::ExecutionFailed,
         ErrorCode::ServiceUnavailable,
+        ErrorCode::AssistantSessionNotFound,
+        ErrorCode::AssistantLimitReached,
+        ErrorCode::AssistantMessageInvalid,
+        ErrorCode::NoValidProposal,
+        ErrorCode::AssistantTimeout,
+        ErrorCode::AssistantNoDefinition,
+        ErrorCode::ModelCallFailed,
+        ErrorCode::CredentialInvalid,
+        ErrorCode::ModelUnpriced,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -137,6 +155,15 @@ impl ErrorCode {
             ErrorCode::WebhookTimestampStale => "WEBHOOK_TIMESTAMP_STALE",
             ErrorCode::ExecutionFailed => "EXECUTION_FAILED",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::AssistantSessionNotFound => "ASSISTANT_SESSION_NOT_FOUND",
+            ErrorCode::AssistantLimitReached => "ASSISTANT_LIMIT_REACHED",
+            ErrorCode::AssistantMessageInvalid => "ASSISTANT_MESSAGE_INVALID",
+            ErrorCode::NoValidProposal => "NO_VALID_PROPOSAL",
+            ErrorCode::AssistantTimeout => "ASSISTANT_TIMEOUT",
+            ErrorCode::AssistantNoDefinition => "ASSISTANT_NO_DEFINITION",
+            ErrorCode::ModelCallFailed => "MODEL_CALL_FAILED",
+            ErrorCode::CredentialInvalid => "CREDENTIAL_INVALID",
+            ErrorCode::ModelUnpriced => "MODEL_UNPRICED",
         }
     }
 
@@ -178,6 +205,15 @@ impl ErrorCode {
             ErrorCode::WebhookTimestampStale => StatusCode::UNAUTHORIZED,
             ErrorCode::ExecutionFailed => StatusCode::BAD_GATEWAY,
             ErrorCode::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::AssistantSessionNotFound => StatusCode::NOT_FOUND,
+            ErrorCode::AssistantLimitReached => StatusCode::CONFLICT,
+            ErrorCode::AssistantMessageInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::NoValidProposal => StatusCode::CONFLICT,
+            ErrorCode::AssistantTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::AssistantNoDefinition => StatusCode::BAD_GATEWAY,
+            ErrorCode::ModelCallFailed => StatusCode::BAD_GATEWAY,
+            ErrorCode::CredentialInvalid => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::ModelUnpriced => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -241,7 +277,7 @@ impl ErrorCode {
             }
             ErrorCode::QuotaExceeded => "Your tier's daily request quota is used up; it resets at 00:00 UTC.",
             ErrorCode::BudgetExceeded => {
-                "The month's model spend reached the budget and it blocks new runs (`on_exceed: block_new_runs`) until the month turns (UTC) or the budget is raised."
+                "The month's model spend reached the budget and it blocks new runs (`on_exceed: block_new_runs`) until the month turns (UTC) or the budget is raised; or an assistant call's worst case does not fit in what is left."
             }
             ErrorCode::MethodNotAllowed => "The path exists but not with this method; see the `Allow` header.",
             ErrorCode::ConcurrentModification => {
@@ -255,6 +291,31 @@ impl ErrorCode {
             ErrorCode::InternalError => "An unexpected error; report the request id.",
             ErrorCode::ServiceUnavailable => {
                 "The data store is throttled or unreachable; retry after `Retry-After` seconds."
+            }
+            ErrorCode::AssistantSessionNotFound => {
+                "No open assistant session with this id exists for your tenant (ended, expired after 24 h idle or 7 days, or never created)."
+            }
+            ErrorCode::AssistantLimitReached => {
+                "The tenant already has 20 open assistant sessions, or the session has had its 50 turns: end one (DELETE) or start a new session."
+            }
+            ErrorCode::AssistantMessageInvalid => "The assistant message must be 1 to 5,000 characters.",
+            ErrorCode::NoValidProposal => {
+                "The session has no proposal that validated, so there is nothing to apply; send another message."
+            }
+            ErrorCode::AssistantTimeout => {
+                "The assistant turn did not finish within its time budget (25 s); nothing was recorded for it. Retry, or ask for a smaller change."
+            }
+            ErrorCode::AssistantNoDefinition => {
+                "The model answered without a workflow definition in every round (3); nothing was recorded. Rephrase, or use a model that supports tool calls."
+            }
+            ErrorCode::ModelCallFailed => {
+                "The model provider failed (an error status or object, a refusal, unreachable, or its circuit is open); the message gives the provider's words."
+            }
+            ErrorCode::CredentialInvalid => {
+                "The credential cannot be used: unreadable, an unknown provider, or a base_url the outbound guard refuses."
+            }
+            ErrorCode::ModelUnpriced => {
+                "A budget applies and the model has no price: give it one with MODEL_PRICES or choose a priced model."
             }
         }
     }

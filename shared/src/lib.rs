@@ -2,6 +2,7 @@
 //! `wiring::app_from_env` once per cold start and hand each request to `api::handle`.
 
 pub mod api;
+pub mod assistant;
 pub mod auth;
 pub mod authorizer;
 pub mod budgets;

@@ -103,7 +103,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(path: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(path: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
         Problem { path: path.into(), code, message: message.into() }
     }
 }
@@ -112,62 +112,65 @@ impl Problem {
 /// id patterns) are checked in code so each gets its own code.
 fn document_validator() -> &'static jsonschema::Validator {
     static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
-    VALIDATOR.get_or_init(|| {
-        let schema = json!({
-            "type": "object",
-            "additionalProperties": false,
-            "required": ["name", "nodes"],
-            "properties": {
-                "name": { "type": "string" },
-                "description": { "type": "string", "maxLength": 2000 },
-                "tags": { "type": "array", "items": { "type": "string" } },
-                "input_schema": { "type": "object" },
-                "timeout_seconds": { "type": "integer", "minimum": 1, "maximum": crate::model::MAX_WAITING_EXECUTION_TIMEOUT.as_secs() },
-                "events": { "type": "boolean" },
-                "max_cost_usd": { "type": "number", "exclusiveMinimum": 0, "maximum": 100000 },
-                "nodes": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "required": ["id", "type"],
-                        "properties": {
-                            "id": { "type": "string" },
-                            "type": { "type": "string" },
-                            "config": { "type": "object" },
-                            "retry": {
-                                "type": "object",
-                                "additionalProperties": false,
-                                "required": ["max_attempts"],
-                                "properties": {
-                                    "max_attempts": { "type": "integer" },
-                                    "initial_delay_ms": { "type": "integer" },
-                                    "max_delay_ms": { "type": "integer" },
-                                    "multiplier": { "type": "number" },
-                                    "jitter": { "type": "boolean" }
-                                }
-                            },
-                            "timeout_ms": { "type": "integer" },
-                            "on_error": { "enum": ["fail", "continue", "branch"] }
-                        }
+    VALIDATOR.get_or_init(|| jsonschema::validator_for(&definition_schema()).expect("the definition schema is valid"))
+}
+
+/// The JSON Schema of a definition document's structure (what the assistant's system prompt
+/// shows; node configs have their own schemas in the node catalogue).
+pub fn definition_schema() -> Value {
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["name", "nodes"],
+        "properties": {
+            "name": { "type": "string" },
+            "description": { "type": "string", "maxLength": 2000 },
+            "tags": { "type": "array", "items": { "type": "string" } },
+            "input_schema": { "type": "object" },
+            "timeout_seconds": { "type": "integer", "minimum": 1, "maximum": crate::model::MAX_WAITING_EXECUTION_TIMEOUT.as_secs() },
+            "events": { "type": "boolean" },
+            "max_cost_usd": { "type": "number", "exclusiveMinimum": 0, "maximum": 100000 },
+            "nodes": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["id", "type"],
+                    "properties": {
+                        "id": { "type": "string" },
+                        "type": { "type": "string" },
+                        "config": { "type": "object" },
+                        "retry": {
+                            "type": "object",
+                            "additionalProperties": false,
+                            "required": ["max_attempts"],
+                            "properties": {
+                                "max_attempts": { "type": "integer" },
+                                "initial_delay_ms": { "type": "integer" },
+                                "max_delay_ms": { "type": "integer" },
+                                "multiplier": { "type": "number" },
+                                "jitter": { "type": "boolean" }
+                            }
+                        },
+                        "timeout_ms": { "type": "integer" },
+                        "on_error": { "enum": ["fail", "continue", "branch"] }
                     }
-                },
-                "edges": {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "additionalProperties": false,
-                        "required": ["from", "to"],
-                        "properties": {
-                            "from": { "type": "string" },
-                            "to": { "type": "string" },
-                            "when": { "type": "string" }
-                        }
+                }
+            },
+            "edges": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["from", "to"],
+                    "properties": {
+                        "from": { "type": "string" },
+                        "to": { "type": "string" },
+                        "when": { "type": "string" }
                     }
                 }
             }
-        });
-        jsonschema::validator_for(&schema).expect("the definition schema is valid")
+        }
     })
 }
 

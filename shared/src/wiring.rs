@@ -61,6 +61,11 @@ impl Builder {
     pub fn scheduler(self) -> AwsBuilder {
         self.aws(add_scheduler)
     }
+    /// DynamoDB, and model calls as the worker makes them: credentials from Secrets Manager,
+    /// the outbound guard, circuit breakers, prices and budgets (the assistant's messages).
+    pub fn model_calls(self) -> AwsBuilder {
+        self.aws(add_model_calls)
+    }
     pub async fn build(self) -> App {
         App::new(self.config)
     }
@@ -112,6 +117,37 @@ fn add_sqs(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App
     }
 }
 
+fn add_model_calls(config: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
+    let store: Arc<dyn crate::store::Store> = Arc::new(dynamo_store(config, sdk_config));
+    let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk_config)));
+    let runtime = node_runtime(config, secrets, store.clone());
+    app.with_store(store).with_models(Arc::new(runtime))
+}
+
+/// What model and HTTP calls run with, from configuration: one per warm instance.
+fn node_runtime(
+    config: &Config,
+    secrets: Arc<SecretsManagerStore>,
+    store: Arc<dyn crate::store::Store>,
+) -> crate::nodes::NodeRuntime {
+    crate::nodes::NodeRuntime {
+        public_api_url: config.public_api_url.clone(),
+        allowed_private_hosts: config.http_allowed_private_hosts.clone(),
+        credentials: Some(Arc::new(crate::secrets::CredentialResolver::new(
+            secrets,
+            &config.stage,
+            config.credential_cache_ttl,
+        ))),
+        breakers: Arc::new(crate::nodes::breaker::CircuitBreakers::new(
+            config.circuit_breaker_threshold,
+            config.circuit_breaker_cool_down,
+        )),
+        prices: Arc::new(crate::nodes::prices::PriceTable::with_configured(config.model_prices.clone())),
+        budgets: Some(store),
+        ..Default::default()
+    }
+}
+
 fn add_secrets_manager(_: &Config, sdk_config: &aws_config::SdkConfig, app: App) -> App {
     app.with_secrets(Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(sdk_config))))
 }
@@ -158,22 +194,7 @@ pub async fn serve_worker() -> Result<(), Error> {
     }
     let queue = Arc::new(queue);
     let secrets = Arc::new(SecretsManagerStore::new(aws_sdk_secretsmanager::Client::new(&sdk_config)));
-    let runtime = crate::nodes::NodeRuntime {
-        public_api_url: config.public_api_url.clone(),
-        allowed_private_hosts: config.http_allowed_private_hosts.clone(),
-        credentials: Some(Arc::new(crate::secrets::CredentialResolver::new(
-            secrets,
-            &config.stage,
-            config.credential_cache_ttl,
-        ))),
-        breakers: Arc::new(crate::nodes::breaker::CircuitBreakers::new(
-            config.circuit_breaker_threshold,
-            config.circuit_breaker_cool_down,
-        )),
-        prices: Arc::new(crate::nodes::prices::PriceTable::with_configured(config.model_prices.clone())),
-        budgets: Some(store.clone() as Arc<dyn crate::store::Store>),
-        ..Default::default()
-    };
+    let runtime = node_runtime(&config, secrets, store.clone());
     let executor = Arc::new(crate::nodes::RegistryExecutor { runtime });
     let (limits, worker_timeout) = (config.running_limits, config.worker_timeout);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

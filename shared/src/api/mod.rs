@@ -18,6 +18,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 pub mod api_keys;
+pub mod assistant;
 pub mod budgets;
 pub mod credentials;
 pub mod executions;
@@ -46,6 +47,9 @@ pub struct App {
     pub schedules: Option<Arc<dyn crate::triggers::TriggerSchedules>>,
     /// Webhook signing secrets read by this instance (the hooks route).
     pub hook_secrets: Arc<crate::triggers::HookSecretCache>,
+    /// What model calls run with (credentials, outbound guard, breakers, prices, budgets): the
+    /// assistant's messages route.
+    pub models: Option<Arc<crate::nodes::NodeRuntime>>,
 }
 
 impl App {
@@ -60,7 +64,19 @@ impl App {
             queue: Arc::new(NoQueue),
             schedules: None,
             hook_secrets: Arc::new(crate::triggers::HookSecretCache::new()),
+            models: None,
         }
+    }
+
+    /// The model-call runtime (the assistant's messages route).
+    pub fn with_models(mut self, runtime: Arc<crate::nodes::NodeRuntime>) -> Self {
+        self.models = Some(runtime);
+        self
+    }
+
+    /// The model-call runtime, or a 500 naming the wiring fault (see `store`).
+    pub fn models(&self) -> Result<&crate::nodes::NodeRuntime, ApiError> {
+        self.models.as_deref().ok_or_else(|| not_wired("the model-call runtime"))
     }
 
     /// EventBridge Scheduler for schedule triggers (the trigger routes).
@@ -179,6 +195,11 @@ pub enum Route {
     PutBudget,
     GetBudget,
     ForecastWorkflow,
+    CreateAssistantSession,
+    GetAssistantSession,
+    EndAssistantSession,
+    SendAssistantMessage,
+    ApplyAssistantProposal,
     /// Unrouted paths (404) and unrouted methods on known paths (405).
     Fallback,
 }
@@ -261,6 +282,23 @@ pub const ROUTES: &[RouteSpec] = &[
     spec(Route::PutBudget, "PUT", "/v1/budget", "put-budget", true),
     spec(Route::GetBudget, "GET", "/v1/budget", "get-budget", true),
     spec(Route::ForecastWorkflow, "POST", "/v1/workflows/{workflow_id}/forecast", "forecast-workflow", true),
+    spec(Route::CreateAssistantSession, "POST", "/v1/assistant/sessions", "create-assistant-session", true),
+    spec(Route::GetAssistantSession, "GET", "/v1/assistant/sessions/{session_id}", "get-assistant-session", true),
+    spec(Route::EndAssistantSession, "DELETE", "/v1/assistant/sessions/{session_id}", "end-assistant-session", true),
+    spec(
+        Route::SendAssistantMessage,
+        "POST",
+        "/v1/assistant/sessions/{session_id}/messages",
+        "send-assistant-message",
+        true,
+    ),
+    spec(
+        Route::ApplyAssistantProposal,
+        "POST",
+        "/v1/assistant/sessions/{session_id}/apply",
+        "apply-assistant-proposal",
+        true,
+    ),
 ];
 
 /// The function that answers what no route matches.
@@ -481,6 +519,11 @@ pub fn handler_of(route: Route) -> Handler {
         Route::PutBudget => crate::handler!(budgets::put),
         Route::GetBudget => crate::handler!(budgets::get),
         Route::ForecastWorkflow => crate::handler!(forecast::workflow),
+        Route::CreateAssistantSession => crate::handler!(assistant::create),
+        Route::GetAssistantSession => crate::handler!(assistant::get),
+        Route::EndAssistantSession => crate::handler!(assistant::delete),
+        Route::SendAssistantMessage => crate::handler!(assistant::message),
+        Route::ApplyAssistantProposal => crate::handler!(assistant::apply),
         Route::Fallback => crate::handler!(fallback::answer),
     }
 }

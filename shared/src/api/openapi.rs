@@ -346,6 +346,60 @@ fn doc(route: Route) -> RouteDoc {
                 &[WorkflowNotFound, VersionNotFound, NoDeployedVersion, InputInvalid],
             )
         },
+        Route::CreateAssistantSession => RouteDoc {
+            body: Some((
+                "AssistantSessionRequest",
+                json!({ "credential": "openai-main", "model": "gpt-5-mini", "workflow_id": null }),
+            )),
+            ..plain(
+                "Opens a workflow-assistant session on a tenant credential and model, optionally on a workflow whose draft it refines. \
+                 A session ends 24 h after its last message or apply (7 days at most); at most 20 are open per tenant.",
+                (201, Some("AssistantSessionView")),
+                &[CredentialNotFound, WorkflowNotFound, AssistantLimitReached],
+            )
+        },
+        Route::GetAssistantSession => plain(
+            "The session, its current definition and its conversation (each turn's message, reply, proposal, problems, patch, tokens and cost).",
+            (200, Some("AssistantSessionView")),
+            &[AssistantSessionNotFound],
+        ),
+        Route::EndAssistantSession => {
+            plain("Ends the session and deletes its conversation.", (204, None), &[AssistantSessionNotFound])
+        }
+        Route::SendAssistantMessage => RouteDoc {
+            body: Some((
+                "AssistantMessageRequest",
+                json!({ "message": "Fetch a URL from the input, summarize it with gpt-5-mini and return the summary." }),
+            )),
+            ..plain(
+                "One turn: the session's model proposes a complete definition (a tool call), NodeAI validates it and sends problems back for repair \
+                 (at most 3 model calls), and answers the proposal, whether it is valid, the problems left, an RFC 6902 patch from the session's \
+                 definition, tokens and cost. The whole turn has a 25 s budget; only a completed turn is recorded.",
+                (200, Some("AssistantTurnView")),
+                &[
+                    AssistantSessionNotFound,
+                    AssistantMessageInvalid,
+                    AssistantLimitReached,
+                    CredentialNotFound,
+                    CredentialInvalid,
+                    BudgetExceeded,
+                    ModelUnpriced,
+                    ModelCallFailed,
+                    AssistantNoDefinition,
+                    AssistantTimeout,
+                    ConcurrentModification,
+                ],
+            )
+        },
+        Route::ApplyAssistantProposal => RouteDoc {
+            body: Some(("AssistantApplyRequest", json!({ "if_match": "\"3\"" }))),
+            ..plain(
+                "Creates a workflow from the session's last valid proposal (201), or replaces the session's (or the named) workflow's draft (200) \
+                 if its ETag is still `if_match` (default: the revision the session read).",
+                (201, Some("WorkflowView")),
+                &[AssistantSessionNotFound, NoValidProposal, WorkflowNotFound, PreconditionFailed, ValidationFailed],
+            )
+        },
         Route::Fallback => plain("", (404, None), &[RouteNotFound, MethodNotAllowed]),
     }
 }
@@ -573,6 +627,11 @@ fn schemas() -> Map<String, Value> {
     add_schema::<ModelPriceList>(&mut schemas);
     add_schema::<BudgetRequest>(&mut schemas);
     add_schema::<BudgetView>(&mut schemas);
+    add_schema::<AssistantSessionRequest>(&mut schemas);
+    add_schema::<AssistantMessageRequest>(&mut schemas);
+    add_schema::<AssistantApplyRequest>(&mut schemas);
+    add_schema::<AssistantTurnView>(&mut schemas);
+    add_schema::<AssistantSessionView>(&mut schemas);
     add_schema::<ForecastView>(&mut schemas);
     add_schema::<ValidationReport>(&mut schemas);
     add_schema::<WorkflowDefinition>(&mut schemas);

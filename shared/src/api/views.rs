@@ -730,3 +730,76 @@ pub struct ForecastView {
     #[serde(flatten)]
     pub forecast: crate::forecast::Forecast,
 }
+
+/// POST /v1/assistant/sessions body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantSessionRequest {
+    /// The tenant credential (PUT /v1/credentials/{name}) the assistant calls its model with.
+    pub credential: String,
+    /// The model to ask, as the credential's provider names it (1 to 200 characters).
+    pub model: String,
+    /// A workflow to refine: its draft is the starting definition, and apply replaces it.
+    pub workflow_id: Option<String>,
+}
+
+/// POST /v1/assistant/sessions/{session_id}/messages body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantMessageRequest {
+    /// 1 to 5,000 characters, stored and sent to the model exactly as given.
+    pub message: String,
+}
+
+/// POST /v1/assistant/sessions/{session_id}/apply body (may be empty: `{}`).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AssistantApplyRequest {
+    /// Replace this workflow's draft instead of the session's workflow (or creating one).
+    pub workflow_id: Option<String>,
+    /// The workflow's ETag (`"3"`) the replacement expects; default: the revision the session
+    /// read. 412 when the draft has changed since.
+    pub if_match: Option<String>,
+}
+
+/// One assistant turn: what the user said, what the assistant proposed, and whether it validated.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssistantTurnView {
+    pub session_id: String,
+    /// 1, 2, ...
+    pub turn: u32,
+    pub message: String,
+    /// The assistant's words.
+    pub reply: String,
+    /// The proposed definition (the last round's).
+    pub proposal: Option<Value>,
+    pub valid: bool,
+    /// Validation problems left in the proposal after the repair rounds (empty when valid).
+    pub problems: Vec<Value>,
+    /// RFC 6902 JSON Patch from the session's definition before the turn to the proposal.
+    pub patch: Value,
+    /// Model calls the turn made (1 to 3).
+    pub rounds: u32,
+    pub usage: TokenUsage,
+    /// What the turn's model calls cost, US dollars; null when the model has no price.
+    pub cost_usd: Option<f64>,
+    pub created_at: String,
+}
+
+/// GET /v1/assistant/sessions/{session_id} and the create answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AssistantSessionView {
+    pub session_id: String,
+    pub credential: String,
+    pub model: String,
+    pub workflow_id: Option<String>,
+    /// The definition the next message refines: the last valid proposal, or the workflow's draft.
+    pub definition: Option<Value>,
+    /// Whether `definition` is a proposal of this session that validated (what apply applies).
+    pub proposal_valid: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    /// When the session ends unless used again (RFC 3339, UTC).
+    pub expires_at: String,
+    pub turns: Vec<AssistantTurnView>,
+}

@@ -13,7 +13,7 @@ use crate::validation::{self, Problem, is_valid_tag};
 
 use serde_json::Value;
 
-fn problems_error(problems: Vec<Problem>) -> ApiError {
+pub(super) fn problems_error(problems: Vec<Problem>) -> ApiError {
     let count = problems.len();
     let details = problems.into_iter().map(|p| serde_json::to_value(p).unwrap_or(Value::Null)).collect();
     ApiError::new(
@@ -29,7 +29,7 @@ pub(super) fn workflow_id(call: &Call) -> Result<String, ApiError> {
     http::ulid_param(call.req, "workflow_id").map_err(|raw| ApiError::workflow_not_found(&truncate(&raw, 64)))
 }
 
-fn workflow_view(record: &WorkflowRecord) -> WorkflowView {
+pub(super) fn workflow_view(record: &WorkflowRecord) -> WorkflowView {
     let d = &record.definition;
     WorkflowView {
         id: record.workflow_id.clone(),
@@ -81,12 +81,12 @@ fn version_summary_view(workflow_id: &str, version: &VersionSummary) -> VersionS
     }
 }
 
-fn location(workflow_id: &str) -> String {
+pub(super) fn location(workflow_id: &str) -> String {
     format!("/v1/workflows/{workflow_id}")
 }
 
 /// 422 when the workflows its flow.subworkflow and flow.map nodes name cannot run.
-async fn references_resolve(
+pub(super) async fn references_resolve(
     call: &Call<'_>,
     self_id: Option<&str>,
     definition: &crate::model::WorkflowDefinition,
@@ -146,9 +146,14 @@ pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
 
 /// The revision an `If-Match` header names: `"3"`, `W/"3"` or `3`. `*` means any.
 fn if_match(call: &Call) -> Result<Option<u64>, ApiError> {
-    let Some(raw) = http::header(call.req, "if-match") else {
-        return Ok(None);
-    };
+    match http::header(call.req, "if-match") {
+        Some(raw) => parse_etag(raw),
+        None => Ok(None),
+    }
+}
+
+/// The revision an ETag names: `"3"`, `W/"3"` or `3`; None for `*` (any).
+pub(super) fn parse_etag(raw: &str) -> Result<Option<u64>, ApiError> {
     let raw = raw.trim();
     if raw == "*" {
         return Ok(None);
@@ -165,8 +170,20 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
     let expected = if_match(call)?;
     let (document, size) = http::json_body(call.req)?;
     let definition = validation::validate_definition(&document, size).map_err(problems_error)?;
-    references_resolve(call, Some(&id), &definition).await?;
-    let current = load(call, &id).await?;
+    let record = replace_checked(call, &id, &definition, expected).await?;
+    Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag()))
+}
+
+/// Replaces a draft with a valid definition whose references resolve, if the workflow is at
+/// revision `expected` (any: None). 412 when it is not, 404 when it is gone.
+pub(super) async fn replace_checked(
+    call: &Call<'_>,
+    id: &str,
+    definition: &crate::model::WorkflowDefinition,
+    expected: Option<u64>,
+) -> Result<WorkflowRecord, ApiError> {
+    references_resolve(call, Some(id), definition).await?;
+    let current = load(call, id).await?;
     let stale = || {
         ApiError::new(
             ErrorCode::PreconditionFailed,
@@ -177,9 +194,9 @@ pub async fn update(call: &Call<'_>) -> Result<Reply, ApiError> {
     if expected.is_some_and(|e| e != current.revision) {
         return Err(stale());
     }
-    match call.app.store()?.replace_draft(call.tenant_id, &id, &definition, current.revision, &now_rfc3339()).await {
-        Ok(Some(record)) => Ok(Reply::ok(workflow_view(&record)).with_header("etag", record.etag())),
-        Ok(None) => Err(ApiError::workflow_not_found(&id)),
+    match call.app.store()?.replace_draft(call.tenant_id, id, definition, current.revision, &now_rfc3339()).await {
+        Ok(Some(record)) => Ok(record),
+        Ok(None) => Err(ApiError::workflow_not_found(id)),
         Err(StoreError::ConditionFailed) if expected.is_some() => Err(stale()),
         Err(e) => Err(e.into()),
     }

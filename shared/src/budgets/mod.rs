@@ -194,12 +194,14 @@ struct TenantReservation {
     budget: Budget,
 }
 
-/// Reserves a model call's worst case against the execution's `max_cost_usd` and the tenant's
+/// Reserves a model call's worst case against `run` (the execution's `max_cost_usd`;
+/// `engine::NO_RUN_LIMIT` outside a run) and the tenant's
 /// monthly budget, before the call. `prompt_bytes`: the request body's size (a bound on the
 /// prompt's tokens). Refuses with `BUDGET_EXCEEDED` when either would be crossed (nothing stays
 /// reserved then), `MODEL_UNPRICED` when a limit applies to a model with no price.
 pub async fn reserve_call<'a>(
-    call: &crate::engine::NodeCall<'a>,
+    tenant_id: &str,
+    run: &'a crate::engine::RunSpend,
     store: Option<&std::sync::Arc<dyn crate::store::Store>>,
     prices: &crate::nodes::prices::PriceTable,
     model: &str,
@@ -209,14 +211,14 @@ pub async fn reserve_call<'a>(
     use crate::engine::NodeFailure;
     use crate::model::StepErrorCode;
     let budget = match store {
-        Some(store) => store.get_budget(call.tenant_id).await.map_err(|e| {
+        Some(store) => store.get_budget(tenant_id).await.map_err(|e| {
             tracing::warn!(error = %e, "the budget could not be read");
             NodeFailure::retryable(StepErrorCode::BudgetUnavailable, "the budget could not be read")
         })?,
         None => None,
     };
-    if budget.is_none() && call.spend.limit_nano().is_none() {
-        return Ok(CallReservation { run: call.spend, amount_nano: 0, tenant: None, open: false });
+    if budget.is_none() && run.limit_nano().is_none() {
+        return Ok(CallReservation { run: run, amount_nano: 0, tenant: None, open: false });
     }
     let Some(amount_nano) = worst_case_nano(prices, model, prompt_bytes, max_output_tokens) else {
         return Err(NodeFailure::permanent(
@@ -225,8 +227,8 @@ pub async fn reserve_call<'a>(
         ));
     };
     let dollars = |nano: u64| nano as f64 / 1e9;
-    if !call.spend.reserve(amount_nano) {
-        let limit = call.spend.limit_nano().unwrap_or(0);
+    if !run.reserve(amount_nano) {
+        let limit = run.limit_nano().unwrap_or(0);
         return Err(NodeFailure::permanent(
             StepErrorCode::BudgetExceeded,
             format!(
@@ -236,18 +238,18 @@ pub async fn reserve_call<'a>(
             ),
         ));
     }
-    let mut reservation = CallReservation { run: call.spend, amount_nano, tenant: None, open: true };
+    let mut reservation = CallReservation { run: run, amount_nano, tenant: None, open: true };
     let (Some(store), Some(budget)) = (store, budget) else { return Ok(reservation) };
     let month = month_of(chrono::Utc::now());
-    match store.reserve(call.tenant_id, &month, amount_nano, budget.limit_nano()).await {
+    match store.reserve(tenant_id, &month, amount_nano, budget.limit_nano()).await {
         Ok(true) => {
             reservation.tenant =
-                Some(TenantReservation { store: store.clone(), tenant_id: call.tenant_id.to_string(), month, budget });
+                Some(TenantReservation { store: store.clone(), tenant_id: tenant_id.to_string(), month, budget });
             Ok(reservation)
         }
         Ok(false) => {
             reservation.settle(None).await;
-            tracing::info!(tenant_id = call.tenant_id, "a model call was refused: the monthly budget would be crossed");
+            tracing::info!(tenant_id = tenant_id, "a model call was refused: the monthly budget would be crossed");
             Err(NodeFailure::permanent(
                 StepErrorCode::BudgetExceeded,
                 format!(

@@ -63,13 +63,13 @@ async fn a_reservation_settles_to_the_cost_and_one_dropped_unsettled_counts_at_i
     let prices = PriceTable::with_configured(vec![configured_price("m", 1.0, 2.0, None)]);
     let month = month_of(chrono::Utc::now());
     // Worst case: 1,000 bytes at $1/M + 500 tokens at $2/M = $0.002; the call cost $0.0005.
-    let settled = reserve_call(&call, Some(&store), &prices, "m", 1000, Some(500)).await.unwrap();
+    let settled = reserve_call(call.tenant_id, call.spend, Some(&store), &prices, "m", 1000, Some(500)).await.unwrap();
     assert_eq!(store.month_spend("t1", &month).await.unwrap().reserved_nano(), 2_000_000);
     settled.settle(Some(0.0005)).await;
     let spend = store.month_spend("t1", &month).await.unwrap();
     assert_eq!((spend.spent_nano, spend.reserved_nano()), (500_000, 0));
     // A node cut off mid-call drops its reservation: the call may have been billed.
-    let cut = reserve_call(&call, Some(&store), &prices, "m", 1000, Some(500)).await.unwrap();
+    let cut = reserve_call(call.tenant_id, call.spend, Some(&store), &prices, "m", 1000, Some(500)).await.unwrap();
     drop(cut);
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let spend = store.month_spend("t1", &month).await.unwrap();

@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 pub struct LlmChat;
 
-const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
-const ANTHROPIC_VERSION: &str = "2023-06-01";
+pub(crate) const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+pub(crate) const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Anthropic requires max_tokens; used when the node does not set it.
 const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 1024;
 
@@ -95,7 +95,8 @@ impl NodeRun for LlmChat {
         } as u64;
         let max_output = chat.max_tokens.or(anthropic.then_some(ANTHROPIC_DEFAULT_MAX_TOKENS));
         let reservation = crate::budgets::reserve_call(
-            call,
+            call.tenant_id,
+            call.spend,
             runtime.budgets.as_ref(),
             &runtime.prices,
             &chat.model,
@@ -302,7 +303,7 @@ impl Chat {
     }
 }
 
-fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, NodeFailure> {
+pub(crate) fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, NodeFailure> {
     format!("{}/{path}", base_url.trim_end_matches('/')).parse().map_err(|_| {
         NodeFailure::permanent(StepErrorCode::CredentialInvalid, "the credential's base_url is not a valid URL")
     })
@@ -363,6 +364,11 @@ fn transient_kind(kind: &str) -> bool {
     ["overloaded", "rate_limit", "server_error", "api_error", "timeout", "unavailable"].iter().any(|k| kind.contains(k))
 }
 
+/// A 2xx reply that is an error object, as the failure llm.chat reports for it.
+pub(crate) fn provider_error(reply: &Value, host: &str, detail: impl Fn(&str) -> String) -> Option<NodeFailure> {
+    error_object(reply).map(|problem| problem.failure(host, detail))
+}
+
 fn error_object(reply: &Value) -> Option<ReplyProblem> {
     let error = reply.get("error").filter(|e| e.is_object())?;
     let message = error["message"].as_str().unwrap_or("no message").to_string();
@@ -387,7 +393,7 @@ fn openai_usage(reply: &Value) -> TokenUsage {
 }
 
 /// The usage a provider's reply reports, by its format.
-fn usage_of(anthropic: bool, reply: &Value) -> TokenUsage {
+pub(crate) fn usage_of(anthropic: bool, reply: &Value) -> TokenUsage {
     if anthropic { anthropic_usage(reply) } else { openai_usage(reply) }
 }
 
@@ -660,7 +666,7 @@ impl StreamAssembly {
 }
 
 /// Models wrap JSON in Markdown fences more often than not; accept that.
-fn parse_json_reply(text: &str) -> Option<Value> {
+pub(crate) fn parse_json_reply(text: &str) -> Option<Value> {
     let trimmed = text.trim();
     let unfenced = trimmed
         .strip_prefix("```json")

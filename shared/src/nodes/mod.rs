@@ -18,7 +18,7 @@ mod flow_output;
 pub mod flow_wait;
 pub mod http_guard;
 mod http_request;
-mod llm_chat;
+pub(crate) mod llm_chat;
 mod logic_condition;
 pub mod outbound;
 pub mod prices;

@@ -27,6 +27,8 @@ struct Inner {
     usage: BTreeMap<(String, crate::usage::UsageGroup, String), crate::usage::UsageRow>,
     /// Finishes already counted (`FinishedExecution::finish_id`).
     usage_batches: std::collections::BTreeSet<String>,
+    /// (tenant, session id) -> assistant session, and its turns.
+    assistant: BTreeMap<(String, String), (crate::assistant::AssistantSession, Vec<crate::assistant::AssistantTurn>)>,
     /// tenant -> budget.
     budgets: BTreeMap<String, crate::budgets::Budget>,
     /// (tenant, month) -> spend.
@@ -1146,4 +1148,69 @@ impl crate::budgets::BudgetStore for MemoryStore {
 mod tests {
     crate::store_conformance_tests!(async { super::MemoryStore::new() });
     crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
+}
+
+#[async_trait]
+impl crate::assistant::AssistantStore for MemoryStore {
+    async fn create_session(
+        &self,
+        tenant_id: &str,
+        session: &crate::assistant::AssistantSession,
+        max_open: usize,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let open = inner.assistant.iter().filter(|((t, _), (s, _))| t == tenant_id && s.is_open(now)).count();
+        if open >= max_open {
+            return Ok(false);
+        }
+        inner.assistant.insert((tenant_id.to_string(), session.session_id.clone()), (session.clone(), Vec::new()));
+        Ok(true)
+    }
+
+    async fn get_session(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+    ) -> Result<Option<crate::assistant::AssistantSession>, StoreError> {
+        Ok(self.lock().assistant.get(&(tenant_id.to_string(), session_id.to_string())).map(|(s, _)| s.clone()))
+    }
+
+    async fn list_turns(
+        &self,
+        tenant_id: &str,
+        session_id: &str,
+    ) -> Result<Vec<crate::assistant::AssistantTurn>, StoreError> {
+        Ok(self
+            .lock()
+            .assistant
+            .get(&(tenant_id.to_string(), session_id.to_string()))
+            .map(|(_, turns)| turns.clone())
+            .unwrap_or_default())
+    }
+
+    async fn save_turn(
+        &self,
+        tenant_id: &str,
+        session: &crate::assistant::AssistantSession,
+        turn: Option<&crate::assistant::AssistantTurn>,
+        expected_turns: u32,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut inner = self.lock();
+        let Some((stored, turns)) = inner.assistant.get_mut(&(tenant_id.to_string(), session.session_id.clone()))
+        else {
+            return Ok(false);
+        };
+        if stored.turns != expected_turns || !stored.is_open(now) {
+            return Ok(false);
+        }
+        *stored = session.clone();
+        turns.extend(turn.cloned());
+        Ok(true)
+    }
+
+    async fn delete_session(&self, tenant_id: &str, session_id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().assistant.remove(&(tenant_id.to_string(), session_id.to_string())).is_some())
+    }
 }

@@ -511,6 +511,7 @@ pub trait Store:
     + crate::events::EventStore
     + crate::usage::UsageStore
     + crate::budgets::BudgetStore
+    + crate::assistant::AssistantStore
 {
 }
 impl<
@@ -524,7 +525,8 @@ impl<
         + crate::triggers::TriggerStore
         + crate::events::EventStore
         + crate::usage::UsageStore
-        + crate::budgets::BudgetStore,
+        + crate::budgets::BudgetStore
+        + crate::assistant::AssistantStore,
 > Store for T
 {
 }

@@ -38,6 +38,7 @@ use aws_sdk_dynamodb::types::{
 };
 use std::collections::HashMap;
 
+mod assistant;
 mod budgets;
 mod credentials;
 mod events;
