@@ -108,7 +108,23 @@ impl TestApp {
         let store = Arc::new(store.with_execution_retention(config.execution_retention));
         let (queue, queue_url) = fresh_queue().await;
         let secrets = Arc::new(secret_store().await);
-        let app = App::new(config).with_store(store.clone()).with_secrets(secrets.clone()).with_queue(Arc::new(queue));
+        // Model calls as the assistant's function makes them, to stubs on loopback.
+        let models = nodeai::nodes::NodeRuntime {
+            allowed_private_hosts: vec!["127.0.0.1".into()],
+            credentials: Some(Arc::new(nodeai::secrets::CredentialResolver::new(
+                secrets.clone(),
+                &config.stage,
+                config.credential_cache_ttl,
+            ))),
+            prices: Arc::new(nodeai::nodes::prices::PriceTable::with_configured(config.model_prices.clone())),
+            budgets: Some(store.clone() as Arc<dyn nodeai::store::Store>),
+            ..Default::default()
+        };
+        let app = App::new(config)
+            .with_store(store.clone())
+            .with_secrets(secrets.clone())
+            .with_queue(Arc::new(queue))
+            .with_models(Arc::new(models));
         let (tenant, key) = nodeai::auth::provision_tenant(store.as_ref(), "Test tenant", "free", None)
             .await
             .expect("provision the test tenant");
@@ -118,7 +134,8 @@ impl TestApp {
     /// Another app instance (its own key cache, as another warm Lambda) on the same table.
     pub fn another_instance(&self) -> App {
         let config = (*self.app.config).clone();
-        let app = App::new(config).with_queue(self.app.queue.clone());
+        let mut app = App::new(config).with_queue(self.app.queue.clone());
+        app.models = self.app.models.clone();
         let app = match self.app.store.clone() {
             Some(store) => app.with_store(store),
             None => app,
@@ -555,4 +572,99 @@ pub async fn run_workers<F, Fut>(
         }
     };
     futures_util::future::join_all((0..workers).map(worker)).await;
+}
+
+/// A model provider on loopback for the assistant: it answers each call with the next scripted
+/// reply (the last one again once the script runs out) in the real wire format of OpenAI Chat
+/// Completions (a `tool_calls` function call) or Anthropic Messages (a `tool_use` block).
+pub struct ScriptedModel {
+    pub server: wiremock::MockServer,
+    pub anthropic: bool,
+}
+
+/// One scripted reply: the `propose_workflow` tool input, or plain text (no tool call).
+#[derive(Clone)]
+pub enum ScriptedReply {
+    Tool(Value),
+    Text(String),
+}
+
+struct ScriptResponder {
+    replies: Vec<ScriptedReply>,
+    anthropic: bool,
+    delay: Duration,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl wiremock::Respond for ScriptResponder {
+    fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let reply = self.replies[n.min(self.replies.len() - 1)].clone();
+        let body = match (self.anthropic, reply) {
+            (false, ScriptedReply::Tool(input)) => serde_json::json!({
+                "id": format!("chatcmpl-{n}"), "object": "chat.completion", "model": "gpt-test",
+                "choices": [{ "index": 0, "finish_reason": "tool_calls", "message": { "role": "assistant", "content": null,
+                    "tool_calls": [{ "id": format!("call_{n}"), "type": "function",
+                        "function": { "name": "propose_workflow", "arguments": input.to_string() } }] } }],
+                "usage": { "prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200 } }),
+            (false, ScriptedReply::Text(text)) => serde_json::json!({
+                "id": format!("chatcmpl-{n}"), "object": "chat.completion", "model": "gpt-test",
+                "choices": [{ "index": 0, "finish_reason": "stop", "message": { "role": "assistant", "content": text } }],
+                "usage": { "prompt_tokens": 1000, "completion_tokens": 200, "total_tokens": 1200 } }),
+            (true, ScriptedReply::Tool(input)) => serde_json::json!({
+                "id": format!("msg_{n}"), "type": "message", "role": "assistant", "model": "claude-test",
+                "content": [{ "type": "text", "text": "Here is the workflow." },
+                            { "type": "tool_use", "id": format!("toolu_{n}"), "name": "propose_workflow", "input": input }],
+                "stop_reason": "tool_use", "usage": { "input_tokens": 1000, "output_tokens": 200 } }),
+            (true, ScriptedReply::Text(text)) => serde_json::json!({
+                "id": format!("msg_{n}"), "type": "message", "role": "assistant", "model": "claude-test",
+                "content": [{ "type": "text", "text": text }],
+                "stop_reason": "end_turn", "usage": { "input_tokens": 1000, "output_tokens": 200 } }),
+        };
+        wiremock::ResponseTemplate::new(200).set_body_json(body).set_delay(self.delay)
+    }
+}
+
+impl ScriptedModel {
+    /// A stub answering `replies` in order (`anthropic`: the Messages format, else OpenAI's),
+    /// each after `delay`.
+    pub async fn start(anthropic: bool, replies: Vec<ScriptedReply>, delay: Duration) -> ScriptedModel {
+        let server = wiremock::MockServer::start().await;
+        let path = if anthropic { "/v1/messages" } else { "/chat/completions" };
+        let responder = ScriptResponder { replies, anthropic, delay, next: Default::default() };
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .and(wiremock::matchers::path(path))
+            .respond_with(responder)
+            .mount(&server)
+            .await;
+        ScriptedModel { server, anthropic }
+    }
+
+    /// The credential body that points at this stub.
+    pub fn credential(&self) -> Value {
+        let provider = if self.anthropic { "anthropic" } else { "openai" };
+        serde_json::json!({ "provider": provider, "api_key": "sk-assistant-test-0000", "base_url": self.server.uri() })
+    }
+
+    /// The bodies of the calls received so far, in order.
+    pub async fn requests(&self) -> Vec<Value> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+            .collect()
+    }
+}
+
+/// A proposal that validates: one text.template node greeting `input.name`, and its output.
+pub fn valid_proposal(name: &str) -> Value {
+    serde_json::json!({ "message": format!("A workflow named {name}."), "definition": {
+        "name": name,
+        "nodes": [
+            { "id": "greet", "type": "text.template", "config": { "template": "Hello {{ input.name }}" } },
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.greet.output }}" } }
+        ],
+        "edges": [ { "from": "greet", "to": "done" } ] } })
 }

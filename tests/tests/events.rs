@@ -16,6 +16,8 @@ const SAMPLE_CALLBACK_TOKEN: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx
 const SAMPLE_TRIGGER_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W4V";
 const SAMPLE_HOOK_ID: &str = "9f86d081884c7d659a2feaa0c55ad015";
 const SAMPLE_HOOK_SECRET: &str = "whsec_sample";
+/// The assistant routes' session placeholder.
+const SAMPLE_SESSION_ID: &str = "01JDX7Q5ZK3V4M8N2P6R9T0W5T";
 
 /// The callback routes answer an approval: a workflow whose execution parks on one (`approve`).
 fn approval_definition() -> serde_json::Value {
@@ -95,6 +97,36 @@ async fn run_event(function: &str, route: Route) -> Reply {
         let url = parked.body["waiting_on"][0]["callback_url"].as_str().unwrap_or_else(|| panic!("{}", parked.raw));
         token = url.rsplit('/').next().unwrap().to_string();
     }
+    // Assistant routes: the sample's credential on a scripted model, a session, and (to apply)
+    // a valid proposal in it.
+    let assistant = [
+        Route::CreateAssistantSession,
+        Route::GetAssistantSession,
+        Route::EndAssistantSession,
+        Route::SendAssistantMessage,
+        Route::ApplyAssistantProposal,
+    ];
+    let mut session_id = String::new();
+    let _model = if assistant.contains(&route) {
+        let replies = vec![nodeai_tests::ScriptedReply::Tool(nodeai_tests::valid_proposal("greeter"))];
+        let model = nodeai_tests::ScriptedModel::start(false, replies, std::time::Duration::ZERO).await;
+        let put = t.call(Route::PutCredential, &[("name", "openai-main")], Some(model.credential())).await;
+        assert_eq!(put.status, 201, "{}", put.raw);
+        if route != Route::CreateAssistantSession {
+            let body = serde_json::json!({ "credential": "openai-main", "model": "gpt-5-mini" });
+            let session = t.call(Route::CreateAssistantSession, &[], Some(body)).await;
+            assert_eq!(session.status, 201, "{}", session.raw);
+            session_id = session.body["session_id"].as_str().unwrap().to_string();
+        }
+        if route == Route::ApplyAssistantProposal {
+            let body = Some(serde_json::json!({ "message": "Greet the person named in the input." }));
+            let turn = t.call(Route::SendAssistantMessage, &[("session_id", &session_id)], body).await;
+            assert_eq!(turn.status, 200, "{}", turn.raw);
+        }
+        Some(model)
+    } else {
+        None
+    };
     let extra = t.call(Route::CreateApiKey, &[], Some(serde_json::json!({ "name": "extra" }))).await;
     let key_id = extra.body["id"].as_str().expect("a key id").to_string();
     let text = std::fs::read_to_string(events_dir().join(format!("{function}.json")))
@@ -105,6 +137,7 @@ async fn run_event(function: &str, route: Route) -> Reply {
         .replace(SAMPLE_CALLBACK_TOKEN, &token)
         .replace(SAMPLE_TRIGGER_ID, &trigger_id)
         .replace(SAMPLE_HOOK_ID, &hook_id)
+        .replace(SAMPLE_SESSION_ID, &session_id)
         .replace(SAMPLE_KEY, &t.key);
     let request =
         lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("events/{function}.json does not parse: {e}"));
@@ -117,7 +150,8 @@ async fn every_route_event_gets_its_success_status() {
         let reply = run_event(spec.function, spec.route).await;
         let expected = match spec.route {
             Route::CreateWorkflow | Route::PublishVersion | Route::CreateApiKey | Route::RotateApiKey => 201,
-            Route::CreateTrigger => 201,
+            Route::CreateTrigger | Route::CreateAssistantSession | Route::ApplyAssistantProposal => 201,
+            Route::EndAssistantSession => 204,
             Route::ReceiveWebhook => 202,
             Route::DeleteTrigger => 204,
             Route::PutCredential => 201,

@@ -177,9 +177,15 @@ fn template_policies_are_least_privilege() {
         text.lines().map(str::trim).filter_map(|l| l.strip_prefix("- dynamodb:")).map(|a| a.to_string()).collect()
     };
     let writes = ["PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem"];
-    for reader in
-        ["get-workflow", "list-workflows", "get-version", "list-versions", "list-node-types", "validate-workflow"]
-    {
+    for reader in [
+        "get-workflow",
+        "list-workflows",
+        "get-version",
+        "list-versions",
+        "list-node-types",
+        "validate-workflow",
+        "get-assistant-session",
+    ] {
         let actions = actions_of(reader);
         assert!(!actions.is_empty(), "{reader} reads");
         for write in writes {
@@ -197,8 +203,9 @@ fn template_policies_are_least_privilege() {
     assert_eq!(secrets_of("put-credential"), 2);
     assert_eq!(secrets_of("delete-credential"), 1);
     assert_eq!(secrets_of("execution-worker"), 1, "the worker only reads credentials (llm.chat)");
+    assert_eq!(secrets_of("send-assistant-message"), 1, "the assistant only reads the session's credential");
     // The functions that reach the stage's whole secret prefix are denied webhook secrets.
-    for function in ["execution-worker", "put-credential", "delete-credential"] {
+    for function in ["execution-worker", "send-assistant-message", "put-credential", "delete-credential"] {
         let (_, text) = resources.iter().find(|(_, t)| t.contains(&format!("Binary: {function}\n"))).unwrap();
         assert!(
             text.contains("Effect: Deny") && text.contains("secret:nodeai/${Stage}/*/triggers/*"),
@@ -221,6 +228,7 @@ fn template_policies_are_least_privilege() {
     for function in all_functions().iter().filter(|f| {
         !f.contains("credential")
             && *f != "execution-worker"
+            && *f != "send-assistant-message"
             && !trigger_secrets.iter().any(|(name, _)| name == &f.as_str())
     }) {
         assert_eq!(secrets_of(function), 0, "{function} has no business with Secrets Manager");

@@ -287,10 +287,9 @@ fn turn_error(error: TurnError, session: &AssistantSession) -> ApiError {
 /// 409 `NO_VALID_PROPOSAL` when no proposal of the session validated.
 pub async fn apply(call: &Call<'_>) -> Result<Reply, ApiError> {
     let mut session = open_session(call).await?;
-    let request: AssistantApplyRequest = match http::json_body(call.req) {
-        Err(e) if e.code == ErrorCode::InvalidJson && call.req.body().is_empty() => AssistantApplyRequest::default(),
-        _ => http::typed_body(call.req)?,
-    };
+    // No body at all is `{}`: nothing to name.
+    let request: AssistantApplyRequest =
+        if call.req.body().is_empty() { AssistantApplyRequest::default() } else { http::typed_body(call.req)? };
     let Some(proposal) = session.current.clone().filter(|_| session.proposal_valid) else {
         return Err(ApiError::new(ErrorCode::NoValidProposal, "no proposal of this session has validated")
             .suggest("Send a message; apply once an answer has \"valid\": true."));
