@@ -22,6 +22,28 @@ STREAM_WORD_SECONDS = 0.15
 PAGE = "NodeAI runs AI workflows durably on AWS Lambda: every node's result is kept, so a retry never pays twice."
 
 
+# What the assistant's `propose_workflow` tool call answers: a workflow that greets the person
+# named in the input (the walk-through applies and runs it).
+PROPOSAL = {
+    "message": "A workflow that greets the person named in the input.",
+    "definition": {
+        "name": "Greet",
+        "input_schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+        "nodes": [
+            {"id": "greet", "type": "text.template", "config": {"template": "Hello {{ input.name }}"}},
+            {"id": "done", "type": "flow.output", "config": {"value": "{{ nodes.greet.output }}"}},
+        ],
+        "edges": [{"from": "greet", "to": "done"}],
+    },
+}
+
+
+def wants_proposal(request):
+    """The assistant forces the `propose_workflow` tool (OpenAI function or Anthropic tool)."""
+    names = [t.get("name") or (t.get("function") or {}).get("name") for t in request.get("tools") or []]
+    return "propose_workflow" in names
+
+
 def last_user_text(messages):
     for message in reversed(messages or []):
         if message.get("role") == "user":
@@ -76,6 +98,16 @@ class Handler(BaseHTTPRequestHandler):
             if not (self.headers.get("authorization") or "").startswith("Bearer "):
                 self.reply(401, {"error": {"message": "missing bearer key"}})
                 return
+            if wants_proposal(request):
+                self.reply(200, {
+                    "id": "chatcmpl-stub", "object": "chat.completion", "model": model,
+                    "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                        "role": "assistant", "content": None, "tool_calls": [{
+                            "id": "call_stub", "type": "function",
+                            "function": {"name": "propose_workflow", "arguments": json.dumps(PROPOSAL)}}]}}],
+                    "usage": {"prompt_tokens": input_tokens, "completion_tokens": 60, "total_tokens": input_tokens + 60},
+                })
+                return
             if request.get("stream"):
                 words = answer.split(" ")
                 chunk = lambda delta, finish=None, usage=None, choices=True: {
@@ -96,6 +128,13 @@ class Handler(BaseHTTPRequestHandler):
         elif self.path == "/v1/messages":
             if not self.headers.get("x-api-key"):
                 self.reply(401, {"type": "error", "error": {"type": "authentication_error", "message": "missing x-api-key"}})
+                return
+            if wants_proposal(request):
+                self.reply(200, {
+                    "id": "msg_stub", "type": "message", "role": "assistant", "model": model,
+                    "content": [{"type": "tool_use", "id": "toolu_stub", "name": "propose_workflow", "input": PROPOSAL}],
+                    "stop_reason": "tool_use", "usage": {"input_tokens": input_tokens, "output_tokens": 60},
+                })
                 return
             if request.get("stream"):
                 words = answer.split(" ")

@@ -265,7 +265,7 @@ async fn store_outage_is_503_with_retry_after_and_no_aws_text() {
 async fn every_route_that_reads_a_body_refuses_bad_bodies() {
     let t = TestApp::new().await;
     let id = t.create_workflow(sample_definition("x")).await;
-    let params = [("workflow_id", id.as_str()), ("name", "openai-main")];
+    let params = [("workflow_id", id.as_str()), ("name", "openai-main"), ("session_id", "01ARZ3NDEKTSV4RRFFQ69G5FAV")];
     // Publish, rotate, cancel and redrive take no body; a trigger's secret rotation takes an
     // optional one and webhooks any (tests/triggers.rs checks theirs); every other POST/PUT
     // reads one.
@@ -284,7 +284,7 @@ async fn every_route_that_reads_a_body_refuses_bad_bodies() {
                 )
         })
         .collect();
-    assert_eq!(readers.len(), 12, "PUT /v1/budget and the forecast included");
+    assert_eq!(readers.len(), 15, "PUT /v1/budget, the forecast and the assistant's three included");
     for spec in readers {
         let bad_json = t
             .send(

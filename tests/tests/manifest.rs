@@ -342,6 +342,7 @@ fn clients_in_main(main: &str) -> Vec<&'static str> {
         (".sqs()", "SQS"),
         (".secrets_manager()", "Secrets Manager"),
         (".scheduler()", "Scheduler"),
+        (".model_calls()", "DynamoDB, Secrets Manager"),
     ]
     .into_iter()
     .filter(|(call, _)| chain.contains(call))

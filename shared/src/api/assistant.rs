@@ -29,12 +29,16 @@ fn not_found(session_id: &str) -> ApiError {
     .suggest("Start a new session with POST /v1/assistant/sessions.")
 }
 
-/// The open session the path names, or 404 (another tenant's, ended, expired, or no ULID).
-async fn open_session(call: &Call<'_>) -> Result<AssistantSession, ApiError> {
-    let id = http::ulid_param(call.req, "session_id").map_err(|raw| not_found(&raw))?;
-    match call.app.store()?.get_session(call.tenant_id, &id).await? {
+/// The session id the path names; one that is not a canonical ULID cannot exist: 404.
+fn session_id(call: &Call<'_>) -> Result<String, ApiError> {
+    http::ulid_param(call.req, "session_id").map_err(|raw| not_found(&raw))
+}
+
+/// The open session `id`, or 404 (another tenant's, ended or expired).
+async fn open_session(call: &Call<'_>, id: &str) -> Result<AssistantSession, ApiError> {
+    match call.app.store()?.get_session(call.tenant_id, id).await? {
         Some(session) if session.is_open(now_seconds()) => Ok(session),
-        _ => Err(not_found(&id)),
+        _ => Err(not_found(id)),
     }
 }
 
@@ -138,14 +142,14 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
 
 /// GET /v1/assistant/sessions/{session_id}: the session and its conversation.
 pub async fn get(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let session = open_session(call).await?;
+    let session = open_session(call, &session_id(call)?).await?;
     let turns = call.app.store()?.list_turns(call.tenant_id, &session.session_id).await?;
     Ok(Reply::ok(session_view(&session, &turns)))
 }
 
 /// DELETE /v1/assistant/sessions/{session_id}: ends the session and deletes its turns (204).
 pub async fn delete(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let session = open_session(call).await?;
+    let session = open_session(call, &session_id(call)?).await?;
     if !call.app.store()?.delete_session(call.tenant_id, &session.session_id).await? {
         return Err(not_found(&session.session_id));
     }
@@ -157,8 +161,9 @@ pub async fn delete(call: &Call<'_>) -> Result<Reply, ApiError> {
 /// time budget; 502 when the provider fails or never answers with a definition. Only a
 /// completed turn is recorded: a failed one leaves the session as it was.
 pub async fn message(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let session = open_session(call).await?;
+    let id = session_id(call)?;
     let request: AssistantMessageRequest = http::typed_body(call.req)?;
+    let session = open_session(call, &id).await?;
     let chars = request.message.chars().count();
     if !(1..=MAX_MESSAGE_CHARS).contains(&chars) {
         return Err(ApiError::new(
@@ -286,10 +291,11 @@ fn turn_error(error: TurnError, session: &AssistantSession) -> ApiError {
 /// valid proposal (201), or replaces a draft with it (200) under `if_match` (412 when stale).
 /// 409 `NO_VALID_PROPOSAL` when no proposal of the session validated.
 pub async fn apply(call: &Call<'_>) -> Result<Reply, ApiError> {
-    let mut session = open_session(call).await?;
+    let id = session_id(call)?;
     // No body at all is `{}`: nothing to name.
     let request: AssistantApplyRequest =
         if call.req.body().is_empty() { AssistantApplyRequest::default() } else { http::typed_body(call.req)? };
+    let mut session = open_session(call, &id).await?;
     let Some(proposal) = session.current.clone().filter(|_| session.proposal_valid) else {
         return Err(ApiError::new(ErrorCode::NoValidProposal, "no proposal of this session has validated")
             .suggest("Send a message; apply once an answer has \"valid\": true."));

@@ -218,7 +218,7 @@ pub async fn reserve_call<'a>(
         None => None,
     };
     if budget.is_none() && run.limit_nano().is_none() {
-        return Ok(CallReservation { run: run, amount_nano: 0, tenant: None, open: false });
+        return Ok(CallReservation { run, amount_nano: 0, tenant: None, open: false });
     }
     let Some(amount_nano) = worst_case_nano(prices, model, prompt_bytes, max_output_tokens) else {
         return Err(NodeFailure::permanent(
@@ -238,7 +238,7 @@ pub async fn reserve_call<'a>(
             ),
         ));
     }
-    let mut reservation = CallReservation { run: run, amount_nano, tenant: None, open: true };
+    let mut reservation = CallReservation { run, amount_nano, tenant: None, open: true };
     let (Some(store), Some(budget)) = (store, budget) else { return Ok(reservation) };
     let month = month_of(chrono::Utc::now());
     match store.reserve(tenant_id, &month, amount_nano, budget.limit_nano()).await {

@@ -36,6 +36,7 @@ macro_rules! store_conformance_tests {
             execution_events_append_once_per_seq_and_read_in_order,
             usage_rows_add_once_per_finish_and_list_by_day_range,
             budget_reservations_never_overspend_and_settle_to_the_real_cost,
+            assistant_sessions_hold_their_limit_turns_in_order_and_one_writer,
         );
     };
     (@tests $make:expr; $($name:ident),* $(,)?) => {
@@ -1232,4 +1233,61 @@ pub async fn budget_reservations_never_overspend_and_settle_to_the_real_cost(sto
     store.put_budget(&tenant, &budget).await.unwrap();
     assert_eq!(store.get_budget(&tenant).await.unwrap(), Some(budget));
     assert!(store.get_budget(&new_id()).await.unwrap().is_none(), "another tenant has none");
+}
+
+/// Assistant sessions: the open-session limit counts only open ones; a turn is saved only
+/// against the turn count it was read at; turns list in order; delete removes both.
+pub async fn assistant_sessions_hold_their_limit_turns_in_order_and_one_writer(store: &dyn Store) {
+    use crate::assistant::{AssistantSession, AssistantTurn};
+    let tenant = new_id();
+    let now = 1_900_000_000;
+    let session = |expires_at: i64| AssistantSession {
+        session_id: new_id(),
+        credential: "c".into(),
+        model: "m".into(),
+        workflow_id: None,
+        base_revision: None,
+        current: None,
+        proposal_valid: false,
+        turns: 0,
+        created_at: "2030-03-17T17:46:40Z".into(),
+        updated_at: "2030-03-17T17:46:40Z".into(),
+        expires_at,
+    };
+    let expired = session(now - 1);
+    assert!(store.create_session(&tenant, &expired, 2, now - 10).await.unwrap());
+    let (a, b) = (session(now + 100), session(now + 100));
+    assert!(store.create_session(&tenant, &a, 2, now).await.unwrap());
+    assert!(store.create_session(&tenant, &b, 2, now).await.unwrap(), "the expired one does not count");
+    assert!(!store.create_session(&tenant, &session(now + 100), 2, now).await.unwrap(), "two open: full");
+    assert!(store.create_session(&new_id(), &session(now + 100), 2, now).await.unwrap(), "per tenant");
+    assert_eq!(store.get_session(&tenant, &a.session_id).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.get_session(&new_id(), &a.session_id).await.unwrap(), None);
+    let turn = |seq: u32| AssistantTurn {
+        seq,
+        message: format!("message {seq} <&>"),
+        reply: "r".into(),
+        proposal: Some(serde_json::json!({ "name": "w", "nodes": [] })),
+        valid: false,
+        problems: vec![],
+        patch: serde_json::json!([]),
+        rounds: 1,
+        usage: Default::default(),
+        cost_nano_usd: Some(7),
+        created_at: "2030-03-17T17:46:41Z".into(),
+    };
+    for seq in 1..=3 {
+        let next = AssistantSession { turns: seq, ..a.clone() };
+        assert!(store.save_turn(&tenant, &next, Some(&turn(seq)), seq - 1, now).await.unwrap());
+    }
+    let stale = AssistantSession { turns: 3, ..a.clone() };
+    assert!(!store.save_turn(&tenant, &stale, Some(&turn(3)), 2, now).await.unwrap(), "read at 2 turns: refused");
+    assert!(!store.save_turn(&tenant, &expired, None, 0, now).await.unwrap(), "an expired session takes nothing");
+    let turns = store.list_turns(&tenant, &a.session_id).await.unwrap();
+    assert_eq!(turns, vec![turn(1), turn(2), turn(3)]);
+    assert_eq!(store.get_session(&tenant, &a.session_id).await.unwrap().unwrap().turns, 3);
+    assert!(store.delete_session(&tenant, &a.session_id).await.unwrap());
+    assert_eq!(store.get_session(&tenant, &a.session_id).await.unwrap(), None);
+    assert!(store.list_turns(&tenant, &a.session_id).await.unwrap().is_empty());
+    assert!(!store.delete_session(&tenant, &a.session_id).await.unwrap());
 }

@@ -1144,12 +1144,6 @@ impl crate::budgets::BudgetStore for MemoryStore {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    crate::store_conformance_tests!(async { super::MemoryStore::new() });
-    crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
-}
-
 #[async_trait]
 impl crate::assistant::AssistantStore for MemoryStore {
     async fn create_session(
@@ -1213,4 +1207,10 @@ impl crate::assistant::AssistantStore for MemoryStore {
     async fn delete_session(&self, tenant_id: &str, session_id: &str) -> Result<bool, StoreError> {
         Ok(self.lock().assistant.remove(&(tenant_id.to_string(), session_id.to_string())).is_some())
     }
+}
+
+#[cfg(test)]
+mod tests {
+    crate::store_conformance_tests!(async { super::MemoryStore::new() });
+    crate::secret_store_conformance_tests!(async { super::MemoryStore::new() });
 }
