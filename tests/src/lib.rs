@@ -587,6 +587,8 @@ pub struct ScriptedModel {
 pub enum ScriptedReply {
     Tool(Value),
     Text(String),
+    /// The reply, after a delay of its own.
+    Delayed(Duration, Box<ScriptedReply>),
 }
 
 struct ScriptResponder {
@@ -599,7 +601,10 @@ struct ScriptResponder {
 impl wiremock::Respond for ScriptResponder {
     fn respond(&self, _: &wiremock::Request) -> wiremock::ResponseTemplate {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let reply = self.replies[n.min(self.replies.len() - 1)].clone();
+        let (mut reply, mut delay) = (self.replies[n.min(self.replies.len() - 1)].clone(), self.delay);
+        while let ScriptedReply::Delayed(own, inner) = reply {
+            (reply, delay) = (*inner, own);
+        }
         let body = match (self.anthropic, reply) {
             (false, ScriptedReply::Tool(input)) => serde_json::json!({
                 "id": format!("chatcmpl-{n}"), "object": "chat.completion", "model": "gpt-test",
@@ -620,8 +625,9 @@ impl wiremock::Respond for ScriptResponder {
                 "id": format!("msg_{n}"), "type": "message", "role": "assistant", "model": "claude-test",
                 "content": [{ "type": "text", "text": text }],
                 "stop_reason": "end_turn", "usage": { "input_tokens": 1000, "output_tokens": 200 } }),
+            (_, ScriptedReply::Delayed(..)) => unreachable!("unwrapped above"),
         };
-        wiremock::ResponseTemplate::new(200).set_body_json(body).set_delay(self.delay)
+        wiremock::ResponseTemplate::new(200).set_body_json(body).set_delay(delay)
     }
 }
 

@@ -201,6 +201,7 @@ async fn sessions_are_the_tenants_own_expire_bound_their_messages_and_end() {
         current: None,
         proposal_valid: false,
         turns: 0,
+        revision: 0,
         created_at: (now - chrono::Duration::hours(30)).to_rfc3339(),
         updated_at: (now - chrono::Duration::hours(25)).to_rfc3339(),
         expires_at: now.timestamp() - 3600,
@@ -246,6 +247,37 @@ async fn a_slow_model_gives_504_within_the_budget_and_the_session_stays_as_it_wa
     assert!(started.elapsed() < Duration::from_secs(5), "answered before the stub did: {:?}", started.elapsed());
     let kept = t.call(Route::GetAssistantSession, &[("session_id", &session)], None).await;
     assert_eq!((kept.body["turns"].clone(), kept.body["proposal_valid"].clone()), (json!([]), json!(false)));
+    // The call was made (and may be billed): it counts in the usage.
+    let usage = t.send(Route::GetUsage, RequestSpec::new(&[]).key(&t.key)).await;
+    assert_eq!(usage.body["totals"]["llm_calls"], 1, "{}", usage.raw);
+}
+
+#[tokio::test]
+async fn a_message_racing_an_apply_is_refused_and_the_session_keeps_the_applied_workflow() {
+    let t = TestApp::new().await;
+    let slow =
+        ScriptedReply::Delayed(Duration::from_millis(1500), Box::new(ScriptedReply::Tool(valid_proposal("two"))));
+    let model =
+        ScriptedModel::start(false, vec![ScriptedReply::Tool(valid_proposal("one")), slow], Duration::ZERO).await;
+    let session = session_on(&t, &model, None).await;
+    assert_eq!(say(&t, &session, "First.").await.body["valid"], true);
+    let apply_meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        t.call(Route::ApplyAssistantProposal, &[("session_id", &session)], None).await
+    };
+    let (message, applied) = tokio::join!(say(&t, &session, "Second."), apply_meanwhile);
+    assert_eq!(applied.status, 201, "{}", applied.raw);
+    assert_eq!(message.status, 409, "the message read the session before the apply: {}", message.raw);
+    assert_eq!(message.body["error"]["code"], "CONCURRENT_MODIFICATION");
+    let workflow_id = applied.body["id"].as_str().unwrap();
+    let kept = t.call(Route::GetAssistantSession, &[("session_id", &session)], None).await;
+    assert_eq!(kept.body["workflow_id"], workflow_id, "{}", kept.raw);
+    assert_eq!(kept.body["turns"].as_array().unwrap().len(), 1);
+    // Sent again, the message lands, and apply replaces that workflow rather than making another.
+    assert_eq!(say(&t, &session, "Second.").await.status, 200);
+    let replaced = t.call(Route::ApplyAssistantProposal, &[("session_id", &session)], None).await;
+    assert_eq!((replaced.status, replaced.body["id"].as_str()), (200, Some(workflow_id)), "{}", replaced.raw);
+    assert_eq!(replaced.body["definition"]["name"], "two");
 }
 
 #[tokio::test]

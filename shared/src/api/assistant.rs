@@ -17,6 +17,11 @@ use crate::secrets::{CredentialError, is_valid_credential_name};
 use serde_json::{Value, json};
 use std::sync::Mutex;
 
+/// How long before the turn's budget its model calls must end (a quarter of it when shorter).
+const TURN_MARGIN: std::time::Duration = std::time::Duration::from_millis(1500);
+/// The assistant's words kept per turn, characters.
+const MAX_REPLY_CHARS: usize = 4000;
+
 fn now_seconds() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -46,16 +51,17 @@ fn rfc3339(seconds: i64) -> String {
     chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn turn_view(session_id: &str, turn: &AssistantTurn) -> AssistantTurnView {
+/// A turn as answered; `detailed: false` leaves its proposal and patch out.
+fn turn_view(session_id: &str, turn: &AssistantTurn, detailed: bool) -> AssistantTurnView {
     AssistantTurnView {
         session_id: session_id.to_string(),
         turn: turn.seq,
         message: turn.message.clone(),
         reply: turn.reply.clone(),
-        proposal: turn.proposal.clone(),
+        proposal: turn.proposal.clone().filter(|_| detailed),
         valid: turn.valid,
         problems: turn.problems.clone(),
-        patch: turn.patch.clone(),
+        patch: Some(turn.patch.clone()).filter(|_| detailed && turn.proposal.is_some()),
         rounds: turn.rounds,
         usage: turn.usage,
         cost_usd: turn.cost_nano_usd.map(|nano| nano as f64 / 1e9),
@@ -74,7 +80,11 @@ fn session_view(session: &AssistantSession, turns: &[AssistantTurn]) -> Assistan
         created_at: session.created_at.clone(),
         updated_at: session.updated_at.clone(),
         expires_at: rfc3339(session.expires_at),
-        turns: turns.iter().map(|t| turn_view(&session.session_id, t)).collect(),
+        turns: turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| turn_view(&session.session_id, t, i + assistant::HISTORY_TURNS >= turns.len()))
+            .collect(),
     }
 }
 
@@ -124,6 +134,7 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
         current,
         proposal_valid: false,
         turns: 0,
+        revision: 0,
         created_at: at.clone(),
         updated_at: at,
         expires_at: 0,
@@ -181,42 +192,58 @@ pub async fn message(call: &Call<'_>) -> Result<Reply, ApiError> {
     let (store, runtime) = (call.app.store()?, call.app.models()?);
     let history = store.list_turns(call.tenant_id, &session.session_id).await?;
     let budget = call.app.config.assistant_turn_timeout;
-    let deadline = std::time::Instant::now() + budget;
+    let started = std::time::Instant::now();
+    // Model calls end a margin before the budget, so that their reservations settle and the
+    // turn answers within it; the outer timeout is the backstop.
+    let deadline = started + budget.saturating_sub(budget / 4).max(budget.saturating_sub(TURN_MARGIN));
     let spend = Mutex::new(TurnSpend::default());
     let turn =
         assistant::converse(runtime, store, call.tenant_id, &session, &history, &request.message, deadline, &spend);
     let result = tokio::time::timeout(budget, turn).await;
     // What the calls were billed counts whatever the outcome (a cut-off call's reservation
-    // settles at its worst case on its own: `budgets::CallReservation`).
+    // settles at its worst case on its own: `budgets::CallReservation`). Each attempt counts
+    // under its own id: nothing else could count it.
     let spent = spend.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let seq = session.turns + 1;
-    let marker = match &result {
-        Ok(Ok(_)) => format!("{}#{seq}", session.session_id),
-        _ => format!("{}#failed-{}", session.session_id, ulid::Ulid::new()),
-    };
+    let marker = format!("{}#{}", session.session_id, ulid::Ulid::new());
     if let Err(e) = assistant::count_usage(store, call.tenant_id, &session.model, &marker, &spent).await {
         tracing::warn!(error = %e, "an assistant turn's usage was not counted");
     }
+    let timed_out = || {
+        ApiError::new(
+            ErrorCode::AssistantTimeout,
+            format!("the assistant did not finish within {} ms; nothing was recorded", budget.as_millis()),
+        )
+        .suggest("Retry, or ask for a smaller change.")
+    };
     let outcome = match result {
-        Err(_) => {
-            return Err(ApiError::new(
-                ErrorCode::AssistantTimeout,
-                format!("the assistant did not finish within {} ms; nothing was recorded", budget.as_millis()),
-            )
-            .suggest("Retry, or ask for a smaller change."));
+        Err(_) => return Err(timed_out()),
+        // A call cut off by the turn's deadline is the turn's timeout, not the provider's fault.
+        Ok(Err(TurnError::Call(failure)))
+            if failure.code == StepErrorCode::HttpTimeout.as_str() && std::time::Instant::now() >= deadline =>
+        {
+            return Err(timed_out());
         }
         Ok(Err(e)) => return Err(turn_error(e, &session)),
         Ok(Ok(outcome)) => outcome,
     };
+    let seq = session.turns + 1;
     let base = session.current.clone().unwrap_or_else(|| json!({}));
-    let patch = serde_json::to_value(json_patch::diff(&base, &outcome.proposal)).unwrap_or(Value::Null);
     let valid = outcome.problems.is_empty();
+    // An invalid proposal over the definition size limit is not kept (its problems are).
+    let keep = valid
+        || serde_json::to_vec(&outcome.proposal).map(|b| b.len()).unwrap_or(usize::MAX)
+            <= crate::validation::MAX_DEFINITION_BYTES;
+    let patch = if keep {
+        serde_json::to_value(json_patch::diff(&base, &outcome.proposal)).unwrap_or(Value::Null)
+    } else {
+        json!([])
+    };
     let at = now_rfc3339();
     let turn = AssistantTurn {
         seq,
         message: request.message,
-        reply: outcome.reply,
-        proposal: Some(outcome.proposal.clone()),
+        reply: truncate(&outcome.reply, MAX_REPLY_CHARS),
+        proposal: Some(outcome.proposal.clone()).filter(|_| keep),
         valid,
         problems: assistant::problems_json(&outcome.problems),
         patch,
@@ -226,20 +253,25 @@ pub async fn message(call: &Call<'_>) -> Result<Reply, ApiError> {
         created_at: at.clone(),
     };
     let now = now_seconds();
-    let mut next =
-        AssistantSession { turns: seq, updated_at: at, expires_at: session.refreshed_expiry(now), ..session };
+    let mut next = AssistantSession {
+        turns: seq,
+        revision: session.revision + 1,
+        updated_at: at,
+        expires_at: session.refreshed_expiry(now),
+        ..session
+    };
     if valid {
         next.current = Some(outcome.proposal);
         next.proposal_valid = true;
     }
-    if !store.save_turn(call.tenant_id, &next, Some(&turn), seq - 1, now).await? {
+    if !store.save_turn(call.tenant_id, &next, Some(&turn), now).await? {
         return Err(ApiError::new(
             ErrorCode::ConcurrentModification,
             "another message or apply on this session finished first, or the session ended",
         )
         .suggest("GET the session, then send the message again."));
     }
-    Ok(Reply::ok(turn_view(&next.session_id, &turn)))
+    Ok(Reply::ok(turn_view(&next.session_id, &turn, true)))
 }
 
 /// A failed turn as the client sees it: never the provider's raw body or an AWS error.
@@ -335,15 +367,24 @@ pub async fn apply(call: &Call<'_>) -> Result<Reply, ApiError> {
             (Reply::ok(workflow_view(&record)), record)
         }
     };
-    let expected_turns = session.turns;
     let now = now_seconds();
+    let created = session.workflow_id.is_none() && request.workflow_id.is_none();
     session.workflow_id = Some(record.workflow_id.clone());
     session.base_revision = Some(record.revision);
+    session.revision += 1;
     session.updated_at = now_rfc3339();
     session.expires_at = session.refreshed_expiry(now);
-    if !call.app.store()?.save_turn(call.tenant_id, &session, None, expected_turns, now).await? {
-        // The workflow was written; only the session's note of it raced a message.
-        tracing::info!(session_id = %session.session_id, "an apply's session update lost a race");
+    if !call.app.store()?.save_turn(call.tenant_id, &session, None, now).await? {
+        // A message or another apply changed the session meanwhile: a workflow this apply
+        // created is taken back (the session would not know it), and the client retries.
+        if created && let Err(e) = call.app.store()?.delete_workflow(call.tenant_id, &record.workflow_id).await {
+            tracing::error!(error = %e, workflow_id = %record.workflow_id, "a raced apply's workflow was not removed");
+        }
+        return Err(ApiError::new(
+            ErrorCode::ConcurrentModification,
+            "a message or another apply changed the session while this apply ran",
+        )
+        .suggest("GET the session, then apply again."));
     }
     Ok(reply.with_header("etag", record.etag()))
 }

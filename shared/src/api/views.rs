@@ -771,13 +771,15 @@ pub struct AssistantTurnView {
     pub message: String,
     /// The assistant's words.
     pub reply: String,
-    /// The proposed definition (the last round's).
+    /// The proposed definition (the last round's); null when it was over the definition size
+    /// limit, and in GET for turns before the last 10 (one answer stays small).
     pub proposal: Option<Value>,
     pub valid: bool,
     /// Validation problems left in the proposal after the repair rounds (empty when valid).
     pub problems: Vec<Value>,
-    /// RFC 6902 JSON Patch from the session's definition before the turn to the proposal.
-    pub patch: Value,
+    /// RFC 6902 JSON Patch from the session's definition before the turn to the proposal; null
+    /// where `proposal` is.
+    pub patch: Option<Value>,
     /// Model calls the turn made (1 to 3).
     pub rounds: u32,
     pub usage: TokenUsage,

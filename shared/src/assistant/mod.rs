@@ -60,6 +60,10 @@ pub struct AssistantSession {
     pub proposal_valid: bool,
     /// Turns recorded so far.
     pub turns: u32,
+    /// Raised by every write after the first (a turn, an apply): each write is conditioned on
+    /// the revision it read, so a message and an apply never overwrite each other.
+    #[serde(default)]
+    pub revision: u64,
     pub created_at: String,
     pub updated_at: String,
     /// Unix seconds after which the session is gone (answers 404).
@@ -123,15 +127,14 @@ pub trait AssistantStore: Send + Sync {
     async fn get_session(&self, tenant_id: &str, session_id: &str) -> Result<Option<AssistantSession>, StoreError>;
     /// The session's turns in order.
     async fn list_turns(&self, tenant_id: &str, session_id: &str) -> Result<Vec<AssistantTurn>, StoreError>;
-    /// Writes `turn` (absent: pass None) and `session` (its new state) together, if the stored
-    /// session still has `expected_turns` turns and is open at `now`: false otherwise (another
-    /// message or apply got there first, or it ended).
+    /// Writes `turn` (absent: pass None) and `session` (its new state, `revision` raised by
+    /// one) together, if the stored session is still at `session.revision - 1` and open at
+    /// `now`: false otherwise (another message or apply got there first, or it ended).
     async fn save_turn(
         &self,
         tenant_id: &str,
         session: &AssistantSession,
         turn: Option<&AssistantTurn>,
-        expected_turns: u32,
         now: i64,
     ) -> Result<bool, StoreError>;
     /// Deletes the session and its turns; false if there was no session.

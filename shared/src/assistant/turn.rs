@@ -181,6 +181,8 @@ async fn call_once(
         .await
         .map_err(TurnError::Call)?;
         let left = deadline.saturating_duration_since(Instant::now());
+        // Counted before it is sent: a call cut off by the turn's timeout was still made.
+        spend.lock().unwrap_or_else(|e| e.into_inner()).calls += 1;
         let result = model::call(runtime, tenant_id, credential, request, left).await;
         let usage = match &result {
             Ok(answer) => answer.usage,
@@ -190,7 +192,6 @@ async fn call_once(
         reservation.settle(cost).await;
         {
             let mut spent = spend.lock().unwrap_or_else(|e| e.into_inner());
-            spent.calls += 1;
             spent.usage = spent.usage.plus(usage);
             match cost {
                 Some(cost) => spent.cost_nano_usd += nano_usd(cost),

@@ -1250,6 +1250,7 @@ pub async fn assistant_sessions_hold_their_limit_turns_in_order_and_one_writer(s
         current: None,
         proposal_valid: false,
         turns: 0,
+        revision: 0,
         created_at: "2030-03-17T17:46:40Z".into(),
         updated_at: "2030-03-17T17:46:40Z".into(),
         expires_at,
@@ -1277,15 +1278,20 @@ pub async fn assistant_sessions_hold_their_limit_turns_in_order_and_one_writer(s
         created_at: "2030-03-17T17:46:41Z".into(),
     };
     for seq in 1..=3 {
-        let next = AssistantSession { turns: seq, ..a.clone() };
-        assert!(store.save_turn(&tenant, &next, Some(&turn(seq)), seq - 1, now).await.unwrap());
+        let next = AssistantSession { turns: seq, revision: seq as u64, ..a.clone() };
+        assert!(store.save_turn(&tenant, &next, Some(&turn(seq)), now).await.unwrap());
     }
-    let stale = AssistantSession { turns: 3, ..a.clone() };
-    assert!(!store.save_turn(&tenant, &stale, Some(&turn(3)), 2, now).await.unwrap(), "read at 2 turns: refused");
-    assert!(!store.save_turn(&tenant, &expired, None, 0, now).await.unwrap(), "an expired session takes nothing");
+    // A writer that read revision 2 (an apply racing the third message) is refused.
+    let stale = AssistantSession { turns: 3, revision: 3, workflow_id: Some(new_id()), ..a.clone() };
+    assert!(!store.save_turn(&tenant, &stale, None, now).await.unwrap(), "read at revision 2: refused");
+    let expired_next = AssistantSession { revision: 1, ..expired.clone() };
+    assert!(!store.save_turn(&tenant, &expired_next, None, now).await.unwrap(), "an expired session takes nothing");
+    let gone = AssistantSession { revision: 1, ..session(now + 100) };
+    assert!(!store.save_turn(&tenant, &gone, None, now).await.unwrap(), "a session never created takes nothing");
     let turns = store.list_turns(&tenant, &a.session_id).await.unwrap();
     assert_eq!(turns, vec![turn(1), turn(2), turn(3)]);
-    assert_eq!(store.get_session(&tenant, &a.session_id).await.unwrap().unwrap().turns, 3);
+    let stored = store.get_session(&tenant, &a.session_id).await.unwrap().unwrap();
+    assert_eq!((stored.turns, stored.revision, stored.workflow_id), (3, 3, None));
     assert!(store.delete_session(&tenant, &a.session_id).await.unwrap());
     assert_eq!(store.get_session(&tenant, &a.session_id).await.unwrap(), None);
     assert!(store.list_turns(&tenant, &a.session_id).await.unwrap().is_empty());

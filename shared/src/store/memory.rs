@@ -1188,7 +1188,6 @@ impl crate::assistant::AssistantStore for MemoryStore {
         tenant_id: &str,
         session: &crate::assistant::AssistantSession,
         turn: Option<&crate::assistant::AssistantTurn>,
-        expected_turns: u32,
         now: i64,
     ) -> Result<bool, StoreError> {
         let mut inner = self.lock();
@@ -1196,7 +1195,7 @@ impl crate::assistant::AssistantStore for MemoryStore {
         else {
             return Ok(false);
         };
-        if stored.turns != expected_turns || !stored.is_open(now) {
+        if stored.revision + 1 != session.revision || !stored.is_open(now) {
             return Ok(false);
         }
         *stored = session.clone();

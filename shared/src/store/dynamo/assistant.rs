@@ -1,6 +1,6 @@
 //! Assistant sessions (`crate::assistant`): `ASSIST#<session_id>` and one
 //! `ASSISTTURN#<session_id>#<seq>` item per turn, in the tenant's partition. Bodies are JSON,
-//! deflated (`packed`); `turns` and `expires_at` are plain numbers for the conditions. DynamoDB's
+//! deflated (`packed`); `session_rev` and `expires_at` are plain numbers for the conditions. DynamoDB's
 //! TTL removes a session at its `expires_at` and its turns at its hard end plus a day.
 
 use super::*;
@@ -20,7 +20,7 @@ fn session_item(tenant_id: &str, session: &AssistantSession) -> Result<Item, Sto
     item.insert("entity".into(), s("assistant_session"));
     let body = serde_json::to_string(session).map_err(|e| StoreError::Internal(e.to_string()))?;
     item.insert("body".into(), packed(&body)?);
-    item.insert("turns".into(), n(session.turns));
+    item.insert("session_rev".into(), n(session.revision));
     item.insert("expires_at".into(), n(session.expires_at));
     item.insert("ttl".into(), n(session.expires_at));
     Ok(item)
@@ -112,15 +112,14 @@ impl AssistantStore for DynamoStore {
         tenant_id: &str,
         session: &AssistantSession,
         turn: Option<&AssistantTurn>,
-        expected_turns: u32,
         now: i64,
     ) -> Result<bool, StoreError> {
         let session_put = build(
             Put::builder()
                 .table_name(&self.table)
                 .set_item(Some(session_item(tenant_id, session)?))
-                .condition_expression("turns = :expected AND expires_at > :now")
-                .expression_attribute_values(":expected", n(expected_turns))
+                .condition_expression("session_rev = :expected AND expires_at > :now")
+                .expression_attribute_values(":expected", n(session.revision.saturating_sub(1)))
                 .expression_attribute_values(":now", n(now))
                 .build(),
         )?;
