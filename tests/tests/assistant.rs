@@ -193,18 +193,8 @@ async fn sessions_are_the_tenants_own_expire_bound_their_messages_and_end() {
     // An expired session is gone, whatever DynamoDB's TTL has not yet deleted.
     let now = chrono::Utc::now();
     let expired = AssistantSession {
-        session_id: ulid::Ulid::new().to_string(),
-        credential: "model".into(),
-        model: "gpt-4o-mini".into(),
-        workflow_id: None,
-        base_revision: None,
-        current: None,
-        proposal_valid: false,
-        turns: 0,
-        revision: 0,
-        created_at: (now - chrono::Duration::hours(30)).to_rfc3339(),
-        updated_at: (now - chrono::Duration::hours(25)).to_rfc3339(),
         expires_at: now.timestamp() - 3600,
+        ..AssistantSession::open("model", "gpt-4o-mini", now.timestamp() - 30 * 3600)
     };
     assert!(t.store.create_session(&t.tenant_id, &expired, 20, now.timestamp() - 7200).await.unwrap());
     let gone = t.call(Route::GetAssistantSession, &[("session_id", &expired.session_id)], None).await;

@@ -124,22 +124,13 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
             (Some(id), Some(record.revision), Some(definition))
         }
     };
-    let (now, at) = (now_seconds(), now_rfc3339());
-    let mut session = AssistantSession {
-        session_id: ulid::Ulid::new().to_string(),
-        credential: request.credential,
-        model: request.model,
+    let now = now_seconds();
+    let session = AssistantSession {
         workflow_id,
         base_revision,
         current,
-        proposal_valid: false,
-        turns: 0,
-        revision: 0,
-        created_at: at.clone(),
-        updated_at: at,
-        expires_at: 0,
+        ..AssistantSession::open(&request.credential, &request.model, now)
     };
-    session.expires_at = session.refreshed_expiry(now);
     if !store.create_session(call.tenant_id, &session, MAX_OPEN_SESSIONS, now).await? {
         return Err(ApiError::new(
             ErrorCode::AssistantLimitReached,

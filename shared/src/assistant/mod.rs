@@ -71,6 +71,28 @@ pub struct AssistantSession {
 }
 
 impl AssistantSession {
+    /// A new session (a fresh ULID) on `credential` and `model`, opened at `now` (unix
+    /// seconds): no workflow, no definition, no turns, open for `SESSION_IDLE_TTL_SECONDS`.
+    pub fn open(credential: &str, model: &str, now: i64) -> AssistantSession {
+        let at = chrono::DateTime::from_timestamp(now, 0)
+            .unwrap_or_default()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        AssistantSession {
+            session_id: ulid::Ulid::new().to_string(),
+            credential: credential.to_string(),
+            model: model.to_string(),
+            workflow_id: None,
+            base_revision: None,
+            current: None,
+            proposal_valid: false,
+            turns: 0,
+            revision: 0,
+            created_at: at.clone(),
+            updated_at: at,
+            expires_at: now + SESSION_IDLE_TTL_SECONDS,
+        }
+    }
+
     pub fn is_open(&self, now: i64) -> bool {
         now < self.expires_at
     }

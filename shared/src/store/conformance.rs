@@ -1241,20 +1241,7 @@ pub async fn assistant_sessions_hold_their_limit_turns_in_order_and_one_writer(s
     use crate::assistant::{AssistantSession, AssistantTurn};
     let tenant = new_id();
     let now = 1_900_000_000;
-    let session = |expires_at: i64| AssistantSession {
-        session_id: new_id(),
-        credential: "c".into(),
-        model: "m".into(),
-        workflow_id: None,
-        base_revision: None,
-        current: None,
-        proposal_valid: false,
-        turns: 0,
-        revision: 0,
-        created_at: "2030-03-17T17:46:40Z".into(),
-        updated_at: "2030-03-17T17:46:40Z".into(),
-        expires_at,
-    };
+    let session = |expires_at: i64| AssistantSession { expires_at, ..AssistantSession::open("c", "m", now - 100) };
     let expired = session(now - 1);
     assert!(store.create_session(&tenant, &expired, 2, now - 10).await.unwrap());
     let (a, b) = (session(now + 100), session(now + 100));

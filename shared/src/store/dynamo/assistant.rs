@@ -83,28 +83,8 @@ impl AssistantStore for DynamoStore {
     }
 
     async fn list_turns(&self, tenant_id: &str, session_id: &str) -> Result<Vec<AssistantTurn>, StoreError> {
-        let (mut turns, mut start) = (Vec::new(), None);
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
-                .expression_attribute_values(":prefix", s(turns_prefix(session_id)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            for item in out.items.unwrap_or_default() {
-                turns.push(body_of::<AssistantTurn>(&item)?);
-            }
-            match out.last_evaluated_key {
-                Some(last) => start = Some(last),
-                None => return Ok(turns),
-            }
-        }
+        let items = self.query_prefix(&tenant_pk(tenant_id), &turns_prefix(session_id)).await?;
+        items.iter().map(body_of::<AssistantTurn>).collect()
     }
 
     async fn save_turn(
@@ -146,31 +126,13 @@ impl AssistantStore for DynamoStore {
     async fn delete_session(&self, tenant_id: &str, session_id: &str) -> Result<bool, StoreError> {
         let existed = self.delete_existing(session_key(tenant_id, session_id)).await?;
         // The turns go too: what the user wrote is not kept after the session ends.
-        let (mut start, mut keys) = (None, Vec::new());
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(tenant_pk(tenant_id)))
-                .expression_attribute_values(":prefix", s(turns_prefix(session_id)))
-                .projection_expression("pk, sk")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(classify)?;
-            keys.extend(out.items.unwrap_or_default());
-            match out.last_evaluated_key {
-                Some(last) => start = Some(last),
-                None => break,
-            }
-        }
-        for chunk in keys.chunks(25) {
+        let turns = self.query_prefix(&tenant_pk(tenant_id), &turns_prefix(session_id)).await?;
+        for chunk in turns.chunks(25) {
             let requests = chunk
                 .iter()
-                .map(|k| {
-                    build(DeleteRequest::builder().set_key(Some(k.clone())).build())
+                .map(|item| {
+                    let k = key(get_s(item, "pk")?, get_s(item, "sk")?);
+                    build(DeleteRequest::builder().set_key(Some(k)).build())
                         .map(|d| WriteRequest::builder().delete_request(d).build())
                 })
                 .collect::<Result<Vec<_>, _>>()?;

@@ -282,7 +282,12 @@ impl DynamoStore {
 
     /// Every step item of an execution (alone and bulk), all pages, strongly consistent.
     async fn step_items(&self, tenant_id: &str, execution_id: &str) -> Result<Vec<Item>, StoreError> {
-        let pk = execution_items_pk(tenant_id, execution_id);
+        self.query_prefix(&execution_items_pk(tenant_id, execution_id), STEP_PREFIX).await
+    }
+
+    /// Every item of partition `pk` whose sort key begins with `prefix`, all pages, strongly
+    /// consistent.
+    async fn query_prefix(&self, pk: &str, prefix: &str) -> Result<Vec<Item>, StoreError> {
         let (mut items, mut start) = (Vec::new(), None);
         loop {
             let out = self
@@ -290,8 +295,8 @@ impl DynamoStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-                .expression_attribute_values(":pk", s(&pk))
-                .expression_attribute_values(":prefix", s(STEP_PREFIX))
+                .expression_attribute_values(":pk", s(pk))
+                .expression_attribute_values(":prefix", s(prefix))
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
