@@ -31,7 +31,7 @@ PROPOSAL = {
         "input_schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
         "nodes": [
             {"id": "greet", "type": "text.template", "config": {"template": "Hello {{ input.name }}"}},
-            {"id": "done", "type": "flow.output", "config": {"value": "{{ nodes.greet.output }}"}},
+            {"id": "done", "type": "flow.output", "config": {"value": "{{ nodes.greet.output.text }}"}},
         ],
         "edges": [{"from": "greet", "to": "done"}],
     },

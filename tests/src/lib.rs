@@ -670,7 +670,7 @@ pub fn valid_proposal(name: &str) -> Value {
         "name": name,
         "nodes": [
             { "id": "greet", "type": "text.template", "config": { "template": "Hello {{ input.name }}" } },
-            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.greet.output }}" } }
+            { "id": "done", "type": "flow.output", "config": { "value": "{{ nodes.greet.output.text }}" } }
         ],
         "edges": [ { "from": "greet", "to": "done" } ] } })
 }

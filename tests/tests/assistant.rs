@@ -134,10 +134,10 @@ async fn three_messages_refine_one_workflow_and_each_patch_applies_to_the_previo
     third["definition"]["description"] = json!("Greets people.");
     third["definition"]["nodes"].as_array_mut().unwrap().insert(
         1,
-        json!({ "id": "shout", "type": "text.template", "config": { "template": "{{ nodes.greet.output | upper }}" } }),
+        json!({ "id": "shout", "type": "text.template", "config": { "template": "{{ nodes.greet.output.text | upper }}" } }),
     );
     third["definition"]["edges"] = json!([{ "from": "greet", "to": "shout" }, { "from": "shout", "to": "done" }]);
-    third["definition"]["nodes"][2]["config"]["value"] = json!("{{ nodes.shout.output }}");
+    third["definition"]["nodes"][2]["config"]["value"] = json!("{{ nodes.shout.output.text }}");
     let script = [&first, &second, &third].iter().map(|p| ScriptedReply::Tool((*p).clone())).collect();
     let model = ScriptedModel::start(false, script, Duration::ZERO).await;
     let session = session_on(&t, &model, None).await;

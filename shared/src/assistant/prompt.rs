@@ -74,7 +74,7 @@ pub fn system_prompt(current: Option<&Value>) -> String {
            `execution` (`execution.id`). An undefined variable fails the node; use \
            `| default(...)` or `{{% if nodes.x is defined %}}` after a branch.\n\
          - llm.chat output: `text` (and `json` with response_format json); http.request output: \
-           `status`, `headers`, `body`; text.template output: the rendered text.\n\
+           `status`, `headers`, `body`; text.template output: `text` (the rendered text).\n\
          - on_error: fail (default), continue (output null), branch (edges with \"when\": \"error\" run).\n\
          - At most one flow.output node: its value is the execution's output.\n\
          - llm.chat needs `credential`: the name of one of the tenant's credentials.\n\
