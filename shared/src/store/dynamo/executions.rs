@@ -226,28 +226,19 @@ impl ExecutionStore for DynamoStore {
         // cancels transactions that overlap on an item (TransactionConflict): retried here with
         // jitter, rather than left for the queue's visibility timeout.
         let attempts = if counted.is_some() { 4 } else { 1 };
-        for attempt in 1..=attempts {
-            let result = self
-                .update_with_steps(
-                    key.clone(),
-                    finish,
-                    &condition,
-                    values.clone(),
-                    tenant_id,
-                    execution_id,
-                    steps,
-                    counted.clone(),
-                )
-                .await;
-            match result {
-                Err(StoreError::Unavailable(_)) if attempt < attempts => {
-                    let jitter = 20 + rand::random::<u64>() % 180;
-                    tokio::time::sleep(std::time::Duration::from_millis(jitter * attempt)).await;
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+        retry_conflicts(attempts, || {
+            self.update_with_steps(
+                key.clone(),
+                finish,
+                &condition,
+                values.clone(),
+                tenant_id,
+                execution_id,
+                steps,
+                counted.clone(),
+            )
+        })
+        .await
     }
 
     async fn put_child_batch(&self, batch: &ChildBatch) -> Result<bool, StoreError> {

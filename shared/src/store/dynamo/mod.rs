@@ -122,6 +122,27 @@ fn resume_after(last_key: &Item, prefix: &str) -> Option<String> {
     get_opt_s(last_key, "sk").and_then(|sk| sk.strip_prefix(prefix).map(str::to_string))
 }
 
+/// Runs `attempt` up to `attempts` times while it fails as `Unavailable` (DynamoDB cancels
+/// transactions that overlap on an item: TransactionConflict), sleeping a growing, jittered
+/// 20-200 ms × the attempt number between tries; the last failure is returned as it is.
+async fn retry_conflicts<T, F, Fut>(attempts: u64, mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut tried = 1;
+    loop {
+        match attempt().await {
+            Err(StoreError::Unavailable(_)) if tried < attempts => {
+                let jitter = 20 + rand::random::<u64>() % 180;
+                tokio::time::sleep(std::time::Duration::from_millis(jitter * tried)).await;
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Whether a conditional write applied: Ok(false) when its condition did not hold.
 fn condition_met<T>(result: Result<T, StoreError>) -> Result<bool, StoreError> {
     match result {

@@ -83,20 +83,11 @@ impl UsageStore for DynamoStore {
         }
         // Two batches (two shards) touching one tenant's day together conflict now and then
         // (TransactionConflict): retried with jitter here, then left to the stream's retry.
-        let attempts = 4;
-        for attempt in 1..=attempts {
-            let sent = self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await;
-            match sent.map_err(classify) {
-                Ok(_) => return Ok(true),
-                Err(StoreError::ConditionFailed) => return Ok(false),
-                Err(StoreError::Unavailable(_)) if attempt < attempts => {
-                    let jitter = 20 + rand::random::<u64>() % 180;
-                    tokio::time::sleep(std::time::Duration::from_millis(jitter * attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        unreachable!("the last attempt returns")
+        let sent = retry_conflicts(4, || async {
+            self.client.transact_write_items().set_transact_items(Some(items.clone())).send().await.map_err(classify)
+        })
+        .await;
+        condition_met(sent)
     }
 
     async fn list_usage(
