@@ -47,6 +47,15 @@ async fn open_session(call: &Call<'_>, id: &str) -> Result<AssistantSession, Api
     }
 }
 
+/// A workflow id given in a body; one that is not a canonical ULID cannot exist: 404.
+fn body_workflow_id(raw: &str) -> Result<String, ApiError> {
+    if http::is_canonical_ulid(raw) {
+        Ok(raw.to_string())
+    } else {
+        Err(ApiError::workflow_not_found(&truncate(raw, 64)))
+    }
+}
+
 fn rfc3339(seconds: i64) -> String {
     chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
@@ -111,17 +120,13 @@ pub async fn create(call: &Call<'_>) -> Result<Reply, ApiError> {
     }
     let (workflow_id, base_revision, current) = match &request.workflow_id {
         None => (None, None, None),
-        Some(raw) => {
-            let canonical = ulid::Ulid::from_string(raw).ok().filter(|u| u.to_string() == *raw);
-            let Some(id) = canonical.map(|u| u.to_string()) else {
-                return Err(ApiError::workflow_not_found(&truncate(raw, 64)));
-            };
-            let record = load(call, &id).await?;
+        Some(id) => {
+            let record = load(call, &body_workflow_id(id)?).await?;
             let definition = serde_json::to_value(&record.definition).map_err(|e| {
                 tracing::error!(error = %e, "a stored definition does not serialize");
                 ApiError::new(ErrorCode::InternalError, "an internal error occurred")
             })?;
-            (Some(id), Some(record.revision), Some(definition))
+            (Some(record.workflow_id.clone()), Some(record.revision), Some(definition))
         }
     };
     let now = now_seconds();
@@ -327,13 +332,7 @@ pub async fn apply(call: &Call<'_>) -> Result<Reply, ApiError> {
     let size = serde_json::to_vec(&proposal).map(|b| b.len()).unwrap_or(usize::MAX);
     let definition = crate::validation::validate_definition(&proposal, size).map_err(problems_error)?;
     let target = match &request.workflow_id {
-        Some(raw) => Some(
-            ulid::Ulid::from_string(raw)
-                .ok()
-                .filter(|u| u.to_string() == *raw)
-                .map(|u| u.to_string())
-                .ok_or_else(|| ApiError::workflow_not_found(&truncate(raw, 64)))?,
-        ),
+        Some(raw) => Some(body_workflow_id(raw)?),
         None => session.workflow_id.clone(),
     };
     let (reply, record) = match target {

@@ -493,10 +493,8 @@ async fn list_page(call: &Call<'_>, workflow_id: Option<&str>) -> Result<Reply, 
     };
     let trigger_id = match http::query_param(call.req, "trigger_id") {
         None => None,
-        Some(raw) => match ulid::Ulid::from_string(&raw) {
-            Ok(id) if id.to_string() == raw => Some(raw),
-            _ => return Err(ApiError::invalid_request("trigger_id must be a trigger's id (a ULID)")),
-        },
+        Some(raw) if http::is_canonical_ulid(&raw) => Some(raw),
+        Some(_) => return Err(ApiError::invalid_request("trigger_id must be a trigger's id (a ULID)")),
     };
     let scope = format!(
         "executions|{}|{}|{}|{}",

@@ -135,10 +135,13 @@ pub fn path_param(req: &Request, name: &str) -> Option<String> {
 /// anything else, which cannot name a stored item and so answers like a missing one.
 pub fn ulid_param(req: &Request, name: &str) -> Result<String, String> {
     let raw = path_param(req, name).unwrap_or_default();
-    match ulid::Ulid::from_string(&raw) {
-        Ok(parsed) if parsed.to_string() == raw => Ok(raw),
-        _ => Err(raw),
-    }
+    if is_canonical_ulid(&raw) { Ok(raw) } else { Err(raw) }
+}
+
+/// Whether `raw` is a ULID as this API writes them (26 characters, upper case): any other
+/// spelling names nothing that exists.
+pub fn is_canonical_ulid(raw: &str) -> bool {
+    ulid::Ulid::from_string(raw).is_ok_and(|parsed| parsed.to_string() == raw)
 }
 
 pub fn query_param(req: &Request, name: &str) -> Option<String> {

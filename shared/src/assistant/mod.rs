@@ -78,7 +78,7 @@ impl AssistantSession {
             .unwrap_or_default()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
         AssistantSession {
-            session_id: ulid::Ulid::new().to_string(),
+            session_id: crate::model::new_id(),
             credential: credential.to_string(),
             model: model.to_string(),
             workflow_id: None,
