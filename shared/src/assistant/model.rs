@@ -16,7 +16,7 @@ use crate::engine::NodeFailure;
 use crate::model::{StepErrorCode, TokenUsage};
 use crate::nodes::NodeRuntime;
 use crate::nodes::llm_chat::{
-    ANTHROPIC_BASE_URL, ANTHROPIC_VERSION, OPENAI_BASE_URL, endpoint, parse_json_reply, provider_error, usage_of,
+    anthropic_target, openai_target, parse_json_reply, provider_error, provider_words, status_failure, usage_of,
 };
 use crate::nodes::outbound::{OutboundBody, OutboundRequest, send};
 use crate::secrets::ProviderCredential;
@@ -67,8 +67,8 @@ pub fn request(
                     "name": PROPOSE_TOOL, "description": description, "parameters": propose_tool_schema() } }],
                 "tool_choice": { "type": "function", "function": { "name": PROPOSE_TOOL } },
             });
-            let url = endpoint(credential.base_url.as_deref().unwrap_or(OPENAI_BASE_URL), "chat/completions")?;
-            (url, vec![("authorization".to_string(), format!("Bearer {}", credential.api_key))], body)
+            let (url, headers) = openai_target(credential)?;
+            (url, headers, body)
         }
         "anthropic" => {
             let body = json!({
@@ -79,11 +79,7 @@ pub fn request(
                 "tools": [{ "name": PROPOSE_TOOL, "description": description, "input_schema": propose_tool_schema() }],
                 "tool_choice": { "type": "tool", "name": PROPOSE_TOOL },
             });
-            let url = endpoint(credential.base_url.as_deref().unwrap_or(ANTHROPIC_BASE_URL), "v1/messages")?;
-            let headers = vec![
-                ("x-api-key".to_string(), credential.api_key.clone()),
-                ("anthropic-version".to_string(), ANTHROPIC_VERSION.to_string()),
-            ];
+            let (url, headers) = anthropic_target(credential)?;
             (url, headers, body)
         }
         other => {
@@ -113,20 +109,15 @@ pub async fn call(
     let response = send(runtime, tenant_id, request).await?;
     let reply = response.json().unwrap_or(Value::Null);
     let usage = usage_of(anthropic, &reply);
-    let detail =
-        |text: &str| text.replace(credential.api_key.as_str(), "<redacted>").chars().take(300).collect::<String>();
     let billed = |failure: NodeFailure| NodeFailure {
         billed: (usage != TokenUsage::default())
             .then(|| Box::new(crate::engine::Billed { usage, cost_usd: None, model: String::new() })),
         ..failure
     };
-    if let Some(mut failure) = response.status_failure(StepErrorCode::LlmStatus) {
-        if let Some(said) = reply.pointer("/error/message").and_then(Value::as_str) {
-            failure.message = format!("{}: {}", failure.message, detail(said));
-        }
+    if let Some(failure) = status_failure(&response, &reply, &credential.api_key) {
         return Err(billed(failure));
     }
-    if let Some(failure) = provider_error(&reply, &response.host, detail) {
+    if let Some(failure) = provider_error(&reply, &response.host, |text| provider_words(text, &credential.api_key)) {
         return Err(billed(failure));
     }
     let (text, tool_input) = if anthropic { anthropic_parts(&reply) } else { openai_parts(&reply) };

@@ -7,7 +7,7 @@ use crate::engine::{Billed, NodeCall, NodeFailure, NodeOutput, with_sent_input};
 use crate::model::StepErrorCode;
 use crate::model::TokenUsage;
 use crate::nodes::NodeRuntime;
-use crate::nodes::outbound::{ChunkObserver, OutboundBody, OutboundRequest, send_observed};
+use crate::nodes::outbound::{ChunkObserver, OutboundBody, OutboundRequest, OutboundResponse, send_observed};
 use crate::nodes::sse::SseParser;
 use crate::secrets::ProviderCredential;
 use crate::template::{off_executor, render_value};
@@ -15,9 +15,9 @@ use serde_json::{Value, json};
 
 pub struct LlmChat;
 
-pub(crate) const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
-pub(crate) const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
-pub(crate) const ANTHROPIC_VERSION: &str = "2023-06-01";
+const OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
+const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+const ANTHROPIC_VERSION: &str = "2023-06-01";
 /// Anthropic requires max_tokens; used when the node does not set it.
 const ANTHROPIC_DEFAULT_MAX_TOKENS: u64 = 1024;
 
@@ -140,14 +140,8 @@ impl NodeRun for LlmChat {
             // Every token a provider reports is counted, whatever the outcome.
             let billed =
                 |failure: NodeFailure| NodeFailure { billed: (usage != TokenUsage::default()).then(bill), ..failure };
-            // The provider's own words, bounded; providers sometimes echo the key they were given.
-            let detail = |text: &str| {
-                text.replace(credential.api_key.as_str(), "<redacted>").chars().take(300).collect::<String>()
-            };
-            if let Some(mut failure) = response.status_failure(StepErrorCode::LlmStatus) {
-                if let Some(said) = reply.pointer("/error/message").and_then(Value::as_str) {
-                    failure.message = format!("{}: {}", failure.message, detail(said));
-                }
+            let detail = |text: &str| provider_words(text, &credential.api_key);
+            if let Some(failure) = status_failure(&response, &reply, &credential.api_key) {
                 return Err(billed(failure));
             }
             let read = if anthropic { Answer::from_anthropic(&reply) } else { Answer::from_openai(&reply) };
@@ -247,8 +241,7 @@ impl Chat {
             body["stream"] = json!(true);
             body["stream_options"] = json!({ "include_usage": true });
         }
-        let url = endpoint(credential.base_url.as_deref().unwrap_or(OPENAI_BASE_URL), "chat/completions")?;
-        let headers = vec![("authorization".to_string(), format!("Bearer {}", credential.api_key))];
+        let (url, headers) = openai_target(credential)?;
         let request = OutboundRequest {
             method: reqwest::Method::POST,
             url,
@@ -287,11 +280,7 @@ impl Chat {
         if self.stream {
             body["stream"] = json!(true);
         }
-        let url = endpoint(credential.base_url.as_deref().unwrap_or(ANTHROPIC_BASE_URL), "v1/messages")?;
-        let headers = vec![
-            ("x-api-key".to_string(), credential.api_key.clone()),
-            ("anthropic-version".to_string(), ANTHROPIC_VERSION.to_string()),
-        ];
+        let (url, headers) = anthropic_target(credential)?;
         let request = OutboundRequest {
             method: reqwest::Method::POST,
             url,
@@ -303,7 +292,43 @@ impl Chat {
     }
 }
 
-pub(crate) fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, NodeFailure> {
+/// Where a request goes and the headers that authenticate it.
+pub(crate) type Target = (reqwest::Url, Vec<(String, String)>);
+
+/// OpenAI Chat Completions on the credential's `base_url` (default OpenAI's), with its key as
+/// a bearer token.
+pub(crate) fn openai_target(credential: &ProviderCredential) -> Result<Target, NodeFailure> {
+    let url = endpoint(credential.base_url.as_deref().unwrap_or(OPENAI_BASE_URL), "chat/completions")?;
+    Ok((url, vec![("authorization".to_string(), format!("Bearer {}", credential.api_key))]))
+}
+
+/// Anthropic Messages on the credential's `base_url` (default Anthropic's), with `x-api-key`
+/// and the API version this code speaks.
+pub(crate) fn anthropic_target(credential: &ProviderCredential) -> Result<Target, NodeFailure> {
+    let url = endpoint(credential.base_url.as_deref().unwrap_or(ANTHROPIC_BASE_URL), "v1/messages")?;
+    let headers = vec![
+        ("x-api-key".to_string(), credential.api_key.clone()),
+        ("anthropic-version".to_string(), ANTHROPIC_VERSION.to_string()),
+    ];
+    Ok((url, headers))
+}
+
+/// The provider's own words, bounded to 300 characters; providers sometimes echo the key they
+/// were given, so it is redacted.
+pub(crate) fn provider_words(text: &str, api_key: &str) -> String {
+    text.replace(api_key, "<redacted>").chars().take(300).collect()
+}
+
+/// A reply with an error status as its failure, the provider's `error.message` appended.
+pub(crate) fn status_failure(response: &OutboundResponse, reply: &Value, api_key: &str) -> Option<NodeFailure> {
+    let mut failure = response.status_failure(StepErrorCode::LlmStatus)?;
+    if let Some(said) = reply.pointer("/error/message").and_then(Value::as_str) {
+        failure.message = format!("{}: {}", failure.message, provider_words(said, api_key));
+    }
+    Some(failure)
+}
+
+fn endpoint(base_url: &str, path: &str) -> Result<reqwest::Url, NodeFailure> {
     format!("{}/{path}", base_url.trim_end_matches('/')).parse().map_err(|_| {
         NodeFailure::permanent(StepErrorCode::CredentialInvalid, "the credential's base_url is not a valid URL")
     })
