@@ -124,10 +124,11 @@ fn add_model_calls(config: &Config, sdk_config: &aws_config::SdkConfig, app: App
     app.with_store(store).with_models(Arc::new(runtime))
 }
 
-/// What model and HTTP calls run with, from configuration: one per warm instance.
-fn node_runtime(
+/// What model and HTTP calls run with, from configuration: one per warm instance (the worker,
+/// the assistant's messages, and tests' apps).
+pub fn node_runtime(
     config: &Config,
-    secrets: Arc<SecretsManagerStore>,
+    secrets: Arc<dyn crate::store::SecretStore>,
     store: Arc<dyn crate::store::Store>,
 ) -> crate::nodes::NodeRuntime {
     crate::nodes::NodeRuntime {

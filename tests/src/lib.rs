@@ -111,14 +111,7 @@ impl TestApp {
         // Model calls as the assistant's function makes them, to stubs on loopback.
         let models = nodeai::nodes::NodeRuntime {
             allowed_private_hosts: vec!["127.0.0.1".into()],
-            credentials: Some(Arc::new(nodeai::secrets::CredentialResolver::new(
-                secrets.clone(),
-                &config.stage,
-                config.credential_cache_ttl,
-            ))),
-            prices: Arc::new(nodeai::nodes::prices::PriceTable::with_configured(config.model_prices.clone())),
-            budgets: Some(store.clone() as Arc<dyn nodeai::store::Store>),
-            ..Default::default()
+            ..nodeai::wiring::node_runtime(&config, secrets.clone(), store.clone())
         };
         let app = App::new(config)
             .with_store(store.clone())
