@@ -206,32 +206,41 @@ pub fn row_key(row: &UsageRow) -> String {
     }
 }
 
+/// A counter row's identity: (tenant, group, day, name).
+type RowKey = (String, UsageGroup, String, Option<String>);
+
+/// The rows one finish adds to (its day, its workflow's day, each model's day), with what it adds.
+fn rows_of(finish: &FinishedExecution) -> Vec<(RowKey, UsageCounters)> {
+    let day = finish.finished_at.get(..10).unwrap_or("1970-01-01").to_string();
+    let models = finish.spent.models.values();
+    let model_total = models.fold(UsageCounters::default(), |sum, m| sum.plus(&model_counters(m)));
+    let status = |s: ExecutionStatus| u64::from(finish.status == s);
+    let execution = UsageCounters {
+        executions_succeeded: status(ExecutionStatus::Succeeded),
+        executions_failed: status(ExecutionStatus::Failed),
+        executions_cancelled: status(ExecutionStatus::Cancelled),
+        executions_timed_out: status(ExecutionStatus::TimedOut),
+        node_runs: finish.spent.node_runs,
+        aws_cost_nano_usd: AWS_COST_PER_EXECUTION_NANO_USD,
+        ..model_total
+    };
+    let key = |group, name: Option<String>| (finish.tenant_id.clone(), group, day.clone(), name);
+    let mut rows = vec![
+        (key(UsageGroup::Day, None), execution),
+        (key(UsageGroup::Workflow, Some(finish.workflow_id.clone())), execution),
+    ];
+    for (model, used) in &finish.spent.models {
+        rows.push((key(UsageGroup::Model, Some(model.clone())), model_counters(used)));
+    }
+    rows
+}
+
 /// The counter rows a batch of finishes adds up to, sorted by (tenant, group, day, name).
 pub fn aggregate(finishes: &[FinishedExecution]) -> Vec<UsageRow> {
-    let mut rows: BTreeMap<(String, UsageGroup, String, Option<String>), UsageCounters> = BTreeMap::new();
-    for finish in finishes {
-        let day = finish.finished_at.get(..10).unwrap_or("1970-01-01").to_string();
-        let models = finish.spent.models.values();
-        let model_total = models.fold(UsageCounters::default(), |sum, m| sum.plus(&model_counters(m)));
-        let status = |s: ExecutionStatus| u64::from(finish.status == s);
-        let execution = UsageCounters {
-            executions_succeeded: status(ExecutionStatus::Succeeded),
-            executions_failed: status(ExecutionStatus::Failed),
-            executions_cancelled: status(ExecutionStatus::Cancelled),
-            executions_timed_out: status(ExecutionStatus::TimedOut),
-            node_runs: finish.spent.node_runs,
-            aws_cost_nano_usd: AWS_COST_PER_EXECUTION_NANO_USD,
-            ..model_total
-        };
-        let mut add = |group, name: Option<String>, counters: UsageCounters| {
-            let row = rows.entry((finish.tenant_id.clone(), group, day.clone(), name)).or_default();
-            *row = row.plus(&counters);
-        };
-        add(UsageGroup::Day, None, execution);
-        add(UsageGroup::Workflow, Some(finish.workflow_id.clone()), execution);
-        for (model, used) in &finish.spent.models {
-            add(UsageGroup::Model, Some(model.clone()), model_counters(used));
-        }
+    let mut rows: BTreeMap<RowKey, UsageCounters> = BTreeMap::new();
+    for (key, counters) in finishes.iter().flat_map(rows_of) {
+        let row = rows.entry(key).or_default();
+        *row = row.plus(&counters);
     }
     rows.into_iter()
         .map(|((tenant_id, group, day, name), counters)| UsageRow { tenant_id, day, group, name, counters })
@@ -271,15 +280,21 @@ pub async fn count_finishes(store: &dyn UsageStore, finishes: &[FinishedExecutio
     Ok(counted)
 }
 
-/// Consecutive finishes whose markers and rows fit one transaction.
+/// Consecutive finishes whose markers and rows fit one transaction. The rows a chunk touches
+/// grow as finishes join it, so each finish's rows are looked at once.
 fn chunks(finishes: &[FinishedExecution]) -> Vec<&[FinishedExecution]> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < finishes.len() {
+        let mut rows: std::collections::BTreeSet<RowKey> =
+            rows_of(&finishes[start]).into_iter().map(|(k, _)| k).collect();
         let mut end = start + 1;
-        while end < finishes.len()
-            && (end + 1 - start) + aggregate(&finishes[start..=end]).len() <= MAX_TRANSACTION_ITEMS
-        {
+        while end < finishes.len() {
+            // A finish that does not fit ends the chunk: the rows it added are not used again.
+            rows.extend(rows_of(&finishes[end]).into_iter().map(|(k, _)| k));
+            if (end + 1 - start) + rows.len() > MAX_TRANSACTION_ITEMS {
+                break;
+            }
             end += 1;
         }
         out.push(&finishes[start..end]);
